@@ -1,0 +1,1 @@
+"""Joint and camera calibration for robots (reads and writes calibration files)."""

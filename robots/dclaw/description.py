@@ -1,0 +1,33 @@
+"""The D'Claw as every part of the toolkit sees it (facts from ../shared/specs/dclaw.md).
+
+Three fingers (FF, MF, TH) of three joints each, ordered finger by finger, base to tip. Motor IDs
+equal the numbers in the joint names. Angles in radians, velocities in rad/s.
+"""
+
+from __future__ import annotations
+
+import math
+
+from slac_runtime.robot import RobotDescription
+
+JOINT_NAMES = ("FF10", "FF11", "FF12", "MF20", "MF21", "MF22", "TH30", "TH31", "TH32")
+MOTOR_IDS = (10, 11, 12, 20, 21, 22, 30, 31, 32)
+
+TOP_RANGE = (-0.48, 0.48)  # joint 0: abduction (rad)
+MIDDLE_RANGE = (-math.pi / 3, math.pi / 3)  # joint 1: flexion (rad)
+BOTTOM_RANGE = (-math.pi / 2, math.pi / 2)  # joint 2: flexion (rad)
+JOINT_RANGES = (TOP_RANGE, MIDDLE_RANGE, BOTTOM_RANGE) * 3
+
+VELOCITY_LIMIT = 2 * math.pi / 3  # rad/s per joint
+RESET_POSE = (0.0, -math.pi / 3, math.pi / 3) * 3  # rad, the Turn/Screw reset pose
+
+CONTROL_PERIOD_S = 0.05  # environment control period of every D'Claw task (20 Hz)
+
+DCLAW = RobotDescription(
+    name="dclaw",
+    joint_names=JOINT_NAMES,
+    motor_ids=MOTOR_IDS,
+    joint_ranges=JOINT_RANGES,
+    velocity_limit=VELOCITY_LIMIT,
+    reset_pose=RESET_POSE,
+)

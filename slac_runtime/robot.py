@@ -1,0 +1,171 @@
+"""The robot interface the runtime drives (DESIGN.md §5), and the registry that finds robots by name.
+
+A robot package declares an entry point in the ``slac.robots`` group that points at a
+:class:`RobotEntry`; the runtime never imports a robot package directly.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+
+ROBOT_ENTRY_POINT_GROUP = "slac.robots"
+
+
+@dataclass(frozen=True)
+class RobotDescription:
+    """What every part of the toolkit needs to know about a robot's joints (units: radians, s)."""
+
+    name: str
+    joint_names: tuple[str, ...]
+    motor_ids: tuple[int, ...]
+    joint_ranges: tuple[tuple[float, float], ...]  # control range per joint, (low, high) rad
+    velocity_limit: float  # rad/s, per joint
+    reset_pose: tuple[float, ...]  # rad
+
+    def __post_init__(self) -> None:
+        n = len(self.joint_names)
+        if not (len(self.motor_ids) == len(self.joint_ranges) == len(self.reset_pose) == n):
+            raise ValueError(f"robot {self.name!r}: joint names, IDs, ranges and reset pose differ in length")
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def low(self) -> np.ndarray:
+        return np.array([r[0] for r in self.joint_ranges], dtype=np.float64)
+
+    @property
+    def high(self) -> np.ndarray:
+        return np.array([r[1] for r in self.joint_ranges], dtype=np.float64)
+
+    def action_to_joint_goal(
+        self, action: np.ndarray, current_goal: np.ndarray, period_s: float
+    ) -> np.ndarray:
+        """Map a policy action in [-1, 1] onto joint goals, exactly as simulation does.
+
+        Linear map onto the joint control ranges, clip to the ranges, then limit the change from
+        ``current_goal`` to ``velocity_limit * period_s`` per step.
+        """
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (self.num_joints,):
+            raise ValueError(f"{self.name}: expected {self.num_joints} action values, got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"{self.name}: action contains NaN or inf: {action}")
+        low, high = self.low, self.high
+        target = low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+        target = np.clip(target, low, high)
+        max_step = self.velocity_limit * period_s
+        current_goal = np.asarray(current_goal, dtype=np.float64)
+        return current_goal + np.clip(target - current_goal, -max_step, max_step)
+
+
+@dataclass
+class RobotState:
+    """One reading of the robot's joints (rad, rad/s, A) with its monotonic timestamp (s)."""
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    currents: np.ndarray
+    timestamp: float = field(default_factory=time.monotonic)
+
+
+class Robot(abc.ABC):
+    """A robot the runtime can drive. Use it as a context manager::
+
+        with entry.make_driver(port="/dev/ttyUSB0") as robot:
+            state = robot.read_state()
+            sent = robot.command(goal)
+
+    On leaving the block -- normally, on an exception or on Ctrl-C -- the robot is relaxed
+    (torque off) or left holding its position, as ``on_exit`` says, and disconnected.
+    """
+
+    description: RobotDescription
+    on_exit: str = "relax"  # "relax" (torque off) or "hold"
+
+    @abc.abstractmethod
+    def connect(self) -> None: ...
+
+    @abc.abstractmethod
+    def read_state(self) -> RobotState: ...
+
+    @abc.abstractmethod
+    def command(self, goal_positions: np.ndarray) -> np.ndarray:
+        """Send joint goals (rad); return what was actually sent after safety clipping."""
+
+    @abc.abstractmethod
+    def hold(self) -> None:
+        """Keep torque on and hold the current position."""
+
+    @abc.abstractmethod
+    def relax(self) -> None:
+        """Torque off."""
+
+    @abc.abstractmethod
+    def disconnect(self) -> None: ...
+
+    def __enter__(self) -> Robot:
+        self.connect()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self.on_exit == "hold":
+                self.hold()
+            else:
+                self.relax()
+        finally:
+            self.disconnect()
+
+
+def _load_object(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split(".") if attr else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class RobotEntry:
+    """What a robot package registers: its description and where its driver and virtual robot live.
+
+    ``driver`` and ``virtual`` are ``"module:attribute"`` paths, loaded only when asked for, so that
+    looking a robot up never imports simulation code.
+    """
+
+    description: RobotDescription
+    driver: str
+    virtual: str | None = None
+
+    def make_driver(self, **kwargs: Any) -> Robot:
+        return _load_object(self.driver)(**kwargs)
+
+    def load_virtual(self) -> Any:
+        if self.virtual is None:
+            raise RuntimeError(f"robot {self.description.name!r} has no virtual robot")
+        return _load_object(self.virtual)
+
+
+def list_robots() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ROBOT_ENTRY_POINT_GROUP))
+
+
+def find_robot(name: str) -> RobotEntry:
+    """Find a robot by name in the ``slac.robots`` entry-point group."""
+    matches = [ep for ep in entry_points(group=ROBOT_ENTRY_POINT_GROUP) if ep.name == name]
+    if not matches:
+        known = ", ".join(list_robots()) or "none (is the package installed with `pip install -e .`?)"
+        raise KeyError(f"unknown robot {name!r}; registered robots: {known}")
+    entry = matches[0].load()
+    if not isinstance(entry, RobotEntry):
+        raise TypeError(f"entry point {name!r} does not point at a RobotEntry (got {type(entry).__name__})")
+    return entry

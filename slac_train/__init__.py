@@ -1,0 +1,1 @@
+"""SLAC training in simulation: environments, learner, trainer, ONNX export."""

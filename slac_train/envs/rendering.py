@@ -1,0 +1,81 @@
+"""Offscreen MuJoCo rendering: choosing the GL backend and rendering small RGB frames fast.
+
+The backend is chosen when an environment is built (never at import): ``MUJOCO_GL`` is respected
+when set; otherwise EGL is tried, then OSMesa, each in a throw-away subprocess (MuJoCo fixes its
+backend when first imported, so a failed try cannot be undone in-process).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+_PROBE = "import mujoco; c = mujoco.GLContext(64, 64); c.make_current(); c.free()"
+_BACKENDS = ("egl", "osmesa")
+_INSTALL_HINT = (
+    "no working OpenGL backend for offscreen MuJoCo rendering. Install EGL "
+    "(Debian/Ubuntu: `apt-get install libegl1 libgl1`) or OSMesa (`apt-get install libosmesa6`), "
+    "or set MUJOCO_GL to a backend that works on this machine"
+)
+
+
+def select_gl_backend() -> str:
+    """Make sure ``MUJOCO_GL`` names a working backend before mujoco is imported; return it."""
+    chosen = os.environ.get("MUJOCO_GL")
+    if chosen:
+        return chosen
+    if "mujoco" in sys.modules:
+        # Already imported without MUJOCO_GL: MuJoCo picked its own default; nothing to change.
+        return "default"
+    for backend in _BACKENDS:
+        env = dict(os.environ, MUJOCO_GL=backend, PYOPENGL_PLATFORM=backend)
+        try:
+            probe = subprocess.run(
+                [sys.executable, "-c", _PROBE], env=env, capture_output=True, timeout=60
+            )
+        except subprocess.TimeoutExpired:
+            continue
+        if probe.returncode == 0:
+            os.environ["MUJOCO_GL"] = backend
+            os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+            return backend
+    raise RuntimeError(_INSTALL_HINT)
+
+
+class FrameRenderer:
+    """Renders ``uint8[size, size, 3]`` RGB frames of one camera of a MuJoCo model.
+
+    ``fast=True`` turns off shadows, reflections and multisampling, which costs a 64x64 render
+    3-6 ms instead of 11-40 ms on a CPU-only machine; it is a logged environment option.
+    """
+
+    def __init__(self, model, data, camera: int | str = -1, size: int = 64, fast: bool = True):
+        select_gl_backend()
+        import mujoco
+
+        self._mujoco = mujoco
+        self.model = model
+        self.data = data
+        self.camera = camera
+        self.size = size
+        self.fast = fast
+        if fast:
+            model.vis.quality.offsamples = 0
+        self._renderer = mujoco.Renderer(model, height=size, width=size)
+        if fast:
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 1
+        self.scene_option = mujoco.MjvOption()
+
+    def render(self):
+        self._renderer.update_scene(self.data, camera=self.camera, scene_option=self.scene_option)
+        if self.fast:
+            flags = self._renderer.scene.flags
+            flags[self._mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            flags[self._mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        return self._renderer.render().copy()
+
+    def close(self) -> None:
+        self._renderer.close()
