@@ -1,7 +1,8 @@
 """Running an exported SLAC policy with onnxruntime, one new frame per policy step.
 
 The exported graph (see :mod:`slac_runtime.policy_metadata`) encodes the ``N`` newest frames and
-concatenates their features with cached features of older frames before the actor runs. At the
+appends their features to the newest ``history - N`` rows of the previous call's features before
+the actor runs. At the
 start of an episode the policy is fed the first frame ``history`` times (N = history: the padding
 rule of :mod:`slac_runtime.history`); after that each step encodes only the new frame (N = 1,
 the streaming form) and reuses the cached features of the previous seven.
@@ -127,7 +128,7 @@ class OnnxPolicy:
         first_frame = self._check_frame(first_frame)
         self.frame_history.reset(first_frame)
         frames = self.frame_history.items  # the first frame, repeated (full form, N = history)
-        cached = np.zeros((0, m.feature_dim), dtype=np.float32)
+        cached = np.zeros((m.history_length, m.feature_dim), dtype=np.float32)  # unused when N = history
         out, features = self._run(frames, cached, self.frame_history.actions, deterministic, noise)
         self.feature_history.reset(features[-1])
         return out
@@ -137,7 +138,7 @@ class OnnxPolicy:
         """Add the newest frame and the action that led to it; return the next action."""
         frame = self._check_frame(frame)
         previous_action = np.asarray(previous_action, dtype=np.float32).reshape(-1)
-        cached = self.feature_history.items[1:]  # features of the 7 frames before this one
+        cached = self.feature_history.items  # the graph keeps the newest 7 rows
         self.frame_history.append(previous_action, frame)
         out, features = self._run(frame[None], cached, self.frame_history.actions, deterministic, noise)
         self.feature_history.append(previous_action, features[-1])
@@ -147,7 +148,7 @@ class OnnxPolicy:
                  noise: np.ndarray | None = None) -> PolicyOutput:
         """Re-encode a whole history (the full form): ``frames[history, H, W, 3]``, ``actions[history-1, A]``."""
         m = self.metadata
-        cached = np.zeros((0, m.feature_dim), dtype=np.float32)
+        cached = np.zeros((m.history_length, m.feature_dim), dtype=np.float32)
         out, _ = self._run(np.asarray(frames, np.uint8), cached, np.asarray(actions, np.float32),
                            deterministic, noise)
         return out

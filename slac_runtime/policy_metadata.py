@@ -15,7 +15,8 @@ SCHEMA_VERSION = 1
 
 # The graph's tensor names (the runtime and the exporter agree on these).
 INPUT_FRAMES = "frames"  # uint8 [1, N, H, W, 3] RGB, the N newest frames, oldest first (1 <= N <= history)
-INPUT_CACHED_FEATURES = "cached_features"  # float32 [1, history - N, F], features of older frames
+INPUT_CACHED_FEATURES = "cached_features"  # float32 [1, history, F]: the previous call's `features`;
+#   the graph keeps its newest history - N rows (zeros are fine when N = history)
 INPUT_PREV_ACTIONS = "prev_actions"  # float32 [1, history - 1, A], oldest first
 OUTPUT_ACTION = "action"  # float32 [1, A], deterministic action tanh(mean)
 OUTPUT_MEAN = "mean"  # float32 [1, A], pre-tanh mean
