@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import abc
 import importlib
+import os
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -145,6 +148,18 @@ class RobotEntry:
     description: RobotDescription
     driver: str
     virtual: str | None = None
+    policy: str | None = None  # "package:relative/path.onnx" of a policy shipped with the robot
+
+    def default_policy(self) -> Path | None:
+        """The shipped policy file, if the robot package has one."""
+        if self.policy is None:
+            return None
+        package, _, relative = self.policy.partition(":")
+        path = Path(str(files(package).joinpath(relative)))
+        return path if path.is_file() else None
+
+    def default_calibration_path(self) -> Path:
+        return default_calibration_path(self.description.name)
 
     def make_driver(self, **kwargs: Any) -> Robot:
         return _load_object(self.driver)(**kwargs)
@@ -153,6 +168,15 @@ class RobotEntry:
         if self.virtual is None:
             raise RuntimeError(f"robot {self.description.name!r} has no virtual robot")
         return _load_object(self.virtual)
+
+
+def default_calibration_path(robot: str, kind: str = "joints") -> Path:
+    """Where a robot's calibration lives by default: ``$SLAC_CALIBRATION_DIR`` or
+    ``$XDG_CONFIG_HOME/slac`` (``~/.config/slac``), file ``<robot>-<kind>.json``."""
+    base = os.environ.get("SLAC_CALIBRATION_DIR")
+    if not base:
+        base = os.path.join(os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "slac")
+    return Path(base) / f"{robot}-{kind}.json"
 
 
 def list_robots() -> list[str]:
