@@ -149,6 +149,7 @@ class RobotEntry:
     driver: str
     virtual: str | None = None
     policy: str | None = None  # "package:relative/path.onnx" of a policy shipped with the robot
+    sim_replay: str | None = None  # "module:function(log, video_path) -> dict" (simulation; heavy imports)
 
     def default_policy(self) -> Path | None:
         """The shipped policy file, if the robot package has one."""
@@ -163,6 +164,11 @@ class RobotEntry:
 
     def make_driver(self, **kwargs: Any) -> Robot:
         return _load_object(self.driver)(**kwargs)
+
+    def load_sim_replay(self) -> Any:
+        if self.sim_replay is None:
+            raise RuntimeError(f"robot {self.description.name!r} has no simulation replay")
+        return _load_object(self.sim_replay)
 
     def load_virtual(self) -> Any:
         if self.virtual is None:
