@@ -1,0 +1,143 @@
+"""``slac-export``: a run's encoder + actor as one self-describing ONNX policy.
+
+    slac-export runs/dclaw-turn-20261122-s0                 # -> runs/.../policy.onnx
+    slac-export runs/.../checkpoints/ckpt-100000.pt -o turn.onnx
+    slac-export --inspect turn.onnx                          # metadata and signature as a table
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from slac_runtime import __version__
+from slac_runtime.policy_metadata import PolicyMetadata
+
+
+class ExportError(RuntimeError):
+    """A problem the user can fix; printed as one line."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def policy_metadata(checkpoint: dict[str, Any], checkpoint_path: Path) -> PolicyMetadata:
+    """The policy's metadata from a loaded checkpoint (task, robot, rates, provenance)."""
+    from slac_runtime.robot import find_robot
+    from slac_train.config import TrainConfig
+    from slac_train.envs import get_task_spec, make_env
+
+    config = TrainConfig.from_dict(checkpoint["config"])
+    spec = get_task_spec(config.task)
+    env = make_env(config.task, seed=0, action_repeat=config.action_repeat, image_size=config.image_size)
+    try:
+        control_period_s, action_repeat = env.control_period_s, env.action_repeat
+        action_dim = int(env.action_space.shape[0])
+    finally:
+        env.close()
+    robot = getattr(spec, "robot", None)
+    description = find_robot(robot).description if robot else None
+    counters = checkpoint.get("counters", {})
+    return PolicyMetadata(
+        task=config.task,
+        robot=robot,
+        image_height=config.image_size,
+        image_width=config.image_size,
+        channel_order="RGB",
+        history_length=8,
+        action_dim=action_dim,
+        feature_dim=config.feature_dim,
+        joint_names=description.joint_names if description else (),
+        joint_ranges=description.joint_ranges if description else (),
+        velocity_limit=description.velocity_limit if description else None,
+        control_period_s=float(control_period_s),
+        action_repeat=int(action_repeat),
+        training_agent_steps=int(counters.get("agent_steps", 0)),
+        training_env_steps=int(counters.get("env_steps", 0)),
+        checkpoint_sha256=_sha256(checkpoint_path),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        package_version=__version__,
+    )
+
+
+def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Path, PolicyMetadata]:
+    """Export the newest checkpoint of a run directory (or a checkpoint file) to ONNX."""
+    from slac_train.checkpoint import latest_checkpoint, load_agent
+    from slac_train.export import export_onnx
+
+    source = Path(source)
+    if not source.exists():
+        raise ExportError(f"{source} does not exist: pass a run directory (runs/…) or a checkpoint file")
+    try:
+        checkpoint_path = latest_checkpoint(source)
+    except FileNotFoundError as e:
+        raise ExportError(str(e)) from None
+    try:
+        agent, state = load_agent(checkpoint_path, device="cpu")
+    except KeyError as e:
+        raise ExportError(f"{checkpoint_path} lacks {e} (is it a slac-train checkpoint with its config?)") from None
+    except Exception as e:  # torch.load raises many types for corrupt files
+        raise ExportError(f"{checkpoint_path} could not be read as a slac-train checkpoint: {e}") from None
+    metadata = policy_metadata(state, checkpoint_path)
+    if output is None:
+        run_dir = source if source.is_dir() else checkpoint_path.parent.parent
+        output = run_dir / "policy.onnx"
+    output = Path(output)
+    try:
+        export_onnx(agent.encoder, agent.actor, metadata, output)
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        raise ExportError(f"cannot write {output}: {e}") from None
+    return output, metadata
+
+
+def inspect(path: str | Path) -> str:
+    """The policy's metadata and input/output signature, as a table."""
+    from slac_runtime.policy import load_session
+
+    session, metadata = load_session(path)
+    rows = [(k, str(v)) for k, v in asdict(metadata).items()]
+    rows.append(("", ""))
+    for kind, items in (("input", session.get_inputs()), ("output", session.get_outputs())):
+        for item in items:
+            rows.append((f"{kind} {item.name}", f"{item.type} {item.shape}"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slac-export", description=__doc__.splitlines()[0])
+    parser.add_argument("source", nargs="?", help="run directory or checkpoint file")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="ONNX file (default RUN_DIR/policy.onnx)")
+    parser.add_argument("--inspect", type=Path, default=None, metavar="POLICY", help="show a policy's metadata")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    args = parser.parse_args(argv)
+    logging.getLogger("torch").setLevel(logging.ERROR)
+    try:
+        if args.inspect is not None:
+            print(inspect(args.inspect))
+            return 0
+        if not args.source:
+            parser.error("give a run directory or checkpoint to export, or --inspect POLICY")
+        path, metadata = export_run(args.source, args.output)
+        print(f"exported {metadata.task} policy ({metadata.training_env_steps} env steps) to {path}")
+        return 0
+    except Exception as e:
+        if args.traceback:
+            raise
+        print(f"slac-export: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
