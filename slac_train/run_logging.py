@@ -1,0 +1,96 @@
+"""What a run leaves for a person to look at: metrics.jsonl, eval.csv, TensorBoard events and the
+learning-curve PNG (videos: :mod:`slac_train.rollout_media`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVAL_CSV_FIELDS = (
+    "env_step", "agent_step", "wall_time_s", "return_mean", "return_std",
+    "deterministic_return_mean", "deterministic_return_std", "success_rate",
+    "deterministic_success_rate", "episodes",
+)
+
+
+class RunLogger:
+    """Appends metrics to ``metrics.jsonl`` (one JSON object per line, with a ``kind``), evaluation
+    rows to ``eval.csv``, and scalars to TensorBoard under ``tensorboard/``."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.eval_csv_path = self.run_dir / "eval.csv"
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge_step)
+
+    def log(self, kind: str, step: int, values: Mapping[str, Any], tb_step: int | None = None, **extra: Any) -> None:
+        """One line in metrics.jsonl; numeric values also go to TensorBoard at ``tb_step`` (default:
+        ``step``, the simulator step count)."""
+        record = {"kind": kind, "env_step": int(step), **extra, **values}
+        step = step if tb_step is None else tb_step
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+        if self._writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    tag = key if "/" in key else f"{kind}/{key}"
+                    self._writer.add_scalar(tag, value, int(step))
+
+    def log_eval_row(self, row: Mapping[str, Any]) -> None:
+        new = not self.eval_csv_path.exists()
+        with open(self.eval_csv_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=EVAL_CSV_FIELDS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in EVAL_CSV_FIELDS})
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """Evaluation return (mean +- std, stochastic and deterministic) against simulator steps."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    steps = np.array([h["env_step"] for h in history], dtype=float)
+    for key, label in (("return", "stochastic policy"), ("deterministic_return", "deterministic tanh(mean)")):
+        if history and f"{key}_mean" in history[0]:
+            mean = np.array([h.get(f"{key}_mean", np.nan) for h in history], dtype=float)
+            std = np.array([h.get(f"{key}_std", np.nan) for h in history], dtype=float)
+            ax.plot(steps, mean, marker="o", markersize=3, label=label)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("environment (simulator) steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if any("success_rate" in h for h in history):
+        ax2 = ax.twinx()
+        rate = np.array([h.get("success_rate", np.nan) for h in history], dtype=float)
+        ax2.plot(steps, rate, color="tab:green", linestyle="--", label="success rate")
+        ax2.set_ylim(-0.05, 1.05)
+        ax2.set_ylabel("success rate")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    tmp.replace(path)

@@ -1,0 +1,266 @@
+"""The SLAC agent: latent model, actor, twin critics, temperature; their losses and updates; acting.
+
+One update step (per agent step after pre-training) is :meth:`SlacAgent.update_model` on a batch
+of 32 windows, then :meth:`SlacAgent.update_actor_critic` (critic, actor, alpha, Polyak) on a
+separate batch of 256 windows. A window holds 9 frames x_0..x_8 and 8 actions a_0..a_7.
+
+Both update methods return metrics as a dict of 0-d detached tensors (no device -> host copy per
+step); call :func:`metrics_to_floats` when logging.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slac_runtime.history import ACTOR_FRAMES, History
+from slac_train.config import TrainConfig
+from slac_train.latent_model import LatentModel
+from slac_train.networks import PixelPolicy, TanhGaussianActor, TwinCritic, actor_input, preprocess_frames
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA GPU on this machine")
+    return device
+
+
+@dataclass
+class Batch:
+    """A batch of windows on the agent's device.
+
+    frames uint8[B, 9, H, W, 3]; actions float[B, 8, A] (zero where padding); rewards float[B, 8];
+    action_valid float[B, 8] (0 where the action is start-of-episode padding); terminated
+    float[B, 8] (1 where action t led to a terminal state; truncation is not termination).
+    """
+
+    frames: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    action_valid: torch.Tensor
+    terminated: torch.Tensor
+
+    @classmethod
+    def from_numpy(cls, arrays: Mapping[str, np.ndarray], device: torch.device) -> Batch:
+        cuda = device.type == "cuda"
+
+        def put(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            if cuda:
+                tensor = tensor.pin_memory()
+            return tensor.to(device=device, dtype=dtype, non_blocking=cuda)
+
+        return cls(
+            frames=put(arrays["frames"], torch.uint8),
+            actions=put(arrays["actions"], torch.float32),
+            rewards=put(arrays["rewards"], torch.float32),
+            action_valid=put(arrays["action_valid"], torch.float32),
+            terminated=put(arrays["terminated"], torch.float32),
+        )
+
+    @property
+    def size(self) -> int:
+        return self.frames.shape[0]
+
+    def images(self) -> torch.Tensor:
+        """float[B*9, 3, H, W] in [0, 1], window-major, channels-last."""
+        return preprocess_frames(self.frames.reshape(-1, *self.frames.shape[2:]))
+
+
+def metrics_to_floats(metrics: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    if not metrics:
+        return {}
+    keys = list(metrics)
+    values = torch.stack([metrics[k].detach().float().reshape(()) for k in keys]).cpu().tolist()
+    return dict(zip(keys, values))
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or inf; the message names the loss (and the trainer adds the step)."""
+
+    def __init__(self, names: list[str], step: int | None = None) -> None:
+        self.names = names
+        self.step = step
+        where = f" at update step {step}" if step is not None else ""
+        super().__init__(f"non-finite loss{where}: {', '.join(names)}")
+
+
+def check_finite(metrics: Mapping[str, torch.Tensor], step: int | None = None) -> None:
+    """Raise :class:`NonFiniteLossError` naming every non-finite loss in ``metrics`` (one sync)."""
+    keys = [k for k in metrics if k.endswith("loss")]
+    if not keys:
+        return
+    finite = torch.stack([torch.isfinite(metrics[k]).reshape(()) for k in keys]).cpu().tolist()
+    bad = [k for k, ok in zip(keys, finite) if not ok]
+    if bad:
+        raise NonFiniteLossError(bad, step)
+
+
+class SlacAgent:
+    """Latent model + actor + twin critics (+ targets) + log alpha, with one Adam optimiser each."""
+
+    def __init__(self, config: TrainConfig, action_dim: int, device: torch.device | str = "cpu") -> None:
+        if config.decoder_std is None:
+            raise ValueError("SlacAgent needs a resolved config (TrainConfig.resolved()): decoder_std is unset")
+        self.config = config
+        self.action_dim = action_dim
+        self.device = torch.device(device)
+        c = config
+        self.model = LatentModel(
+            action_dim, c.feature_dim, c.z1_dim, c.z2_dim, c.model_hidden, c.encoder_base_channels, c.decoder_std
+        ).to(self.device)
+        self.model.to(memory_format=torch.channels_last)
+        self.actor_input_dim = ACTOR_FRAMES * c.feature_dim + (ACTOR_FRAMES - 1) * action_dim
+        self.actor = TanhGaussianActor(self.actor_input_dim, action_dim, c.actor_critic_hidden).to(self.device)
+        latent_dim = c.z1_dim + c.z2_dim
+        self.critic = TwinCritic(latent_dim, action_dim, c.actor_critic_hidden).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(float(c.init_log_alpha), device=self.device, requires_grad=True)
+        self.target_entropy = float(c.target_entropy) if c.target_entropy is not None else -float(action_dim)
+
+        self.model_optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr_model)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.lr_alpha)
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def encoder(self):
+        """The pixel encoder (shared by the latent model's posterior and the actor)."""
+        return self.model.encoder
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def policy(self) -> PixelPolicy:
+        """Encoder + actor as one module (what ``act`` runs; what the ONNX export wraps)."""
+        return PixelPolicy(self.encoder, self.actor)
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, history: History | tuple[np.ndarray, np.ndarray], deterministic: bool = False) -> np.ndarray:
+        """One action in [-1, 1] from the last 8 frames and 7 actions.
+
+        ``history`` is a :class:`slac_runtime.history.History` of uint8 frames (length 8) or a tuple
+        ``(frames_uint8[8, H, W, 3], prev_actions[7, A])``.
+        """
+        if isinstance(history, History):
+            frames, prev_actions = history.items, history.actions
+        else:
+            frames, prev_actions = history
+        frames_t = torch.as_tensor(np.asarray(frames, dtype=np.uint8), device=self.device)
+        actions_t = torch.as_tensor(np.asarray(prev_actions, dtype=np.float32), device=self.device)
+        features = self.encoder.features_no_grad(preprocess_frames(frames_t), fast=self.config.fast_encoder)
+        x = actor_input(features[None], actions_t[None])
+        action = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
+        return action[0].cpu().numpy().astype(np.float32)
+
+    # ------------------------------------------------------------------------------------------
+    def update_model(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One Adam step on the negative ELBO of a batch of windows (encoder included)."""
+        self.model.train()
+        loss, metrics = self.model.loss(
+            batch.images(), batch.actions, batch.rewards, batch.action_valid
+        )
+        self.model_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.model_optimizer.step()
+        return metrics
+
+    def update_actor_critic(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Critic, actor and alpha steps on one batch, then the Polyak update of the target critics.
+
+        The latent samples come from the filtering posterior (no gradient: the critic does not
+        train the model); the actor sees detached encoder features, so it never moves the encoder.
+        """
+        c = self.config
+        size = batch.size
+        with torch.no_grad():
+            features = self.encoder.features_no_grad(batch.images(), fast=c.fast_encoder)
+            features = features.reshape(size, -1, features.shape[-1])  # [B, 9, F]
+            z = self.model.sample_posterior(features, batch.actions).z  # [B, 9, Z]
+            z_now, z_next = z[:, -2], z[:, -1]  # z_tau, z_{tau+1}: one joint posterior sample
+            input_now = actor_input(features[:, :-1], batch.actions[:, :-1])  # x_0..7, a_0..6
+            input_next = actor_input(features[:, 1:], batch.actions[:, 1:])  # x_1..8, a_1..7
+            alpha = self.log_alpha.exp()
+
+            # target: r + gamma (1 - terminated) (min Q'(z_{tau+1}, a') - alpha log pi(a' | history))
+            next_action, next_log_prob = self.actor.sample(input_next)
+            target_q1, target_q2 = self.critic_target(z_next, next_action)
+            soft_value = torch.min(target_q1, target_q2) - alpha * next_log_prob
+            target = batch.rewards[:, -1] + c.gamma * (1.0 - batch.terminated[:, -1]) * soft_value
+
+        action = batch.actions[:, -1]
+        q1, q2 = self.critic(z_now, action)
+        critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        # actor: minimise E[alpha log pi(a|h) - min Q(z_tau, a)]; the critic is held fixed.
+        self.critic.requires_grad_(False)
+        new_action, log_prob = self.actor.sample(input_now)
+        new_q1, new_q2 = self.critic(z_now, new_action)
+        actor_loss = (alpha * log_prob - torch.min(new_q1, new_q2)).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        self.critic.requires_grad_(True)
+
+        entropy = -log_prob.detach().mean()
+        alpha_loss = self.log_alpha * (entropy - self.target_entropy)
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._critic_params, c.target_update_tau)
+
+        return {
+            "critic/loss": critic_loss.detach(),
+            "critic/q1": q1.detach().mean(),
+            "critic/target": target.mean(),
+            "actor/loss": actor_loss.detach(),
+            "actor/entropy": entropy,
+            "alpha/loss": alpha_loss.detach(),
+            "alpha/value": alpha,
+        }
+
+    # ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything learned or stateful: networks, target critics, optimisers, log alpha."""
+        return {
+            "model": self.model.state_dict(),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "model_optimizer": self.model_optimizer.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.model.load_state_dict(state["model"])
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"].to(self.device))
+        self.model_optimizer.load_state_dict(state["model_optimizer"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])

@@ -1,0 +1,488 @@
+"""The SLAC training loop: random collection, model pre-training, then one update per agent step.
+
+    collect   uniformly random actions for ``initial_collection_steps`` agent steps (to an episode end)
+    pretrain  ``model_pretrain_steps`` latent-model updates on that data
+    train     act with the stochastic policy; after each agent step, ``updates_per_step`` x
+              (model update on 32 windows + critic/actor/alpha update on 256 windows)
+
+Counters are kept in agent steps and in environment (simulator) steps; budgets and schedules are
+in simulator steps, as the paper's plots are. Checkpoints are written at episode ends (and during
+pre-training, and on Ctrl-C), so that a resumed run continues exactly as an uninterrupted one would
+(except after a Ctrl-C in the middle of an episode, when the resumed run starts a new episode).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slac_runtime.history import ACTOR_FRAMES, History
+from slac_train.checkpoint import (
+    capture_global_rng,
+    checkpoint_dir,
+    generator_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_global_rng,
+    save_checkpoint,
+    set_generator_state,
+)
+from slac_train.config import TrainConfig
+from slac_train.envs import get_task_spec, make_env
+from slac_train.evaluation import reconstruction_frames, run_episode
+from slac_train.replay_buffer import ReplayBuffer
+from slac_train.rollout_media import write_video
+from slac_train.run_logging import RunLogger, plot_learning_curve
+from slac_train.slac_agent import Batch, NonFiniteLossError, SlacAgent, check_finite, metrics_to_floats, resolve_device
+
+PHASES = ("collect", "pretrain", "train", "done")
+
+# Config fields that may change when a run is resumed (budgets, schedules, system settings).
+RESUMABLE_OVERRIDES = frozenset(
+    {
+        "total_env_steps", "eval_every_env_steps", "eval_episodes", "eval_deterministic", "eval_video",
+        "reconstruction_video", "reconstruction_steps", "log_every_updates", "checkpoint_every_env_steps",
+        "checkpoint_every_pretrain_updates", "keep_checkpoints", "device", "num_threads", "fast_encoder",
+        "progress", "save_buffer",
+    }
+)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: a checkpoint was written (``checkpoint``) and the run stopped cleanly."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"interrupted; checkpoint written to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+class TrainingFailed(RuntimeError):
+    """A loss became NaN/inf: the run stopped; the last good checkpoint is kept."""
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(config.runs_root) / f"{config.task}-{stamp}-s{config.seed}"
+
+
+class Trainer:
+    """Owns the environment(s), agent, replay buffer, counters and the run directory.
+
+    ``Trainer(config)`` starts a new run; ``Trainer.resume(run_dir)`` continues one from its latest
+    checkpoint. ``train()`` runs to ``total_env_steps`` (or to ``stop_at_env_step``, stopping at
+    an episode end with a checkpoint).
+    """
+
+    def __init__(self, config: TrainConfig, _checkpoint: dict[str, Any] | None = None, _run_dir: Path | None = None):
+        spec = get_task_spec(config.task)  # unknown task -> UnknownTaskError with the registry's message
+        self.spec = spec
+        self.config = config = config.resolved(spec.action_repeat)
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        self.device = resolve_device(config.device)
+
+        if _checkpoint is None:
+            random.seed(config.seed)
+            np.random.seed(config.seed)
+            torch.manual_seed(config.seed)
+        self.env = make_env(config.task, seed=config.seed, action_repeat=config.action_repeat, image_size=config.image_size)
+        self.eval_env = make_env(
+            config.task, seed=config.seed + 1, action_repeat=config.action_repeat, image_size=config.image_size
+        )
+        self.action_dim = int(self.env.action_space.shape[0])
+        self.frame_shape = tuple(self.env.observation_space.shape)
+        self.agent = SlacAgent(config, self.action_dim, self.device)
+        self.history = History(self.action_dim, self.frame_shape, length=ACTOR_FRAMES, dtype=np.uint8)
+
+        # Independent random streams (each saved in checkpoints).
+        self.action_rng = np.random.default_rng([config.seed, 1])  # random-collection actions
+        self.sample_rng = np.random.default_rng([config.seed, 2])  # replay sampling
+        self.episode_rng = np.random.default_rng([config.seed, 3])  # training episode seeds
+        self.eval_rng = np.random.default_rng([config.seed, 4])  # evaluation episode seeds
+
+        self.counters: dict[str, Any] = {
+            "phase": "collect", "agent_step": 0, "env_step": 0, "episodes": 0, "updates": 0,
+            "pretrain_updates": 0, "next_eval_env_step": 0, "next_checkpoint_env_step": config.checkpoint_every_env_steps,
+            "elapsed_s": 0.0,
+        }
+        self.eval_history: list[dict[str, Any]] = []
+        self.needs_reset = True
+        self.episode_return = 0.0
+        self.episode_agent_steps = 0
+        self._interrupt_requested = False
+        self._metric_sums: dict[str, torch.Tensor] = {}
+        self._metric_count = 0
+        self._last_eval_text = "-"
+        self._session_start = time.perf_counter()
+        self._elapsed_at_start = 0.0
+
+        if _checkpoint is None:
+            self.buffer = ReplayBuffer(config.buffer_capacity, self.frame_shape, self.action_dim)
+            self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
+            if (self.run_dir / "checkpoints").exists():
+                raise FileExistsError(f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir}")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.config = self.config.replace(run_dir=str(self.run_dir))
+            self.config.save_json(self.run_dir / "config.json")
+        else:
+            self.run_dir = Path(_run_dir)
+            self._restore(_checkpoint)
+        (self.run_dir / "videos").mkdir(exist_ok=True)
+        self.logger = RunLogger(self.run_dir, purge_step=self.counters["env_step"] if _checkpoint else None)
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def resume(cls, run_dir: str | Path, **overrides: Any) -> Trainer:
+        """Continue the run in ``run_dir`` from its latest checkpoint.
+
+        ``overrides`` may change budgets, schedules and system settings (``RESUMABLE_OVERRIDES``).
+        """
+        run_dir = Path(run_dir)
+        state = load_checkpoint(run_dir)
+        config = TrainConfig.from_dict(state["config"])
+        changed = {k: v for k, v in overrides.items() if getattr(config, k) != v}
+        refused = sorted(set(changed) - RESUMABLE_OVERRIDES)
+        if refused:
+            raise ValueError(
+                f"cannot change {', '.join(refused)} when resuming {run_dir}: these define the run; "
+                f"start a new run instead"
+            )
+        config = config.replace(**changed, run_dir=str(run_dir))
+        return cls(config, _checkpoint=state, _run_dir=run_dir)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if int(state["action_dim"]) != self.action_dim:
+            raise ValueError(f"checkpoint action dimension {state['action_dim']} != task's {self.action_dim}")
+        self.agent.load_state_dict(state["agent"])
+        self.counters = {k: v for k, v in state["counters"].items() if k not in ("agent_steps", "env_steps")}
+        self.eval_history = list(state["eval_history"])
+        rng = state["rng"]
+        restore_global_rng(rng["global"])
+        set_generator_state(self.action_rng, rng["action"])
+        set_generator_state(self.sample_rng, rng["sample"])
+        set_generator_state(self.episode_rng, rng["episode"])
+        set_generator_state(self.eval_rng, rng["eval"])
+        buffer_file = state.get("buffer_file")
+        if buffer_file:
+            self.buffer = ReplayBuffer.load(checkpoint_dir(self.run_dir) / buffer_file)
+        else:
+            print("note: this checkpoint has no replay buffer; training continues with an empty one "
+                  "(re-collecting random data first)")
+            self.buffer = ReplayBuffer(self.config.buffer_capacity, self.frame_shape, self.action_dim)
+            if self.counters["phase"] == "train":
+                self.counters["phase"] = "collect"
+                self._refill_target = self.counters["agent_step"] + self.config.initial_collection_steps
+        if state.get("mid_episode"):
+            print("note: the run was interrupted in the middle of an episode; a new episode starts now")
+        if self.eval_history:
+            last = self.eval_history[-1]
+            self._last_eval_text = f"{last['return_mean']:.1f}"
+        self._elapsed_at_start = float(self.counters.get("elapsed_s", 0.0))
+
+    # ------------------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        self.counters["elapsed_s"] = self._elapsed_s()
+        return {
+            "config": self.config.to_dict(),
+            "action_dim": self.action_dim,
+            "task": self.config.task,
+            "env": {"action_repeat": self.env.action_repeat, "control_period_s": float(self.env.control_period_s)},
+            "agent": self.agent.state_dict(),
+            # (agent_steps / env_steps: the names slac-export reads)
+            "counters": dict(self.counters, agent_steps=self.counters["agent_step"], env_steps=self.counters["env_step"]),
+            "eval_history": list(self.eval_history),
+            "mid_episode": not self.needs_reset,
+            "rng": {
+                "global": capture_global_rng(),
+                "action": generator_state(self.action_rng),
+                "sample": generator_state(self.sample_rng),
+                "episode": generator_state(self.episode_rng),
+                "eval": generator_state(self.eval_rng),
+            },
+        }
+
+    def save_checkpoint(self) -> Path:
+        c = self.counters
+        name = f"ckpt-{c['env_step']:010d}-{c['updates'] + c['pretrain_updates']:010d}"
+        buffer = self.buffer if self.config.save_buffer else None
+        path = save_checkpoint(self.run_dir, name, self.checkpoint_state(), buffer, keep=self.config.keep_checkpoints)
+        self.logger.log("checkpoint", c["env_step"], {}, path=str(path), agent_step=c["agent_step"])
+        return path
+
+    def _elapsed_s(self) -> float:
+        return self._elapsed_at_start + time.perf_counter() - self._session_start
+
+    # ------------------------------------------------------------------------------------------
+    def train(self, stop_at_env_step: int | None = None) -> dict[str, Any]:
+        """Run until the budget (or ``stop_at_env_step``, at an episode end) is reached.
+
+        Returns the counters. Ctrl-C writes a checkpoint and raises :class:`TrainingInterrupted`;
+        a NaN/inf loss raises :class:`TrainingFailed` naming the loss and the step.
+        """
+        print(self.buffer.describe())
+        print(f"run directory: {self.run_dir}")
+        try:
+            with self._sigint_as_request(), self._progress_bar() as self._bar:
+                while self.counters["phase"] != "done":
+                    if self._interrupt_requested:
+                        raise KeyboardInterrupt
+                    if self.needs_reset:
+                        if self._at_episode_boundary(stop_at_env_step):
+                            break
+                        self._start_episode()
+                    self._agent_step()
+                    if self.counters["env_step"] >= self.config.total_env_steps:
+                        self._finish()
+        except KeyboardInterrupt:
+            path = self.save_checkpoint()
+            self.logger.close()
+            raise TrainingInterrupted(path) from None
+        except NonFiniteLossError as error:
+            c = self.counters
+            message = (
+                f"{', '.join(error.names)} became NaN/inf at update "
+                f"{c['updates'] + c['pretrain_updates']} (agent step {c['agent_step']}, env step {c['env_step']}, "
+                f"phase {c['phase']}); training stopped. "
+            )
+            try:
+                message += f"The last good checkpoint is {latest_checkpoint(self.run_dir)}."
+            except FileNotFoundError:
+                message += "No checkpoint was written before."
+            self.logger.log("error", c["env_step"], {}, message=message, losses=error.names)
+            self.logger.close()
+            raise TrainingFailed(message) from error
+        self.logger.close()
+        return dict(self.counters)
+
+    def close(self) -> None:
+        """Release the simulators and the TensorBoard writer."""
+        self.logger.close()
+        self.env.close()
+        self.eval_env.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _sigint_as_request(self) -> Iterator[None]:
+        """The first Ctrl-C asks the loop to stop at the next safe point; a second one stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupt_requested:
+                raise KeyboardInterrupt
+            self._interrupt_requested = True
+            print("\nCtrl-C: writing a checkpoint at the next safe point (press again to stop at once)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextmanager
+    def _progress_bar(self):
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=self.config.total_env_steps, initial=self.counters["env_step"], unit="env step",
+            disable=not self.config.progress, dynamic_ncols=True, smoothing=0.05,
+        )
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+    def _update_bar(self, env_steps: int) -> None:
+        self._bar.update(env_steps)
+        if self.config.progress:
+            self._bar.set_postfix_str(f"{self.counters['phase']} eval={self._last_eval_text}", refresh=False)
+
+    # ------------------------------------------------------------------------------------------
+    def _at_episode_boundary(self, stop_at_env_step: int | None) -> bool:
+        """Phase changes, checkpoints and the stop request, between episodes. True = stop."""
+        c, cfg = self.counters, self.config
+        refill = getattr(self, "_refill_target", None)
+        if c["phase"] == "collect" and c["agent_step"] >= (refill if refill is not None else cfg.initial_collection_steps):
+            c["phase"] = "pretrain" if refill is None else "train"
+        if c["phase"] == "pretrain":
+            self._pretrain()
+            c["phase"] = "train"
+            self._evaluate()
+        if c["env_step"] >= c["next_checkpoint_env_step"]:
+            self.save_checkpoint()
+            c["next_checkpoint_env_step"] = (c["env_step"] // cfg.checkpoint_every_env_steps + 1) * cfg.checkpoint_every_env_steps
+        if stop_at_env_step is not None and c["env_step"] >= stop_at_env_step:
+            self.save_checkpoint()
+            return True
+        return False
+
+    def _start_episode(self) -> None:
+        obs, _ = self.env.reset(seed=int(self.episode_rng.integers(2**31)))
+        self.buffer.start_episode(obs)
+        self.history.reset(obs)
+        self.needs_reset = False
+        self.episode_return = 0.0
+        self.episode_agent_steps = 0
+
+    def _agent_step(self) -> None:
+        c, cfg = self.counters, self.config
+        if c["phase"] == "collect":
+            action = self.action_rng.uniform(-1.0, 1.0, size=self.action_dim).astype(np.float32)
+        else:
+            action = self.agent.act(self.history, deterministic=False)
+        metrics = self._update() if c["phase"] == "train" else None  # overlaps the env step on a GPU
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.episode_agent_steps += 1
+        if cfg.max_episode_agent_steps is not None and self.episode_agent_steps >= cfg.max_episode_agent_steps:
+            truncated = True
+        self.buffer.add(action, reward, terminated, obs)
+        self.history.append(action, obs)
+        env_steps = int(info.get("env_steps", self.env.action_repeat))
+        c["agent_step"] += 1
+        c["env_step"] += env_steps
+        self.episode_return += float(reward)
+        if metrics is not None:
+            check_finite(metrics)
+            self._accumulate(metrics)
+        self._update_bar(env_steps)
+        if terminated or truncated:
+            self.needs_reset = True
+            c["episodes"] += 1
+            values = {"train/episode_return": self.episode_return, "train/episode_agent_steps": self.episode_agent_steps}
+            if "success" in info:
+                values["train/success"] = float(info["success"])
+            self.logger.log("episode", c["env_step"], values, agent_step=c["agent_step"], phase=c["phase"])
+        if c["phase"] == "train" and c["env_step"] >= c["next_eval_env_step"]:
+            self._evaluate()
+
+    def _sample(self, batch_size: int) -> Batch:
+        return Batch.from_numpy(self.buffer.sample(batch_size, self.sample_rng), self.device)
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        metrics: dict[str, torch.Tensor] = {}
+        for _ in range(self.config.updates_per_step):
+            metrics = self.agent.update_model(self._sample(self.config.batch_size_model))
+            metrics.update(self.agent.update_actor_critic(self._sample(self.config.batch_size_actor_critic)))
+            self.counters["updates"] += 1
+        return metrics
+
+    def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self._metric_sums[key] = self._metric_sums.get(key, 0.0) + value.detach()
+        self._metric_count += 1
+        c = self.counters
+        if (c["updates"] + c["pretrain_updates"]) % self.config.log_every_updates == 0:
+            means = {k: v / self._metric_count for k, v in self._metric_sums.items()}
+            values = metrics_to_floats(means)
+            values["time/elapsed_s"] = self._elapsed_s()
+            pretraining = c["phase"] == "pretrain"
+            if pretraining:  # TensorBoard: pre-training curves against their own update count
+                values = {f"pretrain/{k}": v for k, v in values.items()}
+            self.logger.log(
+                "pretrain" if pretraining else "train", c["env_step"], values,
+                tb_step=c["pretrain_updates"] if pretraining else None, agent_step=c["agent_step"],
+                updates=c["updates"], pretrain_updates=c["pretrain_updates"],
+            )
+            self._metric_sums, self._metric_count = {}, 0
+
+    def _pretrain(self) -> None:
+        c, cfg = self.counters, self.config
+        if c["pretrain_updates"] >= cfg.model_pretrain_steps:
+            return
+        from tqdm import tqdm
+
+        print(f"pre-training the latent model: {cfg.model_pretrain_steps:,} updates on {len(self.buffer):,} frames")
+        with tqdm(total=cfg.model_pretrain_steps, initial=c["pretrain_updates"], unit="update",
+                  disable=not cfg.progress, dynamic_ncols=True, leave=False) as bar:
+            while c["pretrain_updates"] < cfg.model_pretrain_steps:
+                if self._interrupt_requested:
+                    raise KeyboardInterrupt
+                metrics = self.agent.update_model(self._sample(cfg.batch_size_model))
+                c["pretrain_updates"] += 1
+                check_finite(metrics)
+                self._accumulate(metrics)
+                bar.update(1)
+                if c["pretrain_updates"] % cfg.checkpoint_every_pretrain_updates == 0:
+                    self.save_checkpoint()
+
+    # ------------------------------------------------------------------------------------------
+    def _evaluate(self) -> None:
+        c, cfg = self.counters, self.config
+        if cfg.eval_episodes == 0:
+            self._schedule_next_eval()
+            return
+        started = time.perf_counter()
+        row: dict[str, Any] = {"env_step": c["env_step"], "agent_step": c["agent_step"], "episodes": cfg.eval_episodes}
+        recorded = None
+        modes = [("", False)] + ([("deterministic_", True)] if cfg.eval_deterministic else [])
+        for prefix, deterministic in modes:
+            returns, successes = [], []
+            for i in range(cfg.eval_episodes):
+                record = prefix == "" and i == 0 and (cfg.eval_video or cfg.reconstruction_video)
+                result = run_episode(
+                    self.eval_env, self.agent, int(self.eval_rng.integers(2**31)), deterministic, record=record,
+                    max_agent_steps=cfg.max_episode_agent_steps, should_stop=lambda: self._interrupt_requested,
+                )
+                returns.append(result.episode_return)
+                if result.success is not None:
+                    successes.append(result.success)
+                if record:
+                    recorded = result
+            row[f"{prefix}return_mean"] = float(np.mean(returns))
+            row[f"{prefix}return_std"] = float(np.std(returns))
+            if successes:
+                row[f"{prefix}success_rate"] = float(np.mean(successes))
+        row["wall_time_s"] = self._elapsed_s()
+        self.eval_history.append(row)
+        self._last_eval_text = f"{row['return_mean']:.1f}"
+
+        step = c["env_step"]
+        fps = 1.0 / (self.env.control_period_s * self.env.action_repeat)
+        if recorded is not None and cfg.eval_video:
+            write_video(self.run_dir / "videos" / f"eval-{step:010d}.mp4", recorded.frames, fps, scale=2)
+        if recorded is not None and cfg.reconstruction_video and len(recorded.frames) >= 2:
+            frames = reconstruction_frames(self.agent, recorded.frames, recorded.actions, cfg.reconstruction_steps)
+            write_video(self.run_dir / "videos" / f"reconstruction-{step:010d}.mp4", frames, fps, scale=2)
+        plot_learning_curve(self.eval_history, self.run_dir / "curve.png", f"SLAC on {cfg.task} (seed {cfg.seed})")
+        scalars = {f"eval/{k}": v for k, v in row.items() if k not in ("env_step", "agent_step", "episodes", "wall_time_s")}
+        scalars["eval/seconds"] = time.perf_counter() - started
+        self.logger.log("eval", step, scalars, agent_step=c["agent_step"])
+        self.logger.log_eval_row(row)
+        self.logger.flush()
+        self._bar.write(
+            f"eval @ {step:,} env steps: return {row['return_mean']:.1f} +- {row['return_std']:.1f}"
+            + (f", deterministic {row['deterministic_return_mean']:.1f}" if "deterministic_return_mean" in row else "")
+            + (f", success {row['success_rate']:.2f}" if "success_rate" in row else "")
+        )
+        self._schedule_next_eval()
+
+    def _schedule_next_eval(self) -> None:
+        c, every = self.counters, self.config.eval_every_env_steps
+        c["next_eval_env_step"] = (c["env_step"] // every + 1) * every
+
+    def _finish(self) -> None:
+        c = self.counters
+        if not self.eval_history or self.eval_history[-1]["env_step"] != c["env_step"]:
+            if c["phase"] == "train":
+                self._evaluate()
+        c["phase"] = "done"
+        self.save_checkpoint()
+        summary = {"counters": dict(c), "last_eval": self.eval_history[-1] if self.eval_history else None}
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
