@@ -7,9 +7,11 @@ backend when first imported, so a failed try cannot be undone in-process).
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
+import weakref
 
 _PROBE = "import mujoco; c = mujoco.GLContext(64, 64); c.make_current(); c.free()"
 _BACKENDS = ("egl", "osmesa")
@@ -43,6 +45,26 @@ def select_gl_backend() -> str:
     raise RuntimeError(_INSTALL_HINT)
 
 
+_LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
+_atexit_registered = False
+
+
+def _close_live_renderers() -> None:
+    # Free GL contexts while the GL library is still loaded; freeing them during interpreter
+    # shutdown makes MuJoCo print "Exception ignored in Renderer.__del__" noise.
+    for renderer in list(_LIVE_RENDERERS):
+        renderer.close()
+
+
+def close_at_exit(obj) -> None:
+    """Close ``obj`` (a renderer or an environment holding one) before the interpreter shuts down."""
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_close_live_renderers)
+        _atexit_registered = True
+    _LIVE_RENDERERS.add(obj)
+
+
 class FrameRenderer:
     """Renders ``uint8[size, size, 3]`` RGB frames of one camera of a MuJoCo model.
 
@@ -68,6 +90,8 @@ class FrameRenderer:
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 1
         self.scene_option = mujoco.MjvOption()
+        self._closed = False
+        close_at_exit(self)
 
     def render(self):
         self._renderer.update_scene(self.data, camera=self.camera, scene_option=self.scene_option)
@@ -78,4 +102,6 @@ class FrameRenderer:
         return self._renderer.render().copy()
 
     def close(self) -> None:
-        self._renderer.close()
+        if not self._closed:
+            self._closed = True
+            self._renderer.close()
