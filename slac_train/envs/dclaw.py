@@ -131,7 +131,7 @@ class DClawTask(PixelTask):
     # One draw of four child seeds per reset, whatever the switches, so that switching a
     # randomisation on or off does not change the task's own draws.
     def reset(self, rng: np.random.Generator) -> dict[str, Any]:
-        task_seed, dynamics_seed, visual_seed, noise_seed = rng.integers(2**63, size=4)
+        task_seed, dynamics_seed, visual_seed, noise_seed = rng.integers(2**62, size=4)
         info: dict[str, Any] = {}
         if self.dynamics_randomization:
             info["dynamics"] = self.sim.randomize_dynamics(np.random.default_rng(dynamics_seed))

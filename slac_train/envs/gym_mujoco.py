@@ -28,8 +28,6 @@ class GymMujocoTask(PixelTask):
     def __init__(self, env_id: str, image_size: int = 64, fast_render: bool = True):
         import gymnasium as gym
 
-        from slac_train.envs.rendering import close_at_exit
-
         self._env = gym.make(env_id, render_mode="rgb_array", width=image_size, height=image_size,
                              max_episode_steps=EPISODE_ENV_STEPS)
         space = self._env.action_space
@@ -40,8 +38,6 @@ class GymMujocoTask(PixelTask):
         self.image_size = image_size
         self.fast_render = fast_render
         self._flags_set = False
-        self._closed = False
-        close_at_exit(self)
 
     def reset(self, rng: np.random.Generator) -> dict[str, Any]:
         self._env.reset(seed=int(rng.integers(2**31 - 1)))
@@ -67,9 +63,7 @@ class GymMujocoTask(PixelTask):
         self._flags_set = True
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._env.close()
+        self._env.close()
 
 
 def _register() -> None:
