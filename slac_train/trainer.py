@@ -246,7 +246,7 @@ class Trainer:
                         self._finish()
         except KeyboardInterrupt:
             path = self.save_checkpoint()
-            self.logger.close()
+            self.logger.flush()
             raise TrainingInterrupted(path) from None
         except NonFiniteLossError as error:
             c = self.counters
@@ -260,9 +260,9 @@ class Trainer:
             except FileNotFoundError:
                 message += "No checkpoint was written before."
             self.logger.log("error", c["env_step"], {}, message=message, losses=error.names)
-            self.logger.close()
+            self.logger.flush()
             raise TrainingFailed(message) from error
-        self.logger.close()
+        self.logger.flush()
         return dict(self.counters)
 
     def close(self) -> None:

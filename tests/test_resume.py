@@ -1,0 +1,82 @@
+"""Exact resume: N steps straight == N/2 steps + checkpoint + resume + N/2 steps (CPU)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
+
+from slac_train.checkpoint import latest_checkpoint, load_agent, load_checkpoint  # noqa: E402
+from slac_train.config import small_test_config  # noqa: E402
+from slac_train.trainer import Trainer  # noqa: E402
+
+
+def flatten(state, prefix=""):
+    """Every tensor / number in a nested state dict, by path."""
+    out = {}
+    if isinstance(state, dict):
+        for k, v in state.items():
+            out.update(flatten(v, f"{prefix}/{k}"))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            out.update(flatten(v, f"{prefix}/{i}"))
+    else:
+        out[prefix] = state
+    return out
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    fa, fb = flatten(a), flatten(b)
+    assert fa.keys() == fb.keys()
+    for key in fa:
+        x, y = fa[key], fb[key]
+        if isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), f"{key} differs"
+        else:
+            assert x == y, f"{key}: {x} != {y}"
+
+
+def test_resume_is_exact(tmp_path):
+    total, half = 144, 96  # toy episodes are 24 env steps; the stop falls on an episode end
+    with toy_task(action_repeat=2, length=24):
+        config = small_test_config(
+            task=TOY_TASK, total_env_steps=total, initial_collection_steps=20, model_pretrain_steps=5,
+            eval_every_env_steps=48, checkpoint_every_env_steps=48, eval_video=False,
+            reconstruction_video=False, log_every_updates=5,
+        )
+        straight = Trainer(config.replace(run_dir=str(tmp_path / "straight")))
+        with straight:
+            straight.train()
+
+        first = Trainer(config.replace(run_dir=str(tmp_path / "resumed")))
+        with first:
+            counters = first.train(stop_at_env_step=half)
+        assert counters["env_step"] == half and counters["phase"] == "train"
+        del first
+        torch.manual_seed(12345)  # the checkpoint, not the process, must define what happens next
+        np.random.seed(999)
+        with Trainer.resume(tmp_path / "resumed") as resumed:
+            assert resumed.counters["env_step"] == half
+            resumed.train()
+
+        assert_same_state(straight.agent.state_dict(), resumed.agent.state_dict())
+        skip = {"elapsed_s"}
+        assert {k: v for k, v in straight.counters.items() if k not in skip} == {
+            k: v for k, v in resumed.counters.items() if k not in skip}
+        for row_a, row_b in zip(straight.eval_history, resumed.eval_history, strict=True):
+            assert {k: v for k, v in row_a.items() if k != "wall_time_s"} == {
+                k: v for k, v in row_b.items() if k != "wall_time_s"}
+        for key in ("frames", "actions", "rewards", "terminated"):
+            np.testing.assert_array_equal(getattr(straight.buffer, key), getattr(resumed.buffer, key))
+
+        # the final checkpoints carry the same weights, and an agent loads from a run directory
+        agent, state = load_agent(tmp_path / "resumed")
+        assert_same_state(agent.state_dict()["actor"], straight.agent.actor.state_dict())
+        assert state["counters"]["env_steps"] == total
+        assert latest_checkpoint(tmp_path / "straight").name == latest_checkpoint(tmp_path / "resumed").name
+        assert load_checkpoint(tmp_path / "straight")["buffer_file"] is not None
