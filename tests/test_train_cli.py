@@ -1,0 +1,124 @@
+"""slac-train smoke tests: every artefact of a run, --list-tasks, bad input, Ctrl-C and --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from slac_train.cli import main
+from slac_train.envs import task_names
+
+SMALL = [
+    "--encoder-base-channels", "4", "--feature-dim", "16", "--z1-dim", "4", "--z2-dim", "8",
+    "--model-hidden", "16", "--actor-critic-hidden", "16", "--batch-size-actor-critic", "8",
+    "--batch-size-model", "4", "--buffer-capacity", "2000", "--model-pretrain-steps", "3",
+    "--eval-episodes", "1", "--reconstruction-steps", "6", "--log-every-updates", "5",
+    "--device", "cpu", "--no-progress",
+]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    return subprocess.run([sys.executable, "-m", "slac_train.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def assert_run_artefacts(run_dir: Path) -> None:
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["action_repeat"] >= 1 and config["decoder_std"] > 0  # resolved, logged values
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    kinds = {r["kind"] for r in records}
+    assert {"episode", "train", "eval", "checkpoint"} <= kinds
+    assert any("model/loss" in r and "critic/loss" in r for r in records if r["kind"] == "train")
+    assert (run_dir / "eval.csv").read_text().startswith("env_step,")
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    latest = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+    assert latest.is_file()
+    assert (run_dir / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    for kind in ("eval", "reconstruction"):
+        videos = list((run_dir / "videos").glob(f"{kind}-*.mp4"))
+        assert videos and videos[0].stat().st_size > 1000, f"no {kind} video"
+
+
+def test_cartpole_run_leaves_every_artefact(tmp_path, capsys):
+    run_dir = tmp_path / "cartpole"
+    code = main(["--task", "cartpole-swingup", *SMALL, "--max-episode-agent-steps", "15",
+                 "--initial-collection-steps", "15", "--total-env-steps", "120",
+                 "--eval-every-env-steps", "60", "--run-dir", str(run_dir)])
+    assert code == 0
+    assert "done: 120 env steps" in capsys.readouterr().out
+    assert_run_artefacts(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["action_repeat"] == 4 and config["decoder_std"] == pytest.approx(0.1 ** 0.5)
+
+
+@pytest.mark.skipif("dclaw-turn" not in task_names(), reason="dclaw-turn is not registered yet")
+def test_dclaw_run_leaves_every_artefact(tmp_path):
+    run_dir = tmp_path / "dclaw"
+    code = main(["--task", "dclaw-turn", *SMALL, "--max-episode-agent-steps", "10",
+                 "--initial-collection-steps", "10", "--total-env-steps", "60",
+                 "--eval-every-env-steps", "30", "--run-dir", str(run_dir)])
+    assert code == 0
+    assert_run_artefacts(run_dir)
+    rows = (run_dir / "eval.csv").read_text().splitlines()
+    assert len(rows) >= 2
+
+
+def test_list_tasks(capsys):
+    assert main(["--list-tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "cartpole-swingup" in out and "action_repeat" in out and "cheetah-run" in out
+
+
+def test_unknown_task_is_one_line_exit_2():
+    result = run_cli("--task", "cheetah-runn")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "unknown task 'cheetah-runn'" in lines[0] and "cheetah-run" in lines[0]
+
+
+def test_invalid_value_is_explained(capsys):
+    assert main(["--task", "cartpole-swingup", "--batch-size-model", "0", "--device", "cpu"]) == 2
+    assert "batch_size_model must be" in capsys.readouterr().err
+
+
+def test_ctrl_c_writes_a_checkpoint_and_resume_finishes(tmp_path):
+    from slac_train.checkpoint import load_checkpoint
+
+    run_dir = tmp_path / "interrupted"
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    args = ["--task", "cartpole-swingup", *SMALL, "--max-episode-agent-steps", "15",
+            "--initial-collection-steps", "15", "--total-env-steps", "1000000", "--eval-every-env-steps", "1000000",
+            "--no-eval-video", "--no-reconstruction-video", "--run-dir", str(run_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "slac_train.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        metrics = run_dir / "metrics.jsonl"
+        deadline = time.time() + 90
+        while time.time() < deadline and not (metrics.exists() and '"kind": "train"' in metrics.read_text()):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # while the agent is learning
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "checkpoint written" in err
+    state = load_checkpoint(run_dir)
+    assert state["counters"]["phase"] == "train" and state["counters"]["updates"] > 0
+
+    result = run_cli("--resume", str(run_dir), "--z2-dim", "9")
+    assert result.returncode == 2 and "cannot change z2_dim" in result.stderr
+    stop = state["counters"]["env_step"] + 60
+    result = run_cli("--resume", str(run_dir), "--total-env-steps", str(stop))
+    assert result.returncode == 0, result.stderr
+    assert f"done: {stop} env steps" in result.stdout
+    assert load_checkpoint(run_dir)["counters"]["phase"] == "done"
