@@ -1,0 +1,413 @@
+"""A Dynamixel Protocol 2.0 bus client on ROBOTIS's ``dynamixel_sdk``: retries, counters, clear errors.
+
+Every transaction that expects replies is retried (``retries`` extra attempts) when a reply is
+missing, corrupt, or reports a CRC error; ``stats`` counts read and write transactions, retries
+and failures. What cannot be fixed by retrying raises an exception that names the servo:
+
+- :class:`ServoCommunicationError` -- a servo stayed silent or kept sending corrupt replies;
+- :class:`ServoHardwareError` -- a servo's status carries the alert bit: its Hardware Error Status
+  (overload, overheating, ...) is read and reported;
+- :class:`ServoStatusError` -- a servo refused an instruction (access, range, length errors).
+
+A sync write (the per-tick goal positions) gets no reply by design of the protocol, so it cannot
+be confirmed; torque changes are therefore written to each servo with a confirmed write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import dynamixel_sdk as sdk
+
+from robots.dynamixel import control_table as ct
+from robots.dynamixel.protocol import ALERT_BIT, StatusError
+
+log = logging.getLogger(__name__)
+
+USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
+_SUPPORTED_BAUD_RATES = (
+    9600,
+    19200,
+    38400,
+    57600,
+    115200,
+    230400,
+    460800,
+    500000,
+    576000,
+    921600,
+    1000000,
+    1152000,
+    2000000,
+    2500000,
+    3000000,
+    3500000,
+    4000000,
+)
+
+
+class DynamixelError(RuntimeError):
+    """A problem on the Dynamixel bus."""
+
+
+class ServoCommunicationError(DynamixelError):
+    """Servos that did not answer (or only with corrupt replies) after every retry."""
+
+    def __init__(self, message: str, servo_ids: Sequence[int]):
+        super().__init__(message)
+        self.servo_ids = tuple(servo_ids)
+
+
+class ServoHardwareError(DynamixelError):
+    """Servos that report a hardware error (alert bit); ``statuses`` maps ID -> Hardware Error Status."""
+
+    def __init__(self, message: str, statuses: Mapping[int, int]):
+        super().__init__(message)
+        self.statuses = dict(statuses)
+
+    @property
+    def servo_ids(self) -> tuple[int, ...]:
+        return tuple(self.statuses)
+
+
+class ServoStatusError(DynamixelError):
+    """A servo refused an instruction; ``error`` is the status packet's error number."""
+
+    def __init__(self, message: str, servo_id: int, error: int):
+        super().__init__(message)
+        self.servo_id = servo_id
+        self.error = error
+
+
+class LatencyTimerWarning(UserWarning):
+    """The USB serial adapter's latency timer adds milliseconds to every read."""
+
+
+def usb_latency_timer_path(port: str, sysfs_root: Path = USB_SERIAL_SYSFS) -> Path | None:
+    """Where Linux keeps the latency timer of a USB serial port (``/dev/ttyUSB*``), else None."""
+    name = Path(os.path.realpath(port)).name
+    if not re.fullmatch(r"ttyUSB\d+", name):
+        return None
+    return sysfs_root / name / "latency_timer"
+
+
+def check_latency_timer(port: str, sysfs_root: Path = USB_SERIAL_SYSFS) -> int | None:
+    """Warn (:class:`LatencyTimerWarning`) if the port's USB latency timer is above 1 ms; return it.
+
+    Returns None when the port is not a USB serial device with a latency timer (e.g. a pty, or an
+    adapter whose kernel driver has none).
+    """
+    path = usb_latency_timer_path(port, sysfs_root)
+    if path is None or not path.is_file():
+        return None
+    latency_ms = int(path.read_text().strip())
+    if latency_ms > 1:
+        warnings.warn(
+            f"the USB latency timer of {port} is {latency_ms} ms, which adds up to {latency_ms} ms to every "
+            f"servo read; set it to 1 ms with: echo 1 | sudo tee {path}",
+            LatencyTimerWarning,
+            stacklevel=3,
+        )
+    return latency_ms
+
+
+class DynamixelBus:
+    """One serial port with Protocol 2.0 servos on it.
+
+    Args:
+        port: the serial device path (a USB adapter, or an emulator's pty).
+        baudrate: the bus speed (the servos' Baud Rate register must agree).
+        retries: extra attempts for a transaction whose replies are missing or corrupt.
+        servo_names: optional ID -> name, used in error messages ("servo 21 (MF21)").
+        adapter: how error messages call the USB adapter.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int = 1_000_000,
+        retries: int = 3,
+        servo_names: Mapping[int, str] | None = None,
+        adapter: str = "the Dynamixel USB adapter",
+    ):
+        if baudrate not in _SUPPORTED_BAUD_RATES:
+            raise ValueError(
+                f"baud rate {baudrate} is not supported; use one of {_SUPPORTED_BAUD_RATES}"
+            )
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.port = str(port)
+        self.baudrate = baudrate
+        self.retries = retries
+        self.servo_names = dict(servo_names or {})
+        self.adapter = adapter
+        self.stats = {"reads": 0, "writes": 0, "retries": 0, "failures": 0}
+        self._port: sdk.PortHandler | None = None
+        self._packets = sdk.PacketHandler(2.0)
+        self._lock = threading.Lock()
+
+    # --- port --------------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    def open(self) -> None:
+        if self._port is not None:
+            return
+        if not os.path.exists(self.port):
+            raise FileNotFoundError(
+                f"serial port {self.port} not found: is {self.adapter} plugged in? ls /dev/ttyUSB*"
+            )
+        if not os.access(self.port, os.R_OK | os.W_OK):
+            raise PermissionError(
+                f"no permission to open serial port {self.port}: add yourself to the dialout group "
+                f"(sudo usermod -aG dialout $USER, then log in again)"
+            )
+        check_latency_timer(self.port)
+        port = sdk.PortHandler(self.port)
+        try:
+            opened = port.openPort() and port.setBaudRate(self.baudrate)
+        except Exception as exc:  # pyserial's SerialException and OSError
+            if port.is_open:
+                port.closePort()
+            raise DynamixelError(f"could not open serial port {self.port}: {exc}") from exc
+        if not opened:
+            if port.is_open:
+                port.closePort()
+            raise DynamixelError(f"could not open serial port {self.port} at {self.baudrate} baud")
+        self._port = port
+
+    def close(self) -> None:
+        if self._port is not None:
+            port, self._port = self._port, None
+            port.closePort()
+
+    def label(self, servo_id: int) -> str:
+        name = self.servo_names.get(servo_id)
+        return f"servo {servo_id} ({name})" if name else f"servo {servo_id}"
+
+    def _labels(self, servo_ids: Iterable[int]) -> str:
+        return ", ".join(self.label(i) for i in servo_ids)
+
+    def _sdk_port(self) -> sdk.PortHandler:
+        if self._port is None:
+            raise DynamixelError(f"the bus on {self.port} is not open")
+        # Our lock serialises transactions; a transaction cut short (e.g. by Ctrl-C) may have left
+        # the SDK's busy flag set, which would refuse every later one.
+        self._port.is_using = False
+        return self._port
+
+    # --- transactions ----------------------------------------------------------------------------
+    def ping(self, servo_ids: Iterable[int]) -> dict[int, int]:
+        """Ping each servo; return ID -> model number, or raise naming every servo that stayed silent."""
+        models, silent = {}, []
+        for servo_id in servo_ids:
+            try:
+                models[servo_id] = self._unicast(
+                    "ping", servo_id, lambda p, i=servo_id: self._packets.ping(p, i)
+                )
+            except ServoCommunicationError:
+                silent.append(servo_id)
+        if silent:
+            raise ServoCommunicationError(
+                f"{self._labels(silent)} did not answer a ping on {self.port} "
+                f"({self.retries + 1} attempts each): check the cables, the 12 V supply and the servo IDs",
+                silent,
+            )
+        return models
+
+    def read(self, servo_id: int, register: ct.Register) -> int:
+        """Read one register of one servo (a confirmed read with retries)."""
+        data = self._unicast(
+            f"read of {register.name}",
+            servo_id,
+            lambda p: self._packets.readTxRx(p, servo_id, register.address, register.size),
+        )
+        return register.decode(bytes(data))
+
+    def write(
+        self, servo_id: int, register: ct.Register, value: int, allow_alert: bool = False
+    ) -> None:
+        """Write one register of one servo and wait for its confirmation (with retries).
+
+        ``allow_alert`` accepts a confirmation that carries the hardware-error alert bit (turning
+        torque off on a servo that has shut down is still a success).
+        """
+        data = list(register.encode(value))
+        self._unicast(
+            f"write of {register.name}",
+            servo_id,
+            lambda p: (
+                None,
+                *self._packets.writeTxRx(p, servo_id, register.address, register.size, data),
+            ),
+            allow_alert=allow_alert,
+        )
+
+    def hardware_error_status(self, servo_id: int) -> int:
+        return self.read(servo_id, ct.HARDWARE_ERROR_STATUS)
+
+    def sync_write(self, register: ct.Register, values_by_id: Mapping[int, int]) -> None:
+        """One sync write of a register to several servos (no reply: unconfirmed by protocol)."""
+        with self._lock:
+            port = self._sdk_port()
+            group = sdk.GroupSyncWrite(port, self._packets, register.address, register.size)
+            for servo_id, value in values_by_id.items():
+                if not group.addParam(servo_id, list(register.encode(int(value)))):
+                    raise DynamixelError(
+                        f"could not add {self.label(servo_id)} to a sync write of {register.name}"
+                    )
+            self.stats["writes"] += 1
+            result = group.txPacket()
+            if result != sdk.COMM_SUCCESS:
+                self.stats["failures"] += 1
+                raise DynamixelError(
+                    f"sync write of {register.name} on {self.port} failed: {self._packets.getTxRxResult(result)}"
+                )
+
+    def sync_read(self, address: int, size: int, servo_ids: Sequence[int]) -> dict[int, bytes]:
+        """One sync read of ``size`` bytes at ``address`` from several servos; ID -> raw bytes.
+
+        The whole transaction is retried if any reply is missing or corrupt; the error names the
+        first servo whose reply was missing in the last attempt.
+        """
+        servo_ids = list(servo_ids)
+        ph = self._packets
+        with self._lock:
+            self.stats["reads"] += 1
+            failure = ""
+            failed_id = servo_ids[0]
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.stats["retries"] += 1
+                port = self._sdk_port()
+                result = ph.syncReadTx(port, address, size, servo_ids, len(servo_ids), False)
+                if result != sdk.COMM_SUCCESS:
+                    port.is_using = False
+                    failure = f"could not send: {ph.getTxRxResult(result)}"
+                    continue
+                replies, errors = {}, {}
+                for servo_id in servo_ids:
+                    data, result, error = ph.readRx(port, servo_id, size)
+                    if result != sdk.COMM_SUCCESS:
+                        failed_id, failure = servo_id, self._describe_result(result)
+                        break
+                    if error & ~ALERT_BIT == StatusError.CRC:
+                        failed_id, failure = (
+                            servo_id,
+                            "the servo reported a CRC error in our packet",
+                        )
+                        break
+                    replies[servo_id], errors[servo_id] = bytes(data), error
+                else:
+                    port.is_using = False
+                    break
+                port.is_using = False
+            else:
+                self.stats["failures"] += 1
+                raise ServoCommunicationError(
+                    f"{self.label(failed_id)} did not answer a sync read of {size} bytes at address {address} "
+                    f"on {self.port} after {self.retries + 1} attempts ({failure}): check its cable and power",
+                    [failed_id],
+                )
+        self._raise_for_errors(errors, f"sync read at address {address}")
+        short = [i for i, data in replies.items() if len(data) != size]
+        if short:
+            raise DynamixelError(
+                f"{self._labels(short)} returned fewer than {size} bytes to a sync read at address {address}"
+            )
+        return replies
+
+    def _unicast(
+        self,
+        what: str,
+        servo_id: int,
+        transaction,
+        allow_alert: bool = False,
+        check_errors: bool = True,
+    ):
+        """Run ``transaction(port) -> (value, result, error)`` with retries; return ``value``.
+
+        Then raise for the status error byte, unless ``check_errors`` is False; ``allow_alert``
+        accepts (and logs) a bare hardware-error alert.
+        """
+        with self._lock:
+            self.stats["reads" if what == "ping" or what.startswith("read") else "writes"] += 1
+            failure = ""
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.stats["retries"] += 1
+                port = self._sdk_port()
+                value, result, error = transaction(port)
+                port.is_using = False
+                if result != sdk.COMM_SUCCESS:
+                    failure = self._describe_result(result)
+                    continue
+                if error & ~ALERT_BIT == StatusError.CRC:
+                    failure = "the servo reported a CRC error in our packet"
+                    continue
+                break
+            else:
+                self.stats["failures"] += 1
+                raise ServoCommunicationError(
+                    f"{self.label(servo_id)} did not answer a {what} on {self.port} after {self.retries + 1} "
+                    f"attempts ({failure}): check its cable and power",
+                    [servo_id],
+                )
+        if check_errors:
+            if allow_alert and error == ALERT_BIT:
+                log.warning(
+                    "%s reports a hardware error (accepted for this %s)", self.label(servo_id), what
+                )
+            else:
+                self._raise_for_errors({servo_id: error}, what)
+        return value
+
+    def _describe_result(self, result: int) -> str:
+        if result == sdk.COMM_RX_TIMEOUT:
+            return "no reply"
+        if result == sdk.COMM_RX_CORRUPT:
+            return "corrupt reply"
+        return self._packets.getTxRxResult(result).replace("[TxRxResult] ", "")
+
+    def _raise_for_errors(self, errors: Mapping[int, int], what: str) -> None:
+        """Raise for status error bytes: hardware alerts first (with their Hardware Error Status)."""
+        alerts = [i for i, e in errors.items() if e & ALERT_BIT]
+        if alerts:
+            statuses = {}
+            for servo_id in alerts:
+                # This read's own reply carries the alert bit too; it is expected here.
+                statuses[servo_id] = self._unicast(
+                    "read of Hardware Error Status",
+                    servo_id,
+                    lambda p, i=servo_id: self._read_byte(p, i, ct.HARDWARE_ERROR_STATUS.address),
+                    check_errors=False,
+                )
+            details = "; ".join(
+                f"{self.label(i)}: {ct.describe_hardware_error(s)} (Hardware Error Status 0x{s:02X})"
+                for i, s in statuses.items()
+            )
+            raise ServoHardwareError(
+                f"hardware error reported during a {what}: {details}. The servo has turned its torque off; "
+                f"remove the cause (load, heat, supply voltage), then power-cycle or reboot the servo",
+                statuses,
+            )
+        for servo_id, error in errors.items():
+            number = error & ~ALERT_BIT
+            if number:
+                reason = self._packets.getRxPacketError(number).replace("[RxPacketError] ", "")
+                raise ServoStatusError(
+                    f"{self.label(servo_id)} refused a {what}: {reason} (error {number})",
+                    servo_id,
+                    number,
+                )
+
+    def _read_byte(self, port, servo_id: int, address: int):
+        data, result, error = self._packets.readTxRx(port, servo_id, address, 1)
+        return (data[0] if result == sdk.COMM_SUCCESS and data else 0), result, error
