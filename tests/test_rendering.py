@@ -60,7 +60,7 @@ def test_import_chooses_no_backend_and_make_env_does():
 def test_no_backend_gives_install_hint():
     code = (
         "import os\n"
-        "import slac_train.envs.rendering as r\n"
+        "import robots.mujoco_gl as r\n"
         "r._BACKENDS = ('no-such-backend',)\n"
         "try:\n"
         "    r.select_gl_backend()\n"

@@ -1,0 +1,356 @@
+"""The virtual D'Claw: the MuJoCo claw stepped in real time behind a Dynamixel bus emulator on a
+pseudo-terminal, and a simulated camera publishing over ZeroMQ in the runtime's frame format.
+
+The real driver, the real ``dynamixel-sdk``, real sockets and the real runtime run against it
+unchanged::
+
+    slac-virtual-robot --robot dclaw --port-link /tmp/dclaw/tty --camera-bind tcp://127.0.0.1:5555
+    slac-run --robot dclaw --port /tmp/dclaw/tty --camera tcp://127.0.0.1:5555 --allow-uncalibrated
+
+Faults for tests: planted calibration offsets, dropped or corrupted replies, a silent servo, a
+frozen camera. A "wide" camera view (larger field of view, rolled, off-centre) emulates a real
+camera that still needs calibrating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robots.dclaw.description import DCLAW
+from robots.dclaw.driver import DEFAULT_CALIBRATION
+from robots.dynamixel.emulator import Mounting, ServoBusEmulator, mountings_from_calibration
+from robots.dynamixel.physics import JointReading, ServoBackend
+from slac_runtime.frames import FramePublisher
+
+TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
+STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
+
+
+@dataclass(frozen=True)
+class WideView:
+    """A camera that sees more than the task camera: wider lens, rolled, and cut off-centre.
+
+    The frame is rendered at ``render_width x render_height`` from the task camera's position with a
+    vertical field of view ``fovy_deg`` and a roll of ``roll_deg`` about the optical axis, then a
+    ``width x height`` window whose centre is ``shift_px`` from the render's centre is published.
+    """
+
+    fovy_deg: float = 60.0
+    roll_deg: float = 3.0
+    shift_px: tuple[int, int] = (12, -8)
+    width: int = 320
+    height: int = 240
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        return self.width + 2 * abs(self.shift_px[0]), self.height + 2 * abs(self.shift_px[1])
+
+    def expected_calibration(self, task_fovy_deg: float, output_size: int = 64):
+        """The camera calibration that maps this view back onto the task camera's (ground truth)."""
+        from slac_runtime.preprocessing import CameraCalibration
+
+        render_w, render_h = self.render_size
+        side = render_h * math.tan(math.radians(task_fovy_deg) / 2) / math.tan(math.radians(self.fovy_deg) / 2)
+        # Window origin inside the render, then the task view's centre inside the window.
+        x0 = (render_w - self.width) // 2 + self.shift_px[0]
+        y0 = (render_h - self.height) // 2 + self.shift_px[1]
+        cx = (render_w - 1) / 2 - x0
+        cy = (render_h - 1) / 2 - y0
+        s = int(round(side))
+        return CameraCalibration(
+            crop=(int(round(cx - (s - 1) / 2)), int(round(cy - (s - 1) / 2)), s, s),
+            rotation_deg=self.roll_deg, output_size=output_size, source_size=(self.width, self.height),
+        )
+
+
+class MuJoCoServoBackend(ServoBackend):
+    """The servos' physics: a :class:`~robots.dclaw.sim.DClawSim`, guarded by a lock.
+
+    A servo with torque off gets a zero actuator gain (the joint moves freely); goals of torqued
+    servos become the position actuators' controls. Currents are actuator torques over the
+    servo's torque constant.
+    """
+
+    def __init__(self, sim, lock: threading.RLock):
+        self.sim = sim
+        self.lock = lock
+        self._index = {motor_id: i for i, motor_id in enumerate(DCLAW.motor_ids)}
+        self._gain = sim.model.actuator_gainprm[:, 0].copy()
+        self._bias = sim.model.actuator_biasprm[:, 1].copy()
+        self.torque = np.zeros(DCLAW.num_joints, dtype=bool)
+
+    def apply(self, goals_rad: Mapping[int, float], torque_enabled: Mapping[int, bool]) -> None:
+        with self.lock:
+            goals = self.sim.joint_goals()
+            for motor_id, goal in goals_rad.items():
+                goals[self._index[motor_id]] = goal
+            for motor_id, on in torque_enabled.items():
+                self.torque[self._index[motor_id]] = bool(on)
+            m = self.sim.model
+            m.actuator_gainprm[:, 0] = np.where(self.torque, self._gain, 0.0)
+            m.actuator_biasprm[:, 1] = np.where(self.torque, self._bias, 0.0)
+            self.sim.set_joint_goals(goals)
+
+    def nominal_gains_changed(self) -> None:
+        """Take the model's current gains as nominal (after a dynamics randomisation)."""
+        with self.lock:
+            self._gain = self.sim.model.actuator_gainprm[:, 0].copy()
+            self._bias = self.sim.model.actuator_biasprm[:, 1].copy()
+
+    def read(self) -> dict[int, JointReading]:
+        with self.lock:
+            q = self.sim.joint_positions()
+            v = self.sim.joint_velocities()
+            f = self.sim.actuator_forces()
+        return {
+            motor_id: JointReading(float(q[i]), float(v[i]), float(f[i] / TORQUE_CONSTANT_NM_PER_A))
+            for motor_id, i in self._index.items()
+        }
+
+
+class VirtualDClaw:
+    """The virtual robot: simulation thread, servo-bus emulator and camera publisher.
+
+    Args:
+        port_link: the path clients open (a symlink to the emulator's pty).
+        camera_bind: ZeroMQ endpoint the camera publishes on (``tcp://127.0.0.1:5555``, ``ipc://…``).
+        scene: "valve" or "pose".
+        fps: camera frames per second.
+        camera_size: side of the published task-camera frames (pixels).
+        wide_view: publish a :class:`WideView` instead of the task camera's 64x64 frames.
+        planted_offsets: motor ID -> ticks added to the servo's true zero (a miscalibrated robot).
+        initial_pose: "reset" (the Turn reset pose) or "zero" (fingers straight down).
+        real_time_factor: simulated seconds per wall-clock second.
+    """
+
+    def __init__(self, port_link: str | Path, camera_bind: str, scene: str = "valve", fps: float = 20.0,
+                 camera_size: int = 64, wide_view: WideView | None = None,
+                 planted_offsets: Mapping[int, float] | None = None, initial_pose: str = "reset",
+                 valve_angle: float = 0.0, real_time_factor: float = 1.0, seed: int = 0,
+                 show_goal: bool = False):
+        from robots.dclaw.sim import DClawSim
+
+        if initial_pose not in ("reset", "zero"):
+            raise ValueError(f"initial_pose must be 'reset' or 'zero', got {initial_pose!r}")
+        self.lock = threading.RLock()
+        self.sim = DClawSim(scene, render_size=camera_size, show_goal=show_goal)
+        q0 = np.zeros(DCLAW.num_joints) if initial_pose == "zero" else np.asarray(DCLAW.reset_pose)
+        self.sim.reset(joint_positions=q0, valve_angle=valve_angle) if self.sim.has_valve else \
+            self.sim.reset(joint_positions=q0)
+        self.backend = MuJoCoServoBackend(self.sim, self.lock)
+        mountings = mountings_from_calibration(DEFAULT_CALIBRATION)
+        for motor_id, delta in (planted_offsets or {}).items():
+            base = mountings[motor_id]
+            mountings[motor_id] = Mounting(base.offset_ticks + delta, base.sign)
+        self.emulator = ServoBusEmulator(DCLAW.motor_ids, self.backend, mountings=mountings,
+                                         link_path=port_link, seed=seed)
+        self.camera_bind = camera_bind
+        self.fps = float(fps)
+        self.camera_size = int(camera_size)
+        self.wide_view = wide_view
+        self.real_time_factor = float(real_time_factor)
+        self.publisher: FramePublisher | None = None
+        self.camera_frozen = False
+        self.frames_published = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        if wide_view is not None:
+            self._setup_wide_view(wide_view)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @property
+    def port(self) -> str:
+        return self.emulator.port_path
+
+    @property
+    def camera_endpoint(self) -> str:
+        if self.publisher is None:
+            raise RuntimeError("the virtual D'Claw is not started")
+        return self.publisher.endpoint
+
+    def start(self) -> VirtualDClaw:
+        self.publisher = FramePublisher(self.camera_bind)
+        self.emulator.start()
+        self._thread = threading.Thread(target=self._run, name="virtual-dclaw", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=30):
+            raise RuntimeError("the virtual D'Claw's simulation thread did not start")
+        if self.error is not None:
+            raise RuntimeError(f"the virtual D'Claw failed to start: {self.error}") from self.error
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.emulator.stop()
+        if self.publisher is not None:
+            self.publisher.close()
+        if self.error is not None:
+            raise RuntimeError(f"the virtual D'Claw's simulation thread failed: {self.error}") from self.error
+
+    def __enter__(self) -> VirtualDClaw:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- faults and scene control ----------------------------------------------------------------
+    def freeze_camera(self, frozen: bool = True) -> None:
+        """Stop (or resume) publishing frames, as a camera that stops delivering would."""
+        self.camera_frozen = frozen
+
+    def reset_valve(self, angle: float = 0.0) -> None:
+        with self.lock:
+            self.sim.set_valve_angle(angle)
+
+    def valve_angle(self) -> float:
+        with self.lock:
+            return self.sim.valve_angle()
+
+    def joint_positions(self) -> np.ndarray:
+        with self.lock:
+            return self.sim.joint_positions()
+
+    def randomize_visuals(self, seed: int) -> dict:
+        with self.lock:
+            return self.sim.randomize_visuals(np.random.default_rng(seed))
+
+    # -- the simulation thread --------------------------------------------------------------------
+    def _setup_wide_view(self, view: WideView) -> None:
+        import mujoco
+
+        m = self.sim.model
+        cam = m.camera("task").id
+        roll = math.radians(view.roll_deg)
+        # Roll about the camera's optical axis (its -z axis looks forward): positive roll turns the
+        # image clockwise on screen, so that rotating the frame counter-clockwise undoes it.
+        quat = m.cam_quat[cam].copy()
+        roll_quat = np.array([math.cos(roll / 2), 0.0, 0.0, math.sin(roll / 2)])
+        mujoco.mju_mulQuat(quat, quat, roll_quat)
+        m.cam_quat[cam] = quat
+        m.cam_fovy[cam] = view.fovy_deg
+
+    def _render(self) -> np.ndarray:
+        if self.wide_view is None:
+            return self.sim.render()
+        view = self.wide_view
+        render_w, render_h = view.render_size
+        image = self.sim.render(height=render_h, width=render_w)
+        x0 = (render_w - view.width) // 2 + view.shift_px[0]
+        y0 = (render_h - view.height) // 2 + view.shift_px[1]
+        return np.ascontiguousarray(image[y0:y0 + view.height, x0:x0 + view.width])
+
+    def _run(self) -> None:
+        try:
+            period = 1.0 / self.fps
+            with self.lock:
+                self._render()  # make the GL context in this thread
+            self._ready.set()
+            start = time.monotonic()
+            next_frame = start
+            sim_start = self.sim.time
+            while not self._stop.is_set():
+                now = time.monotonic()
+                with self.lock:
+                    self.sim.step_until(sim_start + (now - start) * self.real_time_factor)
+                if now >= next_frame:
+                    if not self.camera_frozen:
+                        capture_time = time.time()
+                        with self.lock:
+                            image = self._render()
+                        self.publisher.publish(image, timestamp=capture_time)
+                        self.frames_published += 1
+                    next_frame += period
+                    if next_frame < now:  # fell behind: skip frames rather than burst
+                        next_frame = now + period
+                time.sleep(STEP_SLEEP_S)
+        except BaseException as e:  # reported by stop(); the thread must not die silently
+            self.error = e
+            self._ready.set()
+        finally:
+            with self.lock:
+                self.sim.close()
+
+
+def parse_offsets(text: str | None) -> dict[int, float]:
+    """``"10=+25,21=-40"`` -> {10: 25.0, 21: -40.0} (ticks)."""
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        motor_id = int(key)
+        if motor_id not in DCLAW.motor_ids:
+            raise ValueError(f"--plant-offsets: {motor_id} is not a D'Claw motor ID {DCLAW.motor_ids}")
+        out[motor_id] = float(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="slac-virtual-robot --robot dclaw",
+                                description="The virtual D'Claw: MuJoCo behind a servo-bus emulator and a camera publisher.")
+    p.add_argument("--scene", choices=["valve", "pose"], default="valve")
+    p.add_argument("--port-link", default="/tmp/slac-virtual-dclaw/tty", help="path of the emulated serial port")
+    p.add_argument("--camera-bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint of the camera")
+    p.add_argument("--fps", type=float, default=20.0, help="camera frames per second")
+    p.add_argument("--camera-size", type=int, default=64, help="side of the published frames (pixels)")
+    p.add_argument("--wide-view", action="store_true",
+                   help="publish an uncalibrated 320x240 view (wider, rolled 3 degrees, off-centre)")
+    p.add_argument("--plant-offsets", default=None, help="miscalibrate servos: 'ID=ticks,ID=ticks'")
+    p.add_argument("--initial-pose", choices=["reset", "zero"], default="reset")
+    p.add_argument("--valve-angle", type=float, default=0.0)
+    p.add_argument("--drop-replies", type=float, default=0.0, help="probability that a reply is lost")
+    p.add_argument("--corrupt-replies", type=float, default=0.0, help="probability of a reply with a bad CRC")
+    p.add_argument("--silent-servo", type=int, default=None, help="this servo never answers")
+    p.add_argument("--freeze-camera-after", type=float, default=None, help="stop publishing after S seconds")
+    p.add_argument("--visual-seed", type=int, default=None, help="randomise lights/colours/camera with this seed")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    Path(args.port_link).parent.mkdir(parents=True, exist_ok=True)
+    robot = VirtualDClaw(
+        args.port_link, args.camera_bind, scene=args.scene, fps=args.fps, camera_size=args.camera_size,
+        wide_view=WideView() if args.wide_view else None, planted_offsets=parse_offsets(args.plant_offsets),
+        initial_pose=args.initial_pose, valve_angle=args.valve_angle, seed=args.seed,
+    )
+    if args.visual_seed is not None:
+        robot.randomize_visuals(args.visual_seed)
+    stop = threading.Event()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda *_: stop.set())
+    with robot:
+        if args.drop_replies or args.corrupt_replies:
+            robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
+        if args.silent_servo is not None:
+            robot.emulator.set_silent(args.silent_servo)
+        print(f"virtual D'Claw: servo port {robot.port}  camera {robot.camera_endpoint}", flush=True)
+        started = time.monotonic()
+        while not stop.wait(0.1):
+            elapsed = time.monotonic() - started
+            if args.freeze_camera_after is not None and elapsed >= args.freeze_camera_after:
+                robot.freeze_camera()
+            if args.duration is not None and elapsed >= args.duration:
+                break
+            if robot.error is not None:
+                break
+    print(f"virtual D'Claw stopped: {robot.frames_published} frames, bus {robot.emulator.counters}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
