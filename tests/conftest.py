@@ -3,3 +3,38 @@ import os
 # Tests render offscreen; EGL works on the CI machine. The toolkit itself never sets this at import:
 # make_env() probes a backend when MUJOCO_GL is unset, which tests/test_rendering.py covers.
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+import pytest  # noqa: E402
+
+TINY_TRAIN_ARGS = [
+    "--encoder-base-channels", "4", "--feature-dim", "16", "--z1-dim", "4", "--z2-dim", "8",
+    "--model-hidden", "16", "--actor-critic-hidden", "16", "--batch-size-actor-critic", "8",
+    "--batch-size-model", "4", "--buffer-capacity", "2000", "--model-pretrain-steps", "3",
+    "--eval-episodes", "1", "--reconstruction-steps", "6", "--log-every-updates", "5",
+    "--device", "cpu", "--no-progress", "--no-eval-video", "--no-reconstruction-video",
+]
+
+
+def train_tiny(run_dir, task: str = "dclaw-turn", seed: int = 0, env_steps: int = 60):
+    """A few updates of tiny networks: a real checkpoint in seconds."""
+    from slac_train.cli import main
+
+    code = main(["--task", task, *TINY_TRAIN_ARGS, "--max-episode-agent-steps", "10",
+                 "--initial-collection-steps", "10", "--total-env-steps", str(env_steps),
+                 "--eval-every-env-steps", str(env_steps), "--seed", str(seed), "--run-dir", str(run_dir)])
+    assert code == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_dclaw_run(tmp_path_factory):
+    return train_tiny(tmp_path_factory.mktemp("tiny-dclaw") / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_dclaw_policy(tiny_dclaw_run):
+    from slac_train.export_cli import export_run
+
+    path, _ = export_run(tiny_dclaw_run)
+    return path

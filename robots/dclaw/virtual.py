@@ -77,8 +77,8 @@ class WideView:
 class MuJoCoServoBackend(ServoBackend):
     """The servos' physics: a :class:`~robots.dclaw.sim.DClawSim`, guarded by a lock.
 
-    A servo with torque off gets a zero actuator gain (the joint moves freely); goals of torqued
-    servos become the position actuators' controls. Currents are actuator torques over the
+    A servo with torque off exerts no force (the joint moves freely); goals become the position
+    actuators' controls. Currents are actuator torques over the
     servo's torque constant.
     """
 
@@ -86,8 +86,6 @@ class MuJoCoServoBackend(ServoBackend):
         self.sim = sim
         self.lock = lock
         self._index = {motor_id: i for i, motor_id in enumerate(DCLAW.motor_ids)}
-        self._gain = sim.model.actuator_gainprm[:, 0].copy()
-        self._bias = sim.model.actuator_biasprm[:, 1].copy()
         self.torque = np.zeros(DCLAW.num_joints, dtype=bool)
 
     def apply(self, goals_rad: Mapping[int, float], torque_enabled: Mapping[int, bool]) -> None:
@@ -97,16 +95,8 @@ class MuJoCoServoBackend(ServoBackend):
                 goals[self._index[motor_id]] = goal
             for motor_id, on in torque_enabled.items():
                 self.torque[self._index[motor_id]] = bool(on)
-            m = self.sim.model
-            m.actuator_gainprm[:, 0] = np.where(self.torque, self._gain, 0.0)
-            m.actuator_biasprm[:, 1] = np.where(self.torque, self._bias, 0.0)
+            self.sim.set_torque_enabled(self.torque)
             self.sim.set_joint_goals(goals)
-
-    def nominal_gains_changed(self) -> None:
-        """Take the model's current gains as nominal (after a dynamics randomisation)."""
-        with self.lock:
-            self._gain = self.sim.model.actuator_gainprm[:, 0].copy()
-            self._bias = self.sim.model.actuator_biasprm[:, 1].copy()
 
     def read(self) -> dict[int, JointReading]:
         with self.lock:
