@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--seed", type=int, default=None, help="seed of the policy's action noise")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     return p.parse_args(argv)
 
 
@@ -136,7 +137,12 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.log_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
     summaries: list[dict[str, Any]] = []
     try:
-        driver_kwargs: dict[str, Any] = {"on_exit": args.on_exit}
+        # The loop limits each goal step to the velocity limit; the driver's own step clip is a
+        # safety net a little above it (so that rounding to whole servo ticks never trips it).
+        driver_kwargs: dict[str, Any] = {
+            "on_exit": args.on_exit,
+            "max_step_rad": 1.1 * description.velocity_limit * m.control_period_s,
+        }
         if args.port is not None:
             driver_kwargs["port"] = args.port
         if args.calibration is not None:
@@ -219,10 +225,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (UsageError, PolicyFileError, SafeStop, KeyError, OSError) as e:
+    except (UsageError, PolicyFileError, KeyError) as e:  # nothing moved: fix the command line
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"slac-run: error: {message}", file=sys.stderr)
-        return 2 if isinstance(e, (UsageError, PolicyFileError, KeyError)) else 1
+        return 2
+    except SafeStop as e:
+        print(f"slac-run: safe stop: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # bus errors and the like: the robot was relaxed/held on the way out
+        if args.traceback:
+            raise
+        cause = f" (after: {e.__context__})" if e.__context__ is not None else ""
+        print(f"slac-run: stopped: {type(e).__name__}: {e}{cause}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
