@@ -39,8 +39,11 @@ def stochastic_action(mean: np.ndarray, log_std: np.ndarray, noise: np.ndarray) 
     return np.tanh(mean + np.exp(log_std) * noise).astype(np.float32)
 
 
-def load_session(path: str | Path, threads: int = 1):
-    """An onnxruntime session and the policy metadata, with errors that say what to do."""
+def load_session(path: str | Path, threads: int = 1, spin: bool = True):
+    """An onnxruntime session and the policy metadata, with errors that say what to do.
+
+    ``spin=False`` stops onnxruntime's worker threads from busy-waiting between calls (needed when
+    the caller runs with real-time priority: spinning workers would starve other processes)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -51,6 +54,8 @@ def load_session(path: str | Path, threads: int = 1):
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for corrupt files
@@ -75,9 +80,9 @@ class OnnxPolicy:
     actor's inputs (the same arrays training's acting code builds).
     """
 
-    def __init__(self, path: str | Path, threads: int = 1, seed: int | None = None):
+    def __init__(self, path: str | Path, threads: int = 1, seed: int | None = None, spin: bool = True):
         self.path = Path(path)
-        self.session, self.metadata = load_session(self.path, threads)
+        self.session, self.metadata = load_session(self.path, threads, spin)
         m = self.metadata
         self._rng = np.random.default_rng(seed)
         self.frame_history = History(m.action_dim, (m.image_height, m.image_width, 3), m.history_length)

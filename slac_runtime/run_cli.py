@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="seed of the policy's action noise")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+    p.add_argument("--realtime", action="store_true",
+                   help="real-time scheduling (SCHED_FIFO) for the loop, when permitted; only with "
+                        "hardware servos (the bus client busy-waits for replies, which would starve an "
+                        "emulator or camera process on the same cores)")
     return p.parse_args(argv)
 
 
@@ -82,6 +86,18 @@ def start_local_camera(camera: str, size: int, calibration: Path | None) -> tupl
     if proc.poll() is not None:
         raise UsageError(f"the camera publisher for --camera {camera} exited: {proc.stderr.read().strip()}")
     return proc, endpoint
+
+
+def enable_realtime(priority: int = 20) -> str:
+    """Real-time (SCHED_FIFO) scheduling for this process, so that other programs cannot delay a
+    tick; returns what was done. Needs root or CAP_SYS_NICE (or an rtprio limit); falls back."""
+    if not hasattr(os, "sched_setscheduler"):
+        return "unavailable on this platform"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return f"SCHED_FIFO priority {priority}"
+    except (PermissionError, OSError) as e:
+        return f"not permitted ({e.strerror}): run as root, or allow it with `ulimit -r {priority}`"
 
 
 def file_sha256(path: Path) -> str:
@@ -106,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     policy_path = args.policy or entry.default_policy()
     if policy_path is None:
         raise UsageError(f"robot {args.robot!r} ships no default policy: pass --policy FILE.onnx")
-    policy = OnnxPolicy(policy_path, threads=args.threads, seed=args.seed)
+    scheduling = enable_realtime() if args.realtime else "normal"
+    policy = OnnxPolicy(policy_path, threads=args.threads, seed=args.seed,
+                        spin=not scheduling.startswith("SCHED_FIFO"))
     m = policy.metadata
     problems = m.mismatches(description, history_length=policy.frame_history.length)
     if problems:
@@ -169,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
             "joint_calibration": _read_json(args.calibration),
             "camera_calibration": _read_json(args.camera_calibration),
             "loop_config": asdict(config),
+            "scheduling": scheduling,
             "started_at": datetime.now(timezone.utc).isoformat(),
         }
         status = None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
