@@ -1,0 +1,477 @@
+"""Camera frames over ZeroMQ: the wire format, a publisher and a newest-frame subscriber (DESIGN.md §4).
+
+One ZeroMQ message per frame, **single part** (ZeroMQ's ``CONFLATE`` option, which gives the
+subscriber its newest-frame semantics, does not support multipart messages): a 32-byte
+little-endian header followed by the pixels. ``docs/frame_wire_format.md`` is the full reference::
+
+    offset size type     field
+     0      4  bytes    magic  b"SLAC"
+     4      1  uint8    format version (1)
+     5      1  uint8    encoding: 0 raw, 1 JPEG
+     6      1  uint8    channels (3 for RGB)
+     7      1  uint8    reserved, 0
+     8      8  uint64   sequence number
+    16      8  float64  capture timestamp, seconds since the Unix epoch (time.time())
+    24      2  uint16   height, pixels
+    26      2  uint16   width, pixels
+    28      4  uint32   payload length, bytes
+    32      -  bytes    payload: raw rows of RGB pixels (H*W*C bytes), or one JPEG file
+
+Use::
+
+    with FramePublisher("tcp://*:5555") as pub:           # camera side
+        pub.publish(image_rgb)                              # uint8[H, W, 3] RGB
+
+    with FrameSubscriber("tcp://robot-cam:5555", max_age_s=0.25) as sub:   # policy side
+        frame = sub.latest(timeout_s=2.0)                   # Frame or None
+        frame.seq, frame.timestamp, frame.image, frame.age_s
+
+A socket belongs to the thread that made it: use a publisher or subscriber from one thread.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+import zmq
+
+MAGIC = b"SLAC"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<4sBBBBQdHHI")
+HEADER_SIZE = HEADER.size  # 32 bytes
+
+ENCODING_RAW = 0
+ENCODING_JPEG = 1
+_ENCODING_NAMES = {ENCODING_RAW: "raw", ENCODING_JPEG: "jpeg"}
+_ENCODING_CODES = {name: code for code, name in _ENCODING_NAMES.items()}
+EncodingName = Literal["raw", "jpeg"]
+
+MAX_SIDE = 0xFFFF  # uint16 height and width
+DEFAULT_JPEG_QUALITY = 90
+DEFAULT_SNDHWM = (
+    1000  # messages queued per subscriber before the PUB socket drops (ZeroMQ's default)
+)
+DEFAULT_MAX_AGE_S = 0.5  # a subscriber's newest frame older than this (receive time) is stale
+
+
+class FrameFormatError(ValueError):
+    """A message that is not a valid frame of a format version this code reads."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded camera frame.
+
+    ``image`` is ``uint8[H, W, C]`` RGB; for raw frames it is a read-only view of the received
+    message (no copy) -- ``np.array(frame.image)`` if you need to write into it.
+    """
+
+    seq: int  # publisher's sequence number, +1 per frame
+    timestamp: float  # capture time, seconds since the Unix epoch (publisher's clock)
+    image: np.ndarray = field(repr=False)  # uint8[H, W, C], RGB
+    encoding: EncodingName  # how it travelled: "raw" or "jpeg"
+    received_at: float  # receive time, seconds since the Unix epoch (subscriber's clock)
+
+    @property
+    def age_s(self) -> float:
+        """Transport age: receive time minus capture time, seconds (needs synchronised clocks
+        when publisher and subscriber run on different computers)."""
+        return self.received_at - self.timestamp
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
+
+    @property
+    def channels(self) -> int:
+        return self.image.shape[2]
+
+
+# ---- wire format ------------------------------------------------------------------------------
+
+
+def _encoding_code(encoding: str | int) -> int:
+    if isinstance(encoding, str):
+        code = _ENCODING_CODES.get(encoding.lower())
+        if code is None:
+            raise ValueError(f"unknown frame encoding {encoding!r}; use 'raw' or 'jpeg'")
+        return code
+    if encoding not in _ENCODING_NAMES:
+        raise ValueError(f"unknown frame encoding {encoding!r}; use 0 (raw) or 1 (jpeg)")
+    return int(encoding)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"frames are uint8 images, got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or not 1 <= image.shape[2] <= 4:
+        raise ValueError(f"frames are [H, W, C] images with 1..4 channels, got shape {image.shape}")
+    height, width = image.shape[:2]
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ValueError(f"frame sides must be 1..{MAX_SIDE} pixels, got {height}x{width}")
+    return image
+
+
+def encode_frame(
+    image_rgb: np.ndarray,
+    seq: int,
+    timestamp: float,
+    encoding: EncodingName | int = "raw",
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+) -> bytes:
+    """One wire message: the header followed by the payload.
+
+    ``image_rgb`` is ``uint8[H, W, C]`` (C = 3 for RGB; 1 grey; raw frames also allow 2 or 4).
+    JPEG frames must be grey or RGB; the JPEG file holds the image in its natural colours.
+    """
+    image = _check_image(image_rgb)
+    height, width, channels = image.shape
+    code = _encoding_code(encoding)
+    if not 0 <= seq < 2**64:
+        raise ValueError(f"sequence number must fit in uint64, got {seq}")
+    if code == ENCODING_RAW:
+        payload: bytes | memoryview = memoryview(np.ascontiguousarray(image)).cast("B")
+    else:
+        if channels not in (1, 3):
+            raise ValueError(f"JPEG frames must have 1 or 3 channels, got {channels}")
+        if not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+        # OpenCV encodes BGR; swap so the JPEG file holds true colours.
+        to_encode = image if channels == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, buffer = cv2.imencode(".jpg", to_encode, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        if not ok:
+            raise RuntimeError("OpenCV could not JPEG-encode the frame")
+        payload = buffer.data
+    header = HEADER.pack(
+        MAGIC, FORMAT_VERSION, code, channels, 0, seq, float(timestamp), height, width, len(payload)
+    )
+    return b"".join((header, payload))
+
+
+def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None = None) -> Frame:
+    """Parse one wire message (bytes, a memoryview or a ``zmq.Frame``) into a :class:`Frame`.
+
+    Raises :class:`FrameFormatError` (a ``ValueError``) naming what is wrong.
+    """
+    if received_at is None:
+        received_at = time.time()
+    buffer = data.buffer if isinstance(data, zmq.Frame) else memoryview(data)
+    if buffer.nbytes < HEADER_SIZE:
+        raise FrameFormatError(
+            f"frame message is {buffer.nbytes} bytes, shorter than the {HEADER_SIZE}-byte header"
+        )
+    magic, version, code, channels, _reserved, seq, timestamp, height, width, length = (
+        HEADER.unpack_from(buffer)
+    )
+    if magic != MAGIC:
+        raise FrameFormatError(
+            f"not a SLAC frame: the message starts with {magic!r}, expected {MAGIC!r} "
+            "(is something else publishing on this endpoint?)"
+        )
+    if version != FORMAT_VERSION:
+        raise FrameFormatError(
+            f"frame format version {version} is not supported (this reader speaks version "
+            f"{FORMAT_VERSION}); publisher and subscriber need matching slac_runtime versions"
+        )
+    if code not in _ENCODING_NAMES:
+        raise FrameFormatError(f"unknown frame encoding {code} (0 raw, 1 JPEG)")
+    if not 1 <= channels <= 4:
+        raise FrameFormatError(f"frame has {channels} channels; 1..4 are allowed")
+    if height == 0 or width == 0:
+        raise FrameFormatError(f"frame is {height}x{width} pixels; both sides must be at least 1")
+    if buffer.nbytes - HEADER_SIZE != length:
+        raise FrameFormatError(
+            f"header says the payload is {length} bytes, but the message carries "
+            f"{buffer.nbytes - HEADER_SIZE} bytes after the {HEADER_SIZE}-byte header"
+        )
+    if code == ENCODING_RAW:
+        expected = height * width * channels
+        if length != expected:
+            raise FrameFormatError(
+                f"raw payload is {length} bytes, but {height}x{width}x{channels} pixels need {expected}"
+            )
+        image = np.frombuffer(buffer, dtype=np.uint8, count=expected, offset=HEADER_SIZE)
+        image = image.reshape(height, width, channels)
+        image.flags.writeable = False
+    else:
+        encoded = np.frombuffer(buffer, dtype=np.uint8, count=length, offset=HEADER_SIZE)
+        flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+        decoded = cv2.imdecode(encoded, flag)
+        if decoded is None:
+            raise FrameFormatError(
+                f"JPEG payload of {length} bytes (frame {seq}) could not be decoded"
+            )
+        if channels == 1:
+            decoded = decoded[:, :, None]
+        elif channels == 3:
+            decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+        else:
+            raise FrameFormatError(f"JPEG frames must have 1 or 3 channels, header says {channels}")
+        if decoded.shape[:2] != (height, width):
+            raise FrameFormatError(
+                f"JPEG payload decodes to {decoded.shape[0]}x{decoded.shape[1]} pixels, "
+                f"header says {height}x{width}"
+            )
+        image = decoded
+    return Frame(
+        seq=seq,
+        timestamp=timestamp,
+        image=image,
+        encoding=_ENCODING_NAMES[code],
+        received_at=received_at,
+    )
+
+
+# ---- transport --------------------------------------------------------------------------------
+
+
+def _check_endpoint(endpoint: str) -> None:
+    if not isinstance(endpoint, str) or "://" not in endpoint:
+        raise ValueError(
+            f"frame endpoint {endpoint!r} is not a ZeroMQ address; "
+            "use e.g. tcp://*:5555, tcp://127.0.0.1:5555 or ipc:///tmp/slac-camera"
+        )
+
+
+class FramePublisher:
+    """PUBlishes frames, one single-part message each. Binds by default (the camera side).
+
+    ``endpoint`` is ``tcp://*:5555``, ``tcp://127.0.0.1:*`` (any free port; read :attr:`endpoint`
+    afterwards), ``ipc:///tmp/name`` ... ``sndhwm`` is how many messages may queue per subscriber
+    before ZeroMQ silently drops new ones; keep it generous -- the subscriber conflates anyway.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        bind: bool = True,
+        sndhwm: int = DEFAULT_SNDHWM,
+        context: zmq.Context | None = None,
+    ) -> None:
+        _check_endpoint(endpoint)
+        if sndhwm < 1:
+            raise ValueError(f"sndhwm must be at least 1 message, got {sndhwm}")
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SNDHWM, sndhwm)
+        try:
+            if bind:
+                self._socket.bind(endpoint)
+            else:
+                self._socket.connect(endpoint)
+        except zmq.ZMQError as e:
+            self._socket.close(linger=0)
+            action = "bind" if bind else "connect"
+            hint = (
+                " (is another camera publisher already running there?)"
+                if e.errno == zmq.EADDRINUSE
+                else ""
+            )
+            raise OSError(f"frame publisher could not {action} {endpoint}: {e}{hint}") from e
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
+        self.next_seq = 0
+        self.published = 0
+
+    def publish(
+        self,
+        image_rgb: np.ndarray,
+        seq: int | None = None,
+        timestamp: float | None = None,
+        encoding: EncodingName = "raw",
+        jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    ) -> int:
+        """Send one RGB frame ``uint8[H, W, C]``; returns its sequence number.
+
+        ``seq`` defaults to one more than the last one sent (0 first); ``timestamp`` (capture time,
+        ``time.time()`` seconds) defaults to now. Never blocks: with no subscriber the frame is
+        dropped, as PUB sockets do.
+        """
+        if self._socket.closed:
+            raise RuntimeError("FramePublisher.publish() after close()")
+        if seq is None:
+            seq = self.next_seq
+        if timestamp is None:
+            timestamp = time.time()
+        message = encode_frame(image_rgb, seq, timestamp, encoding, jpeg_quality)
+        self._socket.send(message, copy=False)
+        self.next_seq = seq + 1
+        self.published += 1
+        return seq
+
+    def close(self) -> None:
+        if not self._socket.closed:
+            self._socket.close(linger=0)
+
+    def __enter__(self) -> FramePublisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class FrameSubscriber:
+    """SUBscribes to a frame publisher and keeps only the newest frame. Connects by default.
+
+    The socket is set to ``CONFLATE``: ZeroMQ keeps one message, the newest, so a slow reader
+    never sees old frames. Counters (all since construction):
+
+    - ``received``: frames decoded;
+    - ``drops``: frames that never reached :meth:`latest` -- gaps in the sequence numbers
+      (conflated away because they arrived faster than they were read, or lost on the way);
+    - ``stale``: calls of :meth:`latest`, after the first frame, that found no frame received
+      within ``max_age_s`` (a frozen camera, a dead publisher or a broken link);
+    - ``restarts``: times the sequence number went backwards (the publisher restarted).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+        bind: bool = False,
+        context: zmq.Context | None = None,
+    ) -> None:
+        _check_endpoint(endpoint)
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s must be positive, got {max_age_s}")
+        self.endpoint = endpoint
+        self.max_age_s = max_age_s
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.CONFLATE, 1)  # before connect/bind; single-part messages only
+        self._socket.setsockopt(zmq.SUBSCRIBE, MAGIC)  # every frame starts with the magic bytes
+        try:
+            if bind:
+                self._socket.bind(endpoint)
+            else:
+                self._socket.connect(endpoint)
+        except zmq.ZMQError as e:
+            self._socket.close(linger=0)
+            raise OSError(
+                f"frame subscriber could not {'bind' if bind else 'connect'} {endpoint}: {e}"
+            ) from e
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._newest: Frame | None = None
+        self._newest_monotonic = 0.0  # local monotonic receive time of the newest frame
+        self._returned_count = 0  # value of `received` when latest() last returned a frame
+        self._created_monotonic = time.monotonic()
+        self.received = 0
+        self.drops = 0
+        self.stale = 0
+        self.restarts = 0
+
+    # -- receiving --
+
+    def _receive_pending(self) -> bool:
+        """Decode whatever is queued (at most one message with CONFLATE); True if a frame came."""
+        got = False
+        while self._socket.get(zmq.EVENTS) & zmq.POLLIN:
+            message = self._socket.recv(copy=False)
+            received_at = time.time()
+            frame = decode_frame(message, received_at=received_at)
+            self._accept(frame)
+            got = True
+        return got
+
+    def _accept(self, frame: Frame) -> None:
+        previous = self._newest
+        if previous is not None:
+            gap = frame.seq - previous.seq
+            if gap > 1:
+                self.drops += gap - 1
+            elif gap <= 0:
+                self.restarts += 1
+        self._newest = frame
+        self._newest_monotonic = time.monotonic()
+        self.received += 1
+
+    def latest(self, timeout_s: float | None = None) -> Frame | None:
+        """The newest frame.
+
+        ``timeout_s=None``: do not wait; return the newest frame received so far (possibly the
+        one returned last time -- compare ``seq``), or ``None`` before the first frame.
+        ``timeout_s=t``: wait up to ``t`` seconds for a frame newer than the one returned last
+        time; return it, or ``None`` if none arrived in time.
+
+        Counts a ``stale`` call when the newest frame was received more than ``max_age_s`` ago.
+        """
+        self._receive_pending()
+        if timeout_s is not None:
+            deadline = time.monotonic() + timeout_s
+            while not self._has_new_frame():
+                remaining_ms = (deadline - time.monotonic()) * 1000.0
+                if remaining_ms <= 0:
+                    break
+                if self._poller.poll(max(1, math.ceil(remaining_ms))):
+                    self._receive_pending()
+        if self._newest is not None and self.is_stale:
+            self.stale += 1
+        if timeout_s is not None and not self._has_new_frame():
+            return None
+        self._returned_count = self.received
+        return self._newest
+
+    def _has_new_frame(self) -> bool:
+        return self.received > self._returned_count
+
+    # -- state --
+
+    @property
+    def newest(self) -> Frame | None:
+        """The newest frame received so far, without receiving or counting anything."""
+        return self._newest
+
+    @property
+    def age_s(self) -> float | None:
+        """Now minus the newest frame's capture timestamp, seconds (``None`` before any frame).
+        Compares two clocks when the camera is on another computer."""
+        return None if self._newest is None else time.time() - self._newest.timestamp
+
+    @property
+    def since_last_frame_s(self) -> float:
+        """Seconds since a frame was last received (local clock), or since construction."""
+        start = self._newest_monotonic if self._newest is not None else self._created_monotonic
+        return time.monotonic() - start
+
+    @property
+    def is_stale(self) -> bool:
+        """True when no frame was received within ``max_age_s`` (receiving nothing itself)."""
+        return self._newest is None or self.since_last_frame_s > self.max_age_s
+
+    def stats(self) -> dict[str, float | int | None]:
+        """Counters and the newest frame's sequence number and age, for logs and status lines."""
+        return {
+            "received": self.received,
+            "drops": self.drops,
+            "stale": self.stale,
+            "restarts": self.restarts,
+            "seq": None if self._newest is None else self._newest.seq,
+            "age_s": self.age_s,
+        }
+
+    def close(self) -> None:
+        if not self._socket.closed:
+            self._socket.close(linger=0)
+
+    def __enter__(self) -> FrameSubscriber:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
