@@ -165,7 +165,13 @@ class LatentModel(nn.Module):
 
         z = post.z  # [B, T+1, Z]
         recon = self.decoder(z.reshape(-1, z.shape[-1]))  # [B*(T+1), 3, 64, 64]
-        image_ll = gaussian_log_prob(images, recon, self.decoder_std).sum((1, 2, 3)).reshape(batch, -1)
+        # sum over pixels of log N(x; recon, std^2) = -0.5 sse / std^2 - pixels * (log std + log sqrt(2 pi)),
+        # written so that only two image-sized temporaries exist (forward and backward)
+        squared_error = (recon - images).pow(2).sum((1, 2, 3))  # [B*(T+1)]
+        pixels = images[0].numel()
+        std = self.decoder_std
+        image_ll = (-0.5 / std**2) * squared_error - pixels * (math.log(std) + _HALF_LOG_2PI)
+        image_ll = image_ll.reshape(batch, -1)  # [B, T+1]
 
         reward_mean, reward_std = self.reward_distribution(z, actions)  # [B, T]
         reward_ll = gaussian_log_prob(rewards, reward_mean, reward_std) * reward_mask
@@ -180,7 +186,7 @@ class LatentModel(nn.Module):
                 "model/kl": kl_sum.detach(),
                 "model/image_nll": -image_ll_sum.detach(),
                 "model/reward_nll": -reward_ll_sum.detach(),
-                "model/image_mse": (recon - images).pow(2).mean(),
+                "model/image_mse": squared_error.detach().sum() / images.numel(),
                 "model/reward_mse": ((reward_mean - rewards).pow(2) * reward_mask).sum() / reward_mask.sum().clamp_min(1.0),
             }
         return loss, metrics

@@ -58,7 +58,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
-            x = F.leaky_relu(conv(x), LEAKY_SLOPE)
+            x = F.leaky_relu(conv(x), LEAKY_SLOPE, inplace=True)  # in place: no extra activation copy
         return x.flatten(1)
 
     @torch.no_grad()
@@ -110,7 +110,7 @@ class Decoder(nn.Module):
         for i, deconv in enumerate(self.deconvs):
             x = deconv(x)
             if i < last:
-                x = F.leaky_relu(x, LEAKY_SLOPE)
+                x = F.leaky_relu(x, LEAKY_SLOPE, inplace=True)
         return x
 
 

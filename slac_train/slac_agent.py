@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from slac_runtime.history import ACTOR_FRAMES, History
 from slac_train.config import TrainConfig
 from slac_train.latent_model import LatentModel
-from slac_train.networks import PixelPolicy, TanhGaussianActor, TwinCritic, actor_input, preprocess_frames
+from slac_train.networks import (
+    PixelPolicy,
+    TanhGaussianActor,
+    TwinCritic,
+    actor_input,
+    preprocess_frames,
+)
 
 
 def resolve_device(name: str) -> torch.device:

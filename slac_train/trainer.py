@@ -44,7 +44,14 @@ from slac_train.evaluation import reconstruction_frames, run_episode
 from slac_train.replay_buffer import ReplayBuffer
 from slac_train.rollout_media import write_video
 from slac_train.run_logging import RunLogger, plot_learning_curve
-from slac_train.slac_agent import Batch, NonFiniteLossError, SlacAgent, check_finite, metrics_to_floats, resolve_device
+from slac_train.slac_agent import (
+    Batch,
+    NonFiniteLossError,
+    SlacAgent,
+    check_finite,
+    metrics_to_floats,
+    resolve_device,
+)
 
 PHASES = ("collect", "pretrain", "train", "done")
 

@@ -6,6 +6,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -14,6 +15,15 @@ from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 from slac_train.checkpoint import latest_checkpoint, load_agent, load_checkpoint  # noqa: E402
 from slac_train.config import small_test_config  # noqa: E402
 from slac_train.trainer import Trainer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks run fastest on one thread, and a shared 2-core machine stays responsive."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def flatten(state, prefix=""):
@@ -80,3 +90,28 @@ def test_resume_is_exact(tmp_path):
         assert state["counters"]["env_steps"] == total
         assert latest_checkpoint(tmp_path / "straight").name == latest_checkpoint(tmp_path / "resumed").name
         assert load_checkpoint(tmp_path / "straight")["buffer_file"] is not None
+
+
+def test_nan_loss_stops_the_run_naming_loss_and_step(tmp_path):
+    from slac_train.trainer import TrainingFailed
+
+    with toy_task(action_repeat=2, length=24):
+        config = small_test_config(
+            task=TOY_TASK, total_env_steps=144, initial_collection_steps=20, model_pretrain_steps=3,
+            eval_every_env_steps=1000, eval_episodes=0, run_dir=str(tmp_path / "nan"),
+        )
+        with Trainer(config) as trainer:
+            trainer.train(stop_at_env_step=48)
+            good = latest_checkpoint(tmp_path / "nan")
+            with torch.no_grad():  # poison the decoder: the next model loss is NaN
+                trainer.agent.model.decoder.deconvs[-1].bias.fill_(float("nan"))
+            try:
+                trainer.train()
+            except TrainingFailed as failure:
+                message = str(failure)
+            else:
+                raise AssertionError("a NaN loss did not stop the run")
+        assert "model/loss" in message and "update 4 " in message and "env step 50" in message
+        assert str(good) in message
+        assert latest_checkpoint(tmp_path / "nan") == good
+        assert torch.isfinite(load_checkpoint(good)["agent"]["model"]["decoder.deconvs.4.bias"]).all()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from slac_train.cli import main
 from slac_train.envs import task_names
@@ -20,8 +21,17 @@ SMALL = [
     "--model-hidden", "16", "--actor-critic-hidden", "16", "--batch-size-actor-critic", "8",
     "--batch-size-model", "4", "--buffer-capacity", "2000", "--model-pretrain-steps", "3",
     "--eval-episodes", "1", "--reconstruction-steps", "6", "--log-every-updates", "5",
-    "--device", "cpu", "--no-progress",
+    "--device", "cpu", "--no-progress", "--num-threads", "1",
 ]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks run fastest on one thread, and a shared 2-core machine stays responsive."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
