@@ -4,7 +4,9 @@ A camera frame (OpenCV: BGR, any size) becomes what the policy was trained on: a
 image ``[size, size, 3]``. The steps, in this order, are
 
 1. rotate the source by ``rotation_deg`` about the centre of the crop box (counter-clockwise for a
-   positive angle, as seen on screen), and cut out the crop box;
+   positive angle, as seen on screen), and cut out the crop box (one bilinear warp; with a
+   rotation, it samples the box straight onto a grid at most 2x coarser than the source, see
+   :func:`_rotate_and_cut`);
 2. flip horizontally and/or vertically;
 3. resize to ``output_size x output_size`` with area interpolation (``cv2.INTER_AREA``);
 4. convert BGR to RGB (when the frame came from OpenCV).
@@ -224,6 +226,40 @@ def _as_three_channels(frame: np.ndarray) -> np.ndarray:
     )
 
 
+def _rotate_and_cut(
+    frame: np.ndarray, box: tuple[int, int, int, int], rotation_deg: float, size: int
+) -> np.ndarray:
+    """Rotate ``frame`` about the centre of ``box`` and cut ``box`` out, in one bilinear warp.
+
+    The warp writes straight onto a grid that is a whole multiple of the output size and at most
+    2x coarser than the source (480 source pixels -> 256 for a 64-pixel output), so the area
+    resize that follows is a fast integer one and no pixels are spent on a full-resolution
+    rotation: about a quarter of the time of rotating at full resolution, and on average within
+    about one grey level of it.
+    """
+    x, y, w, h = box
+    factor = max(1, math.ceil(max(w, h) / (2 * size)))
+    grid_w = grid_h = size * factor
+    # Source -> crop-box coordinates: rotation about the box centre (pixel centres at integers).
+    rotate = cv2.getRotationMatrix2D((x + (w - 1) / 2.0, y + (h - 1) / 2.0), rotation_deg, 1.0)
+    rotate[0, 2] -= x
+    rotate[1, 2] -= y
+    # Crop-box -> grid coordinates: scale so that box edges land on grid edges.
+    sx, sy = grid_w / w, grid_h / h
+    scale = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale[:, :2] @ rotate[:, :2]
+    matrix[:, 2] = scale[:, :2] @ rotate[:, 2] + scale[:, 2]
+    return cv2.warpAffine(
+        frame,
+        matrix,
+        (grid_w, grid_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
 def preprocess_frame(
     frame: np.ndarray,
     calibration: CameraCalibration | None = None,
@@ -248,21 +284,9 @@ def preprocess_frame(
     if calibration.rotation_deg == 0.0:
         region = frame[y : y + h, x : x + w]  # a view: no copy
     else:
-        # Rotate about the crop centre and cut the crop box in one warp; the output is w x h.
-        centre = (x + (w - 1) / 2.0, y + (h - 1) / 2.0)
-        matrix = cv2.getRotationMatrix2D(centre, calibration.rotation_deg, 1.0)
-        matrix[0, 2] -= x
-        matrix[1, 2] -= y
-        region = cv2.warpAffine(
-            frame,
-            matrix,
-            (w, h),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
+        region = _rotate_and_cut(frame, (x, y, w, h), calibration.rotation_deg, size)
 
-    if (w, h) == (size, size):
+    if region.shape[:2] == (size, size):
         small = np.array(region)  # copy: the result never aliases the caller's frame
     else:
         small = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
