@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m slac_train.demo --out out/demo
+	$(PY) -m slac_train.pipeline_demo --out out/demo
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

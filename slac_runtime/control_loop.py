@@ -123,13 +123,15 @@ class ControlLoop:
     """Drives one robot with one policy from one frame source; one call of ``run_episode`` per episode."""
 
     def __init__(self, robot: Robot, frames: FrameSource, policy: OnnxPolicy, config: LoopConfig,
-                 status: Callable[[str], None] | None = None):
+                 status: Callable[[str], None] | None = None,
+                 footer_stats: Callable[[], dict[str, Any]] | None = None):
         self.robot = robot
         self.frames = frames
         self.policy = policy
         self.config = config
         self.description = robot.description
         self._status = status
+        self._footer_stats = footer_stats  # extra counters for the log's footer (drops, bus retries)
         self.stop_requested = False
         self._rng = np.random.default_rng(config.seed)
 
@@ -276,6 +278,9 @@ class ControlLoop:
             log.event("error", reason=stats.stop_reason)
             raise
         finally:
-            summary = stats.summary({"config": asdict(cfg)})
+            extra: dict[str, Any] = {"config": asdict(cfg)}
+            if self._footer_stats is not None:
+                extra.update(self._footer_stats())
+            summary = stats.summary(extra)
             log.close(summary)
         return summary

@@ -100,6 +100,18 @@ def enable_realtime(priority: int = 20) -> str:
         return f"not permitted ({e.strerror}): run as root, or allow it with `ulimit -r {priority}`"
 
 
+def unique_dir(path: Path) -> Path:
+    """``path``, or ``path-1``, ``path-2``, ... whichever does not exist yet (created)."""
+    candidate, n = path, 0
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -152,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             loop.request_stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    run_dir = args.log_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = unique_dir(args.log_dir / datetime.now().strftime("%Y%m%d-%H%M%S"))
     summaries: list[dict[str, Any]] = []
     try:
         # The loop limits each goal step to the velocity limit; the driver's own step clip is a
@@ -193,7 +205,11 @@ def run(args: argparse.Namespace) -> int:
         status = None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
         with FrameSubscriber(endpoint, max_age_s=args.max_frame_age) as frames, \
                 entry.make_driver(**driver_kwargs) as robot:
-            loop = ControlLoop(robot, frames, policy, config, status=status)
+            def footer_stats() -> dict[str, Any]:
+                camera = {f"camera_{k}": v for k, v in frames.stats().items()}
+                return {**camera, **(getattr(robot, "stats", None) or {})}
+
+            loop = ControlLoop(robot, frames, policy, config, status=status, footer_stats=footer_stats)
             if stop["requested"]:
                 loop.request_stop()
             started = time.monotonic()
@@ -210,8 +226,6 @@ def run(args: argparse.Namespace) -> int:
                     finally:
                         if status:
                             print(file=sys.stderr)
-                summary.update(frames.stats())
-                summary.update(getattr(robot, "stats", {}) or {})
                 summary["log"] = str(path)
                 summaries.append(summary)
                 print(f"episode {episode}: {summary['stop_reason']}  log: {path}")

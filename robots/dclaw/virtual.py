@@ -172,6 +172,8 @@ class VirtualDClaw:
         return self.publisher.endpoint
 
     def start(self) -> VirtualDClaw:
+        if self.emulator.link_path is not None:
+            self.emulator.link_path.parent.mkdir(parents=True, exist_ok=True)
         self.publisher = FramePublisher(self.camera_bind)
         self.emulator.start()
         self._thread = threading.Thread(target=self._run, name="virtual-dclaw", daemon=True)
