@@ -517,7 +517,11 @@ class CameraPublisher:
         return self.stats
 
     def start(self) -> None:
-        """Run :meth:`run` on a background thread (errors land in :attr:`error`)."""
+        """Run :meth:`run` on a background thread (errors land in :attr:`error`).
+
+        ZeroMQ sockets are not thread-safe: until :meth:`stop`, only that thread may use
+        ``publisher``.
+        """
         if self._thread is not None:
             raise RuntimeError("CameraPublisher.start() called twice")
 
