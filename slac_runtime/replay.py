@@ -1,58 +1,201 @@
-"""Reading logged episodes back: summaries, videos with joint plots, and policy re-runs."""
+"""Reading logged episodes back: summaries, videos with joint plots, policy re-runs, and replaying
+the logged joint goals on a robot.
+
+Everything here works on an :class:`~slac_runtime.episode_log.EpisodeLog` as
+:func:`~slac_runtime.episode_log.read_episode_log` returns it, so a log cut off by a kill is used up
+to its last complete tick. Replaying in simulation needs MuJoCo and lives with the robot
+(``RobotEntry.sim_replay``); this module stays numpy/onnxruntime/OpenCV only.
+
+Replay on a robot (:func:`replay_on_robot`) sends tick ``i``'s logged goal (``sent``, what the
+driver actually sent) at the logged time of tick ``i`` (relative to tick 0, absolute deadlines),
+reading the joints first as the control loop does, so that replay tick ``i``'s positions compare
+with logged tick ``i``'s. The replay's tolerance, checked on the virtual D'Claw by
+``tests/test_replay.py``: the largest joint error |replayed − logged position| is within
+:data:`REPLAY_TOLERANCE_RAD` (0.1 rad) at 95 % of the ticks, and the error averaged over ticks and
+joints is within :data:`REPLAY_MEAN_TOLERANCE_RAD` (0.03 rad). Both runs see the same goals at the
+same times, but not the same bus and thread timing, nor the same start (the ease-in starts from
+wherever the joints are): a goal moving at the velocity limit (0.105 rad per tick) turns a few
+milliseconds of servo lag into a few hundredths of a radian, and a tick the simulation thread
+of the virtual robot runs late (a loaded computer) into up to about a tenth. Measured on a loaded
+2-core machine: mean 0.005-0.014 rad, 95th percentile 0.03-0.06 rad, single-tick maxima 0.05-0.13 rad.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slac_runtime.episode_log import EpisodeLog
+from slac_runtime.episode_log import EpisodeLog, EpisodeLogWriter
 from slac_runtime.policy import OnnxPolicy
+from slac_runtime.robot import Robot, RobotDescription
+
+# A replay on the virtual D'Claw stays this close to the logged joint positions (rad): the largest
+# joint error at 95 % of the ticks, and the error averaged over ticks and joints.
+REPLAY_TOLERANCE_RAD = 0.1
+REPLAY_MEAN_TOLERANCE_RAD = 0.03
+REPLAY_TOLERANCE_QUANTILE = 95  # percent of ticks
+DEFAULT_CONTROL_PERIOD_S = 0.05  # for logs whose header lacks the policy metadata
+SPIN_S = 0.0015  # the last part of a wait is spent spinning, for sub-millisecond tick timing
+
+
+# ------------------------------------------------------------------------------------------------
+# What a log holds, tick by tick
+def control_period_s(log: EpisodeLog) -> float:
+    return float(log.header.get("policy_metadata", {}).get("control_period_s", DEFAULT_CONTROL_PERIOD_S))
+
+
+def logged_positions(log: EpisodeLog) -> np.ndarray:
+    """Joint positions read at each tick (rad), ``[T, J]``."""
+    return np.array([t["positions"] for t in log.ticks], dtype=np.float64).reshape(len(log.ticks), -1)
+
+
+def logged_goals(log: EpisodeLog) -> np.ndarray:
+    """The goal sent at each tick (rad), ``[T, J]``: ``sent``, else ``goal``, else the goal before.
+
+    A tick logged just before a safe stop (stale camera) has no goal: the previous one stays
+    (the first tick's fallback is the goal the ease-in ended on, or the logged positions).
+    """
+    goals = []
+    previous = initial_goal(log)
+    for tick in log.ticks:
+        goal = tick.get("sent")
+        if goal is None:
+            goal = tick.get("goal")
+        previous = previous if goal is None else np.asarray(goal, dtype=np.float64)
+        goals.append(previous)
+    return np.array(goals, dtype=np.float64).reshape(len(log.ticks), -1)
+
+
+def initial_goal(log: EpisodeLog) -> np.ndarray:
+    """The goal in force when tick 0 began: the ease-in's target, or tick 0's positions."""
+    for event in log.events:
+        if event.get("event") == "ease_in" and event.get("target") is not None:
+            return np.asarray(event["target"], dtype=np.float64)
+    if not log.ticks:
+        raise ValueError(f"{log.path} holds no ticks")
+    return np.asarray(log.ticks[0]["positions"], dtype=np.float64)
+
+
+def tick_times(log: EpisodeLog) -> np.ndarray:
+    """Each tick's start relative to tick 0 (s), from the logged monotonic clock."""
+    period = control_period_s(log)
+    times = [t.get("t") for t in log.ticks]
+    if not times:
+        return np.zeros(0)
+    if any(t is None for t in times):
+        return np.array([t["tick"] * period for t in log.ticks], dtype=np.float64)
+    return np.asarray(times, dtype=np.float64) - times[0]
+
+
+def truncation_warning(log: EpisodeLog) -> str | None:
+    """A sentence for a log cut off by a kill (or a crash), or None for a complete log."""
+    if not log.truncated:
+        return None
+    if not log.ticks:
+        return f"{log.path} was cut off before its first tick was logged"
+    return (f"{log.path} was cut off (no footer: the run was killed or crashed); using it up to its "
+            f"last complete tick, tick {log.ticks[-1]['tick']} ({len(log.ticks)} ticks)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Summary
+def _percentiles_ms(values: list[float], name: str) -> dict[str, float | None]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {f"{name}_p50_ms": None, f"{name}_p99_ms": None, f"{name}_max_ms": None}
+    ms = np.asarray(values, dtype=np.float64) * 1e3
+    return {f"{name}_p50_ms": float(np.percentile(ms, 50)), f"{name}_p99_ms": float(np.percentile(ms, 99)),
+            f"{name}_max_ms": float(ms.max())}
+
+
+def stop_reason(log: EpisodeLog) -> str:
+    """Why the episode ended: the footer's reason, else the last error event's, else 'cut off'."""
+    if log.footer is not None and log.footer.get("stop_reason"):
+        return str(log.footer["stop_reason"])
+    for event in reversed(log.events):
+        if event.get("event") in ("error", "safe_stop", "stop") and event.get("reason"):
+            return str(event["reason"])
+    return "log cut off (no footer)" if log.truncated else "-"
+
+
+def task_success(log: EpisodeLog) -> bool | None:
+    """The task's success where the log knows it (footer, or the last tick's ``success``), else None."""
+    if log.footer is not None and "success" in log.footer:
+        return log.footer["success"]
+    for tick in reversed(log.ticks):
+        if "success" in tick:
+            return tick["success"]
+    return None
 
 
 def summarize(log: EpisodeLog) -> dict[str, Any]:
-    """Duration, ticks, timing and robot statistics of one logged episode."""
+    """The table of one logged episode: duration, ticks, overruns, jitter, frame age, retries,
+    stop reason and task success (None where the log does not know)."""
     ticks = log.ticks
-    out: dict[str, Any] = {"log": str(log.path), "ticks": len(ticks), "truncated": log.truncated}
-    if ticks:
-        out["duration_s"] = ticks[-1]["t"] - ticks[0]["t"]
-        lateness = np.array([t["lateness_s"] for t in ticks]) * 1e3
-        out["jitter_p50_ms"] = float(np.percentile(lateness, 50))
-        out["jitter_p99_ms"] = float(np.percentile(lateness, 99))
-        out["jitter_max_ms"] = float(lateness.max())
+    meta = log.header.get("policy_metadata", {})
+    period = control_period_s(log)
     policy = log.policy_ticks()
-    out["policy_steps"] = len(policy)
-    if policy:
-        out["frame_age_p50_ms"] = float(np.percentile([p["policy"]["frame_age_s"] for p in policy], 50) * 1e3)
-        out["inference_p99_ms"] = float(np.percentile([p["policy"]["inference_s"] for p in policy], 99) * 1e3)
-    out["overruns"] = sum(1 for e in log.events if e.get("event") == "overrun")
-    out["stale_holds"] = sum(1 for e in log.events if e.get("event") == "hold")
     footer = log.footer or {}
-    for key in ("retries", "failures", "drops", "stop_reason", "success"):
+    out: dict[str, Any] = {
+        "log": str(log.path),
+        "task": meta.get("task"),
+        "robot": log.header.get("robot"),
+        "started_at": log.header.get("started_at"),
+        "truncated": log.truncated,
+        # from the start of the first tick to the end of the last tick's control period
+        "duration_s": float(tick_times(log)[-1] + period) if ticks else 0.0,
+        "ticks": len(ticks),
+        "policy_steps": len(policy),
+        "frames_logged": len(log.frames),
+        # overrun events are logged as they happen, so a cut-off log counts them too
+        "overruns": sum(1 for e in log.events if e.get("event") == "overrun"),
+        "stale_ticks": sum(1 for t in ticks if "stale_frame_age_s" in t),
+    }
+    out.update(_percentiles_ms([t.get("lateness_s") for t in ticks], "jitter"))
+    out.update(_percentiles_ms([p["policy"].get("frame_age_s") for p in policy], "frame_age"))
+    out.update({k: v for k, v in _percentiles_ms([p["policy"].get("inference_s") for p in policy],
+                                                 "inference").items() if not k.endswith("max_ms")})
+    # Bus counters, where the run logged them (a replay's footer has them).
+    for key in ("retries", "failures"):
+        out[key] = footer.get(key)
+    for key in ("max_tracking_error_rad", "p95_tracking_error_rad", "mean_tracking_error_rad"):
         if key in footer:
             out[key] = footer[key]
-    if "success" not in out and ticks and "success" in ticks[-1]:
-        out["success"] = ticks[-1]["success"]
+    out["stop_reason"] = stop_reason(log)
+    out["success"] = task_success(log)
     return out
 
 
+# ------------------------------------------------------------------------------------------------
+# Policy re-run
 def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
     """Re-run a policy on the logged frames and actions; per policy step, max |action difference|.
 
     The policy sees exactly what the logged run's policy saw: the same frames, the same previous
-    actions and the same noise draws. Zero for the policy that produced the log.
+    actions (the logged ones, not its own) and the same noise draws (or the deterministic action,
+    where the run was deterministic). All zeros for the policy that produced the log.
     """
     policy = OnnxPolicy(policy_path)
     steps = log.policy_ticks()
     if not steps:
         raise ValueError(f"{log.path} has no policy steps to re-run")
+    action_dim = len(steps[0]["policy"]["action"])
+    if policy.metadata.action_dim != action_dim:
+        raise ValueError(f"policy {policy_path} has {policy.metadata.action_dim} actions, "
+                         f"the log's policy had {action_dim}")
     diffs = []
     previous = None
     for tick in steps:
         p = tick["policy"]
         if p["frame_seq"] not in log.frames:
-            raise ValueError(f"{log.path}: frame {p['frame_seq']} was not logged (run with frame logging)")
+            raise ValueError(f"{log.path}: frame {p['frame_seq']} of policy step {p['step']} was not logged "
+                             "(the run did not log frames)")
         frame = log.frames[p["frame_seq"]][1]
         deterministic = p.get("noise") is None
         noise = None if deterministic else np.asarray(p["noise"], dtype=np.float32)
@@ -66,8 +209,17 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
     return np.array(diffs)
 
 
-def _plot_panel(positions: np.ndarray, goals: np.ndarray, cursor: int, size: tuple[int, int]) -> np.ndarray:
-    """Joint positions (solid) and goals (thin) over the episode, one row per finger, with a cursor."""
+# ------------------------------------------------------------------------------------------------
+# Video
+_FINGER_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]  # RGB, one per joint of a finger
+
+
+def _plot_panel(positions: np.ndarray, goals: np.ndarray, cursor: int, size: tuple[int, int],
+                joint_names: list[str] | None = None) -> np.ndarray:
+    """Joint positions (thick) and goals (thin) over the episode, one box per finger, with a cursor.
+
+    ``positions``/``goals`` are ``[T, J]`` (rad); the panel is ``uint8[h, w, 3]`` RGB.
+    """
     import cv2
 
     h, w = size
@@ -75,11 +227,10 @@ def _plot_panel(positions: np.ndarray, goals: np.ndarray, cursor: int, size: tup
     n_ticks, n_joints = positions.shape
     rows = 3 if n_joints % 3 == 0 else 1
     per_row = n_joints // rows
-    colors = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]
-    lo = min(positions.min(), goals.min()) - 0.1
-    hi = max(positions.max(), goals.max()) + 0.1
+    lo = float(min(positions.min(), goals.min())) - 0.1
+    hi = float(max(positions.max(), goals.max())) + 0.1
     row_h = h // rows
-    xs = np.linspace(4, w - 4, max(n_ticks, 2)).astype(np.int32)
+    xs = np.linspace(4, w - 4, max(n_ticks, 2)).astype(np.int32)[:n_ticks]
     for r in range(rows):
         top = r * row_h
         cv2.rectangle(panel, (2, top + 2), (w - 3, top + row_h - 3), (200, 200, 200), 1)
@@ -87,44 +238,222 @@ def _plot_panel(positions: np.ndarray, goals: np.ndarray, cursor: int, size: tup
             k = r * per_row + j
             for series, thick in ((goals[:, k], 1), (positions[:, k], 2)):
                 ys = (top + row_h - 4 - (series - lo) / (hi - lo) * (row_h - 8)).astype(np.int32)
-                pts = np.stack([xs[:n_ticks], ys], axis=1).reshape(-1, 1, 2)
-                cv2.polylines(panel, [pts], False, colors[j % 3], thick)
+                pts = np.stack([xs, ys], axis=1).reshape(-1, 1, 2)
+                cv2.polylines(panel, [pts], False, _FINGER_COLOURS[j % 3], thick, cv2.LINE_AA)
+        if joint_names:
+            label = joint_names[r * per_row][:2] if rows == 3 else "joints"
+            cv2.putText(panel, label, (6, top + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
     x = int(xs[min(cursor, n_ticks - 1)])
     cv2.line(panel, (x, 0), (x, h - 1), (0, 0, 0), 1)
+    cv2.putText(panel, "position (thick), goal (thin)", (6, h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                (90, 90, 90), 1, cv2.LINE_AA)
     return panel
 
 
-def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path, int]:
-    """An mp4 of the logged camera frames beside plots of joint positions and goals.
+def put_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.45) -> None:
+    """White text with a dark outline (readable on any frame), drawn in place."""
+    import cv2
 
-    One video frame per policy step (at the policy rate); returns the path and the frame count.
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def open_video(out: str | Path, fps: float, width: int, height: int):
+    """An OpenCV mp4 writer (frames are written BGR), or OSError if it cannot be opened."""
+    import cv2
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV could not open {out} for writing an mp4")
+    return writer
+
+
+def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path, int]:
+    """An mp4 of the logged camera frames (upscaled ``scale`` times) beside plots of the joint
+    positions and goals, with a cursor at the frame's tick.
+
+    One video frame per policy step with a logged frame, played at the policy rate; the video is
+    ``2 * W * scale`` wide and ``H * scale`` high for ``H x W`` frames. Returns (path, frame count).
     """
     import cv2
 
     steps = [t for t in log.policy_ticks() if t["policy"]["frame_seq"] in log.frames]
     if not steps:
         raise ValueError(f"{log.path} has no logged frames to make a video of")
-    positions = log.array("positions")
-    goals = np.array([t.get("sent", t.get("goal")) for t in log.ticks])
+    positions = logged_positions(log)
+    goals = logged_goals(log)
     first = log.frames[steps[0]["policy"]["frame_seq"]][1]
     fh, fw = first.shape[0] * scale, first.shape[1] * scale
-    period = log.header.get("policy_metadata", {})
-    fps = 1.0 / (period.get("control_period_s", 0.05) * period.get("action_repeat", 1))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (fw * 2, fh))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV could not open {out} for writing")
+    meta = log.header.get("policy_metadata", {})
+    fps = 1.0 / (control_period_s(log) * meta.get("action_repeat", 1))
+    joint_names = list(meta.get("joint_names") or [])
     tick_index = {t["tick"]: i for i, t in enumerate(log.ticks)}
+    out = Path(out)
+    writer = open_video(out, fps, 2 * fw, fh)
     try:
         for t in steps:
             image = log.frames[t["policy"]["frame_seq"]][1]
             big = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_NEAREST)
-            panel = _plot_panel(positions, goals, tick_index[t["tick"]], (fh, fw))
-            canvas = np.concatenate([big, panel], axis=1)
-            cv2.putText(canvas, f"step {t['policy']['step']}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                        (255, 255, 255), 1, cv2.LINE_AA)
+            panel = _plot_panel(positions, goals, tick_index[t["tick"]], (fh, fw), joint_names)
+            canvas = np.ascontiguousarray(np.concatenate([big, panel], axis=1))
+            put_label(canvas, f"step {t['policy']['step']}  tick {t['tick']}", (6, 18))
             writer.write(np.ascontiguousarray(canvas[..., ::-1]))  # OpenCV writes BGR
     finally:
         writer.release()
     return out, len(steps)
+
+
+# ------------------------------------------------------------------------------------------------
+# Replay on a robot
+@dataclass
+class RobotReplayConfig:
+    ease_in_speed: float = 0.5  # fraction of the velocity limit used to reach the starting goal
+    overrun_budget: int = 20  # more ticks than this late by a whole period: safe stop
+
+
+def _sleep_until(deadline: float) -> float:
+    """Sleep, then spin, until ``time.perf_counter()`` reaches ``deadline``; return the lateness (s)."""
+    remaining = deadline - time.perf_counter()
+    if remaining > SPIN_S:
+        time.sleep(remaining - SPIN_S)
+    while time.perf_counter() < deadline:
+        pass
+    return time.perf_counter() - deadline
+
+
+def tracking_stats(errors: np.ndarray) -> dict[str, Any]:
+    """Statistics of |replayed − logged joint positions| ``errors[T, J]`` (rad), and whether they are
+    within the replay tolerance (None when there are no ticks)."""
+    if errors.size == 0:
+        return {"max_tracking_error_rad": None, "p95_tracking_error_rad": None,
+                "mean_tracking_error_rad": None, "max_tracking_error_per_joint_rad": None,
+                "within_tolerance": None}
+    per_tick = errors.max(axis=1)
+    p95 = float(np.percentile(per_tick, REPLAY_TOLERANCE_QUANTILE))
+    mean = float(errors.mean())
+    return {
+        "max_tracking_error_rad": float(per_tick.max()),
+        "p95_tracking_error_rad": p95,
+        "mean_tracking_error_rad": mean,
+        "max_tracking_error_per_joint_rad": errors.max(axis=0).round(4).tolist(),
+        "within_tolerance": bool(p95 <= REPLAY_TOLERANCE_RAD and mean <= REPLAY_MEAN_TOLERANCE_RAD),
+    }
+
+
+class ReplayStopped(RuntimeError):
+    """The replay was stopped by a request (Ctrl-C, SIGTERM) before its last tick."""
+
+
+def check_replayable(log: EpisodeLog, description: RobotDescription) -> None:
+    """Raise ValueError (before anything moves) unless the log's goals fit this robot's joints."""
+    if not log.ticks:
+        raise ValueError(f"{log.path} holds no ticks to replay")
+    if log.header.get("robot") not in (None, description.name):
+        raise ValueError(f"{log.path} was recorded on robot {log.header['robot']!r}, not {description.name!r}")
+    names = log.header.get("policy_metadata", {}).get("joint_names")
+    if names and tuple(names) != tuple(description.joint_names):
+        raise ValueError(f"{log.path} was logged with joints {list(names)}, robot {description.name!r} "
+                         f"has {list(description.joint_names)}")
+    goals = logged_goals(log)
+    if goals.shape[1] != description.num_joints or not np.all(np.isfinite(goals)):
+        raise ValueError(f"{log.path}: the logged goals are not {description.num_joints} finite joint angles")
+
+
+def replay_on_robot(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter,
+                    config: RobotReplayConfig | None = None,
+                    stop_requested: Callable[[], bool] = lambda: False,
+                    status: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Send a log's goals to a connected robot with their logged timing; log the replay to ``out``.
+
+    1. Ease in: from the current pose to the goal in force when the logged tick 0 began (the logged
+       ease-in's target), at ``ease_in_speed`` of the velocity limit, as ``slac-run`` does.
+    2. Tick ``i`` starts at the logged start of tick ``i`` (relative to tick 0, absolute deadlines):
+       read the joints, then send the logged goal through ``robot.command`` (so the driver clips it
+       exactly as in ``slac-run``), and log the tick in ``slac-run``'s format.
+    3. Afterwards the robot holds its pose; leaving the driver's ``with`` block relaxes or holds it.
+
+    ``stop_requested`` is polled every tick (a signal handler sets it): the replay stops after the
+    current tick. ``out`` is always closed with a footer: ticks, stop reason, bus counters, and the
+    tracking error |replayed − logged positions| (rad; max, mean, per joint). Returns the footer.
+    """
+    cfg = config or RobotReplayConfig()
+    d = robot.description
+    check_replayable(log, d)
+    goals = logged_goals(log)
+    positions = logged_positions(log)
+    period = control_period_s(log)
+    times = tick_times(log)
+    errors: list[np.ndarray] = []
+    lateness_s: list[float] = []
+    overruns = 0
+    reason = ""
+    try:
+        # 1. Ease in (a straight line at a fraction of the velocity limit).
+        start = robot.read_state().positions.astype(np.float64)
+        target = np.clip(initial_goal(log), d.low, d.high)
+        step = d.velocity_limit * cfg.ease_in_speed * period
+        n = max(1, math.ceil(float(np.max(np.abs(target - start))) / step))
+        t0 = time.perf_counter()
+        for k in range(1, n + 1):
+            if stop_requested():
+                raise ReplayStopped("stop requested")
+            _sleep_until(t0 + (k - 1) * period)
+            robot.command(start + (target - start) * (k / n))
+        out.event("ease_in", ticks=n, start=start, target=target)
+        # 2. The logged ticks, at their logged times.
+        t0 += n * period  # tick 0: one control period after the last ease-in goal
+        for i, tick in enumerate(log.ticks):
+            if stop_requested():
+                raise ReplayStopped("stop requested")
+            deadline = t0 + times[i]
+            lateness = _sleep_until(deadline)
+            t_tick = time.perf_counter()
+            lateness_s.append(lateness)
+            if lateness > period:
+                overruns += 1
+                out.event("overrun", tick=i, lateness_s=lateness)
+                if overruns > cfg.overrun_budget:
+                    raise ReplayStopped(f"more than {cfg.overrun_budget} overruns")
+            state = robot.read_state()
+            sent = robot.command(goals[i])
+            error = np.abs(state.positions - positions[i])
+            errors.append(error)
+            out.tick({
+                "tick": i, "t": t_tick, "wall_time": time.time(), "lateness_s": lateness,
+                "positions": state.positions, "velocities": state.velocities, "currents": state.currents,
+                "policy": None, "goal": goals[i], "sent": sent,
+                "replay_of_tick": tick["tick"], "tracking_error_rad": float(error.max()),
+            })
+            if status and i % 10 == 0:
+                status(f"tick {i + 1}/{len(log.ticks)}  tracking error {error.max():.3f} rad  "
+                       f"lateness {lateness * 1e3:5.2f} ms")
+        reason = "replay complete"
+        robot.hold()
+    except ReplayStopped as e:
+        reason = str(e)
+        out.event("stop", reason=reason)
+    except BaseException as e:  # bus errors: record why, then let the caller's driver stop safely
+        reason = f"{type(e).__name__}: {e}"
+        out.event("error", reason=reason)
+        raise
+    finally:
+        err = np.array(errors) if errors else np.zeros((0, d.num_joints))
+        summary: dict[str, Any] = {
+            "replay_of": str(log.path),
+            "log": str(out.path),
+            "ticks": len(errors),
+            "logged_ticks": len(log.ticks),
+            "overruns": overruns,
+            "jitter_p99_ms": float(np.percentile(lateness_s, 99) * 1e3) if lateness_s else None,
+        }
+        summary.update(tracking_stats(err))
+        summary.update({
+            "tolerance": f"p{REPLAY_TOLERANCE_QUANTILE} <= {REPLAY_TOLERANCE_RAD} rad, mean <= {REPLAY_MEAN_TOLERANCE_RAD} rad",
+            "stop_reason": reason,
+            "config": asdict(cfg),
+        })
+        summary.update(getattr(robot, "stats", {}) or {})
+        out.close(summary)
+    return summary

@@ -1,7 +1,7 @@
 """The D'Claw: description, MuJoCo model (simulation only), Dynamixel driver and virtual robot.
 
-Importing this package loads neither mujoco nor torch: the driver and the virtual robot are named
-by path in :data:`ROBOT` and loaded on demand.
+Importing this package loads neither mujoco nor torch: the driver, the virtual robot and the
+simulation replay are named by path in :data:`ROBOT` and loaded on demand.
 """
 
 from robots.dclaw.description import DCLAW
@@ -11,6 +11,7 @@ ROBOT = RobotEntry(
     description=DCLAW,
     driver="robots.dclaw.driver:DClawDriver",
     virtual="robots.dclaw.virtual:main",
+    sim_replay="robots.dclaw.sim_replay:replay_in_sim",
 )
 
 __all__ = ["DCLAW", "ROBOT"]
