@@ -90,6 +90,8 @@ def align_camera(frame_rgb: np.ndarray, sim_rgb: np.ndarray, max_rotation_deg: f
         angles = np.arange(-max_rotation_deg, max_rotation_deg + 1e-9, 1.0)
         candidates.append((_search(small, target, angles, sides), fh, fv, target))
     (score, angle, x, y, side), fh, fv, target = max(candidates, key=lambda c: c[0][0])
+    if side == 0:
+        raise ValueError(f"nothing to match: the render is blank or the {w}x{h} frame is too small")
 
     # Fine: full resolution around the coarse answer, 0.1-degree and 1-pixel steps.
     full = _grey(frame_rgb)
@@ -112,23 +114,43 @@ def align_camera(frame_rgb: np.ndarray, sim_rgb: np.ndarray, max_rotation_deg: f
         crop=(crop_x, crop_y, int(side), int(side)), rotation_deg=round(float(angle), 2),
         flip_horizontal=bool(fh), flip_vertical=bool(fv), output_size=size, source_size=(w, h),
     )
-    before = preprocess_frame(frame_rgb, CameraCalibration(output_size=size), bgr=False)
-    after = preprocess_frame(frame_rgb, calibration, bgr=False)
     return AlignmentResult(
         calibration=calibration,
         score=float(score),
-        error_before=float(np.abs(before.astype(np.int16) - sim_rgb).mean()),
-        error_after=float(np.abs(after.astype(np.int16) - sim_rgb).mean()),
+        error_before=image_error(frame_rgb, sim_rgb, CameraCalibration(output_size=size)),
+        error_after=image_error(frame_rgb, sim_rgb, calibration),
     )
 
 
-def overlay(frame_rgb: np.ndarray, sim_rgb: np.ndarray, calibration: CameraCalibration | None,
-            alpha: float = 0.5, scale: int = 4) -> np.ndarray:
-    """The simulator's render blended over the (calibrated) camera frame, upscaled for viewing."""
+def image_error(frame_rgb: np.ndarray, sim_rgb: np.ndarray, calibration: CameraCalibration | None) -> float:
+    """Mean absolute difference (0..255, over pixels and channels) between the render and the
+    camera frame under ``calibration`` (identity when None)."""
     real = preprocess_frame(frame_rgb, calibration, bgr=False)
-    blend = cv2.addWeighted(real, 1 - alpha, np.asarray(sim_rgb, np.uint8), alpha, 0.0)
-    row = np.concatenate([real, np.asarray(sim_rgb, np.uint8), blend], axis=1)
-    return cv2.resize(row, (row.shape[1] * scale, row.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    return float(np.abs(real.astype(np.int16) - np.asarray(sim_rgb, np.int16)).mean())
+
+
+OVERLAY_PANELS = ("simulator", "camera (calibrated)", "blend")
+
+
+def overlay(frame_rgb: np.ndarray, sim_rgb: np.ndarray, calibration: CameraCalibration | None,
+            alpha: float = 0.5, scale: int = 4, labels: bool = True) -> np.ndarray:
+    """Three panels side by side, upscaled for viewing (RGB): the simulator's render | the camera
+    frame under ``calibration`` (identity when None) | the two blended (``alpha`` of the render)."""
+    sim = np.asarray(sim_rgb, np.uint8)
+    real = preprocess_frame(frame_rgb, calibration, bgr=False)
+    if real.shape != sim.shape:
+        raise ValueError(f"the calibrated frame is {real.shape} but the render is {sim.shape}: "
+                         "use the render's size as the calibration's output_size")
+    blend = cv2.addWeighted(real, 1 - alpha, sim, alpha, 0.0)
+    row = np.concatenate([sim, real, blend], axis=1)
+    row = cv2.resize(row, (row.shape[1] * scale, row.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    if labels:
+        panel = sim.shape[1] * scale
+        for k, text in enumerate(OVERLAY_PANELS):
+            origin = (k * panel + 4, 14)
+            cv2.putText(row, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(row, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return row
 
 
 def colour_statistics(frame_rgb: np.ndarray, sim_rgb: np.ndarray) -> dict[str, list[float]]:
@@ -143,4 +165,4 @@ def colour_statistics(frame_rgb: np.ndarray, sim_rgb: np.ndarray) -> dict[str, l
     }
 
 
-__all__ = ["AlignmentResult", "align_camera", "colour_statistics", "overlay"]
+__all__ = ["AlignmentResult", "align_camera", "colour_statistics", "image_error", "overlay"]

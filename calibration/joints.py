@@ -4,9 +4,9 @@ The procedure (``slac-calibrate joints``):
 
 1. With torque off, the user puts the claw in its documented zero pose (every finger straight
    down); the tick each servo reads there becomes its offset.
-2. With the new offsets, each joint type is moved slowly (a fraction of the velocity limit) to the
-   ends of its control range and back, all fingers at once; the positions reached are recorded as
-   the measured range, so a joint that is blocked or mis-assembled shows up.
+2. With the new offsets, each joint in turn is moved slowly (a fraction of the velocity limit)
+   from the zero pose to both ends of its control range and back; the positions reached are
+   recorded as the measured range, so a joint that is blocked or mis-assembled shows up.
 3. The calibration file is written (robot, motor IDs, offsets, signs, measured ranges, date).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,9 +24,14 @@ from robots.dynamixel import control_table as ct
 from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
 from slac_runtime.robot import RobotDescription, find_robot
 
+RANGE_SHORTFALL_WARNING_RAD = 0.1  # a joint that falls this far short of its range end is reported
 ZERO_POSE_INSTRUCTIONS = (
     "Put the claw in its zero pose: every finger hanging straight down, in line with its base "
     "(torque is off, the joints move freely)."
+)
+RANGE_CHECK_INSTRUCTIONS = (
+    "The claw will now move each joint, one at a time, slowly to both ends of its range and back. "
+    "Keep hands and objects clear of the fingers (remove the valve)."
 )
 
 
@@ -41,16 +47,30 @@ def _raw_calibration(description: RobotDescription, signs: np.ndarray) -> JointC
     )
 
 
+def _settle(robot, timeout_s: float = 1.0, still_rad: float = 0.003, window_s: float = 0.1) -> np.ndarray:
+    """Wait until no joint moved more than ``still_rad`` over ``window_s`` (or ``timeout_s`` passed);
+    return the positions read then. (A velocity threshold alone would stop at an overshoot's peak.)"""
+    step_s = window_s / 2
+    readings = [robot.read_state().positions]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(step_s)
+        readings.append(robot.read_state().positions)
+        window = np.array(readings[-3:])
+        if len(window) == 3 and np.max(window.max(axis=0) - window.min(axis=0)) <= still_rad:
+            break
+    return readings[-1]
+
+
 def _move(robot, start: np.ndarray, target: np.ndarray, speed_rad_s: float, period_s: float) -> np.ndarray:
-    """Send goals along a straight line at ``speed_rad_s``; return the positions read at the end."""
+    """Send goals along a straight line at ``speed_rad_s``; return the positions reached at the end."""
     n = max(1, math.ceil(float(np.max(np.abs(target - start))) / (speed_rad_s * period_s)))
     next_time = time.monotonic()
     for k in range(1, n + 1):
         robot.command(start + (target - start) * k / n)
         next_time += period_s
         time.sleep(max(0.0, next_time - time.monotonic()))
-    time.sleep(0.3)  # let the servos settle
-    return robot.read_state().positions
+    return _settle(robot)
 
 
 def calibrate_joints(
@@ -63,25 +83,36 @@ def calibrate_joints(
     log: Callable[[str], None] = print,
     samples: int = 10,
 ) -> JointCalibration:
-    """Calibrate the robot on ``port``. ``ready(message)`` returns when the user has done what the
-    message says (interactive); ``None`` assumes the robot is already in its zero pose."""
+    """Calibrate the robot on ``port``.
+
+    ``ready(message)`` returns when the user has done what the message says (called before reading
+    the zero pose and before the range check moves the robot); ``None`` assumes the robot is
+    already in its zero pose with nothing in the way. ``range_speed``: the range check's speed as
+    a fraction of the robot's velocity limit. ``log`` receives progress lines.
+    """
     entry = find_robot(robot)
     d = entry.description
     signs = np.ones(d.num_joints, dtype=int) if signs is None else np.asarray(signs, dtype=int)
     if signs.shape != (d.num_joints,) or not np.all(np.isin(signs, (-1, 1))):
         raise ValueError(f"signs must be {d.num_joints} values of +1 or -1, got {signs.tolist()}")
+    if not range_speed > 0:
+        raise ValueError(f"range_speed must be a positive fraction of the velocity limit, got {range_speed}")
     period = 0.05
 
-    # 1. offsets, torque off
-    with entry.make_driver(port=port, calibration=_raw_calibration(d, signs), max_step_rad=float("inf")) as r:
-        r.relax()
-        if ready is not None:
-            ready(ZERO_POSE_INSTRUCTIONS)
-        readings = []
-        for _ in range(samples):
-            readings.append(r.read_state().positions)
-            time.sleep(0.01)
-        raw_rad = np.median(np.array(readings), axis=0)
+    # 1. offsets, torque off. The raw calibration puts the joint ranges outside the servos'
+    #    position limits, which the driver warns about; expected here, so not shown.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="with this calibration some joint ranges")
+        with entry.make_driver(port=port, calibration=_raw_calibration(d, signs),
+                               max_step_rad=float("inf")) as r:
+            r.relax()
+            if ready is not None:
+                ready(ZERO_POSE_INSTRUCTIONS)
+            readings = []
+            for _ in range(samples):
+                readings.append(r.read_state().positions)
+                time.sleep(0.01)
+            raw_rad = np.median(np.array(readings), axis=0)
     ticks = raw_rad * signs * ct.TICKS_PER_TURN / (2 * math.pi)
     offsets = np.round(ticks).astype(int)
     log("offsets (ticks): " + ", ".join(f"{n}={o}" for n, o in zip(d.joint_names, offsets)))
@@ -95,32 +126,34 @@ def calibrate_joints(
     if not check_ranges:
         return calibration
 
-    # 2. ranges: each joint type (top, middle, bottom) of all fingers at once, slowly.
+    # 2. ranges: one joint at a time, from the zero pose to each end of its control range and
+    #    back, slowly. (Moving a joint type on all fingers at once makes the fingertips collide.)
+    if ready is not None:
+        ready(RANGE_CHECK_INSTRUCTIONS)
     speed = d.velocity_limit * range_speed
     low, high = d.low, d.high
     measured_low, measured_high = np.zeros(d.num_joints), np.zeros(d.num_joints)
+    zero = np.zeros(d.num_joints)
     with entry.make_driver(port=port, calibration=calibration, max_step_rad=float("inf")) as r:
-        zero = np.zeros(d.num_joints)
-        position = _move(r, r.read_state().positions, zero, speed, period)
-        per_finger = 3 if d.num_joints % 3 == 0 else d.num_joints
-        for k in range(per_finger):
-            joints = np.arange(k, d.num_joints, per_finger)
-            names = ", ".join(d.joint_names[j] for j in joints)
-            log(f"checking the range of {names}")
+        _move(r, r.read_state().positions, zero, speed, period)
+        for j, name in enumerate(d.joint_names):
+            goal = zero
             for bound, store in ((low, measured_low), (high, measured_high)):
                 target = zero.copy()
-                target[joints] = bound[joints]
-                position = _move(r, position, target, speed, period)
-                store[joints] = position[joints]
-            position = _move(r, position, zero, speed, period)
+                target[j] = bound[j]
+                store[j] = _move(r, goal, target, speed, period)[j]
+                goal = target
+            _move(r, goal, zero, speed, period)
+            log(f"{name}: control range [{low[j]:+.2f}, {high[j]:+.2f}] rad, "
+                f"reached [{measured_low[j]:+.2f}, {measured_high[j]:+.2f}]")
         r.relax()
     entries = []
     for j, e in enumerate(calibration.joints):
+        reached = (float(min(measured_low[j], measured_high[j])), float(max(measured_low[j], measured_high[j])))
         entries.append(JointCalibrationEntry(name=e.name, motor_id=e.motor_id, offset_ticks=e.offset_ticks,
-                                             sign=e.sign, measured_range_rad=(float(min(measured_low[j], measured_high[j])),
-                                                                              float(max(measured_low[j], measured_high[j])))))
+                                             sign=e.sign, measured_range_rad=reached))
         shortfall = max(measured_low[j] - low[j], high[j] - measured_high[j])
-        if shortfall > 0.1:
+        if shortfall > RANGE_SHORTFALL_WARNING_RAD:
             log(f"warning: {e.name} reached only [{measured_low[j]:.2f}, {measured_high[j]:.2f}] rad of "
                 f"[{low[j]:.2f}, {high[j]:.2f}]: is it blocked, or is its offset wrong?")
     return JointCalibration(robot=d.name, joints=tuple(entries))

@@ -1,0 +1,79 @@
+"""One full-size RGB frame from the camera being calibrated.
+
+The source is what ``slac-calibrate camera --camera SRC`` names: an OpenCV camera index (``0``), a
+device (``/dev/video0``) or a video file, or the ZeroMQ endpoint (``tcp://…``, ``ipc://…``) of a
+publisher of *full-size* frames (the virtual D'Claw's ``--wide-view`` camera, for instance). A
+``slac-camera`` stream is already cropped to 64x64 by the old calibration, so it is no source to
+calibrate from.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+ENDPOINT_PREFIXES = ("tcp://", "ipc://", "inproc://")
+
+
+def is_endpoint(source: str) -> bool:
+    return source.startswith(ENDPOINT_PREFIXES)
+
+
+def grab_frame(source: str, timeout_s: float = 10.0, warmup_s: float = 1.0) -> np.ndarray:
+    """The newest frame of ``source`` as ``uint8[H, W, 3]`` RGB.
+
+    ``warmup_s``: for a live camera, frames are read (and dropped) this long first, so that
+    exposure and white balance have settled. Raises RuntimeError naming the source when no frame
+    comes within ``timeout_s``.
+    """
+    if is_endpoint(source):
+        return _grab_from_endpoint(source, timeout_s)
+    return _grab_from_opencv(source, timeout_s, warmup_s)
+
+
+def _grab_from_endpoint(endpoint: str, timeout_s: float) -> np.ndarray:
+    from slac_runtime.frames import FrameSubscriber
+
+    with FrameSubscriber(endpoint) as subscriber:
+        frame = subscriber.latest(timeout_s=timeout_s)
+    if frame is None:
+        raise RuntimeError(
+            f"no frame from {endpoint} within {timeout_s:g} s: is the camera publisher running there?"
+        )
+    image = np.array(frame.image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise RuntimeError(
+            f"frames from {endpoint} have shape {image.shape}, expected [H, W, 3] RGB"
+        )
+    return image
+
+
+def _grab_from_opencv(source: str, timeout_s: float, warmup_s: float) -> np.ndarray:
+    from slac_runtime.camera import CameraError, OpenCVCamera
+
+    try:
+        camera = OpenCVCamera(source, frame_timeout_s=timeout_s)
+    except CameraError as e:
+        raise RuntimeError(str(e)) from e
+    try:
+        captured = camera.read(timeout_s)
+        if captured is None:
+            raise RuntimeError(f"{camera.name} delivered no frame within {timeout_s:g} s")
+        if camera.kind != "file":
+            deadline = time.monotonic() + warmup_s
+            while time.monotonic() < deadline:
+                newer = camera.read(max(0.0, deadline - time.monotonic()))
+                captured = newer if newer is not None else captured
+    except CameraError as e:
+        raise RuntimeError(str(e)) from e
+    finally:
+        camera.close()
+    image = captured.image
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
+
+
+__all__ = ["grab_frame", "is_endpoint"]
