@@ -28,7 +28,7 @@ from slac_runtime.control_loop import ControlLoop, LoopConfig, SafeStop, format_
 from slac_runtime.episode_log import EpisodeLogWriter
 from slac_runtime.frames import FrameSubscriber
 from slac_runtime.policy import OnnxPolicy, PolicyFileError
-from slac_runtime.robot import find_robot
+from slac_runtime.robot import default_calibration_path, find_robot
 
 
 class UsageError(RuntimeError):
@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allow-uncalibrated", action="store_true",
                    help="run without a joint calibration file (the driver's defaults)")
     p.add_argument("--camera-calibration", type=Path, default=None,
-                   help="camera calibration for a local camera (crop/rotation), see slac-calibrate camera")
+                   help="camera calibration for a local camera (crop/rotation); default: the robot's "
+                        "file from `slac-calibrate camera --auto`, if there is one")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
     group.add_argument("--duration", type=float, default=None, help="run episodes for this many seconds")
@@ -153,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
 
     camera_proc = None
     endpoint = args.camera
+    if not is_endpoint(args.camera) and args.camera_calibration is None:
+        default_camera = default_calibration_path(args.robot, "camera")
+        if default_camera.exists():  # written by `slac-calibrate camera --auto`
+            args.camera_calibration = default_camera
     if not is_endpoint(args.camera):
         camera_proc, endpoint = start_local_camera(args.camera, m.image_height, args.camera_calibration)
     stop = {"requested": False}

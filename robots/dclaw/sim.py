@@ -477,6 +477,15 @@ class DClawSim:
     def render(self, camera: str | int = "task", height: int | None = None,
                width: int | None = None) -> np.ndarray:
         """A fresh ``uint8[H, W, 3]`` RGB frame (default: the task camera at ``render_size``)."""
+        return self.update_scene(camera, height, width).render().copy()
+
+    def update_scene(self, camera: str | int = "task", height: int | None = None,
+                     width: int | None = None) -> mujoco.Renderer:
+        """Copy the current state into a renderer's scene and return the renderer.
+
+        The first half of :meth:`render`: it reads the simulation state; ``renderer.render()``
+        afterwards does not, so a threaded caller holds its lock only for this part.
+        """
         height = self.render_size if height is None else int(height)
         width = height if width is None else int(width)
         renderer = self._renderer(height, width)
@@ -485,7 +494,7 @@ class DClawSim:
         if self.fast_render:
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        return renderer.render().copy()
+        return renderer
 
     def close(self) -> None:
         """Free the GL contexts (also done at interpreter exit); rendering again makes new ones."""

@@ -35,6 +35,7 @@ from slac_runtime.frames import FramePublisher
 
 TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
 STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
+MAX_SUBSTEPS_PER_LOCK = 4  # simulator steps (10 ms) per hold of the lock the bus emulator needs
 
 
 @dataclass(frozen=True)
@@ -237,11 +238,16 @@ class VirtualDClaw:
         m.cam_fovy[cam] = view.fovy_deg
 
     def _render(self) -> np.ndarray:
-        if self.wide_view is None:
-            return self.sim.render()
+        """Render the camera's frame; the lock is held only while the scene is copied."""
         view = self.wide_view
+        if view is None:
+            with self.lock:
+                renderer = self.sim.update_scene()
+            return renderer.render().copy()
         render_w, render_h = view.render_size
-        image = self.sim.render(height=render_h, width=render_w)
+        with self.lock:
+            renderer = self.sim.update_scene(height=render_h, width=render_w)
+        image = renderer.render()
         x0 = (render_w - view.width) // 2 + view.shift_px[0]
         y0 = (render_h - view.height) // 2 + view.shift_px[1]
         return np.ascontiguousarray(image[y0:y0 + view.height, x0:x0 + view.width])
@@ -249,21 +255,25 @@ class VirtualDClaw:
     def _run(self) -> None:
         try:
             period = 1.0 / self.fps
-            with self.lock:
-                self._render()  # make the GL context in this thread
+            self._render()  # make the GL context in this thread
             self._ready.set()
             start = time.monotonic()
             next_frame = start
             sim_start = self.sim.time
+            dt = self.sim.model.opt.timestep
             while not self._stop.is_set():
                 now = time.monotonic()
-                with self.lock:
-                    self.sim.step_until(sim_start + (now - start) * self.real_time_factor)
+                target = sim_start + (now - start) * self.real_time_factor
+                # Catch up in short bursts, letting the bus emulator in between.
+                while self.sim.time + dt <= target and not self._stop.is_set():
+                    with self.lock:
+                        stepped = self.sim.step_until(min(target, self.sim.time + MAX_SUBSTEPS_PER_LOCK * dt))
+                    if stepped == 0:
+                        break
                 if now >= next_frame:
                     if not self.camera_frozen:
                         capture_time = time.time()
-                        with self.lock:
-                            image = self._render()
+                        image = self._render()
                         self.publisher.publish(image, timestamp=capture_time)
                         self.frames_published += 1
                     next_frame += period
