@@ -347,6 +347,9 @@ class ServoBusEmulator:
             log.exception("Dynamixel emulator on %s stopped", self._slave_name)
 
     def _send(self, data: bytes) -> None:
+        # Count before writing: a client may act on the reply before this thread runs again.
+        with self._lock:
+            self._counters["tx_bytes"] += len(data)
         view = memoryview(data)
         deadline = time.monotonic() + 0.2
         while view:
@@ -359,13 +362,12 @@ class ServoBusEmulator:
                 if remaining <= 0 or not select.select([], [self._master_fd], [], remaining)[1]:
                     with self._lock:
                         self._counters["tx_overflow_bytes"] += len(view)
+                        self._counters["tx_bytes"] -= len(view)
                     return
             except OSError as exc:
                 if exc.errno == errno.EIO:
                     return
                 raise
-        with self._lock:
-            self._counters["tx_bytes"] += len(data)
 
     # --- packet handling (called with the lock held) ----------------------------------------------
     def _handle_event(self, event: Packet | PacketError) -> bytes:
