@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"slac-train: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("slac-train: interrupted while setting up; nothing was trained", file=sys.stderr)
+        return 130
 
     try:
         with trainer:

@@ -184,6 +184,7 @@ class ReplayBuffer:
                 starts=np.asarray(self._starts, dtype=np.int64),
                 ends=np.asarray(self._ends, dtype=np.int64),
                 num_transitions_added=np.int64(self.num_transitions_added),
+                version=np.int64(self.version),
                 frames=self.frames[slots],
                 actions=self.actions[slots],
                 rewards=self.rewards[slots],
@@ -210,4 +211,5 @@ class ReplayBuffer:
             buffer._starts = [int(v) for v in data["starts"]]
             buffer._ends = [int(v) for v in data["ends"]]
             buffer.num_transitions_added = int(data["num_transitions_added"])
+            buffer.version = int(data["version"])
         return buffer

@@ -83,13 +83,15 @@ def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: Path, title:
     ax.set_ylabel("evaluation return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
     if any("success_rate" in h for h in history):
         ax2 = ax.twinx()
         rate = np.array([h.get("success_rate", np.nan) for h in history], dtype=float)
-        ax2.plot(steps, rate, color="tab:green", linestyle="--", label="success rate")
+        (line,) = ax2.plot(steps, rate, color="tab:green", linestyle="--", marker=".", label="success rate (stochastic)")
         ax2.set_ylim(-0.05, 1.05)
         ax2.set_ylabel("success rate")
-    ax.legend(loc="upper left")
+        handles, labels = handles + [line], labels + [line.get_label()]
+    ax.legend(handles, labels, loc="best", fontsize="small")
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp)

@@ -98,6 +98,8 @@ class Trainer:
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
 
         if _checkpoint is None:
             random.seed(config.seed)
@@ -166,7 +168,10 @@ class Trainer:
                 f"start a new run instead"
             )
         config = config.replace(**changed, run_dir=str(run_dir))
-        return cls(config, _checkpoint=state, _run_dir=run_dir)
+        trainer = cls(config, _checkpoint=state, _run_dir=run_dir)
+        trainer.config.save_json(run_dir / "config.json")  # the settings in force from now on
+        trainer.logger.log("resume", trainer.counters["env_step"], {}, checkpoint=state["path"], changed=changed)
+        return trainer
 
     def _restore(self, state: dict[str, Any]) -> None:
         if int(state["action_dim"]) != self.action_dim:
@@ -181,11 +186,11 @@ class Trainer:
         set_generator_state(self.episode_rng, rng["episode"])
         set_generator_state(self.eval_rng, rng["eval"])
         buffer_file = state.get("buffer_file")
-        if buffer_file:
+        if buffer_file and (checkpoint_dir(self.run_dir) / buffer_file).is_file():
             self.buffer = ReplayBuffer.load(checkpoint_dir(self.run_dir) / buffer_file)
         else:
-            print("note: this checkpoint has no replay buffer; training continues with an empty one "
-                  "(re-collecting random data first)")
+            print("note: no replay buffer was saved with this checkpoint; training continues with an empty "
+                  "one, re-collecting random data first")
             self.buffer = ReplayBuffer(self.config.buffer_capacity, self.frame_shape, self.action_dim)
             if self.counters["phase"] == "train":
                 self.counters["phase"] = "collect"

@@ -116,6 +116,7 @@ def test_save_and_load_round_trip(tmp_path):
     buffer.add(action(9, 0), reward(9, 0), False, frame(9, 1))
     buffer.save(tmp_path / "buffer.npz")
     loaded = ReplayBuffer.load(tmp_path / "buffer.npz")
+    assert loaded.version == buffer.version and len(loaded) == len(buffer)  # checkpoints name buffers by version
     a = buffer.sample(200, np.random.default_rng(3))
     b = loaded.sample(200, np.random.default_rng(3))
     for key in a:
