@@ -1,0 +1,176 @@
+"""One learning experiment: ``slac-train`` with fixed seeds, then a JSON result and a curve PNG.
+
+    python benchmarks/learning/run_experiment.py --task cartpole-swingup --preset cpu-small \
+        --env-steps 100000 --seeds 0 --out benchmarks/learning/results
+
+Presets: ``paper`` (the paper's networks and schedule) and ``cpu-small`` (narrower networks,
+smaller batches and a short pre-training, for runs of about two hours on a 2-core CPU). Each seed
+is a separate run directory; a run that already exists is resumed (so a run can be done in chunks,
+e.g. within short GPU leases). The result JSON holds the exact commands, the hardware, the
+wall-clock time, every evaluation and the return of a uniformly random policy on the same task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+PRESETS: dict[str, list[str]] = {
+    "paper": [],
+    "cpu-small": [
+        "--encoder-base-channels", "16", "--feature-dim", "128", "--z1-dim", "16", "--z2-dim", "128",
+        "--model-hidden", "128", "--actor-critic-hidden", "128", "--batch-size-actor-critic", "64",
+        "--batch-size-model", "16", "--initial-collection-steps", "2000", "--model-pretrain-steps", "5000",
+        "--eval-episodes", "5", "--checkpoint-every-env-steps", "10000",
+    ],
+}
+
+
+def random_policy_return(task: str, episodes: int, seed: int) -> tuple[float, float, float | None]:
+    from slac_train.envs import make_env
+
+    env = make_env(task, seed=seed)
+    rng = np.random.default_rng(seed)
+    returns, successes = [], []
+    try:
+        for _ in range(episodes):
+            env.reset()
+            total, done, info = 0.0, False, {}
+            while not done:
+                _, r, term, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+                total += r
+                done = term or trunc
+            returns.append(total)
+            if "success" in info:
+                successes.append(float(info["success"]))
+    finally:
+        env.close()
+    return float(np.mean(returns)), float(np.std(returns)), (float(np.mean(successes)) if successes else None)
+
+
+def read_evals(run_dir: Path) -> list[dict]:
+    path = run_dir / "eval.csv"
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def hardware() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for seed, evals in result["evaluations"].items():
+        steps = [e["env_step"] for e in evals]
+        ax.plot(steps, [e["return_mean"] for e in evals], marker="o", label=f"seed {seed} (stochastic)")
+        det = [e["deterministic_return_mean"] for e in evals]
+        if any(d is not None for d in det):
+            ax.plot(steps, det, linestyle="--", label=f"seed {seed} (deterministic)")
+    ax.axhline(result["random_policy"]["return_mean"], color="grey", linestyle=":", label="random policy")
+    for key, style in (("paper_100k", "-."), ("paper_500k", ":")):
+        if result.get(key) is not None:
+            ax.axhline(result[key], color="black", linestyle=style, label=key.replace("_", " "))
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(f"SLAC on {result['task']} ({result['preset']})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+PAPER = {  # published 100k / 500k returns (../shared/specs/slac.md)
+    "cheetah-run": (413, 707), "walker-walk": (529, 952), "ball_in_cup-catch": (918, 967),
+    "finger-spin": (951, 983), "cartpole-swingup": (328, 793), "reacher-easy": (343, 795),
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", required=True)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
+    p.add_argument("--env-steps", type=int, default=100_000)
+    p.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
+    p.add_argument("--runs-root", type=Path, default=Path("runs/learning"))
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more slac-train options")
+    args = p.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"{args.task}-{args.preset}-{args.env_steps // 1000}k"
+    commands, evaluations, wall = {}, {}, {}
+    for seed in args.seeds:
+        run_dir = args.runs_root / f"{name}-s{seed}"
+        if (run_dir / "checkpoints" / "latest").exists():
+            cmd = ["slac-train", "--resume", str(run_dir), "--total-env-steps", str(args.env_steps)]
+        else:
+            cmd = ["slac-train", "--task", args.task, "--seed", str(seed), "--total-env-steps", str(args.env_steps),
+                   "--eval-every-env-steps", str(args.eval_every), "--device", args.device,
+                   "--run-dir", str(run_dir), *PRESETS[args.preset], *args.extra]
+            if args.threads:
+                cmd += ["--num-threads", str(args.threads)]
+        commands[seed] = " ".join(cmd)
+        print(f"$ {commands[seed]}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, "-m", "slac_train.cli", *cmd[1:]])
+        wall[seed] = time.monotonic() - started
+        if code != 0:
+            print(f"slac-train exited with {code}", file=sys.stderr)
+            return code
+        evaluations[seed] = read_evals(run_dir)
+
+    random_mean, random_std, random_success = random_policy_return(args.task, 10, 12345)
+    finals = [ev[-1]["return_mean"] for ev in evaluations.values() if ev]
+    paper = PAPER.get(args.task)
+    result = {
+        "task": args.task, "preset": args.preset, "env_steps": args.env_steps, "seeds": args.seeds,
+        "commands": commands, "wall_clock_s": wall, "hardware": hardware(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "final_return_mean": float(np.mean(finals)) if finals else None,
+        "final_return_std": float(np.std(finals)) if finals else None,
+        "random_policy": {"return_mean": random_mean, "return_std": random_std, "success_rate": random_success,
+                          "episodes": 10},
+        "paper_100k": paper[0] if paper else None, "paper_500k": paper[1] if paper else None,
+        "evaluations": evaluations,
+    }
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    plot(result, args.out / f"{name}.png")
+    print(json.dumps({k: result[k] for k in ("task", "preset", "env_steps", "final_return_mean", "random_policy")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
