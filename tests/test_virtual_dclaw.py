@@ -1,0 +1,106 @@
+"""The real D'Claw driver and frame subscriber against the virtual D'Claw (MuJoCo behind the bus
+emulator on a pty, camera over ZeroMQ): what the hardware-free pipeline stands on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from robots.dclaw import DCLAW
+from robots.dclaw.driver import DClawDriver
+from robots.dclaw.virtual import VirtualDClaw
+from robots.dynamixel.bus import ServoCommunicationError
+from slac_runtime.frames import FrameSubscriber
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def virtual(tmp_path):
+    with VirtualDClaw(tmp_path / "tty", f"ipc://{tmp_path}/camera") as robot:
+        yield robot
+
+
+def test_command_and_read_match_the_simulator(virtual):
+    with DClawDriver(port=virtual.port, retries=5) as robot:
+        time.sleep(0.5)  # let the claw settle in the pose it holds
+        state = robot.read_state()
+        np.testing.assert_allclose(state.positions, virtual.joint_positions(), atol=0.005)
+        goal = np.array([0.2, -0.3, 0.5] * 3)
+        current = state.positions
+        for _ in range(60):  # walk there at the velocity limit, as the runtime does
+            current = DCLAW.action_to_joint_goal(
+                (goal - DCLAW.low) / (DCLAW.high - DCLAW.low) * 2 - 1, current, 0.05)
+            robot.command(current)
+            time.sleep(0.02)
+        time.sleep(0.5)
+        state = robot.read_state()
+        sim = virtual.joint_positions()
+        np.testing.assert_allclose(state.positions, sim, atol=0.005)  # the bus tells the truth (a tick = 0.0015)
+        np.testing.assert_allclose(sim, goal, atol=0.15)  # and the simulated servos got there
+        assert np.all(np.abs(state.currents) < 5.0)
+
+
+def test_faults_are_retried_and_counted(virtual):
+    with DClawDriver(port=virtual.port, retries=5) as robot:
+        before = robot.stats["retries"]
+        virtual.emulator.drop_replies(1)
+        robot.read_state()
+        virtual.emulator.corrupt_replies(1)
+        robot.read_state()
+        assert robot.stats["retries"] - before == 2 and robot.stats["failures"] == 0
+        counters = virtual.emulator.counters
+        assert counters["dropped_replies"] == 1 and counters["corrupted_replies"] == 1
+
+
+def test_silent_servo_is_named_and_torque_is_left_off(virtual):
+    with pytest.raises(ServoCommunicationError, match="MF21"):
+        with DClawDriver(port=virtual.port) as robot:
+            robot.read_state()
+            virtual.emulator.set_silent(21)
+            robot.read_state()
+    # Every servo that still answers was relaxed; the silent one could not be reached.
+    assert not any(virtual.emulator.torque_enabled(i) for i in DCLAW.motor_ids if i != 21)
+
+
+def test_torque_off_after_an_exception_in_the_block(virtual):
+    with pytest.raises(ZeroDivisionError):
+        with DClawDriver(port=virtual.port) as robot:
+            robot.command(np.asarray(DCLAW.reset_pose))
+            assert virtual.emulator.torque_enabled(10)
+            raise ZeroDivisionError("a bug in the caller")
+    assert not any(virtual.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
+
+
+def test_camera_publishes_the_task_view(virtual):
+    with FrameSubscriber(virtual.camera_endpoint) as frames:
+        first = frames.latest(timeout_s=2.0)
+        second = frames.latest(timeout_s=2.0)
+    assert first is not None and second is not None and second.seq > first.seq
+    assert first.image.shape == (64, 64, 3) and first.image.std() > 5
+    assert 0 <= second.age_s < 0.5
+    virtual.freeze_camera()
+    time.sleep(0.2)
+    with FrameSubscriber(virtual.camera_endpoint, max_age_s=0.2) as frames:
+        assert frames.latest(timeout_s=0.5) is None  # a frozen camera sends nothing
+
+
+def test_cli_starts_and_stops(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robots.virtual_cli", "--robot", "dclaw", "--port-link", str(tmp_path / "tty"),
+         "--camera-bind", f"ipc://{tmp_path}/cam", "--duration", "1.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "servo port" in out and "stopped" in out
+    assert not (tmp_path / "tty").exists()  # the port link is removed on exit
+
+
+def test_cli_unknown_robot(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "robots.virtual_cli", "--robot", "nope"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "dclaw" in out.stderr
