@@ -136,6 +136,8 @@ def main() -> int:
         run_dir = args.runs_root / f"{name}-s{seed}"
         if (run_dir / "checkpoints" / "latest").exists():
             cmd = ["slac-train", "--resume", str(run_dir), "--total-env-steps", str(args.env_steps)]
+            if args.threads:
+                cmd += ["--num-threads", str(args.threads)]
         else:
             cmd = ["slac-train", "--task", args.task, "--seed", str(seed), "--total-env-steps", str(args.env_steps),
                    "--eval-every-env-steps", str(args.eval_every), "--device", args.device,
@@ -143,6 +145,10 @@ def main() -> int:
             if args.threads:
                 cmd += ["--num-threads", str(args.threads)]
         commands[seed] = " ".join(cmd)
+        if (args.out / f"{name}.json").exists():  # a resumed run keeps the commands of its earlier parts
+            previous = json.loads((args.out / f"{name}.json").read_text()).get("commands", {})
+            if str(seed) in previous and previous[str(seed)] != commands[seed]:
+                commands[seed] = previous[str(seed)] + "  &&  " + commands[seed]
         print(f"$ {commands[seed]}", flush=True)
         started = time.monotonic()
         code = subprocess.call([sys.executable, "-m", "slac_train.cli", *cmd[1:]])
