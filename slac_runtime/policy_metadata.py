@@ -7,8 +7,10 @@ policy whose metadata does not match the robot it is about to drive.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -46,6 +48,7 @@ class PolicyMetadata:
     checkpoint_sha256: str
     created_at: str  # ISO 8601, UTC
     package_version: str
+    episode_policy_steps: int | None = None  # policy steps per episode of the task (None: unknown)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -88,7 +91,8 @@ class PolicyMetadata:
         missing = []
         for f in fields(cls):
             if f.name not in props:
-                missing.append(f.name)
+                if f.default is MISSING:  # fields with a default may be absent (added later)
+                    missing.append(f.name)
                 continue
             raw = props[f.name]
             if f.type in ("str",):
@@ -127,3 +131,12 @@ class PolicyMetadata:
         if history_length is not None and self.history_length != history_length:
             out.append(f"history length differs: policy {self.history_length} vs runtime {history_length}")
         return out
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file (policy and checkpoint provenance)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

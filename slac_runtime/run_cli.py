@@ -10,7 +10,6 @@ publisher is started in its own process), or the endpoint of a running publisher
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import platform
 import signal
@@ -28,6 +27,7 @@ from slac_runtime.control_loop import ControlLoop, LoopConfig, SafeStop, format_
 from slac_runtime.episode_log import EpisodeLogWriter
 from slac_runtime.frames import FrameSubscriber
 from slac_runtime.policy import OnnxPolicy, PolicyFileError
+from slac_runtime.policy_metadata import file_sha256
 from slac_runtime.robot import default_calibration_path, find_robot
 
 
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
     group.add_argument("--duration", type=float, default=None, help="run episodes for this many seconds")
     p.add_argument("--episode-steps", type=int, default=None,
-                   help="policy steps per episode (default: from the policy's task)")
+                   help="policy steps per episode (default: the policy's task's, from its metadata)")
     p.add_argument("--log-dir", type=Path, default=Path("logs"), help="where episode logs go")
     p.add_argument("--deterministic", action="store_true", help="tanh(mean) instead of sampling")
     p.add_argument("--on-exit", choices=["relax", "hold"], default="relax",
@@ -113,20 +113,7 @@ def unique_dir(path: Path) -> Path:
             candidate = path.with_name(f"{path.name}-{n}")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def default_episode_steps(task: str) -> int:
-    # Policy steps per episode of the D'Claw tasks (../shared/specs/dclaw.md); 100 otherwise.
-    for prefix, steps in (("dclaw-pose", 80), ("dclaw-turn", 40), ("dclaw-screw", 80)):
-        if task.startswith(prefix):
-            return steps
-    return 100
+DEFAULT_EPISODE_STEPS = 100  # for policies whose metadata does not say (older exports)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         config = LoopConfig(
             control_period_s=m.control_period_s,
             action_repeat=m.action_repeat,
-            episode_policy_steps=args.episode_steps or default_episode_steps(m.task),
+            episode_policy_steps=args.episode_steps or m.episode_policy_steps or DEFAULT_EPISODE_STEPS,
             deterministic=args.deterministic,
             max_frame_age_s=args.max_frame_age,
             stale_timeout_s=args.stale_timeout,

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 from dataclasses import asdict
@@ -17,19 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from slac_runtime import __version__
-from slac_runtime.policy_metadata import PolicyMetadata
+from slac_runtime.policy_metadata import PolicyMetadata, file_sha256
 
 
 class ExportError(RuntimeError):
     """A problem the user can fix; printed as one line."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def policy_metadata(checkpoint: dict[str, Any], checkpoint_path: Path) -> PolicyMetadata:
@@ -65,9 +56,10 @@ def policy_metadata(checkpoint: dict[str, Any], checkpoint_path: Path) -> Policy
         action_repeat=int(action_repeat),
         training_agent_steps=int(counters.get("agent_steps", 0)),
         training_env_steps=int(counters.get("env_steps", 0)),
-        checkpoint_sha256=_sha256(checkpoint_path),
+        checkpoint_sha256=file_sha256(checkpoint_path),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         package_version=__version__,
+        episode_policy_steps=config.max_episode_agent_steps or spec.episode_agent_steps,
     )
 
 

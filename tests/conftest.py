@@ -7,6 +7,21 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks run fastest on one thread, and a shared 2-core machine stays responsive."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:  # tests that never import torch stay torch-free
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 TINY_TRAIN_ARGS = [
     "--encoder-base-channels", "4", "--feature-dim", "16", "--z1-dim", "4", "--z2-dim", "8",
     "--model-hidden", "16", "--actor-critic-hidden", "16", "--batch-size-actor-critic", "8",

@@ -62,4 +62,4 @@ def toy_task(name: str = TOY_TASK, action_repeat: int = 2, length: int = 24, ter
     try:
         yield spec
     finally:
-        task_registry._REGISTRY.pop(name, None)
+        task_registry.unregister_task(name)

@@ -57,7 +57,7 @@ def test_rollout_histories_streaming_matches_pytorch_and_full_form(tiny_dclaw_ru
         history.reset(obs)
         noise = rng.standard_normal(9).astype(np.float32)
         out = policy.reset(obs, deterministic=False, noise=noise)
-        for t in range(14):
+        for _ in range(14):
             np.testing.assert_array_equal(policy.frames, history.items)
             np.testing.assert_array_equal(policy.actions, history.actions)
             mean, log_std = torch_outputs(agent, history.items, history.actions)

@@ -6,7 +6,6 @@ import os
 import sys
 
 import numpy as np
-import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -15,15 +14,6 @@ from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 from slac_train.checkpoint import latest_checkpoint, load_agent, load_checkpoint  # noqa: E402
 from slac_train.config import small_test_config  # noqa: E402
 from slac_train.trainer import Trainer  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run fastest on one thread, and a shared 2-core machine stays responsive."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def flatten(state, prefix=""):

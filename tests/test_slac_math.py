@@ -19,15 +19,6 @@ from slac_train.networks import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run fastest on one thread, and a shared 2-core machine stays responsive."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_analytic_kl_matches_monte_carlo():
     gen = torch.Generator().manual_seed(0)
     mean_q, mean_p = torch.randn(5, generator=gen), torch.randn(5, generator=gen)

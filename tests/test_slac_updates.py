@@ -13,13 +13,6 @@ from slac_train.slac_agent import Batch, NonFiniteLossError, SlacAgent, check_fi
 A = 2
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run fastest on one thread, and a shared 2-core machine stays responsive."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def make_agent(seed: int = 0, **changes) -> SlacAgent:

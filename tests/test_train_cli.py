@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from slac_train.cli import main
 from slac_train.envs import task_names
@@ -25,13 +24,6 @@ SMALL = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run fastest on one thread, and a shared 2-core machine stays responsive."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

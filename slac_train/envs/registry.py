@@ -60,6 +60,11 @@ def register_task(spec: TaskSpec) -> None:
     _REGISTRY[spec.name] = spec
 
 
+def unregister_task(name: str) -> None:
+    """Remove a task (tests register throw-away tasks and remove them again)."""
+    _REGISTRY.pop(name, None)
+
+
 def _load_suites() -> None:
     global _loaded
     if not _loaded:
