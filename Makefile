@@ -24,6 +24,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/env_speed.py
+	$(PY) benchmarks/update_speed.py
+	$(PY) benchmarks/policy_latency.py
+	$(PY) benchmarks/frame_latency.py
+	$(PY) benchmarks/bus_speed.py
+	$(PY) benchmarks/loop_timing.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
