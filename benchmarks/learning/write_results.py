@@ -1,0 +1,63 @@
+"""Write docs/results.md from the experiment results (benchmarks/learning/results/*.json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+HEADER = """# Learning results
+
+What our SLAC reaches, measured by `benchmarks/learning/run_experiment.py` (fixed seeds; each JSON
+result in `benchmarks/learning/results/` holds the exact commands, the hardware and every
+evaluation). Returns are evaluation returns of the stochastic policy (the paper's protocol), mean
+over 5 episodes at the end of training; the deterministic `tanh(mean)` policy is in the plots.
+Environment steps count simulator steps (agent steps × action repeat), as the paper's plots do.
+
+"""
+
+
+def row(r: dict) -> str:
+    def fmt(v, digits=0):
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    paper = r.get("paper_100k") if r["env_steps"] <= 150_000 else r.get("paper_500k")
+    wall = sum(r["wall_clock_s"].values()) / max(1, len(r["wall_clock_s"])) / 60
+    hw = r["hardware"].get("gpu") or f"{r['hardware']['cores']}-core CPU"
+    rnd = r["random_policy"]
+    return (f"| {r['task']} | {r['preset']} | {r['env_steps']:,} | {fmt(r['final_return_mean'])} "
+            f"| {fmt(rnd['return_mean'])} | {fmt(paper)} | {', '.join(map(str, r['seeds']))} | {hw} | {wall:.0f} min |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--results", type=Path, default=Path("benchmarks/learning/results"))
+    p.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    p.add_argument("--notes", type=Path, default=Path("benchmarks/learning/notes.md"),
+                   help="hand-written discussion appended after the table")
+    args = p.parse_args()
+    results = [json.loads(f.read_text()) for f in sorted(args.results.glob("*.json"))]
+    pictures = args.out.parent / "results"
+    pictures.mkdir(parents=True, exist_ok=True)
+    lines = [HEADER, "| task | preset | env steps | our return | random policy | paper (same steps) | seeds "
+             "| hardware | wall clock |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [row(r) for r in results]
+    lines.append("")
+    for f in sorted(args.results.glob("*.json")):
+        r = json.loads(f.read_text())
+        png = f.with_suffix(".png")
+        if png.exists():
+            shutil.copy(png, pictures / png.name)
+            lines.append(f"![{r['task']}](results/{png.name})")
+        for seed, command in r["commands"].items():
+            lines.append(f"\nSeed {seed}: `{command}`")
+        lines.append("")
+    if args.notes.exists():
+        lines.append(args.notes.read_text())
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
