@@ -35,7 +35,7 @@ import math
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -246,6 +246,25 @@ def _check_endpoint(endpoint: str) -> None:
         )
 
 
+def _open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool, role: str,
+                 options: list[tuple[int, Any]]) -> zmq.Socket:
+    """A socket with LINGER 0 and ``options`` set, bound or connected, with an error that says why not."""
+    socket = context.socket(kind)
+    socket.setsockopt(zmq.LINGER, 0)
+    for option, value in options:
+        socket.setsockopt(option, value)
+    try:
+        if bind:
+            socket.bind(endpoint)
+        else:
+            socket.connect(endpoint)
+    except zmq.ZMQError as e:
+        socket.close(linger=0)
+        hint = " (is another camera publisher already running there?)" if e.errno == zmq.EADDRINUSE else ""
+        raise OSError(f"{role} could not {'bind' if bind else 'connect'} {endpoint}: {e}{hint}") from e
+    return socket
+
+
 class FramePublisher:
     """PUBlishes frames, one single-part message each. Binds by default (the camera side).
 
@@ -266,23 +285,8 @@ class FramePublisher:
         if sndhwm < 1:
             raise ValueError(f"sndhwm must be at least 1 message, got {sndhwm}")
         self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PUB)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SNDHWM, sndhwm)
-        try:
-            if bind:
-                self._socket.bind(endpoint)
-            else:
-                self._socket.connect(endpoint)
-        except zmq.ZMQError as e:
-            self._socket.close(linger=0)
-            action = "bind" if bind else "connect"
-            hint = (
-                " (is another camera publisher already running there?)"
-                if e.errno == zmq.EADDRINUSE
-                else ""
-            )
-            raise OSError(f"frame publisher could not {action} {endpoint}: {e}{hint}") from e
+        self._socket = _open_socket(self._context, zmq.PUB, endpoint, bind, "frame publisher",
+                                    [(zmq.SNDHWM, sndhwm)])
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
         self.next_seq = 0
         self.published = 0
@@ -354,20 +358,11 @@ class FrameSubscriber:
         self.endpoint = endpoint
         self.max_age_s = max_age_s
         self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.SUB)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.CONFLATE, 1)  # before connect/bind; single-part messages only
-        self._socket.setsockopt(zmq.SUBSCRIBE, MAGIC)  # every frame starts with the magic bytes
-        try:
-            if bind:
-                self._socket.bind(endpoint)
-            else:
-                self._socket.connect(endpoint)
-        except zmq.ZMQError as e:
-            self._socket.close(linger=0)
-            raise OSError(
-                f"frame subscriber could not {'bind' if bind else 'connect'} {endpoint}: {e}"
-            ) from e
+        self._socket = _open_socket(
+            self._context, zmq.SUB, endpoint, bind, "frame subscriber",
+            [(zmq.CONFLATE, 1),  # before connect/bind; single-part messages only
+             (zmq.SUBSCRIBE, MAGIC)],  # every frame starts with the magic bytes
+        )
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._newest: Frame | None = None
