@@ -23,7 +23,7 @@ def row(r: dict) -> str:
         return "-" if v is None else f"{v:.{digits}f}"
 
     paper = r.get("paper_100k") if r["env_steps"] <= 150_000 else r.get("paper_500k")
-    wall = sum(r["wall_clock_s"].values()) / max(1, len(r["wall_clock_s"])) / 60
+    wall = sum(r["wall_clock_s"].values()) / max(1, len(r["seeds"])) / 60
     hw = r["hardware"].get("gpu") or f"{r['hardware']['cores']}-core CPU"
     rnd = r["random_policy"]
     return (f"| {r['task']} | {r['preset']} | {r['env_steps']:,} | {fmt(r['final_return_mean'])} "
