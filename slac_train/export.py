@@ -17,6 +17,7 @@ frame only). Metadata: :class:`slac_runtime.policy_metadata.PolicyMetadata`.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -69,15 +70,22 @@ def export_onnx(encoder: Encoder, actor: TanhGaussianActor, metadata: PolicyMeta
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "policy.onnx"
         sink = io.StringIO()
+        onnx_logger = logging.getLogger("torch.onnx")
+        level = onnx_logger.level
+        if not verbose:  # the exporter logs a warning per missing torchvision op; none apply here
+            onnx_logger.setLevel(logging.ERROR)
         with warnings.catch_warnings(), (nullcontext() if verbose else redirect_stdout(sink)):
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph, example, str(raw),
-                input_names=[pm.INPUT_FRAMES, pm.INPUT_CACHED_FEATURES, pm.INPUT_PREV_ACTIONS],
-                output_names=[pm.OUTPUT_ACTION, pm.OUTPUT_MEAN, pm.OUTPUT_LOG_STD, pm.OUTPUT_FEATURES],
-                dynamic_shapes={"frames": {1: n}, "cached_features": None, "prev_actions": None},
-                dynamo=True, external_data=False,
-            )
+            try:
+                torch.onnx.export(
+                    graph, example, str(raw),
+                    input_names=[pm.INPUT_FRAMES, pm.INPUT_CACHED_FEATURES, pm.INPUT_PREV_ACTIONS],
+                    output_names=[pm.OUTPUT_ACTION, pm.OUTPUT_MEAN, pm.OUTPUT_LOG_STD, pm.OUTPUT_FEATURES],
+                    dynamic_shapes={"frames": {1: n}, "cached_features": None, "prev_actions": None},
+                    dynamo=True, external_data=False,
+                )
+            finally:
+                onnx_logger.setLevel(level)
         model = onnx.load(str(raw))
     del model.metadata_props[:]
     for key, value in metadata.to_props().items():
