@@ -15,7 +15,7 @@ from robots.dclaw import DCLAW
 from robots.dclaw.virtual import VirtualDClaw
 from slac_runtime.episode_log import read_episode_log
 from slac_runtime.replay import policy_differences
-from tests.virtual_robot import episode_logs, run_slac_run
+from tests.virtual_robot import episode_logs, run_slac_run, wait_for_ticks
 
 
 @pytest.fixture
@@ -61,9 +61,7 @@ def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_
     proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200",
                         "--stale-timeout", "0.6", wait=False)
     try:
-        deadline = time.monotonic() + 60
-        while not episode_logs(tmp_path / "logs") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_ticks(tmp_path / "logs")
         time.sleep(1.0)
         virtual_dclaw.freeze_camera()
         _, err = proc.communicate(timeout=60)
@@ -82,9 +80,7 @@ def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_
 def test_silent_servo_stops_safely_naming_it(virtual_dclaw, tiny_dclaw_policy, tmp_path):
     proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False)
     try:
-        deadline = time.monotonic() + 60
-        while not episode_logs(tmp_path / "logs") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_ticks(tmp_path / "logs")
         time.sleep(1.0)
         virtual_dclaw.emulator.set_silent(21)
         _, err = proc.communicate(timeout=60)
@@ -102,12 +98,7 @@ def test_silent_servo_stops_safely_naming_it(virtual_dclaw, tiny_dclaw_policy, t
 def test_sigkill_leaves_a_readable_log(virtual_dclaw, tiny_dclaw_policy, tmp_path):
     proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            logs = episode_logs(tmp_path / "logs")
-            if logs and len(read_episode_log(logs[0]).ticks) >= 10:
-                break
-            time.sleep(0.05)
+        wait_for_ticks(tmp_path / "logs", 10)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -121,12 +112,7 @@ def test_sigkill_leaves_a_readable_log(virtual_dclaw, tiny_dclaw_policy, tmp_pat
 def test_sigterm_finishes_cleanly(virtual_dclaw, tiny_dclaw_policy, tmp_path):
     proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            logs = episode_logs(tmp_path / "logs")
-            if logs and len(read_episode_log(logs[0]).ticks) >= 6:
-                break
-            time.sleep(0.05)
+        wait_for_ticks(tmp_path / "logs", 6)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     finally:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from slac_runtime.episode_log import read_episode_log
 
 
 def run_slac_run(policy: Path, robot, log_dir: Path, *extra: str, timeout: float = 120,
@@ -21,3 +24,13 @@ def run_slac_run(policy: Path, robot, log_dir: Path, *extra: str, timeout: float
 
 def episode_logs(log_dir: Path) -> list[Path]:
     return sorted(Path(log_dir).glob("*/episode-*.slaclog"))
+
+
+def wait_for_ticks(log_dir: Path, ticks: int = 0, timeout_s: float = 60.0) -> None:
+    """Wait until slac-run has started an episode log holding at least ``ticks`` ticks."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        logs = episode_logs(log_dir)
+        if logs and len(read_episode_log(logs[0]).ticks) >= ticks:
+            return
+        time.sleep(0.05)

@@ -508,8 +508,12 @@ class ServoBusEmulator:
         if packet.servo_id != BROADCAST_ID or len(packet.params) < 5:
             return []
         address, length = struct.unpack_from("<HH", packet.params)
+        return self._read_replies(packet, [(servo_id, address, length) for servo_id in packet.params[4:]])
+
+    def _read_replies(self, packet: Packet, requests: list[tuple[int, int, int]]) -> list[bytes]:
+        """One status reply per (servo ID, address, length), in the order asked; silent servos skip."""
         replies = []
-        for servo_id in packet.params[4:]:
+        for servo_id, address, length in requests:
             servo = self._servos.get(servo_id)
             if servo is None or servo.silent:
                 continue
@@ -534,15 +538,8 @@ class ServoBusEmulator:
     def _bulk_read(self, packet: Packet) -> list[bytes]:
         if packet.servo_id != BROADCAST_ID or not packet.params or len(packet.params) % 5:
             return []
-        replies = []
-        for i in range(0, len(packet.params), 5):
-            servo_id, address, length = struct.unpack_from("<BHH", packet.params, i)
-            servo = self._servos.get(servo_id)
-            if servo is None or servo.silent:
-                continue
-            error, data = servo.read(address, length)
-            replies.append(self._reply(servo, [servo.status(error, data)], packet.instruction))
-        return replies
+        requests = [struct.unpack_from("<BHH", packet.params, i) for i in range(0, len(packet.params), 5)]
+        return self._read_replies(packet, requests)
 
     def _bulk_write(self, packet: Packet) -> list[bytes]:
         if packet.servo_id != BROADCAST_ID:
