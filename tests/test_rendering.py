@@ -71,3 +71,11 @@ def test_no_backend_gives_install_hint():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
     assert "apt-get install" in out.stdout and "libosmesa6" in out.stdout, out.stdout + out.stderr
+
+
+def test_an_unclosed_dclaw_env_exits_without_gl_errors():
+    # The GL contexts must be freed before MuJoCo's EGL display is torn down at exit.
+    code = "from slac_train.envs import make_env\ne = make_env('dclaw-turn', seed=0)\ne.reset()\nprint('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    assert "Exception ignored" not in result.stderr and "EGLError" not in result.stderr, result.stderr

@@ -126,14 +126,23 @@ _RANDOMISED_MATERIALS = (
 
 
 _OPEN_SIMS: weakref.WeakSet = weakref.WeakSet()  # simulators holding GL contexts
+_close_registered = False
 
 
-@atexit.register
 def _close_open_sims() -> None:
     # Free GL contexts while the GL library is still loaded: contexts freed during interpreter
     # shutdown make MuJoCo print "Exception ignored in Renderer.__del__" noise.
     for sim in list(_OPEN_SIMS):
         sim.close()
+
+
+def _register_close_at_exit() -> None:
+    # Registered after the first GL context exists, hence after mujoco.egl registered its own
+    # display teardown: atexit runs last-registered first, so the contexts go before the display.
+    global _close_registered
+    if not _close_registered:
+        atexit.register(_close_open_sims)
+        _close_registered = True
 
 
 def scene_path(scene: str) -> Path:
@@ -472,6 +481,7 @@ class DClawSim:
             renderer = mujoco.Renderer(self.model, height=height, width=width)
             self._renderers[height, width] = renderer
             _OPEN_SIMS.add(self)
+            _register_close_at_exit()
         return renderer
 
     def render(self, camera: str | int = "task", height: int | None = None,
