@@ -10,8 +10,9 @@ The gait, all three fingers together, is a stroke:
 where ``a`` is the top (abduction) joint's angle, signed by the direction the valve must turn and
 scaled with the remaining error (``gain * |error|``, within ``[min_amplitude, amplitude]``) so
 that the last strokes are short. Once ``|error| < tolerance`` at a stroke's start the claw goes
-to the reset pose and waits. The poses and step counts were found by a random search over the
-nominal simulation (valve 0 -> pi) and are sensitive: see docs/results.md for its success rates.
+to the reset pose and waits. The poses and step counts come from a random search over the nominal
+simulation (valve 0 -> pi), refined by a local search for success under action noise and dynamics
+randomisation; docs/results.md gives its success rates.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from robots.dclaw.description import DCLAW, RESET_POSE
 
 @dataclass
 class TurnStrokeController:
-    amplitude: float = 0.38  # rad, largest top-joint sweep (each side of 0)
-    lowered: tuple[float, float] = (0.541, 0.832)  # (middle, bottom) joints with the tip among the spokes
-    lifted: tuple[float, float] = (-0.526, 1.473)  # (middle, bottom) joints with the tip above/outside them
+    amplitude: float = 0.35  # rad, largest top-joint sweep (each side of 0)
+    lowered: tuple[float, float] = (0.65, 0.81)  # (middle, bottom) joints with the tip among the spokes
+    lifted: tuple[float, float] = (-0.60, 1.48)  # (middle, bottom) joints with the tip above/outside them
     steps: tuple[int, int, int, int] = (3, 3, 2, 3)  # agent steps: to -a lifted, lower, sweep, lift
-    gain: float = 0.8  # stroke amplitude per rad of error
+    gain: float = 0.87  # stroke amplitude per rad of error
     min_amplitude: float = 0.05  # rad
     tolerance: float = 0.06  # rad of valve error at which the claw stops turning
     _plan: list = field(default_factory=list, repr=False)
