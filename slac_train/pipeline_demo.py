@@ -1,12 +1,13 @@
 """``make demo``: the whole pipeline on the embedded default, the virtual D'Claw.
 
 1. a random rollout of ``dclaw-turn`` (mp4 + contact sheet);
-2. a policy: the one shipped with the D'Claw package when there is one, else a short training
-   run of small networks (``slac-train``, a few minutes on a CPU: the pipeline, not a skilled
-   policy) exported with ``slac-export``;
+2. a policy: the Turn policy shipped with the D'Claw package (``robots/dclaw/policies/turn.onnx``,
+   made by ``slac-imitate``; docs/results.md), or with ``--retrain`` / when none is shipped, a
+   short training run of small networks (``slac-train``, a few minutes on a CPU: the pipeline,
+   not a skilled policy) exported with ``slac-export``;
 3. the virtual D'Claw (MuJoCo behind an emulated Dynamixel bus on a pseudo-terminal and a
    simulated camera over ZeroMQ) driven by ``slac-run`` for a few episodes, each starting with the
-   valve at 0 and the target at pi;
+   valve at 0 and the target at pi (deterministic actions, tanh of the mean);
 4. ``slac-replay`` of the last episode as a video, and a summary with the success rate.
 
 Everything lands in ``out/demo/``.
@@ -77,7 +78,8 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
             before = set(log_dir.glob("*/*.slaclog"))
             cmd = [sys.executable, "-m", "slac_runtime.run_cli", "--robot", "dclaw", "--camera",
                    robot.camera_endpoint, "--port", robot.port, "--policy", str(policy),
-                   "--allow-uncalibrated", "--log-dir", str(log_dir), "--seed", str(episode), "--quiet"]
+                   "--allow-uncalibrated", "--log-dir", str(log_dir), "--seed", str(episode), "--quiet",
+                   "--deterministic"]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise SystemExit(f"slac-run failed:\n{result.stdout}\n{result.stderr}")

@@ -12,6 +12,8 @@ ROBOT = RobotEntry(
     driver="robots.dclaw.driver:DClawDriver",
     virtual="robots.dclaw.virtual:main",
     sim_replay="robots.dclaw.sim_replay:replay_in_sim",
+    # dclaw-turn, distilled from robots.dclaw.scripted by slac-imitate (docs/results.md)
+    policy="robots.dclaw:policies/turn.onnx",
 )
 
 __all__ = ["DCLAW", "ROBOT"]
