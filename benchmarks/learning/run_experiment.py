@@ -130,29 +130,40 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
     p.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
     p.add_argument("--runs-root", type=Path, default=Path("runs/learning"))
+    p.add_argument("--report-only", action="store_true",
+                   help="write the JSON and PNG from the run directories as they stand (e.g. a run stopped with "
+                        "Ctrl-C before --env-steps), without training")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more slac-train options")
     args = p.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"{args.task}-{args.preset}-{args.env_steps // 1000}k"
-    commands, evaluations, wall = {}, {}, {}
+    commands, evaluations, wall, stopped = {}, {}, {}, {}
     for seed in args.seeds:
         run_dir = args.runs_root / f"{name}-s{seed}"
-        if (run_dir / "checkpoints" / "latest").exists():
-            cmd = ["slac-train", "--resume", str(run_dir), "--total-env-steps", str(args.env_steps)]
-            if args.threads:
-                cmd += ["--num-threads", str(args.threads)]
-        else:
-            cmd = ["slac-train", "--task", args.task, "--seed", str(seed), "--total-env-steps", str(args.env_steps),
-                   "--eval-every-env-steps", str(args.eval_every), "--device", args.device,
-                   "--run-dir", str(run_dir), *PRESETS[args.preset], *args.extra]
-            if args.threads:
-                cmd += ["--num-threads", str(args.threads)]
+        fresh = ["slac-train", "--task", args.task, "--seed", str(seed), "--total-env-steps", str(args.env_steps),
+                 "--eval-every-env-steps", str(args.eval_every), "--device", args.device,
+                 "--run-dir", str(run_dir), *PRESETS[args.preset], *args.extra]
+        resume = ["slac-train", "--resume", str(run_dir), "--total-env-steps", str(args.env_steps)]
+        cmd = resume if (run_dir / "checkpoints" / "latest").exists() and not args.report_only else fresh
+        if args.threads:
+            cmd += ["--num-threads", str(args.threads)]
         commands[seed] = " ".join(cmd)
-        if (args.out / f"{name}.json").exists():  # a resumed run keeps the commands of its earlier parts
+        if (args.out / f"{name}.json").exists() and not args.report_only:  # a resumed run keeps its earlier commands
             previous = json.loads((args.out / f"{name}.json").read_text()).get("commands", {})
             if str(seed) in previous and previous[str(seed)] != commands[seed]:
                 commands[seed] = previous[str(seed)] + "  &&  " + commands[seed]
+        if args.report_only:
+            evaluations[seed] = read_evals(run_dir)
+            if not evaluations[seed]:
+                print(f"{run_dir}: no evaluations to report", file=sys.stderr)
+                return 2
+            last = evaluations[seed][-1]
+            wall[seed] = float(last["wall_time_s"])
+            if last["env_step"] < args.env_steps:
+                stopped[seed] = int(last["env_step"])
+                commands[seed] += f"   (stopped with Ctrl-C after {stopped[seed]:,} env steps)"
+            continue
         print(f"$ {commands[seed]}", flush=True)
         started = time.monotonic()
         code = subprocess.call([sys.executable, "-m", "slac_train.cli", *cmd[1:]])
@@ -167,6 +178,7 @@ def main() -> int:
     paper = PAPER.get(args.task)
     result = {
         "task": args.task, "preset": args.preset, "env_steps": args.env_steps, "seeds": args.seeds,
+        "stopped_at_env_step": stopped or None,
         "commands": commands, "wall_clock_s": wall, "hardware": hardware(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "final_return_mean": float(np.mean(finals)) if finals else None,

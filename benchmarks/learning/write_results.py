@@ -22,11 +22,12 @@ def row(r: dict) -> str:
     def fmt(v, digits=0):
         return "-" if v is None else f"{v:.{digits}f}"
 
-    paper = r.get("paper_100k") if r["env_steps"] <= 150_000 else r.get("paper_500k")
+    paper = r.get("paper_100k") if r["env_steps"] <= 150_000 else r.get("paper_500k")  # nearest published point
     wall = sum(r["wall_clock_s"].values()) / max(1, len(r["seeds"])) / 60
     hw = r["hardware"].get("gpu") or f"{r['hardware']['cores']}-core CPU"
     rnd = r["random_policy"]
-    return (f"| {r['task']} | {r['preset']} | {r['env_steps']:,} | {fmt(r['final_return_mean'])} "
+    steps = min((r.get("stopped_at_env_step") or {}).values(), default=r["env_steps"])
+    return (f"| {r['task']} | {r['preset']} | {steps:,} | {fmt(r['final_return_mean'])} "
             f"| {fmt(rnd['return_mean'])} | {fmt(paper)} | {', '.join(map(str, r['seeds']))} | {hw} | {wall:.0f} min |")
 
 
