@@ -10,6 +10,10 @@ shared machine's other load only ever adds time), medians are reported beside th
 - ``optimised``: what training runs -- channels-last convolutions, fused conv + leaky ReLU in cache-
   sized chunks for the no-grad encoder pass (CPU), and the settings of ``TrainConfig``.
 
+Each line also gives the FLOPs of the two updates (about 61 + 85 GFLOP: the actor-critic update
+encodes 256 x 9 frames) and the rate achieved, to compare with the machine's peak (on an AVX2 core,
+2 FMA units x 8 fp32 lanes x 2 = 32 FLOP per cycle).
+
     python benchmarks/update_speed.py                     # CPU, and CUDA when present
     python benchmarks/update_speed.py --device cpu --repeats 5 --threads 2
 """
@@ -112,6 +116,24 @@ def measure(device: torch.device, variants: list[str], repeats: int, warmup: int
     return results
 
 
+def count_gflop(device: torch.device) -> dict[str, float]:
+    """GFLOP of one model update (batch 32) and one actor-critic update (batch 256), counted by
+    ``torch.utils.flop_counter`` on the baseline path (the fused no-grad convolutions are
+    invisible to the counter) at batches 4 / 16 and scaled: every op's cost is linear in the batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rng = np.random.default_rng(0)
+    agent = make_agent(device, "baseline")
+    counts = {}
+    for part, fn, small, full in (("model", agent.update_model, 4, 32),
+                                  ("actor_critic", agent.update_actor_critic, 16, 256)):
+        batch = random_batch(small, device, rng, plain=True)
+        with FlopCounterMode(display=False) as counter:
+            fn(batch)
+        counts[part] = counter.get_total_flops() / 1e9 * full / small
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all")
@@ -133,8 +155,12 @@ def main() -> None:
     for device in devices:
         variants = ["optimised"] if args.no_baseline else ["baseline", "optimised"]
         results = measure(device, variants, args.repeats, args.warmup)
+        gflop = count_gflop(device)
         for variant in variants:
-            print(json.dumps(results[variant]), flush=True)
+            r = results[variant]
+            r["gflop_model"], r["gflop_actor_critic"] = round(gflop["model"], 1), round(gflop["actor_critic"], 1)
+            r["achieved_gflop_per_s"] = round((gflop["model"] + gflop["actor_critic"]) / (r["pair_ms"] / 1000), 1)
+            print(json.dumps(r), flush=True)
         if "baseline" in results:
             base, fast = results["baseline"], results["optimised"]
             print(json.dumps({
