@@ -38,14 +38,15 @@ def main() -> None:
     p.add_argument("--notes", type=Path, default=Path("benchmarks/learning/notes.md"),
                    help="hand-written discussion appended after the table")
     args = p.parse_args()
-    results = [json.loads(f.read_text()) for f in sorted(args.results.glob("*.json"))]
+    files = [f for f in sorted(args.results.glob("*.json")) if "env_steps" in json.loads(f.read_text())]
+    results = [json.loads(f.read_text()) for f in files]  # learning runs (turn-policy.json is not one)
     pictures = args.out.parent / "results"
     pictures.mkdir(parents=True, exist_ok=True)
-    lines = [HEADER, "| task | preset | env steps | our return | random policy | paper (same steps) | seeds "
+    lines = [HEADER, "| task | preset | env steps | our return | random policy | paper at 100k (500k) | seeds "
              "| hardware | wall clock |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [row(r) for r in results]
     lines.append("")
-    for f in sorted(args.results.glob("*.json")):
+    for f in files:
         r = json.loads(f.read_text())
         png = f.with_suffix(".png")
         if png.exists():
