@@ -541,6 +541,10 @@ class CameraPublisher:
             self._thread.join(timeout=timeout_s)
 
     @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -673,14 +677,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slac-camera: error: {e}", file=sys.stderr)
         return 2
 
-    def terminate(signum: int, frame: object) -> None:  # SIGTERM behaves like Ctrl-C
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, terminate)
     width, height = args.resolution if args.resolution else (None, None)
     publisher: CameraPublisher | None = None
     status: _StatusLine | None = None
+
+    def request_stop(signum: int, frame: object) -> None:
+        # Ctrl-C and SIGTERM stop the publishing loop at its next check (within 0.1 s), so the
+        # camera, the capture thread and the socket close in order; an exception raised at an
+        # arbitrary point could leave a lock held. A second signal, or one before publishing
+        # starts, interrupts at once.
+        if publisher is None or publisher.stop_requested:
+            raise KeyboardInterrupt
+        publisher.stop(timeout_s=0.0)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
     try:
         with (
             OpenCVCamera(

@@ -343,7 +343,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "'flip_horizontal'" in capsys.readouterr().err
 
 
-def test_cli_exits_cleanly_on_ctrl_c(video, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_exits_cleanly_on_ctrl_c(video, tmp_path, signum):
     endpoint = f"ipc://{tmp_path}/ctrlc.ipc"
     proc = subprocess.Popen(
         [
@@ -362,7 +363,7 @@ def test_cli_exits_cleanly_on_ctrl_c(video, tmp_path):
     try:
         with FrameSubscriber(endpoint) as sub:
             assert sub.latest(timeout_s=20.0) is not None  # it is running
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
