@@ -25,6 +25,7 @@ class EpisodeResult:
     success: float | None  # the task's info["success"] at the last step, when it reports one
     frames: list[np.ndarray] = field(default_factory=list)  # uint8[H, W, 3], when recorded
     actions: list[np.ndarray] = field(default_factory=list)
+    final_info: dict = field(default_factory=dict)  # the env's info of the last step
 
 
 def run_episode(
@@ -60,6 +61,7 @@ def run_episode(
         if max_agent_steps is not None and result.agent_steps >= max_agent_steps:
             truncated = True
         if terminated or truncated:
+            result.final_info = info
             return result
 
 

@@ -32,7 +32,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -131,26 +130,13 @@ def bc_loss(policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
     return mse + 0.01 * nll, {"mse": float(mse.detach()), "nll": float(nll.detach()), "std": float(log_std.detach().exp().mean())}
 
 
-@torch.no_grad()
 def evaluate(agent: SlacAgent, env, episodes: int, seed0: int, deterministic: bool) -> dict[str, float]:
-    from slac_runtime.history import History
+    from slac_train.evaluation import run_episode
 
-    returns, successes, errors = [], [], []
-    for episode in range(episodes):
-        obs, info = env.reset(seed=seed0 + episode)
-        history = History(agent.action_dim, obs.shape)
-        history.reset(obs)
-        done, total = False, 0.0
-        while not done:
-            action = agent.act(history, deterministic=deterministic)
-            obs, reward, terminated, truncated, info = env.step(action)
-            history.append(action, obs)
-            total += reward
-            done = terminated or truncated
-        returns.append(total)
-        successes.append(float(info.get("success", 0.0)))
-        errors.append(float(info.get("angle_error", info.get("pose_error", np.nan))))
-    return {"return_mean": float(np.mean(returns)), "success_rate": float(np.mean(successes)),
+    results = [run_episode(env, agent, seed0 + episode, deterministic) for episode in range(episodes)]
+    errors = [r.final_info.get("angle_error", r.final_info.get("pose_error", np.nan)) for r in results]
+    return {"return_mean": float(np.mean([r.episode_return for r in results])),
+            "success_rate": float(np.mean([r.success or 0.0 for r in results])),
             "final_error_abs_mean": float(np.mean(np.abs(errors)))}
 
 
@@ -194,11 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     run_dir = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics_file = open(run_dir / "metrics.jsonl", "a")
 
     def log(record: dict) -> None:
-        metrics_file.write(json.dumps(record) + "\n")
-        metrics_file.flush()
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
 
     switches = {"visual_randomization": args.visual_randomization, "dynamics_randomization": args.dynamics_randomization,
@@ -207,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(task=spec.name, seed=args.seed, encoder_base_channels=args.encoder_base_channels,
                          feature_dim=args.feature_dim, actor_critic_hidden=args.actor_hidden,
                          run_dir=str(run_dir), device="cpu").resolved(env.action_repeat)
-    config = replace(config, action_repeat=env.action_repeat)
     config.save_json(run_dir / "config.json")
     (run_dir / "imitation.json").write_text(json.dumps(vars(args) | {"run_dir": str(run_dir)}, indent=2, default=str))
 
@@ -249,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
         log({"kind": "eval", "setting": name, **results[name]})
     env.close()
     (run_dir / "eval.json").write_text(json.dumps({"teacher": teacher_stats, "student": results}, indent=2))
-    metrics_file.close()
     return 0
 
 

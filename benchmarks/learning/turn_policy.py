@@ -26,20 +26,31 @@ SETTINGS = {
 }
 
 
-def run(env, act, reset, seeds) -> dict:
-    errors = []
-    for seed in seeds:
-        frame, info = env.reset(seed=int(seed))
-        reset(frame)
-        done = False
-        while not done:
-            action = act(frame, info)
-            frame, _, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
-        errors.append(float(info["angle_error"]))
-    errors = np.abs(errors)
+def policy_error(env, policy, seed: int) -> float:
+    """Final |angle error| (rad) of one episode of the ONNX policy, streamed as slac-run streams it."""
+    frame, _ = env.reset(seed=seed)
+    out = policy.reset(frame, deterministic=True)
+    while True:
+        frame, _, terminated, truncated, info = env.step(out.action)
+        if terminated or truncated:
+            return abs(float(info["angle_error"]))
+        out = policy.step(frame, out.action, deterministic=True)
+
+
+def teacher_error(env, teacher, seed: int) -> float:
+    """Final |angle error| (rad) of one episode of the state-based teacher."""
+    _, info = env.reset(seed=seed)
+    teacher.reset()
+    while True:
+        _, _, terminated, truncated, info = env.step(teacher.act(info["angle_error"]))
+        if terminated or truncated:
+            return abs(float(info["angle_error"]))
+
+
+def summary(errors: list[float]) -> dict:
+    errors = np.asarray(errors)
     return {"success_rate": float(np.mean(errors < 0.1)), "final_error_abs_mean": float(errors.mean()),
-            "final_error_abs_median": float(np.median(errors)), "episodes": len(seeds)}
+            "final_error_abs_median": float(np.median(errors)), "episodes": len(errors)}
 
 
 def main() -> int:
@@ -67,22 +78,9 @@ def main() -> int:
     started = time.monotonic()
     for name, switches in SETTINGS.items():
         env = make_env("dclaw-turn", seed=0, **switches)
-        state = {"previous": None}
-
-        def reset_policy(frame):
-            state["out"] = policy.reset(frame, deterministic=True)
-            state["started"] = True
-
-        def act_policy(frame, info):
-            if not state["started"]:
-                state["out"] = policy.step(frame, state["previous"], deterministic=True)
-            state["started"] = False
-            state["previous"] = state["out"].action
-            return state["out"].action
-
         try:
-            student = run(env, act_policy, reset_policy, seeds)
-            scripted = run(env, lambda frame, info: teacher.act(info["angle_error"]), lambda frame: teacher.reset(), seeds)
+            student = summary([policy_error(env, policy, int(seed)) for seed in seeds])
+            scripted = summary([teacher_error(env, teacher, int(seed)) for seed in seeds])
         finally:
             env.close()
         result["settings"][name] = {"policy": student, "teacher": scripted, "switches": switches}
