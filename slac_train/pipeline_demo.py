@@ -74,12 +74,12 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
     with VirtualDClaw(out / "virtual" / "tty", f"ipc://{out.resolve()}/virtual/camera") as robot:
         print(f"virtual D'Claw: servo port {robot.port}, camera {robot.camera_endpoint}")
         for episode in range(episodes):
-            robot.reset_valve(0.0)
+            robot.reset_scene(valve_angle=0.0)
             before = set(log_dir.glob("*/*.slaclog"))
             cmd = [sys.executable, "-m", "slac_runtime.run_cli", "--robot", "dclaw", "--camera",
                    robot.camera_endpoint, "--port", robot.port, "--policy", str(policy),
                    "--allow-uncalibrated", "--log-dir", str(log_dir), "--seed", str(episode), "--quiet",
-                   "--deterministic"]
+                   "--deterministic", "--on-exit", "hold"]  # hold: the valve is read as the episode left it
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise SystemExit(f"slac-run failed:\n{result.stdout}\n{result.stderr}")

@@ -207,3 +207,42 @@ def test_bad_variant_and_noise_are_explained():
         DClawTurn("hard")
     with pytest.raises(ValueError, match="image_noise"):
         DClawTurn("fixed", image_noise=-1.0)
+    with pytest.raises(ValueError, match="observation_latency"):
+        DClawTurn("fixed", observation_latency=(0.05, 0.01))
+
+
+@pytest.mark.parametrize("latency", [0.03, 0.07])  # within the step's last control period; the one before
+def test_observation_latency_shows_the_scene_that_long_before_the_step_ends(latency):
+    """The frame after a step with latency L is the scene at (step end - L): compared with a twin
+    simulation rendered after every 2.5 ms substep; rewards and info stay the step end's."""
+    delayed = make_env("dclaw-turn", seed=0, observation_latency=latency)
+    twin = make_env("dclaw-turn", seed=0)
+    try:
+        first, _ = delayed.reset(seed=3)
+        np.testing.assert_array_equal(first, twin.reset(seed=3)[0])  # the reset state, however old
+        rng = np.random.default_rng(0)
+        task, sim = twin.task, twin.task.sim
+        for _ in range(3):
+            action = rng.uniform(-1, 1, 9).astype(np.float32)
+            frame, reward, _, _, info = delayed.step(action)
+            frames = {}
+            for _ in range(twin.action_repeat):  # the twin: the task's step, one substep at a time
+                task._goal = DCLAW.action_to_joint_goal(action, task._goal, CONTROL_PERIOD_S)
+                sim.set_joint_goals(task._goal)
+                for _ in range(sim.substeps):
+                    sim.step(1)
+                    frames[round(sim.time, 4)] = sim.render().copy()
+            np.testing.assert_array_equal(frame, frames[round(sim.time - latency, 4)])
+            assert info["valve_angle"] == pytest.approx(sim.valve_angle(), abs=1e-9)
+            assert not np.array_equal(frame, frames[round(sim.time, 4)])
+        randomized = make_env("dclaw-turn-random-dynamics", seed=0).task
+        drawn = set()
+        for seed in range(4):
+            randomized.reset(np.random.default_rng(seed))
+            assert 0.0 <= randomized.latency_s <= 0.08
+            drawn.add(randomized.latency_s)
+        randomized.close()
+        assert len(drawn) == 4  # drawn per episode
+    finally:
+        delayed.close()
+        twin.close()

@@ -45,6 +45,26 @@ def test_command_and_read_match_the_simulator(virtual):
         assert np.all(np.abs(state.currents) < 5.0)
 
 
+def test_reset_scene_leaves_the_valve_where_it_was_put(virtual):
+    """Between episodes the claw may rest among the spokes; turning only the valve back would make
+    them collide. reset_scene puts the claw at its reset pose first, and the bus holds it there."""
+    lowered = np.array([-0.25, 0.0, 0.8] * 3)  # where a Turn episode leaves the fingers
+    with DClawDriver(port=virtual.port, retries=5, on_exit="hold") as robot:
+        current = robot.read_state().positions
+        for _ in range(40):
+            current = DCLAW.action_to_joint_goal(
+                (lowered - DCLAW.low) / (DCLAW.high - DCLAW.low) * 2 - 1, current, 0.05)
+            robot.command(current)
+            time.sleep(0.02)
+        time.sleep(0.3)
+    virtual.reset_scene(valve_angle=0.0)
+    time.sleep(0.5)
+    assert abs(virtual.valve_angle()) < 0.01
+    np.testing.assert_allclose(virtual.joint_positions(), DCLAW.reset_pose, atol=0.05)
+    goals = virtual.emulator.joint_goals()
+    np.testing.assert_allclose([goals[i] for i in DCLAW.motor_ids], DCLAW.reset_pose, atol=0.01)
+
+
 def test_faults_are_retried_and_counted(virtual):
     with DClawDriver(port=virtual.port, retries=5) as robot:
         before = robot.stats["retries"]

@@ -210,6 +210,19 @@ class VirtualDClaw:
         with self.lock:
             self.sim.set_valve_angle(angle)
 
+    def reset_scene(self, valve_angle: float = 0.0) -> None:
+        """Reset between episodes, as ROBEL's setup does with its valve motor: the claw at rest in
+        its reset pose (clear of the spokes), the valve at ``valve_angle``, the servos' goals at
+        their new positions (torque stays as it was). Turning only the valve under a claw left
+        among the spokes makes them collide and kicks the valve away from ``valve_angle``."""
+        pose = np.asarray(DCLAW.reset_pose, dtype=float)
+        with self.lock:
+            self.sim.set_joint_positions(pose, np.zeros(DCLAW.num_joints))
+            self.sim.set_joint_goals(pose)
+            if self.sim.has_valve:
+                self.sim.set_valve_angle(valve_angle)
+        self.emulator.goals_to_present()  # takes the bus lock, then ours: never ours first
+
     def valve_angle(self) -> float:
         with self.lock:
             return self.sim.valve_angle()

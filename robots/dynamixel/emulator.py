@@ -649,6 +649,12 @@ class ServoBusEmulator:
             self._servo(servo_id).set(register, value)
             self._apply_goals()
 
+    def goals_to_present(self) -> None:
+        """Set every Goal Position to the Present Position (as at power-up), e.g. after the backend's
+        joints were moved by hand, so that the servos hold where they are instead of going back."""
+        with self._lock:
+            self._initialise_goals()
+
     def joint_goals(self) -> dict[int, float]:
         """Each servo's Goal Position as the backend sees it: a joint angle (rad), through the mounting."""
         with self._lock:

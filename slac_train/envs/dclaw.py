@@ -42,8 +42,16 @@ bar with a pointer on a servo (ROBEL's guide motor) or a printed dial.
 
 Keyword switches (``make_env("dclaw-turn-fixed", visual_randomization=True, ...)``):
 ``fast_render`` (default True), ``visual_randomization``, ``dynamics_randomization``,
-``image_noise`` (std of Gaussian pixel noise in grey levels), ``show_goal``; ``None`` keeps the
+``image_noise`` (std of Gaussian pixel noise in grey levels), ``show_goal``,
+``observation_latency`` (seconds, or a ``(low, high)`` range drawn per episode); ``None`` keeps the
 variant's default.
+
+Observation latency. On the robot the frame a policy step acts on is older than the step: the
+camera's exposure and transport, and the wait for the next frame (the virtual D'Claw's 20 fps
+camera delivers frames ~55 ms old to the 20 Hz control loop). With ``observation_latency=L`` the
+observation returned after a step shows the scene ``L`` seconds before the step's end (the frame
+of the reset state while the episode is younger than ``L``); rewards and ``info`` stay those of the
+step's end. The ``-random-dynamics`` variants draw ``L`` from :data:`RANDOM_DYNAMICS_LATENCY_S`.
 
 Rewards are computed after every environment step (:class:`PixelEnv` sums them over the repeat):
 
@@ -77,6 +85,7 @@ from slac_train.envs.registry import TaskSpec, register_task
 VARIANTS = ("fixed", "random", "random-dynamics")
 START_JOINT_NOISE = 0.05  # rad, U(-x, x) added to every joint of a start pose
 RANDOM_DYNAMICS_IMAGE_NOISE = 4.0  # std of the pixel noise of RandomDynamics variants (grey levels)
+RANDOM_DYNAMICS_LATENCY_S = (0.0, 0.08)  # observation latency range of RandomDynamics variants (s)
 FIXED_POSE_GOAL = (0.25, -0.5, 1.0) * 3  # rad, the Pose-Fixed target
 POSE_SUCCESS_RAD = math.radians(10.0)  # mean |pose error| for Pose success
 TURN_SUCCESS_RAD = 0.1
@@ -99,7 +108,8 @@ class DClawTask(PixelTask):
     def __init__(self, variant: str = "fixed", image_size: int = 64, fast_render: bool = True,
                  visual_randomization: bool | None = None,
                  dynamics_randomization: bool | None = None,
-                 image_noise: float | None = None, show_goal: bool | None = None):
+                 image_noise: float | None = None, show_goal: bool | None = None,
+                 observation_latency: float | tuple[float, float] | None = None):
         if variant not in VARIANTS:
             raise ValueError(f"unknown D'Claw variant {variant!r}; variants: {', '.join(VARIANTS)}")
         randomized = variant == "random-dynamics"
@@ -110,6 +120,15 @@ class DClawTask(PixelTask):
         if self.image_noise < 0:
             raise ValueError(f"image_noise is a standard deviation in grey levels, got {image_noise}")
         self.show_goal = self._default_show_goal() if show_goal is None else bool(show_goal)
+        if observation_latency is None:
+            observation_latency = RANDOM_DYNAMICS_LATENCY_S if randomized else 0.0
+        low, high = (observation_latency, observation_latency) if np.isscalar(observation_latency) else observation_latency
+        if not 0.0 <= float(low) <= float(high):
+            raise ValueError(f"observation_latency must be seconds >= 0 or a (low, high) range with 0 <= low <= high, "
+                             f"got {observation_latency!r}")
+        self.latency_range = (float(low), float(high))
+        self.latency_s = float(low)  # this episode's latency
+        self._captures: list[np.ndarray] = []  # frames captured latency_s (mod one period) before each step's end
         self.action_dim = DCLAW.num_joints
         self.control_period_s = CONTROL_PERIOD_S
         self.image_size = int(image_size)
@@ -138,6 +157,9 @@ class DClawTask(PixelTask):
         if self.visual_randomization:
             info["visuals"] = self.sim.randomize_visuals(np.random.default_rng(visual_seed))
         self._noise_rng = np.random.default_rng(noise_seed)
+        low, high = self.latency_range
+        self.latency_s = low if high == low else float(np.random.default_rng([noise_seed, 1]).uniform(low, high))
+        self._captures = []
         task_rng = np.random.default_rng(task_seed)
         start = self._reset_task(task_rng)
         start = start + task_rng.uniform(-START_JOINT_NOISE, START_JOINT_NOISE, size=start.shape)
@@ -152,15 +174,33 @@ class DClawTask(PixelTask):
     def step(self, action: np.ndarray) -> tuple[float, bool, bool, dict[str, Any]]:
         self._goal = DCLAW.action_to_joint_goal(action, self._goal, self.control_period_s)
         self.sim.set_joint_goals(self._goal)
-        self.sim.step()
+        if self.latency_s > 0:
+            # Capture the scene at (latency mod one period) before this step's end; render() picks
+            # the capture that is latency_s old.
+            after = int(round((self.latency_s % self.control_period_s) / self.sim.model.opt.timestep))
+            self.sim.step(self.sim.substeps - after)
+            keep = self._periods_back()
+            self._captures = (self._captures[-keep:] if keep else []) + [self.sim.render()]
+            self.sim.step(after)
+        else:
+            self.sim.step()
         self._steps += 1
         self._advance_goal()
         terms = self._reward_terms()
         truncated = self._steps >= self.episode_env_steps
         return float(sum(terms.values())), False, truncated, self._info(terms)
 
+    def _periods_back(self) -> int:
+        return int(self.latency_s // self.control_period_s + 1e-9)
+
     def render(self) -> np.ndarray:
-        frame = self.sim.render()
+        if self.latency_s > 0:
+            if self._steps == 0 or not self._captures:  # the reset state, until the episode is older
+                self._captures = [self.sim.render()]
+            back = self._periods_back()
+            frame = self._captures[-1 - back] if len(self._captures) > back else self._captures[0]
+        else:
+            frame = self.sim.render()
         if self.image_noise > 0:
             from robots.dclaw.sim import add_image_noise
 
