@@ -53,9 +53,16 @@ def _turn_strokes():
     return TurnStrokeController()
 
 
-# teacher name -> (task families it drives, factory, the info key it reads)
-TEACHERS: dict[str, tuple[tuple[str, ...], Callable[[], Any], str]] = {
-    "dclaw-turn-strokes": (("dclaw-turn",), _turn_strokes, "angle_error"),
+def _turn_table():
+    from robots.dclaw.scripted import TurnTableController
+
+    return TurnTableController()
+
+
+# teacher name -> (task families it drives, factory of an object with reset() and act_on(info))
+TEACHERS: dict[str, tuple[tuple[str, ...], Callable[[], Any]]] = {
+    "dclaw-turn-table": (("dclaw-turn",), _turn_table),
+    "dclaw-turn-strokes": (("dclaw-turn",), _turn_strokes),
 }
 
 
@@ -88,7 +95,7 @@ class Dataset:
         }
 
 
-def collect(env, teacher, info_key: str, episodes: int, noise_stds: list[float], rng: np.random.Generator,
+def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random.Generator,
             data: Dataset, seed0: int) -> dict[str, float]:
     """Run the teacher with action noise for ``episodes`` episodes (noise std cycling through
     ``noise_stds``) and record every frame with the executed action and the clean label."""
@@ -99,7 +106,7 @@ def collect(env, teacher, info_key: str, episodes: int, noise_stds: list[float],
         teacher.reset()
         frames, actions, labels, done, total = [], [], [], False, 0.0
         while not done:
-            label = teacher.act(info[info_key])
+            label = teacher.act_on(info)
             action = np.clip(label + rng.normal(0.0, noise, label.shape), -1.0, 1.0).astype(np.float32)
             frames.append(obs)
             labels.append(label)
@@ -143,7 +150,7 @@ def evaluate(agent: SlacAgent, env, episodes: int, seed0: int, deterministic: bo
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slac-imitate", description=__doc__.splitlines()[0])
     p.add_argument("--task", default="dclaw-turn")
-    p.add_argument("--teacher", default="dclaw-turn-strokes", choices=sorted(TEACHERS))
+    p.add_argument("--teacher", default="dclaw-turn-table", choices=sorted(TEACHERS))
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=300, help="teacher episodes recorded")
@@ -152,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visual-randomization", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--dynamics-randomization", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--image-noise", type=float, default=4.0, help="pixel noise std (grey levels) while recording")
+    p.add_argument("--observation-latency", type=float, nargs=2, default=[0.0, 0.08], metavar=("LOW", "HIGH"),
+                   help="range (s) of the per-episode age of the frames while recording, as the robot's camera has")
     p.add_argument("--updates", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
@@ -165,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    families, make_teacher, info_key = TEACHERS[args.teacher]
+    families, make_teacher = TEACHERS[args.teacher]
     try:
         spec = get_task_spec(args.task)
     except KeyError as e:
@@ -187,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
 
     switches = {"visual_randomization": args.visual_randomization, "dynamics_randomization": args.dynamics_randomization,
-                "image_noise": args.image_noise}
+                "image_noise": args.image_noise, "observation_latency": tuple(args.observation_latency)}
     env = make_env(spec.name, seed=args.seed, **switches)
     config = TrainConfig(task=spec.name, seed=args.seed, encoder_base_channels=args.encoder_base_channels,
                          feature_dim=args.feature_dim, actor_critic_hidden=args.actor_hidden,
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     data = Dataset(env.observation_space.shape, env.action_space.shape[0])
-    teacher_stats = collect(env, make_teacher(), info_key, args.episodes, args.noise, rng, data, seed0=args.seed * 100_000)
+    teacher_stats = collect(env, make_teacher(), args.episodes, args.noise, rng, data, seed0=args.seed * 100_000)
     arrays = data.arrays()
     log({"kind": "collect", "frames": len(data), "episodes": args.episodes, "teacher_return": teacher_stats["return_mean"],
          "teacher_success": teacher_stats["success_rate"], "elapsed_s": time.monotonic() - started})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from robots.dclaw.description import DCLAW, RESET_POSE
-from robots.dclaw.scripted import TurnStrokeController
+from robots.dclaw.scripted import STROKE_TABLE, TurnStrokeController, TurnTableController, build_stroke_table
 from slac_train.envs import make_env
 from slac_train.imitation import Dataset, main, sample_batch
 
@@ -18,7 +19,7 @@ def run_teacher(env, teacher, seed):
     teacher.reset()
     done = False
     while not done:
-        action = teacher.act(info["angle_error"])
+        action = teacher.act_on(info)
         assert action.shape == (9,) and np.all(np.abs(action) <= 1.0)
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
@@ -44,6 +45,47 @@ def test_teacher_waits_at_the_reset_pose_when_on_target():
     a = TurnStrokeController().act(-1.0)
     b = TurnStrokeController().act(+1.0)
     assert not np.allclose(a, b) and np.allclose(a[1:3], b[1:3])
+
+
+def test_table_teacher_turns_the_valve_and_keeps_it_there():
+    """The shipped stroke table's controller ends within the success threshold and stays there for
+    the episode's last 0.5 s (the stroke teacher's last stroke lands just as the episode ends)."""
+    env = make_env("dclaw-turn-fixed", seed=0)
+    teacher = TurnTableController()
+    try:
+        for seed in range(3):
+            obs, info = env.reset(seed=seed)
+            teacher.reset()
+            errors = []
+            for _ in range(40):
+                obs, _, _, _, info = env.step(teacher.act_on(info))
+                errors.append(abs(info["angle_error"]))
+            assert max(errors[-5:]) < 0.1, (seed, errors)
+    finally:
+        env.close()
+
+
+def test_stroke_table_is_built_from_the_simulator_and_rests_on_target(tmp_path):
+    table = build_stroke_table(phases=2, sweeps=[-0.35, 0.0, 0.35], dynamics_draws=1)
+    rotation = table["rotation"]
+    assert rotation.shape == (2, 2, 3, 3) and np.isfinite(rotation).all()
+    # sweeping the fingertips towards +top-joint turns the valve clockwise (negative), and back
+    assert rotation[0, 0, 0, 2] < -0.3 and rotation[0, 0, 2, 0] > 0.3
+    assert not np.allclose(rotation[0], rotation[1])  # the dynamics draw changes the outcomes
+    np.savez(tmp_path / "t.npz", **table)
+    teacher = TurnTableController(tmp_path / "t.npz", phase_radius=0, sweep_radius=0)
+    teacher.reset()
+    b0, b1, left = teacher.choose(0.0, -1.0)  # the stroke that leaves the least error, worst draw
+    worst = np.abs(-1.0 - rotation[:, 0]).max(axis=0)
+    assert left == pytest.approx(worst.min(), abs=1e-6)
+    j, k = list(table["sweeps"]).index(b0), list(table["sweeps"]).index(b1)
+    assert worst[j, k] == pytest.approx(left, abs=1e-6)
+    # on target: no stroke, the fingers stay where they are (the reset pose at the start)
+    pose = teacher.joint_targets(valve_angle=math.pi, angle_error=0.01)
+    np.testing.assert_allclose(pose, RESET_POSE)
+    with pytest.raises(FileNotFoundError, match="python -m robots.dclaw.scripted"):
+        TurnTableController(tmp_path / "missing.npz")
+    assert STROKE_TABLE.exists()  # shipped: a teacher must not need a 10-minute build first
 
 
 def test_windows_line_up_labels_and_pad_actions_at_episode_start():
@@ -80,7 +122,7 @@ def test_slac_imitate_writes_a_run_that_exports(tmp_path):
     assert [r["kind"] for r in records] == ["collect", "train", "eval", "eval"]
     assert records[0]["frames"] == 2 * 40
     agent, state = load_agent(run_dir)
-    assert state["counters"]["agent_steps"] == 80 and state["imitation"]["teacher"] == "dclaw-turn-strokes"
+    assert state["counters"]["agent_steps"] == 80 and state["imitation"]["teacher"] == "dclaw-turn-table"
     path, metadata = export_run(run_dir, tmp_path / "bc.onnx")
     assert path.exists() and metadata.task == "dclaw-turn" and metadata.training_agent_steps == 80
 
