@@ -1,23 +1,23 @@
 """Distil a state-based teacher into the encoder + actor that the robot runs (behaviour cloning).
 
-    slac-imitate --task dclaw-turn --teacher dclaw-turn-strokes --run-dir runs/turn-bc
+    slac-imitate --task dclaw-turn --teacher dclaw-turn-table --run-dir runs/turn-bc
     slac-export runs/turn-bc --output turn.onnx
 
 The defaults are the settings of the shipped ``robots/dclaw/policies/turn.onnx`` (about 20 minutes
-on one CPU core: 2 minutes of recording, 3,000 updates of batch 32).
+on one CPU core: 3 minutes of recording, 3,000 updates of batch 32).
 
 SLAC learns Turn from pixels only with a GPU-sized budget (shared/specs/slac.md). This command
 gives the runtime a policy that works today: a scripted teacher that reads the simulator's state
-(``robots.dclaw.scripted``) drives the task while it is recorded from the task camera, and the
-pixel policy -- the very ``Encoder`` + ``TanhGaussianActor`` of a SLAC agent, with the same
-8-frame / 7-action history -- is trained to output the teacher's action.
+(``robots.dclaw.scripted``; ``dclaw-turn-table`` by default) drives the task while it is recorded
+from the task camera, and the pixel policy -- the very ``Encoder`` + ``TanhGaussianActor`` of a
+SLAC agent, with the same 8-frame / 7-action history -- is trained to output the teacher's action.
 
 * Covariate shift is handled by noise injection (DART): the teacher's actions are executed with
   Gaussian noise of several scales while the label stays the clean action, so the data holds the
   states a slightly-off student visits and what to do there. (DAgger's relabelling needs a
-  stateless teacher; the stroke controller keeps a plan.)
-* Randomisation: every collected episode draws its own visuals, image noise and (optionally)
-  dynamics, through the task's own switches.
+  stateless teacher; the stroke controllers keep a plan.)
+* Randomisation: every collected episode draws its own visuals, image noise, frame age (the
+  task's ``observation_latency``) and (optionally) dynamics, through the task's own switches.
 * Loss: squared error of ``tanh(mean)`` against the label, plus the Gaussian negative
   log-likelihood of the label's pre-tanh value for ``log_std`` (mean detached), so the stochastic
   policy is the teacher plus the spread of its imitation error.

@@ -40,10 +40,11 @@ PRESETS: dict[str, list[str]] = {
 }
 
 
-def random_policy_return(task: str, episodes: int, seed: int) -> tuple[float, float, float | None]:
+def random_policy_return(task: str, episodes: int, seed: int,
+                         action_repeat: int | None = None) -> tuple[float, float, float | None]:
     from slac_train.envs import make_env
 
-    env = make_env(task, seed=seed)
+    env = make_env(task, seed=seed, action_repeat=action_repeat)
     rng = np.random.default_rng(seed)
     returns, successes = [], []
     try:
@@ -173,7 +174,9 @@ def main() -> int:
             return code
         evaluations[seed] = read_evals(run_dir)
 
-    random_mean, random_std, random_success = random_policy_return(args.task, 10, 12345)
+    # a uniformly random policy at the action repeat the runs used (it changes what random does)
+    repeat = int(args.extra[args.extra.index("--action-repeat") + 1]) if "--action-repeat" in args.extra else None
+    random_mean, random_std, random_success = random_policy_return(args.task, 10, 12345, repeat)
     finals = [ev[-1]["return_mean"] for ev in evaluations.values() if ev]
     paper = PAPER.get(args.task)
     result = {
