@@ -69,6 +69,12 @@ class RobotDescription:
         current_goal = np.asarray(current_goal, dtype=np.float64)
         return current_goal + np.clip(target - current_goal, -max_step, max_step)
 
+    def joint_target_to_action(self, target: np.ndarray) -> np.ndarray:
+        """The action whose linear map onto the joint ranges is ``target`` (rad): the inverse of
+        the first step of :meth:`action_to_joint_goal` (for scripted controllers)."""
+        target = np.asarray(target, dtype=np.float64)
+        return (2.0 * (target - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
+
 
 @dataclass
 class RobotState:

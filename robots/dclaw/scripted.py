@@ -55,11 +55,7 @@ class TurnStrokeController:
     def _stroke(self, error: float) -> list[np.ndarray]:
         sign = 1.0 if error < 0 else -1.0  # +a sweeps turn the valve clockwise (negative)
         a = sign * float(np.clip(self.gain * abs(error), self.min_amplitude, self.amplitude))
-        corners = ((-a, *self.lifted), (-a, *self.lowered), (a, *self.lowered), (a, *self.lifted))
-        plan = []
-        for corner, n in zip(corners, self.steps):
-            plan += [np.array(corner * 3)] * int(n)
-        return plan
+        return stroke_poses(-a, a, self.lifted, self.lowered, self.steps)
 
     def joint_targets(self, angle_error: float) -> np.ndarray:
         """The nine joint targets (rad) for this step, from ``wrap(target - valve)`` (rad)."""
@@ -69,15 +65,10 @@ class TurnStrokeController:
 
     def act(self, angle_error: float) -> np.ndarray:
         """The action in [-1, 1] (the inverse of ``DCLAW.action_to_joint_goal``'s linear map)."""
-        return pose_to_action(self.joint_targets(angle_error))
+        return DCLAW.joint_target_to_action(self.joint_targets(angle_error))
 
     def act_on(self, info: Mapping) -> np.ndarray:
         return self.act(float(info["angle_error"]))
-
-
-def pose_to_action(pose: np.ndarray) -> np.ndarray:
-    """The action whose linear map onto the joint ranges is ``pose`` (rad)."""
-    return (2.0 * (np.asarray(pose, dtype=np.float64) - DCLAW.low) / (DCLAW.high - DCLAW.low) - 1.0).astype(np.float32)
 
 
 # -- TurnTableController ---------------------------------------------------------------------------
@@ -135,7 +126,7 @@ def build_stroke_table(phases: int = 24, sweeps: np.ndarray | None = None, dynam
                         sim.reset(joint_positions=np.array(RESET_POSE), valve_angle=theta)
                         goal = np.array(RESET_POSE, dtype=np.float64)
                         for pose in stroke_poses(b0, b1):
-                            action = pose_to_action(pose)
+                            action = DCLAW.joint_target_to_action(pose)
                             for _ in range(ACTION_REPEAT):
                                 goal = DCLAW.action_to_joint_goal(action, goal, CONTROL_PERIOD_S)
                                 sim.set_joint_goals(goal)
@@ -202,7 +193,7 @@ class TurnTableController:
         return self._last
 
     def act_on(self, info: Mapping) -> np.ndarray:
-        return pose_to_action(self.joint_targets(float(info["valve_angle"]), float(info["angle_error"])))
+        return DCLAW.joint_target_to_action(self.joint_targets(float(info["valve_angle"]), float(info["angle_error"])))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,7 +127,6 @@ class DClawTask(PixelTask):
             raise ValueError(f"observation_latency must be seconds >= 0 or a (low, high) range with 0 <= low <= high, "
                              f"got {observation_latency!r}")
         self.latency_range = (float(low), float(high))
-        self.latency_s = float(low)  # this episode's latency
         self._captures: list[np.ndarray] = []  # frames captured latency_s (mod one period) before each step's end
         self.action_dim = DCLAW.num_joints
         self.control_period_s = CONTROL_PERIOD_S
@@ -140,6 +139,7 @@ class DClawTask(PixelTask):
 
         self.sim = DClawSim(self.scene, render_size=self.image_size, fast_render=fast_render,
                             show_goal=self.show_goal)
+        self._set_latency(self.latency_range[0])
         self._goal = np.array(RESET_POSE)  # current joint goals (rad), the velocity limit's origin
         self._steps = 0
         self._noise_rng = np.random.default_rng(0)
@@ -158,7 +158,7 @@ class DClawTask(PixelTask):
             info["visuals"] = self.sim.randomize_visuals(np.random.default_rng(visual_seed))
         self._noise_rng = np.random.default_rng(noise_seed)
         low, high = self.latency_range
-        self.latency_s = low if high == low else float(np.random.default_rng([noise_seed, 1]).uniform(low, high))
+        self._set_latency(low if high == low else float(np.random.default_rng([noise_seed, 1]).uniform(low, high)))
         self._captures = []
         task_rng = np.random.default_rng(task_seed)
         start = self._reset_task(task_rng)
@@ -177,11 +177,10 @@ class DClawTask(PixelTask):
         if self.latency_s > 0:
             # Capture the scene at (latency mod one period) before this step's end; render() picks
             # the capture that is latency_s old.
-            after = int(round((self.latency_s % self.control_period_s) / self.sim.model.opt.timestep))
-            self.sim.step(self.sim.substeps - after)
-            keep = self._periods_back()
+            self.sim.step(self.sim.substeps - self._substeps_after_capture)
+            keep = self._periods_back
             self._captures = (self._captures[-keep:] if keep else []) + [self.sim.render()]
-            self.sim.step(after)
+            self.sim.step(self._substeps_after_capture)
         else:
             self.sim.step()
         self._steps += 1
@@ -190,14 +189,17 @@ class DClawTask(PixelTask):
         truncated = self._steps >= self.episode_env_steps
         return float(sum(terms.values())), False, truncated, self._info(terms)
 
-    def _periods_back(self) -> int:
-        return int(self.latency_s // self.control_period_s + 1e-9)
+    def _set_latency(self, latency_s: float) -> None:
+        """This episode's latency, as whole control periods back plus substeps within one."""
+        self.latency_s = latency_s
+        self._periods_back = int(latency_s // self.control_period_s + 1e-9)
+        self._substeps_after_capture = int(round((latency_s % self.control_period_s) / self.sim.model.opt.timestep))
 
     def render(self) -> np.ndarray:
         if self.latency_s > 0:
-            if self._steps == 0 or not self._captures:  # the reset state, until the episode is older
+            if self._steps == 0:  # the reset state, until the episode is older
                 self._captures = [self.sim.render()]
-            back = self._periods_back()
+            back = self._periods_back
             frame = self._captures[-1 - back] if len(self._captures) > back else self._captures[0]
         else:
             frame = self.sim.render()
