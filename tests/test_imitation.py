@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from robots.dclaw.description import DCLAW, RESET_POSE
-from robots.dclaw.scripted import STROKE_TABLE, TurnStrokeController, TurnTableController, build_stroke_table
+from robots.dclaw.scripted import (
+    STROKE_TABLE,
+    TurnStrokeController,
+    TurnTableController,
+    build_stroke_table,
+)
 from slac_train.envs import make_env
 from slac_train.imitation import Dataset, main, sample_batch
 
