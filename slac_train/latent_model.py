@@ -181,13 +181,22 @@ class LatentModel(nn.Module):
         reward_ll_sum = reward_ll.sum(1).mean()
         loss = kl_sum - image_ll_sum - reward_ll_sum
         with torch.no_grad():
+            count = reward_mask.sum().clamp_min(1.0)
+            reward_mse = ((reward_mean - rewards).pow(2) * reward_mask).sum() / count
+            reward_var = ((rewards - (rewards * reward_mask).sum() / count).pow(2) * reward_mask).sum() / count
             metrics = {
                 "model/loss": loss.detach(),
                 "model/kl": kl_sum.detach(),
                 "model/image_nll": -image_ll_sum.detach(),
                 "model/reward_nll": -reward_ll_sum.detach(),
                 "model/image_mse": squared_error.detach().sum() / images.numel(),
-                "model/reward_mse": ((reward_mean - rewards).pow(2) * reward_mask).sum() / reward_mask.sum().clamp_min(1.0),
+                "model/reward_mse": reward_mse,
+                # Fraction of the batch's reward variance the model explains (0 where the rewards
+                # do not vary). Near 0, the model predicts no more than the mean reward: the latent
+                # state carries nothing the reward depends on yet, so the critic cannot learn either.
+                "model/reward_explained": torch.where(
+                    reward_var > 1e-8, 1.0 - reward_mse / reward_var.clamp_min(1e-8), torch.zeros_like(reward_var)
+                ),
             }
         return loss, metrics
 

@@ -83,6 +83,25 @@ def test_model_loss_falls_on_a_fixed_batch():
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
 
 
+def test_reward_explained_measures_the_reward_model_against_the_mean(monkeypatch):
+    agent = make_agent()
+    batch = make_batch(4, seed=2)
+    mask = batch.action_valid
+    mean_reward = (batch.rewards * mask).sum() / mask.sum()
+
+    def explained(prediction: torch.Tensor) -> float:
+        monkeypatch.setattr(agent.model, "reward_distribution", lambda z, a: (prediction, torch.ones_like(prediction)))
+        _, metrics = agent.model.loss(batch.images(), batch.actions, batch.rewards, mask)
+        return metrics["model/reward_explained"].item()
+
+    # the padded steps' (zero) rewards take no part: a perfect prediction there is not required
+    perfect = torch.where(mask > 0, batch.rewards, torch.full_like(batch.rewards, 5.0))
+    assert explained(perfect) == pytest.approx(1.0)
+    assert explained(torch.full_like(batch.rewards, mean_reward.item())) == pytest.approx(0.0, abs=1e-5)
+    halfway = torch.where(mask > 0, 0.5 * (batch.rewards + mean_reward), batch.rewards)
+    assert explained(halfway) == pytest.approx(0.75, abs=1e-4)
+
+
 def test_same_seed_same_first_updates():
     results = []
     for _ in range(2):
