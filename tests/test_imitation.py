@@ -14,6 +14,7 @@ from robots.dclaw.scripted import (
     TurnStrokeController,
     TurnTableController,
     build_stroke_table,
+    mount_compensated_pose,
 )
 from slac_train.envs import make_env
 from slac_train.imitation import Dataset, main, sample_batch
@@ -68,6 +69,50 @@ def test_table_teacher_turns_the_valve_and_keeps_it_there():
             assert max(errors[-5:]) < 0.1, (seed, errors)
     finally:
         env.close()
+
+
+def test_mount_compensation_puts_the_fingertip_where_the_nominal_model_has_it():
+    import mujoco
+
+    from robots.dclaw.sim import load_model
+
+    def fingertip(model, middle, bottom):
+        data = mujoco.MjData(model)
+        data.qpos[[model.joint(n).qposadr[0] for n in DCLAW.joint_names[:3]]] = (0.0, middle, bottom)
+        mujoco.mj_kinematics(model, data)
+        return data.site_xpos[model.site("FF_tip").id].copy()
+
+    nominal = load_model("valve")
+    for pose in (TurnStrokeController.lowered, TurnStrokeController.lifted):
+        assert mount_compensated_pose(pose, 0.0) == pytest.approx(pose, abs=1e-9)
+        for height in (-0.01, 0.01):
+            raised = load_model("valve")
+            raised.body_pos[raised.body("mount").id, 2] += height
+            moved = mount_compensated_pose(pose, height)
+            assert not np.allclose(moved, pose, atol=0.02)
+            np.testing.assert_allclose(fingertip(raised, *moved), fingertip(nominal, *pose), atol=1e-6)
+            # uncompensated, the tip is a centimetre off
+            assert abs(fingertip(raised, *pose)[2] - fingertip(nominal, *pose)[2]) == pytest.approx(0.01, abs=1e-6)
+
+
+def test_table_teacher_reads_the_mount_offset_from_a_randomised_reset():
+    env = make_env("dclaw-turn-random-dynamics", seed=0)
+    try:
+        _, info = env.reset(seed=5)
+    finally:
+        env.close()
+    height = float(info["dynamics"]["mount_offset_m"][2])
+    teacher = TurnTableController()
+    teacher.reset()
+    teacher.act_on(info)
+    assert teacher.lowered == pytest.approx(mount_compensated_pose(TurnStrokeController.lowered, height))
+    assert teacher.lifted == pytest.approx(mount_compensated_pose(TurnStrokeController.lifted, height))
+    plain = TurnTableController(compensate_mount=False)
+    plain.reset()
+    plain.act_on(info)
+    assert plain.lowered == TurnStrokeController.lowered
+    teacher.reset()  # a new episode starts from the nominal poses until its reset info says otherwise
+    assert teacher.lowered == TurnStrokeController.lowered
 
 
 def test_stroke_table_is_built_from_the_simulator_and_rests_on_target(tmp_path):

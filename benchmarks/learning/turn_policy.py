@@ -3,7 +3,8 @@
     python benchmarks/learning/turn_policy.py --episodes 30 --out benchmarks/learning/results
 
 Runs the ONNX policy through onnxruntime (deterministic, as ``make demo`` runs it) and the two
-state-based teachers (``robots.dclaw.scripted``) on the same seeds of ``dclaw-turn`` (valve 0 -> pi)
+state-based teachers (``robots.dclaw.scripted``; the table teacher also without its mount-height
+compensation) on the same seeds of ``dclaw-turn`` (valve 0 -> pi)
 under four settings: nominal; visual randomisation + image noise; visual + dynamics randomisation +
 image noise; and that with frames up to 80 ms old (the sim-to-real setting). Success is the task's
 (|error| < 0.1 rad at the episode's end); "held" success asks for it over the last 5 steps (0.5 s),
@@ -82,7 +83,8 @@ def main() -> int:
         print("no policy given and none shipped", file=sys.stderr)
         return 2
     policy = OnnxPolicy(path)
-    teachers = {"table": TurnTableController(), "strokes": TurnStrokeController()}
+    teachers = {"table": TurnTableController(), "table-uncompensated": TurnTableController(compensate_mount=False),
+                "strokes": TurnStrokeController()}
     seeds = np.arange(args.episodes) + 20_000  # not the seeds the policy was trained on
     result = {"policy": str(path), "metadata": {"training_env_steps": policy.metadata.training_env_steps,
                                                   "created_at": policy.metadata.created_at},
