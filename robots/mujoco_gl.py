@@ -42,3 +42,18 @@ def select_gl_backend() -> str:
             os.environ.setdefault("PYOPENGL_PLATFORM", backend)
             return backend
     raise RuntimeError(_INSTALL_HINT)
+
+
+def close_renderer(renderer) -> None:
+    """Free a ``mujoco.Renderer`` in its own GL context.
+
+    ``Renderer.close`` frees the MuJoCo render context (its framebuffers, textures and buffers) in
+    whichever GL context is current, which is the context of the renderer that last rendered or was
+    made. GL names are per context, so freeing renderer A while B's context is current deletes B's
+    objects with the same names, and B renders garbage from then on. Making A's context current
+    first keeps B intact (B makes its own context current again before it renders).
+    """
+    gl_context = getattr(renderer, "_gl_context", None)
+    if gl_context is not None and getattr(renderer, "_mjr_context", None) is not None:
+        gl_context.make_current()
+    renderer.close()

@@ -37,6 +37,47 @@ def test_frames_are_rgb():
     assert r > 200 and g < 30 and b < 30, (r, g, b)
 
 
+def test_freeing_one_renderer_leaves_another_intact():
+    """Freeing (or dropping) a renderer while another's GL context is current must not delete the
+    other's framebuffers: MuJoCo frees in the current context, and GL names are per context."""
+    import gc
+
+    import mujoco
+
+    from robots.dclaw.sim import DClawSim
+    from slac_train.envs.rendering import FrameRenderer
+
+    def box(colour: str) -> FrameRenderer:
+        model = mujoco.MjModel.from_xml_string(RED_BOX.replace('rgba="1 0 0 1"', f'rgba="{colour} 1"'))
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        return FrameRenderer(model, data, camera="cam", size=64)
+
+    red, green = box("1 0 0"), box("0 1 0")
+    try:
+        red.render()
+        expected = green.render()  # green's context is now the current one
+        red.close()
+        assert np.array_equal(green.render(), expected)
+        blue = box("0 0 1")
+        blue.render()
+        green.render()  # green's context is current when blue is dropped without close()
+        del blue
+        gc.collect()
+        assert np.array_equal(green.render(), expected)
+    finally:
+        green.close()
+
+    first, second = DClawSim("valve", render_size=64), DClawSim("valve", render_size=64)
+    try:
+        first.render()
+        expected = second.render()
+        first.close()
+        assert np.array_equal(second.render(), expected)
+    finally:
+        second.close()
+
+
 def test_import_chooses_no_backend_and_make_env_does():
     code = (
         "import os, sys\n"

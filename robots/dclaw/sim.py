@@ -36,6 +36,7 @@ import mujoco
 import numpy as np
 
 from robots.dclaw.description import CONTROL_PERIOD_S, DCLAW, JOINT_NAMES, RESET_POSE
+from robots.mujoco_gl import close_renderer
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 SCENES = {"pose": "scene_pose.xml", "valve": "scene_valve.xml"}
@@ -510,8 +511,13 @@ class DClawSim:
         """Free the GL contexts (also done at interpreter exit); rendering again makes new ones."""
         renderers, self._renderers = self._renderers, {}
         for renderer in renderers.values():
-            renderer.close()
+            close_renderer(renderer)
         _OPEN_SIMS.discard(self)
+
+    def __del__(self) -> None:
+        # Dropped without close(): free the GL objects in their own contexts (see close_renderer).
+        if getattr(self, "_renderers", None):
+            self.close()
 
     def __enter__(self) -> DClawSim:
         return self

@@ -9,7 +9,7 @@ from __future__ import annotations
 import atexit
 import weakref
 
-from robots.mujoco_gl import select_gl_backend
+from robots.mujoco_gl import close_renderer, select_gl_backend
 
 __all__ = ["FrameRenderer", "close_at_exit", "select_gl_backend"]
 
@@ -72,4 +72,10 @@ class FrameRenderer:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._renderer.close()
+            close_renderer(self._renderer)
+
+    def __del__(self) -> None:
+        # Dropped without close(): free the GL objects in their own context (mujoco.Renderer's own
+        # __del__ would free them in whichever context is current, another renderer's).
+        if not getattr(self, "_closed", True):
+            self.close()
