@@ -18,6 +18,13 @@ Environment steps count simulator steps (agent steps × action repeat), as the p
 """
 
 
+def model_lr(r: dict) -> str:
+    """The latent model's learning rate the run used: the last ``--lr-model`` of its first command."""
+    words = next(iter(r["commands"].values())).split("  &&  ")[0].split()
+    values = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--lr-model"]
+    return values[-1] if values else "1e-4"
+
+
 def row(r: dict) -> str:
     def fmt(v, digits=0):
         return "-" if v is None else f"{v:.{digits}f}"
@@ -27,7 +34,7 @@ def row(r: dict) -> str:
     hw = r["hardware"].get("gpu") or f"{r['hardware']['cores']}-core CPU"
     rnd = r["random_policy"]
     steps = min((r.get("stopped_at_env_step") or {}).values(), default=r["env_steps"])
-    return (f"| {r['task']} | {r['preset']} | {steps:,} | {fmt(r['final_return_mean'])} "
+    return (f"| {r['task']} | {r['preset']} | {model_lr(r)} | {steps:,} | {fmt(r['final_return_mean'])} "
             f"| {fmt(rnd['return_mean'])} | {fmt(paper)} | {', '.join(map(str, r['seeds']))} | {hw} | {wall:.0f} min |")
 
 
@@ -42,8 +49,8 @@ def main() -> None:
     results = [json.loads(f.read_text()) for f in files]  # learning runs (turn-policy.json is not one)
     pictures = args.out.parent / "results"
     pictures.mkdir(parents=True, exist_ok=True)
-    lines = [HEADER, "| task | preset | env steps | our return | random policy | paper at 100k (500k) | seeds "
-             "| hardware | wall clock |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [HEADER, "| task | preset | model lr | env steps | our return | random policy | paper at 100k (500k) "
+             "| seeds | hardware | wall clock |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [row(r) for r in results]
     lines.append("")
     for f in files:
