@@ -157,11 +157,15 @@ def main() -> int:
         cmd = resume if (run_dir / "checkpoints" / "latest").exists() and not args.report_only else fresh
         if args.threads:
             cmd += ["--num-threads", str(args.threads)]
-        commands[seed] = " ".join(cmd)
-        if (args.out / f"{name}.json").exists() and not args.report_only:  # a resumed run keeps its earlier commands
-            previous = json.loads((args.out / f"{name}.json").read_text()).get("commands", {})
-            if str(seed) in previous and previous[str(seed)] != commands[seed]:
-                commands[seed] = previous[str(seed)] + "  &&  " + commands[seed]
+        # Every command a run directory has seen, in order (a run stopped with Ctrl-C and resumed, or
+        # reported with --report-only, keeps its whole history): <run_dir>/commands.txt.
+        history = run_dir / "commands.txt"
+        if not args.report_only:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with open(history, "a") as f:
+                f.write(" ".join(cmd) + "\n")
+        past = history.read_text().splitlines() if history.exists() else []
+        commands[seed] = "  &&  ".join(past) if past else " ".join(cmd)
         if args.report_only:
             evaluations[seed] = read_evals(run_dir)
             if not evaluations[seed]:
