@@ -25,17 +25,27 @@ def model_lr(r: dict) -> str:
     return values[-1] if values else "1e-4"
 
 
-def row(r: dict) -> str:
+def rows(r: dict) -> list[str]:
+    """One table row for the experiment, or one per seed where its seeds stopped at different steps."""
     def fmt(v, digits=0):
         return "-" if v is None else f"{v:.{digits}f}"
 
     paper = r.get("paper_100k") if r["env_steps"] <= 150_000 else r.get("paper_500k")  # nearest published point
-    wall = sum(r["wall_clock_s"].values()) / max(1, len(r["seeds"])) / 60
     hw = r["hardware"].get("gpu") or f"{r['hardware']['cores']}-core CPU"
     rnd = r["random_policy"]
-    steps = min((r.get("stopped_at_env_step") or {}).values(), default=r["env_steps"])
-    return (f"| {r['task']} | {r['preset']} | {model_lr(r)} | {steps:,} | {fmt(r['final_return_mean'])} "
-            f"| {fmt(rnd['return_mean'])} | {fmt(paper)} | {', '.join(map(str, r['seeds']))} | {hw} | {wall:.0f} min |")
+    stopped = {str(k): v for k, v in (r.get("stopped_at_env_step") or {}).items()}
+    seeds = [str(s) for s in r["seeds"]]
+    steps = {s: stopped.get(s, r["env_steps"]) for s in seeds}
+    groups = [seeds] if len(set(steps.values())) == 1 else [[s] for s in seeds]
+    lines = []
+    for group in groups:
+        finals = [r["evaluations"][s][-1]["return_mean"] for s in group if r["evaluations"].get(s)]
+        final = sum(finals) / len(finals) if finals else None
+        # a seed's wall clock, with any parts recorded by hand beside it ("0_first_part_approx")
+        wall = sum(v for k, v in r["wall_clock_s"].items() if k.split("_")[0] in group) / len(group) / 60
+        lines.append(f"| {r['task']} | {r['preset']} | {model_lr(r)} | {steps[group[0]]:,} | {fmt(final)} "
+                     f"| {fmt(rnd['return_mean'])} | {fmt(paper)} | {', '.join(group)} | {hw} | {wall:.0f} min |")
+    return lines
 
 
 def main() -> None:
@@ -51,7 +61,7 @@ def main() -> None:
     pictures.mkdir(parents=True, exist_ok=True)
     lines = [HEADER, "| task | preset | model lr | env steps | our return | random policy | paper at 100k (500k) "
              "| seeds | hardware | wall clock |", "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [row(r) for r in results]
+    lines += [line for r in results for line in rows(r)]
     lines.append("")
     for f in files:
         r = json.loads(f.read_text())
