@@ -8,7 +8,8 @@ on one CPU core: 3 minutes of recording, 3,000 updates of batch 32).
 
 SLAC learns Turn from pixels only with a GPU-sized budget (shared/specs/slac.md). This command
 gives the runtime a policy that works today: a scripted teacher that reads the simulator's state
-(``robots.dclaw.scripted``; ``dclaw-turn-table`` by default) drives the task while it is recorded
+(``robots.dclaw.scripted``; ``dclaw-turn-table`` by default; ``dclaw-turn-search`` also tries its
+strokes in a copy of the simulator first) drives the task while it is recorded
 from the task camera, and the pixel policy -- the very ``Encoder`` + ``TanhGaussianActor`` of a
 SLAC agent, with the same 8-frame / 7-action history -- is trained to output the teacher's action.
 
@@ -48,20 +49,27 @@ from slac_train.slac_agent import SlacAgent
 LABEL_CLIP = 0.97  # labels at +-1 have no finite pre-tanh value
 
 
-def _turn_strokes():
+def _turn_strokes(**kwargs):
     from robots.dclaw.scripted import TurnStrokeController
 
-    return TurnStrokeController()
+    return TurnStrokeController(**kwargs)
 
 
-def _turn_table():
+def _turn_table(**kwargs):
     from robots.dclaw.scripted import TurnTableController
 
-    return TurnTableController()
+    return TurnTableController(**kwargs)
+
+
+def _turn_search(**kwargs):
+    from robots.dclaw.scripted import TurnSearchController
+
+    return TurnSearchController(**kwargs)
 
 
 # teacher name -> (task families it drives, factory of an object with reset() and act_on(info))
-TEACHERS: dict[str, tuple[tuple[str, ...], Callable[[], Any]]] = {
+TEACHERS: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {
+    "dclaw-turn-search": (("dclaw-turn",), _turn_search),
     "dclaw-turn-table": (("dclaw-turn",), _turn_table),
     "dclaw-turn-strokes": (("dclaw-turn",), _turn_strokes),
 }
@@ -101,6 +109,8 @@ def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random
     """Run the teacher with action noise for ``episodes`` episodes (noise std cycling through
     ``noise_stds``) and record every frame with the executed action and the clean label."""
     successes, returns = [], []
+    if hasattr(teacher, "attach"):  # a teacher that reads the simulator itself
+        teacher.attach(env)
     for episode in range(episodes):
         noise = noise_stds[episode % len(noise_stds)]
         obs, info = env.reset(seed=seed0 + episode)
@@ -155,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=300, help="teacher episodes recorded")
+    p.add_argument("--teacher-tolerance", type=float, default=None, metavar="RAD",
+                   help="valve error (rad) at which the teacher stops turning (default: the teacher's own)")
     p.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15],
                    help="action-noise stds the episodes cycle through (DART)")
     p.add_argument("--visual-randomization", action=argparse.BooleanOptionalAction, default=True)
@@ -205,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     config.save_json(run_dir / "config.json")
     (run_dir / "imitation.json").write_text(json.dumps(vars(args) | {"run_dir": str(run_dir)}, indent=2, default=str))
 
+    teacher_options = {} if args.teacher_tolerance is None else {"tolerance": args.teacher_tolerance}
     started = time.monotonic()
     data = Dataset(env.observation_space.shape, env.action_space.shape[0])
-    teacher_stats = collect(env, make_teacher(), args.episodes, args.noise, rng, data, seed0=args.seed * 100_000)
+    teacher_stats = collect(env, make_teacher(**teacher_options), args.episodes, args.noise, rng, data, seed0=args.seed * 100_000)
     arrays = data.arrays()
     log({"kind": "collect", "frames": len(data), "episodes": args.episodes, "teacher_return": teacher_stats["return_mean"],
          "teacher_success": teacher_stats["success_rate"], "elapsed_s": time.monotonic() - started})

@@ -11,6 +11,7 @@ import pytest
 from robots.dclaw.description import DCLAW, RESET_POSE
 from robots.dclaw.scripted import (
     STROKE_TABLE,
+    TurnSearchController,
     TurnStrokeController,
     TurnTableController,
     build_stroke_table,
@@ -115,6 +116,54 @@ def test_table_teacher_reads_the_mount_offset_from_a_randomised_reset():
     assert teacher.lowered == TurnStrokeController.lowered
 
 
+def test_search_teacher_turns_the_valve_where_the_table_alone_fails():
+    """Seed 20006 draws dynamics (servo gains, mount, friction) under which the table's strokes
+    leave the valve 1.3 rad short; checking the candidate strokes in a copy of the simulator finds
+    ones that work. The search must leave the simulator it reads exactly as it was."""
+    env = make_env("dclaw-turn-fixed", seed=0, dynamics_randomization=True)
+    try:
+        table_info = run_teacher(env, TurnTableController(), 20006)
+        assert abs(table_info["angle_error"]) > 0.5
+        teacher = TurnSearchController(candidates=32)
+        with pytest.raises(RuntimeError, match="attach"):
+            teacher.reset()
+            teacher.act_on(table_info)
+        teacher.attach(env)
+        _, info = env.reset(seed=20006)
+        teacher.reset()
+        sim = env.task.sim
+        before = (sim.data.time, sim.data.qpos.copy(), sim.data.qvel.copy(), sim.data.ctrl.copy())
+        teacher.act_on(info)  # searches: 33 rollouts from this state
+        after = (sim.data.time, sim.data.qpos, sim.data.qvel, sim.data.ctrl)
+        assert before[0] == after[0] and all(np.array_equal(b, a) for b, a in zip(before[1:], after[1:]))
+        search_info = run_teacher(env, teacher, 20006)
+        assert abs(search_info["angle_error"]) < 0.1, search_info["angle_error"]
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("left, chosen", [
+    ([0.5, 0.07, 0.06, 0.05], 1),  # all within slack of the best: the table's favourite
+    ([0.5, 0.20, 0.18, 0.05], 3),  # the table's favourites fail here: the one that works
+    ([0.06, 0.07, 0.05, 0.04], 0),  # no stroke beats resting by more than the slack: rest
+])
+def test_search_teacher_keeps_the_tables_choice_unless_it_fails(left, chosen):
+    teacher = TurnSearchController(candidates=3, slack=0.03)
+    teacher._sim, teacher._episode_steps = object(), 40  # attached (the rollouts are replaced)
+    teacher.reset()
+    target = 1.0
+    outcomes = iter(target - np.array(left))
+    plans = []
+
+    def rollout(plan, goal, horizon):
+        plans.append(plan)
+        return next(outcomes)
+
+    teacher._rollout = rollout
+    picked = teacher._search(valve_angle=target - 0.5, angle_error=0.5, goal=np.array(RESET_POSE))
+    assert len(plans) == 4 and picked is plans[chosen]
+
+
 def test_stroke_table_is_built_from_the_simulator_and_rests_on_target(tmp_path):
     table = build_stroke_table(phases=2, sweeps=[-0.35, 0.0, 0.35], dynamics_draws=1)
     rotation = table["rotation"]
@@ -175,6 +224,18 @@ def test_slac_imitate_writes_a_run_that_exports(tmp_path):
     assert state["counters"]["agent_steps"] == 80 and state["imitation"]["teacher"] == "dclaw-turn-table"
     path, metadata = export_run(run_dir, tmp_path / "bc.onnx")
     assert path.exists() and metadata.task == "dclaw-turn" and metadata.training_agent_steps == 80
+
+
+def test_slac_imitate_records_the_search_teacher_with_its_tolerance(tmp_path):
+    run_dir = tmp_path / "bc"
+    code = main(["--run-dir", str(run_dir), "--teacher", "dclaw-turn-search", "--teacher-tolerance", "0.08",
+                 "--episodes", "1", "--updates", "2", "--batch-size", "4", "--encoder-base-channels", "4",
+                 "--feature-dim", "16", "--actor-hidden", "16", "--eval-episodes", "1", "--noise", "0"])
+    assert code == 0
+    collect = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert collect["kind"] == "collect" and collect["frames"] == 40
+    options = json.loads((run_dir / "imitation.json").read_text())
+    assert options["teacher"] == "dclaw-turn-search" and options["teacher_tolerance"] == 0.08
 
 
 def test_slac_imitate_refuses_a_task_its_teacher_cannot_drive(tmp_path, capsys):

@@ -2,9 +2,9 @@
 
     python benchmarks/learning/turn_policy.py --episodes 30 --out benchmarks/learning/results
 
-Runs the ONNX policy through onnxruntime (deterministic, as ``make demo`` runs it) and the two
-state-based teachers (``robots.dclaw.scripted``; the table teacher also without its mount-height
-compensation) on the same seeds of ``dclaw-turn`` (valve 0 -> pi)
+Runs the ONNX policy through onnxruntime (deterministic, as ``make demo`` runs it) and the
+state-based teachers (``robots.dclaw.scripted``: the search teacher, the table teacher with and
+without its mount-height compensation, the stroke teacher) on the same seeds of ``dclaw-turn`` (valve 0 -> pi)
 under four settings: nominal; visual randomisation + image noise; visual + dynamics randomisation +
 image noise; and that with frames up to 80 ms old (the sim-to-real setting). Success is the task's
 (|error| < 0.1 rad at the episode's end); "held" success asks for it over the last 5 steps (0.5 s),
@@ -48,6 +48,8 @@ def policy_errors(env, policy, seed: int) -> np.ndarray:
 
 def teacher_errors(env, teacher, seed: int) -> np.ndarray:
     """|angle error| (rad) after each step of one episode of a state-based teacher."""
+    if hasattr(teacher, "attach"):  # reads the simulator itself
+        teacher.attach(env)
     _, info = env.reset(seed=seed)
     teacher.reset()
     errors = []
@@ -74,7 +76,11 @@ def main() -> int:
     args = p.parse_args()
 
     from robots.dclaw import ROBOT
-    from robots.dclaw.scripted import TurnStrokeController, TurnTableController
+    from robots.dclaw.scripted import (
+        TurnSearchController,
+        TurnStrokeController,
+        TurnTableController,
+    )
     from slac_runtime.policy import OnnxPolicy
     from slac_train.envs import make_env
 
@@ -83,7 +89,7 @@ def main() -> int:
         print("no policy given and none shipped", file=sys.stderr)
         return 2
     policy = OnnxPolicy(path)
-    teachers = {"table": TurnTableController(), "table-uncompensated": TurnTableController(compensate_mount=False),
+    teachers = {"search": TurnSearchController(), "table": TurnTableController(), "table-uncompensated": TurnTableController(compensate_mount=False),
                 "strokes": TurnStrokeController()}
     seeds = np.arange(args.episodes) + 20_000  # not the seeds the policy was trained on
     result = {"policy": str(path), "metadata": {"training_env_steps": policy.metadata.training_env_steps,

@@ -1,10 +1,11 @@
 """Scripted, state-based Turn controllers: the teachers a pixel Turn policy imitates.
 
 They see the state (the valve's angle), not pixels, so they cannot run on the robot as they are;
-``slac_train.imitation`` distils one into the encoder + actor the runtime runs. Both read the info
+``slac_train.imitation`` distils one into the encoder + actor the runtime runs. They read the info
 dict of a Turn step (``act_on(info)``): :class:`TurnStrokeController` only ``angle_error``,
 :class:`TurnTableController` also ``valve_angle`` and, from a reset under dynamics randomisation,
-the mount offset drawn (``info["dynamics"]["mount_offset_m"]``).
+the mount offset drawn (``info["dynamics"]["mount_offset_m"]``); :class:`TurnSearchController`
+also reads the simulator itself (``attach(env)``) to try the table's strokes before it makes one.
 
 TurnStrokeController
 --------------------
@@ -251,12 +252,101 @@ class TurnTableController:
         self._last = self._plan.pop(0)
         return self._last
 
-    def act_on(self, info: Mapping) -> np.ndarray:
-        """The action for a Turn step's (or reset's) info; a reset's dynamics draw sets the poses."""
+    def _read_dynamics(self, info: Mapping) -> None:
+        """A reset's dynamics draw (``info["dynamics"]``) moves the poses for the mount's offset."""
         dynamics = info.get("dynamics")
         if self.compensate_mount and dynamics is not None and "mount_offset_m" in dynamics:
             self.set_mount_offset(dynamics["mount_offset_m"])
-        return DCLAW.joint_target_to_action(self.joint_targets(float(info["valve_angle"]), float(info["angle_error"])))
+
+    def act_on(self, info: Mapping) -> np.ndarray:
+        """The action for a Turn step's (or reset's) info; a reset's dynamics draw sets the poses."""
+        self._read_dynamics(info)
+        # clipped: a mount-compensated pose may lie a little outside the joint range (the runtime's
+        # action mapping clips the goal to it anyway)
+        return np.clip(DCLAW.joint_target_to_action(self.joint_targets(float(info["valve_angle"]),
+                                                                       float(info["angle_error"]))), -1.0, 1.0)
+
+
+class TurnSearchController(TurnTableController):
+    """The table teacher, checking its candidate strokes in a copy of the simulator it acts in.
+
+    The table predicts a stroke's rotation from the nominal simulation; under dynamics randomisation
+    (weak or strong servos, damping, friction, the mount's position) the same stroke turns the
+    valve by more or less, or pushes it back. Before each stroke this teacher takes the
+    ``candidates`` strokes the table rates best for the remaining error, runs each from the
+    simulator's exact state (``mujoco.mj_copyData`` into a scratch state, the same joint goals and
+    velocity limit as :meth:`DClawTask.step`) up to the stroke's end or the episode's, and executes
+    the one that leaves the smallest error -- or rests, if none does better than resting. It reads
+    the simulator itself (privileged, like the valve angle): :meth:`attach` gives it the env.
+    """
+
+    def __init__(self, candidates: int = 96, slack: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.candidates = int(candidates)
+        self.slack = float(slack)
+        self._sim = None
+        self._scratch = None
+        self._episode_steps = 0
+
+    def attach(self, env) -> None:
+        """Act in ``env`` (a :class:`PixelEnv` of a D'Claw Turn task): its simulator and episode length."""
+        import mujoco
+
+        task = env.task
+        self._sim = task.sim
+        self._scratch = mujoco.MjData(self._sim.model)
+        self._episode_steps = task.episode_env_steps // env.action_repeat
+
+    def reset(self) -> None:
+        super().reset()
+        self._step = 0
+
+    def _rollout(self, plan: list[np.ndarray], goal: np.ndarray, horizon: int) -> float:
+        """The valve's angle after running ``plan`` (then holding its last pose) for ``horizon`` steps."""
+        import mujoco
+
+        sim, scratch = self._sim, self._scratch
+        mujoco.mj_copyData(scratch, sim.model, sim.data)
+        goal = np.array(goal, dtype=np.float64)
+        for i in range(horizon):
+            action = DCLAW.joint_target_to_action(plan[min(i, len(plan) - 1)])
+            for _ in range(ACTION_REPEAT):
+                goal = DCLAW.action_to_joint_goal(action, goal, CONTROL_PERIOD_S)
+                scratch.ctrl[:] = np.clip(goal, DCLAW.low, DCLAW.high)
+                mujoco.mj_step(sim.model, scratch, nstep=sim.substeps)
+        return float(scratch.qpos[sim._valve_qpos])
+
+    def _search(self, valve_angle: float, angle_error: float, goal: np.ndarray) -> list[np.ndarray]:
+        phase = int(round((valve_angle % (2 * math.pi / 3)) / (2 * math.pi / 3) * self.phases)) % self.phases
+        worst = np.abs(angle_error - self._outcomes[:, phase]).max(axis=0).ravel()
+        order = np.argsort(worst)[: self.candidates]
+        remaining = max(self._episode_steps - self._step, 1)
+        target = valve_angle + angle_error
+        plans = [[self._last]]  # rest: fingers held where they are
+        for flat in order:
+            j, k = np.unravel_index(int(flat), (len(self.sweeps), len(self.sweeps)))
+            plans.append(stroke_poses(float(self.sweeps[j]), float(self.sweeps[k]), self.lifted, self.lowered))
+        steps = sum(TurnStrokeController.steps)
+        left = np.array([abs(target - self._rollout(plan, goal, min(steps, remaining))) for plan in plans])
+        if left[0] <= left[1:].min() + self.slack:
+            return plans[0]
+        # the table's favourite among the strokes within `slack` of the best: the choice stays the
+        # table's (smooth in the valve's angle, which a student can imitate) unless it fails here
+        return plans[1 + int(np.flatnonzero(left[1:] <= left[1:].min() + self.slack)[0])]
+
+    def act_on(self, info: Mapping) -> np.ndarray:
+        if self._sim is None:
+            raise RuntimeError("TurnSearchController needs the env it acts in: call attach(env) first")
+        self._read_dynamics(info)
+        if not self._plan:
+            error = float(info["angle_error"])
+            if abs(error) < self.tolerance:
+                self._plan = [self._last]
+            else:
+                self._plan = self._search(float(info["valve_angle"]), error, info["joint_goals"])
+        self._last = self._plan.pop(0)
+        self._step += 1
+        return np.clip(DCLAW.joint_target_to_action(self._last), -1.0, 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
