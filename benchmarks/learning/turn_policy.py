@@ -89,8 +89,8 @@ def main() -> int:
         print("no policy given and none shipped", file=sys.stderr)
         return 2
     policy = OnnxPolicy(path)
-    teachers = {"search": TurnSearchController(), "table": TurnTableController(), "table-uncompensated": TurnTableController(compensate_mount=False),
-                "strokes": TurnStrokeController()}
+    teachers = {"search": TurnSearchController(), "table": TurnTableController(),
+                "table-uncompensated": TurnTableController(compensate_mount=False), "strokes": TurnStrokeController()}
     seeds = np.arange(args.episodes) + 20_000  # not the seeds the policy was trained on
     result = {"policy": str(path), "metadata": {"training_env_steps": policy.metadata.training_env_steps,
                                                   "created_at": policy.metadata.created_at},

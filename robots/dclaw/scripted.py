@@ -234,21 +234,26 @@ class TurnTableController:
         self.lowered = mount_compensated_pose(TurnStrokeController.lowered, height)
         self.lifted = mount_compensated_pose(TurnStrokeController.lifted, height)
 
+    def _worst_left(self, valve_angle: float, angle_error: float) -> np.ndarray:
+        """Per stroke (b0, b1): the worst-case |error left| over the table cells around this valve angle."""
+        phase = int(round((valve_angle % (2 * math.pi / 3)) / (2 * math.pi / 3) * self.phases)) % self.phases
+        return np.abs(angle_error - self._outcomes[:, phase]).max(axis=0)
+
     def choose(self, valve_angle: float, angle_error: float) -> tuple[float, float, float]:
         """(b0, b1, worst-case |error left|) of the best stroke from this valve angle."""
-        phase = int(round((valve_angle % (2 * math.pi / 3)) / (2 * math.pi / 3) * self.phases)) % self.phases
-        worst = np.abs(angle_error - self._outcomes[:, phase]).max(axis=0)
+        worst = self._worst_left(valve_angle, angle_error)
         j, k = np.unravel_index(int(np.argmin(worst)), worst.shape)
         return float(self.sweeps[j]), float(self.sweeps[k]), float(worst[j, k])
 
+    def _next_plan(self, valve_angle: float, angle_error: float) -> list[np.ndarray]:
+        """The next stroke's poses, or resting (fingers lifted where the last stroke left them)."""
+        b0, b1, left = self.choose(valve_angle, angle_error)
+        return stroke_poses(b0, b1, self.lifted, self.lowered) if left < abs(angle_error) else [self._last]
+
     def joint_targets(self, valve_angle: float, angle_error: float) -> np.ndarray:
         if not self._plan:
-            rest = [self._last]  # hold: fingers lifted where the last stroke left them
-            if abs(angle_error) < self.tolerance:
-                self._plan = rest
-            else:
-                b0, b1, left = self.choose(valve_angle, angle_error)
-                self._plan = stroke_poses(b0, b1, self.lifted, self.lowered) if left < abs(angle_error) else rest
+            on_target = abs(angle_error) < self.tolerance
+            self._plan = [self._last] if on_target else self._next_plan(valve_angle, angle_error)
         self._last = self._plan.pop(0)
         return self._last
 
@@ -316,10 +321,12 @@ class TurnSearchController(TurnTableController):
                 mujoco.mj_step(sim.model, scratch, nstep=sim.substeps)
         return float(scratch.qpos[sim._valve_qpos])
 
+    def _next_plan(self, valve_angle: float, angle_error: float) -> list[np.ndarray]:
+        # the simulator's servo goals are the task's (velocity-limited, within the joint ranges)
+        return self._search(valve_angle, angle_error, self._sim.data.ctrl)
+
     def _search(self, valve_angle: float, angle_error: float, goal: np.ndarray) -> list[np.ndarray]:
-        phase = int(round((valve_angle % (2 * math.pi / 3)) / (2 * math.pi / 3) * self.phases)) % self.phases
-        worst = np.abs(angle_error - self._outcomes[:, phase]).max(axis=0).ravel()
-        order = np.argsort(worst)[: self.candidates]
+        order = np.argsort(self._worst_left(valve_angle, angle_error).ravel())[: self.candidates]
         remaining = max(self._episode_steps - self._step, 1)
         target = valve_angle + angle_error
         plans = [[self._last]]  # rest: fingers held where they are
@@ -337,16 +344,9 @@ class TurnSearchController(TurnTableController):
     def act_on(self, info: Mapping) -> np.ndarray:
         if self._sim is None:
             raise RuntimeError("TurnSearchController needs the env it acts in: call attach(env) first")
-        self._read_dynamics(info)
-        if not self._plan:
-            error = float(info["angle_error"])
-            if abs(error) < self.tolerance:
-                self._plan = [self._last]
-            else:
-                self._plan = self._search(float(info["valve_angle"]), error, info["joint_goals"])
-        self._last = self._plan.pop(0)
+        action = super().act_on(info)
         self._step += 1
-        return np.clip(DCLAW.joint_target_to_action(self._last), -1.0, 1.0)
+        return action
 
 
 def main(argv: list[str] | None = None) -> int:
