@@ -9,14 +9,26 @@ on one CPU core: 3 minutes of recording, 3,000 updates of batch 32).
 SLAC learns Turn from pixels only with a GPU-sized budget (shared/specs/slac.md). This command
 gives the runtime a policy that works today: a scripted teacher that reads the simulator's state
 (``robots.dclaw.scripted``; ``dclaw-turn-table`` by default; ``dclaw-turn-search`` also tries its
-strokes in a copy of the simulator first) drives the task while it is recorded
+strokes in a copy of the simulator first; ``dclaw-turn-table-search`` does so only where the table
+would rest short of the target) drives the task while it is recorded
 from the task camera, and the pixel policy -- the very ``Encoder`` + ``TanhGaussianActor`` of a
 SLAC agent, with the same 8-frame / 7-action history -- is trained to output the teacher's action.
 
 * Covariate shift is handled by noise injection (DART): the teacher's actions are executed with
   Gaussian noise of several scales while the label stays the clean action, so the data holds the
-  states a slightly-off student visits and what to do there. (DAgger's relabelling needs a
-  stateless teacher; the stroke controllers keep a plan.)
+  states a slightly-off student visits and what to do there.
+* And, with ``--dagger-rounds``, by DAgger in its take-over form: the stroke teachers keep a plan,
+  so they cannot label each step a student takes (a fresh plan's first step is always "go to the
+  stroke's start"). Instead each DAgger episode lets the student drive for a random number of
+  steps, then hands the episode to the teacher (``take_over``: a fresh plan from that state) for
+  the rest of it; the student's own steps stay in the history windows but carry no label. The
+  data then holds the states the student itself reaches -- its near misses, its slow progress --
+  and what the teacher does from there. Each round records ``--dagger-episodes`` such episodes
+  with the current student and trains ``--dagger-updates`` more updates on all the data.
+  ``--dagger-switch rest`` hands over only where the student rests short of the target (its near
+  misses), the one state in which a fresh plan agrees with what the teacher itself would do:
+  handing over at a random step lands mid-stroke, where the fresh plan's labels contradict the
+  plan the recorded teacher episodes continue (measured: it ruined the nominal task).
 * Randomisation: every collected episode draws its own visuals, image noise, frame age (the
   task's ``observation_latency``) and (optionally) dynamics, through the task's own switches.
 * Loss: squared error of ``tanh(mean)`` against the label, plus the Gaussian negative
@@ -44,9 +56,22 @@ from slac_runtime.history import ACTOR_FRAMES, padded_window_indices
 from slac_train.checkpoint import save_checkpoint
 from slac_train.config import TrainConfig
 from slac_train.envs import get_task_spec, make_env
+from slac_train.networks import PixelPolicy, actor_input, preprocess_frames
 from slac_train.slac_agent import SlacAgent
 
 LABEL_CLIP = 0.97  # labels at +-1 have no finite pre-tanh value
+AUX_TARGETS = ("mount_height", "servo_gain")  # the dynamics draw's auxiliary targets (--aux-weight)
+
+
+def dynamics_targets(reset_info) -> np.ndarray:
+    """``[mount height offset / 1 cm, mean servo gain - 2 N m/rad]`` of a reset's dynamics draw (about
+    -1 ... 1 each, the spans of the D'Claw's randomisation), NaN without a draw: the auxiliary targets
+    that ask the encoder to see what the teacher reads from the simulator."""
+    dynamics = reset_info.get("dynamics")
+    if not dynamics or "mount_offset_m" not in dynamics or "actuator_kp" not in dynamics:
+        return np.full(len(AUX_TARGETS), np.nan, np.float32)
+    height = float(np.asarray(dynamics["mount_offset_m"]).reshape(3)[2])
+    return np.array([height / 0.01, float(np.mean(dynamics["actuator_kp"])) - 2.0], np.float32)
 
 
 def _turn_strokes(**kwargs):
@@ -67,9 +92,17 @@ def _turn_search(**kwargs):
     return TurnSearchController(**kwargs)
 
 
-# teacher name -> (task families it drives, factory of an object with reset() and act_on(info))
+def _turn_table_search(**kwargs):
+    from robots.dclaw.scripted import TurnSearchController
+
+    return TurnSearchController(near_miss_only=True, **kwargs)
+
+
+# teacher name -> (task families it drives, factory of an object with reset(), act_on(info) and
+# take_over(reset_info, step, joint_goals))
 TEACHERS: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {
     "dclaw-turn-search": (("dclaw-turn",), _turn_search),
+    "dclaw-turn-table-search": (("dclaw-turn",), _turn_table_search),
     "dclaw-turn-table": (("dclaw-turn",), _turn_table),
     "dclaw-turn-strokes": (("dclaw-turn",), _turn_strokes),
 }
@@ -81,15 +114,19 @@ class Dataset:
     def __init__(self, frame_shape: tuple[int, ...], action_dim: int) -> None:
         self.frames: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []  # executed (what the history shows)
-        self.labels: list[np.ndarray] = []  # the teacher's clean action at that frame
+        self.labels: list[np.ndarray] = []  # the teacher's clean action at that frame (NaN: none)
         self.starts: list[int] = []  # per frame: index of its episode's first frame
+        self.aux: list[np.ndarray] = []  # per frame: its episode's dynamics draw (dynamics_targets)
         self.frame_shape, self.action_dim = frame_shape, action_dim
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def add_episode(self, frames: list[np.ndarray], actions: list[np.ndarray], labels: list[np.ndarray]) -> None:
+    def add_episode(self, frames: list[np.ndarray], actions: list[np.ndarray], labels: list[np.ndarray],
+                    aux: np.ndarray | None = None) -> None:
         start = len(self.frames)
+        aux = np.full(len(AUX_TARGETS), np.nan, np.float32) if aux is None else np.asarray(aux, np.float32)
+        self.aux += [aux] * len(frames)
         self.frames += frames
         self.actions += actions
         self.labels += labels
@@ -101,6 +138,8 @@ class Dataset:
             "actions": np.stack(self.actions).astype(np.float32),
             "labels": np.clip(np.stack(self.labels), -LABEL_CLIP, LABEL_CLIP).astype(np.float32),
             "starts": np.asarray(self.starts, dtype=np.int64),
+            "labelled": np.flatnonzero(~np.isnan(np.stack(self.labels)).any(-1)),
+            "aux": np.stack(self.aux).astype(np.float32),
         }
 
 
@@ -114,6 +153,7 @@ def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random
     for episode in range(episodes):
         noise = noise_stds[episode % len(noise_stds)]
         obs, info = env.reset(seed=seed0 + episode)
+        aux = dynamics_targets(info)
         teacher.reset()
         frames, actions, labels, done, total = [], [], [], False, 0.0
         while not done:
@@ -125,27 +165,101 @@ def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random
             obs, reward, terminated, truncated, info = env.step(action)
             total += reward
             done = terminated or truncated
-        data.add_episode(frames, actions, labels)
+        data.add_episode(frames, actions, labels, aux)
         returns.append(total)
         successes.append(float(info.get("success", 0.0)))
     return {"return_mean": float(np.mean(returns)), "success_rate": float(np.mean(successes))}
 
 
+REST_STEPS = 4  # a student whose action has not moved for this many steps rests (a stroke holds a pose <= 3)
+REST_MOTION = 0.1  # largest change of any action component between two steps of a rest
+
+
+def collect_dagger(env, teacher, agent: SlacAgent, episodes: int, noise_stds: list[float], rng: np.random.Generator,
+                   data: Dataset, seed0: int, switch_at: str = "random") -> dict[str, float]:
+    """DAgger by take-over: the student (deterministic, as deployed) drives each episode, the teacher
+    (with DART noise) takes over and drives the rest; only the teacher's steps are labelled.
+
+    ``switch_at="random"``: the teacher takes over at a uniformly drawn step. ``"rest"``: when the
+    student has rested (its action still for ``REST_STEPS`` steps) with the valve further from the
+    target than the teacher's tolerance -- its near misses, where the teacher's fresh plan is what
+    the teacher itself would do after resting; episodes where that never happens are not kept.
+    """
+    from slac_runtime.history import History
+
+    if switch_at not in ("random", "rest"):
+        raise ValueError(f"switch_at must be 'random' or 'rest', not {switch_at!r}")
+    successes, handed_over, kept = [], [], 0
+    if hasattr(teacher, "attach"):
+        teacher.attach(env)
+    unlabelled = np.full(env.action_space.shape, np.nan, dtype=np.float32)
+    for episode in range(episodes):
+        noise = noise_stds[episode % len(noise_stds)]
+        obs, info = env.reset(seed=seed0 + episode)
+        reset_info = info
+        history = History(env.action_space.shape[0], obs.shape, length=ACTOR_FRAMES, dtype=np.uint8)
+        history.reset(obs)
+        teacher.reset()
+        horizon = env.task.episode_env_steps // env.action_repeat
+        switch = int(rng.integers(0, horizon)) if switch_at == "random" else horizon
+        frames, actions, labels, done, step = [], [], [], False, 0
+        while not done:
+            if switch_at == "rest" and step < switch and step >= REST_STEPS and \
+                    abs(float(info["angle_error"])) > teacher.tolerance and \
+                    np.abs(np.diff(np.stack(actions[-REST_STEPS:]), axis=0)).max() < REST_MOTION:
+                switch = step
+            if step < switch:
+                label, action = unlabelled, agent.act(history, deterministic=True)
+            else:
+                if step == switch and step > 0:
+                    teacher.take_over(reset_info, step, info["joint_goals"])
+                label = teacher.act_on(info)
+                action = np.clip(label + rng.normal(0.0, noise, label.shape), -1.0, 1.0).astype(np.float32)
+            frames.append(obs)
+            labels.append(label)
+            actions.append(action)
+            obs, _, terminated, truncated, info = env.step(action)
+            history.append(action, obs)
+            done = terminated or truncated
+            step += 1
+        if switch < horizon:
+            data.add_episode(frames, actions, labels, dynamics_targets(reset_info))
+            kept += 1
+            handed_over.append(switch)
+        successes.append(float(info.get("success", 0.0)))
+    return {"success_rate": float(np.mean(successes)), "episodes_kept": kept,
+            "switch_step_mean": float(np.mean(handed_over)) if handed_over else float("nan")}
+
+
 def sample_batch(arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    last = rng.integers(0, len(arrays["frames"]), batch_size)
+    last = arrays["labelled"][rng.integers(0, len(arrays["labelled"]), batch_size)]
     frame_idx, action_idx, valid = padded_window_indices(last, arrays["starts"][last], ACTOR_FRAMES)
     prev_actions = arrays["actions"][action_idx] * valid[..., None]
     return {"frames": arrays["frames"][frame_idx], "prev_actions": prev_actions.astype(np.float32),
-            "labels": arrays["labels"][last]}
+            "labels": arrays["labels"][last], "aux": arrays["aux"][last]}
 
 
-def bc_loss(policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    mean, log_std = policy(batch["frames"], batch["prev_actions"])
+def bc_loss(policy: PixelPolicy, batch: dict[str, torch.Tensor], aux_head: torch.nn.Module | None = None,
+            aux_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    frames = batch["frames"]
+    features = policy.encoder(preprocess_frames(frames.flatten(0, 1))).reshape(*frames.shape[:2], -1)
+    x = actor_input(features, batch["prev_actions"])
+    mean, log_std = policy.actor(x)
     labels = batch["labels"]
     mse = (torch.tanh(mean) - labels).pow(2).sum(-1).mean()
     pre_tanh = torch.atanh(labels)
     nll = (0.5 * ((pre_tanh - mean.detach()) * torch.exp(-log_std)).pow(2) + log_std).sum(-1).mean()
-    return mse + 0.01 * nll, {"mse": float(mse.detach()), "nll": float(nll.detach()), "std": float(log_std.detach().exp().mean())}
+    loss = mse + 0.01 * nll
+    parts = {"mse": float(mse.detach()), "nll": float(nll.detach()), "std": float(log_std.detach().exp().mean())}
+    if aux_head is not None and aux_weight > 0:
+        # the dynamics draw from the actor's input (a linear read-out: the encoder must carry it)
+        target = batch["aux"]
+        known = torch.isfinite(target)
+        if known.any():
+            aux = (aux_head(x) - torch.nan_to_num(target)).pow(2)[known].mean()
+            loss = loss + aux_weight * aux
+            parts["aux_mse"] = float(aux.detach())
+    return loss, parts
 
 
 def evaluate(agent: SlacAgent, env, episodes: int, seed0: int, deterministic: bool) -> dict[str, float]:
@@ -167,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=300, help="teacher episodes recorded")
     p.add_argument("--teacher-tolerance", type=float, default=None, metavar="RAD",
                    help="valve error (rad) at which the teacher stops turning (default: the teacher's own)")
+    p.add_argument("--search-slack", type=float, default=None, metavar="RAD",
+                   help="search teachers only: keep the table's choice among strokes within RAD of the best")
     p.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15],
                    help="action-noise stds the episodes cycle through (DART)")
     p.add_argument("--visual-randomization", action=argparse.BooleanOptionalAction, default=True)
@@ -175,8 +291,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--observation-latency", type=float, nargs=2, default=[0.0, 0.08], metavar=("LOW", "HIGH"),
                    help="range (s) of the per-episode age of the frames while recording, as the robot's camera has")
     p.add_argument("--updates", type=int, default=3000)
+    p.add_argument("--dagger-rounds", type=int, default=0,
+                   help="DAgger rounds after the first training (student drives, then the teacher takes over)")
+    p.add_argument("--dagger-episodes", type=int, default=100, help="episodes recorded per DAgger round")
+    p.add_argument("--dagger-updates", type=int, default=1000, help="updates on all the data after each DAgger round")
+    p.add_argument("--dagger-switch", default="random", choices=("random", "rest"),
+                   help="when the teacher takes over: at a random step, or when the student rests short of the target")
+    p.add_argument("--dagger-teacher", default=None, choices=sorted(TEACHERS),
+                   help="teacher that takes over in DAgger episodes (default: --teacher)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--aux-weight", type=float, default=0.0,
+                   help="weight of an auxiliary loss: predict the episode's mount height and servo gain "
+                        "(what the teacher reads from the simulator) linearly from the actor's input")
     p.add_argument("--encoder-base-channels", type=int, default=16)
     p.add_argument("--feature-dim", type=int, default=128)
     p.add_argument("--actor-hidden", type=int, default=256)
@@ -187,15 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    families, make_teacher = TEACHERS[args.teacher]
     try:
         spec = get_task_spec(args.task)
     except KeyError as e:
         print(f"slac-imitate: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
-    if not any(spec.name == f or spec.name.startswith(f + "-") for f in families):
-        print(f"slac-imitate: teacher {args.teacher} drives {', '.join(families)} tasks, not {spec.name}", file=sys.stderr)
-        return 2
+    for teacher in dict.fromkeys([args.teacher] + ([args.dagger_teacher] if args.dagger_teacher else [])):
+        families = TEACHERS[teacher][0]
+        if not any(spec.name == f or spec.name.startswith(f + "-") for f in families):
+            print(f"slac-imitate: teacher {teacher} drives {', '.join(families)} tasks, not {spec.name}", file=sys.stderr)
+            return 2
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
@@ -218,32 +346,58 @@ def main(argv: list[str] | None = None) -> int:
     (run_dir / "imitation.json").write_text(json.dumps(vars(args) | {"run_dir": str(run_dir)}, indent=2, default=str))
 
     teacher_options = {} if args.teacher_tolerance is None else {"tolerance": args.teacher_tolerance}
+    search_options = {} if args.search_slack is None else {"slack": args.search_slack}
+
+    def teacher_named(name: str):
+        return TEACHERS[name][1](**teacher_options, **(search_options if name.endswith("-search") else {}))
+
     started = time.monotonic()
     data = Dataset(env.observation_space.shape, env.action_space.shape[0])
-    teacher_stats = collect(env, make_teacher(**teacher_options), args.episodes, args.noise, rng, data, seed0=args.seed * 100_000)
+    teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data, seed0=args.seed * 100_000)
     arrays = data.arrays()
     log({"kind": "collect", "frames": len(data), "episodes": args.episodes, "teacher_return": teacher_stats["return_mean"],
          "teacher_success": teacher_stats["success_rate"], "elapsed_s": time.monotonic() - started})
 
     agent = SlacAgent(config, data.action_dim)
     policy = agent.policy()
-    optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr)
-    for update in range(1, args.updates + 1):
-        batch = {k: torch.from_numpy(v) for k, v in sample_batch(arrays, args.batch_size, rng).items()}
-        loss, parts = bc_loss(policy, batch)
-        if not torch.isfinite(loss):
-            print(f"slac-imitate: non-finite loss at update {update}: {parts}", file=sys.stderr)
-            return 1
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if update % 250 == 0 or update == args.updates:
-            log({"kind": "train", "update": update, **parts, "elapsed_s": time.monotonic() - started})
+    # trained with the policy, not exported: the robot's policy stays encoder + actor
+    aux_head = torch.nn.Linear(policy.actor.net[0].in_features, len(AUX_TARGETS)) if args.aux_weight > 0 else None
+    params = list(policy.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
+    optimizer = torch.optim.Adam(params, lr=args.lr)
+    done_updates = 0
 
-    counters = {"agent_steps": len(data), "env_steps": len(data) * env.action_repeat, "bc_updates": args.updates}
+    def train(updates: int) -> bool:
+        nonlocal done_updates
+        for i in range(updates):
+            done_updates += 1
+            batch = {k: torch.from_numpy(v) for k, v in sample_batch(arrays, args.batch_size, rng).items()}
+            loss, parts = bc_loss(policy, batch, aux_head, args.aux_weight)
+            if not torch.isfinite(loss):
+                print(f"slac-imitate: non-finite loss at update {done_updates}: {parts}", file=sys.stderr)
+                return False
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if done_updates % 250 == 0 or i == updates - 1:
+                log({"kind": "train", "update": done_updates, **parts, "elapsed_s": time.monotonic() - started})
+        return True
+
+    if not train(args.updates):
+        return 1
+    dagger_teacher = teacher_named(args.dagger_teacher or args.teacher)
+    for round_ in range(1, args.dagger_rounds + 1):
+        stats = collect_dagger(env, dagger_teacher, agent, args.dagger_episodes, args.noise, rng, data,
+                               seed0=args.seed * 100_000 + 50_000 + round_ * 1_000, switch_at=args.dagger_switch)
+        arrays = data.arrays()
+        log({"kind": "dagger", "round": round_, "frames": len(data), "labelled": len(arrays["labelled"]),
+             **stats, "elapsed_s": time.monotonic() - started})
+        if not train(args.dagger_updates):
+            return 1
+
+    counters = {"agent_steps": len(data), "env_steps": len(data) * env.action_repeat, "bc_updates": done_updates}
     state = {"config": config.to_dict(), "action_dim": data.action_dim, "agent": agent.state_dict(),
              "counters": counters, "imitation": {"teacher": args.teacher, **switches}}
-    path = save_checkpoint(run_dir, f"ckpt-bc-{args.updates:08d}", state)
+    path = save_checkpoint(run_dir, f"ckpt-bc-{done_updates:08d}", state)
     print(f"checkpoint: {path}", flush=True)
 
     results = {}

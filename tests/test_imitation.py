@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -18,7 +19,7 @@ from robots.dclaw.scripted import (
     mount_compensated_pose,
 )
 from slac_train.envs import make_env
-from slac_train.imitation import Dataset, main, sample_batch
+from slac_train.imitation import Dataset, collect_dagger, main, sample_batch
 
 
 def run_teacher(env, teacher, seed):
@@ -142,6 +143,59 @@ def test_search_teacher_turns_the_valve_where_the_table_alone_fails():
         env.close()
 
 
+def test_a_teacher_taking_over_mid_episode_keeps_the_draw_and_the_fingers_where_they_are():
+    env = make_env("dclaw-turn-random-dynamics", seed=0)
+    try:
+        _, reset_info = env.reset(seed=5)
+        for _ in range(7):  # someone else drives: the fingers are away from the reset pose
+            _, _, _, _, info = env.step(np.full(9, 0.3, np.float32))
+    finally:
+        env.close()
+    height = float(reset_info["dynamics"]["mount_offset_m"][2])
+    for teacher in (TurnTableController(), TurnSearchController()):
+        teacher.reset()
+        teacher.take_over(reset_info, 7, info["joint_goals"])
+        assert teacher.lowered == pytest.approx(mount_compensated_pose(TurnStrokeController.lowered, height))
+        # on target, the teacher rests where the servo goals are, not at the reset pose
+        pose = teacher.joint_targets(valve_angle=1.0, angle_error=0.01)
+        np.testing.assert_allclose(pose, info["joint_goals"])
+        assert not np.allclose(pose, RESET_POSE, atol=0.05)
+    assert teacher._step == 7  # the search's rollouts end where the episode does
+
+
+def test_dagger_episodes_label_only_the_teachers_steps():
+    """The student drives each episode up to a random step, the teacher from there; the student's
+    steps stay in the data (they are the history the teacher's windows see) without labels, and a
+    batch never asks the student to imitate itself."""
+    from slac_train.config import TrainConfig
+    from slac_train.slac_agent import SlacAgent
+
+    env = make_env("dclaw-turn-fixed", seed=0)
+    config = TrainConfig(task="dclaw-turn-fixed", encoder_base_channels=4, feature_dim=16, actor_critic_hidden=16,
+                         device="cpu").resolved(env.action_repeat)
+    agent = SlacAgent(config, 9)
+    data = Dataset(env.observation_space.shape, 9)
+    try:
+        stats = collect_dagger(env, TurnTableController(), agent, 3, [0.0], np.random.default_rng(1), data, seed0=0)
+    finally:
+        env.close()
+    arrays = data.arrays()
+    assert len(data) == 3 * 40 and 0 <= stats["switch_step_mean"] < 40
+    labelled = ~np.isnan(arrays["labels"]).any(-1)
+    assert np.isnan(arrays["labels"][~labelled]).all()
+    for episode in range(3):
+        mask = labelled[40 * episode: 40 * (episode + 1)]
+        switch = int(np.argmax(mask))
+        assert mask[switch:].all() and not mask[:switch].any()  # student first, then the teacher to the end
+        # the teacher's steps (no noise here) are executed as labelled
+        np.testing.assert_allclose(arrays["actions"][40 * episode + switch:40 * (episode + 1)],
+                                   np.clip(arrays["labels"][40 * episode + switch:40 * (episode + 1)], -1, 1),
+                                   atol=0.031)
+    assert (~labelled).sum() == round(3 * stats["switch_step_mean"]) > 0
+    batch = sample_batch(arrays, 256, np.random.default_rng(0))
+    assert np.isfinite(batch["labels"]).all()
+
+
 @pytest.mark.parametrize("left, chosen", [
     ([0.5, 0.07, 0.06, 0.05], 1),  # all within slack of the best: the table's favourite
     ([0.5, 0.20, 0.18, 0.05], 3),  # the table's favourites fail here: the one that works
@@ -162,6 +216,32 @@ def test_search_teacher_keeps_the_tables_choice_unless_it_fails(left, chosen):
     teacher._rollout = rollout
     picked = teacher._search(valve_angle=target - 0.5, angle_error=0.5, goal=np.array(RESET_POSE))
     assert len(plans) == 4 and picked is plans[chosen]
+
+
+def test_near_miss_search_keeps_the_tables_strokes_and_searches_only_where_it_would_rest():
+    teacher = TurnSearchController(candidates=3, near_miss_only=True)
+    teacher._sim, teacher._episode_steps = object(), 40
+    teacher.reset()
+    calls = []
+
+    def rollout(plan, goal, horizon):
+        calls.append(plan)
+        return 0.0
+
+    teacher._rollout = rollout
+    teacher._sim = type("Sim", (), {"data": type("Data", (), {"ctrl": np.array(RESET_POSE)})()})()
+    # a large error: the table has a stroke whose worst case beats it -- no rollouts
+    angle = 0.3
+    table = TurnTableController()
+    table.reset()
+    assert len(table._next_plan(angle, 1.5)) > 1
+    np.testing.assert_allclose(np.stack(teacher._next_plan(angle, 1.5)), np.stack(table._next_plan(angle, 1.5)))
+    assert calls == []
+    # where the table rests short of the target (no stroke's worst case beats 0.12 rad), it searches
+    phases = [a for a in np.linspace(0, 2 * math.pi / 3, 24, endpoint=False) if len(table._next_plan(a, 0.12)) == 1]
+    assert phases
+    teacher._next_plan(phases[0], 0.12)
+    assert len(calls) == 4  # resting and the 3 candidates
 
 
 def test_stroke_table_is_built_from_the_simulator_and_rests_on_target(tmp_path):
@@ -208,6 +288,81 @@ def test_windows_line_up_labels_and_pad_actions_at_episode_start():
         assert prev[:, 0].tolist() == expected_actions
 
 
+class _ConstantStudent:
+    """A student that plays a fixed sequence of actions, whatever it sees."""
+
+    def __init__(self, actions):
+        self.actions = iter(actions)
+
+    def act(self, history, deterministic=False):
+        return next(self.actions)
+
+
+def test_dagger_rest_switch_hands_over_where_the_student_rests_short_of_the_target():
+    from slac_train.imitation import REST_STEPS
+
+    env = make_env("dclaw-turn-fixed", seed=0)
+    rest = DCLAW.joint_target_to_action(np.array(RESET_POSE)).astype(np.float32)
+    try:
+        data = Dataset(env.observation_space.shape, 9)
+        resting = _ConstantStudent(itertools.repeat(rest))
+        stats = collect_dagger(env, TurnTableController(), resting, 2, [0.0], np.random.default_rng(0), data,
+                               seed0=0, switch_at="rest")
+        assert stats["episodes_kept"] == 2 and stats["switch_step_mean"] == REST_STEPS  # pi from the target
+        labelled = ~np.isnan(data.arrays()["labels"]).any(-1)
+        assert labelled.reshape(2, 40)[:, REST_STEPS:].all() and not labelled.reshape(2, 40)[:, :REST_STEPS].any()
+        # a student that keeps moving is never taken over, and its episodes are not kept
+        wiggle = np.tile(np.array([[0.4] * 9, [-0.4] * 9], np.float32), (40, 1))
+        data = Dataset(env.observation_space.shape, 9)
+        stats = collect_dagger(env, TurnTableController(), _ConstantStudent(wiggle), 1, [0.0],
+                               np.random.default_rng(0), data, seed0=0, switch_at="rest")
+        assert stats["episodes_kept"] == 0 and len(data) == 0
+        with pytest.raises(ValueError, match="switch_at"):
+            collect_dagger(env, TurnTableController(), resting, 1, [0.0], np.random.default_rng(0), data, 0, "never")
+    finally:
+        env.close()
+
+
+def test_auxiliary_targets_are_the_dynamics_draw_and_reach_the_encoder():
+    import torch
+
+    from slac_train.config import TrainConfig
+    from slac_train.imitation import bc_loss, dynamics_targets
+    from slac_train.slac_agent import SlacAgent
+
+    env = make_env("dclaw-turn-random-dynamics", seed=0)
+    try:
+        _, info = env.reset(seed=5)
+        frame = env.reset(seed=6)[0]
+    finally:
+        env.close()
+    targets = dynamics_targets(info)
+    assert targets[0] == pytest.approx(info["dynamics"]["mount_offset_m"][2] / 0.01, rel=1e-5)
+    assert targets[1] == pytest.approx(np.mean(info["dynamics"]["actuator_kp"]) - 2.0, rel=1e-5)
+    assert np.all(np.abs(targets) <= 1.0)
+    assert np.isnan(dynamics_targets({})).all()  # no draw: no target
+
+    config = TrainConfig(task="dclaw-turn", encoder_base_channels=4, feature_dim=16, actor_critic_hidden=16,
+                         device="cpu").resolved(2)
+    policy = SlacAgent(config, 9).policy()
+    torch.manual_seed(0)
+    batch = {"frames": torch.from_numpy(np.stack([np.stack([frame] * 8)] * 4)),
+             "prev_actions": torch.zeros(4, 7, 9), "labels": torch.full((4, 9), 0.5),
+             "aux": torch.tensor([[0.5, -0.5], [np.nan, np.nan], [0.1, 0.2], [-1.0, 1.0]])}
+    head = torch.nn.Linear(policy.actor.net[0].in_features, 2)
+    plain, _ = bc_loss(policy, batch)
+    mean, _ = policy(batch["frames"], batch["prev_actions"])  # the exported module computes the same actions
+    assert float(plain.detach()) > 0 and torch.isfinite(mean).all()
+    with_aux, parts = bc_loss(policy, batch, head, 1.0)
+    assert float(with_aux.detach()) == pytest.approx(float(plain.detach()) + parts["aux_mse"], rel=1e-5) and parts["aux_mse"] > 0
+    grads = []
+    for loss in (bc_loss(policy, batch)[0], bc_loss(policy, batch, head, 1.0)[0]):
+        policy.zero_grad()
+        loss.backward()
+        grads.append(policy.encoder.convs[0].weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])  # the read-out trains the encoder
+
+
 def test_slac_imitate_writes_a_run_that_exports(tmp_path):
     from slac_train.checkpoint import load_agent
     from slac_train.export_cli import export_run
@@ -236,6 +391,20 @@ def test_slac_imitate_records_the_search_teacher_with_its_tolerance(tmp_path):
     assert collect["kind"] == "collect" and collect["frames"] == 40
     options = json.loads((run_dir / "imitation.json").read_text())
     assert options["teacher"] == "dclaw-turn-search" and options["teacher_tolerance"] == 0.08
+
+
+def test_slac_imitate_runs_dagger_rounds_with_another_teacher(tmp_path):
+    run_dir = tmp_path / "bc"
+    code = main(["--run-dir", str(run_dir), "--dagger-teacher", "dclaw-turn-search", "--search-slack", "0.03",
+                 "--episodes", "1", "--updates", "2", "--dagger-rounds", "2", "--dagger-episodes", "1",
+                 "--dagger-updates", "3", "--batch-size", "4", "--encoder-base-channels", "4",
+                 "--feature-dim", "16", "--actor-hidden", "16", "--eval-episodes", "1", "--noise", "0"])
+    assert code == 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["collect", "train", "dagger", "train", "dagger", "train", "eval", "eval"]
+    assert [r["frames"] for r in records if r["kind"] == "dagger"] == [80, 120]
+    assert records[-3]["update"] == 2 + 3 + 3
+    assert (run_dir / "checkpoints" / "ckpt-bc-00000008.pt").exists()
 
 
 def test_slac_imitate_refuses_a_task_its_teacher_cannot_drive(tmp_path, capsys):

@@ -73,6 +73,10 @@ def main() -> int:
     p.add_argument("--policy", type=Path, default=None, help="default: the D'Claw package's shipped policy")
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                   help="evaluate in these settings only (default: all four)")
+    p.add_argument("--no-teachers", action="store_true",
+                   help="the policy only (a student's evaluation: the teachers' numbers do not change)")
     args = p.parse_args()
 
     from robots.dclaw import ROBOT
@@ -91,12 +95,15 @@ def main() -> int:
     policy = OnnxPolicy(path)
     teachers = {"search": TurnSearchController(), "table": TurnTableController(),
                 "table-uncompensated": TurnTableController(compensate_mount=False), "strokes": TurnStrokeController()}
+    if args.no_teachers:
+        teachers = {}
     seeds = np.arange(args.episodes) + 20_000  # not the seeds the policy was trained on
     result = {"policy": str(path), "metadata": {"training_env_steps": policy.metadata.training_env_steps,
                                                   "created_at": policy.metadata.created_at},
               "seeds": [int(seeds[0]), int(seeds[-1])], "settings": {}}
     started = time.monotonic()
-    for name, switches in SETTINGS.items():
+    for name in args.settings:
+        switches = SETTINGS[name]
         env = make_env("dclaw-turn", seed=0, **switches)
         try:
             student = summary([policy_errors(env, policy, int(seed)) for seed in seeds])

@@ -55,6 +55,10 @@ class TurnStrokeController:
     def reset(self) -> None:
         self._plan = []
 
+    def take_over(self, reset_info: Mapping, step: int, joint_goals) -> None:
+        """Start afresh mid-episode (DAgger): a new stroke, or the reset pose if on target."""
+        self.reset()
+
     def _stroke(self, error: float) -> list[np.ndarray]:
         sign = 1.0 if error < 0 else -1.0  # +a sweeps turn the valve clockwise (negative)
         a = sign * float(np.clip(self.gain * abs(error), self.min_amplitude, self.amplitude))
@@ -263,6 +267,17 @@ class TurnTableController:
         if self.compensate_mount and dynamics is not None and "mount_offset_m" in dynamics:
             self.set_mount_offset(dynamics["mount_offset_m"])
 
+    def take_over(self, reset_info: Mapping, step: int, joint_goals) -> None:
+        """Start afresh from the middle of an episode someone else drove (DAgger's relabelling).
+
+        ``reset_info`` is the episode's reset info (its dynamics draw sets the poses), ``step`` the
+        agent steps taken so far and ``joint_goals`` the servo goals now: the claw rests there until
+        the first stroke, so a teacher that finds nothing to do keeps the fingers where they are.
+        """
+        self.reset()
+        self._read_dynamics(reset_info)
+        self._last = np.array(joint_goals, dtype=np.float64)
+
     def act_on(self, info: Mapping) -> np.ndarray:
         """The action for a Turn step's (or reset's) info; a reset's dynamics draw sets the poses."""
         self._read_dynamics(info)
@@ -285,10 +300,13 @@ class TurnSearchController(TurnTableController):
     the simulator itself (privileged, like the valve angle): :meth:`attach` gives it the env.
     """
 
-    def __init__(self, candidates: int = 96, slack: float = 0.0, **kwargs):
+    def __init__(self, candidates: int = 96, slack: float = 0.0, near_miss_only: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.candidates = int(candidates)
         self.slack = float(slack)
+        # search only where the table would rest short of the target (its worst case beats no
+        # stroke), keeping the table's strokes everywhere else
+        self.near_miss_only = bool(near_miss_only)
         self._sim = None
         self._scratch = None
         self._episode_steps = 0
@@ -306,6 +324,10 @@ class TurnSearchController(TurnTableController):
         super().reset()
         self._step = 0
 
+    def take_over(self, reset_info: Mapping, step: int, joint_goals) -> None:
+        super().take_over(reset_info, step, joint_goals)
+        self._step = int(step)  # the rollouts stop where the episode will
+
     def _rollout(self, plan: list[np.ndarray], goal: np.ndarray, horizon: int) -> float:
         """The valve's angle after running ``plan`` (then holding its last pose) for ``horizon`` steps."""
         import mujoco
@@ -322,6 +344,10 @@ class TurnSearchController(TurnTableController):
         return float(scratch.qpos[sim._valve_qpos])
 
     def _next_plan(self, valve_angle: float, angle_error: float) -> list[np.ndarray]:
+        if self.near_miss_only:
+            plan = super()._next_plan(valve_angle, angle_error)
+            if len(plan) > 1:  # the table strokes
+                return plan
         # the simulator's servo goals are the task's (velocity-limited, within the joint ranges)
         return self._search(valve_angle, angle_error, self._sim.data.ctrl)
 
