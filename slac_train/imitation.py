@@ -143,56 +143,32 @@ class Dataset:
         }
 
 
-def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random.Generator,
-            data: Dataset, seed0: int) -> dict[str, float]:
-    """Run the teacher with action noise for ``episodes`` episodes (noise std cycling through
-    ``noise_stds``) and record every frame with the executed action and the clean label."""
-    successes, returns = [], []
-    if hasattr(teacher, "attach"):  # a teacher that reads the simulator itself
-        teacher.attach(env)
-    for episode in range(episodes):
-        noise = noise_stds[episode % len(noise_stds)]
-        obs, info = env.reset(seed=seed0 + episode)
-        aux = dynamics_targets(info)
-        teacher.reset()
-        frames, actions, labels, done, total = [], [], [], False, 0.0
-        while not done:
-            label = teacher.act_on(info)
-            action = np.clip(label + rng.normal(0.0, noise, label.shape), -1.0, 1.0).astype(np.float32)
-            frames.append(obs)
-            labels.append(label)
-            actions.append(action)
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += reward
-            done = terminated or truncated
-        data.add_episode(frames, actions, labels, aux)
-        returns.append(total)
-        successes.append(float(info.get("success", 0.0)))
-    return {"return_mean": float(np.mean(returns)), "success_rate": float(np.mean(successes))}
-
-
 REST_STEPS = 4  # a student whose action has not moved for this many steps rests (a stroke holds a pose <= 3)
 REST_MOTION = 0.1  # largest change of any action component between two steps of a rest
 
 
-def collect_dagger(env, teacher, agent: SlacAgent, episodes: int, noise_stds: list[float], rng: np.random.Generator,
-                   data: Dataset, seed0: int, switch_at: str = "random") -> dict[str, float]:
-    """DAgger by take-over: the student (deterministic, as deployed) drives each episode, the teacher
-    (with DART noise) takes over and drives the rest; only the teacher's steps are labelled.
+def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random.Generator, data: Dataset,
+            seed0: int, student: SlacAgent | None = None, switch_at: str = "start") -> dict[str, float]:
+    """Record ``episodes`` episodes (seeds ``seed0 + i``) into ``data``: every frame with the executed
+    action and the teacher's clean label (NaN where the teacher did not act). The teacher's actions
+    are executed with Gaussian noise whose std cycles through ``noise_stds`` (DART).
 
-    ``switch_at="random"``: the teacher takes over at a uniformly drawn step. ``"rest"``: when the
-    student has rested (its action still for ``REST_STEPS`` steps) with the valve further from the
-    target than the teacher's tolerance -- its near misses, where the teacher's fresh plan is what
-    the teacher itself would do after resting; episodes where that never happens are not kept.
+    ``switch_at="start"``: the teacher drives whole episodes. With a ``student`` (DAgger by
+    take-over), the student (deterministic, as deployed) drives first and the teacher takes over:
+    ``"random"`` at a uniformly drawn step; ``"rest"`` once the student has rested (its action
+    still for ``REST_STEPS`` steps) with the valve further from the target than the teacher's
+    tolerance -- its near misses, where the teacher's fresh plan is what the teacher itself would do
+    after resting; episodes where that never happens are not kept.
     """
     from slac_runtime.history import History
 
-    if switch_at not in ("random", "rest"):
-        raise ValueError(f"switch_at must be 'random' or 'rest', not {switch_at!r}")
-    successes, handed_over, kept = [], [], 0
-    if hasattr(teacher, "attach"):
+    if switch_at not in ("start", "random", "rest") or (switch_at != "start") != (student is not None):
+        raise ValueError(f"switch_at must be 'start' without a student, 'random' or 'rest' with one, not {switch_at!r}")
+    successes, returns, handed_over = [], [], []
+    if hasattr(teacher, "attach"):  # a teacher that reads the simulator itself
         teacher.attach(env)
     unlabelled = np.full(env.action_space.shape, np.nan, dtype=np.float32)
+    horizon = env.task.episode_env_steps // env.action_repeat
     for episode in range(episodes):
         noise = noise_stds[episode % len(noise_stds)]
         obs, info = env.reset(seed=seed0 + episode)
@@ -200,16 +176,15 @@ def collect_dagger(env, teacher, agent: SlacAgent, episodes: int, noise_stds: li
         history = History(env.action_space.shape[0], obs.shape, length=ACTOR_FRAMES, dtype=np.uint8)
         history.reset(obs)
         teacher.reset()
-        horizon = env.task.episode_env_steps // env.action_repeat
-        switch = int(rng.integers(0, horizon)) if switch_at == "random" else horizon
-        frames, actions, labels, done, step = [], [], [], False, 0
+        switch = 0 if switch_at == "start" else int(rng.integers(0, horizon)) if switch_at == "random" else horizon
+        frames, actions, labels, done, step, total = [], [], [], False, 0, 0.0
         while not done:
-            if switch_at == "rest" and step < switch and step >= REST_STEPS and \
+            if switch_at == "rest" and REST_STEPS <= step < switch and \
                     abs(float(info["angle_error"])) > teacher.tolerance and \
                     np.abs(np.diff(np.stack(actions[-REST_STEPS:]), axis=0)).max() < REST_MOTION:
                 switch = step
             if step < switch:
-                label, action = unlabelled, agent.act(history, deterministic=True)
+                label, action = unlabelled, student.act(history, deterministic=True)
             else:
                 if step == switch and step > 0:
                     teacher.take_over(reset_info, step, info["joint_goals"])
@@ -218,17 +193,26 @@ def collect_dagger(env, teacher, agent: SlacAgent, episodes: int, noise_stds: li
             frames.append(obs)
             labels.append(label)
             actions.append(action)
-            obs, _, terminated, truncated, info = env.step(action)
-            history.append(action, obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            if student is not None:
+                history.append(action, obs)
+            total += reward
             done = terminated or truncated
             step += 1
         if switch < horizon:
             data.add_episode(frames, actions, labels, dynamics_targets(reset_info))
-            kept += 1
             handed_over.append(switch)
+        returns.append(total)
         successes.append(float(info.get("success", 0.0)))
-    return {"success_rate": float(np.mean(successes)), "episodes_kept": kept,
+    return {"return_mean": float(np.mean(returns)), "success_rate": float(np.mean(successes)),
+            "episodes_kept": len(handed_over),
             "switch_step_mean": float(np.mean(handed_over)) if handed_over else float("nan")}
+
+
+def collect_dagger(env, teacher, agent: SlacAgent, episodes: int, noise_stds: list[float], rng: np.random.Generator,
+                   data: Dataset, seed0: int, switch_at: str = "random") -> dict[str, float]:
+    """DAgger by take-over (:func:`collect` with a student): only the teacher's steps are labelled."""
+    return collect(env, teacher, episodes, noise_stds, rng, data, seed0, student=agent, switch_at=switch_at)
 
 
 def sample_batch(arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
