@@ -279,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DAgger rounds after the first training (student drives, then the teacher takes over)")
     p.add_argument("--dagger-episodes", type=int, default=100, help="episodes recorded per DAgger round")
     p.add_argument("--dagger-updates", type=int, default=1000, help="updates on all the data after each DAgger round")
-    p.add_argument("--dagger-switch", default="random", choices=("random", "rest"),
-                   help="when the teacher takes over: at a random step, or when the student rests short of the target")
+    p.add_argument("--dagger-switch", default="rest", choices=("rest", "random"),
+                   help="when the teacher takes over: where the student rests short of the target, or at a random "
+                        "step (which lands mid-stroke and measured far worse)")
     p.add_argument("--dagger-teacher", default=None, choices=sorted(TEACHERS),
                    help="teacher that takes over in DAgger episodes (default: --teacher)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -396,6 +396,7 @@ def test_slac_imitate_records_the_search_teacher_with_its_tolerance(tmp_path):
 def test_slac_imitate_runs_dagger_rounds_with_another_teacher(tmp_path):
     run_dir = tmp_path / "bc"
     code = main(["--run-dir", str(run_dir), "--dagger-teacher", "dclaw-turn-search", "--search-slack", "0.03",
+                 "--dagger-switch", "random",
                  "--episodes", "1", "--updates", "2", "--dagger-rounds", "2", "--dagger-episodes", "1",
                  "--dagger-updates", "3", "--batch-size", "4", "--encoder-base-channels", "4",
                  "--feature-dim", "16", "--actor-hidden", "16", "--eval-episodes", "1", "--noise", "0"])
