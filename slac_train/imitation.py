@@ -25,10 +25,11 @@ SLAC agent, with the same 8-frame / 7-action history -- is trained to output the
   data then holds the states the student itself reaches -- its near misses, its slow progress --
   and what the teacher does from there. Each round records ``--dagger-episodes`` such episodes
   with the current student and trains ``--dagger-updates`` more updates on all the data.
-  ``--dagger-switch rest`` hands over only where the student rests short of the target (its near
-  misses), the one state in which a fresh plan agrees with what the teacher itself would do:
-  handing over at a random step lands mid-stroke, where the fresh plan's labels contradict the
-  plan the recorded teacher episodes continue (measured: it ruined the nominal task).
+  The teacher takes over where the student rests short of the target (``--dagger-switch rest``,
+  the default: its near misses), the one state in which a fresh plan agrees with what the teacher
+  itself would do; ``random`` hands over at a random step, which lands mid-stroke, where the fresh
+  plan's labels contradict the plan the recorded teacher episodes continue (measured: it ruined
+  the nominal task).
 * Randomisation: every collected episode draws its own visuals, image noise, frame age (the
   task's ``observation_latency``) and (optionally) dynamics, through the task's own switches.
 * Loss: squared error of ``tanh(mean)`` against the label, plus the Gaussian negative
