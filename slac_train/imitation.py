@@ -57,7 +57,7 @@ from slac_runtime.history import ACTOR_FRAMES, padded_window_indices
 from slac_train.checkpoint import save_checkpoint
 from slac_train.config import TrainConfig
 from slac_train.envs import get_task_spec, make_env
-from slac_train.networks import PixelPolicy, actor_input, preprocess_frames
+from slac_train.networks import PixelPolicy
 from slac_train.slac_agent import SlacAgent
 
 LABEL_CLIP = 0.97  # labels at +-1 have no finite pre-tanh value
@@ -134,12 +134,13 @@ class Dataset:
         self.starts += [start] * len(frames)
 
     def arrays(self) -> dict[str, np.ndarray]:
+        labels = np.stack(self.labels)
         return {
             "frames": np.stack(self.frames).astype(np.uint8),
             "actions": np.stack(self.actions).astype(np.float32),
-            "labels": np.clip(np.stack(self.labels), -LABEL_CLIP, LABEL_CLIP).astype(np.float32),
+            "labels": np.clip(labels, -LABEL_CLIP, LABEL_CLIP).astype(np.float32),
             "starts": np.asarray(self.starts, dtype=np.int64),
-            "labelled": np.flatnonzero(~np.isnan(np.stack(self.labels)).any(-1)),
+            "labelled": np.flatnonzero(~np.isnan(labels).any(-1)),
             "aux": np.stack(self.aux).astype(np.float32),
         }
 
@@ -226,9 +227,7 @@ def sample_batch(arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.
 
 def bc_loss(policy: PixelPolicy, batch: dict[str, torch.Tensor], aux_head: torch.nn.Module | None = None,
             aux_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    frames = batch["frames"]
-    features = policy.encoder(preprocess_frames(frames.flatten(0, 1))).reshape(*frames.shape[:2], -1)
-    x = actor_input(features, batch["prev_actions"])
+    x = policy.actor_inputs(batch["frames"], batch["prev_actions"])
     mean, log_std = policy.actor(x)
     labels = batch["labels"]
     mse = (torch.tanh(mean) - labels).pow(2).sum(-1).mean()

@@ -212,8 +212,12 @@ class PixelPolicy(nn.Module):
         self.encoder = encoder
         self.actor = actor
 
-    def forward(self, frames_uint8: torch.Tensor, prev_actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def actor_inputs(self, frames_uint8: torch.Tensor, prev_actions: torch.Tensor) -> torch.Tensor:
+        """The actor's input vector ``[B, 8F + 7A]`` (see :func:`actor_input`) for these windows."""
         batch, steps = frames_uint8.shape[:2]
         images = preprocess_frames(frames_uint8.reshape(batch * steps, *frames_uint8.shape[2:]))
         features = self.encoder(images).reshape(batch, steps, -1)
-        return self.actor(actor_input(features, prev_actions))
+        return actor_input(features, prev_actions)
+
+    def forward(self, frames_uint8: torch.Tensor, prev_actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.actor(self.actor_inputs(frames_uint8, prev_actions))
