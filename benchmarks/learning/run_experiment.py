@@ -68,6 +68,25 @@ def random_policy_return(task: str, episodes: int, seed: int,
     return float(np.mean(returns)), float(np.std(returns)), (float(np.mean(successes)) if successes else None)
 
 
+INTERRUPTED = 130  # slac-train's exit status after Ctrl-C, once its checkpoint is written
+
+
+def run_trainer(cmd: list[str]) -> int:
+    """Run slac-train; on Ctrl-C wait for it to write its checkpoint instead of killing it.
+
+    A terminal's Ctrl-C, ``timeout -s INT`` and ``kill -INT -<process group>`` signal the whole
+    process group: slac-train gets the same SIGINT, stops at its next safe point and checkpoints
+    (``subprocess.call`` would kill it a quarter of a second later, before the checkpoint is
+    written). To stop a run from elsewhere, signal the group, or slac-train itself.
+    """
+    proc = subprocess.Popen(cmd)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            print("run_experiment: waiting for slac-train to write its checkpoint", file=sys.stderr, flush=True)
+
+
 def read_evals(run_dir: Path) -> list[dict]:
     path = run_dir / "eval.csv"
     if not path.exists():
@@ -148,6 +167,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"{args.task}-{args.preset}-{args.env_steps // 1000}k" + (f"-{args.label}" if args.label else "")
     commands, evaluations, wall, stopped = {}, {}, {}, {}
+    interrupted = False
     for seed in args.seeds:
         run_dir = args.runs_root / f"{name}-s{seed}"
         fresh = ["slac-train", "--task", args.task, "--seed", str(seed), "--total-env-steps", str(args.env_steps),
@@ -179,12 +199,18 @@ def main() -> int:
             continue
         print(f"$ {commands[seed]}", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, "-m", "slac_train.cli", *cmd[1:]])
+        code = run_trainer([sys.executable, "-m", "slac_train.cli", *cmd[1:]])
         wall[seed] = time.monotonic() - started
+        evaluations[seed] = read_evals(run_dir)
+        if code == INTERRUPTED and evaluations[seed]:
+            # stopped with Ctrl-C (or a timeout's SIGINT): report what it reached, resume later
+            stopped[seed] = int(evaluations[seed][-1]["env_step"])
+            commands[seed] += f"   (stopped with Ctrl-C after {stopped[seed]:,} env steps)"
+            interrupted = True
+            break
         if code != 0:
             print(f"slac-train exited with {code}", file=sys.stderr)
             return code
-        evaluations[seed] = read_evals(run_dir)
 
     # a uniformly random policy at the action repeat the runs used (it changes what random does)
     repeat = int(args.extra[args.extra.index("--action-repeat") + 1]) if "--action-repeat" in args.extra else None
@@ -206,7 +232,7 @@ def main() -> int:
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / f"{name}.png")
     print(json.dumps({k: result[k] for k in ("task", "preset", "env_steps", "final_return_mean", "random_policy")}))
-    return 0
+    return INTERRUPTED if interrupted else 0
 
 
 if __name__ == "__main__":
