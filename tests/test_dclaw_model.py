@@ -211,6 +211,25 @@ def test_dynamics_randomisation_draws_in_range_and_restores():
     sim.close()
 
 
+def test_apply_dynamics_sets_a_draw_or_part_of_one():
+    with DClawSim("valve") as sim, DClawSim("valve") as other:
+        m = sim.model
+        nominal = {"damping": m.dof_damping.copy(), "friction": m.geom_friction.copy(), "pos": m.body("mount").pos.copy()}
+        draw = sim.randomize_dynamics(np.random.default_rng(3))
+        other.apply_dynamics(draw)  # another simulator, the same dynamics
+        for field in ("dof_damping", "dof_frictionloss", "actuator_gainprm", "actuator_biasprm", "geom_friction", "body_pos"):
+            np.testing.assert_array_equal(getattr(other.model, field), getattr(m, field), err_msg=field)
+        # part of a draw: the rest goes back to nominal; a scalar stands for every servo
+        sim.apply_dynamics({"actuator_kp": 1.5, "mount_offset_m": [0.0, 0.0, 0.004]})
+        np.testing.assert_allclose(m.actuator_gainprm[:, 0], 1.5)
+        np.testing.assert_allclose(m.actuator_biasprm[:, 1], -1.5)
+        np.testing.assert_allclose(m.body("mount").pos, nominal["pos"] + [0.0, 0.0, 0.004])
+        np.testing.assert_array_equal(m.dof_damping, nominal["damping"])
+        np.testing.assert_array_equal(m.geom_friction, nominal["friction"])
+        with pytest.raises(ValueError, match="unknown dynamics.*kp"):
+            sim.apply_dynamics({"kp": 2.0})
+
+
 def test_visual_randomisation_changes_the_image_reproducibly():
     with DClawSim("valve") as sim:
         nominal = sim.render()

@@ -17,7 +17,9 @@ from robots.dclaw.scripted import (
     TurnTableController,
     build_stroke_table,
     mount_compensated_pose,
+    stroke_poses,
 )
+from robots.dclaw.sim import load_model
 from slac_train.envs import make_env
 from slac_train.imitation import Dataset, collect_dagger, main, sample_batch
 
@@ -242,6 +244,40 @@ def test_near_miss_search_keeps_the_tables_strokes_and_searches_only_where_it_wo
     assert phases
     teacher._next_plan(phases[0], 0.12)
     assert len(calls) == 4  # resting and the 3 candidates
+
+
+def test_search_teacher_rolls_out_in_a_model_that_knows_what_it_is_told():
+    """``knows`` picks what of the episode's dynamics draw the rollouts assume: all of it gives the
+    exact simulator's outcomes, none of it the nominal model's (which differ under this draw)."""
+    env = make_env("dclaw-turn-fixed", seed=0, dynamics_randomization=True)
+    try:
+        outcomes = {}
+        for name, knows in (("exact", None), ("all", lambda d: d), ("mount", lambda d: {"mount_offset_m": d["mount_offset_m"]}),
+                            ("nothing", lambda d: {})):
+            teacher = TurnSearchController(candidates=1, knows=knows)
+            teacher.attach(env)
+            _, info = env.reset(seed=20006)
+            teacher.reset()
+            teacher.act_on(info)  # reads the reset's draw
+            if name == "mount":
+                model, nominal = teacher._model_sim.model, load_model("valve")
+                offset = info["dynamics"]["mount_offset_m"]
+                np.testing.assert_allclose(model.body("mount").pos, nominal.body("mount").pos + offset)
+                np.testing.assert_array_equal(model.actuator_gainprm, nominal.actuator_gainprm)
+            plan = stroke_poses(-0.2, 0.2)
+            outcomes[name] = teacher._rollout(plan, env.task.sim.data.ctrl, len(plan))
+    finally:
+        env.close()
+    assert outcomes["all"] == outcomes["exact"]
+    assert abs(outcomes["nothing"] - outcomes["exact"]) > 0.05 and outcomes["mount"] != outcomes["exact"]
+
+
+def test_stroke_table_can_be_built_for_other_dynamics():
+    sweeps = [-0.35, 0.0, 0.35]
+    rotation = {kp: build_stroke_table(phases=1, sweeps=sweeps, dynamics=None if kp is None else {"actuator_kp": kp})
+                ["rotation"][0, 0, 1, 2] for kp in (None, 1.0, 3.0)}  # the stroke from 0 to 0.35 rad
+    # nominal servos (kp 2) turn the valve about 0.9 rad; weak ones less, strong ones more
+    assert rotation[None] > 0.5 and rotation[1.0] < 0.9 * rotation[None] and rotation[3.0] > rotation[None]
 
 
 def test_stroke_table_is_built_from_the_simulator_and_rests_on_target(tmp_path):

@@ -117,11 +117,14 @@ def stroke_poses(b0: float, b1: float, lifted=TurnStrokeController.lifted, lower
 
 
 def build_stroke_table(phases: int = 24, sweeps: np.ndarray | None = None, dynamics_draws: int = 0, seed: int = 0,
-                       progress: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+                       progress: Callable[[str], None] | None = None,
+                       dynamics: Mapping | None = None) -> dict[str, np.ndarray]:
     """Simulate every stroke from every phase; ``rotation[draw, phase, b0, b1]`` (rad, draw 0 nominal).
 
     Each stroke starts from the reset pose at rest, runs its goals through the runtime's action
     mapping (``DCLAW.action_to_joint_goal``, action repeat 2) and reads the valve's rotation.
+    ``dynamics`` (a :meth:`DClawSim.apply_dynamics` draw, e.g. ``{"actuator_kp": 1.5}``) replaces
+    the nominal model of draw 0.
     """
     from robots.dclaw.sim import DClawSim
 
@@ -133,7 +136,7 @@ def build_stroke_table(phases: int = 24, sweeps: np.ndarray | None = None, dynam
     with DClawSim("valve", render_size=16) as sim:
         for draw in range(1 + dynamics_draws):
             if draw == 0:
-                sim.restore_nominal_dynamics()
+                sim.apply_dynamics(dict(dynamics or {}))
             else:
                 sim.randomize_dynamics(rng)
             for p, theta in enumerate(angles):
@@ -300,8 +303,14 @@ class TurnSearchController(TurnTableController):
     the simulator itself (privileged, like the valve angle): :meth:`attach` gives it the env.
     """
 
-    def __init__(self, candidates: int = 96, slack: float = 0.0, near_miss_only: bool = False, **kwargs):
+    def __init__(self, candidates: int = 96, slack: float = 0.0, near_miss_only: bool = False,
+                 knows: Callable[[Mapping], Mapping] | None = None, **kwargs):
         super().__init__(**kwargs)
+        # what the rollouts know of the episode's dynamics draw: None, all of it (they run in the
+        # env's own model); else a function of the draw giving the draw they assume, e.g.
+        # ``lambda d: {}`` (the nominal model) or ``lambda d: {"mount_offset_m": d["mount_offset_m"]}``
+        self.knows = knows
+        self._model_sim = None
         self.candidates = int(candidates)
         self.slack = float(slack)
         # search only where the table would rest short of the target (its worst case beats no
@@ -317,8 +326,20 @@ class TurnSearchController(TurnTableController):
 
         task = env.task
         self._sim = task.sim
-        self._scratch = mujoco.MjData(self._sim.model)
+        if self.knows is not None and self._model_sim is None:
+            from robots.dclaw.sim import DClawSim
+
+            self._model_sim = DClawSim(self._sim.scene, render_size=16)
+        model = self._sim.model if self._model_sim is None else self._model_sim.model
+        self._scratch = mujoco.MjData(model)
         self._episode_steps = task.episode_env_steps // env.action_repeat
+
+    def _read_dynamics(self, info: Mapping) -> None:
+        super()._read_dynamics(info)
+        dynamics = info.get("dynamics")
+        if self._model_sim is not None and dynamics is not None:
+            # a reset's draw: the model the rollouts assume is what ``knows`` passes on of it
+            self._model_sim.apply_dynamics(dict(self.knows(dynamics)))
 
     def reset(self) -> None:
         super().reset()
@@ -333,14 +354,15 @@ class TurnSearchController(TurnTableController):
         import mujoco
 
         sim, scratch = self._sim, self._scratch
-        mujoco.mj_copyData(scratch, sim.model, sim.data)
+        model = sim.model if self._model_sim is None else self._model_sim.model  # the same structure
+        mujoco.mj_copyData(scratch, model, sim.data)
         goal = np.array(goal, dtype=np.float64)
         for i in range(horizon):
             action = DCLAW.joint_target_to_action(plan[min(i, len(plan) - 1)])
             for _ in range(ACTION_REPEAT):
                 goal = DCLAW.action_to_joint_goal(action, goal, CONTROL_PERIOD_S)
                 scratch.ctrl[:] = np.clip(goal, DCLAW.low, DCLAW.high)
-                mujoco.mj_step(sim.model, scratch, nstep=sim.substeps)
+                mujoco.mj_step(model, scratch, nstep=sim.substeps)
         return float(scratch.qpos[sim._valve_qpos])
 
     def _next_plan(self, valve_angle: float, angle_error: float) -> list[np.ndarray]:

@@ -386,28 +386,46 @@ class DClawSim:
         collision geom, and the mount position (the claw and the goal claw move together).
         Takes effect on the next step; call :meth:`reset` afterwards to settle positions.
         """
+        m, n = self.model, len(JOINT_NAMES)
+        draw = {
+            "joint_damping": rng.uniform(*ranges.joint_damping, size=n),
+            "joint_frictionloss": rng.uniform(*ranges.joint_frictionloss, size=n),
+            "actuator_kp": rng.uniform(*ranges.actuator_kp, size=m.nu),
+            "geom_friction_scale": rng.uniform(*ranges.geom_friction_scale, size=len(self._collision_geoms)),
+            "mount_offset_m": rng.uniform(-ranges.mount_offset_m, ranges.mount_offset_m, size=3),
+        }
+        self.apply_dynamics(draw)
+        return draw
+
+    def apply_dynamics(self, draw: dict[str, Any]) -> None:
+        """Set the dynamics to ``draw`` (a :meth:`randomize_dynamics` result, or part of one).
+
+        Starts from the nominal model; a key left out stays nominal, and a scalar stands for every
+        joint, servo or geom (``{"actuator_kp": 1.5}``: all nine servos at 1.5 N·m/rad). Takes
+        effect on the next step; call :meth:`reset` afterwards to settle positions.
+        """
+        known = {"joint_damping", "joint_frictionloss", "actuator_kp", "geom_friction_scale", "mount_offset_m"}
+        if unknown := set(draw) - known:
+            raise ValueError(f"unknown dynamics {sorted(unknown)}; known: {sorted(known)}")
         self.restore_nominal_dynamics()
         m, n = self.model, len(JOINT_NAMES)
-        damping = rng.uniform(*ranges.joint_damping, size=n)
-        frictionloss = rng.uniform(*ranges.joint_frictionloss, size=n)
-        kp = rng.uniform(*ranges.actuator_kp, size=m.nu)
-        friction_scale = rng.uniform(*ranges.geom_friction_scale, size=len(self._collision_geoms))
-        offset = rng.uniform(-ranges.mount_offset_m, ranges.mount_offset_m, size=3)
-        m.dof_damping[self._dof] = damping
-        m.dof_frictionloss[self._dof] = frictionloss
-        self._kp = kp.copy()
-        self._apply_gains()
-        m.geom_friction[self._collision_geoms, 0] *= friction_scale
-        for body in self._mount_ids:
-            m.body_pos[body] += offset
+
+        def sized(key: str, size: int) -> np.ndarray:
+            return np.broadcast_to(np.asarray(draw[key], dtype=np.float64), (size,)).copy()
+
+        if "joint_damping" in draw:
+            m.dof_damping[self._dof] = sized("joint_damping", n)
+        if "joint_frictionloss" in draw:
+            m.dof_frictionloss[self._dof] = sized("joint_frictionloss", n)
+        if "actuator_kp" in draw:
+            self._kp = sized("actuator_kp", m.nu)
+            self._apply_gains()
+        if "geom_friction_scale" in draw:
+            m.geom_friction[self._collision_geoms, 0] *= sized("geom_friction_scale", len(self._collision_geoms))
+        if "mount_offset_m" in draw:
+            for body in self._mount_ids:
+                m.body_pos[body] += sized("mount_offset_m", 3)
         mujoco.mj_forward(m, self.data)
-        return {
-            "joint_damping": damping,
-            "joint_frictionloss": frictionloss,
-            "actuator_kp": kp,
-            "geom_friction_scale": friction_scale,
-            "mount_offset_m": offset,
-        }
 
     def restore_nominal_visuals(self) -> None:
         m, nominal = self.model, self._nominal_visuals
