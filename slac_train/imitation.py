@@ -99,6 +99,21 @@ def _turn_table_search(**kwargs):
     return TurnSearchController(near_miss_only=True, **kwargs)
 
 
+def _knows_mount(draw):
+    return {"mount_offset_m": draw["mount_offset_m"]}
+
+
+def _knows_nothing(draw):
+    return {}
+
+
+# --search-knows: what the search teachers' rollouts know of the episode's dynamics draw
+SEARCH_KNOWLEDGE: dict[str, dict[str, Any]] = {
+    "all": {},  # the exact simulator
+    "mount": {"knows": _knows_mount},  # the mount's offset; nominal servos, damping and friction
+    "nothing": {"knows": _knows_nothing, "compensate_mount": False},  # the nominal model, poses uncompensated
+}
+
 # teacher name -> (task families it drives, factory of an object with reset(), act_on(info) and
 # take_over(reset_info, step, joint_goals))
 TEACHERS: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {
@@ -267,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="valve error (rad) at which the teacher stops turning (default: the teacher's own)")
     p.add_argument("--search-slack", type=float, default=None, metavar="RAD",
                    help="search teachers only: keep the table's choice among strokes within RAD of the best")
+    p.add_argument("--search-knows", default="all", choices=sorted(SEARCH_KNOWLEDGE),
+                   help="search teachers only: what their rollouts know of the episode's dynamics (all: the "
+                        "exact simulator; mount: its offset only; nothing: the nominal model)")
     p.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15],
                    help="action-noise stds the episodes cycle through (DART)")
     p.add_argument("--visual-randomization", action=argparse.BooleanOptionalAction, default=True)
@@ -331,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     (run_dir / "imitation.json").write_text(json.dumps(vars(args) | {"run_dir": str(run_dir)}, indent=2, default=str))
 
     teacher_options = {} if args.teacher_tolerance is None else {"tolerance": args.teacher_tolerance}
-    search_options = {} if args.search_slack is None else {"slack": args.search_slack}
+    search_options = ({} if args.search_slack is None else {"slack": args.search_slack}) | SEARCH_KNOWLEDGE[args.search_knows]
 
     def teacher_named(name: str):
         return TEACHERS[name][1](**teacher_options, **(search_options if name.endswith("-search") else {}))

@@ -420,13 +420,14 @@ def test_slac_imitate_writes_a_run_that_exports(tmp_path):
 def test_slac_imitate_records_the_search_teacher_with_its_tolerance(tmp_path):
     run_dir = tmp_path / "bc"
     code = main(["--run-dir", str(run_dir), "--teacher", "dclaw-turn-search", "--teacher-tolerance", "0.08",
-                 "--episodes", "1", "--updates", "2", "--batch-size", "4", "--encoder-base-channels", "4",
+                 "--search-knows", "mount", "--episodes", "1", "--updates", "2", "--batch-size", "4", "--encoder-base-channels", "4",
                  "--feature-dim", "16", "--actor-hidden", "16", "--eval-episodes", "1", "--noise", "0"])
     assert code == 0
     collect = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert collect["kind"] == "collect" and collect["frames"] == 40
     options = json.loads((run_dir / "imitation.json").read_text())
     assert options["teacher"] == "dclaw-turn-search" and options["teacher_tolerance"] == 0.08
+    assert options["search_knows"] == "mount"
 
 
 def test_slac_imitate_runs_dagger_rounds_with_another_teacher(tmp_path):
