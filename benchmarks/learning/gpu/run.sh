@@ -41,9 +41,11 @@ fi
 vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json  # where the device mounts its driver
 [ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ] && [ -f "$vendor" ] && export __EGL_VENDOR_LIBRARY_FILENAMES="$vendor"
 SITE=${SITE:-/tmp/slac-site}
-mkdir -p "$SITE" && tar -C "$SITE" --strip-components=1 -xJf .gpu/site.tar.xz
-export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
+# Python's own tarfile: the image need not have xz
+"$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" .gpu/site.tar.xz "$(dirname "$SITE")" \
+    && { [ "$SITE" = "$(dirname "$SITE")/site" ] || { rm -rf "$SITE"; mv "$(dirname "$SITE")/site" "$SITE"; }; } || exit 2
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
 "$PY" - <<'PY' || exit 3
 import mujoco, torch
