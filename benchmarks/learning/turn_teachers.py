@@ -39,10 +39,8 @@ import numpy as np
 
 from robots.dclaw.scripted import (
     TurnSearchController,
-    TurnStrokeController,
     TurnTableController,
     build_stroke_table,
-    mount_compensated_pose,
     stroke_poses,
 )
 
@@ -81,13 +79,9 @@ class SwitchingTable(TurnTableController):
         self.fraction, self.min_predicted = fraction, min_predicted
         super().__init__(compensate_mount=False, **kwargs)
 
-    def _compensate(self, height: float) -> None:
-        self.lowered = mount_compensated_pose(TurnStrokeController.lowered, height)
-        self.lifted = mount_compensated_pose(TurnStrokeController.lifted, height)
-
     def reset(self) -> None:
         super().reset()
-        self._compensate(self.first)
+        self.set_mount_offset([0.0, 0.0, self.first])
         self.switched = False
         self._pending: tuple[float, float] | None = None  # (valve angle at the stroke's start, predicted rotation)
 
@@ -97,12 +91,12 @@ class SwitchingTable(TurnTableController):
             turned = (valve_angle - start) * math.copysign(1.0, predicted)
             if abs(predicted) > self.min_predicted and turned < self.fraction * abs(predicted):
                 self.switched = True
-                self._compensate(self.second)
+                self.set_mount_offset([0.0, 0.0, self.second])
         self._pending = None
         b0, b1, left = self.choose(valve_angle, angle_error)
         if left >= abs(angle_error):
             return [self._last]
-        phase = int(round((valve_angle % (2 * math.pi / 3)) / (2 * math.pi / 3) * self.phases)) % self.phases
+        phase = self.phase(valve_angle)
         j, k = int(np.argmin(np.abs(self.sweeps - b0))), int(np.argmin(np.abs(self.sweeps - b1)))
         centre = self._outcomes.shape[0] // 2  # the unshifted copy among the neighbourhood's
         self._pending = (valve_angle, float(self._outcomes[centre, phase, j, k]))
@@ -197,12 +191,14 @@ def main() -> int:
             "gain tables, nominal only": ("gains", GainTables(tables, nominal_only=True)),
         }
     if "knowledge" in args.studies:
+        from slac_train.imitation import SEARCH_KNOWLEDGE  # slac-imitate --search-knows
+
+        nominal_rollouts = SEARCH_KNOWLEDGE["nothing"]["knows"]
         variants |= {
-            "search, exact simulator": ("knowledge", TurnSearchController()),
-            "search, knows the mount only": ("knowledge", TurnSearchController(
-                knows=lambda d: {"mount_offset_m": d["mount_offset_m"]})),
-            "search, mount-compensated poses, nominal simulator": ("knowledge", TurnSearchController(knows=lambda d: {})),
-            "search, knows nothing": ("knowledge", TurnSearchController(knows=lambda d: {}, compensate_mount=False)),
+            "search, exact simulator": ("knowledge", TurnSearchController(**SEARCH_KNOWLEDGE["all"])),
+            "search, knows the mount only": ("knowledge", TurnSearchController(**SEARCH_KNOWLEDGE["mount"])),
+            "search, mount-compensated poses, nominal simulator": ("knowledge", TurnSearchController(knows=nominal_rollouts)),
+            "search, knows nothing": ("knowledge", TurnSearchController(**SEARCH_KNOWLEDGE["nothing"])),
         }
 
     path = args.out / "turn-teachers.json"

@@ -241,10 +241,13 @@ class TurnTableController:
         self.lowered = mount_compensated_pose(TurnStrokeController.lowered, height)
         self.lifted = mount_compensated_pose(TurnStrokeController.lifted, height)
 
+    def phase(self, valve_angle: float) -> int:
+        """The table's phase bin of a valve angle (its angle modulo the 120 degrees between spokes)."""
+        return int(round((valve_angle % (2 * math.pi / 3)) / (2 * math.pi / 3) * self.phases)) % self.phases
+
     def _worst_left(self, valve_angle: float, angle_error: float) -> np.ndarray:
         """Per stroke (b0, b1): the worst-case |error left| over the table cells around this valve angle."""
-        phase = int(round((valve_angle % (2 * math.pi / 3)) / (2 * math.pi / 3) * self.phases)) % self.phases
-        return np.abs(angle_error - self._outcomes[:, phase]).max(axis=0)
+        return np.abs(angle_error - self._outcomes[:, self.phase(valve_angle)]).max(axis=0)
 
     def choose(self, valve_angle: float, angle_error: float) -> tuple[float, float, float]:
         """(b0, b1, worst-case |error left|) of the best stroke from this valve angle."""
@@ -330,9 +333,13 @@ class TurnSearchController(TurnTableController):
             from robots.dclaw.sim import DClawSim
 
             self._model_sim = DClawSim(self._sim.scene, render_size=16)
-        model = self._sim.model if self._model_sim is None else self._model_sim.model
-        self._scratch = mujoco.MjData(model)
+        self._scratch = mujoco.MjData(self._rollout_model)
         self._episode_steps = task.episode_env_steps // env.action_repeat
+
+    @property
+    def _rollout_model(self):
+        """The model the rollouts step: the env's own, or the one holding what ``knows`` passes on."""
+        return self._sim.model if self._model_sim is None else self._model_sim.model
 
     def _read_dynamics(self, info: Mapping) -> None:
         super()._read_dynamics(info)
@@ -354,7 +361,7 @@ class TurnSearchController(TurnTableController):
         import mujoco
 
         sim, scratch = self._sim, self._scratch
-        model = sim.model if self._model_sim is None else self._model_sim.model  # the same structure
+        model = self._rollout_model  # the same structure as the env's
         mujoco.mj_copyData(scratch, model, sim.data)
         goal = np.array(goal, dtype=np.float64)
         for i in range(horizon):

@@ -40,11 +40,12 @@ if [ "${GL_INSTALL:-1}" = 1 ] && [ "$(id -u)" = 0 ] && ls .gpu/gl/*.deb >/dev/nu
 fi
 vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json  # where the device mounts its driver
 [ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ] && [ -f "$vendor" ] && export __EGL_VENDOR_LIBRARY_FILENAMES="$vendor"
-SITE=${SITE:-/tmp/slac-site}
 PY=${PYTHON:-python3}
+UNPACKED=/tmp/slac-gpu  # the archive holds one folder, site/
 # Python's own tarfile: the image need not have xz
-"$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" .gpu/site.tar.xz "$(dirname "$SITE")" \
-    && { [ "$SITE" = "$(dirname "$SITE")/site" ] || { rm -rf "$SITE"; mv "$(dirname "$SITE")/site" "$SITE"; }; } || exit 2
+"$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" \
+    .gpu/site.tar.xz "$UNPACKED" || exit 2
+SITE="$UNPACKED/site"
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
 "$PY" - <<'PY' || exit 3
