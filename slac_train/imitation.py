@@ -165,7 +165,8 @@ REST_MOTION = 0.1  # largest change of any action component between two steps of
 
 
 def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random.Generator, data: Dataset,
-            seed0: int, student: SlacAgent | None = None, switch_at: str = "start") -> dict[str, float]:
+            seed0: int, student: SlacAgent | None = None, switch_at: str = "start",
+            progress: Callable[[int, float], None] | None = None) -> dict[str, float]:
     """Record ``episodes`` episodes (seeds ``seed0 + i``) into ``data``: every frame with the executed
     action and the teacher's clean label (NaN where the teacher did not act). The teacher's actions
     are executed with Gaussian noise whose std cycles through ``noise_stds`` (DART).
@@ -176,6 +177,8 @@ def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random
     still for ``REST_STEPS`` steps) with the valve further from the target than the teacher's
     tolerance -- its near misses, where the teacher's fresh plan is what the teacher itself would do
     after resting; episodes where that never happens are not kept.
+
+    ``progress(episodes_done, success_rate_so_far)`` is called after every episode.
     """
     from slac_runtime.history import History
 
@@ -221,6 +224,8 @@ def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random
             handed_over.append(switch)
         returns.append(total)
         successes.append(float(info.get("success", 0.0)))
+        if progress is not None:
+            progress(episode + 1, float(np.mean(successes)))
     return {"return_mean": float(np.mean(returns)), "success_rate": float(np.mean(successes)),
             "episodes_kept": len(handed_over),
             "switch_step_mean": float(np.mean(handed_over)) if handed_over else float("nan")}
@@ -356,7 +361,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     data = Dataset(env.observation_space.shape, env.action_space.shape[0])
-    teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data, seed0=args.seed * 100_000)
+    every = max(1, args.episodes // 20)
+
+    def collect_progress(done: int, success: float) -> None:
+        if done % every == 0 and done < args.episodes:
+            print(f"collecting: {done}/{args.episodes} teacher episodes, teacher success {success:.0%}, "
+                  f"{time.monotonic() - started:.0f} s", flush=True)
+
+    teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data,
+                            seed0=args.seed * 100_000, progress=collect_progress)
     arrays = data.arrays()
     log({"kind": "collect", "frames": len(data), "episodes": args.episodes, "teacher_return": teacher_stats["return_mean"],
          "teacher_success": teacher_stats["success_rate"], "elapsed_s": time.monotonic() - started})

@@ -399,7 +399,7 @@ def test_auxiliary_targets_are_the_dynamics_draw_and_reach_the_encoder():
     assert not torch.allclose(grads[0], grads[1])  # the read-out trains the encoder
 
 
-def test_slac_imitate_writes_a_run_that_exports(tmp_path):
+def test_slac_imitate_writes_a_run_that_exports(tmp_path, capsys):
     from slac_train.checkpoint import load_agent
     from slac_train.export_cli import export_run
 
@@ -408,6 +408,7 @@ def test_slac_imitate_writes_a_run_that_exports(tmp_path):
                  "--encoder-base-channels", "4", "--feature-dim", "16", "--actor-hidden", "16",
                  "--eval-episodes", "1", "--noise", "0", "0.2"])
     assert code == 0
+    assert "collecting: 1/2 teacher episodes" in capsys.readouterr().out  # progress while recording
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in records] == ["collect", "train", "eval", "eval"]
     assert records[0]["frames"] == 2 * 40
