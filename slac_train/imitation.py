@@ -87,6 +87,12 @@ def _turn_table(**kwargs):
     return TurnTableController(**kwargs)
 
 
+def _turn_mount_tables(**kwargs):
+    from robots.dclaw.scripted import MOUNT_TABLES, TurnTableController
+
+    return TurnTableController(height_tables=MOUNT_TABLES, **kwargs)
+
+
 def _turn_search(**kwargs):
     from robots.dclaw.scripted import TurnSearchController
 
@@ -120,6 +126,7 @@ TEACHERS: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {
     "dclaw-turn-search": (("dclaw-turn",), _turn_search),
     "dclaw-turn-table-search": (("dclaw-turn",), _turn_table_search),
     "dclaw-turn-table": (("dclaw-turn",), _turn_table),
+    "dclaw-turn-mount-tables": (("dclaw-turn",), _turn_mount_tables),
     "dclaw-turn-strokes": (("dclaw-turn",), _turn_strokes),
 }
 

@@ -11,12 +11,14 @@ import pytest
 
 from robots.dclaw.description import DCLAW, RESET_POSE
 from robots.dclaw.scripted import (
+    MOUNT_TABLES,
     STROKE_TABLE,
     TurnSearchController,
     TurnStrokeController,
     TurnTableController,
     build_stroke_table,
     mount_compensated_pose,
+    mount_table_options,
     stroke_poses,
 )
 from robots.dclaw.sim import load_model
@@ -451,3 +453,52 @@ def test_slac_imitate_refuses_a_task_its_teacher_cannot_drive(tmp_path, capsys):
     assert "drives dclaw-turn" in capsys.readouterr().err
     assert main(["--task", "dclaw-trun", "--run-dir", str(tmp_path / "y")]) == 2
     assert "dclaw-turn" in capsys.readouterr().err  # the close match
+
+
+def test_table_teacher_uses_the_stroke_table_built_for_the_nearest_mount_height():
+    sweeps = np.array([-0.35, 0.0, 0.35])
+    nominal = {"rotation": np.zeros((1, 1, 3, 3)), "phases": np.zeros(1), "sweeps": sweeps}
+    nominal["rotation"][0, 0, 0, 2] = -1.0  # nominal: only -0.35 -> +0.35 turns the valve (by -1 rad)
+    low = {"rotation": np.zeros((1, 1, 3, 3)), "phases": np.zeros(1), "sweeps": sweeps}
+    low["rotation"][0, 0, 1, 2] = -1.0  # 4 mm low: only 0 -> +0.35 does
+    teacher = TurnTableController(nominal, phase_radius=0, sweep_radius=0, height_tables={-0.004: low})
+    teacher.reset()
+    assert teacher.choose(0.0, -1.0)[:2] == (-0.35, 0.35)
+    teacher.set_mount_offset([0.005, 0.0, -0.0035])
+    assert teacher.choose(0.0, -1.0)[:2] == (0.0, 0.35)
+    assert teacher.lowered == pytest.approx(mount_compensated_pose(TurnStrokeController.lowered, -0.0035))
+    teacher.set_mount_offset([0.0, 0.0, -0.0015])  # nearer nominal than -4 mm
+    assert teacher.choose(0.0, -1.0)[:2] == (-0.35, 0.35)
+    teacher.set_mount_offset([0.0, 0.0, -0.009])
+    teacher.reset()  # a new episode starts from the nominal table until its reset info says otherwise
+    assert teacher.choose(0.0, -1.0)[:2] == (-0.35, 0.35)
+    with pytest.raises(ValueError, match="same options"):
+        TurnTableController(nominal, height_tables={-0.004: low | {"sweeps": sweeps[:2]}})
+
+
+def test_shipped_mount_table_is_what_the_builder_makes_for_that_height():
+    (height, path), = MOUNT_TABLES.items()
+    shipped = np.load(path)
+    sweeps = [-0.35, 0.0, 0.35]
+    built = build_stroke_table(phases=1, sweeps=sweeps, **mount_table_options(height))["rotation"][0, 0]
+    idx = [int(np.argmin(np.abs(shipped["sweeps"] - b))) for b in sweeps]
+    np.testing.assert_allclose(built, shipped["rotation"][0, 0][np.ix_(idx, idx)], atol=1e-5)
+    # the mount moved and the poses with it: not the nominal table's outcomes
+    nominal = np.load(STROKE_TABLE)["rotation"][0, 0][np.ix_(idx, idx)]
+    assert np.abs(built - nominal).max() > 0.05
+
+
+def test_slac_imitate_mount_tables_teacher_strokes_from_the_low_mount_table_when_the_mount_is_low():
+    from slac_train.imitation import TEACHERS
+
+    teacher = TEACHERS["dclaw-turn-mount-tables"][1]()
+    (height, path), = MOUNT_TABLES.items()
+    low, nominal = TurnTableController(path), TurnTableController()
+    for t in (teacher, low, nominal):
+        t.reset()
+    teacher.set_mount_offset([0.0, 0.0, height - 0.001])
+    choices = {name: [t.choose(angle, -1.2) for angle in np.linspace(0, 2.0, 9)]
+               for name, t in (("teacher", teacher), ("low", low), ("nominal", nominal))}
+    assert choices["teacher"] == choices["low"] != choices["nominal"]
+    teacher.set_mount_offset([0.0, 0.0, 0.006])
+    assert [teacher.choose(angle, -1.2) for angle in np.linspace(0, 2.0, 9)] == choices["nominal"]

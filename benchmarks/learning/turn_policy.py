@@ -72,6 +72,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--policy", type=Path, default=None, help="default: the D'Claw package's shipped policy")
     p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--first-seed", type=int, default=20_000,
+                   help="seeds first-seed, first-seed + 1, ... (20,000 on: not the seeds the policies were trained on)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
                    help="evaluate in these settings only (default: all four)")
@@ -97,7 +99,7 @@ def main() -> int:
                 "table-uncompensated": TurnTableController(compensate_mount=False), "strokes": TurnStrokeController()}
     if args.no_teachers:
         teachers = {}
-    seeds = np.arange(args.episodes) + 20_000  # not the seeds the policy was trained on
+    seeds = np.arange(args.episodes) + args.first_seed
     result = {"policy": str(path), "metadata": {"training_env_steps": policy.metadata.training_env_steps,
                                                   "created_at": policy.metadata.created_at},
               "seeds": [int(seeds[0]), int(seeds[-1])], "settings": {}}

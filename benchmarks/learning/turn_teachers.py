@@ -12,6 +12,9 @@ setting of ``turn_policy.py``). Success is the task's (|error| < 0.1 rad at the 
   one: exact; with an error (Gaussian, as a student reading the height from the frame would
   have); shrunk towards nominal (as a regression on an uncertain reading); a fixed guess (blind).
   Success is also given by the drawn height's bin.
+- ``mount-tables``: the table teacher with a second stroke table, built with the mount 4 mm low,
+  for mounts more than 2 mm low (``slac-imitate --teacher dclaw-turn-mount-tables``), its height
+  read exactly or with an error.
 - ``adaptive``: blind, but switching its compensation once a stroke has turned the valve by less
   than 30% of what the table predicted (the stroke missed the spokes or jammed): a choice a
   student could make from what it sees.
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from robots.dclaw.scripted import (
+    MOUNT_TABLES,
     TurnSearchController,
     TurnTableController,
     build_stroke_table,
@@ -157,8 +161,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", type=int, default=120)
     p.add_argument("--search-episodes", type=int, default=60, help="the search teachers take ~2 s an episode")
-    p.add_argument("--studies", nargs="+", default=["mount", "adaptive", "gains", "knowledge"],
-                   choices=["mount", "adaptive", "gains", "knowledge"])
+    p.add_argument("--studies", nargs="+", default=["mount", "mount-tables", "adaptive", "gains", "knowledge"],
+                   choices=["mount", "mount-tables", "adaptive", "gains", "knowledge"])
     p.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
     args = p.parse_args()
 
@@ -176,6 +180,13 @@ def main() -> int:
             "table, height guessed 0 (nominal)": ("mount", GuessingTable(guess=0.0)),
             "table, height guessed +3 mm": ("mount", GuessingTable(guess=3 * mm)),
             "table, height guessed +8 mm": ("mount", GuessingTable(guess=8 * mm)),
+        }
+    if "mount-tables" in args.studies:
+        variants |= {
+            "mount tables (-4 mm table below -2 mm), exact height": (
+                "mount-tables", GuessingTable(height_tables=MOUNT_TABLES)),
+            "mount tables, height read with sd 4 mm": ("mount-tables", GuessingTable(sd=4 * mm, height_tables=MOUNT_TABLES)),
+            "mount tables, height read with sd 6 mm": ("mount-tables", GuessingTable(sd=6 * mm, height_tables=MOUNT_TABLES)),
         }
     if "adaptive" in args.studies:
         variants |= {
