@@ -37,16 +37,22 @@ SLAC agent, with the same 8-frame / 7-action history -- is trained to output the
   policy is the teacher plus the spread of its imitation error.
 * Output: a run directory with ``config.json``, ``metrics.jsonl`` and a checkpoint in the SLAC
   format (critic and latent model untrained), so ``slac-export`` and ``load_agent`` read it as
-  they read any run; the checkpoint's counters say how many teacher steps were recorded.
+  they read any run; the checkpoint's counters say how many teacher steps were recorded. A
+  checkpoint is also written every ``--checkpoint-every`` updates and on Ctrl-C (or SIGTERM) during
+  training, so a long run stopped early can still be exported; the recorded episodes live in memory
+  only, so a stop while recording leaves nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +289,23 @@ def evaluate(agent: SlacAgent, env, episodes: int, seed0: int, deterministic: bo
             "final_error_abs_mean": float(np.mean(np.abs(errors)))}
 
 
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A kill (SIGTERM) stops training as Ctrl-C does: with a checkpoint of what was learnt so far."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slac-imitate", description=__doc__.splitlines()[0])
     p.add_argument("--task", default="dclaw-turn")
@@ -324,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor-hidden", type=int, default=256)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--num-threads", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=5000, metavar="UPDATES",
+                   help="write a checkpoint every UPDATES updates (one is always written at the end and on Ctrl-C)")
     return p
 
 
@@ -392,36 +417,49 @@ def main(argv: list[str] | None = None) -> int:
     def train(updates: int) -> bool:
         nonlocal done_updates
         for i in range(updates):
-            done_updates += 1
             batch = {k: torch.from_numpy(v) for k, v in sample_batch(arrays, args.batch_size, rng).items()}
             loss, parts = bc_loss(policy, batch, aux_head, args.aux_weight)
             if not torch.isfinite(loss):
-                print(f"slac-imitate: non-finite loss at update {done_updates}: {parts}", file=sys.stderr)
+                print(f"slac-imitate: non-finite loss at update {done_updates + 1}: {parts}", file=sys.stderr)
                 return False
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            done_updates += 1  # counted once applied: a checkpoint on Ctrl-C says what it holds
             if done_updates % 250 == 0 or i == updates - 1:
                 log({"kind": "train", "update": done_updates, **parts, "elapsed_s": time.monotonic() - started})
+            if args.checkpoint_every > 0 and done_updates % args.checkpoint_every == 0 and i < updates - 1:
+                checkpoint()
         return True
 
-    if not train(args.updates):
-        return 1
-    dagger_teacher = teacher_named(args.dagger_teacher or args.teacher)
-    for round_ in range(1, args.dagger_rounds + 1):
-        stats = collect_dagger(env, dagger_teacher, agent, args.dagger_episodes, args.noise, rng, data,
-                               seed0=args.seed * 100_000 + 50_000 + round_ * 1_000, switch_at=args.dagger_switch)
-        arrays = data.arrays()
-        log({"kind": "dagger", "round": round_, "frames": len(data), "labelled": len(arrays["labelled"]),
-             **stats, "elapsed_s": time.monotonic() - started})
-        if not train(args.dagger_updates):
-            return 1
+    def checkpoint() -> Path:
+        counters = {"agent_steps": len(data), "env_steps": len(data) * env.action_repeat, "bc_updates": done_updates}
+        state = {"config": config.to_dict(), "action_dim": data.action_dim, "agent": agent.state_dict(),
+                 "counters": counters, "imitation": {"teacher": args.teacher, **switches}}
+        return save_checkpoint(run_dir, f"ckpt-bc-{done_updates:08d}", state)
 
-    counters = {"agent_steps": len(data), "env_steps": len(data) * env.action_repeat, "bc_updates": done_updates}
-    state = {"config": config.to_dict(), "action_dim": data.action_dim, "agent": agent.state_dict(),
-             "counters": counters, "imitation": {"teacher": args.teacher, **switches}}
-    path = save_checkpoint(run_dir, f"ckpt-bc-{done_updates:08d}", state)
-    print(f"checkpoint: {path}", flush=True)
+    try:
+        with _sigterm_as_interrupt():
+            if not train(args.updates):
+                return 1
+            dagger_teacher = teacher_named(args.dagger_teacher or args.teacher)
+            for round_ in range(1, args.dagger_rounds + 1):
+                stats = collect_dagger(env, dagger_teacher, agent, args.dagger_episodes, args.noise, rng, data,
+                                       seed0=args.seed * 100_000 + 50_000 + round_ * 1_000,
+                                       switch_at=args.dagger_switch)
+                arrays = data.arrays()
+                log({"kind": "dagger", "round": round_, "frames": len(data), "labelled": len(arrays["labelled"]),
+                     **stats, "elapsed_s": time.monotonic() - started})
+                if not train(args.dagger_updates):
+                    return 1
+    except KeyboardInterrupt:
+        path = checkpoint()
+        print(f"slac-imitate: interrupted after {done_updates} updates; checkpoint written to {path}\n"
+              f"export it with: slac-export {run_dir} --output policy.onnx", file=sys.stderr)
+        env.close()
+        return 130
+
+    print(f"checkpoint: {checkpoint()}", flush=True)
 
     results = {}
     for name, kwargs in (("nominal", {}), ("randomized", switches)):

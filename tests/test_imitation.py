@@ -502,3 +502,31 @@ def test_slac_imitate_mount_tables_teacher_strokes_from_the_low_mount_table_when
     assert choices["teacher"] == choices["low"] != choices["nominal"]
     teacher.set_mount_offset([0.0, 0.0, 0.006])
     assert [teacher.choose(angle, -1.2) for angle in np.linspace(0, 2.0, 9)] == choices["nominal"]
+
+
+def test_slac_imitate_checkpoints_while_training_and_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    import slac_train.imitation as imitation
+    from slac_train.checkpoint import load_agent
+    from slac_train.export_cli import export_run
+
+    real_loss, calls = imitation.bc_loss, []
+
+    def interrupted_at_the_fifth_update(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(imitation, "bc_loss", interrupted_at_the_fifth_update)
+    run_dir = tmp_path / "bc"
+    code = main(["--run-dir", str(run_dir), "--episodes", "1", "--updates", "10", "--batch-size", "4",
+                 "--encoder-base-channels", "4", "--feature-dim", "16", "--actor-hidden", "16",
+                 "--checkpoint-every", "2"])
+    assert code == 130
+    assert "interrupted after 4 updates" in capsys.readouterr().err
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
+    assert names == ["ckpt-bc-00000002.pt", "ckpt-bc-00000004.pt"]  # the periodic one and the Ctrl-C one
+    _, state = load_agent(run_dir)
+    assert state["counters"]["bc_updates"] == 4 and state["counters"]["agent_steps"] == 40
+    path, _ = export_run(run_dir, tmp_path / "bc.onnx")
+    assert path.exists()
