@@ -5,8 +5,9 @@
 Runs the ONNX policy through onnxruntime (deterministic, as ``make demo`` runs it) and the
 state-based teachers (``robots.dclaw.scripted``: the search teacher, the table teacher with and
 without its mount-height compensation and with its second table for low mounts, the stroke
-teacher) on the same seeds of ``dclaw-turn`` (valve 0 -> pi) under four settings: nominal; visual randomisation + image noise; visual + dynamics randomisation +
-image noise; and that with frames up to 80 ms old (the sim-to-real setting). Success is the task's
+teacher) on the same seeds of ``dclaw-turn`` (valve 0 -> pi) under four settings: nominal; visual
+randomisation + image noise; visual + dynamics randomisation + image noise; and that with frames
+up to 80 ms old (the sim-to-real setting). Success is the task's
 (|error| < 0.1 rad at the episode's end); "held" success asks for it over the last 5 steps (0.5 s),
 which a policy that lands its last stroke just as the episode ends does not have. Writes
 ``turn-policy.json``, with success by the drawn mount height under dynamics randomisation.
@@ -19,6 +20,7 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +35,19 @@ SETTINGS = {
 HELD_STEPS = 5
 # the state-based teachers of robots.dclaw.scripted; "mount-tables" is slac-imitate's dclaw-turn-mount-tables
 TEACHERS = ("search", "table", "mount-tables", "table-uncompensated", "strokes")
-HEIGHT_BINS_MM = ((-10, -6), (-6, -2), (-2, 2), (2, 6), (6, 10))  # as turn_teachers.py's
+HEIGHT_BINS_MM = ((-10, -6), (-6, -2), (-2, 2), (2, 6), (6, 10))  # turn_teachers.py uses them too
 
 
 def mount_height_mm(reset_info) -> float | None:
     """The mount height (mm from nominal) a reset drew, or None without dynamics randomisation."""
     dynamics = reset_info.get("dynamics")
     return None if dynamics is None else float(dynamics["mount_offset_m"][2]) * 1000
+
+
+def success_by_mount_height(heights_mm: np.ndarray, ok: np.ndarray) -> dict[str, list]:
+    """[success rate (None if empty), episodes] per mount-height bin of :data:`HEIGHT_BINS_MM`."""
+    return {f"{lo:+d}..{hi:+d} mm": [float(ok[inside].mean()) if inside.any() else None, int(inside.sum())]
+            for lo, hi in HEIGHT_BINS_MM for inside in [(heights_mm >= lo) & (heights_mm < hi)]}
 
 
 def policy_errors(env, policy, seed: int) -> tuple[np.ndarray, float | None]:
@@ -79,10 +87,7 @@ def summary(episodes: list[tuple[np.ndarray, float | None]]) -> dict:
               "episodes": len(final)}
     heights = np.asarray([np.nan if h is None else h for _, h in episodes])
     if not np.isnan(heights).any():  # dynamics randomisation: success by the drawn mount height
-        ok = final < 0.1
-        result["success_by_mount_height"] = {
-            f"{lo:+d}..{hi:+d} mm": [float(ok[inside].mean()) if inside.any() else None, int(inside.sum())]
-            for lo, hi in HEIGHT_BINS_MM for inside in [(heights >= lo) & (heights < hi)]}
+        result["success_by_mount_height"] = success_by_mount_height(heights, final < 0.1)
     return result
 
 
@@ -116,10 +121,10 @@ def main() -> int:
         print("no policy given and none shipped", file=sys.stderr)
         return 2
     policy = OnnxPolicy(path)
-    made = {"search": lambda: TurnSearchController(), "table": lambda: TurnTableController(),
-            "mount-tables": lambda: TurnTableController(height_tables=MOUNT_TABLES),
-            "table-uncompensated": lambda: TurnTableController(compensate_mount=False),
-            "strokes": lambda: TurnStrokeController()}
+    made = {"search": TurnSearchController, "table": TurnTableController,
+            "mount-tables": partial(TurnTableController, height_tables=MOUNT_TABLES),
+            "table-uncompensated": partial(TurnTableController, compensate_mount=False),
+            "strokes": TurnStrokeController}
     teachers = {} if args.no_teachers else {name: made[name]() for name in args.teachers}
     seeds = np.arange(args.episodes) + args.first_seed
     result = {"policy": str(path), "metadata": {"training_env_steps": policy.metadata.training_env_steps,

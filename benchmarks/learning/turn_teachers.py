@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from turn_policy import success_by_mount_height  # run as a script: its folder is on sys.path
 
 from robots.dclaw.scripted import (
     MOUNT_TABLES,
@@ -49,7 +50,6 @@ from robots.dclaw.scripted import (
 )
 
 SETTING = {"visual_randomization": True, "dynamics_randomization": True, "image_noise": 4.0}
-HEIGHT_BINS_MM = ((-10, -6), (-6, -2), (-2, 2), (2, 6), (6, 10))
 
 
 class GuessingTable(TurnTableController):
@@ -149,10 +149,7 @@ def run_episodes(env, teacher, seeds) -> list[dict]:
 def summarise(episodes: list[dict]) -> dict:
     heights = np.array([e["height_mm"] for e in episodes])
     ok = np.array([e["final_error"] < 0.1 for e in episodes])
-    by_height = {}
-    for lo, hi in HEIGHT_BINS_MM:
-        inside = (heights >= lo) & (heights < hi)
-        by_height[f"{lo:+d}..{hi:+d} mm"] = [float(ok[inside].mean()) if inside.any() else None, int(inside.sum())]
+    by_height = success_by_mount_height(heights, ok)
     return {"success_rate": float(ok.mean()), "episodes": len(ok), "success_by_mount_height": by_height,
             "switched": float(np.mean([e["switched"] for e in episodes]))}
 
