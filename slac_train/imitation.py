@@ -40,19 +40,27 @@ SLAC agent, with the same 8-frame / 7-action history -- is trained to output the
   they read any run; the checkpoint's counters say how many teacher steps were recorded. A
   checkpoint is also written every ``--checkpoint-every`` updates and on Ctrl-C (or SIGTERM) during
   training, so a long run stopped early can still be exported; the recorded episodes live in memory
-  only, so a stop while recording leaves nothing.
+  only, so a stop while recording leaves nothing (``--save-dataset`` writes them once recorded, and
+  ``--dataset`` trains on them again without recording).
+* Long runs: ``--lr-schedule cosine`` anneals the learning rate to 0, ``--ema`` checkpoints and
+  exports an exponential moving average of the weights, and ``--val-episodes`` runs every
+  checkpoint on randomised episodes of seeds used nowhere else and keeps the best as
+  ``checkpoints/best.pt`` (``slac-export RUN/checkpoints/best.pt``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +74,7 @@ from slac_train.envs import get_task_spec, make_env
 from slac_train.networks import PixelPolicy
 from slac_train.slac_agent import SlacAgent
 
+VALIDATION_SEED0 = 5_000_000  # --val-episodes: not recording (seed * 100,000 + i), DAgger, final evaluation (10,000,000) or turn_policy.py (20,000 on)
 LABEL_CLIP = 0.97  # labels at +-1 have no finite pre-tanh value
 AUX_TARGETS = ("mount_height", "servo_gain")  # the dynamics draw's auxiliary targets (--aux-weight)
 
@@ -160,6 +169,29 @@ class Dataset:
         self.actions += actions
         self.labels += labels
         self.starts += [start] * len(frames)
+
+    def save(self, path: Path, meta: dict) -> None:
+        """Write the episodes (uncompressed .npz, ~12 kB a frame) with ``meta`` (JSON) beside them;
+        written to a temporary name and renamed, so a stop while writing leaves no half file."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, frames=np.stack(self.frames).astype(np.uint8), actions=np.stack(self.actions).astype(np.float32),
+                 labels=np.stack(self.labels).astype(np.float32), starts=np.asarray(self.starts, np.int64),
+                 aux=np.stack(self.aux).astype(np.float32), meta=np.array(json.dumps(meta)))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[Dataset, dict]:
+        with np.load(path) as f:
+            stored = {k: f[k] for k in f.files}
+        missing = {"frames", "actions", "labels", "starts", "aux", "meta"} - set(stored)
+        if missing:
+            raise ValueError(f"{path} is not a dataset written by slac-imitate --save-dataset "
+                             f"(no {', '.join(sorted(missing))})")
+        data = cls(stored["frames"].shape[1:], stored["actions"].shape[1])
+        data.frames, data.actions, data.labels = list(stored["frames"]), list(stored["actions"]), list(stored["labels"])
+        data.starts, data.aux = stored["starts"].tolist(), list(stored["aux"])
+        return data, json.loads(str(stored["meta"]))
 
     def arrays(self) -> dict[str, np.ndarray]:
         labels = np.stack(self.labels)
@@ -279,6 +311,55 @@ def bc_loss(policy: PixelPolicy, batch: dict[str, torch.Tensor], aux_head: torch
     return loss, parts
 
 
+class WeightAverage:
+    """Exponential moving average of parameters (Polyak averaging), the weights a run exports.
+
+    With a constant learning rate the last weights of a long run sit wherever the last noisy steps
+    left them (measured: an 8,000-episode student whose last checkpoint failed the nominal task);
+    the average over the last ~1/(1 - decay) updates does not. The decay is warmed up as
+    ``min(decay, (1 + t) / (10 + t))`` so the first updates are not averaged with the initial weights.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be in (0, 1), not {decay}")
+        self.params, self.decay, self.updates = list(params), decay, 0
+        self.average = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for a, p in zip(self.average, self.params):
+            a.lerp_(p.detach(), 1.0 - decay)
+        self.updates += 1
+
+    @torch.no_grad()
+    def copy_in(self) -> None:
+        for a, p in zip(self.average, self.params):
+            p.copy_(a)
+
+    @contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """The averaged weights in the model for the block (a checkpoint, a validation), then the trained ones again."""
+        saved = [p.detach().clone() for p in self.params]
+        self.copy_in()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for s, p in zip(saved, self.params):
+                    p.copy_(s)
+
+
+def lr_factor(schedule: str, update: int, total: int) -> float:
+    """Learning-rate multiplier before update ``update`` (0-based) of ``total``: 1, or a cosine from 1 to 0."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(update, total) / max(1, total)))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}: constant or cosine")
+
+
 def evaluate(agent: SlacAgent, env, episodes: int, seed0: int, deterministic: bool) -> dict[str, float]:
     from slac_train.evaluation import run_episode
 
@@ -339,6 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="teacher that takes over in DAgger episodes (default: --teacher)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                   help="cosine: anneal the learning rate to 0 over all the run's updates (DAgger rounds included)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="checkpoint, validate and export the exponential moving average of the weights (e.g. 0.999; "
+                        "0: the last weights)")
+    p.add_argument("--val-episodes", type=int, default=0, metavar="N",
+                   help="at every checkpoint, run the student on N randomised episodes of seeds the recording and the "
+                        "final evaluation do not use; the best is kept as checkpoints/best.pt")
+    p.add_argument("--save-dataset", type=Path, default=None, metavar="NPZ",
+                   help="write the recorded teacher episodes here (~0.5 MB an episode) for --dataset")
+    p.add_argument("--dataset", type=Path, default=None, metavar="NPZ",
+                   help="train on episodes written by --save-dataset instead of recording new ones")
     p.add_argument("--aux-weight", type=float, default=0.0,
                    help="weight of an auxiliary loss: predict the episode's mount height and servo gain "
                         "(what the teacher reads from the simulator) linearly from the actor's input")
@@ -400,11 +493,33 @@ def main(argv: list[str] | None = None) -> int:
             print(f"collecting: {done}/{args.episodes} teacher episodes, teacher success {success:.0%}, "
                   f"{time.monotonic() - started:.0f} s", flush=True)
 
-    teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data,
-                            seed0=args.seed * 100_000, progress=collect_progress)
+    if args.dataset is not None:
+        try:
+            data, recorded = Dataset.load(args.dataset)
+        except (OSError, ValueError) as e:
+            print(f"slac-imitate: cannot read the dataset {args.dataset}: {e}", file=sys.stderr)
+            return 2
+        if data.frame_shape != env.observation_space.shape or data.action_dim != env.action_space.shape[0]:
+            print(f"slac-imitate: {args.dataset} holds frames {data.frame_shape} and actions of {data.action_dim}, "
+                  f"but {spec.name} has {env.observation_space.shape} and {env.action_space.shape[0]}: "
+                  f"record it again for this task", file=sys.stderr)
+            return 2
+        teacher_stats = recorded["teacher_stats"]
+        log({"kind": "collect", "frames": len(data), "episodes": recorded["episodes"], "dataset": str(args.dataset),
+             "recorded_by": recorded["teacher"], "teacher_return": teacher_stats["return_mean"],
+             "teacher_success": teacher_stats["success_rate"], "elapsed_s": time.monotonic() - started})
+    else:
+        teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data,
+                                seed0=args.seed * 100_000, progress=collect_progress)
+        log({"kind": "collect", "frames": len(data), "episodes": args.episodes,
+             "teacher_return": teacher_stats["return_mean"], "teacher_success": teacher_stats["success_rate"],
+             "elapsed_s": time.monotonic() - started})
+        if args.save_dataset is not None:
+            data.save(args.save_dataset, {"task": spec.name, "teacher": args.teacher, "episodes": args.episodes,
+                                          "seed": args.seed, "noise": args.noise, **switches,
+                                          "teacher_stats": teacher_stats})
+            print(f"dataset: {args.save_dataset}", flush=True)
     arrays = data.arrays()
-    log({"kind": "collect", "frames": len(data), "episodes": args.episodes, "teacher_return": teacher_stats["return_mean"],
-         "teacher_success": teacher_stats["success_rate"], "elapsed_s": time.monotonic() - started})
 
     agent = SlacAgent(config, data.action_dim)
     policy = agent.policy()
@@ -412,11 +527,17 @@ def main(argv: list[str] | None = None) -> int:
     aux_head = torch.nn.Linear(policy.actor.net[0].in_features, len(AUX_TARGETS)) if args.aux_weight > 0 else None
     params = list(policy.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
     optimizer = torch.optim.Adam(params, lr=args.lr)
+    total_updates = args.updates + args.dagger_rounds * args.dagger_updates
+    average = WeightAverage(list(policy.parameters()), args.ema) if args.ema > 0 else None
     done_updates = 0
+    val_env, best = None, None
 
     def train(updates: int) -> bool:
         nonlocal done_updates
         for i in range(updates):
+            lr = args.lr * lr_factor(args.lr_schedule, done_updates, total_updates)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             batch = {k: torch.from_numpy(v) for k, v in sample_batch(arrays, args.batch_size, rng).items()}
             loss, parts = bc_loss(policy, batch, aux_head, args.aux_weight)
             if not torch.isfinite(loss):
@@ -425,18 +546,42 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update()
             done_updates += 1  # counted once applied: a checkpoint on Ctrl-C says what it holds
             if done_updates % 250 == 0 or i == updates - 1:
-                log({"kind": "train", "update": done_updates, **parts, "elapsed_s": time.monotonic() - started})
+                log({"kind": "train", "update": done_updates, **parts, "lr": lr,
+                     "elapsed_s": time.monotonic() - started})
             if args.checkpoint_every > 0 and done_updates % args.checkpoint_every == 0 and i < updates - 1:
-                checkpoint()
+                validate(checkpoint())
         return True
+
+    def exported_weights():
+        return average.swapped_in() if average is not None else nullcontext()
 
     def checkpoint() -> Path:
         counters = {"agent_steps": len(data), "env_steps": len(data) * env.action_repeat, "bc_updates": done_updates}
-        state = {"config": config.to_dict(), "action_dim": data.action_dim, "agent": agent.state_dict(),
-                 "counters": counters, "imitation": {"teacher": args.teacher, **switches}}
-        return save_checkpoint(run_dir, f"ckpt-bc-{done_updates:08d}", state)
+        with exported_weights():
+            state = {"config": config.to_dict(), "action_dim": data.action_dim, "agent": agent.state_dict(),
+                     "counters": counters, "imitation": {"teacher": args.teacher, **switches, "ema": args.ema}}
+            return save_checkpoint(run_dir, f"ckpt-bc-{done_updates:08d}", state)
+
+    def validate(path: Path) -> None:
+        """Closed-loop success of the checkpoint at ``path``; the best so far is copied to checkpoints/best.pt."""
+        nonlocal val_env, best
+        if args.val_episodes <= 0:
+            return
+        if val_env is None:
+            val_env = make_env(spec.name, seed=args.seed + 2, **switches)
+        with exported_weights():
+            result = evaluate(agent, val_env, args.val_episodes, seed0=VALIDATION_SEED0, deterministic=True)
+        log({"kind": "val", "update": done_updates, **result, "elapsed_s": time.monotonic() - started})
+        score = (result["success_rate"], -result["final_error_abs_mean"])
+        if best is None or score >= best[0]:
+            best = (score, done_updates)
+            tmp = path.with_name("best.pt.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, path.with_name("best.pt"))
 
     try:
         with _sigterm_as_interrupt():
@@ -457,9 +602,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slac-imitate: interrupted after {done_updates} updates; checkpoint written to {path}\n"
               f"export it with: slac-export {run_dir} --output policy.onnx", file=sys.stderr)
         env.close()
+        if val_env is not None:
+            val_env.close()
         return 130
 
-    print(f"checkpoint: {checkpoint()}", flush=True)
+    if average is not None:
+        average.copy_in()  # from here on the model is what is exported
+    final = checkpoint()
+    print(f"checkpoint: {final}", flush=True)
+    validate(final)
+    if best is not None:
+        print(f"best validation: update {best[1]}, success {best[0][0]:.0%} over {args.val_episodes} episodes: "
+              f"slac-export {final.parent / 'best.pt'}", flush=True)
+    if val_env is not None:
+        val_env.close()
 
     results = {}
     for name, kwargs in (("nominal", {}), ("randomized", switches)):

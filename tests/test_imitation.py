@@ -530,3 +530,66 @@ def test_slac_imitate_checkpoints_while_training_and_on_ctrl_c(tmp_path, monkeyp
     assert state["counters"]["bc_updates"] == 4 and state["counters"]["agent_steps"] == 40
     path, _ = export_run(run_dir, tmp_path / "bc.onnx")
     assert path.exists()
+
+
+def test_weight_average_follows_the_weights_with_a_warmed_up_decay_and_swaps_back():
+    import torch
+
+    from slac_train.imitation import WeightAverage
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    average = WeightAverage([weight], decay=0.5)
+    expected = np.zeros(3)
+    for t, value in enumerate([1.0, 2.0, 4.0, 4.0]):
+        with torch.no_grad():
+            weight.fill_(value)
+        average.update()
+        decay = min(0.5, (1 + t) / (10 + t))  # 0.1, 0.18, 0.25, 0.31: warm-up, then 0.5 would cap it
+        expected = decay * expected + (1 - decay) * value
+        np.testing.assert_allclose(average.average[0].numpy(), expected, rtol=1e-6)
+    with average.swapped_in():
+        np.testing.assert_allclose(weight.detach().numpy(), expected, rtol=1e-6)
+    assert torch.equal(weight.detach(), torch.full((3,), 4.0))  # the trained weights again
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage([weight], decay=1.0)
+
+
+def test_cosine_learning_rate_falls_from_one_to_zero():
+    from slac_train.imitation import lr_factor
+
+    assert [lr_factor("cosine", u, 100) for u in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
+    assert lr_factor("cosine", 25, 100) > lr_factor("cosine", 26, 100)
+    assert lr_factor("constant", 99, 100) == 1.0
+    with pytest.raises(ValueError, match="constant or cosine"):
+        lr_factor("linear", 0, 10)
+
+
+def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_from_the_file(tmp_path, capsys):
+    from slac_train.export_cli import export_run
+
+    small = ["--batch-size", "4", "--encoder-base-channels", "4", "--feature-dim", "16", "--actor-hidden", "16",
+             "--eval-episodes", "1"]
+    dataset = tmp_path / "turn.npz"
+    run_dir = tmp_path / "bc"
+    code = main(["--run-dir", str(run_dir), "--episodes", "2", "--updates", "6", "--checkpoint-every", "3",
+                 "--lr-schedule", "cosine", "--ema", "0.9", "--val-episodes", "1", "--save-dataset", str(dataset),
+                 *small])
+    assert code == 0
+    assert "best validation: update" in capsys.readouterr().out
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in records if r["kind"] == "val"] == [3, 6]  # the periodic checkpoint and the last
+    lrs = [r["lr"] for r in records if r["kind"] == "train"]
+    assert lrs[-1] < 0.1 * 3e-4  # annealed: the 6th update runs at cos(5/6 pi) of the rate
+    path, metadata = export_run(run_dir / "checkpoints" / "best.pt", tmp_path / "best.onnx")
+    assert path.exists() and metadata.training_agent_steps == 80
+
+    again = tmp_path / "again"
+    assert main(["--run-dir", str(again), "--dataset", str(dataset), "--updates", "2", *small]) == 0
+    collect = json.loads((again / "metrics.jsonl").read_text().splitlines()[0])
+    assert collect["frames"] == 80 and collect["dataset"] == str(dataset)
+    assert collect["teacher_success"] == records[0]["teacher_success"]
+    assert "collecting" not in capsys.readouterr().out  # no teacher episodes recorded
+
+    np.savez(tmp_path / "other.npz", frames=np.zeros((2, 8, 8, 3), np.uint8))
+    assert main(["--run-dir", str(tmp_path / "x"), "--dataset", str(tmp_path / "other.npz"), *small]) == 2
+    assert "not a dataset written by slac-imitate --save-dataset" in capsys.readouterr().err
