@@ -193,6 +193,18 @@ class Dataset:
         data.starts, data.aux = stored["starts"].tolist(), list(stored["aux"])
         return data, json.loads(str(stored["meta"]))
 
+    def extend(self, other: Dataset) -> None:
+        """Append another dataset's episodes (of the same frame and action shapes)."""
+        if other.frame_shape != self.frame_shape or other.action_dim != self.action_dim:
+            raise ValueError(f"cannot join datasets of frames {self.frame_shape} / {other.frame_shape}, "
+                             f"actions {self.action_dim} / {other.action_dim}")
+        offset = len(self.frames)
+        self.frames += other.frames
+        self.actions += other.actions
+        self.labels += other.labels
+        self.aux += other.aux
+        self.starts += [start + offset for start in other.starts]
+
     def arrays(self) -> dict[str, np.ndarray]:
         labels = np.stack(self.labels)
         return {
@@ -430,8 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "final evaluation do not use; the best is kept as checkpoints/best.pt")
     p.add_argument("--save-dataset", type=Path, default=None, metavar="NPZ",
                    help="write the recorded teacher episodes here (~0.5 MB an episode) for --dataset")
-    p.add_argument("--dataset", type=Path, default=None, metavar="NPZ",
-                   help="train on episodes written by --save-dataset instead of recording new ones")
+    p.add_argument("--dataset", type=Path, nargs="+", default=None, metavar="NPZ",
+                   help="train on episodes written by --save-dataset (one file or several, joined) instead of "
+                        "recording new ones")
     p.add_argument("--aux-weight", type=float, default=0.0,
                    help="weight of an auxiliary loss: predict the episode's mount height and servo gain "
                         "(what the teacher reads from the simulator) linearly from the actor's input")
@@ -493,21 +506,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"collecting: {done}/{args.episodes} teacher episodes, teacher success {success:.0%}, "
                   f"{time.monotonic() - started:.0f} s", flush=True)
 
-    if args.dataset is not None:
-        try:
-            data, recorded = Dataset.load(args.dataset)
-        except (OSError, ValueError) as e:
-            print(f"slac-imitate: cannot read the dataset {args.dataset}: {e}", file=sys.stderr)
-            return 2
-        if data.frame_shape != env.observation_space.shape or data.action_dim != env.action_space.shape[0]:
-            print(f"slac-imitate: {args.dataset} holds frames {data.frame_shape} and actions of {data.action_dim}, "
-                  f"but {spec.name} has {env.observation_space.shape} and {env.action_space.shape[0]}: "
-                  f"record it again for this task", file=sys.stderr)
-            return 2
-        teacher_stats = recorded["teacher_stats"]
-        log({"kind": "collect", "frames": len(data), "episodes": recorded["episodes"], "dataset": str(args.dataset),
-             "recorded_by": recorded["teacher"], "teacher_return": teacher_stats["return_mean"],
-             "teacher_success": teacher_stats["success_rate"], "elapsed_s": time.monotonic() - started})
+    if args.dataset:
+        parts = []
+        for path in args.dataset:
+            try:
+                part, recorded = Dataset.load(path)
+            except (OSError, ValueError) as e:
+                print(f"slac-imitate: cannot read the dataset {path}: {e}", file=sys.stderr)
+                return 2
+            if part.frame_shape != env.observation_space.shape or part.action_dim != env.action_space.shape[0]:
+                print(f"slac-imitate: {path} holds frames {part.frame_shape} and actions of {part.action_dim}, "
+                      f"but {spec.name} has {env.observation_space.shape} and {env.action_space.shape[0]}: "
+                      f"record it again for this task", file=sys.stderr)
+                return 2
+            parts.append((part, recorded))
+        data = parts[0][0]
+        for part, _ in parts[1:]:
+            data.extend(part)
+        episodes = [r["episodes"] for _, r in parts]
+        teacher_stats = {k: float(np.average([r["teacher_stats"][k] for _, r in parts], weights=episodes))
+                         for k in ("return_mean", "success_rate")}
+        log({"kind": "collect", "frames": len(data), "episodes": sum(episodes),
+             "dataset": " ".join(str(p) for p in args.dataset),
+             "recorded_by": " ".join(dict.fromkeys(r["teacher"] for _, r in parts)),
+             "teacher_return": teacher_stats["return_mean"], "teacher_success": teacher_stats["success_rate"],
+             "elapsed_s": time.monotonic() - started})
     else:
         teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data,
                                 seed0=args.seed * 100_000, progress=collect_progress)

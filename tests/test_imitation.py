@@ -589,6 +589,13 @@ def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_
     assert collect["frames"] == 80 and collect["dataset"] == str(dataset)
     assert collect["teacher_success"] == records[0]["teacher_success"]
     assert "collecting" not in capsys.readouterr().out  # no teacher episodes recorded
+    twice = tmp_path / "twice"
+    assert main(["--run-dir", str(twice), "--dataset", str(dataset), str(dataset), "--updates", "1", *small]) == 0
+    assert json.loads((twice / "metrics.jsonl").read_text().splitlines()[0])["frames"] == 160
+    joined, meta = Dataset.load(dataset)
+    joined.extend(Dataset.load(dataset)[0])
+    assert meta["episodes"] == 2 and meta["teacher"] == "dclaw-turn-table"
+    assert joined.starts == [0] * 40 + [40] * 40 + [80] * 40 + [120] * 40  # windows stay inside their episode
 
     np.savez(tmp_path / "other.npz", frames=np.zeros((2, 8, 8, 3), np.uint8))
     assert main(["--run-dir", str(tmp_path / "x"), "--dataset", str(tmp_path / "other.npz"), *small]) == 2
