@@ -40,8 +40,8 @@ SLAC agent, with the same 8-frame / 7-action history -- is trained to output the
   they read any run; the checkpoint's counters say how many teacher steps were recorded. A
   checkpoint is also written every ``--checkpoint-every`` updates and on Ctrl-C (or SIGTERM) during
   training, so a long run stopped early can still be exported; the recorded episodes live in memory
-  only, so a stop while recording leaves nothing (``--save-dataset`` writes them once recorded, and
-  ``--dataset`` trains on them again without recording).
+  until ``--save-dataset`` writes them (once recorded, or on a stop while recording: the episodes
+  completed so far), and ``--dataset`` trains on them again without recording.
 * Long runs: ``--lr-schedule cosine`` anneals the learning rate to 0, ``--ema`` checkpoints and
   exports an exponential moving average of the weights, and ``--val-episodes`` runs every
   checkpoint on randomised episodes of seeds used nowhere else and keeps the best as
@@ -175,9 +175,11 @@ class Dataset:
         written to a temporary name and renamed, so a stop while writing leaves no half file."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, frames=np.stack(self.frames).astype(np.uint8), actions=np.stack(self.actions).astype(np.float32),
-                 labels=np.stack(self.labels).astype(np.float32), starts=np.asarray(self.starts, np.int64),
-                 aux=np.stack(self.aux).astype(np.float32), meta=np.array(json.dumps(meta)))
+        n = len(self.starts)  # appended last: an episode cut short while being added is left out
+        np.savez(tmp, frames=np.stack(self.frames[:n]).astype(np.uint8),
+                 actions=np.stack(self.actions[:n]).astype(np.float32),
+                 labels=np.stack(self.labels[:n]).astype(np.float32), starts=np.asarray(self.starts, np.int64),
+                 aux=np.stack(self.aux[:n]).astype(np.float32), meta=np.array(json.dumps(meta)))
         os.replace(tmp, path)
 
     @classmethod
@@ -223,7 +225,7 @@ REST_MOTION = 0.1  # largest change of any action component between two steps of
 
 def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random.Generator, data: Dataset,
             seed0: int, student: SlacAgent | None = None, switch_at: str = "start",
-            progress: Callable[[int, float], None] | None = None) -> dict[str, float]:
+            progress: Callable[[int, float, float], None] | None = None) -> dict[str, float]:
     """Record ``episodes`` episodes (seeds ``seed0 + i``) into ``data``: every frame with the executed
     action and the teacher's clean label (NaN where the teacher did not act). The teacher's actions
     are executed with Gaussian noise whose std cycles through ``noise_stds`` (DART).
@@ -235,7 +237,7 @@ def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random
     tolerance -- its near misses, where the teacher's fresh plan is what the teacher itself would do
     after resting; episodes where that never happens are not kept.
 
-    ``progress(episodes_done, success_rate_so_far)`` is called after every episode.
+    ``progress(episodes_done, success_rate_so_far, return_mean_so_far)`` is called after every episode.
     """
     from slac_runtime.history import History
 
@@ -282,7 +284,7 @@ def collect(env, teacher, episodes: int, noise_stds: list[float], rng: np.random
         returns.append(total)
         successes.append(float(info.get("success", 0.0)))
         if progress is not None:
-            progress(episode + 1, float(np.mean(successes)))
+            progress(episode + 1, float(np.mean(successes)), float(np.mean(returns)))
     return {"return_mean": float(np.mean(returns)), "success_rate": float(np.mean(successes)),
             "episodes_kept": len(handed_over),
             "switch_step_mean": float(np.mean(handed_over)) if handed_over else float("nan")}
@@ -501,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     data = Dataset(env.observation_space.shape, env.action_space.shape[0])
     every = max(1, args.episodes // 20)
 
-    def collect_progress(done: int, success: float) -> None:
+    so_far = {"success_rate": float("nan"), "return_mean": float("nan")}
+
+    def collect_progress(done: int, success: float, return_mean: float) -> None:
+        so_far.update(success_rate=success, return_mean=return_mean)
         if done % every == 0 and done < args.episodes:
             print(f"collecting: {done}/{args.episodes} teacher episodes, teacher success {success:.0%}, "
                   f"{time.monotonic() - started:.0f} s", flush=True)
@@ -532,15 +537,30 @@ def main(argv: list[str] | None = None) -> int:
              "teacher_return": teacher_stats["return_mean"], "teacher_success": teacher_stats["success_rate"],
              "elapsed_s": time.monotonic() - started})
     else:
-        teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data,
-                                seed0=args.seed * 100_000, progress=collect_progress)
+        def dataset_meta(episodes: int, stats: dict) -> dict:
+            return {"task": spec.name, "teacher": args.teacher, "episodes": episodes, "seed": args.seed,
+                    "noise": args.noise, **switches, "teacher_stats": stats}
+
+        try:
+            with _sigterm_as_interrupt():
+                teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data,
+                                        seed0=args.seed * 100_000, progress=collect_progress)
+        except KeyboardInterrupt:
+            env.close()
+            episodes = len(set(data.starts))
+            if args.save_dataset is None or episodes == 0:
+                print(f"slac-imitate: interrupted while recording, after {episodes} episodes; nothing was written "
+                      f"(--save-dataset keeps the episodes recorded before a stop)", file=sys.stderr)
+            else:
+                data.save(args.save_dataset, dataset_meta(episodes, so_far))
+                print(f"slac-imitate: interrupted while recording; the {episodes} episodes recorded are in "
+                      f"{args.save_dataset}: train on them with --dataset {args.save_dataset}", file=sys.stderr)
+            return 130
         log({"kind": "collect", "frames": len(data), "episodes": args.episodes,
              "teacher_return": teacher_stats["return_mean"], "teacher_success": teacher_stats["success_rate"],
              "elapsed_s": time.monotonic() - started})
         if args.save_dataset is not None:
-            data.save(args.save_dataset, {"task": spec.name, "teacher": args.teacher, "episodes": args.episodes,
-                                          "seed": args.seed, "noise": args.noise, **switches,
-                                          "teacher_stats": teacher_stats})
+            data.save(args.save_dataset, dataset_meta(args.episodes, teacher_stats))
             print(f"dataset: {args.save_dataset}", flush=True)
     arrays = data.arrays()
 

@@ -600,3 +600,22 @@ def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_
     np.savez(tmp_path / "other.npz", frames=np.zeros((2, 8, 8, 3), np.uint8))
     assert main(["--run-dir", str(tmp_path / "x"), "--dataset", str(tmp_path / "other.npz"), *small]) == 2
     assert "not a dataset written by slac-imitate --save-dataset" in capsys.readouterr().err
+
+
+def test_slac_imitate_keeps_the_episodes_recorded_before_a_ctrl_c(tmp_path, monkeypatch, capsys):
+    import slac_train.imitation as imitation
+
+    real_add = Dataset.add_episode
+
+    def interrupted_in_the_third_episode(self, *args, **kwargs):
+        if len(set(self.starts)) == 2:
+            raise KeyboardInterrupt
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(imitation.Dataset, "add_episode", interrupted_in_the_third_episode)
+    dataset = tmp_path / "turn.npz"
+    assert main(["--run-dir", str(tmp_path / "bc"), "--episodes", "5", "--save-dataset", str(dataset)]) == 130
+    assert f"the 2 episodes recorded are in {dataset}" in capsys.readouterr().err
+    monkeypatch.setattr(imitation.Dataset, "add_episode", real_add)
+    data, meta = Dataset.load(dataset)
+    assert len(data) == 80 and meta["episodes"] == 2 and 0.0 <= meta["teacher_stats"]["success_rate"] <= 1.0
