@@ -173,16 +173,15 @@ class Dataset:
         self.labels += labels
         self.starts += [start] * len(frames)
 
-    def save(self, path: Path, meta: dict) -> None:
+    def save(self, path: Path, meta: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
         """Write the episodes (uncompressed .npz, ~12 kB a frame) with ``meta`` (JSON) beside them;
-        written to a temporary name and renamed, so a stop while writing leaves no half file."""
+        written to a temporary name and renamed, so a stop while writing leaves no half file.
+        ``arrays``: this dataset's :meth:`arrays`, where the caller has them already (not stacked twice)."""
         path = Path(path)
+        arrays = self.arrays() if arrays is None else arrays
         tmp = path.with_name(path.name + ".tmp.npz")
-        n = len(self.starts)  # appended last: an episode cut short while being added is left out
-        np.savez(tmp, frames=np.stack(self.frames[:n]).astype(np.uint8),
-                 actions=np.stack(self.actions[:n]).astype(np.float32),
-                 labels=np.stack(self.labels[:n]).astype(np.float32), starts=np.asarray(self.starts, np.int64),
-                 aux=np.stack(self.aux[:n]).astype(np.float32), meta=np.array(json.dumps(meta)))
+        np.savez(tmp, **{k: arrays[k] for k in ("frames", "actions", "labels", "starts", "aux")},
+                 meta=np.array(json.dumps(meta)))
         os.replace(tmp, path)
 
     @classmethod
@@ -211,14 +210,15 @@ class Dataset:
         self.starts += [start + offset for start in other.starts]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        labels = np.stack(self.labels)
+        n = len(self.starts)  # appended last: an episode cut short while being added (a stop) is left out
+        labels = np.stack(self.labels[:n])
         return {
-            "frames": np.stack(self.frames).astype(np.uint8),
-            "actions": np.stack(self.actions).astype(np.float32),
+            "frames": np.stack(self.frames[:n]).astype(np.uint8),
+            "actions": np.stack(self.actions[:n]).astype(np.float32),
             "labels": np.clip(labels, -LABEL_CLIP, LABEL_CLIP).astype(np.float32),
             "starts": np.asarray(self.starts, dtype=np.int64),
             "labelled": np.flatnonzero(~np.isnan(labels).any(-1)),
-            "aux": np.stack(self.aux).astype(np.float32),
+            "aux": np.stack(self.aux[:n]).astype(np.float32),
         }
 
 
@@ -514,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"collecting: {done}/{args.episodes} teacher episodes, teacher success {success:.0%}, "
                   f"{time.monotonic() - started:.0f} s", flush=True)
 
+    def dataset_meta(episodes: int, stats: dict) -> dict:  # what --save-dataset writes beside the episodes
+        return {"task": spec.name, "teacher": args.teacher, "episodes": episodes, "seed": args.seed,
+                "noise": args.noise, **switches, "teacher_stats": stats}
+
     if args.dataset:
         parts = []
         for path in args.dataset:
@@ -540,10 +544,6 @@ def main(argv: list[str] | None = None) -> int:
              "teacher_return": teacher_stats["return_mean"], "teacher_success": teacher_stats["success_rate"],
              "elapsed_s": time.monotonic() - started})
     else:
-        def dataset_meta(episodes: int, stats: dict) -> dict:
-            return {"task": spec.name, "teacher": args.teacher, "episodes": episodes, "seed": args.seed,
-                    "noise": args.noise, **switches, "teacher_stats": stats}
-
         try:
             with _sigterm_as_interrupt():
                 teacher_stats = collect(env, teacher_named(args.teacher), args.episodes, args.noise, rng, data,
@@ -562,10 +562,10 @@ def main(argv: list[str] | None = None) -> int:
         log({"kind": "collect", "frames": len(data), "episodes": args.episodes,
              "teacher_return": teacher_stats["return_mean"], "teacher_success": teacher_stats["success_rate"],
              "elapsed_s": time.monotonic() - started})
-        if args.save_dataset is not None:
-            data.save(args.save_dataset, dataset_meta(args.episodes, teacher_stats))
-            print(f"dataset: {args.save_dataset}", flush=True)
     arrays = data.arrays()
+    if not args.dataset and args.save_dataset is not None:
+        data.save(args.save_dataset, dataset_meta(args.episodes, teacher_stats), arrays)
+        print(f"dataset: {args.save_dataset}", flush=True)
 
     agent = SlacAgent(config, data.action_dim)
     policy = agent.policy()
