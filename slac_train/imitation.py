@@ -50,8 +50,9 @@ SLAC agent, with the same 8-frame / 7-action history -- is trained to output the
   checkpoint on randomised episodes of seeds used nowhere else and keeps the best as
   ``checkpoints/best.pt`` (``slac-export RUN/checkpoints/best.pt``).
 * ``--augment-shift PIXELS`` moves each training window (all 8 frames alike) by a random whole number
-  of pixels, up to PIXELS along each axis, with the edge repeated (DrQ's random shift): the
-  shipped student's squared error on another seed's episodes is 2.3 times that on its own.
+  of pixels, up to PIXELS along each axis, with the edge repeated (DrQ's random shift). Tried
+  because the shipped student's squared error on another seed's episodes is 2.3 times that on its
+  own; with 3 pixels it did not raise the randomised success (benchmarks/learning/notes.md, session 12).
 """
 
 from __future__ import annotations
