@@ -11,7 +11,9 @@ batch 32). The shipped ``robots/dclaw/policies/turn.onnx`` came from (104 minute
 
 SLAC learns Turn from pixels only with a GPU-sized budget (shared/specs/slac.md). This command
 gives the runtime a policy that works today: a scripted teacher that reads the simulator's state
-(``robots.dclaw.scripted``; ``dclaw-turn-table`` by default; ``dclaw-turn-search`` also tries its
+(``robots.dclaw.scripted``; ``dclaw-turn-table`` by default; ``dclaw-turn-mount-tables`` adds a
+table for low mounts, ``dclaw-turn-follow-tables`` also predicts every stroke after the first from
+where the last one left the claw, the best teacher here; ``dclaw-turn-search`` also tries its
 strokes in a copy of the simulator first; ``dclaw-turn-table-search`` does so only where the table
 would rest short of the target) drives the task while it is recorded
 from the task camera, and the pixel policy -- the very ``Encoder`` + ``TanhGaussianActor`` of a
@@ -115,6 +117,12 @@ def _turn_mount_tables(**kwargs):
     return TurnTableController(height_tables=MOUNT_TABLES, **kwargs)
 
 
+def _turn_follow_tables(**kwargs):
+    from robots.dclaw.scripted import FOLLOW_TABLES, MOUNT_TABLES, TurnTableController
+
+    return TurnTableController(height_tables=MOUNT_TABLES, follow_tables=FOLLOW_TABLES, **kwargs)
+
+
 def _turn_search(**kwargs):
     from robots.dclaw.scripted import TurnSearchController
 
@@ -149,6 +157,7 @@ TEACHERS: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {
     "dclaw-turn-table-search": (("dclaw-turn",), _turn_table_search),
     "dclaw-turn-table": (("dclaw-turn",), _turn_table),
     "dclaw-turn-mount-tables": (("dclaw-turn",), _turn_mount_tables),
+    "dclaw-turn-follow-tables": (("dclaw-turn",), _turn_follow_tables),
     "dclaw-turn-strokes": (("dclaw-turn",), _turn_strokes),
 }
 

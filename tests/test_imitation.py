@@ -5,20 +5,24 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from robots.dclaw.description import DCLAW, RESET_POSE
 from robots.dclaw.scripted import (
+    FOLLOW_TABLES,
     MOUNT_TABLES,
     STROKE_TABLE,
     TurnSearchController,
     TurnStrokeController,
     TurnTableController,
+    build_follow_table,
     build_stroke_table,
     mount_compensated_pose,
     mount_table_options,
+    stroke_end_goals,
     stroke_poses,
 )
 from robots.dclaw.sim import load_model
@@ -75,6 +79,61 @@ def test_table_teacher_turns_the_valve_and_keeps_it_there():
             assert max(errors[-5:]) < 0.1, (seed, errors)
     finally:
         env.close()
+
+
+def test_follow_tables_teacher_turns_the_valve_and_keeps_it_there():
+    """The shipped follow-on tables (every stroke after the first predicted from where the last one
+    left the claw) load, and their teacher ends on target and stays there."""
+    assert all(Path(path).exists() for path in FOLLOW_TABLES.values())
+    env = make_env("dclaw-turn-fixed", seed=0)
+    teacher = TurnTableController(height_tables=MOUNT_TABLES, follow_tables=FOLLOW_TABLES)
+    try:
+        for seed in range(3):
+            obs, info = env.reset(seed=seed)
+            teacher.reset()
+            errors = []
+            for _ in range(40):
+                obs, _, _, _, info = env.step(teacher.act_on(info))
+                errors.append(abs(info["angle_error"]))
+            assert max(errors[-5:]) < 0.1, (seed, errors)
+    finally:
+        env.close()
+
+
+def test_a_stroke_leaves_the_fingers_half_lifted_at_its_sweeps_end():
+    """The goals chase each pose at the velocity limit and do not reach it in the steps a stroke
+    gives them: the next stroke starts with the fingers lower than the reset pose has them."""
+    for b1 in (-0.3, 0.4):
+        goals = stroke_end_goals(b1)
+        np.testing.assert_allclose(goals[0::3], b1)  # the top joints reached the sweep's end
+        lifted_middle, reset_middle = TurnStrokeController.lifted[0], RESET_POSE[1]
+        assert np.all(goals[1::3] > lifted_middle + 0.2) and lifted_middle > reset_middle
+        np.testing.assert_allclose(goals[1::3], goals[1])  # three fingers alike
+    np.testing.assert_allclose(stroke_end_goals(-0.3)[1:3], stroke_end_goals(0.4)[1:3])
+
+
+def test_follow_table_predicts_the_strokes_after_the_first(tmp_path):
+    sweeps = [-0.35, 0.0, 0.35]
+    first = build_stroke_table(phases=2, sweeps=sweeps)
+    follow = build_follow_table(starts=(-0.3, 0.3), phases=2, sweeps=sweeps)
+    assert follow["rotation"].shape == (2, 2, 3, 3) and np.isfinite(follow["rotation"]).all()
+    np.testing.assert_allclose(follow["starts"], [-0.3, 0.3])
+    # the same strokes from the half-lifted end of an earlier one turn the valve differently
+    assert np.abs(follow["rotation"] - first["rotation"]).max() > 0.1
+    np.savez(tmp_path / "first.npz", **first)
+    np.savez(tmp_path / "follow.npz", **follow)
+    teacher = TurnTableController(tmp_path / "first.npz", phase_radius=0, sweep_radius=0,
+                                  follow_tables={0.0: tmp_path / "follow.npz"})
+    teacher.reset()
+    np.testing.assert_allclose(teacher._table_outcomes()[0], first["rotation"][0])  # from the reset pose
+    plan = [teacher.joint_targets(valve_angle=0.0, angle_error=-1.0) for _ in range(sum(TurnStrokeController.steps))]
+    b1 = plan[-1][0]
+    start = int(np.argmin(np.abs(follow["starts"] - b1)))
+    np.testing.assert_allclose(teacher._table_outcomes()[0], follow["rotation"][start])
+    teacher.reset()  # a new episode starts from the reset pose again
+    np.testing.assert_allclose(teacher._table_outcomes()[0], first["rotation"][0])
+    with pytest.raises(ValueError, match="other phases or sweeps"):
+        TurnTableController(tmp_path / "first.npz", follow_tables={0.0: {**follow, "sweeps": np.array([0.0, 0.1, 0.2])}})
 
 
 def test_mount_compensation_puts_the_fingertip_where_the_nominal_model_has_it():

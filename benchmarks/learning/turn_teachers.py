@@ -15,6 +15,9 @@ setting of ``turn_policy.py``). Success is the task's (|error| < 0.1 rad at the 
 - ``mount-tables``: the table teacher with a second stroke table, built with the mount 4 mm low,
   for mounts more than 2 mm low (``slac-imitate --teacher dclaw-turn-mount-tables``), its height
   read exactly or with an error.
+- ``follow-tables``: the mount tables plus follow-on tables that predict every stroke after the
+  first from where the previous stroke left the claw (``slac-imitate --teacher
+  dclaw-turn-follow-tables``), its height read exactly, with an error, or not at all (nominal).
 - ``adaptive``: blind, but switching its compensation once a stroke has turned the valve by less
   than 30% of what the table predicted (the stroke missed the spokes or jammed): a choice a
   student could make from what it sees.
@@ -42,6 +45,7 @@ import numpy as np
 from turn_policy import success_by_mount_height  # run as a script: its folder is on sys.path
 
 from robots.dclaw.scripted import (
+    FOLLOW_TABLES,
     MOUNT_TABLES,
     TurnSearchController,
     TurnTableController,
@@ -158,8 +162,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", type=int, default=120)
     p.add_argument("--search-episodes", type=int, default=60, help="the search teachers take ~2 s an episode")
-    p.add_argument("--studies", nargs="+", default=["mount", "mount-tables", "adaptive", "gains", "knowledge"],
-                   choices=["mount", "mount-tables", "adaptive", "gains", "knowledge"])
+    studies = ["mount", "mount-tables", "follow-tables", "adaptive", "gains", "knowledge"]
+    p.add_argument("--studies", nargs="+", default=studies, choices=studies)
     p.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
     args = p.parse_args()
 
@@ -184,6 +188,14 @@ def main() -> int:
                 "mount-tables", GuessingTable(height_tables=MOUNT_TABLES)),
             "mount tables, height read with sd 4 mm": ("mount-tables", GuessingTable(sd=4 * mm, height_tables=MOUNT_TABLES)),
             "mount tables, height read with sd 6 mm": ("mount-tables", GuessingTable(sd=6 * mm, height_tables=MOUNT_TABLES)),
+        }
+    if "follow-tables" in args.studies:
+        tables = {"height_tables": MOUNT_TABLES, "follow_tables": FOLLOW_TABLES}
+        variants |= {
+            "follow tables, exact height": ("follow-tables", GuessingTable(**tables)),
+            "follow tables, height read with sd 4 mm": ("follow-tables", GuessingTable(sd=4 * mm, **tables)),
+            "follow tables, height read with sd 6 mm": ("follow-tables", GuessingTable(sd=6 * mm, **tables)),
+            "follow tables, height guessed 0 (nominal)": ("follow-tables", GuessingTable(guess=0.0, **tables)),
         }
     if "adaptive" in args.studies:
         variants |= {
