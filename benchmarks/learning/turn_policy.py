@@ -4,8 +4,8 @@
 
 Runs the ONNX policy through onnxruntime (deterministic, as ``make demo`` runs it) and the
 state-based teachers (``robots.dclaw.scripted``: the search teacher, the table teacher with and
-without its mount-height compensation and with its second table for low mounts, the stroke
-teacher) on the same seeds of ``dclaw-turn`` (valve 0 -> pi) under four settings: nominal; visual
+without its mount-height compensation, with its second table for low mounts and with its
+follow-on tables, the stroke teacher) on the same seeds of ``dclaw-turn`` (valve 0 -> pi) under four settings: nominal; visual
 randomisation + image noise; visual + dynamics randomisation + image noise; and that with frames
 up to 80 ms old (the sim-to-real setting). Success is the task's
 (|error| < 0.1 rad at the episode's end); "held" success asks for it over the last 5 steps (0.5 s),
@@ -33,8 +33,9 @@ SETTINGS = {
                                 "observation_latency": (0.0, 0.08)},
 }
 HELD_STEPS = 5
-# the state-based teachers of robots.dclaw.scripted; "mount-tables" is slac-imitate's dclaw-turn-mount-tables
-TEACHERS = ("search", "table", "mount-tables", "table-uncompensated", "strokes")
+# the state-based teachers of robots.dclaw.scripted; "mount-tables" and "follow-tables" are slac-imitate's
+# dclaw-turn-mount-tables and dclaw-turn-follow-tables
+TEACHERS = ("search", "table", "mount-tables", "follow-tables", "table-uncompensated", "strokes")
 HEIGHT_BINS_MM = ((-10, -6), (-6, -2), (-2, 2), (2, 6), (6, 10))  # turn_teachers.py uses them too
 
 
@@ -108,6 +109,7 @@ def main() -> int:
 
     from robots.dclaw import ROBOT
     from robots.dclaw.scripted import (
+        FOLLOW_TABLES,
         MOUNT_TABLES,
         TurnSearchController,
         TurnStrokeController,
@@ -123,6 +125,7 @@ def main() -> int:
     policy = OnnxPolicy(path)
     made = {"search": TurnSearchController, "table": TurnTableController,
             "mount-tables": partial(TurnTableController, height_tables=MOUNT_TABLES),
+            "follow-tables": partial(TurnTableController, height_tables=MOUNT_TABLES, follow_tables=FOLLOW_TABLES),
             "table-uncompensated": partial(TurnTableController, compensate_mount=False),
             "strokes": TurnStrokeController}
     teachers = {} if args.no_teachers else {name: made[name]() for name in args.teachers}
