@@ -320,28 +320,27 @@ class TurnTableController:
         tables = {0.0: table} | {float(h): _load_table(t) for h, t in (height_tables or {}).items()}
         self._outcomes_by_height = {}
         for height, t in sorted(tables.items()):
-            sweeps = np.asarray(t["sweeps"], dtype=np.float64)
-            if len(t["phases"]) != self.phases or sweeps.shape != self.sweeps.shape or not np.allclose(sweeps, self.sweeps):
-                raise ValueError(f"the stroke table for mount height {height * 1000:+.0f} mm has other phases "
-                                 f"or sweeps than the nominal one; build both with the same options")
+            self._check_like_nominal(t, f"the stroke table for mount height {height * 1000:+.0f} mm")
             rotation = np.asarray(t["rotation"], dtype=np.float64)
             rotation = rotation[None] if rotation.ndim == 3 else rotation
             self._outcomes_by_height[height] = np.concatenate(
                 [_neighbourhood(r, phase_radius, sweep_radius) for r in rotation])
-        # per mount height: (the angles earlier strokes ended at, (start, draws x neighbours, phase, b0, b1))
+        # per mount height: (the angles earlier strokes ended at, (start, neighbours, phase, b0, b1))
         self._follow_by_height = {}
         for height, t in sorted((follow_tables or {}).items()):
             t = _load_table(t)
-            sweeps = np.asarray(t["sweeps"], dtype=np.float64)
-            if len(t["phases"]) != self.phases or sweeps.shape != self.sweeps.shape or not np.allclose(sweeps, self.sweeps):
-                raise ValueError(f"the follow-on stroke table for mount height {float(height) * 1000:+.0f} mm has other "
-                                 f"phases or sweeps than the nominal one; build both with the same options")
+            self._check_like_nominal(t, f"the follow-on stroke table for mount height {float(height) * 1000:+.0f} mm")
             rotation = np.asarray(t["rotation"], dtype=np.float64)
             self._follow_by_height[float(height)] = (np.asarray(t["starts"], dtype=np.float64), np.stack(
                 [_neighbourhood(r, phase_radius, sweep_radius) for r in rotation]))
         self.tolerance = float(tolerance)
         self.compensate_mount = bool(compensate_mount)
         self.reset()
+
+    def _check_like_nominal(self, table: Mapping, what: str) -> None:
+        sweeps = np.asarray(table["sweeps"], dtype=np.float64)
+        if len(table["phases"]) != self.phases or sweeps.shape != self.sweeps.shape or not np.allclose(sweeps, self.sweeps):
+            raise ValueError(f"{what} has other phases or sweeps than the nominal one; build both with the same options")
 
     def reset(self) -> None:
         self._plan: list[np.ndarray] = []
