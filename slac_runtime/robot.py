@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 ROBOT_ENTRY_POINT_GROUP = "slac.robots"
+CONTROL_PERIOD_TOLERANCE = 0.01  # a policy's control period may differ from the robot's by 1 %
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,37 @@ class RobotDescription:
     joint_ranges: tuple[tuple[float, float], ...]  # control range per joint, (low, high) rad
     velocity_limit: float  # rad/s, per joint
     reset_pose: tuple[float, ...]  # rad
+    # The safety limits the runtime takes from the robot, never from a policy file:
+    control_periods_s: tuple[float, ...] = ()  # control periods the robot may be driven at (s); () any
+    tracking_error_limit_rad: float = math.inf  # |goal - present| beyond this ...
+    tracking_error_time_s: float = math.inf  # ... for longer than this stops the robot
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
         if not (len(self.motor_ids) == len(self.joint_ranges) == len(self.reset_pose) == n):
             raise ValueError(f"robot {self.name!r}: joint names, IDs, ranges and reset pose differ in length")
+        if not (self.velocity_limit > 0 and math.isfinite(self.velocity_limit)):
+            raise ValueError(f"robot {self.name!r}: velocity limit must be positive and finite")
+        if any(not (p > 0 and math.isfinite(p)) for p in self.control_periods_s):
+            raise ValueError(f"robot {self.name!r}: control periods must be positive and finite")
+        if not (self.tracking_error_limit_rad > 0 and self.tracking_error_time_s > 0):
+            raise ValueError(f"robot {self.name!r}: tracking-error limit and time must be positive")
+
+    def check_control_period(self, period_s: float, tolerance: float = CONTROL_PERIOD_TOLERANCE) -> str | None:
+        """None if the robot may be driven at ``period_s``; else a sentence saying why not."""
+        if not (isinstance(period_s, (int, float)) and math.isfinite(period_s) and period_s > 0):
+            return f"control period {period_s!r} s is not a positive number"
+        if not self.control_periods_s:
+            return None
+        if any(abs(period_s - p) <= tolerance * p for p in self.control_periods_s):
+            return None
+        allowed = ", ".join(f"{p:g}" for p in self.control_periods_s)
+        return (f"control period {period_s:g} s is not one robot {self.name!r} may be driven at "
+                f"(allowed: {allowed} s, within {tolerance:.1%})")
+
+    def max_step_rad(self, period_s: float) -> float:
+        """The largest change of a joint goal in one control period: the velocity limit times it."""
+        return self.velocity_limit * period_s
 
     @property
     def num_joints(self) -> int:
@@ -65,7 +93,7 @@ class RobotDescription:
         low, high = self.low, self.high
         target = low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
         target = np.clip(target, low, high)
-        max_step = self.velocity_limit * period_s
+        max_step = self.max_step_rad(period_s)
         current_goal = np.asarray(current_goal, dtype=np.float64)
         return current_goal + np.clip(target - current_goal, -max_step, max_step)
 

@@ -23,6 +23,11 @@ RESET_POSE = (0.0, -math.pi / 3, math.pi / 3) * 3  # rad, the Turn/Screw reset p
 
 CONTROL_PERIOD_S = 0.05  # environment control period of every D'Claw task (20 Hz)
 
+# Tracking-error watchdog: a joint whose present position stays further than this from its goal
+# for longer than this is stuck, miscalibrated or broken, and the runtime stops the robot.
+TRACKING_ERROR_LIMIT_RAD = 0.6  # placeholder, set from measured episodes
+TRACKING_ERROR_TIME_S = 1.0
+
 DCLAW = RobotDescription(
     name="dclaw",
     joint_names=JOINT_NAMES,
@@ -30,4 +35,7 @@ DCLAW = RobotDescription(
     joint_ranges=JOINT_RANGES,
     velocity_limit=VELOCITY_LIMIT,
     reset_pose=RESET_POSE,
+    control_periods_s=(CONTROL_PERIOD_S,),
+    tracking_error_limit_rad=TRACKING_ERROR_LIMIT_RAD,
+    tracking_error_time_s=TRACKING_ERROR_TIME_S,
 )
