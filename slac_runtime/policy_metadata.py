@@ -125,6 +125,10 @@ class PolicyMetadata:
                 out.append(f"joint ranges differ: policy {self.joint_ranges} vs robot {ranges_robot}")
             if self.velocity_limit is not None and abs(self.velocity_limit - d.velocity_limit) > 1e-6:
                 out.append(f"velocity limit differs: policy {self.velocity_limit} vs robot {d.velocity_limit} rad/s")
+            check_period = getattr(d, "check_control_period", None)
+            period_problem = check_period(self.control_period_s) if check_period is not None else None
+            if period_problem is not None:
+                out.append(f"the policy's {period_problem}")
         if image_size is not None and (self.image_height, self.image_width) != tuple(image_size):
             out.append(f"image size differs: policy {self.image_height}x{self.image_width} vs camera "
                        f"{image_size[0]}x{image_size[1]}")

@@ -104,6 +104,12 @@ class RobotDescription:
         return (2.0 * (target - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
 
 
+class RobotRefused(RuntimeError):
+    """A robot refused to start because its set-up contradicts what the runtime was told (servo
+    settings, position limits, a start pose outside the calibrated ranges). Raised by ``connect()``
+    before any torque goes on, so nothing moved; the message says what to fix."""
+
+
 @dataclass
 class RobotState:
     """One reading of the robot's joints (rad, rad/s, A) with its monotonic timestamp (s)."""

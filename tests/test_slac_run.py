@@ -67,12 +67,12 @@ def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 1, err
-    assert "stale" in err
+    assert proc.returncode == 3, err
+    assert "stale" in err and "robot relaxed (torque off)" in err
     log = read_episode_log(episode_logs(tmp_path / "logs")[0])
     events = [e["event"] for e in log.events]
-    assert "hold" in events and "relax" in events
-    assert events.index("hold") < events.index("relax")
+    assert "hold" in events and "safe_stop" in events
+    assert events.index("hold") < events.index("safe_stop")
     assert "stale" in log.footer["stop_reason"]
     assert not any(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
 
@@ -109,33 +109,123 @@ def test_sigkill_leaves_a_readable_log(virtual_dclaw, tiny_dclaw_policy, tmp_pat
     assert [t["tick"] for t in log.ticks] == list(range(len(log.ticks)))
 
 
-def test_sigterm_finishes_cleanly(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False)
-    try:
-        wait_for_ticks(tmp_path / "logs", 6)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    log = read_episode_log(episode_logs(tmp_path / "logs")[0])
-    assert log.footer["stop_reason"] == "stop requested" and not log.truncated
-    assert not any(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
-
-
-def test_metadata_mismatch_is_refused_before_any_motion(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    model = onnx.load(str(tiny_dclaw_policy))
+def with_metadata(policy, tmp_path, key, edit) -> str:
+    """A copy of ``policy`` whose metadata ``key`` is ``edit(value)`` (values are JSON)."""
+    model = onnx.load(str(policy))
     for prop in model.metadata_props:
-        if prop.key == "joint_ranges":
-            ranges = json.loads(prop.value)
-            ranges[1] = [-1.0, 1.0]
-            prop.value = json.dumps(ranges)
-    other = tmp_path / "other.onnx"
+        if prop.key == key:
+            prop.value = json.dumps(edit(json.loads(prop.value)))
+    other = tmp_path / f"edited-{key}.onnx"
     onnx.save(model, str(other))
+    return other
+
+
+def _ranges_edited(ranges):
+    ranges[1] = [-1.0, 1.0]
+    return ranges
+
+
+@pytest.mark.parametrize("key, edit, message", [
+    ("joint_ranges", _ranges_edited, "joint ranges differ"),
+    # A policy may not set the speed limit: a 0.5 s period would allow 1.05 rad per command.
+    ("control_period_s", lambda _: 0.5, "control period 0.5 s is not one robot 'dclaw' may be driven at"),
+    ("velocity_limit", lambda v: 10 * v, "velocity limit differs"),
+])
+def test_metadata_mismatch_is_refused_before_any_motion(virtual_dclaw, tiny_dclaw_policy, tmp_path,
+                                                        key, edit, message):
+    other = with_metadata(tiny_dclaw_policy, tmp_path, key, edit)
     before = dict(virtual_dclaw.emulator.counters)
     result = run_slac_run(other, virtual_dclaw, tmp_path / "logs")
     assert result.returncode == 2
-    assert "joint ranges differ" in result.stderr
+    assert message in result.stderr and "nothing moved" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert dict(virtual_dclaw.emulator.counters) == before  # not one packet reached the servos
+
+
+def test_step_clip_comes_from_the_robot(tiny_dclaw_policy, tmp_path, monkeypatch):
+    """The driver's step clip is the robot's velocity limit over the robot's period, whatever the file."""
+    from slac_runtime import run_cli
+
+    seen = {}
+
+    class Refuse(Exception):
+        pass
+
+    def make_driver(**kwargs):
+        seen.update(kwargs)
+        raise Refuse
+
+    entry = run_cli.find_robot("dclaw")
+    monkeypatch.setattr(type(entry), "make_driver", lambda self, **kw: make_driver(**kw))
+    slightly_off = with_metadata(tiny_dclaw_policy, tmp_path, "control_period_s", lambda p: p * 1.005)
+    monkeypatch.setattr(run_cli, "wait_for_camera", lambda *a: None)
+    with pytest.raises(Refuse):
+        run_cli.run(run_cli.parse_args(["--camera", "tcp://127.0.0.1:1", "--policy", str(slightly_off),
+                                        "--allow-uncalibrated"]), {})
+    assert seen["max_step_rad"] == pytest.approx(1.1 * DCLAW.velocity_limit * 0.05)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--threads", "1000", "--threads: must be an integer from 1 to"),
+    ("--threads", "0", "--threads: must be an integer from 1 to"),
+    ("--episodes", "0", "--episodes: must be an integer of at least 1"),
+    ("--duration", "-5", "--duration: must be a positive number"),
+    ("--episode-steps", "0", "--episode-steps: must be an integer of at least 1"),
+    ("--episode-steps", "-3", "--episode-steps: must be an integer of at least 1"),
+    ("--stale-timeout", "nan", "--stale-timeout: must be a finite number"),
+    ("--max-frame-age", "inf", "--max-frame-age: must be a finite number"),
+    ("--max-frame-age", "0", "--max-frame-age: must be a positive number"),
+    ("--camera-timeout", "-1", "--camera-timeout: must be a positive number"),
+    ("--seed", "x", "--seed: must be an integer"),
+])
+def test_every_number_is_checked_in_one_line(option, value, message, capsys):
+    from slac_runtime.run_cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--camera", "tcp://127.0.0.1:1", option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_local_camera_failure_is_reported_before_any_motion(virtual_dclaw, tiny_dclaw_policy, tmp_path):
+    before = dict(virtual_dclaw.emulator.counters)
+    cmd_camera = str(tmp_path / "no-such-video.mp4")
+    result = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--camera", cmd_camera)
+    assert result.returncode == 2, result.stderr
+    assert "camera" in result.stderr and "nothing moved" in result.stderr
+    assert dict(virtual_dclaw.emulator.counters) == before  # the servo port was never opened
+    assert episode_logs(tmp_path / "logs") == []
+
+
+def test_stale_camera_with_on_exit_hold_says_holding(virtual_dclaw, tiny_dclaw_policy, tmp_path):
+    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200",
+                        "--stale-timeout", "0.6", "--on-exit", "hold", wait=False)
+    try:
+        wait_for_ticks(tmp_path / "logs")
+        virtual_dclaw.freeze_camera()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    assert "stale" in err and "robot left holding its pose" in err and "relaxed" not in err
+    assert all(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_exit_with_their_code(virtual_dclaw, tiny_dclaw_policy, tmp_path, signum):
+    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False)
+    try:
+        wait_for_ticks(tmp_path / "logs", 4)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert f"interrupted: {signal.Signals(signum).name}; robot relaxed" in err
+    log = read_episode_log(episode_logs(tmp_path / "logs")[0])
+    assert log.footer["stop_reason"] == "stop requested" and not log.truncated
+    assert not any(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
 
 
 def test_unknown_robot_and_missing_policy(tmp_path, tiny_dclaw_policy):
