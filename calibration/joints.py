@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,24 +94,21 @@ def calibrate_joints(
     signs = np.ones(d.num_joints, dtype=int) if signs is None else np.asarray(signs, dtype=int)
     if signs.shape != (d.num_joints,) or not np.all(np.isin(signs, (-1, 1))):
         raise ValueError(f"signs must be {d.num_joints} values of +1 or -1, got {signs.tolist()}")
-    if not range_speed > 0:
+    if not (range_speed > 0 and math.isfinite(range_speed)):
         raise ValueError(f"range_speed must be a positive fraction of the velocity limit, got {range_speed}")
     period = 0.05
 
-    # 1. offsets, torque off. The raw calibration puts the joint ranges outside the servos'
-    #    position limits, which the driver warns about; expected here, so not shown.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="with this calibration some joint ranges")
-        with entry.make_driver(port=port, calibration=_raw_calibration(d, signs),
-                               max_step_rad=float("inf")) as r:
-            r.relax()
-            if ready is not None:
-                ready(ZERO_POSE_INSTRUCTIONS)
-            readings = []
-            for _ in range(samples):
-                readings.append(r.read_state().positions)
-                time.sleep(0.01)
-            raw_rad = np.median(np.array(readings), axis=0)
+    # 1. offsets, torque off. The raw calibration (offsets 0) says nothing about the joint ranges,
+    #    so the driver skips the checks that need a valid calibration (``calibrating=True``).
+    with entry.make_driver(port=port, calibration=_raw_calibration(d, signs), calibrating=True) as r:
+        r.relax()
+        if ready is not None:
+            ready(ZERO_POSE_INSTRUCTIONS)
+        readings = []
+        for _ in range(samples):
+            readings.append(r.read_state().positions)
+            time.sleep(0.01)
+        raw_rad = np.median(np.array(readings), axis=0)
     ticks = raw_rad * signs * ct.TICKS_PER_TURN / (2 * math.pi)
     offsets = np.round(ticks).astype(int)
     log("offsets (ticks): " + ", ".join(f"{n}={o}" for n, o in zip(d.joint_names, offsets)))
@@ -134,7 +130,9 @@ def calibrate_joints(
     low, high = d.low, d.high
     measured_low, measured_high = np.zeros(d.num_joints), np.zeros(d.num_joints)
     zero = np.zeros(d.num_joints)
-    with entry.make_driver(port=port, calibration=calibration, max_step_rad=float("inf")) as r:
+    # The driver's step limit sits a little above the range check's own speed, so it never clips it.
+    max_step = 1.1 * speed * period
+    with entry.make_driver(port=port, calibration=calibration, max_step_rad=max_step) as r:
         _move(r, r.read_state().positions, zero, speed, period)
         for j, name in enumerate(d.joint_names):
             goal = zero

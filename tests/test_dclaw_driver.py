@@ -14,7 +14,6 @@ from robots.dclaw.description import DCLAW
 from robots.dclaw.driver import (
     DEFAULT_CALIBRATION,
     DEFAULT_MAX_STEP_RAD,
-    CalibrationRangeWarning,
     DClawDriver,
 )
 from robots.dynamixel import control_table as ct
@@ -22,6 +21,7 @@ from robots.dynamixel.bus import (
     DynamixelError,
     LatencyTimerWarning,
     ServoCommunicationError,
+    ServoConfigurationError,
     ServoHardwareError,
     check_latency_timer,
 )
@@ -39,6 +39,7 @@ pytestmark = pytest.mark.timeout(60)
 IDS = DCLAW.motor_ids
 RESET = np.array(DCLAW.reset_pose)
 TICK = ct.RAD_PER_TICK
+NO_STEP_LIMIT = 10.0  # rad: wider than any joint range, so a goal is reached in one command
 
 
 def make_emulator(tmp_path, mountings=None, start=RESET, **kwargs) -> ServoBusEmulator:
@@ -116,7 +117,7 @@ def test_connect_configures_the_servos_and_holds_the_pose(tmp_path):
 
 
 def test_command_and_read_round_trip(emulator):
-    with DClawDriver(emulator.port_path, max_step_rad=float("inf")) as claw:
+    with DClawDriver(emulator.port_path, max_step_rad=NO_STEP_LIMIT) as claw:
         goal = np.array([0.3, -0.5, 0.9, -0.2, 0.4, -1.2, 0.1, 0.0, 1.5])
         sent = claw.command(goal)
         np.testing.assert_allclose(sent, goal, atol=TICK / 2 + 1e-12)
@@ -160,10 +161,11 @@ def test_planted_offsets_are_corrected_by_a_calibration_file(tmp_path):
     planted[22] = Mounting(2048 - 77, 1)
     planted[30] = Mounting(1024 + 300, 1)
     with make_emulator(tmp_path, mountings=planted) as emu:
-        with DClawDriver(emu.port_path) as claw:  # the nominal calibration reads the planted error
-            error = claw.read_state().positions - RESET
-            assert abs(error[DCLAW.motor_ids.index(22)] + 77 * TICK) < 2 * TICK
-            assert abs(error[DCLAW.motor_ids.index(11)]) > 1.0
+        # The nominal calibration reads FF11 at +1.28 rad, outside its range: refused, torque off.
+        with pytest.raises(ServoConfigurationError, match=r"FF11 reads \+1\.28 rad") as info:
+            DClawDriver(emu.port_path).connect()
+        assert info.value.servo_ids == (11,)
+        assert not any(emu.torque_enabled(i) for i in IDS)
         joints = [
             JointCalibrationEntry(
                 j.name, j.motor_id, planted[j.motor_id].offset_ticks, planted[j.motor_id].sign
@@ -171,7 +173,7 @@ def test_planted_offsets_are_corrected_by_a_calibration_file(tmp_path):
             for j in DEFAULT_CALIBRATION.joints
         ]
         path = JointCalibration("dclaw", tuple(joints)).save(tmp_path / "dclaw_joints.json")
-        with DClawDriver(emu.port_path, calibration=path, max_step_rad=float("inf")) as claw:
+        with DClawDriver(emu.port_path, calibration=path, max_step_rad=NO_STEP_LIMIT) as claw:
             np.testing.assert_allclose(claw.read_state().positions, true_positions(emu), atol=TICK)
             goal = np.array([0.2, 0.5, -0.3, -0.1, -0.6, 0.7, 0.3, 0.2, -0.4])
             sent = claw.command(goal)
@@ -269,14 +271,11 @@ def test_unsupported_model_and_calibration_outside_the_position_limits(tmp_path)
             DClawDriver(emu.port_path).connect()
     with make_emulator(tmp_path) as emu:
         emu.set_register(12, ct.MIN_POSITION_LIMIT, 1500)
-        with pytest.warns(CalibrationRangeWarning, match=r"FF12 .* \(limits 1500\.\.4095\)"):
-            claw = DClawDriver(emu.port_path)
-            claw.connect()
-        try:
-            sent = claw.command(np.full(9, -10.0))  # FF12's goal stays inside its position limits
-            assert DEFAULT_CALIBRATION.rad_to_ticks(sent)[2] >= 1500
-        finally:
-            claw.disconnect()
+        with pytest.raises(
+            ServoConfigurationError,
+            match=r"servo 12 \(FF12\) limits read 1500\.\.4095 but FF12's range .* needs ticks 1024\.\.3072",
+        ):
+            DClawDriver(emu.port_path).connect()
         assert not any(emu.torque_enabled(i) for i in IDS)
 
 

@@ -15,24 +15,54 @@ angle = sign · (ticks − offset) · 2π/4096. Without a calibration file the d
 nominal build (:data:`DEFAULT_CALIBRATION`: joint zero at tick 1024 for the top joints, 2048 for the
 middle and bottom joints, sign +1).
 
+Before torque goes on, :meth:`DClawDriver.connect` checks what the servos report against what the
+driver needs, and refuses with :class:`~robots.dynamixel.bus.ServoConfigurationError` (naming the
+servos, what their registers say and the fix) when:
+
+- a servo is not in position mode after configuring it (Operating Mode is read back), or its Drive
+  Mode reverses it or lets a goal write turn torque on (the calibration's sign sets directions);
+- a calibrated joint range does not fit inside the servo's Min/Max Position Limit registers (the
+  servo would refuse or clamp goals there: limits reading 0/0 would pin every goal to tick 0);
+- a joint's present position, through the calibration, lies more than
+  :data:`START_POSE_MARGIN_RAD` outside its range: the calibration is wrong, or the joint must be
+  moved into range by hand.
+
+While goals stream, the servos' **Bus Watchdog** (control table address 98, 20 ms units) is armed:
+the first :meth:`~DClawDriver.command` after connect or :meth:`~DClawDriver.hold` sets a window of
+``watchdog_s`` (default :data:`DEFAULT_WATCHDOG_S`), and :meth:`~DClawDriver.hold`,
+:meth:`~DClawDriver.relax` and :meth:`~DClawDriver.disconnect` clear it. If the process stops
+sending (killed, or stalled) for longer than the window, each servo stops where it is on its own.
+A silence on the bus longer than half the window makes the next command read the register; servos
+found stopped raise :class:`~robots.dynamixel.bus.BusWatchdogError`, and no goal is sent until
+:meth:`~DClawDriver.hold` clears it and holds the present pose.
+
 The driver never prompts and never swallows an error: a servo that stays silent or reports a
-hardware error raises an exception naming it. Leaving the ``with`` block -- normally, on an
-exception or on Ctrl-C -- turns torque off (``on_exit="relax"``) or holds position (``"hold"``).
+hardware error raises an exception naming it; an I/O error of the port raises
+:class:`~robots.dynamixel.bus.BusDisconnectedError` naming the port. Leaving the ``with`` block --
+normally, on an exception or on Ctrl-C -- turns torque off (``on_exit="relax"``) or holds position
+(``"hold"``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from robots.dclaw.description import CONTROL_PERIOD_S, DCLAW, JOINT_NAMES, MOTOR_IDS
 from robots.dynamixel import control_table as ct
-from robots.dynamixel.bus import DynamixelBus, DynamixelError, ServoCommunicationError
+from robots.dynamixel.bus import (
+    BusDisconnectedError,
+    BusWatchdogError,
+    DynamixelBus,
+    DynamixelError,
+    ServoCommunicationError,
+    ServoConfigurationError,
+)
 from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
 from slac_runtime.robot import Robot, RobotState
 
@@ -58,11 +88,31 @@ DEFAULT_CALIBRATION = JointCalibration(
 )
 
 # Default per-command step limit: the fastest a D'Claw task may move a joint in one control period.
-DEFAULT_MAX_STEP_RAD = DCLAW.velocity_limit * CONTROL_PERIOD_S  # 0.105 rad
+DEFAULT_MAX_STEP_RAD = DCLAW.max_step_rad(CONTROL_PERIOD_S)  # 0.105 rad
 
+# At connect a joint may rest this far outside its control range (a finger sagging or resting on
+# the object) before its reading is taken for a wrong calibration.
+START_POSE_MARGIN_RAD = 0.2
 
-class CalibrationRangeWarning(UserWarning):
-    """The calibrated joint ranges do not fit inside the servos' position limits."""
+# The Bus Watchdog window while goals stream: four control periods of 0.05 s. A killed process
+# leaves the servos moving for at most this long.
+DEFAULT_WATCHDOG_S = 0.2
+WATCHDOG_RANGE_S = (
+    ct.BUS_WATCHDOG_UNIT_S,
+    ct.BUS_WATCHDOG_UNIT_S * ct.BUS_WATCHDOG_MAX_UNITS,
+)  # 0.02 .. 2.54 s
+
+__all__ = [
+    "DEFAULT_CALIBRATION",
+    "DEFAULT_MAX_STEP_RAD",
+    "DEFAULT_WATCHDOG_S",
+    "START_POSE_MARGIN_RAD",
+    "BusDisconnectedError",
+    "BusWatchdogError",
+    "DClawDriver",
+    "ServoConfigurationError",
+    "load_calibration",
+]
 
 
 def load_calibration(calibration: None | str | os.PathLike | JointCalibration) -> JointCalibration:
@@ -89,11 +139,17 @@ class DClawDriver(Robot):
         baudrate: the servos' bus speed.
         calibration: None (ROBEL's nominal offsets), a calibration file path, or a JointCalibration.
         max_step_rad: the largest change of any joint's goal per :meth:`command`, relative to the
-            last goal sent; None means the D'Claw's velocity limit over one control period
-            (2π/3 rad/s × 0.05 s ≈ 0.105 rad); ``float("inf")`` disables it.
-        retries: extra attempts for a bus transaction whose replies are missing or corrupt.
+            last goal sent (a positive, finite number); None means the D'Claw's velocity limit over
+            one control period (2π/3 rad/s × 0.05 s ≈ 0.105 rad).
+        retries: extra attempts (0..20) for a bus transaction whose replies are missing or corrupt.
         on_exit: what leaving the ``with`` block (or :meth:`disconnect`) leaves: "relax" (torque off)
             or "hold" (torque on, holding position).
+        watchdog_s: the servos' Bus Watchdog window while goals stream (0.02..2.54 s, rounded to
+            20 ms): a process that sends nothing for this long leaves the servos stopped. Default
+            0.2 s; None or 0 leaves the watchdog off.
+        calibrating: only for ``slac-calibrate joints`` while it measures the offsets with a raw
+            calibration: skips the two checks that need a valid calibration (joint ranges against
+            the servos' position limits, start pose inside the ranges). Every other check stays.
     """
 
     description = DCLAW
@@ -106,16 +162,26 @@ class DClawDriver(Robot):
         max_step_rad: float | None = None,
         retries: int = 3,
         on_exit: str = "relax",
+        watchdog_s: float | None = DEFAULT_WATCHDOG_S,
+        calibrating: bool = False,
     ):
         if on_exit not in ("relax", "hold"):
             raise ValueError(f'on_exit must be "relax" or "hold", got {on_exit!r}')
-        if max_step_rad is not None and not max_step_rad > 0:
+        if max_step_rad is not None and not (
+            _is_number(max_step_rad) and math.isfinite(max_step_rad) and max_step_rad > 0
+        ):
             raise ValueError(
-                f"max_step_rad must be positive (or None for the default), got {max_step_rad}"
+                f"max_step_rad must be a positive, finite number of radians (or None for "
+                f"{DEFAULT_MAX_STEP_RAD:.3f} rad), got {max_step_rad!r}"
             )
         self.calibration = load_calibration(calibration)
         self.on_exit = on_exit
         self.max_step_rad = DEFAULT_MAX_STEP_RAD if max_step_rad is None else float(max_step_rad)
+        self._watchdog_units = _watchdog_units(watchdog_s)
+        self.watchdog_s = (
+            self._watchdog_units * ct.BUS_WATCHDOG_UNIT_S if self._watchdog_units else None
+        )
+        self.calibrating = bool(calibrating)
         self.bus = DynamixelBus(
             port,
             baudrate=baudrate,
@@ -133,6 +199,8 @@ class DClawDriver(Robot):
         )
         self._last_goal: np.ndarray | None = None  # rad, the goal last sent
         self._torque_requested = False  # torque may be on: a relax is due before disconnecting
+        self._watchdog_armed = False  # the Bus Watchdog may be set: hold/relax/disconnect clear it
+        self._watchdog_stopped: list[int] = []  # servos found in Bus Watchdog Error, until hold()
         self._connected = False
 
     # --- Robot interface ---------------------------------------------------------------------
@@ -153,9 +221,12 @@ class DClawDriver(Robot):
     def connect(self) -> None:
         """Open the port, check the nine servos, configure position control and hold the current pose.
 
-        Sequence: ping all IDs (and check their models) -> torque off -> Operating Mode 3 (position)
-        and Return Delay Time 0 where they differ -> check the calibrated joint ranges fit the
-        servos' position limits -> goal := present position -> torque on.
+        Sequence: ping all IDs (and check their models) -> torque off, Bus Watchdog off -> check
+        Drive Mode -> Operating Mode 3 (position) and Return Delay Time 0 where they differ, Operating
+        Mode read back -> the calibrated joint ranges inside the servos' position limits and the
+        present pose inside the ranges -> goal := present position -> torque on. Every check comes
+        before torque goes on; a failed one raises :class:`ServoConfigurationError` and leaves
+        torque off.
         """
         if self._connected:
             raise RuntimeError("the D'Claw driver is already connected")
@@ -163,8 +234,12 @@ class DClawDriver(Robot):
         try:
             self._check_models(self.bus.ping(self._ids))
             self._torque_requested = True  # we do not know the servos' torque state yet
+            self._watchdog_armed = True  # nor whether another program left the Bus Watchdog set
+            self._report_watchdog_left_stopped()
             self.relax()
             self._configure()
+            if not self.calibrating:
+                self._check_calibration_against_servos()
             self._connected = True
             self.hold()
         except BaseException:
@@ -190,6 +265,11 @@ class DClawDriver(Robot):
         The goals are clipped to the joint ranges, then each joint's change from the last goal sent
         is limited to ``max_step_rad``, then rounded to whole ticks (and kept inside the servos'
         position limits). Torque is not changed: after :meth:`relax`, call :meth:`hold` first.
+
+        The first command after connect or :meth:`hold` arms the Bus Watchdog (one sync write and
+        one sync read to confirm it). Later commands cost nothing extra unless the bus was silent
+        for more than half the window; then the register is read, and servos the watchdog stopped
+        raise :class:`BusWatchdogError` (no goal is sent until :meth:`hold`).
         """
         self._require_connected()
         goal = np.asarray(goal_positions, dtype=np.float64).reshape(-1)
@@ -199,6 +279,13 @@ class DClawDriver(Robot):
             )
         if not np.all(np.isfinite(goal)):
             raise ValueError(f"dclaw: joint goals contain NaN or inf: {goal}")
+        if self._watchdog_stopped:
+            raise self._watchdog_error(self._watchdog_stopped)
+        if self._watchdog_units:
+            if self._watchdog_armed:
+                self._check_watchdog_silence()
+            else:
+                self._arm_watchdog()
         target = np.clip(goal, self._low, self._high)
         step = np.clip(target - self._last_goal, -self.max_step_rad, self.max_step_rad)
         ticks = self.calibration.rad_to_ticks(self._last_goal + step)
@@ -208,10 +295,40 @@ class DClawDriver(Robot):
         return self._last_goal.copy()
 
     def hold(self) -> None:
-        """Torque on, holding the present position (the goal is set to it before torque goes on)."""
+        """Torque on, holding the present position (the goal is set to it before torque goes on).
+
+        Clears the Bus Watchdog first (also a Bus Watchdog Error: the servos then hold where they
+        stopped). Raises :class:`ServoConfigurationError`, torque unchanged, if a servo reads a
+        position outside its position limits, where it could not hold without jumping.
+        """
         self._require_connected()
+        stopped = self._clear_watchdog()
+        if stopped:
+            log.warning(
+                "%s had stopped on the Bus Watchdog (no instruction for more than %.2f s); "
+                "holding the present pose",
+                self.bus._labels(stopped),
+                self.watchdog_s or 0.0,
+            )
         position = self._read_raw_state()[2]
-        ticks = np.clip(position, *self._tick_limits).astype(np.int64)
+        low, high = self._tick_limits
+        outside = [
+            (i, int(t), int(lo), int(hi))
+            for i, t, lo, hi in zip(self._ids, position, low, high)
+            if not lo <= t <= hi
+        ]
+        if outside:
+            details = "; ".join(
+                f"{self.bus.label(i)} is at tick {t}, outside its position limits {lo}..{hi}"
+                for i, t, lo, hi in outside
+            )
+            raise ServoConfigurationError(
+                f"cannot hold the present pose: {details}; a goal there would be refused. With torque "
+                f"off, move the joint by hand inside its limits, or widen Min/Max Position Limit "
+                f"(52/48) with the servo's tool",
+                [i for i, *_ in outside],
+            )
+        ticks = position.astype(np.int64)
         self.bus.sync_write(ct.GOAL_POSITION, dict(zip(self._ids, ticks.tolist())))
         self._last_goal = self.calibration.ticks_to_rad(ticks)
         self._torque_requested = True
@@ -224,14 +341,23 @@ class DClawDriver(Robot):
         self._torque_requested = False
         # A servo that has shut down on a hardware error already has torque off: that counts.
         self._write_all(ct.TORQUE_ENABLE, 0, allow_alert=True)
+        if self._watchdog_armed:  # with torque off it watches nothing; leave it cleared too
+            self.bus.sync_write(ct.BUS_WATCHDOG, dict.fromkeys(self._ids, 0))
+            self._watchdog_armed = False
+        self._watchdog_stopped = []
 
     def disconnect(self) -> None:
-        """Close the port; first turn torque off if ``on_exit`` is "relax" and it may still be on."""
+        """Close the port; first turn torque off if ``on_exit`` is "relax" and it may still be on, or
+        (``"hold"``) clear the Bus Watchdog so that the servos keep holding after the port closes."""
         if not self.bus.is_open:
             return
         try:
-            if self.on_exit == "relax" and self._torque_requested:
-                self.relax()
+            # After an I/O error on the port nothing can be sent: just close it.
+            if not self.bus.link_failed:
+                if self.on_exit == "relax" and self._torque_requested:
+                    self.relax()
+                elif self._watchdog_armed:
+                    self._clear_watchdog()
         finally:
             self._connected = False
             self.bus.close()
@@ -262,6 +388,8 @@ class DClawDriver(Robot):
         for servo_id in self._ids:
             try:
                 self.bus.write(servo_id, register, value, allow_alert=allow_alert)
+            except BusDisconnectedError:
+                raise  # the link is down: no other servo can be reached either
             except DynamixelError as exc:
                 failures.append((servo_id, exc))
         if len(failures) == 1:
@@ -287,13 +415,32 @@ class DClawDriver(Robot):
         )
 
     def _configure(self) -> None:
-        """Position control and no return delay (EEPROM: written only where different; torque is off)."""
-        first, size = (
-            ct.RETURN_DELAY_TIME.address,
-            ct.OPERATING_MODE.end - ct.RETURN_DELAY_TIME.address,
-        )
-        settings = self.bus.sync_read(first, size, self._ids)
-        for servo_id, data in settings.items():
+        """Check Drive Mode; set position control and no return delay (EEPROM, torque off: written
+        only where different) and read Operating Mode back; read the position limits."""
+        # 9 Return Delay Time, 10 Drive Mode, 11 Operating Mode
+        first = ct.RETURN_DELAY_TIME.address
+        settings = self.bus.sync_read(first, ct.OPERATING_MODE.end - first, self._ids)
+        drive_problems = {}
+        for servo_id in self._ids:
+            drive = settings[servo_id][ct.DRIVE_MODE.address - first]
+            reasons = []
+            if drive & ct.DRIVE_MODE_REVERSE:
+                reasons.append("bit 0 reverses the servo's direction behind the calibration's sign")
+            if drive & ct.DRIVE_MODE_TORQUE_ON_BY_GOAL:
+                reasons.append("bit 3 lets a goal write turn torque on")
+            if reasons:
+                drive_problems[servo_id] = (
+                    f"{self.bus.label(servo_id)}: Drive Mode {drive} ({'; '.join(reasons)})"
+                )
+        if drive_problems:
+            raise ServoConfigurationError(
+                f"refusing to turn torque on: {', '.join(drive_problems.values())}. Clear these bits of "
+                f"Drive Mode (address 10) with the servo's tool (e.g. Dynamixel Wizard, torque off), then "
+                f"recalibrate with `slac-calibrate joints`",
+                list(drive_problems),
+            )
+        for servo_id in self._ids:
+            data = settings[servo_id]
             mode = data[ct.OPERATING_MODE.address - first]
             if mode != ct.OPERATING_MODE_POSITION:
                 log.info(
@@ -306,6 +453,19 @@ class DClawDriver(Robot):
             if data[0] != 0:
                 log.info("%s: Return Delay Time %d -> 0", self.bus.label(servo_id), data[0])
                 self.bus.write(servo_id, ct.RETURN_DELAY_TIME, 0)
+        modes = self.bus.sync_read(ct.OPERATING_MODE.address, 1, self._ids)
+        wrong = {i: data[0] for i, data in modes.items() if data[0] != ct.OPERATING_MODE_POSITION}
+        if wrong:
+            details = ", ".join(
+                f"{self.bus.label(i)} reads {m} ({ct.OPERATING_MODES.get(m, 'unknown mode')})"
+                for i, m in wrong.items()
+            )
+            raise ServoConfigurationError(
+                f"refusing to turn torque on: Operating Mode (address 11) is not position control (3) "
+                f"after writing it: {details}. Set it with the servo's tool (e.g. Dynamixel Wizard, "
+                f"torque off) and check nothing else on the bus rewrites it",
+                list(wrong),
+            )
         first = ct.MAX_POSITION_LIMIT.address
         limits = self.bus.sync_read(first, ct.MIN_POSITION_LIMIT.end - first, self._ids)
         high = np.array(
@@ -314,29 +474,137 @@ class DClawDriver(Robot):
         low = np.array(
             [ct.MIN_POSITION_LIMIT.decode(limits[i][4:8]) for i in self._ids], dtype=np.float64
         )
-        range_ticks = np.stack(
-            [self.calibration.rad_to_ticks(self._low), self.calibration.rad_to_ticks(self._high)]
-        )
-        outside = [
-            f"{name} [{r_low:+.2f}, {r_high:+.2f}] rad -> ticks [{t.min()}, {t.max()}] (limits {int(lo)}..{int(hi)})"
-            for name, r_low, r_high, t, lo, hi in zip(
-                DCLAW.joint_names, self._low, self._high, range_ticks.T, low, high
-            )
-            if t.min() < lo or t.max() > hi
-        ]
-        if outside:
-            # Not an error: a raw calibration (offsets 0) is used while calibrating. Goals are kept
-            # inside the limits anyway (the servos would silently ignore others).
-            warnings.warn(
-                "with this calibration some joint ranges fall outside the servos' position limits, so goals "
-                "there will be clipped: "
-                + "; ".join(outside)
-                + ". Unless you are calibrating, check the "
-                "calibration offsets (`slac-calibrate joints`) or the servos' Min/Max Position Limit registers",
-                CalibrationRangeWarning,
-                stacklevel=4,
-            )
         self._tick_limits = (low, high)
+
+    def _check_calibration_against_servos(self) -> None:
+        """Refuse (before torque on) a start pose outside the calibrated ranges, or calibrated ranges
+        that do not fit inside the servos' position limits."""
+        cal = self.calibration
+        positions = cal.ticks_to_rad(self._read_raw_state()[2])
+        sections, servo_ids = [], []
+        far = [
+            (i, name, q, lo, hi)
+            for i, name, q, lo, hi in zip(
+                self._ids, DCLAW.joint_names, positions, self._low, self._high
+            )
+            if not lo - START_POSE_MARGIN_RAD <= q <= hi + START_POSE_MARGIN_RAD
+        ]
+        if far:
+            details = ", ".join(
+                f"{name} reads {q:+.2f} rad (range [{lo:+.2f}, {hi:+.2f}])"
+                for _, name, q, lo, hi in far
+            )
+            sections.append(
+                f"the start pose is outside the calibrated joint ranges by more than "
+                f"{START_POSE_MARGIN_RAD} rad: {details}. The joint calibration is probably wrong (run "
+                f"`slac-calibrate joints`), or the joint must be moved into its range by hand (torque is off)"
+            )
+            servo_ids += [i for i, *_ in far]
+        ends = np.stack([cal.rad_to_ticks(self._low), cal.rad_to_ticks(self._high)])
+        need_low, need_high = ends.min(axis=0), ends.max(axis=0)
+        low, high = self._tick_limits
+        tight = [
+            (i, name, int(lo), int(hi), int(t_lo), int(t_hi), r_lo, r_hi)
+            for i, name, lo, hi, t_lo, t_hi, r_lo, r_hi in zip(
+                self._ids, DCLAW.joint_names, low, high, need_low, need_high, self._low, self._high
+            )
+            if t_lo < lo or t_hi > hi
+        ]
+        if tight:
+            details = ", ".join(
+                f"{self.bus.label(i)} limits read {lo}..{hi} but {name}'s range [{r_lo:+.2f}, {r_hi:+.2f}] rad "
+                f"needs ticks {t_lo}..{t_hi}"
+                for i, name, lo, hi, t_lo, t_hi, r_lo, r_hi in tight
+            )
+            sections.append(
+                f"the servos' Min/Max Position Limit registers (52/48) contradict the calibration: {details}. "
+                f"Write limits that contain those ticks with the servo's tool (e.g. Dynamixel Wizard, "
+                f"torque off), or recalibrate with `slac-calibrate joints` if the offsets are wrong"
+            )
+            servo_ids += [i for i, *_ in tight if i not in servo_ids]
+        if sections:
+            raise ServoConfigurationError(
+                f"refusing to turn torque on: {'; and '.join(sections)}", servo_ids
+            )
+
+    # --- Bus Watchdog -----------------------------------------------------------------------------
+    def _read_watchdog(self, servo_ids: list[int] | None = None) -> dict[int, int]:
+        """Bus Watchdog (98) of each servo: 0 off, 1..127 armed (20 ms units), 0xFF error."""
+        replies = self.bus.sync_read(ct.BUS_WATCHDOG.address, 1, servo_ids or self._ids)
+        return {i: data[0] for i, data in replies.items()}
+
+    def _report_watchdog_left_stopped(self) -> None:
+        stopped = [i for i, v in self._read_watchdog().items() if v == ct.BUS_WATCHDOG_ERROR]
+        if stopped:
+            log.warning(
+                "%s were stopped by their Bus Watchdog: the last program streaming goals stopped "
+                "without releasing them (killed?); clearing it",
+                self.bus._labels(stopped),
+            )
+
+    def _arm_watchdog(self) -> None:
+        """Set the window on every servo (one sync write) and confirm it (one sync read)."""
+        units = self._watchdog_units
+        self.bus.sync_write(ct.BUS_WATCHDOG, dict.fromkeys(self._ids, units))
+        self._watchdog_armed = True
+        values = self._read_watchdog()
+        stopped = [i for i, v in values.items() if v == ct.BUS_WATCHDOG_ERROR]
+        if stopped:
+            self._watchdog_stopped = stopped
+            raise self._watchdog_error(stopped)
+        wrong = {i: v for i, v in values.items() if v != units}
+        if wrong:
+            details = ", ".join(f"{self.bus.label(i)} reads {v}" for i, v in wrong.items())
+            raise ServoConfigurationError(
+                f"the Bus Watchdog (address 98) did not take {units} ({self.watchdog_s:.2f} s): {details}; "
+                f"check the servos' firmware supports it, or pass watchdog_s=None",
+                list(wrong),
+            )
+        self.bus.take_longest_silence_s()  # measure silences from here on
+
+    def _check_watchdog_silence(self) -> None:
+        """After a bus silence longer than half the window, read the register: a servo the watchdog
+        stopped ignores goals, which must not go out as if followed."""
+        silence = self.bus.take_longest_silence_s()
+        if silence <= 0.5 * self.watchdog_s:
+            return
+        stopped = [i for i, v in self._read_watchdog().items() if v == ct.BUS_WATCHDOG_ERROR]
+        if stopped:
+            self._watchdog_stopped = stopped
+            raise self._watchdog_error(stopped, silence)
+
+    def _clear_watchdog(self) -> list[int]:
+        """Write 0 to the Bus Watchdog where it is not 0 and confirm; return the servos that were in
+        Bus Watchdog Error."""
+        values = self._read_watchdog()
+        set_ids = [i for i, v in values.items() if v != 0]
+        if set_ids:
+            self.bus.sync_write(ct.BUS_WATCHDOG, dict.fromkeys(set_ids, 0))
+            stuck = {i: v for i, v in self._read_watchdog(set_ids).items() if v != 0}
+            if stuck:
+                details = ", ".join(
+                    f"{self.bus.label(i)} still reads {v}" for i, v in stuck.items()
+                )
+                raise BusWatchdogError(
+                    f"the Bus Watchdog (address 98) did not clear after writing 0: {details}; "
+                    f"power-cycle the servos",
+                    list(stuck),
+                )
+        self._watchdog_armed = False
+        self._watchdog_stopped = []
+        return [i for i in set_ids if values[i] == ct.BUS_WATCHDOG_ERROR]
+
+    def _watchdog_error(
+        self, servo_ids: list[int], silence_s: float | None = None
+    ) -> BusWatchdogError:
+        silent = f" (the bus was silent for {silence_s:.2f} s)" if silence_s is not None else ""
+        return BusWatchdogError(
+            f"{self.bus._labels(servo_ids)} stopped on the Bus Watchdog: no instruction reached them within "
+            f"{self.watchdog_s:.2f} s{silent}, so they hold where they stopped and ignore new goals. The "
+            f"control loop stalled (an overloaded machine, or a pause between commands): call hold() to "
+            f"hold the present pose and resume, or pass a longer watchdog_s",
+            servo_ids,
+        )
 
     def _abort_connect(self) -> None:
         """After a failed connect: turn torque off if it may be on, close the port; log, never mask."""
@@ -347,3 +615,20 @@ class DClawDriver(Robot):
             log.exception("while aborting a failed connect, turning torque off failed too")
         finally:
             self.bus.close()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _watchdog_units(watchdog_s: float | None) -> int:
+    """The Bus Watchdog register value for a window in seconds (0: off)."""
+    if watchdog_s is None or (_is_number(watchdog_s) and watchdog_s == 0):
+        return 0
+    low, high = WATCHDOG_RANGE_S
+    if not (_is_number(watchdog_s) and low <= watchdog_s <= high):
+        raise ValueError(
+            f"watchdog_s must be within {low:.2f}..{high:.2f} s (the Bus Watchdog counts 20 ms units "
+            f"1..127), or None / 0 for no watchdog, got {watchdog_s!r}"
+        )
+    return max(1, min(ct.BUS_WATCHDOG_MAX_UNITS, round(watchdog_s / ct.BUS_WATCHDOG_UNIT_S)))

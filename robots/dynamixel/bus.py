@@ -7,7 +7,12 @@ and failures. What cannot be fixed by retrying raises an exception that names th
 - :class:`ServoCommunicationError` -- a servo stayed silent or kept sending corrupt replies;
 - :class:`ServoHardwareError` -- a servo's status carries the alert bit: its Hardware Error Status
   (overload, overheating, ...) is read and reported;
-- :class:`ServoStatusError` -- a servo refused an instruction (access, range, length errors).
+- :class:`ServoStatusError` -- a servo refused an instruction (access, range, length errors);
+- :class:`BusDisconnectedError` -- the serial link itself failed (an I/O error on the port: cable,
+  power, adapter unplugged, or an emulator's process gone); it names the port.
+
+Drivers built on the bus raise :class:`ServoConfigurationError` (servo registers that contradict
+what the driver needs) and :class:`BusWatchdogError` (servos stopped by their Bus Watchdog).
 
 A sync write (the per-tick goal positions) gets no reply by design of the protocol, so it cannot
 be confirmed; torque changes are therefore written to each servo with a confirmed write.
@@ -19,18 +24,31 @@ import logging
 import os
 import re
 import threading
+import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import dynamixel_sdk as sdk
 
+try:  # pyserial's POSIX port raises termios.error (not an OSError) when the device goes away
+    import termios
+
+    _TERMIOS_ERRORS: tuple[type[BaseException], ...] = (termios.error,)
+except ImportError:  # Windows
+    _TERMIOS_ERRORS = ()
+
 from robots.dynamixel import control_table as ct
 from robots.dynamixel.protocol import ALERT_BIT, StatusError
+from slac_runtime.robot import RobotRefused
 
 log = logging.getLogger(__name__)
 
 USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
+# More extra attempts than this only hide a broken bus: each can wait ~34 ms for a reply, so a
+# transaction gives up within about 0.7 s.
+MAX_RETRIES = 20
 _SUPPORTED_BAUD_RATES = (
     9600,
     19200,
@@ -85,6 +103,33 @@ class ServoStatusError(DynamixelError):
         self.error = error
 
 
+class BusDisconnectedError(DynamixelError):
+    """The serial link failed with an I/O error; ``port`` is the device path."""
+
+    def __init__(self, message: str, port: str):
+        super().__init__(message)
+        self.port = port
+
+
+class ServoConfigurationError(DynamixelError, RobotRefused):
+    """Servo registers (or the pose the servos report) contradict what the driver needs to move
+    them safely; ``servo_ids`` names the servos. Raised before torque goes on (the runtime reports
+    it as a refusal: nothing moved)."""
+
+    def __init__(self, message: str, servo_ids: Sequence[int]):
+        super().__init__(message)
+        self.servo_ids = tuple(servo_ids)
+
+
+class BusWatchdogError(DynamixelError):
+    """Servos in Bus Watchdog Error: they stopped because no instruction reached them within the
+    watchdog window, and ignore goals until the error is cleared."""
+
+    def __init__(self, message: str, servo_ids: Sequence[int]):
+        super().__init__(message)
+        self.servo_ids = tuple(servo_ids)
+
+
 class LatencyTimerWarning(UserWarning):
     """The USB serial adapter's latency timer adds milliseconds to every read."""
 
@@ -123,7 +168,7 @@ class DynamixelBus:
     Args:
         port: the serial device path (a USB adapter, or an emulator's pty).
         baudrate: the bus speed (the servos' Baud Rate register must agree).
-        retries: extra attempts for a transaction whose replies are missing or corrupt.
+        retries: extra attempts (0..20) for a transaction whose replies are missing or corrupt.
         servo_names: optional ID -> name, used in error messages ("servo 21 (MF21)").
         adapter: how error messages call the USB adapter.
     """
@@ -136,12 +181,20 @@ class DynamixelBus:
         servo_names: Mapping[int, str] | None = None,
         adapter: str = "the Dynamixel USB adapter",
     ):
-        if baudrate not in _SUPPORTED_BAUD_RATES:
+        if (
+            not isinstance(baudrate, int)
+            or isinstance(baudrate, bool)
+            or baudrate not in _SUPPORTED_BAUD_RATES
+        ):
             raise ValueError(
-                f"baud rate {baudrate} is not supported; use one of {_SUPPORTED_BAUD_RATES}"
+                f"baud rate {baudrate!r} is not supported; use one of {_SUPPORTED_BAUD_RATES}"
             )
-        if retries < 0:
-            raise ValueError(f"retries must be >= 0, got {retries}")
+        if (
+            not isinstance(retries, int)
+            or isinstance(retries, bool)
+            or not 0 <= retries <= MAX_RETRIES
+        ):
+            raise ValueError(f"retries must be an integer in 0..{MAX_RETRIES}, got {retries!r}")
         self.port = str(port)
         self.baudrate = baudrate
         self.retries = retries
@@ -151,6 +204,9 @@ class DynamixelBus:
         self._port: sdk.PortHandler | None = None
         self._packets = sdk.PacketHandler(2.0)
         self._lock = threading.Lock()
+        self._last_instruction_s: float | None = None  # monotonic time the last packet was sent
+        self._longest_silence_s = 0.0  # since the last take_longest_silence_s()
+        self.link_failed = False  # an I/O error on the port since it was opened
 
     # --- port --------------------------------------------------------------------------------
     @property
@@ -182,6 +238,9 @@ class DynamixelBus:
                 port.closePort()
             raise DynamixelError(f"could not open serial port {self.port} at {self.baudrate} baud")
         self._port = port
+        self.link_failed = False
+        self._last_instruction_s = None
+        self._longest_silence_s = 0.0
 
     def close(self) -> None:
         if self._port is not None:
@@ -201,7 +260,43 @@ class DynamixelBus:
         # Our lock serialises transactions; a transaction cut short (e.g. by Ctrl-C) may have left
         # the SDK's busy flag set, which would refuse every later one.
         self._port.is_using = False
+        # Every caller sends an instruction packet next: note the silence on the bus before it.
+        now = time.monotonic()
+        if self._last_instruction_s is not None:
+            self._longest_silence_s = max(self._longest_silence_s, now - self._last_instruction_s)
+        self._last_instruction_s = now
         return self._port
+
+    def take_longest_silence_s(self) -> float:
+        """The longest time (s) between two instruction packets sent since the last call, counting
+        the silence up to now; resets the measure. A servo's Bus Watchdog sees these silences."""
+        with self._lock:
+            longest = self._longest_silence_s
+            if self._last_instruction_s is not None:
+                longest = max(longest, time.monotonic() - self._last_instruction_s)
+            self._longest_silence_s = 0.0
+            return longest
+
+    @contextmanager
+    def _link_errors(self) -> Iterator[None]:
+        """Turn an I/O error of the serial port (OSError, which includes pyserial's SerialException,
+        or termios.error) into a :class:`BusDisconnectedError` that names the port and what to check."""
+        try:
+            yield
+        except (OSError, *_TERMIOS_ERRORS) as exc:
+            self.stats["failures"] += 1
+            self.link_failed = True
+            args = exc.args
+            if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+                detail = f"[Errno {args[0]}] {args[1]}"
+            else:
+                detail = str(exc) or type(exc).__name__
+            raise BusDisconnectedError(
+                f"the serial link on {self.port} failed ({detail}): check {self.adapter} is plugged in, "
+                f"the servos' 12 V power and their bus cable; for a virtual robot, that its process is "
+                f"still running",
+                self.port,
+            ) from exc
 
     # --- transactions ----------------------------------------------------------------------------
     def ping(self, servo_ids: Iterable[int]) -> dict[int, int]:
@@ -255,7 +350,7 @@ class DynamixelBus:
 
     def sync_write(self, register: ct.Register, values_by_id: Mapping[int, int]) -> None:
         """One sync write of a register to several servos (no reply: unconfirmed by protocol)."""
-        with self._lock:
+        with self._lock, self._link_errors():
             port = self._sdk_port()
             group = sdk.GroupSyncWrite(port, self._packets, register.address, register.size)
             for servo_id, value in values_by_id.items():
@@ -279,7 +374,7 @@ class DynamixelBus:
         """
         servo_ids = list(servo_ids)
         ph = self._packets
-        with self._lock:
+        with self._lock, self._link_errors():
             self.stats["reads"] += 1
             failure = ""
             failed_id = servo_ids[0]
@@ -337,7 +432,7 @@ class DynamixelBus:
         Then raise for the status error byte, unless ``check_errors`` is False; ``allow_alert``
         accepts (and logs) a bare hardware-error alert.
         """
-        with self._lock:
+        with self._lock, self._link_errors():
             self.stats["reads" if what == "ping" or what.startswith("read") else "writes"] += 1
             failure = ""
             for attempt in range(self.retries + 1):

@@ -35,6 +35,17 @@ OPERATING_MODES = {
     16: "PWM",
 }
 
+# Drive Mode (10) bits the drivers care about.
+DRIVE_MODE_REVERSE = 0x01  # bit 0: the servo turns the other way (positions mirrored)
+DRIVE_MODE_TORQUE_ON_BY_GOAL = 0x08  # bit 3: writing a goal turns torque on
+
+# Bus Watchdog (98): 0 off (writing 0 also clears the error), 1..127 arms a window of that many
+# 20 ms units, monitored while torque is on; when no instruction packet arrives within the window
+# the servo stops, the register reads -1 (byte 0xFF) and the goal registers refuse writes.
+BUS_WATCHDOG_UNIT_S = 0.020
+BUS_WATCHDOG_MAX_UNITS = 127
+BUS_WATCHDOG_ERROR = 0xFF  # the register's byte in Bus Watchdog Error (-1 as a signed byte)
+
 BAUD_RATE_CODES = {
     0: 9_600,
     1: 57_600,
@@ -114,7 +125,7 @@ POSITION_I_GAIN = _r("Position I Gain", 82, 2, maximum=16383)
 POSITION_P_GAIN = _r("Position P Gain", 84, 2, default=800, maximum=16383)
 FEEDFORWARD_2ND_GAIN = _r("Feedforward 2nd Gain", 88, 2, maximum=16383)
 FEEDFORWARD_1ST_GAIN = _r("Feedforward 1st Gain", 90, 2, maximum=16383)
-BUS_WATCHDOG = _r("Bus Watchdog", 98, 1, maximum=127)
+BUS_WATCHDOG = _r("Bus Watchdog", 98, 1, maximum=127)  # 20 ms per unit; reads 0xFF (-1) on error
 GOAL_PWM = _r("Goal PWM", 100, 2, signed=True, minimum=-885, maximum=885)
 GOAL_CURRENT = _r("Goal Current", 102, 2, signed=True, minimum=-1193, maximum=1193)
 GOAL_VELOCITY = _r("Goal Velocity", 104, 4, signed=True, minimum=-1023, maximum=1023)
