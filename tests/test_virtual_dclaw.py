@@ -12,7 +12,7 @@ import pytest
 
 from robots.dclaw import DCLAW
 from robots.dclaw.driver import DClawDriver
-from robots.dclaw.virtual import VirtualDClaw
+from robots.dclaw.virtual import VirtualDClaw, WideView
 from robots.dynamixel.bus import ServoCommunicationError
 from slac_runtime.frames import FrameSubscriber
 
@@ -117,6 +117,7 @@ def test_cli_starts_and_stops(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "servo port" in out and "stopped" in out
+    assert "serving for 1.5 s" in out and "reply latency" in out and "its own process" in out
     assert not (tmp_path / "tty").exists()  # the port link is removed on exit
 
 
@@ -124,3 +125,31 @@ def test_cli_unknown_robot(tmp_path):
     out = subprocess.run([sys.executable, "-m", "robots.virtual_cli", "--robot", "nope"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "dclaw" in out.stderr
+
+
+def test_visual_randomisation_keeps_the_wide_view(tmp_path):
+    """Lights, colours and a small camera jitter are drawn around the wide view's camera, not the
+    task camera's: its field of view (60 deg, not 42.75) and its roll survive."""
+    import mujoco
+
+    from robots.dclaw.sim import VISUAL_RANGES
+
+    view = WideView()
+    robot = VirtualDClaw(tmp_path / "tty", f"ipc://{tmp_path}/camera", wide_view=view)
+    try:
+        m, d = robot.sim.model, robot.sim.data
+        cam = m.camera("task").id
+
+        def roll_deg() -> float:
+            mujoco.mj_forward(m, d)
+            x_axis = d.cam_xmat[cam].reshape(3, 3)[:, 0]  # the image's x axis, in the world
+            return float(np.degrees(np.arcsin(-x_axis[2])))
+
+        roll_before = roll_deg()
+        assert abs(roll_before) > 1.5  # the task camera has none; 3 deg about a pitched optical axis
+        for seed in range(3):
+            robot.randomize_visuals(seed)
+            assert abs(m.cam_fovy[cam] - view.fovy_deg) <= VISUAL_RANGES.camera_fovy_jitter_deg
+            assert abs(roll_deg() - roll_before) <= VISUAL_RANGES.camera_angle_jitter_deg + 0.5
+    finally:
+        robot.stop()

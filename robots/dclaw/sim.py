@@ -439,6 +439,22 @@ class DClawSim:
         m.cam_fovy[:] = nominal["cam_fovy"]
         mujoco.mj_forward(m, self.data)
 
+    def set_task_camera(self, quat: np.ndarray | None = None, fovy_deg: float | None = None,
+                        pos: np.ndarray | None = None) -> None:
+        """Move the task camera (orientation quaternion w, x, y, z; vertical field of view, degrees;
+        position, metres) and make it the nominal one: visual randomisation jitters around it."""
+        m, nominal, cam = self.model, self._nominal_visuals, self._task_cam
+        if quat is not None:
+            quat = np.asarray(quat, dtype=np.float64)
+            nominal["cam_quat"][cam] = m.cam_quat[cam] = quat / np.linalg.norm(quat)
+        if fovy_deg is not None:
+            if not 0.0 < fovy_deg < 180.0:
+                raise ValueError(f"the camera's field of view must be in (0, 180) degrees, got {fovy_deg}")
+            nominal["cam_fovy"][cam] = m.cam_fovy[cam] = float(fovy_deg)
+        if pos is not None:
+            nominal["cam_pos"][cam] = m.cam_pos[cam] = np.asarray(pos, dtype=np.float64)
+        mujoco.mj_forward(m, self.data)
+
     def randomize_visuals(self, rng: np.random.Generator,
                           ranges: VisualRanges = VISUAL_RANGES) -> dict[str, Any]:
         """Draw lighting, colours and a task-camera jitter around the nominal scene; return them."""

@@ -1,6 +1,10 @@
 """The virtual D'Claw: the MuJoCo claw stepped in real time behind a Dynamixel bus emulator on a
 pseudo-terminal, and a simulated camera publishing over ZeroMQ in the runtime's frame format.
 
+The bus is answered by its own process (:class:`~robots.dynamixel.emulator.ServoBusProcess`, real-time
+scheduled where permitted), which exchanges joint readings and goals with the simulation thread
+through shared memory: physics, rendering and scene resets in this process never delay a reply.
+
 The real driver, the real ``dynamixel-sdk``, real sockets and the real runtime run against it
 unchanged::
 
@@ -29,13 +33,19 @@ import numpy as np
 
 from robots.dclaw.description import DCLAW
 from robots.dclaw.driver import DEFAULT_CALIBRATION
-from robots.dynamixel.emulator import Mounting, ServoBusEmulator, mountings_from_calibration
-from robots.dynamixel.physics import JointReading, ServoBackend
+from robots.dynamixel.emulator import (
+    Mounting,
+    ServoBusEmulator,
+    ServoBusProcess,
+    mountings_from_calibration,
+)
+from robots.dynamixel.physics import JointReading, ServoBackend, SharedJointState
 from slac_runtime.frames import FramePublisher
 
 TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
 STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
-MAX_SUBSTEPS_PER_LOCK = 4  # simulator steps (10 ms) per hold of the lock the bus emulator needs
+MAX_SUBSTEPS_PER_LOCK = 4  # simulator steps (10 ms) between exchanges of goals and readings with the bus
+BUS_MODES = ("process", "thread")
 
 
 @dataclass(frozen=True)
@@ -123,17 +133,21 @@ class VirtualDClaw:
         planted_offsets: motor ID -> ticks added to the servo's true zero (a miscalibrated robot).
         initial_pose: "reset" (the Turn reset pose) or "zero" (fingers straight down).
         real_time_factor: simulated seconds per wall-clock second.
+        bus: "process" (the bus answered by its own process) or "thread" (by a thread of this
+            process, sharing its GIL and the simulation's lock: only for measuring the difference).
     """
 
     def __init__(self, port_link: str | Path, camera_bind: str, scene: str = "valve", fps: float = 20.0,
                  camera_size: int = 64, wide_view: WideView | None = None,
                  planted_offsets: Mapping[int, float] | None = None, initial_pose: str = "reset",
                  valve_angle: float = 0.0, real_time_factor: float = 1.0, seed: int = 0,
-                 show_goal: bool = False):
+                 show_goal: bool = False, bus: str = "process"):
         from robots.dclaw.sim import DClawSim
 
         if initial_pose not in ("reset", "zero"):
             raise ValueError(f"initial_pose must be 'reset' or 'zero', got {initial_pose!r}")
+        if bus not in BUS_MODES:
+            raise ValueError(f"bus must be one of {BUS_MODES}, got {bus!r}")
         self.lock = threading.RLock()
         self.sim = DClawSim(scene, render_size=camera_size, show_goal=show_goal)
         q0 = np.zeros(DCLAW.num_joints) if initial_pose == "zero" else np.asarray(DCLAW.reset_pose)
@@ -144,8 +158,16 @@ class VirtualDClaw:
         for motor_id, delta in (planted_offsets or {}).items():
             base = mountings[motor_id]
             mountings[motor_id] = Mounting(base.offset_ticks + delta, base.sign)
-        self.emulator = ServoBusEmulator(DCLAW.motor_ids, self.backend, mountings=mountings,
-                                         link_path=port_link, seed=seed)
+        self.joint_state: SharedJointState | None = None
+        self.emulator: ServoBusProcess | ServoBusEmulator
+        if bus == "process":
+            self.joint_state = SharedJointState(DCLAW.motor_ids)
+            self.joint_state.write_readings(self.backend.read())  # the servos power up here
+            self.emulator = ServoBusProcess(DCLAW.motor_ids, self.joint_state, mountings=mountings,
+                                            link_path=port_link, seed=seed)
+        else:
+            self.emulator = ServoBusEmulator(DCLAW.motor_ids, self.backend, mountings=mountings,
+                                             link_path=port_link, seed=seed)
         self.camera_bind = camera_bind
         self.fps = float(fps)
         self.camera_size = int(camera_size)
@@ -173,16 +195,17 @@ class VirtualDClaw:
         return self.publisher.endpoint
 
     def start(self) -> VirtualDClaw:
-        if self.emulator.link_path is not None:
-            self.emulator.link_path.parent.mkdir(parents=True, exist_ok=True)
+        """Start the simulation thread and the camera, then the bus; its port link appears last,
+        once the bus answers."""
+        self.emulator.link_path.parent.mkdir(parents=True, exist_ok=True)
         self.publisher = FramePublisher(self.camera_bind)
-        self.emulator.start()
         self._thread = threading.Thread(target=self._run, name="virtual-dclaw", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout=30):
             raise RuntimeError("the virtual D'Claw's simulation thread did not start")
         if self.error is not None:
             raise RuntimeError(f"the virtual D'Claw failed to start: {self.error}") from self.error
+        self.emulator.start()
         return self
 
     def stop(self) -> None:
@@ -190,6 +213,9 @@ class VirtualDClaw:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.emulator.stop()
+        if self.joint_state is not None:
+            self.joint_state.close()
+            self.joint_state = None
         if self.publisher is not None:
             self.publisher.close()
         if self.error is not None:
@@ -221,6 +247,7 @@ class VirtualDClaw:
             self.sim.set_joint_goals(pose)
             if self.sim.has_valve:
                 self.sim.set_valve_angle(valve_angle)
+            self._publish_readings()
         self.emulator.goals_to_present()  # takes the bus lock, then ours: never ours first
 
     def valve_angle(self) -> float:
@@ -232,8 +259,20 @@ class VirtualDClaw:
             return self.sim.joint_positions()
 
     def randomize_visuals(self, seed: int) -> dict:
+        """Draw lights, colours and a camera jitter around this robot's camera (the wide view's,
+        if it has one)."""
         with self.lock:
             return self.sim.randomize_visuals(np.random.default_rng(seed))
+
+    # -- the exchange with a bus process (called with the lock held) -------------------------------
+    def _apply_bus_goals(self) -> None:
+        """Apply the goals and torque the bus wrote since the last call (never older ones again)."""
+        if self.joint_state is not None and (new := self.joint_state.take_goals()) is not None:
+            self.backend.apply(*new)
+
+    def _publish_readings(self) -> None:
+        if self.joint_state is not None:
+            self.joint_state.write_readings(self.backend.read())
 
     # -- the simulation thread --------------------------------------------------------------------
     def _setup_wide_view(self, view: WideView) -> None:
@@ -247,8 +286,8 @@ class VirtualDClaw:
         quat = m.cam_quat[cam].copy()
         roll_quat = np.array([math.cos(roll / 2), 0.0, 0.0, math.sin(roll / 2)])
         mujoco.mju_mulQuat(quat, quat, roll_quat)
-        m.cam_quat[cam] = quat
-        m.cam_fovy[cam] = view.fovy_deg
+        # The nominal task camera from now on: visual randomisation jitters around this view.
+        self.sim.set_task_camera(quat=quat, fovy_deg=view.fovy_deg)
 
     def _render(self) -> np.ndarray:
         """Render the camera's frame; the lock is held only while the scene is copied."""
@@ -277,10 +316,14 @@ class VirtualDClaw:
             while not self._stop.is_set():
                 now = time.monotonic()
                 target = sim_start + (now - start) * self.real_time_factor
-                # Catch up in short bursts, letting the bus emulator in between.
+                # Catch up in short bursts, exchanging goals and readings with the bus in between.
+                with self.lock:
+                    self._apply_bus_goals()
                 while self.sim.time + dt <= target and not self._stop.is_set():
                     with self.lock:
+                        self._apply_bus_goals()
                         stepped = self.sim.step_until(min(target, self.sim.time + MAX_SUBSTEPS_PER_LOCK * dt))
+                        self._publish_readings()
                     if stepped == 0:
                         break
                 if now >= next_frame:
@@ -338,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     Path(args.port_link).parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting the virtual D'Claw ({args.scene} scene) on {args.port_link} and {args.camera_bind} ...",
+          flush=True)
     robot = VirtualDClaw(
         args.port_link, args.camera_bind, scene=args.scene, fps=args.fps, camera_size=args.camera_size,
         wide_view=WideView() if args.wide_view else None, planted_offsets=parse_offsets(args.plant_offsets),
@@ -353,7 +398,13 @@ def main(argv: list[str] | None = None) -> int:
             robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
         if args.silent_servo is not None:
             robot.emulator.set_silent(args.silent_servo)
+        scheduling = getattr(robot.emulator, "scheduling", None)
         print(f"virtual D'Claw: servo port {robot.port}  camera {robot.camera_endpoint}", flush=True)
+        print(f"  the {args.scene} scene in real time; the bus answered by "
+              f"{'its own process (' + scheduling + ')' if scheduling else 'a thread'}; "
+              f"camera {robot.fps:g} fps{' (wide view)' if args.wide_view else ''}", flush=True)
+        print("  serving until Ctrl-C or SIGTERM" if args.duration is None else
+              f"  serving for {args.duration:g} s (Ctrl-C stops sooner)", flush=True)
         started = time.monotonic()
         while not stop.wait(0.1):
             elapsed = time.monotonic() - started
@@ -363,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if robot.error is not None:
                 break
-    print(f"virtual D'Claw stopped: {robot.frames_published} frames, bus {robot.emulator.counters}", flush=True)
+    latency = robot.emulator.reply_latency()
+    print(f"virtual D'Claw stopped: {robot.frames_published} frames, bus {robot.emulator.counters}, "
+          f"reply latency {latency}", flush=True)
     return 0
 
 

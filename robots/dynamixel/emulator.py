@@ -35,6 +35,20 @@ Error Status, turns torque off, raises the alert bit in the servo's status packe
 
 Like a real servo, the emulator does not move Goal Position when torque is switched on: a client
 that enables torque without first writing the goal sees the joint jump to the stale goal.
+
+The X-series Bus Watchdog (98, units of 20 ms) is emulated: while a servo's torque is on and its
+window is 1..127, an interval between instruction packets (any instruction on the bus) longer than
+the window stops the servo -- Goal Position becomes Present Position, torque stays on -- and Bus
+Watchdog reads -1 (0xFF); Goal PWM/Current/Velocity/Position then refuse writes with a Data Range
+error (a sync or bulk write of them is ignored) until 0 is written to Bus Watchdog. The serving
+loop checks the windows on a timer, so a servo stops even when nothing arrives.
+
+:meth:`~ServoBusEmulator.reply_latency` reports how long replies took, from a request packet fully
+received to its reply written (p50/p99/max and a count).
+
+:class:`ServoBusEmulator` serves from a thread of the caller's process; :class:`ServoBusProcess`
+runs one in its own real-time-scheduled process, exchanging joint readings and goals with the
+caller's physics through shared memory (:class:`~robots.dynamixel.physics.SharedJointState`).
 """
 
 from __future__ import annotations
@@ -44,9 +58,14 @@ import errno
 import logging
 import math
 import os
+import pickle
 import random
 import select
+import signal
+import socket
 import struct
+import subprocess
+import sys
 import termios
 import threading
 import time
@@ -56,7 +75,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robots.dynamixel import control_table as ct
-from robots.dynamixel.physics import JointReading, KinematicBackend, ServoBackend
+from robots.dynamixel.physics import (
+    JointReading,
+    KinematicBackend,
+    ServoBackend,
+    SharedJointState,
+    SharedMemoryBackend,
+)
 from robots.dynamixel.protocol import (
     ALERT_BIT,
     BROADCAST_ID,
@@ -75,7 +100,10 @@ __all__ = [
     "Mounting",
     "ServoBackend",
     "ServoBusEmulator",
+    "ServoBusProcess",
+    "SharedJointState",
     "mountings_from_calibration",
+    "request_realtime_scheduling",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,6 +117,11 @@ _WRITE_INSTRUCTIONS = {
 }
 _READ_INSTRUCTIONS = {Instruction.READ, Instruction.SYNC_READ, Instruction.BULK_READ}
 _VALID_OPERATING_MODES = set(ct.OPERATING_MODES)
+BUS_WATCHDOG_UNIT_S = 0.020  # one unit of Bus Watchdog (98)
+BUS_WATCHDOG_ERROR = 0xFF  # Bus Watchdog reads -1 once it has fired
+# Read-only while the Bus Watchdog has fired: a write to them is answered with a Data Range error.
+_GOAL_REGISTERS = (ct.GOAL_PWM, ct.GOAL_CURRENT, ct.GOAL_VELOCITY, ct.GOAL_POSITION)
+LATENCY_SAMPLES = 100_000  # reply latencies kept for the percentiles (the count and max are all-time)
 
 
 @dataclass(frozen=True)
@@ -138,6 +171,18 @@ class _Servo:
     def hardware_error(self) -> int:
         return self.table[ct.HARDWARE_ERROR_STATUS.address]
 
+    @property
+    def bus_watchdog_fired(self) -> bool:
+        return self.table[ct.BUS_WATCHDOG.address] == BUS_WATCHDOG_ERROR
+
+    @property
+    def bus_watchdog_window_s(self) -> float | None:
+        """The Bus Watchdog's window while it watches (torque on, 1..127 set), else None."""
+        units = self.table[ct.BUS_WATCHDOG.address]
+        if self.silent or not self.torque_on or not 1 <= units <= 127:
+            return None
+        return units * BUS_WATCHDOG_UNIT_S
+
     def status(self, error: int = 0, data: bytes = b"", servo_id: int | None = None) -> bytes:
         if self.hardware_error:
             error |= ALERT_BIT
@@ -169,6 +214,8 @@ class _Servo:
                 return StatusError.DATA_RANGE
             if register is ct.TORQUE_ENABLE and value and self.hardware_error:
                 return StatusError.RESULT_FAIL
+            if register in _GOAL_REGISTERS and self.bus_watchdog_fired:
+                return StatusError.DATA_RANGE
             if (
                 register is ct.GOAL_POSITION
                 and self.get(ct.OPERATING_MODE) == ct.OPERATING_MODE_POSITION
@@ -194,9 +241,13 @@ class ServoBusEmulator:
         backend: the physics (joint units); default: a :class:`KinematicBackend` with every joint at 0.
         model_number: the model of every servo, or a mapping ID -> model (default XM430-W350).
         mountings: ID -> :class:`Mounting` (default offset 2048, sign +1 for every servo).
-        link_path: if given, a symlink to the pty created on :meth:`start` and removed on :meth:`stop`;
-            clients open this path.
+        link_path: if given, a symlink to the pty, made by :meth:`start` once the bus answers and
+            removed by :meth:`stop`; clients open this path.
         seed: seeds the random reply faults.
+
+    The serving thread shares its process (and the GIL) with whoever started it: fine for tests
+    with a :class:`KinematicBackend`. A bus that must answer within a servo's time however busy its
+    host is runs in its own process: :class:`ServoBusProcess`.
     """
 
     def __init__(
@@ -244,7 +295,12 @@ class ServoBusEmulator:
         self._stop_r: int | None = None
         self._stop_w: int | None = None
         self._thread: threading.Thread | None = None
+        self._serving = threading.Event()
         self._made_link = False
+        self._last_instruction_s = time.monotonic()  # when the last instruction packet arrived
+        self._latency_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self._latency_count = 0
+        self._latency_max_s = 0.0
         self.error: BaseException | None = None  # what stopped the serving thread, if anything
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -269,8 +325,6 @@ class ServoBusEmulator:
             tty.setraw(slave, termios.TCSANOW)  # no echo, no CR/LF translation, 8 bits through
             os.set_blocking(master, False)
             self._slave_name = os.ttyname(slave)
-            if self.link_path is not None:
-                self._make_link(self._slave_name)
         except BaseException:
             os.close(master)
             os.close(slave)
@@ -279,16 +333,24 @@ class ServoBusEmulator:
         self._master_fd, self._slave_fd = master, slave
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(
-            target=self._serve, name=f"dynamixel-emulator:{self.port_path}", daemon=True
+            target=self._serve, name=f"dynamixel-emulator:{self._slave_name}", daemon=True
         )
         self._thread.start()
+        try:
+            if not self._serving.wait(timeout=5.0):
+                raise RuntimeError("the emulator thread did not start serving within 5 s")
+            if self.link_path is not None:
+                self._make_link(self._slave_name)  # only now: a client that opens it is answered
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
         """Stop serving, close the pty, remove the link; re-raise what broke the thread, if anything."""
         if self._thread is None:
             return
-        os.write(self._stop_w, b"x")
+        os.write(self._stop_w, _STOP)
         self._thread.join(timeout=5.0)
         if self._thread.is_alive():
             raise RuntimeError("the emulator thread did not stop within 5 s")
@@ -300,6 +362,7 @@ class ServoBusEmulator:
         if self._made_link and self.link_path is not None and self.link_path.is_symlink():
             self.link_path.unlink()
         self._made_link = False
+        self._serving.clear()
         if self.error is not None:
             raise RuntimeError("the Dynamixel emulator thread failed") from self.error
 
@@ -325,10 +388,12 @@ class ServoBusEmulator:
     # --- serving thread -------------------------------------------------------------------------
     def _serve(self) -> None:
         try:
+            self._serving.set()
             while True:
-                timeout = 0.02 if self._stream.pending else None
-                readable, _, _ = select.select([self._master_fd, self._stop_r], [], [], timeout)
-                if self._stop_r in readable:
+                readable, _, _ = select.select(
+                    [self._master_fd, self._stop_r], [], [], self._wait_timeout()
+                )
+                if self._stop_r in readable and _STOP in os.read(self._stop_r, 64):
                     return
                 data = b""
                 if self._master_fd in readable:
@@ -336,15 +401,59 @@ class ServoBusEmulator:
                         data = os.read(self._master_fd, 4096)
                     except BlockingIOError:
                         continue
+                received_s = time.monotonic()
                 with self._lock:
+                    self._check_bus_watchdogs(received_s)  # before this packet resets the timer
                     self._counters["rx_bytes"] += len(data)
                     events = self._stream.feed(data) if data else self._stream.poll()
-                    replies = b"".join(self._handle_event(event) for event in events)
+                    replies = b"".join(self._handle_event(event, received_s) for event in events)
                 if replies:
                     self._send(replies)
+                    self._record_latency(time.monotonic() - received_s)
         except BaseException as exc:  # recorded, logged and re-raised by stop()
             self.error = exc
             log.exception("Dynamixel emulator on %s stopped", self._slave_name)
+
+    def _wait_timeout(self) -> float | None:
+        """How long the serving loop may sleep: until a partial packet expires or a Bus Watchdog
+        fires, whichever is first (None: until a byte arrives)."""
+        with self._lock:
+            timeouts = [0.02] if self._stream.pending else []
+            windows = [w for s in self._servos.values() if (w := s.bus_watchdog_window_s)]
+            if windows:
+                deadline_s = self._last_instruction_s + min(windows)
+                timeouts.append(max(0.0, deadline_s - time.monotonic()) + 1e-4)
+        return min(timeouts) if timeouts else None
+
+    def _wake(self) -> None:
+        """Make the serving loop recompute its timeout (a register was set from outside)."""
+        if self._stop_w is not None:
+            os.write(self._stop_w, b"w")
+
+    def _record_latency(self, latency_s: float) -> None:
+        with self._lock:
+            self._latency_s.append(latency_s)
+            self._latency_count += 1
+            self._latency_max_s = max(self._latency_max_s, latency_s)
+
+    def _check_bus_watchdogs(self, now_s: float) -> None:
+        """Stop every servo whose Bus Watchdog window passed without an instruction packet: its goal
+        becomes its present position (it holds there, torque on) and Bus Watchdog reads -1."""
+        fired = [
+            s
+            for s in self._servos.values()
+            if (w := s.bus_watchdog_window_s) and now_s - self._last_instruction_s > w
+        ]
+        if not fired:
+            return
+        self._refresh_present()
+        for servo in fired:
+            servo.set(ct.GOAL_POSITION, servo.get(ct.PRESENT_POSITION))
+            servo.table[ct.BUS_WATCHDOG.address] = BUS_WATCHDOG_ERROR
+            self._counters["bus_watchdog_errors"] += 1
+        self._apply_goals()
+        log.warning("Bus Watchdog error on servos %s: no instruction for %.0f ms; they hold where they are",
+                    [s.get(ct.ID) for s in fired], 1000 * (now_s - self._last_instruction_s))
 
     def _send(self, data: bytes) -> None:
         # Count before writing: a client may act on the reply before this thread runs again.
@@ -370,7 +479,7 @@ class ServoBusEmulator:
                 raise
 
     # --- packet handling (called with the lock held) ----------------------------------------------
-    def _handle_event(self, event: Packet | PacketError) -> bytes:
+    def _handle_event(self, event: Packet | PacketError, received_s: float) -> bytes:
         if isinstance(event, CrcError):
             self._counters["rx_crc_errors"] += 1
             servo = self._servos.get(event.servo_id)
@@ -385,6 +494,7 @@ class ServoBusEmulator:
         if packet.is_status:
             self._counters["rx_status_ignored"] += 1  # another device's reply, not for us
             return b""
+        self._last_instruction_s = received_s  # any instruction packet feeds the Bus Watchdogs
         try:
             name = Instruction(packet.instruction).name.lower()
         except ValueError:
@@ -647,7 +757,10 @@ class ServoBusEmulator:
         register = ct.REGISTERS_BY_NAME[register] if isinstance(register, str) else register
         with self._lock:
             self._servo(servo_id).set(register, value)
+            if register is ct.BUS_WATCHDOG or register is ct.TORQUE_ENABLE:
+                self._last_instruction_s = time.monotonic()  # the window starts now
             self._apply_goals()
+        self._wake()
 
     def goals_to_present(self) -> None:
         """Set every Goal Position to the Present Position (as at power-up), e.g. after the backend's
@@ -668,6 +781,26 @@ class ServoBusEmulator:
     def torque_enabled(self, servo_id: int) -> bool:
         with self._lock:
             return self._servo(servo_id).torque_on
+
+    def reply_latency(self) -> dict[str, float | int | None]:
+        """How long the bus took to answer: from a request packet fully received to its reply
+        written to the port. ``count`` and ``max_ms`` cover every reply; the percentiles the last
+        :data:`LATENCY_SAMPLES` (None before the first reply)."""
+        with self._lock:
+            samples = sorted(self._latency_s)
+            count, max_s = self._latency_count, self._latency_max_s
+
+        def percentile_ms(q: float) -> float | None:
+            if not samples:
+                return None
+            return 1000.0 * samples[min(len(samples) - 1, int(round(q / 100 * (len(samples) - 1))))]
+
+        return {
+            "count": count,
+            "p50_ms": percentile_ms(50),
+            "p99_ms": percentile_ms(99),
+            "max_ms": 1000.0 * max_s if count else None,
+        }
 
     def _servo(self, servo_id: int) -> _Servo:
         try:
@@ -741,6 +874,277 @@ class ServoBusEmulator:
             self._apply_goals()
 
 
+_STOP = b"x"  # the byte on the stop pipe that ends the serving loop (others only wake it)
+
+
 def _clamp_signed(value: int, size: int) -> int:
     limit = 1 << (8 * size - 1)
     return max(-limit, min(limit - 1, value))
+
+
+# --- the bus in its own process --------------------------------------------------------------------
+REALTIME_PRIORITY = 10  # SCHED_FIFO priority of the bus process: above every normal process, modest
+
+
+def request_realtime_scheduling(priority: int = REALTIME_PRIORITY) -> str:
+    """Ask for real-time scheduling for this process's threads started from now on; say what it got.
+
+    SCHED_FIFO at ``priority`` where permitted, else a nice of -10, else nothing changes. Returns
+    ``"SCHED_FIFO priority N"``, ``"nice -10"`` or ``"normal (...)"``.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return f"SCHED_FIFO priority {priority}"
+    except (AttributeError, OSError) as fifo_error:
+        try:
+            os.nice(-10)
+            return "nice -10"
+        except OSError as nice_error:
+            return f"normal (SCHED_FIFO: {fifo_error}; nice: {nice_error})"
+
+
+# What the parent may call on the bus process's emulator; each is the ServoBusEmulator method.
+_PROXIED_CALLS = frozenset({
+    "register", "set_register", "goals_to_present", "joint_goals", "joint_readings",
+    "torque_enabled", "drop_replies", "corrupt_replies", "set_reply_faults",
+    "clear_faults", "set_silent", "set_hardware_error", "set_mounting",
+})
+
+
+class ServoBusProcess:
+    """A :class:`ServoBusEmulator` served by its own process, so that nothing in this process
+    (physics, rendering, scene resets, the GIL) can delay a reply.
+
+    The process's backend is a :class:`~robots.dynamixel.physics.SharedMemoryBackend` on ``state``:
+    this process's physics publishes joint readings into it and applies the goals the bus wrote
+    (:meth:`SharedJointState.take_goals`); the bus process never waits for this one. The process
+    asks for real-time scheduling (:func:`request_realtime_scheduling`; :attr:`scheduling` says what
+    it got), makes the pty link once its bus answers, and ends -- removing the link -- on
+    :meth:`stop` or as soon as this process is gone.
+
+    Inspection and fault injection take the same calls as :class:`ServoBusEmulator` (``counters``,
+    ``register``, ``set_silent``, ...), answered by the bus process over a command socket. Before
+    :meth:`start`, ``state`` must hold a reading of every servo: the servos power up there.
+    """
+
+    def __init__(
+        self,
+        servo_ids: Iterable[int],
+        state: SharedJointState,
+        *,
+        model_number: int | Mapping[int, int] = DEFAULT_MODEL,
+        mountings: Mapping[int, Mounting] | None = None,
+        link_path: str | os.PathLike,
+        seed: int = 0,
+        realtime: bool = True,
+    ):
+        self.servo_ids = sorted(int(i) for i in servo_ids)
+        if self.servo_ids != sorted(state.servo_ids):
+            raise ValueError(f"the shared state holds servos {state.servo_ids}, not {self.servo_ids}")
+        self.state = state
+        self.link_path = Path(link_path)
+        self._config = {
+            "servo_ids": self.servo_ids,
+            "model_number": model_number if isinstance(model_number, int) else dict(model_number),
+            "mountings": dict(mountings or {}),
+            "link_path": str(self.link_path.absolute()),
+            "seed": int(seed),
+            "realtime": bool(realtime),
+        }
+        self._process: subprocess.Popen | None = None
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._pty_name: str | None = None
+        self.scheduling: str | None = None  # what the bus process got (request_realtime_scheduling)
+        self.pid: int | None = None
+        self._final: dict[str, dict] = {}  # counters and reply latency as the process ended
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    @property
+    def port_path(self) -> str:
+        if self._pty_name is None:
+            raise RuntimeError("the emulator is not started")
+        return str(self.link_path)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout_s: float = 30.0) -> ServoBusProcess:
+        if self._process is not None:
+            raise RuntimeError("the emulator is already started")
+        ours, theirs = socket.socketpair()
+        ours.settimeout(timeout_s)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "robots.dynamixel.emulator", str(theirs.fileno()),
+                 str(self.state.fd)],
+                pass_fds=(theirs.fileno(), self.state.fd),
+            )
+        finally:
+            theirs.close()
+        self._socket = ours
+        try:
+            _send_message(ours, self._config)
+            status, info = _receive_message(ours)
+        except (OSError, EOFError) as exc:
+            code = self._process.wait(timeout=5) if self._process.poll() is None else self._process.returncode
+            self._close()
+            raise RuntimeError(f"the servo-bus process did not start (exit code {code}): {exc}") from exc
+        if status != "ok":
+            self._process.wait(timeout=5)
+            self._close()
+            raise RuntimeError("the servo-bus process failed to start") from info
+        ours.settimeout(None)
+        self._pty_name, self.scheduling, self.pid = info["pty"], info["scheduling"], info["pid"]
+        return self
+
+    def stop(self) -> None:
+        """End the bus process (its link is removed); raise if it failed."""
+        if self._process is None:
+            return
+        try:
+            self._final = {"counters": self.counters, "reply_latency": self._call("reply_latency")}
+            with self._lock:
+                _send_message(self._socket, None)
+                status, info = _receive_message(self._socket)
+        except (OSError, EOFError, RuntimeError):
+            status, info = "ok", None  # it had already ended: its exit code tells
+        try:
+            code = self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            code = self._process.wait()
+        self._close()
+        if status != "ok":
+            raise RuntimeError("the servo-bus process failed") from info
+        if code != 0:
+            raise RuntimeError(f"the servo-bus process exited with code {code}")
+
+    def _close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+        self._socket, self._process, self._pty_name = None, None, None
+
+    def __enter__(self) -> ServoBusProcess:
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop()
+
+    # --- the emulator's calls, answered by the bus process ---------------------------------------
+    def _call(self, name: str, *args, **kwargs):
+        if self._socket is None:
+            raise RuntimeError("the emulator is not started")
+        with self._lock:
+            try:
+                _send_message(self._socket, (name, args, kwargs))
+                status, result = _receive_message(self._socket)
+            except (OSError, EOFError) as exc:
+                raise RuntimeError(
+                    f"the servo-bus process (pid {self.pid}) is gone: {exc}"
+                ) from exc
+        if status != "ok":
+            raise result
+        return result
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """A snapshot of the bus process's :attr:`ServoBusEmulator.counters`, plus ``torn_reads``
+        (after :meth:`stop`: as the process ended)."""
+        if self._socket is None and "counters" in self._final:
+            return dict(self._final["counters"])
+        return self._call("counters")
+
+    def reply_latency(self) -> dict[str, float | int | None]:
+        """:meth:`ServoBusEmulator.reply_latency` of the bus process (after :meth:`stop`: as it ended)."""
+        if self._socket is None and "reply_latency" in self._final:
+            return dict(self._final["reply_latency"])
+        return self._call("reply_latency")
+
+    def __getattr__(self, name: str):
+        if name in _PROXIED_CALLS:
+            return lambda *args, **kwargs: self._call(name, *args, **kwargs)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+def _send_message(sock: socket.socket, message) -> None:
+    data = pickle.dumps(message)
+    sock.sendall(struct.pack("<I", len(data)) + data)
+
+
+def _receive_message(sock: socket.socket):
+    header = _receive_exactly(sock, 4)
+    return pickle.loads(_receive_exactly(sock, struct.unpack("<I", header)[0]))
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            raise EOFError("the other end closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _serve_process(socket_fd: int, state_fd: int) -> int:
+    """The bus process: serve the emulator; answer the parent's calls until it says stop or is gone."""
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when the bus stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=socket_fd)
+    config = _receive_message(sock)
+    scheduling = (
+        request_realtime_scheduling() if config["realtime"] else "normal (not requested)"
+    )  # before any thread starts: they inherit it
+    state = SharedJointState.attach(config["servo_ids"], state_fd)
+    emulator = ServoBusEmulator(
+        config["servo_ids"],
+        SharedMemoryBackend(state),
+        model_number=config["model_number"],
+        mountings=config["mountings"],
+        link_path=config["link_path"],
+        seed=config["seed"],
+    )
+    try:
+        emulator.start()
+    except BaseException as exc:
+        _send_message(sock, ("error", exc))
+        raise
+    try:
+        _send_message(
+            sock,
+            ("ok", {"pty": emulator._slave_name, "scheduling": scheduling, "pid": os.getpid()}),
+        )
+        while True:
+            try:
+                request = _receive_message(sock)
+            except (EOFError, ConnectionResetError):
+                log.warning("the servo-bus process's parent is gone: stopping")
+                return 0
+            if request is None:
+                break
+            name, args, kwargs = request
+            try:
+                if name == "counters":
+                    result = {**emulator.counters, "torn_reads": state.torn_reads}
+                elif name in _PROXIED_CALLS or name == "reply_latency":
+                    result = getattr(emulator, name)(*args, **kwargs)
+                else:
+                    raise AttributeError(f"the servo-bus process has no call {name!r}")
+            except Exception as exc:  # the caller's mistake: raised again in the parent
+                _send_message(sock, ("error", exc))
+            else:
+                _send_message(sock, ("ok", result))
+        emulator.stop()
+        _send_message(sock, ("ok", None))
+        return 0
+    finally:
+        emulator.stop()  # a no-op once stopped; removes the link on every way out
+        state.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="servo-bus process: %(message)s")
+    sys.exit(_serve_process(int(sys.argv[1]), int(sys.argv[2])))

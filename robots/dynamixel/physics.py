@@ -16,7 +16,8 @@ Contract (all calls come from the emulator's thread, one at a time):
 
 The backend keeps its own clock: a MuJoCo backend may step its simulation in real time on its own
 thread and exchange goals/readings under a lock; :class:`KinematicBackend` integrates lazily to
-the current time whenever it is called.
+the current time whenever it is called. Physics in another process is reached through
+:class:`SharedJointState` (shared memory) with :class:`SharedMemoryBackend` on the bus's side.
 """
 
 from __future__ import annotations
@@ -129,3 +130,118 @@ class KinematicBackend(ServoBackend):
                 velocity = error * decay / tau
             self._position[servo_id] = position
             self._velocity[servo_id] = velocity
+
+
+class SharedJointState:
+    """Joint readings and goals exchanged between two processes through one shared memory block.
+
+    One process steps the physics and *publishes* readings (:meth:`write_readings`); the other
+    serves the bus and *commands* goals and torque (:meth:`write_goals`). Each side's block is
+    guarded by a sequence counter (odd while being written), so neither side ever waits for the
+    other: a reader that meets a write in progress retries briefly, then keeps its last good copy.
+
+    The block is an anonymous memory file (``memfd``): :attr:`fd` is passed to the child process,
+    which opens the same state with :meth:`attach`. Layout (little-endian, 8-byte slots)::
+
+        [readings_seq, goals_seq] int64
+        readings  float64[3 * n]   position rad, velocity rad/s, current A per servo
+        goals     float64[n]       goal angle, rad
+        torque    float64[n]       1.0 torque on, 0.0 off
+    """
+
+    _RETRIES = 100
+
+    def __init__(self, servo_ids: list[int], fd: int | None = None):
+        import ctypes
+        import mmap
+        import os
+
+        self.servo_ids = [int(i) for i in servo_ids]
+        n = len(self.servo_ids)
+        size = 8 * (2 + 5 * n)
+        if fd is None:
+            fd = os.memfd_create("dynamixel-joint-state")
+            os.ftruncate(fd, size)
+        self.fd = fd
+        self._memory = mmap.mmap(fd, size)
+        self._seq = (ctypes.c_int64 * 2).from_buffer(self._memory, 0)
+        self._readings = (ctypes.c_double * (3 * n)).from_buffer(self._memory, 16)
+        self._goals = (ctypes.c_double * n).from_buffer(self._memory, 16 + 24 * n)
+        self._torque = (ctypes.c_double * n).from_buffer(self._memory, 16 + 32 * n)
+        self._last_readings: list[float] = [0.0] * (3 * n)
+        self._applied_goals_seq = 0
+        self.torn_reads = 0  # readings a writer kept busy past the retries: the last copy was used
+
+    @classmethod
+    def attach(cls, servo_ids: list[int], fd: int) -> SharedJointState:
+        """The state another process created and passed on as ``fd``."""
+        return cls(servo_ids, fd)
+
+    # --- the physics side ------------------------------------------------------------------------
+    def write_readings(self, readings: Mapping[int, JointReading]) -> None:
+        values = []
+        for servo_id in self.servo_ids:
+            r = readings[servo_id]
+            values += (r.position_rad, r.velocity_rad_s, r.current_a)
+        self._seq[0] += 1
+        self._readings[:] = values
+        self._seq[0] += 1
+
+    def take_goals(self) -> tuple[dict[int, float], dict[int, bool]] | None:
+        """The goals and torque the bus wrote since the last call, or None if nothing new (or a
+        write is in progress: the next call gets it)."""
+        seq = self._seq[1]
+        if seq == self._applied_goals_seq or seq % 2:
+            return None
+        goals, torque = self._goals[:], self._torque[:]
+        if self._seq[1] != seq:
+            return None
+        self._applied_goals_seq = seq
+        return dict(zip(self.servo_ids, goals)), {i: t != 0.0 for i, t in zip(self.servo_ids, torque)}
+
+    # --- the bus side ----------------------------------------------------------------------------
+    def write_goals(self, goals_rad: Mapping[int, float], torque_enabled: Mapping[int, bool]) -> None:
+        goals = [float(goals_rad[i]) for i in self.servo_ids]
+        torque = [1.0 if torque_enabled[i] else 0.0 for i in self.servo_ids]
+        self._seq[1] += 1
+        self._goals[:] = goals
+        self._torque[:] = torque
+        self._seq[1] += 1
+
+    def read_readings(self) -> dict[int, JointReading]:
+        for _ in range(self._RETRIES):
+            seq = self._seq[0]
+            if seq % 2:
+                continue
+            values = self._readings[:]
+            if self._seq[0] == seq:
+                self._last_readings = values
+                break
+        else:
+            self.torn_reads += 1
+            values = self._last_readings
+        return {
+            servo_id: JointReading(*values[3 * k : 3 * k + 3])
+            for k, servo_id in enumerate(self.servo_ids)
+        }
+
+    def close(self) -> None:
+        import os
+
+        del self._seq, self._readings, self._goals, self._torque
+        self._memory.close()
+        os.close(self.fd)
+
+
+class SharedMemoryBackend(ServoBackend):
+    """The bus side of a :class:`SharedJointState`: reads what the physics process published and
+    hands goals to it, never waiting on the physics process."""
+
+    def __init__(self, state: SharedJointState):
+        self.state = state
+
+    def apply(self, goals_rad: Mapping[int, float], torque_enabled: Mapping[int, bool]) -> None:
+        self.state.write_goals(goals_rad, torque_enabled)
+
+    def read(self) -> dict[int, JointReading]:
+        return self.state.read_readings()

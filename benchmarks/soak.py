@@ -1,0 +1,192 @@
+"""Demo-style episodes on the virtual D'Claw with the machine under load: does the bus keep up?
+
+    python benchmarks/soak.py [--episodes 20] [--no-load] [--bus process|thread] [--out DIR]
+
+Like ``make demo`` (``slac_train/pipeline_demo.py``): one virtual D'Claw in this process; each
+episode resets the scene (valve at 0) and runs ``slac-run --episodes 1`` with the shipped Turn
+policy as a new process. Beside it, unless ``--no-load``: one busy-loop process per CPU core, a
+two-thread torch job (1024x1024 matrix products) and a disk writer (files written and fsynced in a
+temporary folder). Every load process is killed at the end, also on Ctrl-C.
+
+Prints, per episode and in total: episodes completed, failures (with the last line of slac-run's
+stderr), bus retries and failures as the driver counted them (the episode logs' footers), control
+jitter p99, and the virtual bus's reply latency -- from a request packet fully received to its
+reply written -- p50/p99/max, measured inside the emulator. Ends with one JSON line.
+Targets: reply latency max <= 10 ms (a third of the SDK's ~34 ms read timeout) and every episode
+completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY = REPO / "robots" / "dclaw" / "policies" / "turn.onnx"
+REPLY_LATENCY_TARGET_MS = 10.0
+
+# The load, each a separate process (python -c), so that it competes for the cores as other work would.
+BUSY_LOOP = "while True: pass"
+TORCH_JOB = """
+import torch
+torch.set_num_threads(2)
+a = torch.randn(1024, 1024)
+while True:
+    b = a @ a
+"""
+DISK_WRITER = """
+import os, sys
+folder = sys.argv[1]
+block = os.urandom(1 << 20)
+i = 0
+while True:
+    path = os.path.join(folder, f"block-{i % 8}.bin")
+    with open(path, "wb") as f:
+        for _ in range(8):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    i += 1
+"""
+
+
+def start_load(scratch: Path) -> list[subprocess.Popen]:
+    """One busy loop per core, a two-thread torch job and a disk writer."""
+    programs = [[BUSY_LOOP]] * (os.cpu_count() or 1) + [[TORCH_JOB], [DISK_WRITER, str(scratch)]]
+    processes = []
+    try:
+        for program in programs:
+            processes.append(subprocess.Popen([sys.executable, "-c", *program], stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL))
+    except BaseException:
+        stop_load(processes)
+        raise
+    return processes
+
+
+def stop_load(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+    for process in processes:
+        process.wait()
+
+
+def run_episode(robot, policy: Path, log_dir: Path, episode: int) -> dict:
+    from slac_runtime.episode_log import read_episode_log
+
+    robot.reset_scene(valve_angle=0.0)
+    before = set(log_dir.glob("*/*.slaclog"))
+    cmd = [sys.executable, "-m", "slac_runtime.run_cli", "--robot", "dclaw", "--camera", robot.camera_endpoint,
+           "--port", robot.port, "--policy", str(policy), "--allow-uncalibrated", "--deterministic",
+           "--episodes", "1", "--log-dir", str(log_dir), "--seed", str(episode), "--quiet"]
+    started = time.monotonic()
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    out = {"episode": episode, "exit_code": result.returncode, "wall_s": round(time.monotonic() - started, 1)}
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        out["error"] = lines[-1] if lines else f"exit code {result.returncode}, nothing on stderr"
+    new_logs = sorted(set(log_dir.glob("*/*.slaclog")) - before)
+    if new_logs:
+        from slac_runtime.replay import summarize
+
+        summary = summarize(read_episode_log(new_logs[-1]))
+        out.update({k: summary.get(k) for k in ("ticks", "retries", "failures", "jitter_p99_ms", "stop_reason")})
+    return out
+
+
+def fmt(value, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--load", action=argparse.BooleanOptionalAction, default=True,
+                        help="busy loops on every core, a torch job and a disk writer beside the episodes")
+    parser.add_argument("--bus", choices=("process", "thread"), default="process",
+                        help="who answers the virtual bus: its own process (as shipped) or a thread of this one")
+    parser.add_argument("--policy", type=Path, default=POLICY)
+    parser.add_argument("--out", type=Path, default=None, help="keep the episode logs here (default: a temp folder)")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error("--episodes must be at least 1")
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from robots.dclaw.virtual import VirtualDClaw
+
+    # SIGTERM ends the run the way Ctrl-C does, so the load is always killed.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with tempfile.TemporaryDirectory(prefix="slac-soak-") as tmp:
+        tmp_path = Path(tmp)
+        out = args.out or tmp_path / "out"
+        log_dir = out / "logs"
+        (out / "virtual").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "disk").mkdir()
+        load: list[subprocess.Popen] = []
+        results: list[dict] = []
+        interrupted = False
+        try:
+            with VirtualDClaw(out / "virtual" / "tty", f"ipc://{out.resolve()}/virtual/camera", bus=args.bus) as robot:
+                scheduling = getattr(robot.emulator, "scheduling", None) or "a thread of this process"
+                print(f"virtual D'Claw: bus {args.bus} ({scheduling}), port {robot.port}", flush=True)
+                if args.load:
+                    load = start_load(tmp_path / "disk")
+                    print(f"load: {os.cpu_count()} busy loops, a 2-thread torch job, a disk writer "
+                          f"(pids {[p.pid for p in load]})", flush=True)
+                for episode in range(args.episodes):
+                    r = run_episode(robot, args.policy, log_dir, episode)
+                    results.append(r)
+                    latency = robot.emulator.reply_latency()
+                    print(f"episode {episode:2d}: exit {r['exit_code']}  {r['wall_s']:5.1f} s  "
+                          f"retries {fmt(r.get('retries'), 'd')}  jitter p99 {fmt(r.get('jitter_p99_ms'))} ms  "
+                          f"bus reply max so far {fmt(latency['max_ms'])} ms"
+                          + (f"  FAILED: {r['error']}" if "error" in r else ""), flush=True)
+                    time.sleep(0.5)
+                latency = robot.emulator.reply_latency()
+                counters = robot.emulator.counters
+        except KeyboardInterrupt:
+            interrupted = True
+            latency, counters = {}, {}
+        finally:
+            stop_load(load)
+
+    completed = sum(1 for r in results if r["exit_code"] == 0)
+    jitters = [r["jitter_p99_ms"] for r in results if r.get("jitter_p99_ms") is not None]
+    summary = {
+        "benchmark": "soak",
+        "bus": args.bus,
+        "load": args.load,
+        "episodes": args.episodes,
+        "completed": completed,
+        "failures": [{"episode": r["episode"], "error": r["error"]} for r in results if "error" in r],
+        "bus_retries": sum(r.get("retries") or 0 for r in results),
+        "bus_failures": sum(r.get("failures") or 0 for r in results),
+        "jitter_p99_ms_worst": max(jitters) if jitters else None,
+        "jitter_p99_ms_median": sorted(jitters)[len(jitters) // 2] if jitters else None,
+        "reply_latency_ms": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in latency.items()},
+        "reply_latency_target_ms": REPLY_LATENCY_TARGET_MS,
+        "torn_reads": counters.get("torn_reads"),
+        "interrupted": interrupted,
+    }
+    print(f"\n{completed} of {args.episodes} episodes completed; bus retries {summary['bus_retries']}, "
+          f"failures {summary['bus_failures']}; jitter p99 worst {fmt(summary['jitter_p99_ms_worst'])} ms; "
+          f"bus reply latency p50 {fmt(latency.get('p50_ms'), '.3f')} / p99 {fmt(latency.get('p99_ms'), '.3f')} / "
+          f"max {fmt(latency.get('max_ms'), '.3f')} ms over {latency.get('count', 0)} replies "
+          f"(target max <= {REPLY_LATENCY_TARGET_MS:g} ms)")
+    for failure in summary["failures"]:
+        print(f"  episode {failure['episode']} failed: {failure['error']}")
+    print(json.dumps(summary))
+    met = completed == args.episodes and (latency.get("max_ms") or 0.0) <= REPLY_LATENCY_TARGET_MS
+    return 130 if interrupted else (0 if met else 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
