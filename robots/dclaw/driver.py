@@ -209,9 +209,10 @@ class DClawDriver(Robot):
         return self._connected
 
     @property
-    def stats(self) -> dict[str, int]:
-        """Bus counters: reads, writes (transactions), retries, failures."""
-        return self.bus.stats
+    def stats(self) -> dict[str, int | float | None]:
+        """Bus counters (reads, writes (transactions), retries, failures) and the servos' reply
+        latency as the driver sees it (sync read request sent to last reply received, ms)."""
+        return {**self.bus.stats, **self.bus.read_latency_ms()}
 
     @property
     def last_goal(self) -> np.ndarray | None:

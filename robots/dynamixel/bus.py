@@ -20,6 +20,7 @@ be confirmed; torque changes are therefore written to each servo with a confirme
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -201,12 +202,26 @@ class DynamixelBus:
         self.servo_names = dict(servo_names or {})
         self.adapter = adapter
         self.stats = {"reads": 0, "writes": 0, "retries": 0, "failures": 0}
+        # Seconds from a sync read's request sent to its last reply received (answered attempts):
+        # the servos' reply latency as this client sees it, scheduling delays included.
+        self.read_latencies_s: collections.deque[float] = collections.deque(maxlen=100_000)
         self._port: sdk.PortHandler | None = None
         self._packets = sdk.PacketHandler(2.0)
         self._lock = threading.Lock()
         self._last_instruction_s: float | None = None  # monotonic time the last packet was sent
         self._longest_silence_s = 0.0  # since the last take_longest_silence_s()
         self.link_failed = False  # an I/O error on the port since it was opened
+
+    def read_latency_ms(self) -> dict[str, float | None]:
+        """p50, p99 and max of :attr:`read_latencies_s`, in milliseconds (None before any read)."""
+        values = sorted(self.read_latencies_s)
+        if not values:
+            return {"read_latency_p50_ms": None, "read_latency_p99_ms": None, "read_latency_max_ms": None}
+
+        def at(q: float) -> float:
+            return 1e3 * values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+        return {"read_latency_p50_ms": at(0.5), "read_latency_p99_ms": at(0.99), "read_latency_max_ms": at(1.0)}
 
     # --- port --------------------------------------------------------------------------------
     @property
@@ -382,6 +397,7 @@ class DynamixelBus:
                 if attempt:
                     self.stats["retries"] += 1
                 port = self._sdk_port()
+                sent_at = time.perf_counter()
                 result = ph.syncReadTx(port, address, size, servo_ids, len(servo_ids), False)
                 if result != sdk.COMM_SUCCESS:
                     port.is_using = False
@@ -401,6 +417,7 @@ class DynamixelBus:
                         break
                     replies[servo_id], errors[servo_id] = bytes(data), error
                 else:
+                    self.read_latencies_s.append(time.perf_counter() - sent_at)
                     port.is_using = False
                     break
                 port.is_using = False
