@@ -6,9 +6,15 @@ unbuffered ``write`` so that what a killed process had logged is in the file:
     record = length: uint32 LE | kind: uint8 | crc32(payload): uint32 LE | payload
 
 Kinds: ``HEADER`` (JSON: policy metadata, calibration, versions, configuration), ``TICK`` (JSON: one
-control tick -- timestamps, joint state, goal sent, and on policy ticks the policy's outputs and the
-frame's sequence number), ``FRAME`` (binary: sequence number, capture timestamp, shape, raw RGB
-pixels), ``EVENT`` (JSON: stale frames, holds, errors), ``FOOTER`` (JSON: the run's statistics).
+control tick -- timestamps, joint state, goal sent, tracking error, and on policy ticks the
+policy's outputs and the frame it used: sequence number, capture timestamp, age on the receiving
+computer's clock, camera clock offset), ``FRAME`` (binary: sequence number, capture timestamp,
+shape, raw RGB pixels), ``EVENT`` (JSON: holds, malformed camera messages, camera restarts,
+safe stops, errors), ``FOOTER`` (JSON: the run's statistics).
+
+Every frame a policy step used is written as a ``FRAME`` record before that step's ``TICK``
+record. Sequence numbers start again when a camera restarts, so a policy step's frame is the
+latest ``FRAME`` record with its sequence number written before it (:meth:`EpisodeLog.policy_frame`).
 A reader stops at the first incomplete or corrupt record and reports the log as truncated.
 """
 
@@ -101,9 +107,17 @@ class EpisodeLog:
     header: dict[str, Any]
     ticks: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
-    frames: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)  # seq -> (timestamp, image)
+    frames: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)  # seq -> (timestamp, image), last
+    frame_records: list[tuple[int, float, np.ndarray]] = field(default_factory=list)  # (seq, timestamp, image)
+    # tick number of each policy step -> index into frame_records of the frame it used
+    policy_frame_index: dict[int, int] = field(default_factory=dict)
     footer: dict[str, Any] | None = None
     truncated: bool = False  # the log ended in an incomplete or corrupt record, or without a footer
+
+    def policy_frame(self, tick: dict[str, Any]) -> np.ndarray | None:
+        """The image a policy tick's step used (``uint8[H, W, C]``), or None if it was not logged."""
+        index = self.policy_frame_index.get(tick["tick"])
+        return None if index is None else self.frame_records[index][2]
 
     def array(self, key: str) -> np.ndarray:
         """Stack one field over all ticks that have it, e.g. ``log.array("positions")`` -> [T, J]."""
@@ -122,6 +136,7 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
     pos = len(MAGIC)
     log: EpisodeLog | None = None
     truncated = False
+    latest_record: dict[int, int] = {}  # seq -> index of its latest FRAME record so far
     while pos < len(data):
         if pos + _RECORD.size > len(data):
             truncated = True
@@ -139,13 +154,19 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
         if log is None:
             raise ValueError(f"{path}: the first record is not a header")
         if kind == TICK:
-            log.ticks.append(json.loads(payload))
+            tick = json.loads(payload)
+            log.ticks.append(tick)
+            policy = tick.get("policy")
+            if policy is not None and policy.get("frame_seq") in latest_record:
+                log.policy_frame_index[tick["tick"]] = latest_record[policy["frame_seq"]]
         elif kind == EVENT:
             log.events.append(json.loads(payload))
         elif kind == FRAME:
             seq, ts, h, w, c = _FRAME.unpack_from(payload, 0)
             image = np.frombuffer(payload, dtype=np.uint8, offset=_FRAME.size).reshape(h, w, c)
             log.frames[seq] = (ts, image)
+            latest_record[seq] = len(log.frame_records)
+            log.frame_records.append((seq, ts, image))
         elif kind == FOOTER:
             log.footer = json.loads(payload)
     if log is None:

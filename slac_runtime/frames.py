@@ -26,12 +26,21 @@ Use::
         frame = sub.latest(timeout_s=2.0)                   # Frame or None
         frame.seq, frame.timestamp, frame.image, frame.age_s
 
+Time is the subscriber's own: a frame's age and the stream's staleness count from when the
+subscriber *received* it, on its monotonic clock, never from the publisher's capture timestamp
+(a camera on another computer has another clock). The capture timestamp only serves to measure
+that clock's offset (receive wall time minus capture time, a running median) and must lie within
+:data:`MAX_CLOCK_OFFSET_S` of the subscriber's clock. A frame is new only when its sequence number
+advanced; a message that is not a valid frame is dropped and counted, never raised.
+
 A socket belongs to the thread that made it: use a publisher or subscriber from one thread.
 """
 
 from __future__ import annotations
 
+import collections
 import math
+import statistics
 import struct
 import time
 from dataclasses import dataclass, field
@@ -58,6 +67,16 @@ DEFAULT_SNDHWM = (
     1000  # messages queued per subscriber before the PUB socket drops (ZeroMQ's default)
 )
 DEFAULT_MAX_AGE_S = 0.5  # a subscriber's newest frame older than this (receive time) is stale
+# A capture timestamp further than this from the subscriber's wall clock is not a capture time (a
+# clock set to 1970, a counter, garbage): the frame is malformed. A day is far beyond any real
+# clock offset between two computers, even without NTP.
+MAX_CLOCK_OFFSET_S = 86400.0
+# A sequence number jumping forward by more than this is a discontinuity (a publisher restarted
+# with another numbering, or garbage), counted as a restart, not as frames dropped: a camera at
+# 1000 fps needs almost two minutes to lose this many frames.
+MAX_SEQ_GAP = 100_000
+CLOCK_OFFSET_WINDOW = 101  # frames in the running median of the camera clock's offset
+MALFORMED_REASONS_KEPT = 100  # reasons of malformed messages kept until take_malformed_reasons()
 
 
 class FrameFormatError(ValueError):
@@ -76,12 +95,19 @@ class Frame:
     timestamp: float  # capture time, seconds since the Unix epoch (publisher's clock)
     image: np.ndarray = field(repr=False)  # uint8[H, W, C], RGB
     encoding: EncodingName  # how it travelled: "raw" or "jpeg"
-    received_at: float  # receive time, seconds since the Unix epoch (subscriber's clock)
+    received_at: float  # receive time, seconds since the Unix epoch (subscriber's wall clock)
+    received_monotonic: float  # receive time on the subscriber's monotonic clock (time.monotonic())
 
     @property
     def age_s(self) -> float:
-        """Transport age: receive time minus capture time, seconds (needs synchronised clocks
-        when publisher and subscriber run on different computers)."""
+        """Seconds since the subscriber received this frame, on its own monotonic clock (no clock
+        synchronisation involved)."""
+        return time.monotonic() - self.received_monotonic
+
+    @property
+    def clock_offset_s(self) -> float:
+        """Receive wall time minus capture timestamp, seconds: the transport latency plus the
+        offset between the publisher's and the subscriber's clocks."""
         return self.received_at - self.timestamp
 
     @property
@@ -161,13 +187,19 @@ def encode_frame(
     return b"".join((header, payload))
 
 
-def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None = None) -> Frame:
+def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None = None,
+                 received_monotonic: float | None = None) -> Frame:
     """Parse one wire message (bytes, a memoryview or a ``zmq.Frame``) into a :class:`Frame`.
 
-    Raises :class:`FrameFormatError` (a ``ValueError``) naming what is wrong.
+    ``received_at`` (wall clock, s since the epoch) and ``received_monotonic`` (``time.monotonic()``)
+    default to now. Raises :class:`FrameFormatError` (a ``ValueError``) naming what is wrong,
+    including a capture timestamp that is not finite, is negative, or lies more than
+    :data:`MAX_CLOCK_OFFSET_S` from ``received_at``.
     """
     if received_at is None:
         received_at = time.time()
+    if received_monotonic is None:
+        received_monotonic = time.monotonic()
     buffer = data.buffer if isinstance(data, zmq.Frame) else memoryview(data)
     if buffer.nbytes < HEADER_SIZE:
         raise FrameFormatError(
@@ -192,6 +224,17 @@ def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None
         raise FrameFormatError(f"frame has {channels} channels; 1..4 are allowed")
     if height == 0 or width == 0:
         raise FrameFormatError(f"frame is {height}x{width} pixels; both sides must be at least 1")
+    if not (math.isfinite(timestamp) and timestamp >= 0):
+        raise FrameFormatError(
+            f"frame {seq} has capture timestamp {timestamp!r}; a capture time is a finite, "
+            "non-negative number of seconds since the Unix epoch"
+        )
+    if abs(received_at - timestamp) > MAX_CLOCK_OFFSET_S:
+        raise FrameFormatError(
+            f"frame {seq} has capture timestamp {timestamp:.3f}, {received_at - timestamp:+.0f} s from "
+            f"the subscriber's clock (more than {MAX_CLOCK_OFFSET_S:.0f} s): not a capture time "
+            "(is the camera computer's clock set?)"
+        )
     if buffer.nbytes - HEADER_SIZE != length:
         raise FrameFormatError(
             f"header says the payload is {length} bytes, but the message carries "
@@ -232,6 +275,7 @@ def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None
         image=image,
         encoding=_ENCODING_NAMES[code],
         received_at=received_at,
+        received_monotonic=received_monotonic,
     )
 
 
@@ -334,14 +378,26 @@ class FrameSubscriber:
     """SUBscribes to a frame publisher and keeps only the newest frame. Connects by default.
 
     The socket is set to ``CONFLATE``: ZeroMQ keeps one message, the newest, so a slow reader
-    never sees old frames. Counters (all since construction):
+    never sees old frames. Every time here is the subscriber's: a frame's receive time is when
+    :meth:`latest` took it off the socket (``time.monotonic()``), so a reader that calls
+    :meth:`latest` every ``T`` seconds knows receive times within ``T``.
 
-    - ``received``: frames decoded;
-    - ``drops``: frames that never reached :meth:`latest` -- gaps in the sequence numbers
-      (conflated away because they arrived faster than they were read, or lost on the way);
-    - ``stale``: calls of :meth:`latest`, after the first frame, that found no frame received
-      within ``max_age_s`` (a frozen camera, a dead publisher or a broken link);
-    - ``restarts``: times the sequence number went backwards (the publisher restarted).
+    What arrives is judged in this order:
+
+    - a message that is not a valid frame (:func:`decode_frame` refuses it, including a capture
+      timestamp that is not a time) is **malformed**: dropped and counted, with its reason kept
+      for :meth:`take_malformed_reasons`; the newest frame stays what it was;
+    - a frame whose sequence number equals the newest frame's is a **repeat**: dropped and
+      counted; it is not a new frame, so it does not refresh the stream's staleness;
+    - a sequence number lower than the newest frame's, or more than :data:`MAX_SEQ_GAP` above
+      it, is a **restart** of the publisher: counted, never as drops; the frame becomes the
+      newest;
+    - otherwise the frame is the newest, and the sequence numbers it skipped are **drops**.
+
+    Counters (all since construction): ``received`` (frames accepted as new), ``drops``,
+    ``repeats``, ``restarts``, ``malformed`` (with ``malformed_in_a_row`` since the last valid
+    frame and ``last_malformed_reason``), and ``stale``: calls of :meth:`latest`, after the first
+    frame, that found no frame received within ``max_age_s``.
     """
 
     def __init__(
@@ -353,8 +409,8 @@ class FrameSubscriber:
         context: zmq.Context | None = None,
     ) -> None:
         _check_endpoint(endpoint)
-        if not max_age_s > 0:
-            raise ValueError(f"max_age_s must be positive, got {max_age_s}")
+        if not (max_age_s > 0 and math.isfinite(max_age_s)):
+            raise ValueError(f"max_age_s must be a positive number of seconds, got {max_age_s}")
         self.endpoint = endpoint
         self.max_age_s = max_age_s
         self._context = context or zmq.Context.instance()
@@ -366,46 +422,65 @@ class FrameSubscriber:
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._newest: Frame | None = None
-        self._newest_monotonic = 0.0  # local monotonic receive time of the newest frame
         self._returned_count = 0  # value of `received` when latest() last returned a frame
         self._created_monotonic = time.monotonic()
+        self._offsets_s: collections.deque[float] = collections.deque(maxlen=CLOCK_OFFSET_WINDOW)
+        self._malformed_reasons: collections.deque[str] = collections.deque(maxlen=MALFORMED_REASONS_KEPT)
         self.received = 0
         self.drops = 0
+        self.repeats = 0
         self.stale = 0
         self.restarts = 0
+        self.malformed = 0
+        self.malformed_in_a_row = 0
+        self.last_malformed_reason: str | None = None
 
     # -- receiving --
 
     def _receive_pending(self) -> bool:
-        """Decode whatever is queued (at most one message with CONFLATE); True if a frame came."""
+        """Take whatever is queued (at most one message with CONFLATE); True if a new frame came."""
         got = False
         while self._socket.get(zmq.EVENTS) & zmq.POLLIN:
             message = self._socket.recv(copy=False)
-            received_at = time.time()
-            frame = decode_frame(message, received_at=received_at)
-            self._accept(frame)
-            got = True
+            try:
+                frame = decode_frame(message, received_at=time.time(), received_monotonic=time.monotonic())
+            except FrameFormatError as e:
+                self._reject(str(e))
+                continue
+            got = self._accept(frame) or got
         return got
 
-    def _accept(self, frame: Frame) -> None:
+    def _reject(self, reason: str) -> None:
+        self.malformed += 1
+        self.malformed_in_a_row += 1
+        self.last_malformed_reason = reason
+        self._malformed_reasons.append(reason)
+
+    def _accept(self, frame: Frame) -> bool:
+        """Judge a decoded frame against the newest one; True if it became the newest."""
+        self.malformed_in_a_row = 0
         previous = self._newest
         if previous is not None:
             gap = frame.seq - previous.seq
-            if gap > 1:
-                self.drops += gap - 1
-            elif gap <= 0:
+            if gap == 0:
+                self.repeats += 1
+                return False
+            if gap < 0 or gap > MAX_SEQ_GAP:
                 self.restarts += 1
+            else:
+                self.drops += gap - 1
         self._newest = frame
-        self._newest_monotonic = time.monotonic()
+        self._offsets_s.append(frame.clock_offset_s)
         self.received += 1
+        return True
 
     def latest(self, timeout_s: float | None = None) -> Frame | None:
         """The newest frame.
 
         ``timeout_s=None``: do not wait; return the newest frame received so far (possibly the
-        one returned last time -- compare ``seq``), or ``None`` before the first frame.
-        ``timeout_s=t``: wait up to ``t`` seconds for a frame newer than the one returned last
-        time; return it, or ``None`` if none arrived in time.
+        one returned last time -- compare ``received_monotonic``), or ``None`` before the first
+        frame. ``timeout_s=t``: wait up to ``t`` seconds for a frame newer than the one returned
+        last time; return it, or ``None`` if none arrived in time.
 
         Counts a ``stale`` call when the newest frame was received more than ``max_age_s`` ago.
         """
@@ -428,6 +503,13 @@ class FrameSubscriber:
     def _has_new_frame(self) -> bool:
         return self.received > self._returned_count
 
+    def take_malformed_reasons(self) -> list[str]:
+        """The reasons of the malformed messages since the last call (at most the last
+        :data:`MALFORMED_REASONS_KEPT`; ``malformed`` counts them all), oldest first."""
+        reasons = list(self._malformed_reasons)
+        self._malformed_reasons.clear()
+        return reasons
+
     # -- state --
 
     @property
@@ -437,14 +519,14 @@ class FrameSubscriber:
 
     @property
     def age_s(self) -> float | None:
-        """Now minus the newest frame's capture timestamp, seconds (``None`` before any frame).
-        Compares two clocks when the camera is on another computer."""
-        return None if self._newest is None else time.time() - self._newest.timestamp
+        """Seconds since the newest frame was received, subscriber's monotonic clock (``None``
+        before any frame)."""
+        return None if self._newest is None else self._newest.age_s
 
     @property
     def since_last_frame_s(self) -> float:
         """Seconds since a frame was last received (local clock), or since construction."""
-        start = self._newest_monotonic if self._newest is not None else self._created_monotonic
+        start = self._newest.received_monotonic if self._newest is not None else self._created_monotonic
         return time.monotonic() - start
 
     @property
@@ -452,13 +534,25 @@ class FrameSubscriber:
         """True when no frame was received within ``max_age_s`` (receiving nothing itself)."""
         return self._newest is None or self.since_last_frame_s > self.max_age_s
 
-    def stats(self) -> dict[str, float | int | None]:
-        """Counters and the newest frame's sequence number and age, for logs and status lines."""
+    @property
+    def clock_offset_s(self) -> float | None:
+        """The camera clock's offset: the median, over the last :data:`CLOCK_OFFSET_WINDOW`
+        frames, of receive wall time minus capture timestamp, seconds (transport latency
+        included; ``None`` before any frame). Positive: the camera's clock is behind ours."""
+        return statistics.median(self._offsets_s) if self._offsets_s else None
+
+    def stats(self) -> dict[str, float | int | str | None]:
+        """Counters, the camera clock's offset, and the newest frame's sequence number and age
+        (receive clock), for logs and status lines."""
         return {
             "received": self.received,
             "drops": self.drops,
+            "repeats": self.repeats,
             "stale": self.stale,
             "restarts": self.restarts,
+            "malformed": self.malformed,
+            "last_malformed_reason": self.last_malformed_reason,
+            "clock_offset_s": self.clock_offset_s,
             "seq": None if self._newest is None else self._newest.seq,
             "age_s": self.age_s,
         }

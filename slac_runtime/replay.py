@@ -134,9 +134,22 @@ def task_success(log: EpisodeLog) -> bool | None:
     return None
 
 
+def _event_count(log: EpisodeLog, kind: str, count_key: str | None = None) -> int:
+    """How many ``kind`` events the log holds (summing their ``count_key`` where they carry one)."""
+    return sum(int(e.get(count_key, 1)) if count_key else 1 for e in log.events if e.get("event") == kind)
+
+
 def summarize(log: EpisodeLog) -> dict[str, Any]:
-    """The table of one logged episode: duration, ticks, overruns, jitter, frame age, retries,
-    stop reason and task success (None where the log does not know)."""
+    """The table of one logged episode: duration, ticks, overruns, jitter, frame age, the camera's
+    clock offset, malformed camera messages, camera restarts, goal error (largest |reading − goal|
+    per tick, rad), bus retries, stop
+    reason and task success (None where the log does not know).
+
+    Frame age is the age on the receiving computer's monotonic clock (from the moment the frame
+    was received) of the frames the policy used; the camera clock offset is the median of receive
+    wall time minus capture timestamp (transport latency plus the offset between the clocks).
+    Counts come from the log's events, so a log cut off by a kill counts what happened up to then.
+    """
     ticks = log.ticks
     meta = log.header.get("policy_metadata", {})
     period = control_period_s(log)
@@ -159,6 +172,15 @@ def summarize(log: EpisodeLog) -> dict[str, Any]:
     }
     out.update(_percentiles_ms([t.get("lateness_s") for t in ticks], "jitter"))
     out.update(_percentiles_ms([p["policy"].get("frame_age_s") for p in policy], "frame_age"))
+    offsets = [p["policy"].get("frame_clock_offset_s") for p in policy]
+    offsets = [v for v in offsets if v is not None and math.isfinite(v)]
+    out["camera_clock_offset_ms"] = float(np.median(offsets) * 1e3) if offsets else None
+    out["malformed_frames"] = _event_count(log, "malformed_frame", "count")
+    out["camera_restarts"] = _event_count(log, "camera_restart", "count")
+    out["no_new_frame_steps"] = sum(1 for t in ticks if t.get("no_new_frame"))
+    errors = [t["goal_error_rad"] for t in ticks if t.get("goal_error_rad") is not None]
+    out["goal_error_p99_rad"] = float(np.percentile(errors, 99)) if errors else None
+    out["goal_error_max_rad"] = float(np.max(errors)) if errors else None
     out.update({k: v for k, v in _percentiles_ms([p["policy"].get("inference_s") for p in policy],
                                                  "inference").items() if not k.endswith("max_ms")})
     # Bus counters, where the run logged them (a replay's footer has them).
@@ -178,8 +200,9 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
     """Re-run a policy on the logged frames and actions; per policy step, max |action difference|.
 
     The policy sees exactly what the logged run's policy saw: the same frames, the same previous
-    actions (the logged ones, not its own) and the same noise draws (or the deterministic action,
-    where the run was deterministic). All zeros for the policy that produced the log.
+    actions (the logged ones, not its own), the same noise draws (or the deterministic action,
+    where the run was deterministic) and the same history restarts (a camera restart restarts the
+    history). All zeros for the policy that produced the log.
     """
     policy = OnnxPolicy(policy_path)
     steps = log.policy_ticks()
@@ -193,13 +216,13 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
     previous = None
     for tick in steps:
         p = tick["policy"]
-        if p["frame_seq"] not in log.frames:
+        frame = log.policy_frame(tick)
+        if frame is None:
             raise ValueError(f"{log.path}: frame {p['frame_seq']} of policy step {p['step']} was not logged "
                              "(the run did not log frames)")
-        frame = log.frames[p["frame_seq"]][1]
         deterministic = p.get("noise") is None
         noise = None if deterministic else np.asarray(p["noise"], dtype=np.float32)
-        if previous is None:
+        if previous is None or p.get("history_reset", False):
             out = policy.reset(frame, deterministic, noise)
         else:
             out = policy.step(frame, previous, deterministic, noise)
@@ -279,12 +302,12 @@ def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path,
     """
     import cv2
 
-    steps = [t for t in log.policy_ticks() if t["policy"]["frame_seq"] in log.frames]
+    steps = [t for t in log.policy_ticks() if log.policy_frame(t) is not None]
     if not steps:
         raise ValueError(f"{log.path} has no logged frames to make a video of")
     positions = logged_positions(log)
     goals = logged_goals(log)
-    first = log.frames[steps[0]["policy"]["frame_seq"]][1]
+    first = log.policy_frame(steps[0])
     fh, fw = first.shape[0] * scale, first.shape[1] * scale
     meta = log.header.get("policy_metadata", {})
     fps = 1.0 / (control_period_s(log) * meta.get("action_repeat", 1))
@@ -294,7 +317,7 @@ def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path,
     writer = open_video(out, fps, 2 * fw, fh)
     try:
         for t in steps:
-            image = log.frames[t["policy"]["frame_seq"]][1]
+            image = log.policy_frame(t)
             big = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_NEAREST)
             panel = _plot_panel(positions, goals, tick_index[t["tick"]], (fh, fw), joint_names)
             canvas = np.ascontiguousarray(np.concatenate([big, panel], axis=1))

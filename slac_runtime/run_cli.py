@@ -69,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-frame-age", type=positive_float, default=0.25,
                    help="frames received longer ago than this are stale (s, default 0.25)")
     p.add_argument("--stale-timeout", type=positive_float, default=1.0,
-                   help="stop the robot after the camera is stale this long (s, default 1.0)")
+                   help="stop the robot once the camera has been stale this long, i.e. no new frame for "
+                        "max-frame-age + stale-timeout (s, default 1.0); the robot is then left as "
+                        "--on-exit says")
     p.add_argument("--camera-timeout", type=positive_float, default=5.0,
                    help="wait this long for the camera's first frame before touching the robot (s)")
     p.add_argument("--threads", type=thread_count, default=min(2, available_cores()),
@@ -204,15 +206,18 @@ def run(args: argparse.Namespace, outcome: dict[str, Any]) -> int:
         driver_kwargs["port"] = args.port
     if args.calibration is not None:
         driver_kwargs["calibration"] = args.calibration
-    config = LoopConfig(
-        control_period_s=robot_period_s,
-        action_repeat=m.action_repeat,
-        episode_policy_steps=args.episode_steps or m.episode_policy_steps or DEFAULT_EPISODE_STEPS,
-        deterministic=args.deterministic,
-        max_frame_age_s=args.max_frame_age,
-        stale_timeout_s=args.stale_timeout,
-        seed=args.seed,
-    )
+    try:
+        config = LoopConfig(
+            control_period_s=robot_period_s,
+            action_repeat=m.action_repeat,
+            episode_policy_steps=args.episode_steps or m.episode_policy_steps or DEFAULT_EPISODE_STEPS,
+            deterministic=args.deterministic,
+            max_frame_age_s=args.max_frame_age,
+            stale_timeout_s=args.stale_timeout,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     stop: dict[str, Any] = outcome
     stop["signal"] = None
     loop: ControlLoop | None = None

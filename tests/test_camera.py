@@ -284,12 +284,13 @@ def test_simulator_frames_through_the_same_publisher():
     ):
         deadline = time.monotonic() + 5.0
         frame = None
+        captured_at = time.time() - 0.5
         while frame is None:
             assert time.monotonic() < deadline
-            publish_simulated_frame(frames, render, timestamp=123.0)
+            publish_simulated_frame(frames, render, timestamp=captured_at)
             frame = sub.latest(timeout_s=0.02)
         np.testing.assert_array_equal(frame.image, render)  # no colour swap, no resampling
-        assert frame.timestamp == 123.0
+        assert frame.timestamp == captured_at
 
         calls = []
 

@@ -88,3 +88,19 @@ def test_sigkill_leaves_a_readable_log(tmp_path):
     assert read.truncated  # no footer
     ticks = [t["tick"] for t in read.ticks]
     assert len(ticks) >= 50 and ticks == list(range(len(ticks)))
+
+
+def test_each_policy_step_finds_its_own_frame_across_a_camera_restart(tmp_path):
+    """Sequence numbers start again after a camera restart: a policy step's frame is the latest
+    FRAME record with its number written before it."""
+    path = tmp_path / "ep.slaclog"
+    images = [np.full((4, 4, 3), k, np.uint8) for k in range(4)]
+    with EpisodeLogWriter(path, {"h": 1}) as log:
+        for tick, (seq, k) in enumerate([(7, 0), (8, 1), (7, 2), (8, 3)]):  # restarted after tick 1
+            log.frame(seq, 1000.0 + tick, images[k])
+            log.tick({"tick": tick, "policy": {"step": tick, "frame_seq": seq}})
+        log.tick({"tick": 4, "policy": None})
+    read = read_episode_log(path)
+    assert [read.policy_frame(t)[0, 0, 0] for t in read.policy_ticks()] == [0, 1, 2, 3]
+    assert len(read.frame_records) == 4 and read.frames[7][1][0, 0, 0] == 2  # by number: the last
+    assert read.policy_frame({"tick": 4}) is None

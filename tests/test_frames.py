@@ -66,7 +66,8 @@ def test_the_example_in_the_wire_format_document():
 
 def test_raw_round_trip_is_exact():
     image = random_image(30, 50)
-    frame = decode_frame(encode_frame(image, seq=41, timestamp=1234.5678), received_at=1235.0)
+    frame = decode_frame(encode_frame(image, seq=41, timestamp=1234.5678), received_at=1235.0,
+                         received_monotonic=time.monotonic() - 0.2)
     assert isinstance(frame, Frame)
     assert (frame.seq, frame.timestamp, frame.encoding) == (41, 1234.5678, "raw")
     np.testing.assert_array_equal(frame.image, image)
@@ -75,13 +76,14 @@ def test_raw_round_trip_is_exact():
         50,
         3,
     )
-    assert frame.age_s == pytest.approx(1235.0 - 1234.5678)
+    assert frame.clock_offset_s == pytest.approx(1235.0 - 1234.5678)  # receive wall time - capture
+    assert 0.2 <= frame.age_s < 5.0  # since it was received, on the subscriber's monotonic clock
     assert not frame.image.flags.writeable  # a view of the message, not a copy
 
 
 def test_grey_raw_frames_keep_their_channel_axis():
     grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    frame = decode_frame(encode_frame(grey, 0, 0.0))
+    frame = decode_frame(encode_frame(grey, 0, time.time()))
     assert frame.image.shape == (3, 4, 1)
     np.testing.assert_array_equal(frame.image[..., 0], grey)
 
@@ -89,7 +91,7 @@ def test_grey_raw_frames_keep_their_channel_axis():
 def test_jpeg_round_trip_is_close_and_keeps_rgb_order():
     image = smooth_image()
     image[:20, :20] = (255, 0, 0)  # a red corner, RGB
-    message = encode_frame(image, seq=7, timestamp=5.0, encoding="jpeg", jpeg_quality=95)
+    message = encode_frame(image, seq=7, timestamp=time.time(), encoding="jpeg", jpeg_quality=95)
     assert message[5] == 1 and len(message) < image.nbytes
     frame = decode_frame(message)
     assert frame.encoding == "jpeg" and frame.seq == 7 and frame.image.shape == image.shape
@@ -117,7 +119,7 @@ def test_encode_refuses_bad_images_and_arguments():
 
 
 def test_decode_errors_say_what_is_wrong():
-    good = encode_frame(random_image(8, 8), seq=1, timestamp=2.0)
+    good = encode_frame(random_image(8, 8), seq=1, timestamp=time.time())
     with pytest.raises(FrameFormatError, match="shorter than the 32-byte header"):
         decode_frame(good[:20])
     with pytest.raises(FrameFormatError, match=r"starts with b'JUNK', expected b'SLAC'"):
@@ -131,7 +133,7 @@ def test_decode_errors_say_what_is_wrong():
     wrong_size = good[:24] + struct.pack("<HHI", 8, 9, 192) + good[32:]
     with pytest.raises(FrameFormatError, match="8x9x3 pixels need 216"):
         decode_frame(wrong_size)
-    bad_jpeg = bytearray(encode_frame(random_image(8, 8), 0, 0.0, encoding="jpeg"))
+    bad_jpeg = bytearray(encode_frame(random_image(8, 8), 0, time.time(), encoding="jpeg"))
     bad_jpeg[32:] = b"\x00" * (len(bad_jpeg) - 32)
     with pytest.raises(FrameFormatError, match="could not be decoded"):
         decode_frame(bytes(bad_jpeg))
@@ -175,7 +177,7 @@ def test_sequence_numbers_timestamps_and_pixels_arrive_intact(endpoint):
         received = sub.received
         for seq in range(1, 6):
             image = random_image(seed=seq)
-            stamp = 1700000000.0 + seq / 7.0
+            stamp = time.time() - seq / 7.0
             assert pub.publish(image, seq=seq, timestamp=stamp) == seq
             frame = sub.latest(timeout_s=2.0)
             assert frame is not None
@@ -274,23 +276,108 @@ def test_endpoint_errors_are_clear():
         pub.publish(random_image())
 
 
-def test_garbage_on_the_socket_is_an_error_not_a_frame(tmp_path):
+def wait_until(sub: FrameSubscriber, condition, timeout_s: float = 5.0) -> None:
+    """Call ``sub.latest()`` until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sub.latest(timeout_s=0.01)
+        if condition():
+            return
+    raise AssertionError("the subscriber never got there")
+
+
+@pytest.fixture
+def raw_pub(tmp_path):
+    """A bare ZeroMQ PUB socket (a publisher that may send anything) and its endpoint."""
     import zmq
 
-    endpoint = f"ipc://{tmp_path}/garbage.ipc"
-    context = zmq.Context.instance()
-    raw = context.socket(zmq.PUB)
-    raw.setsockopt(zmq.LINGER, 0)
-    raw.bind(endpoint)
-    try:
-        with FrameSubscriber(endpoint) as sub:
-            deadline = time.monotonic() + 5.0
-            with pytest.raises(FrameFormatError, match="header"):
-                while time.monotonic() < deadline:
-                    raw.send(b"SLAC-too-short")  # passes the subscription filter, fails decoding
-                    sub.latest(timeout_s=0.02)
-    finally:
-        raw.close(linger=0)
+    endpoint = f"ipc://{tmp_path}/raw.ipc"
+    socket = zmq.Context.instance().socket(zmq.PUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.bind(endpoint)
+    yield socket, endpoint
+    socket.close(linger=0)
+
+
+def test_malformed_messages_are_dropped_counted_and_survived(raw_pub):
+    raw, endpoint = raw_pub
+    with FrameSubscriber(endpoint) as sub:
+        wait_until(sub, lambda: raw.send(encode_frame(random_image(8, 8), 0, time.time())) or sub.received)
+        newest = sub.newest
+        raw.send(b"SLAC-too-short")  # passes the subscription filter, fails decoding
+        wait_until(sub, lambda: sub.malformed == 1)
+        assert "shorter than the 32-byte header" in sub.last_malformed_reason
+        assert sub.newest is newest and sub.malformed_in_a_row == 1  # the newest frame stays
+        good = encode_frame(random_image(8, 8), 1, time.time())
+        raw.send(good[:4] + bytes([9]) + good[5:])  # a format version this reader does not speak
+        wait_until(sub, lambda: sub.malformed == 2)
+        assert sub.malformed_in_a_row == 2 and "format version 9" in sub.last_malformed_reason
+        raw.send(good)  # the stream goes on
+        wait_until(sub, lambda: sub.newest.seq == 1)
+        assert sub.malformed_in_a_row == 0 and sub.malformed == 2 and sub.drops == 0
+        reasons = sub.take_malformed_reasons()
+        assert len(reasons) == 2 and "header" in reasons[0] and "version 9" in reasons[1]
+        assert sub.take_malformed_reasons() == []
+        stats = sub.stats()
+        assert stats["malformed"] == 2 and "version 9" in stats["last_malformed_reason"]
+
+
+@pytest.mark.parametrize("timestamp, why", [
+    (float("nan"), "finite, non-negative"),
+    (float("inf"), "finite, non-negative"),
+    (-1.0, "finite, non-negative"),
+    (0.0, "from the subscriber's clock"),  # 1970: a clock never set
+    (time.time() + 2 * 86400, "from the subscriber's clock"),
+])
+def test_capture_timestamps_that_are_not_times_are_malformed(raw_pub, timestamp, why):
+    with pytest.raises(FrameFormatError, match=why):
+        decode_frame(encode_frame(random_image(8, 8), 3, timestamp))
+    raw, endpoint = raw_pub
+    with FrameSubscriber(endpoint) as sub:
+        wait_until(sub, lambda: raw.send(encode_frame(random_image(8, 8), 3, timestamp)) or sub.malformed)
+        assert sub.newest is None and sub.received == 0 and why in sub.last_malformed_reason
+    # Within the documented bound (a day) an offset clock is fine: it is measured, not trusted.
+    assert decode_frame(encode_frame(random_image(8, 8), 3, time.time() - 3600)).clock_offset_s > 3599
+
+
+def test_a_repeated_sequence_number_is_not_a_new_frame(endpoint):
+    with FramePublisher(endpoint) as pub, FrameSubscriber(pub.endpoint, max_age_s=0.3) as sub:
+        connect(pub, sub)
+        pub.publish(random_image(seed=1), seq=5)
+        first = sub.latest(timeout_s=2.0)
+        assert first.seq == 5
+        received, repeats = sub.received, sub.repeats
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:  # a frozen camera that keeps sending its last frame
+            pub.publish(random_image(seed=2), seq=5)
+            assert sub.latest(timeout_s=0.02) is None  # never a new frame
+        assert sub.received == received and sub.repeats > repeats + 5
+        assert sub.newest is first  # the repeat's pixels are not taken either
+        assert sub.is_stale and sub.age_s > 0.5  # repeats do not refresh the stream
+
+
+def test_backwards_or_absurd_sequence_numbers_are_restarts_never_drops(endpoint):
+    with FramePublisher(endpoint) as pub, FrameSubscriber(pub.endpoint) as sub:
+        connect(pub, sub)
+        for seq in (10, 3, 2**64 - 1, 2**64 - 2, 0, 2):  # backwards, a huge jump, backwards ...
+            pub.publish(random_image(), seq=seq)
+            assert sub.latest(timeout_s=2.0).seq == seq
+        assert sub.restarts == 4  # 3, 2**64-1, 2**64-2 and 0
+        assert sub.drops == 9 + 1  # 1..9 before 10, and 1 between 0 and 2
+
+
+def test_camera_clock_offset_is_measured_and_age_is_our_own(endpoint):
+    """A camera whose clock runs 30 s ahead: its frames are not 30 s in the future for us."""
+    with FramePublisher(endpoint) as pub, FrameSubscriber(pub.endpoint, max_age_s=0.3) as sub:
+        connect(pub, sub)
+        for seq in range(1, 30):
+            pub.publish(random_image(), seq=seq, timestamp=time.time() + 30.0)
+            sub.latest(timeout_s=2.0)
+        assert sub.clock_offset_s == pytest.approx(-30.0, abs=0.5)  # median of the last frames
+        assert sub.stats()["clock_offset_s"] == sub.clock_offset_s
+        assert 0 <= sub.age_s < 0.3 and not sub.is_stale
+        time.sleep(0.4)  # the camera freezes
+        assert sub.latest() is not None and sub.is_stale and sub.age_s > 0.35
 
 
 def test_runtime_modules_load_neither_torch_nor_mujoco():

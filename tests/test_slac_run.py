@@ -109,6 +109,40 @@ def test_sigkill_leaves_a_readable_log(virtual_dclaw, tiny_dclaw_policy, tmp_pat
     assert [t["tick"] for t in log.ticks] == list(range(len(log.ticks)))
 
 
+def test_sigkill_stops_the_servos_within_the_bus_watchdog_window(virtual_dclaw, tiny_dclaw_policy, tmp_path):
+    """While slac-run streams goals the servos' Bus Watchdog is armed: killed with SIGKILL, nothing
+    is left to relax them, and the servos stop on their own within the window."""
+    from robots.dclaw.driver import DEFAULT_WATCHDOG_S
+    from robots.dynamixel import control_table as ct
+
+    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "400", wait=False)
+    try:
+        wait_for_ticks(tmp_path / "logs", 10)
+        emulator = virtual_dclaw.emulator
+        assert all(emulator.register(i, ct.BUS_WATCHDOG) == round(DEFAULT_WATCHDOG_S / 0.02) for i in DCLAW.motor_ids)
+        os.kill(proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        proc.wait(timeout=10)
+        tripped = {}
+        while len(tripped) < DCLAW.num_joints and time.monotonic() - killed < 2.0:
+            for i in DCLAW.motor_ids:
+                if i not in tripped and emulator.register(i, ct.BUS_WATCHDOG) in (-1, 0xFF):
+                    tripped[i] = time.monotonic() - killed
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+    assert sorted(tripped) == sorted(DCLAW.motor_ids)
+    assert max(tripped.values()) <= DEFAULT_WATCHDOG_S + 0.05, tripped
+    # Stopped: the goals froze where the joints were, and nothing moves them any more.
+    goals = emulator.joint_goals()
+    time.sleep(0.3)
+    assert emulator.joint_goals() == goals
+    readings = emulator.joint_readings()
+    positions = np.array([readings[i].position_rad for i in sorted(goals)])
+    assert np.abs(positions - np.array([goals[i] for i in sorted(goals)])).max() < 0.1
+    assert all(emulator.torque_enabled(i) for i in DCLAW.motor_ids)  # stopped, holding: as the e-Manual says
+
+
 def with_metadata(policy, tmp_path, key, edit) -> str:
     """A copy of ``policy`` whose metadata ``key`` is ``edit(value)`` (values are JSON)."""
     model = onnx.load(str(policy))

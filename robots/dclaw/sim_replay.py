@@ -79,9 +79,8 @@ def replay_in_sim(log: EpisodeLog, video_path: str | Path, scale: int = VIDEO_SC
         for i, tick in enumerate(log.ticks):
             error = np.abs(sim.joint_positions() - positions[i])
             errors.append(error)
-            p = tick.get("policy")
-            if p is not None and p.get("frame_seq") in log.frames:
-                camera = log.frames[p["frame_seq"]][1]
+            if tick.get("policy") is not None and log.policy_frame(tick) is not None:
+                camera = log.policy_frame(tick)
             left = cv2.resize(blank if camera is None else camera, (fw, fh), interpolation=cv2.INTER_NEAREST)
             right = cv2.resize(sim.render(height=height, width=width), (fw, fh), interpolation=cv2.INTER_NEAREST)
             put_label(left, f"logged  tick {tick['tick']}", (6, 18))
