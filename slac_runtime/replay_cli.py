@@ -97,6 +97,9 @@ def run_on_robot(args: argparse.Namespace, log: EpisodeLog, robot_name: str) -> 
     description = entry.description
     check_replayable(log, description)
     period = control_period_s(log)
+    period_problem = description.check_control_period(period)
+    if period_problem is not None:  # the log is a file like any other: its period sets no speed
+        raise UsageError(f"{args.log}: the log's {period_problem}")
     calibration = choose_calibration(args, log, entry)
     out_path = args.out_log or default_out_log(args.log)
     if out_path.exists():
@@ -106,7 +109,7 @@ def run_on_robot(args: argparse.Namespace, log: EpisodeLog, robot_name: str) -> 
     driver_kwargs: dict[str, Any] = {
         "port": args.port,
         "on_exit": args.on_exit,
-        "max_step_rad": 1.1 * description.velocity_limit * period,
+        "max_step_rad": 1.1 * description.max_step_rad(period),
     }
     if calibration is not None:
         driver_kwargs["calibration"] = calibration

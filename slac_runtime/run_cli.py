@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -256,8 +258,7 @@ def run(args: argparse.Namespace, outcome: dict[str, Any]) -> int:
             if stop["signal"] is not None:
                 return ExitCode.for_signal(stop["signal"])
             run_dir = unique_dir(args.log_dir / datetime.now().strftime("%Y%m%d-%H%M%S"))
-            with entry.make_driver(**driver_kwargs) as robot:
-                outcome["robot_connected"] = True
+            with driving(entry.make_driver(**driver_kwargs), outcome) as robot:
 
                 def footer_stats() -> dict[str, Any]:
                     camera = {f"camera_{k}": v for k, v in frames.stats().items()}
@@ -279,6 +280,24 @@ def run(args: argparse.Namespace, outcome: dict[str, Any]) -> int:
     if stop["signal"] is not None:
         return ExitCode.for_signal(stop["signal"])
     return ExitCode.OK
+
+
+@contextmanager
+def driving(robot: Any, outcome: dict[str, Any]) -> Iterator[Any]:
+    """The robot's own ``with`` block, recording in ``outcome["robot"]`` whether it was left as
+    ``--on-exit`` says ("released") or leaving it failed ("release failed")."""
+    robot.__enter__()
+    outcome["robot"] = "connected"
+    exc_info: tuple[Any, Any, Any] = (None, None, None)
+    try:
+        yield robot
+    except BaseException:
+        exc_info = sys.exc_info()
+        raise
+    finally:
+        outcome["robot"] = "release failed"
+        robot.__exit__(*exc_info)
+        outcome["robot"] = "released"
 
 
 def run_episodes(args: argparse.Namespace, loop: ControlLoop, run_dir: Path, header_common: dict[str, Any],
@@ -315,8 +334,14 @@ def _read_json(path: Path | None) -> Any:
         raise UsageError(f"cannot read calibration file {path}: {e}") from e
 
 
-def robot_left(args: argparse.Namespace) -> str:
+def robot_left(args: argparse.Namespace, outcome: dict[str, Any]) -> str:
     """What leaving the driver's ``with`` block did to the robot, in words."""
+    state = outcome.get("robot")
+    if state is None:
+        return "the robot was not touched"
+    if state != "released":
+        what = "hold" if args.on_exit == "hold" else "relax"
+        return f"the robot could not be told to {what} (see the error): check it before going near it"
     if args.on_exit == "hold":
         return "robot left holding its pose (torque on, --on-exit hold)"
     return "robot relaxed (torque off)"
@@ -332,19 +357,18 @@ def main(argv: list[str] | None = None) -> int:
         say("slac-run", "error", f"{message} (nothing moved)")
         return ExitCode.REFUSED
     except SafeStop as e:
-        say("slac-run", "safe stop", f"{e}; {robot_left(args)}")
+        say("slac-run", "safe stop", f"{e}; {robot_left(args, outcome)}")
         return ExitCode.SAFE_STOP
     except Exception as e:  # bus errors and the like: the robot was relaxed/held on the way out
         if args.traceback:
             raise
-        cause = f" (after: {e.__context__})" if e.__context__ is not None else ""
-        left = f"; {robot_left(args)}" if outcome.get("robot_connected") else ""
-        say("slac-run", "stopped", f"{type(e).__name__}: {e}{cause}{left}")
+        cause = e.__context__ if e.__cause__ is None else None  # an error met while stopping
+        after = f" (after: {type(cause).__name__}: {cause})" if cause is not None and str(cause) != str(e) else ""
+        say("slac-run", "stopped", f"{type(e).__name__}: {e}{after}; {robot_left(args, outcome)}")
         return ExitCode.FAULT
     if outcome["signal"] is not None:
         name = signal.Signals(outcome["signal"]).name
-        left = f"; {robot_left(args)}" if outcome.get("robot_connected") else " before the robot was touched"
-        say("slac-run", "interrupted", f"{name}{left}")
+        say("slac-run", "interrupted", f"{name}; {robot_left(args, outcome)}")
     return int(code)
 
 

@@ -143,6 +143,60 @@ def test_sigkill_stops_the_servos_within_the_bus_watchdog_window(virtual_dclaw, 
     assert all(emulator.torque_enabled(i) for i in DCLAW.motor_ids)  # stopped, holding: as the e-Manual says
 
 
+def _servo_goals(virtual_dclaw):
+    from robots.dynamixel import control_table as ct
+
+    return [virtual_dclaw.emulator.register(i, ct.GOAL_POSITION) for i in DCLAW.motor_ids]
+
+
+def test_position_limit_registers_that_contradict_the_calibration_refuse_the_run(
+        virtual_dclaw, tiny_dclaw_policy, tmp_path):
+    """Min/Max Position Limit reading 0/0 would clamp every goal to tick 0: a pi-rad jump."""
+    from robots.dynamixel import control_table as ct
+
+    for i in DCLAW.motor_ids:
+        virtual_dclaw.emulator.set_register(i, ct.MAX_POSITION_LIMIT, 0)
+        virtual_dclaw.emulator.set_register(i, ct.MIN_POSITION_LIMIT, 0)
+    goals = _servo_goals(virtual_dclaw)
+    result = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs")
+    assert result.returncode == 2, result.stderr
+    assert "Position Limit" in result.stderr and "nothing moved" in result.stderr
+    assert not any(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
+    assert _servo_goals(virtual_dclaw) == goals
+    assert episode_logs(tmp_path / "logs") == []
+
+
+def test_a_wrong_joint_calibration_refuses_the_run(virtual_dclaw, tiny_dclaw_policy, tmp_path):
+    """One joint's zero 1976 ticks off reads 2-3 rad from where it is: refused before torque on."""
+    from robots.dclaw.driver import DEFAULT_CALIBRATION
+    from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
+
+    joints = list(DEFAULT_CALIBRATION.joints)
+    joints[2] = JointCalibrationEntry("FF12", 12, joints[2].offset_ticks + 1976, 1)
+    path = JointCalibration("dclaw", tuple(joints)).save(tmp_path / "dclaw-joints.json")
+    goals = _servo_goals(virtual_dclaw)
+    result = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--calibration", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "FF12 reads" in result.stderr and "slac-calibrate joints" in result.stderr
+    assert not any(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
+    assert _servo_goals(virtual_dclaw) == goals
+
+
+def test_killing_the_servo_bus_names_the_port(virtual_dclaw, tiny_dclaw_policy, tmp_path):
+    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "400", wait=False)
+    try:
+        wait_for_ticks(tmp_path / "logs", 6)
+        port = virtual_dclaw.port
+        virtual_dclaw.emulator.stop()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert port in err and "the robot could not be told to relax" in err, err
+    log = read_episode_log(episode_logs(tmp_path / "logs")[0])
+    assert log.footer is not None and port in log.footer["stop_reason"]
+
+
 def with_metadata(policy, tmp_path, key, edit) -> str:
     """A copy of ``policy`` whose metadata ``key`` is ``edit(value)`` (values are JSON)."""
     model = onnx.load(str(policy))
