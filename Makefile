@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/frame_latency.py
 	$(PY) benchmarks/bus_speed.py
 	$(PY) benchmarks/loop_timing.py
+	$(PY) benchmarks/soak.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
