@@ -1,4 +1,4 @@
-"""Export encoder + actor as one self-describing ONNX policy (DESIGN.md §3).
+"""Export encoder + actor as one self-describing ONNX policy (docs/architecture.md §3).
 
 The graph takes what the runtime holds -- uint8 RGB frames and float actions -- and does the
 scaling and layout change inside:

@@ -1,4 +1,4 @@
-"""The frame wire format and its ZeroMQ transport (DESIGN.md §4, docs/frame_wire_format.md)."""
+"""The frame wire format and its ZeroMQ transport (docs/architecture.md §4, docs/frame_wire_format.md)."""
 
 from __future__ import annotations
 

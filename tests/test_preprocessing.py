@@ -1,4 +1,4 @@
-"""Image preprocessing (DESIGN.md §2) and the camera calibration file."""
+"""Image preprocessing (docs/architecture.md §2) and the camera calibration file."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 Presets: ``paper`` (the paper's networks and schedule) and ``cpu-small`` (narrower networks,
 smaller batches and a short pre-training, for runs of about two hours on a 2-core CPU). Each seed
 is a separate run directory; a run that already exists is resumed (so a run can be done in chunks,
-e.g. within short GPU leases). The result JSON holds the exact commands, the hardware, the
+each stopped with Ctrl-C). The result JSON holds the exact commands, the hardware, the
 wall-clock time, every evaluation and the return of a uniformly random policy on the same task.
 """
 
@@ -138,7 +138,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-PAPER = {  # published 100k / 500k returns (../shared/specs/slac.md)
+PAPER = {  # returns at 100k / 500k environment steps published in the SLAC paper (Lee et al. 2020)
     "cheetah-run": (413, 707), "walker-walk": (529, 952), "ball_in_cup-catch": (918, 967),
     "finger-spin": (951, 983), "cartpole-swingup": (328, 793), "reacher-easy": (343, 795),
 }

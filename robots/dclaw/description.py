@@ -1,4 +1,4 @@
-"""The D'Claw as every part of the toolkit sees it (facts from ../shared/specs/dclaw.md).
+"""The D'Claw (ROBEL's three-fingered robot) as every part of the toolkit sees it.
 
 Three fingers (FF, MF, TH) of three joints each, ordered finger by finger, base to tip. Motor IDs
 equal the numbers in the joint names. Angles in radians, velocities in rad/s.

@@ -1,7 +1,7 @@
 """DeepMind Control Suite tasks from pixels, by short name (``cheetah-run``, ``ball_in_cup-catch``).
 
 All 28 benchmarking tasks of the suite are registered. Action repeats follow the SLAC paper where it
-gives one (see ../shared/specs/slac.md); other tasks default to 2 (the common choice for the suite
+gives one (Lee et al. 2020); other tasks default to 2 (the common choice for the suite
 in pixel-based RL, not a number from the paper) -- override with ``action_repeat=``.
 """
 

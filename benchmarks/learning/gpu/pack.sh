@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Run HERE (a machine with pip and apt access), before a GPU session's first device call:
+# Run on a machine with pip and apt access, to prepare a GPU machine that has no network access:
 #
 #     bash benchmarks/learning/gpu/pack.sh
 #
 # The GPU machine has Python 3.12, CUDA PyTorch, numpy, onnx, OpenCV and matplotlib, but not the
 # simulators, and it cannot download anything. This packs what it lacks into .gpu/ (git-ignored),
-# which the device call carries (`carry: [".gpu"]`, at most 64 MiB with the working tree):
+# which travels to the GPU machine with the repository (19 MB):
 #   .gpu/site.tar.xz  the pinned versions (requirements/constraints.txt) of mujoco, dm_control and
 #                     their pure-Python needs, built for CPython $PY_VERSION (3.12) on x86-64, without what the
 #                     DM Control suite does not use (dm_control's locomotion and dog assets,
@@ -36,7 +36,7 @@ rm -rf "$OUT/site/dm_control/locomotion" "$OUT/site/dm_control/suite/dog_assets"
 tar -C "$OUT" -cJf "$OUT/site.tar.xz" site
 rm -rf "$OUT/wheels" "$OUT/site"
 
-# GL loaders for amd64 (the device's processor), whatever this machine's is
+# GL loaders for amd64 (the GPU machine's processor), whatever this machine's is
 lists=/tmp/slac-gpu-apt-lists
 mkdir -p "$lists/partial"
 apt_opts=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$lists")
@@ -47,4 +47,4 @@ else
     echo "pack.sh: could not download the GL loaders (apt); the run will rely on the image's own" >&2
 fi
 du -sh "$OUT"/site.tar.xz "$OUT"/gl
-echo "packed $OUT: carry it with the device call (carry: [\".gpu\"])"
+echo "packed $OUT: copy it to the GPU machine with the repository, then run benchmarks/learning/gpu/run.sh there"

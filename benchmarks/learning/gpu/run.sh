@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Run THERE, on the GPU machine, as the device call's command (after pack.sh here):
+# Run on a GPU machine that has no network access, from a copy of the repository that includes
+# the .gpu/ folder made by pack.sh:
 #
-#     run(command="bash benchmarks/learning/gpu/run.sh walker-walk 540", carry=[".gpu"], timeout_s=600)
+#     OUT=/path/to/results bash benchmarks/learning/gpu/run.sh walker-walk 540
 #
-# A GPU session has 15 minutes of device time in all (start-up included), at most 10 per command,
-# and each machine starts bare: so one call does everything and brings back only what matters.
+# One command does everything within BUDGET_S seconds (default 540) and leaves only what matters
+# in $OUT (default /tmp/slac-gpu-out):
 #   1. installs the packed simulators (.gpu/site.tar.xz) and GL loaders (.gpu/gl) into /tmp
 #   2. measures one model + actor-critic update with the paper's networks on the GPU
 #      (benchmarks/update_speed.py: about 30 s)
 #   3. trains SLAC with the paper's networks on TASK (benchmarks/learning/run_experiment.py
-#      --preset paper --device cuda) until BUDGET_S seconds after the call began, then stops it
+#      --preset paper --device cuda) until BUDGET_S seconds after the script began, then stops it
 #      with SIGINT (the trainer checkpoints, as on Ctrl-C) and writes the result JSON and curve
 #      of what it reached (--report-only)
 #   4. copies to $OUT: the result JSON and PNG, eval.csv, summary.json, metrics.jsonl, the update
-#      timings and the log (7 files; a call brings back at most 8)
+#      timings and the log (7 files)
 # Environment: GL_INSTALL=0 skips unpacking the GL loaders into / (for a trial run on a machine
 # that has them), ENV_STEPS (default 100000), EVAL_EVERY (5000), SEED (0), EXTRA (more slac-train
 # options; default: the CPU runs' model learning rate and a 2,000-update pre-training, since the
-# paper's 100,000 pre-training updates alone outlast a lease).
+# paper's 100,000 pre-training updates alone outlast a short budget).
 set -uo pipefail
 TASK=${1:?usage: run.sh TASK [BUDGET_S]}
 BUDGET_S=${2:-540}
@@ -33,7 +34,7 @@ LOG="$OUT/run.log"
 exec > >(tee -a "$LOG") 2>&1
 
 echo "== setup $(date -u +%FT%TZ)"
-[ -f .gpu/site.tar.xz ] || { echo "no .gpu/site.tar.xz: run benchmarks/learning/gpu/pack.sh here and carry .gpu"; exit 2; }
+[ -f .gpu/site.tar.xz ] || { echo "no .gpu/site.tar.xz: run benchmarks/learning/gpu/pack.sh on a connected machine and copy .gpu/ here"; exit 2; }
 if [ "${GL_INSTALL:-1}" = 1 ] && [ "$(id -u)" = 0 ] && ls .gpu/gl/*.deb >/dev/null 2>&1; then
     for deb in .gpu/gl/*.deb; do dpkg -x "$deb" /; done
     ldconfig
