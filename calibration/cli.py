@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import textwrap
 import time
@@ -27,6 +28,23 @@ from pathlib import Path
 
 import numpy as np
 
+from slac_runtime.options import (
+    Check,
+    ExitCode,
+    OneLineParser,
+    UsageError,
+    add_options,
+    check_options,
+    config_from_args,
+    error_message,
+    finite_float,
+    float_in,
+    int_in,
+    non_negative_float,
+    option,
+    positive_float,
+    say,
+)
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE, CameraCalibration
 from slac_runtime.robot import RobotDescription, default_calibration_path, find_robot
 
@@ -34,8 +52,16 @@ PROG = "slac-calibrate"
 MAX_RANGE_SPEED = 5.0  # x the velocity limit; above 1 only makes sense for the virtual robot
 
 
-class UsageError(ValueError):
-    """A problem the user fixes by changing the command line or the setup."""
+def _parse_signs(text: str) -> tuple[int, ...]:
+    try:
+        signs = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"signs must look like +1,-1,+1,... (one per joint), got {text!r}"
+        ) from None
+    if not all(s in (-1, 1) for s in signs):
+        raise argparse.ArgumentTypeError(f"every sign must be +1 or -1, got {text!r}")
+    return signs
 
 
 # ---- configurations ---------------------------------------------------------------------------
@@ -43,83 +69,77 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class JointsConfig:
-    """``slac-calibrate joints``."""
+    """``slac-calibrate joints``: measure each servo's tick at the robot's zero pose (and, unless
+    --no-range-check, the range each joint reaches) and write the joint calibration."""
 
-    robot: str = "dclaw"
-    """Robot name in the ``slac.robots`` registry."""
-    port: str = "/dev/ttyUSB0"
-    """Serial device of the servo bus (or the virtual robot's pty)."""
-    out: Path | None = None
-    """Calibration file to write; None: the robot's default location."""
-    signs: tuple[int, ...] | None = None
-    """+1/-1 per joint (joint angle = sign · (ticks − offset) · 2π/4096); None: all +1."""
-    check_ranges: bool = True
-    """Move each joint to both ends of its range and record what it reached."""
-    range_speed: float = 0.3
-    """Speed of the range check, as a fraction of the joint velocity limit."""
-    yes: bool = False
-    """Do not wait for Enter: the robot is already in its zero pose with nothing in the way."""
+    port: str = option("", "serial device of the servo bus, e.g. /dev/ttyUSB0 (or the virtual "
+                       "robot's pty)", required=True)
+    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    out: Path | None = option(None, "calibration file to write (default: the robot's default "
+                              "location, where slac-run looks)")
+    signs: tuple[int, ...] | None = option(
+        None, "direction per joint, e.g. +1,+1,-1,... (joint angle = sign * (ticks - offset) * "
+        "2 pi/4096; default: all +1)", parse=_parse_signs)
+    check_ranges: bool = option(True, "move each joint to both ends of its range and record what it "
+                                "reached (--no-range-check: only measure the offsets; do not move "
+                                "the robot)", flag="range-check")
+    range_speed: float = option(
+        0.3, "range-check speed as a fraction of the joint velocity limit",
+        parse=Check(float, lambda v: 0 < v <= MAX_RANGE_SPEED,
+                    f"a fraction of the velocity limit in (0, {MAX_RANGE_SPEED:g}]"))
+    yes: bool = option(False, "no questions: the robot is already in its zero pose and free to move")
+    traceback: bool = option(False, "show the full traceback of an error")
 
     def __post_init__(self) -> None:
+        check_options(self)
         if not self.port:
-            raise UsageError(
-                "--port is empty: give the servo bus's serial device, e.g. /dev/ttyUSB0"
-            )
-        if not 0 < self.range_speed <= MAX_RANGE_SPEED:
-            raise UsageError(
-                f"--range-speed must be in (0, {MAX_RANGE_SPEED:g}] (a fraction of the velocity "
-                f"limit), got {self.range_speed:g}"
-            )
+            raise UsageError("--port is empty: give the servo bus's serial device, e.g. /dev/ttyUSB0")
 
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """``slac-calibrate camera``."""
+    """``slac-calibrate camera``: render the simulator's task camera at the robot's joint state,
+    compare it with the camera's frame, save an overlay and (with --auto) find and write the
+    camera calibration."""
 
-    camera: str
-    """OpenCV camera index, device or video file, or a ZeroMQ endpoint of full-size frames."""
-    robot: str = "dclaw"
-    port: str | None = None
-    """Read the joint state from the robot on this serial device ..."""
-    joint_positions: str | None = None
-    """... or take this pose: "reset", "zero" or one angle (rad) per joint, comma-separated."""
-    joint_calibration: Path | None = None
-    """Joint calibration for reading the robot; None: the default file if there is one."""
-    auto: bool = False
-    """Search the crop/rotation/flip that best matches the render and write it."""
-    out: Path | None = None
-    """Camera calibration file to write (with --auto); None: the robot's default location."""
-    calibration_in: Path | None = None
-    """Camera calibration to show (and compare with); None: the default file if there is one."""
-    save_overlay: Path | None = None
-    """Overlay PNG (simulator | calibrated camera | blend); None: ./<robot>-camera-overlay.png."""
-    scene: str = "valve"
-    """The simulator scene to render ("valve" or "pose")."""
-    valve_angle: float = 0.0
-    """The valve's angle in the render (rad)."""
-    size: int = DEFAULT_OUTPUT_SIZE
-    """Side of the policy's image (pixels)."""
-    max_rotation_deg: float = 10.0
-    """The search tries rotations in [-x, x] degrees."""
-    try_flips: bool = True
-    """The search also tries mirrored images."""
-    timeout_s: float = 10.0
-    """Longest wait for a camera frame."""
-    warmup_s: float = 1.0
-    """A live camera runs this long before the frame is taken (exposure settles)."""
+    camera: str = option("", "camera index (0), device (/dev/video0), video file or stream, or the "
+                         "ZeroMQ endpoint of a publisher of full-size frames", required=True)
+    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    port: str | None = option(None, "read the joint state from the robot on this serial device",
+                              exclusive="pose")
+    joint_positions: str | None = option(
+        None, "the robot's pose: reset, zero, or one angle (rad) per joint, comma-separated",
+        exclusive="pose")
+    joint_calibration: Path | None = option(
+        None, "joint calibration for --port (default: the robot's default file, if any)")
+    auto: bool = option(False, "search the crop/rotation/flip that best matches the render and write it")
+    out: Path | None = option(None, "camera calibration file to write with --auto (default: the "
+                              "robot's default location)")
+    camera_calibration: Path | None = option(
+        None, "camera calibration to show and compare (default: the robot's default file, if any)",
+        aliases=["calibration-in"])
+    save_overlay: Path | None = option(
+        None, "overlay PNG: simulator | calibrated camera | blend (default: ./<robot>-camera-overlay.png)")
+    scene: str = option("valve", "the simulator scene to render", choices=["valve", "pose"])
+    valve_angle: float = option(0.0, "the valve's angle in the render (rad)", parse=finite_float)
+    size: int = option(DEFAULT_OUTPUT_SIZE, "side of the policy's image (pixels)",
+                       parse=int_in(8, 1024, "a number of pixels"))
+    max_rotation_deg: float = option(10.0, "the search tries rotations in [-x, x] degrees",
+                                     flag="max-rotation", parse=float_in(0, 45, "degrees"))
+    try_flips: bool = option(True, "the search also tries mirrored images", flag="flips")
+    camera_timeout: float = option(10.0, "longest wait for a camera frame (s)", aliases=["timeout"],
+                                   parse=positive_float)
+    warmup: float = option(1.0, "a live camera runs this long before the frame is taken, so that "
+                           "exposure settles (s)", parse=non_negative_float)
+    traceback: bool = option(False, "show the full traceback of an error")
 
     def __post_init__(self) -> None:
+        check_options(self)
         if (self.port is None) == (self.joint_positions is None):
             raise UsageError(
                 "give either --port (read the robot's joint state) or --joint-positions "
                 "reset|zero|q1,...,qN (the pose the robot is in), not both or neither"
             )
-        if not 8 <= self.size <= 1024:
-            raise UsageError(f"--size must be 8..1024 pixels, got {self.size}")
-        if not 0 <= self.max_rotation_deg <= 45:
-            raise UsageError(f"--max-rotation must be 0..45 degrees, got {self.max_rotation_deg:g}")
-        if not self.timeout_s > 0 or self.warmup_s < 0:
-            raise UsageError("--timeout must be positive and --warmup not negative")
 
 
 # ---- joints -------------------------------------------------------------------------------------
@@ -198,18 +218,6 @@ def run_joints(config: JointsConfig) -> int:
     return 0
 
 
-def _parse_signs(text: str) -> tuple[int, ...]:
-    try:
-        signs = tuple(int(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"signs must look like +1,-1,+1,... (one per joint), got {text!r}"
-        ) from None
-    if not all(s in (-1, 1) for s in signs):
-        raise argparse.ArgumentTypeError(f"every sign must be +1 or -1, got {text!r}")
-    return signs
-
-
 # ---- camera -------------------------------------------------------------------------------------
 
 
@@ -266,7 +274,7 @@ def _still_frame(robot, grab, attempts: int = 3) -> tuple[np.ndarray, np.ndarray
 def _previous_camera_calibration(
     config: CameraConfig, robot: str
 ) -> tuple[CameraCalibration | None, Path | None]:
-    path = config.calibration_in
+    path = config.camera_calibration
     if path is None:
         default = default_calibration_path(robot, "camera")
         path = default if default.is_file() else None
@@ -287,37 +295,32 @@ def _joint_calibration_path(config: CameraConfig, robot: str) -> Path | None:
     return default if default.is_file() else None
 
 
-def run_camera(config: CameraConfig) -> int:
-    import cv2
+def _frame_and_pose(config: CameraConfig, entry) -> tuple[np.ndarray, np.ndarray, str]:
+    """A camera frame, the joint state it shows, and where that state came from."""
+    from calibration.frame_grab import grab_frame
 
-    from calibration.camera_alignment import align_camera, colour_statistics, image_error, overlay
-    from calibration.frame_grab import grab_frame, is_endpoint
-    from calibration.sim_view import render_task_view
-    from slac_runtime.preprocessing import preprocess_frame
-
-    entry = find_robot(config.robot)
     d = entry.description
-    previous, previous_path = _previous_camera_calibration(config, d.name)
 
-    # The frame and the joint state it shows, taken together.
-    if config.port is not None:
-        joint_file = _joint_calibration_path(config, d.name)
-        if joint_file is None:
-            print(
-                f"note: no joint calibration for the {d.name} (run `{PROG} joints` first); reading the joints "
-                "with the driver's nominal offsets"
-            )
-        with entry.make_driver(port=config.port, calibration=joint_file) as robot:
-            frame, q = _still_frame(
-                robot, lambda: grab_frame(config.camera, config.timeout_s, config.warmup_s)
-            )
-        source = f"robot on {config.port}" + (
-            f" (joint calibration {joint_file})" if joint_file else ""
+    def grab() -> np.ndarray:
+        return grab_frame(config.camera, config.camera_timeout, config.warmup)
+
+    if config.port is None:
+        q = pose_from_text(config.joint_positions, d)  # checked before the camera is opened
+        return grab(), q, f"--joint-positions {config.joint_positions}"
+    joint_file = _joint_calibration_path(config, d.name)
+    if joint_file is None:
+        print(
+            f"note: no joint calibration for the {d.name} (run `{PROG} joints` first); reading the joints "
+            "with the driver's nominal offsets"
         )
-    else:
-        q = pose_from_text(config.joint_positions, d)
-        frame = grab_frame(config.camera, config.timeout_s, config.warmup_s)
-        source = f"--joint-positions {config.joint_positions}"
+    with entry.make_driver(port=config.port, calibration=joint_file) as robot:
+        frame, q = _still_frame(robot, grab)
+    source = f"robot on {config.port}" + (f" (joint calibration {joint_file})" if joint_file else "")
+    return frame, q, source
+
+
+def _describe_frame(config: CameraConfig, d: RobotDescription, frame: np.ndarray, q: np.ndarray,
+                    source: str) -> None:
     h, w = frame.shape[:2]
     print(f"camera {config.camera}: {w}x{h} frame")
     if min(h, w) < 2 * config.size:
@@ -325,50 +328,39 @@ def run_camera(config: CameraConfig) -> int:
             f"warning: the frames are only {w}x{h}: calibrate from the camera itself or a publisher of "
             "full-size frames, not from a stream that is already cropped (slac-camera)"
         )
-    print(
-        f"joint state from {source}: "
-        + ", ".join(f"{n}={v:+.3f}" for n, v in zip(d.joint_names, q))
-    )
+    print(f"joint state from {source}: " + ", ".join(f"{n}={v:+.3f}" for n, v in zip(d.joint_names, q)))
 
-    sim = render_task_view(
-        d.name, q, size=config.size, scene=config.scene, valve_angle=config.valve_angle
-    )
-    identity = CameraCalibration(output_size=config.size)
-    error_before = image_error(frame, sim, identity)
-    errors = [("uncalibrated (centre square)", error_before)]
-    if previous is not None:
-        errors.append((f"{previous_path}", image_error(frame, sim, previous)))
 
-    calibration = previous or identity
-    result = None
-    if config.auto:
-        print(
-            f"searching crop, rotation (±{config.max_rotation_deg:g}°)"
-            + (" and flips" if config.try_flips else "")
-            + " ...",
-            flush=True,
-        )
-        result = align_camera(
-            frame, sim, max_rotation_deg=config.max_rotation_deg, try_flips=config.try_flips
-        )
-        calibration = result.calibration
-        errors.append(("found", result.error_after))
+def _search(config: CameraConfig, frame: np.ndarray, sim: np.ndarray):
+    from calibration.camera_alignment import align_camera
 
-    overlay_path = config.save_overlay or Path(f"{d.name}-camera-overlay.png")
-    overlay_path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(
-        str(overlay_path), cv2.cvtColor(overlay(frame, sim, calibration), cv2.COLOR_RGB2BGR)
-    ):
-        raise UsageError(f"could not write the overlay image {overlay_path}")
+    flips = " and flips" if config.try_flips else ""
+    print(f"searching crop, rotation (±{config.max_rotation_deg:g}°){flips} ...", flush=True)
+    return align_camera(frame, sim, max_rotation_deg=config.max_rotation_deg, try_flips=config.try_flips)
+
+
+def _write_overlay(config: CameraConfig, robot: str, frame: np.ndarray, sim: np.ndarray,
+                   calibration: CameraCalibration) -> Path:
+    import cv2
+
+    from calibration.camera_alignment import overlay
+
+    path = config.save_overlay or Path(f"{robot}-camera-overlay.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(overlay(frame, sim, calibration), cv2.COLOR_RGB2BGR)):
+        raise UsageError(f"could not write the overlay image {path}")
+    return path
+
+
+def _print_comparison(calibration: CameraCalibration, errors: list[tuple[str, float]],
+                      frame: np.ndarray, sim: np.ndarray) -> None:
+    from calibration.camera_alignment import colour_statistics
+    from slac_runtime.preprocessing import preprocess_frame
 
     print()
     print(_camera_table(calibration))
     print()
-    print(
-        _table(
-            [("image error (mean |real - sim|, 0..255)", "")] + [(k, f"{v:.2f}") for k, v in errors]
-        )
-    )
+    print(_table([("image error (mean |real - sim|, 0..255)", "")] + [(k, f"{v:.2f}") for k, v in errors]))
     print()
     stats = colour_statistics(preprocess_frame(frame, calibration, bgr=False), sim)
     print(
@@ -380,29 +372,58 @@ def run_camera(config: CameraConfig) -> int:
             ]
         )
     )
-    print(f"\noverlay (simulator | camera | blend): {overlay_path}")
 
+
+def _save_found(config: CameraConfig, robot: str, result) -> None:
+    """Write the calibration the search found, and say how good it is and how to use it."""
+    from calibration.frame_grab import is_endpoint
+
+    out = config.out or default_calibration_path(robot, "camera")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.calibration.save(out)
+    print(f"match score {result.score:.3f} (1 = perfect)")
+    if result.error_after >= result.error_before or result.score < 0.5:
+        print(
+            "warning: the match is poor: is the whole robot in view, lit, and in the pose given? "
+            "Check the overlay before using this calibration"
+        )
+    print(f"wrote {out}")
+    if is_endpoint(config.camera):
+        print(
+            f"apply it where the frames of {config.camera} are captured: "
+            f"slac-camera --camera-calibration {out}, or slac-run --camera-calibration {out}"
+        )
+    else:
+        print(
+            f"use it with: slac-camera --camera {config.camera} --camera-calibration {out}   "
+            f"or   slac-run --camera {config.camera} --camera-calibration {out}"
+        )
+
+
+def run_camera(config: CameraConfig) -> int:
+    from calibration.camera_alignment import image_error
+    from calibration.sim_view import render_task_view
+
+    entry = find_robot(config.robot)
+    d = entry.description
+    previous, previous_path = _previous_camera_calibration(config, d.name)
+    frame, q, source = _frame_and_pose(config, entry)
+    _describe_frame(config, d, frame, q, source)
+    sim = render_task_view(d.name, q, size=config.size, scene=config.scene, valve_angle=config.valve_angle)
+    identity = CameraCalibration(output_size=config.size)
+    errors = [("uncalibrated (centre square)", image_error(frame, sim, identity))]
+    if previous is not None:
+        errors.append((f"{previous_path}", image_error(frame, sim, previous)))
+    calibration = previous or identity
+    result = _search(config, frame, sim) if config.auto else None
     if result is not None:
-        out = config.out or default_calibration_path(d.name, "camera")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        calibration.save(out)
-        print(f"match score {result.score:.3f} (1 = perfect)")
-        if result.error_after >= result.error_before or result.score < 0.5:
-            print(
-                "warning: the match is poor: is the whole robot in view, lit, and in the pose given? "
-                "Check the overlay before using this calibration"
-            )
-        print(f"wrote {out}")
-        if is_endpoint(config.camera):
-            print(
-                f"apply it where the frames of {config.camera} are captured: "
-                f"slac-camera --calibration {out}, or slac-run --camera-calibration {out}"
-            )
-        else:
-            print(
-                f"use it with: slac-camera --camera {config.camera} --calibration {out}   "
-                f"or   slac-run --camera {config.camera} --camera-calibration {out}"
-            )
+        calibration = result.calibration
+        errors.append(("found", result.error_after))
+    overlay_path = _write_overlay(config, d.name, frame, sim, calibration)
+    _print_comparison(calibration, errors, frame, sim)
+    print(f"\noverlay (simulator | camera | blend): {overlay_path}")
+    if result is not None:
+        _save_found(config, d.name, result)
     return 0
 
 
@@ -444,188 +465,36 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 # ---- command line -------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG, description="Calibrate a robot's joints and its camera view."
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{joints,camera}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--robot", default="dclaw", help="robot name (default: %(default)s)")
-    common.add_argument(
-        "--traceback", action="store_true", help="show the full traceback of an error"
-    )
+EXIT_CODES_HELP = """exit codes:
+  0    done
+  2    refused or failed (options, files, robot set-up, servo bus); nothing was written
+  130  interrupted by Ctrl-C (torque off, nothing written)"""
 
-    j = sub.add_parser(
-        "joints",
-        parents=[common],
-        help="servo offsets at the zero pose, and a range check",
-        description="Measure each servo's tick at the robot's zero pose (and, unless "
-        "--no-range-check, the range each joint reaches) and write the joint calibration.",
-    )
-    j.add_argument(
-        "--port", required=True, help="serial device of the servo bus, e.g. /dev/ttyUSB0"
-    )
-    j.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="calibration file to write (default: the robot's default location, where slac-run looks)",
-    )
-    j.add_argument(
-        "--signs",
-        type=_parse_signs,
-        default=None,
-        help="direction per joint, e.g. +1,+1,-1,... (default: all +1)",
-    )
-    j.add_argument(
-        "--no-range-check",
-        dest="check_ranges",
-        action="store_false",
-        help="only measure the offsets; do not move the robot",
-    )
-    j.add_argument(
-        "--range-speed",
-        type=float,
-        default=0.3,
-        help="range-check speed as a fraction of the joint velocity limit (default: %(default)s)",
-    )
-    j.add_argument(
-        "--yes",
-        action="store_true",
-        help="no questions: the robot is already in its zero pose and free to move",
-    )
-
-    c = sub.add_parser(
-        "camera",
-        parents=[common],
-        help="crop/rotation that makes the camera match the simulator",
-        description="Render the simulator's task camera at the robot's joint state, compare it "
-        "with the camera's frame, save an overlay and (with --auto) find and write the camera "
-        "calibration.",
-    )
-    c.add_argument(
-        "--camera",
-        required=True,
-        help="camera index (0), device (/dev/video0), video file, or a ZeroMQ endpoint of full-size frames",
-    )
-    pose = c.add_mutually_exclusive_group()
-    pose.add_argument(
-        "--port", default=None, help="read the joint state from the robot on this serial device"
-    )
-    pose.add_argument(
-        "--joint-positions",
-        default=None,
-        help="the robot's pose: reset, zero, or one angle (rad) per joint, comma-separated",
-    )
-    c.add_argument(
-        "--joint-calibration",
-        type=Path,
-        default=None,
-        help="joint calibration for --port (default: the robot's default file, if any)",
-    )
-    c.add_argument("--auto", action="store_true", help="search the calibration and write it")
-    c.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="camera calibration file to write with --auto (default: the robot's default location)",
-    )
-    c.add_argument(
-        "--calibration-in",
-        type=Path,
-        default=None,
-        help="camera calibration to show and compare (default: the default file, if any)",
-    )
-    c.add_argument(
-        "--save-overlay",
-        type=Path,
-        default=None,
-        help="overlay PNG: simulator | calibrated camera | blend (default: ./<robot>-camera-overlay.png)",
-    )
-    c.add_argument(
-        "--scene",
-        choices=["valve", "pose"],
-        default="valve",
-        help="scene to render (default: %(default)s)",
-    )
-    c.add_argument(
-        "--valve-angle", type=float, default=0.0, help="valve angle in the render, rad (default: 0)"
-    )
-    c.add_argument(
-        "--size",
-        type=int,
-        default=DEFAULT_OUTPUT_SIZE,
-        help="policy image side (default: %(default)s)",
-    )
-    c.add_argument(
-        "--max-rotation",
-        type=float,
-        default=10.0,
-        help="rotations searched, ± degrees (default: %(default)s)",
-    )
-    c.add_argument(
-        "--no-flips", dest="try_flips", action="store_false", help="do not try mirrored images"
-    )
-    c.add_argument(
-        "--timeout",
-        type=float,
-        default=10.0,
-        help="longest wait for a frame, s (default: %(default)s)",
-    )
-    c.add_argument(
-        "--warmup",
-        type=float,
-        default=1.0,
-        help="seconds a live camera runs before the frame is taken (default: %(default)s)",
-    )
-    return p
+COMMANDS: dict[str, tuple[type, str]] = {
+    "joints": (JointsConfig, "servo offsets at the zero pose, and a range check"),
+    "camera": (CameraConfig, "crop/rotation that makes the camera match the simulator"),
+}
 
 
-def _config(args: argparse.Namespace) -> JointsConfig | CameraConfig:
-    if args.command == "joints":
-        return JointsConfig(
-            robot=args.robot,
-            port=args.port,
-            out=args.out,
-            signs=args.signs,
-            check_ranges=args.check_ranges,
-            range_speed=args.range_speed,
-            yes=args.yes,
-        )
-    return CameraConfig(
-        camera=args.camera,
-        robot=args.robot,
-        port=args.port,
-        joint_positions=args.joint_positions,
-        joint_calibration=args.joint_calibration,
-        auto=args.auto,
-        out=args.out,
-        calibration_in=args.calibration_in,
-        save_overlay=args.save_overlay,
-        scene=args.scene,
-        valve_angle=args.valve_angle,
-        size=args.size,
-        max_rotation_deg=args.max_rotation,
-        try_flips=args.try_flips,
-        timeout_s=args.timeout,
-        warmup_s=args.warmup,
-    )
-
-
-def _message(error: BaseException) -> str:
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return str(error) or type(error).__name__
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog=PROG, description="Calibrate a robot's joints and its camera view.",
+                           epilog=EXIT_CODES_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{joints,camera}")
+    for name, (config_class, summary) in COMMANDS.items():
+        command = sub.add_parser(name, help=summary, description=" ".join(config_class.__doc__.split("``: ", 1)[1].split()),
+                                 prog=f"{PROG} {name}")
+        add_options(command, config_class)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse has printed the usage and the error
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a one-line usage error already printed
         return int(e.code or 0)
+    traceback = getattr(args, "traceback", False)
     try:
-        config = _config(args)
+        config = config_from_args(COMMANDS[args.command][0], args)
         find_robot(config.robot)
         if isinstance(config, JointsConfig):
             return run_joints(config)
@@ -635,12 +504,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_camera(config)
     except KeyboardInterrupt:
         print(f"\n{PROG}: aborted (torque is off); nothing was written", file=sys.stderr)
-        return 130
+        return ExitCode.for_signal(signal.SIGINT)
     except (ValueError, KeyError, OSError, RuntimeError) as e:
-        if args.traceback:
+        if traceback:
             raise
-        print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
-        return 2
+        say(PROG, "error", error_message(e))
+        return ExitCode.REFUSED
 
 
 if __name__ == "__main__":

@@ -14,11 +14,7 @@ import time
 import cv2
 import numpy as np
 
-ENDPOINT_PREFIXES = ("tcp://", "ipc://", "inproc://")
-
-
-def is_endpoint(source: str) -> bool:
-    return source.startswith(ENDPOINT_PREFIXES)
+from slac_runtime.frames import is_endpoint
 
 
 def grab_frame(source: str, timeout_s: float = 10.0, warmup_s: float = 1.0) -> np.ndarray:

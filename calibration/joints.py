@@ -21,8 +21,10 @@ import numpy as np
 
 from robots.dynamixel import control_table as ct
 from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
+from slac_runtime.ease_in import ease_in
 from slac_runtime.robot import RobotDescription, find_robot
 
+CONTROL_PERIOD_S = 0.05  # goals during the range check come this often (s)
 RANGE_SHORTFALL_WARNING_RAD = 0.1  # a joint that falls this far short of its range end is reported
 ZERO_POSE_INSTRUCTIONS = (
     "Put the claw in its zero pose: every finger hanging straight down, in line with its base "
@@ -63,12 +65,7 @@ def _settle(robot, timeout_s: float = 1.0, still_rad: float = 0.003, window_s: f
 
 def _move(robot, start: np.ndarray, target: np.ndarray, speed_rad_s: float, period_s: float) -> np.ndarray:
     """Send goals along a straight line at ``speed_rad_s``; return the positions reached at the end."""
-    n = max(1, math.ceil(float(np.max(np.abs(target - start))) / (speed_rad_s * period_s)))
-    next_time = time.monotonic()
-    for k in range(1, n + 1):
-        robot.command(start + (target - start) * k / n)
-        next_time += period_s
-        time.sleep(max(0.0, next_time - time.monotonic()))
+    ease_in(robot, target, speed_rad_s=speed_rad_s, period_s=period_s, start=start)
     return _settle(robot)
 
 
@@ -96,10 +93,22 @@ def calibrate_joints(
         raise ValueError(f"signs must be {d.num_joints} values of +1 or -1, got {signs.tolist()}")
     if not (range_speed > 0 and math.isfinite(range_speed)):
         raise ValueError(f"range_speed must be a positive fraction of the velocity limit, got {range_speed}")
-    period = 0.05
+    calibration = _measure_offsets(entry, port, signs, ready, log, samples)
+    if not check_ranges:
+        return calibration
+    if ready is not None:
+        ready(RANGE_CHECK_INSTRUCTIONS)
+    measured_low, measured_high = _measure_ranges(entry, port, calibration, d.velocity_limit * range_speed, log)
+    return _with_ranges(calibration, d, measured_low, measured_high, log)
 
-    # 1. offsets, torque off. The raw calibration (offsets 0) says nothing about the joint ranges,
-    #    so the driver skips the checks that need a valid calibration (``calibrating=True``).
+
+def _measure_offsets(entry, port: str, signs: np.ndarray, ready: Callable[[str], None] | None,
+                     log: Callable[[str], None], samples: int) -> JointCalibration:
+    """Step 1, torque off: the tick each servo reads at the zero pose becomes its offset.
+
+    The raw calibration (offsets 0) says nothing about the joint ranges, so the driver skips the
+    checks that need a valid calibration (``calibrating=True``)."""
+    d = entry.description
     with entry.make_driver(port=port, calibration=_raw_calibration(d, signs), calibrating=True) as r:
         r.relax()
         if ready is not None:
@@ -112,27 +121,27 @@ def calibrate_joints(
     ticks = raw_rad * signs * ct.TICKS_PER_TURN / (2 * math.pi)
     offsets = np.round(ticks).astype(int)
     log("offsets (ticks): " + ", ".join(f"{n}={o}" for n, o in zip(d.joint_names, offsets)))
-    calibration = JointCalibration(
+    return JointCalibration(
         robot=d.name,
         joints=tuple(
             JointCalibrationEntry(name=n, motor_id=i, offset_ticks=int(o), sign=int(s))
             for n, i, o, s in zip(d.joint_names, d.motor_ids, offsets, signs)
         ),
     )
-    if not check_ranges:
-        return calibration
 
-    # 2. ranges: one joint at a time, from the zero pose to each end of its control range and
-    #    back, slowly. (Moving a joint type on all fingers at once makes the fingertips collide.)
-    if ready is not None:
-        ready(RANGE_CHECK_INSTRUCTIONS)
-    speed = d.velocity_limit * range_speed
+
+def _measure_ranges(entry, port: str, calibration: JointCalibration, speed: float,
+                    log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2: one joint at a time, from the zero pose to each end of its control range and back,
+    slowly (moving a joint type on all fingers at once makes the fingertips collide). Returns the
+    positions reached at the low and the high ends (rad)."""
+    d = entry.description
+    period = CONTROL_PERIOD_S
     low, high = d.low, d.high
     measured_low, measured_high = np.zeros(d.num_joints), np.zeros(d.num_joints)
     zero = np.zeros(d.num_joints)
     # The driver's step limit sits a little above the range check's own speed, so it never clips it.
-    max_step = 1.1 * speed * period
-    with entry.make_driver(port=port, calibration=calibration, max_step_rad=max_step) as r:
+    with entry.make_driver(port=port, calibration=calibration, max_step_rad=1.1 * speed * period) as r:
         _move(r, r.read_state().positions, zero, speed, period)
         for j, name in enumerate(d.joint_names):
             goal = zero
@@ -145,6 +154,13 @@ def calibrate_joints(
             log(f"{name}: control range [{low[j]:+.2f}, {high[j]:+.2f}] rad, "
                 f"reached [{measured_low[j]:+.2f}, {measured_high[j]:+.2f}]")
         r.relax()
+    return measured_low, measured_high
+
+
+def _with_ranges(calibration: JointCalibration, d: RobotDescription, measured_low: np.ndarray,
+                 measured_high: np.ndarray, log: Callable[[str], None]) -> JointCalibration:
+    """Step 3: the calibration with the measured ranges, warning of joints that fell short."""
+    low, high = d.low, d.high
     entries = []
     for j, e in enumerate(calibration.joints):
         reached = (float(min(measured_low[j], measured_high[j])), float(max(measured_low[j], measured_high[j])))

@@ -8,7 +8,7 @@
   (:func:`~slac_runtime.preprocessing.preprocess_frame`) and publishes it at a set rate.
 - :func:`main` is the ``slac-camera`` console script::
 
-      slac-camera --camera 0 --bind tcp://*:5555 --fps 20 --size 64 --calibration cam.json
+      slac-camera --camera 0 --camera-bind tcp://*:5555 --fps 20 --size 64 --camera-calibration cam.json
 """
 
 from __future__ import annotations
@@ -23,12 +23,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import cv2
 import numpy as np
 
-from slac_runtime.frames import DEFAULT_JPEG_QUALITY, EncodingName, FramePublisher
+from slac_runtime.frames import DEFAULT_JPEG_QUALITY, EncodingName, FramePublisher, is_endpoint
+from slac_runtime.options import (
+    Check,
+    ExitCode,
+    OneLineParser,
+    check_options,
+    command_parser,
+    int_in,
+    option,
+    parse_config,
+    positive_float,
+    say,
+)
 from slac_runtime.preprocessing import CameraCalibration, preprocess_frame
 
 DEFAULT_FRAME_TIMEOUT_S = 2.0  # a camera with no new frame for this long is frozen
@@ -136,6 +149,11 @@ def _parse_source(source: int | str) -> tuple[str, int | str]:
         )
     if source.isdigit():
         return "index", int(source)
+    if is_endpoint(source):
+        raise ValueError(
+            f"camera source {source!r} is the endpoint of a frame publisher, not a camera: "
+            "subscribe to it (slac-run --camera ENDPOINT) instead of capturing it"
+        )
     if source.startswith("/dev/"):
         return "device", source
     if "://" in source:
@@ -578,62 +596,41 @@ def _parse_resolution(text: str) -> tuple[int, int]:
     return width, height
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="slac-camera",
-        description="Capture a camera (or a video file), preprocess each frame with the camera "
-        "calibration and publish it over ZeroMQ in the SLAC frame wire format.",
+@dataclass
+class PublisherConfig:
+    """``slac-camera``'s options."""
+
+    camera: str = option("", "camera index (0), device (/dev/video0), video file or stream (rtsp://...)",
+                         required=True)
+    camera_bind: str = option("tcp://*:5555", "ZeroMQ endpoint to publish on", aliases=["bind"])
+    fps: float = option(20.0, "frames published per second, at most",
+                        parse=Check(float, lambda v: v > 0, "a positive number of frames per second"))
+    size: int | None = option(None, "output image side in pixels (default: the calibration's, 64)",
+                              parse=int_in(8, 1024, "a number of pixels"))
+    camera_calibration: Path | None = option(None, "camera calibration JSON file (crop, rotation, flips)",
+                                             aliases=["calibration"])
+    jpeg: bool = option(False, "send JPEG instead of raw pixels (for slow links)")
+    jpeg_quality: int = option(DEFAULT_JPEG_QUALITY, "JPEG quality", parse=int_in(1, 100))
+    loop: bool = option(False, "play a video file again from the start when it ends")
+    resolution: tuple[int, int] | None = option(None, "capture mode to ask a live camera for, e.g. 640x480",
+                                                parse=_parse_resolution, metavar="WxH")
+    frame_timeout: float = option(DEFAULT_FRAME_TIMEOUT_S, "seconds without a new frame before the "
+                                  "camera counts as frozen", parse=positive_float)
+    duration: float | None = option(None, "stop after this many seconds", parse=positive_float)
+    quiet: bool = option(False, "no status line")
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+def build_parser() -> OneLineParser:
+    return command_parser(
+        "slac-camera", PublisherConfig,
+        "Capture a camera (or a video file), preprocess each frame with the camera calibration and "
+        "publish it over ZeroMQ in the SLAC frame wire format.",
+        "exit codes: 0 stopped (--duration, end of the video, Ctrl-C or SIGTERM), 1 the camera failed, "
+        "2 refused (options, calibration file)",
     )
-    parser.add_argument(
-        "--camera", required=True, help="camera index (0), device (/dev/video0) or video file"
-    )
-    parser.add_argument(
-        "--bind",
-        default="tcp://*:5555",
-        help="ZeroMQ endpoint to publish on (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--fps",
-        type=float,
-        default=20.0,
-        help="frames published per second, at most (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help="output image side in pixels (default: the calibration's, 64)",
-    )
-    parser.add_argument(
-        "--calibration", default=None, help="camera calibration JSON file (crop, rotation, flips)"
-    )
-    parser.add_argument(
-        "--jpeg", action="store_true", help="send JPEG instead of raw pixels (for slow links)"
-    )
-    parser.add_argument(
-        "--jpeg-quality",
-        type=int,
-        default=DEFAULT_JPEG_QUALITY,
-        help="JPEG quality 1..100 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--loop", action="store_true", help="play a video file again from the start when it ends"
-    )
-    parser.add_argument(
-        "--resolution",
-        type=_parse_resolution,
-        default=None,
-        help="capture mode to ask a live camera for, e.g. 640x480",
-    )
-    parser.add_argument(
-        "--frame-timeout",
-        type=float,
-        default=DEFAULT_FRAME_TIMEOUT_S,
-        help="seconds without a new frame before the camera counts as frozen (default: %(default)s)",
-    )
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    parser.add_argument("--quiet", action="store_true", help="no status line")
-    return parser
 
 
 class _StatusLine:
@@ -666,16 +663,18 @@ class _StatusLine:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_config(build_parser(), PublisherConfig, argv)
     try:
         calibration = (
-            CameraCalibration.load(args.calibration) if args.calibration else CameraCalibration()
+            CameraCalibration.load(args.camera_calibration)
+            if args.camera_calibration
+            else CameraCalibration()
         )
         if args.size is not None:
             calibration = dataclasses.replace(calibration, output_size=args.size)
     except (OSError, ValueError) as e:
-        print(f"slac-camera: error: {e}", file=sys.stderr)
-        return 2
+        say("slac-camera", "error", e)
+        return ExitCode.REFUSED
 
     width, height = args.resolution if args.resolution else (None, None)
     publisher: CameraPublisher | None = None
@@ -702,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                 width=width,
                 height=height,
             ) as camera,
-            FramePublisher(args.bind) as frames,
+            FramePublisher(args.camera_bind) as frames,
         ):
             publisher = CameraPublisher(
                 camera,
@@ -726,10 +725,10 @@ def main(argv: list[str] | None = None) -> int:
         pass
     except (CameraError, OSError, ValueError) as e:
         _say(status, f"slac-camera: error: {e}")
-        return 1
+        return ExitCode.FAULT
     published = publisher.stats.published if publisher is not None else 0
     _say(status, f"slac-camera: stopped after {published} frames")
-    return 0
+    return ExitCode.OK
 
 
 def _say(status: _StatusLine | None, text: str) -> None:

@@ -1,4 +1,4 @@
-"""The fixed-rate control loop: camera frames → history → ONNX policy → joint goals (DESIGN.md §6).
+"""The fixed-rate control loop: camera frames → history → ONNX policy → joint goals (docs/architecture.md §6).
 
 Every control period the loop reads the robot state, takes the newest camera frame off the
 subscriber and (re)sends the current goal; every ``action_repeat`` ticks it runs the policy on a
@@ -40,11 +40,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from slac_runtime.ease_in import ease_in
 from slac_runtime.episode_log import EpisodeLogWriter
 from slac_runtime.policy import OnnxPolicy
 from slac_runtime.robot import Robot, RobotDescription
+from slac_runtime.timing import RateTimer
 
-SPIN_S = 0.0015  # the last part of each wait is spent spinning, for sub-millisecond tick timing
 HOLD_EVENT_EVERY_TICKS = 20  # a held (stale or no-new-frame) stretch logs a hold event this often
 
 
@@ -163,36 +164,6 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-class RateTimer:
-    """Absolute deadlines ``start + k * period``; ``wait()`` returns the lateness of the tick."""
-
-    def __init__(self, period_s: float, clock: Callable[[], float] = time.perf_counter):
-        self.period_s = period_s
-        self._clock = clock
-        self._start = clock()
-        self._k = 0
-
-    @property
-    def next_deadline(self) -> float:
-        return self._start + self._k * self.period_s
-
-    def wait(self) -> tuple[float, bool]:
-        """Sleep until the next deadline; return (lateness_s, overrun). Missed deadlines are skipped."""
-        deadline = self.next_deadline
-        now = self._clock()
-        overrun = now > deadline + self.period_s
-        if overrun:  # skip the deadlines we missed instead of bursting to catch up
-            self._k += int((now - deadline) // self.period_s)
-            deadline = self.next_deadline
-        remaining = deadline - self._clock()
-        if remaining > SPIN_S:
-            time.sleep(remaining - SPIN_S)
-        while self._clock() < deadline:
-            pass
-        self._k += 1
-        return self._clock() - deadline, overrun
-
-
 class TrackingWatchdog:
     """Stops the robot when a joint stays far from its goal: a blocked joint, a wrong calibration,
     a servo that lost torque.
@@ -233,6 +204,23 @@ class TrackingWatchdog:
         return float(np.max(error)) if error.size else 0.0
 
 
+@dataclass
+class _Episode:
+    """One episode's running state, from tick to tick."""
+
+    log: EpisodeLogWriter
+    stats: LoopStats
+    watchdog: TrackingWatchdog
+    goal: np.ndarray  # the goal the loop moves (rad)
+    sent: np.ndarray  # the goal in force: what the driver sent (differs by its rounding at most)
+    last_action: np.ndarray  # the policy's previous action (its input)
+    malformed_at_start: int  # the subscriber's malformed count when the episode began
+    restarts_seen: int  # the subscriber's restart count last seen
+    policy_action: np.ndarray | None = None  # None: hold the goal where it is
+    reset_history: bool = True  # the next policy step starts the history
+    hold_logged: tuple[str, int] | None = None  # reason and first tick of the holding stretch
+
+
 class ControlLoop:
     """Drives one robot with one policy from one frame source; one call of ``run_episode`` per episode."""
 
@@ -261,25 +249,18 @@ class ControlLoop:
         The tracking-error watchdog runs on every step (each reading against the goal before it).
         """
         d = self.description
-        period = self.config.control_period_s
-        start = self.robot.read_state().positions.astype(np.float64)
-        target = np.asarray(d.reset_pose, dtype=np.float64)
-        step = d.velocity_limit * self.config.ease_in_speed * period
-        n = max(1, math.ceil(float(np.max(np.abs(target - start))) / step))
         watchdog = TrackingWatchdog(d)
-        timer = RateTimer(period)
-        goal = sent = start
-        for k in range(1, n + 1):
-            timer.wait()
-            if k > 1:
-                watchdog.check(self.robot.read_state().positions, sent, time.monotonic(), log)
-            goal = start + (target - start) * (k / n)
-            sent = np.asarray(self.robot.command(goal), dtype=np.float64)
-            if self.stop_requested:
-                break
+        move = ease_in(
+            self.robot, np.asarray(d.reset_pose, dtype=np.float64),
+            speed_rad_s=d.velocity_limit * self.config.ease_in_speed,
+            period_s=self.config.control_period_s,
+            before_goal=lambda sent: watchdog.check(self.robot.read_state().positions, sent,
+                                                    time.monotonic(), log),
+            stop_requested=lambda: self.stop_requested,
+        )
         if log is not None:
-            log.event("ease_in", ticks=n, start=start, target=target)
-        return goal
+            log.event("ease_in", ticks=move.ticks, start=move.start, target=move.target)
+        return move.goal
 
     def _is_new(self, frame: Any) -> bool:
         return frame is not None and frame.received_monotonic > self._last_used_monotonic
@@ -330,135 +311,9 @@ class ControlLoop:
 
     def run_episode(self, log: EpisodeLogWriter) -> dict[str, Any]:
         """Ease in, then run the policy for one episode; always closes ``log`` with a footer."""
-        cfg = self.config
-        d = self.description
         stats = LoopStats()
-        policy_action: np.ndarray | None = None  # None: hold the goal where it is
-        last_action = np.zeros(d.num_joints, dtype=np.float32)
-        malformed_at_start = self.frames.malformed
-        watchdog = TrackingWatchdog(d)
         try:
-            goal = self.ease_in(log)
-            sent = goal  # the goal in force (what the driver sent differs by its rounding at most)
-            if self._wait_first_frame(goal) is None:
-                stats.stop_reason = "stop requested"
-            restarts_seen = self.frames.restarts
-            reset_history = True  # the first policy step starts the history
-            hold_logged: tuple[str, int] | None = None  # reason and first tick of the holding stretch
-            timer = RateTimer(cfg.control_period_s)
-            total_ticks = cfg.episode_policy_steps * cfg.action_repeat
-            for tick in range(total_ticks):
-                if self.stop_requested:
-                    stats.stop_reason = "stop requested"
-                    break
-                lateness, overrun = timer.wait()
-                t_tick = time.perf_counter()
-                stats.ticks += 1
-                stats.lateness_s.append(lateness)
-                if overrun:
-                    stats.overruns += 1
-                    log.event("overrun", tick=tick, lateness_s=lateness)
-                    if stats.overruns > cfg.overrun_budget:
-                        raise SafeStop(f"more than {cfg.overrun_budget} overruns in one episode")
-                state = self.robot.read_state()
-                record: dict[str, Any] = {
-                    "tick": tick,
-                    "t": t_tick,
-                    "wall_time": time.time(),
-                    "lateness_s": lateness,
-                    "positions": state.positions,
-                    "velocities": state.velocities,
-                    "currents": state.currents,
-                    "goal_error_rad": float(np.max(np.abs(state.positions - sent))),
-                    "policy": None,
-                }
-                try:
-                    watchdog.check(state.positions, sent, time.monotonic(), log, tick)
-                except SafeStop:
-                    log.tick(record)  # the reading that stopped the robot
-                    raise
-                stats.goal_error_rad.append(record["goal_error_rad"])
-                frame = self.frames.latest()  # every tick: receive times are known within a period
-                age = math.inf if frame is None else time.monotonic() - frame.received_monotonic
-                self._check_camera(log, stats, tick, malformed_at_start)
-                if self.frames.restarts != restarts_seen:
-                    count = self.frames.restarts - restarts_seen
-                    stats.camera_restarts += count
-                    restarts_seen = self.frames.restarts
-                    log.event("camera_restart", tick=tick, seq=None if frame is None else int(frame.seq),
-                              count=count, episode_total=stats.camera_restarts)
-                    if stats.camera_restarts > cfg.camera_restart_limit:
-                        raise SafeStop(f"the camera publisher restarted {stats.camera_restarts} times in "
-                                       f"this episode (more than {cfg.camera_restart_limit})")
-                    reset_history = True  # hold until a new frame; restart the history from it
-                    policy_action = None
-                if age > cfg.max_frame_age_s + cfg.stale_timeout_s:
-                    record["stale_frame_age_s"] = None if frame is None else age
-                    log.tick(record)
-                    raise SafeStop(
-                        f"camera frames stale for more than {cfg.stale_timeout_s:.2f} s: the newest "
-                        f"was received {age:.2f} s ago (stale after {cfg.max_frame_age_s:.2f} s)"
-                    )
-                if tick % cfg.action_repeat == 0:
-                    if age > cfg.max_frame_age_s or not self._is_new(frame):
-                        stale = age > cfg.max_frame_age_s
-                        if stale:
-                            stats.stale_ticks += 1
-                            record["stale_frame_age_s"] = None if frame is None else age
-                        else:
-                            stats.no_new_frame_steps += 1
-                            record["no_new_frame"] = True
-                        reason = "stale frame" if stale else "no new frame"
-                        if hold_logged is None or hold_logged[0] != reason:
-                            hold_logged = (reason, tick)
-                        if (tick - hold_logged[1]) % HOLD_EVENT_EVERY_TICKS == 0:
-                            log.event("hold", reason=reason, tick=tick, age_s=None if frame is None else age,
-                                      seq=None if frame is None else int(frame.seq))
-                        policy_action = None  # hold: the goal stays where it is
-                    else:
-                        hold_logged = None
-                        noise = None if cfg.deterministic else self._rng.standard_normal(
-                            d.num_joints).astype(np.float32)
-                        if cfg.log_frames:
-                            log.frame(int(frame.seq), frame.timestamp, frame.image)
-                        if reset_history:
-                            out = self.policy.reset(frame.image, cfg.deterministic, noise)
-                        else:
-                            out = self.policy.step(frame.image, last_action, cfg.deterministic, noise)
-                        self._last_used_monotonic = frame.received_monotonic
-                        policy_action = out.action
-                        last_action = out.action
-                        stats.policy_steps += 1
-                        stats.inference_s.append(out.inference_s)
-                        stats.frame_age_s.append(age)
-                        stats.clock_offset_s.append(frame.clock_offset_s)
-                        record["policy"] = {
-                            "step": stats.policy_steps - 1,
-                            "frame_seq": int(frame.seq),
-                            "frame_timestamp": frame.timestamp,
-                            "frame_age_s": age,
-                            "frame_clock_offset_s": frame.clock_offset_s,
-                            "history_reset": reset_history,
-                            "action": out.action,
-                            "deterministic_action": out.deterministic_action,
-                            "mean": out.mean,
-                            "log_std": out.log_std,
-                            "noise": noise,
-                            "inference_s": out.inference_s,
-                        }
-                        reset_history = False
-                if policy_action is not None:
-                    goal = d.action_to_joint_goal(policy_action, goal, cfg.control_period_s)
-                sent = np.asarray(self.robot.command(goal), dtype=np.float64)
-                record["goal"] = goal
-                record["sent"] = sent
-                log.tick(record)
-                if self._status and tick % 10 == 0:
-                    self._status(f"tick {tick + 1}/{total_ticks}  jitter {lateness * 1e3:5.2f} ms  "
-                                 f"overruns {stats.overruns}  stale {stats.stale_ticks}  "
-                                 f"frame age {age * 1e3:4.0f} ms")
-            else:
-                stats.stop_reason = stats.stop_reason or "episode complete"
+            self._run_ticks(self._start_episode(log, stats))
             if not self.stop_requested:
                 self.robot.hold()
         except SafeStop as e:
@@ -470,9 +325,175 @@ class ControlLoop:
             log.event("error", reason=stats.stop_reason)
             raise
         finally:
-            extra: dict[str, Any] = {"config": asdict(cfg)}
+            extra: dict[str, Any] = {"config": asdict(self.config)}
             if self._footer_stats is not None:
                 extra.update(self._footer_stats())
             summary = stats.summary(extra)
             log.close(summary)
         return summary
+
+    # -- one episode, step by step ----------------------------------------------------------------
+    def _start_episode(self, log: EpisodeLogWriter, stats: LoopStats) -> _Episode:
+        """Ease in to the reset pose and wait for a new frame."""
+        malformed_at_start = self.frames.malformed
+        watchdog = TrackingWatchdog(self.description)
+        goal = self.ease_in(log)
+        if self._wait_first_frame(goal) is None:
+            stats.stop_reason = "stop requested"
+        return _Episode(log=log, stats=stats, watchdog=watchdog, goal=goal, sent=goal,
+                        last_action=np.zeros(self.description.num_joints, dtype=np.float32),
+                        malformed_at_start=malformed_at_start, restarts_seen=self.frames.restarts)
+
+    def _run_ticks(self, ep: _Episode) -> None:
+        cfg = self.config
+        timer = RateTimer(cfg.control_period_s)
+        total_ticks = cfg.episode_policy_steps * cfg.action_repeat
+        for tick in range(total_ticks):
+            if self.stop_requested:
+                ep.stats.stop_reason = "stop requested"
+                return
+            self._tick(ep, tick, timer, total_ticks)
+        ep.stats.stop_reason = ep.stats.stop_reason or "episode complete"
+
+    def _tick(self, ep: _Episode, tick: int, timer: RateTimer, total_ticks: int) -> None:
+        """One control period: read the robot, check the camera, maybe run the policy, send the goal."""
+        cfg = self.config
+        lateness, t_tick = self._wait_tick(ep, tick, timer)
+        record = self._read_robot(ep, tick, lateness, t_tick)
+        frame = self.frames.latest()  # every tick: receive times are known within a period
+        age = math.inf if frame is None else time.monotonic() - frame.received_monotonic
+        self._check_camera(ep.log, ep.stats, tick, ep.malformed_at_start)
+        self._check_restart(ep, tick, frame)
+        self._check_stale(ep, record, frame, age)
+        if tick % cfg.action_repeat == 0:
+            if age > cfg.max_frame_age_s or not self._is_new(frame):
+                self._hold(ep, tick, frame, age, record)
+            else:
+                self._step_policy(ep, frame, age, record)
+        if ep.policy_action is not None:
+            ep.goal = self.description.action_to_joint_goal(ep.policy_action, ep.goal, cfg.control_period_s)
+        ep.sent = np.asarray(self.robot.command(ep.goal), dtype=np.float64)
+        record["goal"] = ep.goal
+        record["sent"] = ep.sent
+        ep.log.tick(record)
+        if self._status and tick % 10 == 0:
+            self._status(f"tick {tick + 1}/{total_ticks}  jitter {lateness * 1e3:5.2f} ms  "
+                         f"overruns {ep.stats.overruns}  stale {ep.stats.stale_ticks}  "
+                         f"frame age {age * 1e3:4.0f} ms")
+
+    def _wait_tick(self, ep: _Episode, tick: int, timer: RateTimer) -> tuple[float, float]:
+        """Wait for the tick's deadline; count overruns (a safe stop past the budget). Returns the
+        lateness (s) and the tick's start on the perf counter."""
+        lateness, overrun = timer.wait()
+        t_tick = time.perf_counter()
+        stats = ep.stats
+        stats.ticks += 1
+        stats.lateness_s.append(lateness)
+        if overrun:
+            stats.overruns += 1
+            ep.log.event("overrun", tick=tick, lateness_s=lateness)
+            if stats.overruns > self.config.overrun_budget:
+                raise SafeStop(f"more than {self.config.overrun_budget} overruns in one episode")
+        return lateness, t_tick
+
+    def _read_robot(self, ep: _Episode, tick: int, lateness: float, t_tick: float) -> dict[str, Any]:
+        """The tick's log record with the robot's state, checked by the tracking watchdog."""
+        state = self.robot.read_state()
+        record: dict[str, Any] = {
+            "tick": tick,
+            "t": t_tick,
+            "wall_time": time.time(),
+            "lateness_s": lateness,
+            "positions": state.positions,
+            "velocities": state.velocities,
+            "currents": state.currents,
+            "goal_error_rad": float(np.max(np.abs(state.positions - ep.sent))),
+            "policy": None,
+        }
+        try:
+            ep.watchdog.check(state.positions, ep.sent, time.monotonic(), ep.log, tick)
+        except SafeStop:
+            ep.log.tick(record)  # the reading that stopped the robot
+            raise
+        ep.stats.goal_error_rad.append(record["goal_error_rad"])
+        return record
+
+    def _check_restart(self, ep: _Episode, tick: int, frame: Any) -> None:
+        """A camera restart: log it, hold until a new frame and restart the history from it; stop
+        past the restart limit."""
+        if self.frames.restarts == ep.restarts_seen:
+            return
+        cfg = self.config
+        count = self.frames.restarts - ep.restarts_seen
+        ep.stats.camera_restarts += count
+        ep.restarts_seen = self.frames.restarts
+        ep.log.event("camera_restart", tick=tick, seq=None if frame is None else int(frame.seq),
+                     count=count, episode_total=ep.stats.camera_restarts)
+        if ep.stats.camera_restarts > cfg.camera_restart_limit:
+            raise SafeStop(f"the camera publisher restarted {ep.stats.camera_restarts} times in "
+                           f"this episode (more than {cfg.camera_restart_limit})")
+        ep.reset_history = True
+        ep.policy_action = None
+
+    def _check_stale(self, ep: _Episode, record: dict[str, Any], frame: Any, age: float) -> None:
+        cfg = self.config
+        if age > cfg.max_frame_age_s + cfg.stale_timeout_s:
+            record["stale_frame_age_s"] = None if frame is None else age
+            ep.log.tick(record)
+            raise SafeStop(
+                f"camera frames stale for more than {cfg.stale_timeout_s:.2f} s: the newest "
+                f"was received {age:.2f} s ago (stale after {cfg.max_frame_age_s:.2f} s)"
+            )
+
+    def _hold(self, ep: _Episode, tick: int, frame: Any, age: float, record: dict[str, Any]) -> None:
+        """A policy tick without a fresh, new frame: the goal stays where it is."""
+        stale = age > self.config.max_frame_age_s
+        if stale:
+            ep.stats.stale_ticks += 1
+            record["stale_frame_age_s"] = None if frame is None else age
+        else:
+            ep.stats.no_new_frame_steps += 1
+            record["no_new_frame"] = True
+        reason = "stale frame" if stale else "no new frame"
+        if ep.hold_logged is None or ep.hold_logged[0] != reason:
+            ep.hold_logged = (reason, tick)
+        if (tick - ep.hold_logged[1]) % HOLD_EVENT_EVERY_TICKS == 0:
+            ep.log.event("hold", reason=reason, tick=tick, age_s=None if frame is None else age,
+                         seq=None if frame is None else int(frame.seq))
+        ep.policy_action = None
+
+    def _step_policy(self, ep: _Episode, frame: Any, age: float, record: dict[str, Any]) -> None:
+        """Run the policy on a new frame (logged first), restarting its history where due."""
+        cfg = self.config
+        ep.hold_logged = None
+        noise = None if cfg.deterministic else self._rng.standard_normal(
+            self.description.num_joints).astype(np.float32)
+        if cfg.log_frames:
+            ep.log.frame(int(frame.seq), frame.timestamp, frame.image)
+        if ep.reset_history:
+            out = self.policy.reset(frame.image, cfg.deterministic, noise)
+        else:
+            out = self.policy.step(frame.image, ep.last_action, cfg.deterministic, noise)
+        self._last_used_monotonic = frame.received_monotonic
+        ep.policy_action = out.action
+        ep.last_action = out.action
+        stats = ep.stats
+        stats.policy_steps += 1
+        stats.inference_s.append(out.inference_s)
+        stats.frame_age_s.append(age)
+        stats.clock_offset_s.append(frame.clock_offset_s)
+        record["policy"] = {
+            "step": stats.policy_steps - 1,
+            "frame_seq": int(frame.seq),
+            "frame_timestamp": frame.timestamp,
+            "frame_age_s": age,
+            "frame_clock_offset_s": frame.clock_offset_s,
+            "history_reset": ep.reset_history,
+            "action": out.action,
+            "deterministic_action": out.deterministic_action,
+            "mean": out.mean,
+            "log_std": out.log_std,
+            "noise": noise,
+            "inference_s": out.inference_s,
+        }
+        ep.reset_history = False

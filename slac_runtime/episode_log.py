@@ -1,4 +1,4 @@
-"""Episode logs that survive a crash or a kill at any moment (DESIGN.md §7).
+"""Episode logs that survive a crash or a kill at any moment (docs/architecture.md §7).
 
 One file per episode: the magic bytes, then self-delimiting records, each written with a single
 unbuffered ``write`` so that what a killed process had logged is in the file:

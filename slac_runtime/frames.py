@@ -1,4 +1,4 @@
-"""Camera frames over ZeroMQ: the wire format, a publisher and a newest-frame subscriber (DESIGN.md §4).
+"""Camera frames over ZeroMQ: the wire format, a publisher and a newest-frame subscriber (docs/architecture.md §4).
 
 One ZeroMQ message per frame, **single part** (ZeroMQ's ``CONFLATE`` option, which gives the
 subscriber its newest-frame semantics, does not support multipart messages): a 32-byte
@@ -205,9 +205,23 @@ def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None
         raise FrameFormatError(
             f"frame message is {buffer.nbytes} bytes, shorter than the {HEADER_SIZE}-byte header"
         )
-    magic, version, code, channels, _reserved, seq, timestamp, height, width, length = (
-        HEADER.unpack_from(buffer)
+    header = HEADER.unpack_from(buffer)
+    _check_header(header, buffer.nbytes, received_at)
+    _magic, _version, code, channels, _reserved, seq, timestamp, height, width, length = header
+    return Frame(
+        seq=seq,
+        timestamp=timestamp,
+        image=_decode_payload(buffer, code, seq, height, width, channels, length),
+        encoding=_ENCODING_NAMES[code],
+        received_at=received_at,
+        received_monotonic=received_monotonic,
     )
+
+
+def _check_header(header: tuple, nbytes: int, received_at: float) -> None:
+    """Raise :class:`FrameFormatError` unless the header describes a frame this reader can use,
+    captured within :data:`MAX_CLOCK_OFFSET_S` of ``received_at``, with the payload it announces."""
+    magic, version, code, channels, _reserved, seq, timestamp, height, width, length = header
     if magic != MAGIC:
         raise FrameFormatError(
             f"not a SLAC frame: the message starts with {magic!r}, expected {MAGIC!r} "
@@ -235,11 +249,16 @@ def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None
             f"the subscriber's clock (more than {MAX_CLOCK_OFFSET_S:.0f} s): not a capture time "
             "(is the camera computer's clock set?)"
         )
-    if buffer.nbytes - HEADER_SIZE != length:
+    if nbytes - HEADER_SIZE != length:
         raise FrameFormatError(
             f"header says the payload is {length} bytes, but the message carries "
-            f"{buffer.nbytes - HEADER_SIZE} bytes after the {HEADER_SIZE}-byte header"
+            f"{nbytes - HEADER_SIZE} bytes after the {HEADER_SIZE}-byte header"
         )
+
+
+def _decode_payload(buffer: memoryview, code: int, seq: int, height: int, width: int, channels: int,
+                    length: int) -> np.ndarray:
+    """The frame's pixels, ``uint8[H, W, C]`` (read-only for raw frames)."""
     if code == ENCODING_RAW:
         expected = height * width * channels
         if length != expected:
@@ -269,21 +288,24 @@ def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None
                 f"header says {height}x{width}"
             )
         image = decoded
-    return Frame(
-        seq=seq,
-        timestamp=timestamp,
-        image=image,
-        encoding=_ENCODING_NAMES[code],
-        received_at=received_at,
-        received_monotonic=received_monotonic,
-    )
+    return image
 
 
 # ---- transport --------------------------------------------------------------------------------
 
 
+# A camera source with one of these prefixes is the ZeroMQ endpoint of a frame publisher; anything
+# else (an index, /dev/video0, a video file, an rtsp:// or http:// stream) is a camera OpenCV opens.
+ENDPOINT_PREFIXES = ("tcp://", "ipc://", "inproc://")
+
+
+def is_endpoint(source: object) -> bool:
+    """Whether a ``--camera`` source is a frame publisher's ZeroMQ endpoint rather than a camera."""
+    return isinstance(source, str) and source.startswith(ENDPOINT_PREFIXES)
+
+
 def _check_endpoint(endpoint: str) -> None:
-    if not isinstance(endpoint, str) or "://" not in endpoint:
+    if not is_endpoint(endpoint):
         raise ValueError(
             f"frame endpoint {endpoint!r} is not a ZeroMQ address; "
             "use e.g. tcp://*:5555, tcp://127.0.0.1:5555 or ipc:///tmp/slac-camera"

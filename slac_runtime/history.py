@@ -1,4 +1,4 @@
-"""The observation/action history that the actor sees (DESIGN.md §1).
+"""The observation/action history that the actor sees (docs/architecture.md §1).
 
 Training (acting, evaluation, replay-buffer windows) and the robot runtime both build the actor's
 input with this module, so that they feed the policy identical arrays.

@@ -1,4 +1,4 @@
-"""The metadata that makes an exported ONNX policy self-describing (DESIGN.md §3).
+"""The metadata that makes an exported ONNX policy self-describing (docs/architecture.md §3).
 
 Stored in the ONNX file's ``metadata_props`` (string → string; structured values as JSON). The
 exporter (``slac-export``) writes it; the runtime reads it, takes its rates from it and refuses a

@@ -1,4 +1,4 @@
-"""Image preprocessing shared by the camera publisher, the runtime and the tests (DESIGN.md §2).
+"""Image preprocessing shared by the camera publisher, the runtime and the tests (docs/architecture.md §2).
 
 A camera frame (OpenCV: BGR, any size) becomes what the policy was trained on: an RGB ``uint8``
 image ``[size, size, 3]``. The steps, in this order, are

@@ -25,15 +25,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from slac_runtime.ease_in import ease_in
 from slac_runtime.episode_log import EpisodeLog, EpisodeLogWriter
 from slac_runtime.policy import OnnxPolicy
 from slac_runtime.robot import Robot, RobotDescription
+from slac_runtime.timing import sleep_until
 
 # A replay on the virtual D'Claw stays this close to the logged joint positions (rad): the largest
 # joint error at 95 % of the ticks, and the error averaged over ticks and joints.
@@ -41,7 +43,6 @@ REPLAY_TOLERANCE_RAD = 0.1
 REPLAY_MEAN_TOLERANCE_RAD = 0.03
 REPLAY_TOLERANCE_QUANTILE = 95  # percent of ticks
 DEFAULT_CONTROL_PERIOD_S = 0.05  # for logs whose header lacks the policy metadata
-SPIN_S = 0.0015  # the last part of a wait is spent spinning, for sub-millisecond tick timing
 
 
 # ------------------------------------------------------------------------------------------------
@@ -336,16 +337,6 @@ class RobotReplayConfig:
     overrun_budget: int = 20  # more ticks than this late by a whole period: safe stop
 
 
-def _sleep_until(deadline: float) -> float:
-    """Sleep, then spin, until ``time.perf_counter()`` reaches ``deadline``; return the lateness (s)."""
-    remaining = deadline - time.perf_counter()
-    if remaining > SPIN_S:
-        time.sleep(remaining - SPIN_S)
-    while time.perf_counter() < deadline:
-        pass
-    return time.perf_counter() - deadline
-
-
 def tracking_stats(errors: np.ndarray) -> dict[str, Any]:
     """Statistics of |replayed − logged joint positions| ``errors[T, J]`` (rad), and whether they are
     within the replay tolerance (None when there are no ticks)."""
@@ -384,6 +375,91 @@ def check_replayable(log: EpisodeLog, description: RobotDescription) -> None:
         raise ValueError(f"{log.path}: the logged goals are not {description.num_joints} finite joint angles")
 
 
+@dataclass
+class _ReplayProgress:
+    """What a replay on a robot has done so far (the footer's numbers)."""
+
+    errors: list[np.ndarray] = field(default_factory=list)  # |replayed − logged positions| per tick (rad)
+    lateness_s: list[float] = field(default_factory=list)
+    overruns: int = 0
+
+
+def _replay_ease_in(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter, cfg: RobotReplayConfig,
+                    stop_requested: Callable[[], bool]) -> float:
+    """Ease in to the goal in force when logged tick 0 began; return tick 0's deadline (one control
+    period after the last ease-in goal)."""
+    d = robot.description
+    if stop_requested():
+        raise ReplayStopped("stop requested")
+    period = control_period_s(log)
+    move = ease_in(robot, np.clip(initial_goal(log), d.low, d.high),
+                   speed_rad_s=d.velocity_limit * cfg.ease_in_speed, period_s=period,
+                   stop_requested=stop_requested)
+    if move.stopped:
+        raise ReplayStopped("stop requested")
+    out.event("ease_in", ticks=move.ticks, start=move.start, target=move.target)
+    return move.timer.next_deadline
+
+
+def _replay_ticks(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter, cfg: RobotReplayConfig,
+                  t0: float, progress: _ReplayProgress, stop_requested: Callable[[], bool],
+                  status: Callable[[str], None] | None) -> None:
+    """Tick ``i`` at ``t0`` + its logged time: read the joints, send the logged goal, log the tick."""
+    goals = logged_goals(log)
+    positions = logged_positions(log)
+    period = control_period_s(log)
+    times = tick_times(log)
+    for i, tick in enumerate(log.ticks):
+        if stop_requested():
+            raise ReplayStopped("stop requested")
+        lateness = sleep_until(t0 + times[i])
+        t_tick = time.perf_counter()
+        progress.lateness_s.append(lateness)
+        if lateness > period:
+            progress.overruns += 1
+            out.event("overrun", tick=i, lateness_s=lateness)
+            if progress.overruns > cfg.overrun_budget:
+                raise ReplayStopped(f"more than {cfg.overrun_budget} overruns")
+        state = robot.read_state()
+        sent = robot.command(goals[i])
+        error = np.abs(state.positions - positions[i])
+        progress.errors.append(error)
+        out.tick({
+            "tick": i, "t": t_tick, "wall_time": time.time(), "lateness_s": lateness,
+            "positions": state.positions, "velocities": state.velocities, "currents": state.currents,
+            "policy": None, "goal": goals[i], "sent": sent,
+            "replay_of_tick": tick["tick"], "tracking_error_rad": float(error.max()),
+        })
+        if status and i % 10 == 0:
+            status(f"tick {i + 1}/{len(log.ticks)}  tracking error {error.max():.3f} rad  "
+                   f"lateness {lateness * 1e3:5.2f} ms")
+
+
+def _replay_summary(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter, cfg: RobotReplayConfig,
+                    progress: _ReplayProgress, reason: str) -> dict[str, Any]:
+    """The replay log's footer: ticks, stop reason, bus counters and the tracking error."""
+    errors = progress.errors
+    err = np.array(errors) if errors else np.zeros((0, robot.description.num_joints))
+    lateness_s = progress.lateness_s
+    summary: dict[str, Any] = {
+        "replay_of": str(log.path),
+        "log": str(out.path),
+        "ticks": len(errors),
+        "logged_ticks": len(log.ticks),
+        "overruns": progress.overruns,
+        "jitter_p99_ms": float(np.percentile(lateness_s, 99) * 1e3) if lateness_s else None,
+    }
+    summary.update(tracking_stats(err))
+    summary.update({
+        "tolerance": (f"p{REPLAY_TOLERANCE_QUANTILE} <= {REPLAY_TOLERANCE_RAD} rad, "
+                      f"mean <= {REPLAY_MEAN_TOLERANCE_RAD} rad"),
+        "stop_reason": reason,
+        "config": asdict(cfg),
+    })
+    summary.update(getattr(robot, "stats", {}) or {})
+    return summary
+
+
 def replay_on_robot(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter,
                     config: RobotReplayConfig | None = None,
                     stop_requested: Callable[[], bool] = lambda: False,
@@ -402,56 +478,12 @@ def replay_on_robot(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter,
     tracking error |replayed − logged positions| (rad; max, mean, per joint). Returns the footer.
     """
     cfg = config or RobotReplayConfig()
-    d = robot.description
-    check_replayable(log, d)
-    goals = logged_goals(log)
-    positions = logged_positions(log)
-    period = control_period_s(log)
-    times = tick_times(log)
-    errors: list[np.ndarray] = []
-    lateness_s: list[float] = []
-    overruns = 0
+    check_replayable(log, robot.description)
+    progress = _ReplayProgress()
     reason = ""
     try:
-        # 1. Ease in (a straight line at a fraction of the velocity limit).
-        start = robot.read_state().positions.astype(np.float64)
-        target = np.clip(initial_goal(log), d.low, d.high)
-        step = d.velocity_limit * cfg.ease_in_speed * period
-        n = max(1, math.ceil(float(np.max(np.abs(target - start))) / step))
-        t0 = time.perf_counter()
-        for k in range(1, n + 1):
-            if stop_requested():
-                raise ReplayStopped("stop requested")
-            _sleep_until(t0 + (k - 1) * period)
-            robot.command(start + (target - start) * (k / n))
-        out.event("ease_in", ticks=n, start=start, target=target)
-        # 2. The logged ticks, at their logged times.
-        t0 += n * period  # tick 0: one control period after the last ease-in goal
-        for i, tick in enumerate(log.ticks):
-            if stop_requested():
-                raise ReplayStopped("stop requested")
-            deadline = t0 + times[i]
-            lateness = _sleep_until(deadline)
-            t_tick = time.perf_counter()
-            lateness_s.append(lateness)
-            if lateness > period:
-                overruns += 1
-                out.event("overrun", tick=i, lateness_s=lateness)
-                if overruns > cfg.overrun_budget:
-                    raise ReplayStopped(f"more than {cfg.overrun_budget} overruns")
-            state = robot.read_state()
-            sent = robot.command(goals[i])
-            error = np.abs(state.positions - positions[i])
-            errors.append(error)
-            out.tick({
-                "tick": i, "t": t_tick, "wall_time": time.time(), "lateness_s": lateness,
-                "positions": state.positions, "velocities": state.velocities, "currents": state.currents,
-                "policy": None, "goal": goals[i], "sent": sent,
-                "replay_of_tick": tick["tick"], "tracking_error_rad": float(error.max()),
-            })
-            if status and i % 10 == 0:
-                status(f"tick {i + 1}/{len(log.ticks)}  tracking error {error.max():.3f} rad  "
-                       f"lateness {lateness * 1e3:5.2f} ms")
+        t0 = _replay_ease_in(log, robot, out, cfg, stop_requested)
+        _replay_ticks(log, robot, out, cfg, t0, progress, stop_requested, status)
         reason = "replay complete"
         robot.hold()
     except ReplayStopped as e:
@@ -462,21 +494,6 @@ def replay_on_robot(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter,
         out.event("error", reason=reason)
         raise
     finally:
-        err = np.array(errors) if errors else np.zeros((0, d.num_joints))
-        summary: dict[str, Any] = {
-            "replay_of": str(log.path),
-            "log": str(out.path),
-            "ticks": len(errors),
-            "logged_ticks": len(log.ticks),
-            "overruns": overruns,
-            "jitter_p99_ms": float(np.percentile(lateness_s, 99) * 1e3) if lateness_s else None,
-        }
-        summary.update(tracking_stats(err))
-        summary.update({
-            "tolerance": f"p{REPLAY_TOLERANCE_QUANTILE} <= {REPLAY_TOLERANCE_RAD} rad, mean <= {REPLAY_MEAN_TOLERANCE_RAD} rad",
-            "stop_reason": reason,
-            "config": asdict(cfg),
-        })
-        summary.update(getattr(robot, "stats", {}) or {})
+        summary = _replay_summary(log, robot, out, cfg, progress, reason)
         out.close(summary)
     return summary

@@ -15,15 +15,24 @@ between the replayed and the logged joint positions.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from slac_runtime.control_loop import format_table
 from slac_runtime.episode_log import EpisodeLog, EpisodeLogWriter, read_episode_log
+from slac_runtime.options import (
+    ExitCode,
+    UsageError,
+    command_parser,
+    error_message,
+    option,
+    parse_config,
+    say,
+)
 from slac_runtime.policy import PolicyFileError
 from slac_runtime.replay import (
     RobotReplayConfig,
@@ -38,31 +47,41 @@ from slac_runtime.replay import (
 from slac_runtime.robot import find_robot
 
 
-class UsageError(RuntimeError):
-    """A problem the user can fix from the command line; printed as one line, exit code 2."""
+@dataclass
+class ReplayConfig:
+    """``slac-replay``'s options."""
+
+    log: Path = option(None, "an episode log (.slaclog) written by slac-run", positional=True, required=True)
+    summary: bool = option(False, "print the episode's table (the default)")
+    json: bool = option(False, "print results as JSON lines")
+    video: Path | None = option(None, "write an mp4: camera frames and joint plots (with --sim: the "
+                                "side-by-side video)")
+    policy: Path | None = option(None, "re-run this ONNX policy on the logged inputs")
+    sim: bool = option(False, "apply the logged goals to the simulated robot")
+    robot: str | None = option(None, "robot name (default: the log's robot)")
+    port: str | None = option(None, "replay on the robot at this serial port")
+    joint_calibration: Path | None = option(None, "joint calibration file (default: the robot's file "
+                                            "from `slac-calibrate joints`)", aliases=["calibration"])
+    allow_uncalibrated: bool = option(False, "replay without a joint calibration file (the driver's defaults)")
+    on_exit: str = option("relax", "leave the robot relaxed (torque off) or holding its pose after a replay",
+                          choices=["relax", "hold"])
+    out_log: Path | None = option(None, "episode log of the replay on the robot (default: next to LOG, "
+                                  "'.replay')")
+    quiet: bool = option(False, "no live status line")
+    traceback: bool = option(False, "show the full traceback of an error")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="slac-replay", description=__doc__.splitlines()[0])
-    p.add_argument("log", type=Path, help="an episode log (.slaclog) written by slac-run")
-    p.add_argument("--summary", action="store_true", help="print the episode's table (the default)")
-    p.add_argument("--json", action="store_true", help="print results as JSON lines")
-    p.add_argument("--video", type=Path, default=None,
-                   help="write an mp4: camera frames and joint plots (with --sim: the side-by-side video)")
-    p.add_argument("--policy", type=Path, default=None, help="re-run this ONNX policy on the logged inputs")
-    p.add_argument("--sim", action="store_true", help="apply the logged goals to the simulated robot")
-    p.add_argument("--robot", default=None, help="robot name (default: the log's robot)")
-    p.add_argument("--port", default=None, help="replay on the robot at this serial port")
-    p.add_argument("--calibration", type=Path, default=None, help="joint calibration file")
-    p.add_argument("--allow-uncalibrated", action="store_true",
-                   help="replay without a joint calibration file (the driver's defaults)")
-    p.add_argument("--on-exit", choices=["relax", "hold"], default="relax",
-                   help="leave the robot relaxed (torque off) or holding its pose after a replay")
-    p.add_argument("--out-log", type=Path, default=None,
-                   help="episode log of the replay on the robot (default: next to LOG, '.replay')")
-    p.add_argument("--quiet", action="store_true", help="no live status line")
-    p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
-    return p.parse_args(argv)
+EXIT_CODES_HELP = """exit codes:
+  0    done (a replay on the robot ran to its end)
+  1    fault: an error of the robot, its bus or the software stopped the replay (robot made safe)
+  2    refused before anything moved (options, log, policy, calibration)
+  3    safe stop: the replay stopped itself (overruns)
+  130  interrupted by Ctrl-C; 143 by SIGTERM (the replay's log is closed and the robot made safe)"""
+
+
+def parse_args(argv: list[str] | None = None) -> ReplayConfig:
+    parser = command_parser("slac-replay", ReplayConfig, __doc__.splitlines()[0], EXIT_CODES_HELP)
+    return parse_config(parser, ReplayConfig, argv)
 
 
 def default_out_log(log_path: Path) -> Path:
@@ -75,11 +94,11 @@ def default_out_log(log_path: Path) -> Path:
     return candidate
 
 
-def choose_calibration(args: argparse.Namespace, log: EpisodeLog, entry) -> Path | None:
+def choose_calibration(args: ReplayConfig, log: EpisodeLog, entry) -> Path | None:
     """``--calibration``, else the robot's default calibration file, else the driver's defaults
     when the log was recorded with them too (or with ``--allow-uncalibrated``)."""
-    if args.calibration is not None:
-        return args.calibration
+    if args.joint_calibration is not None:
+        return args.joint_calibration
     default = entry.default_calibration_path()
     if default is not None and default.exists():
         return default
@@ -91,8 +110,21 @@ def choose_calibration(args: argparse.Namespace, log: EpisodeLog, entry) -> Path
     )
 
 
-def run_on_robot(args: argparse.Namespace, log: EpisodeLog, robot_name: str) -> dict[str, Any]:
-    """Replay on the robot at ``args.port``; a signal stops it after the current tick."""
+def replay_driver_options(args: ReplayConfig, description: Any, period_s: float,
+                          calibration: Path | None) -> dict[str, Any]:
+    """The same safety net as slac-run: the driver clips each goal step a little above the velocity
+    limit (the logged goals already respect it)."""
+    kwargs: dict[str, Any] = {"port": args.port, "on_exit": args.on_exit,
+                              "max_step_rad": 1.1 * description.max_step_rad(period_s)}
+    if calibration is not None:
+        kwargs["calibration"] = calibration
+    return kwargs
+
+
+def run_on_robot(args: ReplayConfig, log: EpisodeLog, robot_name: str,
+                 stop: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Replay on the robot at ``args.port``; a signal stops it after the current tick (and is
+    recorded in ``stop["signal"]``)."""
     entry = find_robot(robot_name)
     description = entry.description
     check_replayable(log, description)
@@ -104,29 +136,21 @@ def run_on_robot(args: argparse.Namespace, log: EpisodeLog, robot_name: str) -> 
     out_path = args.out_log or default_out_log(args.log)
     if out_path.exists():
         raise UsageError(f"--out-log {out_path} exists: choose another file")
-    # The same safety net as slac-run: the driver clips each goal step a little above the
-    # velocity limit (the logged goals already respect it).
-    driver_kwargs: dict[str, Any] = {
-        "port": args.port,
-        "on_exit": args.on_exit,
-        "max_step_rad": 1.1 * description.max_step_rad(period),
-    }
-    if calibration is not None:
-        driver_kwargs["calibration"] = calibration
     header = dict(log.header, replay_of=str(args.log), port=args.port,
                   joint_calibration=_read_json(calibration) if calibration else None)
-    stop = {"requested": False}
+    stop = {"signal": None} if stop is None else stop
 
     def on_signal(signum, _frame):
-        stop["requested"] = True
+        stop["signal"] = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     status = None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
     try:
-        with entry.make_driver(**driver_kwargs) as robot, EpisodeLogWriter(out_path, header) as out:
+        with entry.make_driver(**replay_driver_options(args, description, period, calibration)) as robot, \
+                EpisodeLogWriter(out_path, header) as out:
             try:
                 return replay_on_robot(log, robot, out, RobotReplayConfig(),
-                                       stop_requested=lambda: stop["requested"], status=status)
+                                       stop_requested=lambda: stop["signal"] is not None, status=status)
             finally:
                 if status:
                     print(file=sys.stderr)
@@ -142,19 +166,43 @@ def _read_json(path: Path) -> Any:
         raise UsageError(f"cannot read calibration file {path}: {e}") from e
 
 
-def run(args: argparse.Namespace) -> int:
+def read_log(args: ReplayConfig) -> tuple[EpisodeLog, str | None]:
+    """The log (a warning on stderr if it was cut off) and the robot to replay it on, checked."""
     try:
         log = read_episode_log(args.log)
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read {args.log}: {e}") from e
     warning = truncation_warning(log)
     if warning:
-        print(f"slac-replay: warning: {warning}", file=sys.stderr)
+        say("slac-replay", "warning", warning)
     robot_name = args.robot or log.header.get("robot")
     if args.robot is not None and args.port is None and not args.sim:
         raise UsageError("--robot replays on a robot only with --port PORT (or in simulation with --sim)")
     if (args.sim or args.port is not None) and not robot_name:
         raise UsageError(f"{args.log} names no robot: pass --robot NAME")
+    return log, robot_name
+
+
+def policy_report(log: EpisodeLog, policy: Path) -> dict[str, Any]:
+    diffs = policy_differences(log, policy)
+    return {"policy": str(policy), "steps": len(diffs),
+            "max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean()),
+            "identical": bool(diffs.max() == 0.0),
+            "per_step": " ".join(f"{d:.2e}" for d in diffs[:20]) + (" ..." if len(diffs) > 20 else "")}
+
+
+def robot_exit_code(result: dict[str, Any], stop: dict[str, Any]) -> int:
+    """A robot replay's exit code: 0 complete, 128 + the signal that stopped it, 3 a safe stop."""
+    if result["stop_reason"] == "replay complete":
+        return ExitCode.OK
+    say("slac-replay", "replay stopped", result["stop_reason"])
+    if stop["signal"] is not None:
+        return ExitCode.for_signal(stop["signal"])
+    return ExitCode.SAFE_STOP
+
+
+def run(args: ReplayConfig) -> int:
+    log, robot_name = read_log(args)
 
     def emit(title: str, result: dict[str, Any]) -> None:
         if args.json:
@@ -165,43 +213,36 @@ def run(args: argparse.Namespace) -> int:
     if args.summary or not any([args.video, args.policy, args.sim, args.port]):
         emit("summary", summarize(log))
     if args.policy is not None:
-        diffs = policy_differences(log, args.policy)
-        emit("policy", {"policy": str(args.policy), "steps": len(diffs),
-                        "max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean()),
-                        "identical": bool(diffs.max() == 0.0),
-                        "per_step": " ".join(f"{d:.2e}" for d in diffs[:20]) + (" ..." if len(diffs) > 20 else "")})
+        emit("policy", policy_report(log, args.policy))
     if args.sim:
         sim_replay = find_robot(robot_name).load_sim_replay()  # imports the simulator (MuJoCo)
-        video = args.video or args.log.with_suffix(".sim.mp4")
-        emit("sim", sim_replay(log, video))
+        emit("sim", sim_replay(log, args.video or args.log.with_suffix(".sim.mp4")))
     elif args.video is not None:
         path, frames = write_video(log, args.video)
         emit("video", {"video": str(path), "frames": frames})
     if args.port is not None:
-        result = run_on_robot(args, log, robot_name)
+        stop: dict[str, Any] = {"signal": None}
+        result = run_on_robot(args, log, robot_name, stop)
         emit("robot", result)
-        if result["stop_reason"] != "replay complete":
-            print(f"slac-replay: replay stopped: {result['stop_reason']}", file=sys.stderr)
-            return 1
-    return 0
+        return robot_exit_code(result, stop)
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return run(args)
+        return int(run(args))
     except (UsageError, PolicyFileError, ValueError, KeyError) as e:  # nothing moved: fix the command
         if args.traceback:
             raise
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"slac-replay: error: {message}", file=sys.stderr)
-        return 2
+        say("slac-replay", "error", error_message(e))
+        return ExitCode.REFUSED
     except Exception as e:  # bus errors and the like: the robot was relaxed/held on the way out
         if args.traceback:
             raise
         cause = f" (after: {e.__context__})" if e.__context__ is not None else ""
-        print(f"slac-replay: stopped: {type(e).__name__}: {e}{cause}", file=sys.stderr)
-        return 1
+        say("slac-replay", "stopped", f"{type(e).__name__}: {e}{cause}")
+        return ExitCode.FAULT
 
 
 if __name__ == "__main__":

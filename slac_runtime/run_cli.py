@@ -9,7 +9,6 @@ publisher is started in its own process), or the endpoint of a running publisher
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import signal
@@ -19,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,17 @@ from typing import Any
 from slac_runtime import __version__
 from slac_runtime.control_loop import ControlLoop, LoopConfig, SafeStop, format_table
 from slac_runtime.episode_log import EpisodeLogWriter
-from slac_runtime.frames import FrameSubscriber
+from slac_runtime.frames import FrameSubscriber, is_endpoint
 from slac_runtime.options import (
     ExitCode,
-    OneLineParser,
     UsageError,
     available_cores,
+    check_options,
+    command_parser,
+    error_message,
     int_at_least,
+    option,
+    parse_config,
     positive_float,
     say,
     thread_count,
@@ -43,49 +46,58 @@ from slac_runtime.policy_metadata import file_sha256
 from slac_runtime.robot import RobotRefused, default_calibration_path, find_robot
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = OneLineParser(prog="slac-run", description=__doc__.splitlines()[0],
-                      epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--robot", default="dclaw", help="robot name in the slac.robots registry")
-    p.add_argument("--camera", required=True,
-                   help="OpenCV index (0), device path, video file, or publisher endpoint (tcp://host:port)")
-    p.add_argument("--policy", type=Path, default=None,
-                   help="exported ONNX policy (default: the robot's shipped policy, if it has one)")
-    p.add_argument("--port", default=None, help="serial port of the servo bus (default: the driver's)")
-    p.add_argument("--calibration", type=Path, default=None, help="joint calibration file")
-    p.add_argument("--allow-uncalibrated", action="store_true",
-                   help="run without a joint calibration file (the driver's defaults)")
-    p.add_argument("--camera-calibration", type=Path, default=None,
-                   help="camera calibration for a local camera (crop/rotation); default: the robot's "
-                        "file from `slac-calibrate camera --auto`, if there is one")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--episodes", type=int_at_least(1), default=1, help="number of episodes (default 1)")
-    group.add_argument("--duration", type=positive_float, default=None,
-                       help="run episodes for this many seconds")
-    p.add_argument("--episode-steps", type=int_at_least(1), default=None,
-                   help="policy steps per episode (default: the policy's task's, from its metadata)")
-    p.add_argument("--log-dir", type=Path, default=Path("logs"), help="where episode logs go")
-    p.add_argument("--deterministic", action="store_true", help="tanh(mean) instead of sampling")
-    p.add_argument("--on-exit", choices=["relax", "hold"], default="relax",
-                   help="leave the robot relaxed (torque off) or holding its pose")
-    p.add_argument("--max-frame-age", type=positive_float, default=0.25,
-                   help="frames received longer ago than this are stale (s, default 0.25)")
-    p.add_argument("--stale-timeout", type=positive_float, default=1.0,
-                   help="stop the robot once the camera has been stale this long, i.e. no new frame for "
-                        "max-frame-age + stale-timeout (s, default 1.0); the robot is then left as "
-                        "--on-exit says")
-    p.add_argument("--camera-timeout", type=positive_float, default=5.0,
-                   help="wait this long for the camera's first frame before touching the robot (s)")
-    p.add_argument("--threads", type=thread_count, default=min(2, available_cores()),
-                   help="onnxruntime threads, at most this computer's cores (2: streaming step p99 < 0.5 ms)")
-    p.add_argument("--seed", type=int_at_least(0), default=None, help="seed of the policy's action noise")
-    p.add_argument("--quiet", action="store_true", help="no live status line")
-    p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
-    p.add_argument("--realtime", action="store_true",
-                   help="real-time scheduling (SCHED_FIFO) for the loop, when permitted; only with "
-                        "hardware servos (the bus client busy-waits for replies, which would starve an "
-                        "emulator or camera process on the same cores)")
-    return p.parse_args(argv)
+@dataclass
+class RunConfig:
+    """``slac-run``'s options."""
+
+    camera: str = option("", "OpenCV index (0), device path, video file or stream, or the endpoint of a "
+                         "frame publisher (tcp://host:port, ipc://path)", required=True)
+    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    policy: Path | None = option(None, "exported ONNX policy (default: the robot's shipped policy, if it has one)")
+    port: str | None = option(None, "serial port of the servo bus (default: the driver's)")
+    joint_calibration: Path | None = option(
+        None, "joint calibration file (default: the robot's file from `slac-calibrate joints`)",
+        aliases=["calibration"])
+    allow_uncalibrated: bool = option(False, "run without a joint calibration file (the driver's defaults)")
+    camera_calibration: Path | None = option(
+        None, "camera calibration for a local camera (crop/rotation); default: the robot's file from "
+        "`slac-calibrate camera --auto`, if there is one")
+    episodes: int = option(1, "number of episodes", parse=int_at_least(1), exclusive="length")
+    duration: float | None = option(None, "run episodes for this many seconds (instead of --episodes)",
+                                    parse=positive_float, exclusive="length")
+    episode_steps: int | None = option(
+        None, "policy steps per episode (default: the policy's task's, from its metadata)",
+        parse=int_at_least(1))
+    log_dir: Path = option(Path("logs"), "where episode logs go")
+    deterministic: bool = option(False, "tanh(mean) instead of sampling")
+    on_exit: str = option("relax", "leave the robot relaxed (torque off) or holding its pose",
+                          choices=["relax", "hold"])
+    max_frame_age: float = option(0.25, "frames received longer ago than this are stale (s)",
+                                  parse=positive_float)
+    stale_timeout: float = option(
+        1.0, "stop the robot once the camera has been stale this long, i.e. no new frame for "
+        "max-frame-age + stale-timeout (s); the robot is then left as --on-exit says",
+        parse=positive_float)
+    camera_timeout: float = option(5.0, "wait this long for the camera's first frame before touching "
+                                   "the robot (s)", parse=positive_float)
+    threads: int = option(min(2, available_cores()), "onnxruntime threads, at most this computer's "
+                          "cores (2: streaming step p99 < 0.5 ms)", parse=thread_count)
+    seed: int | None = option(None, "seed of the policy's action noise", parse=int_at_least(0))
+    quiet: bool = option(False, "no live status line")
+    traceback: bool = option(False, "show the full traceback of an error")
+    realtime: bool = option(False, "real-time scheduling (SCHED_FIFO) for the loop, when permitted; only "
+                            "with hardware servos (the bus client busy-waits for replies, which would "
+                            "starve an emulator or camera process on the same cores)")
+
+    def __post_init__(self) -> None:
+        check_options(self)
+        if not self.camera:
+            raise ValueError("argument --camera: give a camera or a frame publisher's endpoint")
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    parser = command_parser("slac-run", RunConfig, __doc__.splitlines()[0], EXIT_CODES_HELP)
+    return parse_config(parser, RunConfig, argv)
 
 
 EXIT_CODES_HELP = """exit codes:
@@ -96,14 +108,10 @@ EXIT_CODES_HELP = """exit codes:
   130  interrupted by Ctrl-C; 143 by SIGTERM (the episode log is closed and the robot made safe)"""
 
 
-def is_endpoint(camera: str) -> bool:
-    return camera.startswith(("tcp://", "ipc://", "inproc://"))
-
-
 def start_local_camera(camera: str, size: int, calibration: Path | None) -> tuple[subprocess.Popen, str]:
     """Start ``slac-camera`` in its own process, publishing on a private ipc endpoint."""
     endpoint = f"ipc://{tempfile.gettempdir()}/slac-camera-{os.getpid()}.ipc"
-    cmd = [sys.executable, "-m", "slac_runtime.camera", "--camera", camera, "--bind", endpoint,
+    cmd = [sys.executable, "-m", "slac_runtime.camera", "--camera", camera, "--camera-bind", endpoint,
            "--size", str(size), "--quiet"]
     if calibration is not None:
         cmd += ["--calibration", str(calibration)]
@@ -111,7 +119,7 @@ def start_local_camera(camera: str, size: int, calibration: Path | None) -> tupl
     return proc, endpoint
 
 
-def wait_for_camera(frames: FrameSubscriber, args: argparse.Namespace, camera_proc: subprocess.Popen | None,
+def wait_for_camera(frames: FrameSubscriber, args: RunConfig, camera_proc: subprocess.Popen | None,
                     stop: dict[str, Any]) -> None:
     """Wait for the camera's first frame before anything touches the robot; refuse if none comes."""
     deadline = time.monotonic() + args.camera_timeout
@@ -158,7 +166,7 @@ def unique_dir(path: Path) -> Path:
 DEFAULT_EPISODE_STEPS = 100  # for policies whose metadata does not say (older exports)
 
 
-def load_policy(args: argparse.Namespace, entry: Any, scheduling: str) -> tuple[OnnxPolicy, Path]:
+def load_policy(args: RunConfig, entry: Any, scheduling: str) -> tuple[OnnxPolicy, Path]:
     """The policy file, refused unless its metadata agrees with the robot's own safety limits."""
     policy_path = args.policy or entry.default_policy()
     if policy_path is None:
@@ -171,12 +179,12 @@ def load_policy(args: argparse.Namespace, entry: Any, scheduling: str) -> tuple[
     return policy, Path(policy_path)
 
 
-def resolve_calibrations(args: argparse.Namespace, entry: Any) -> None:
+def resolve_calibrations(args: RunConfig, entry: Any) -> None:
     """Fill in the robot's default joint and camera calibration files, or refuse to run uncalibrated."""
-    if args.calibration is None and not args.allow_uncalibrated:
+    if args.joint_calibration is None and not args.allow_uncalibrated:
         default = entry.default_calibration_path()
         if default is not None and default.exists():
-            args.calibration = default
+            args.joint_calibration = default
         else:
             raise UsageError(
                 f"robot {args.robot!r} is not calibrated: run `slac-calibrate joints --robot {args.robot}` "
@@ -188,31 +196,30 @@ def resolve_calibrations(args: argparse.Namespace, entry: Any) -> None:
             args.camera_calibration = default_camera
 
 
-def run(args: argparse.Namespace, outcome: dict[str, Any]) -> int:
-    """Drive the robot; ``outcome`` collects what happened (the signal that stopped it, the summaries)."""
-    entry = find_robot(args.robot)
-    description = entry.description
-    scheduling = enable_realtime() if args.realtime else "normal"
-    policy, policy_path = load_policy(args, entry, scheduling)
-    m = policy.metadata
-    resolve_calibrations(args, entry)
-    # Safety limits come from the robot, never from the policy file: the loop's goals move at most
-    # the velocity limit per control period, and the driver's own step clip is a net a little above
-    # it (so that rounding to whole servo ticks never trips it). The policy's period was checked
-    # against the robot's allowed periods above.
-    robot_period_s = min(description.control_periods_s, key=lambda p: abs(p - m.control_period_s),
-                         default=m.control_period_s)
-    driver_kwargs: dict[str, Any] = {"on_exit": args.on_exit,
-                                     "max_step_rad": 1.1 * description.max_step_rad(robot_period_s)}
+def robot_control_period(description: Any, metadata: Any) -> float:
+    """The robot's allowed control period nearest the policy's (checked to agree when loaded)."""
+    return min(description.control_periods_s, key=lambda p: abs(p - metadata.control_period_s),
+               default=metadata.control_period_s)
+
+
+def driver_options(args: RunConfig, description: Any, period_s: float) -> dict[str, Any]:
+    """The driver's arguments. Safety limits come from the robot, never from the policy file: the
+    loop's goals move at most the velocity limit per control period, and the driver's own step clip
+    is a net a little above it (so that rounding to whole servo ticks never trips it)."""
+    kwargs: dict[str, Any] = {"on_exit": args.on_exit, "max_step_rad": 1.1 * description.max_step_rad(period_s)}
     if args.port is not None:
-        driver_kwargs["port"] = args.port
-    if args.calibration is not None:
-        driver_kwargs["calibration"] = args.calibration
+        kwargs["port"] = args.port
+    if args.joint_calibration is not None:
+        kwargs["calibration"] = args.joint_calibration
+    return kwargs
+
+
+def loop_config(args: RunConfig, metadata: Any, period_s: float) -> LoopConfig:
     try:
-        config = LoopConfig(
-            control_period_s=robot_period_s,
-            action_repeat=m.action_repeat,
-            episode_policy_steps=args.episode_steps or m.episode_policy_steps or DEFAULT_EPISODE_STEPS,
+        return LoopConfig(
+            control_period_s=period_s,
+            action_repeat=metadata.action_repeat,
+            episode_policy_steps=args.episode_steps or metadata.episode_policy_steps or DEFAULT_EPISODE_STEPS,
             deterministic=args.deterministic,
             max_frame_age_s=args.max_frame_age,
             stale_timeout_s=args.stale_timeout,
@@ -220,65 +227,103 @@ def run(args: argparse.Namespace, outcome: dict[str, Any]) -> int:
         )
     except ValueError as e:
         raise UsageError(str(e)) from e
-    stop: dict[str, Any] = outcome
-    stop["signal"] = None
-    loop: ControlLoop | None = None
 
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-        if loop is not None:
-            loop.request_stop()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    camera_proc = None
-    endpoint = args.camera
-    summaries: list[dict[str, Any]] = outcome.setdefault("summaries", [])
+def log_header(args: RunConfig, policy_path: Path, metadata: Any, endpoint: str, config: LoopConfig,
+               scheduling: str) -> dict[str, Any]:
+    """What every episode log of this run starts with."""
+    return {
+        "software": {"slac_runtime": __version__, "python": platform.python_version(),
+                     "platform": platform.platform()},
+        "policy_path": str(policy_path),
+        "policy_sha256": file_sha256(policy_path),
+        "policy_metadata": asdict(metadata),
+        "robot": args.robot,
+        "port": args.port,
+        "camera": args.camera,
+        "camera_endpoint": endpoint,
+        "joint_calibration": _read_json(args.joint_calibration),
+        "camera_calibration": _read_json(args.camera_calibration),
+        "loop_config": asdict(config),
+        "scheduling": scheduling,
+        "started_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+class _SignalStop:
+    """SIGINT and SIGTERM, while in use, record the signal in ``outcome["signal"]`` and ask the
+    loop (once there is one) to stop after its current tick."""
+
+    def __init__(self, outcome: dict[str, Any]):
+        self.outcome = outcome
+        self.loop: ControlLoop | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.outcome["signal"] = signum
+        if self.loop is not None:
+            self.loop.request_stop()
+
+    def __enter__(self) -> _SignalStop:
+        self.outcome["signal"] = None
+        self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def camera_endpoint(args: RunConfig, size: int) -> Iterator[tuple[subprocess.Popen | None, str]]:
+    """The endpoint to subscribe to: ``--camera`` itself, or that of a local ``slac-camera`` process
+    started for it (and stopped afterwards)."""
+    if is_endpoint(args.camera):
+        yield None, args.camera
+        return
+    proc, endpoint = start_local_camera(args.camera, size, args.camera_calibration)
     try:
-        if not is_endpoint(args.camera):
-            camera_proc, endpoint = start_local_camera(args.camera, m.image_height, args.camera_calibration)
-        header_common = {
-            "software": {"slac_runtime": __version__, "python": platform.python_version(),
-                         "platform": platform.platform()},
-            "policy_path": str(policy_path),
-            "policy_sha256": file_sha256(policy_path),
-            "policy_metadata": asdict(m),
-            "robot": args.robot,
-            "port": args.port,
-            "camera": args.camera,
-            "camera_endpoint": endpoint,
-            "joint_calibration": _read_json(args.calibration),
-            "camera_calibration": _read_json(args.camera_calibration),
-            "loop_config": asdict(config),
-            "scheduling": scheduling,
-            "started_at": datetime.now(timezone.utc).isoformat(),
-        }
+        yield proc, endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run(args: RunConfig, outcome: dict[str, Any]) -> int:
+    """Drive the robot; ``outcome`` collects what happened (the signal that stopped it, the summaries)."""
+    entry = find_robot(args.robot)
+    scheduling = enable_realtime() if args.realtime else "normal"
+    policy, policy_path = load_policy(args, entry, scheduling)
+    m = policy.metadata
+    resolve_calibrations(args, entry)
+    period_s = robot_control_period(entry.description, m)
+    config = loop_config(args, m, period_s)
+    summaries: list[dict[str, Any]] = outcome.setdefault("summaries", [])
+    with _SignalStop(outcome) as stopper, camera_endpoint(args, m.image_height) as (camera_proc, endpoint):
+        header = log_header(args, policy_path, m, endpoint, config, scheduling)
         status = None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
         with FrameSubscriber(endpoint, max_age_s=args.max_frame_age) as frames:
-            wait_for_camera(frames, args, camera_proc, stop)  # before anything touches the robot
-            if stop["signal"] is not None:
-                return ExitCode.for_signal(stop["signal"])
+            wait_for_camera(frames, args, camera_proc, outcome)  # before anything touches the robot
+            if outcome["signal"] is not None:
+                return ExitCode.for_signal(outcome["signal"])
             run_dir = unique_dir(args.log_dir / datetime.now().strftime("%Y%m%d-%H%M%S"))
-            with driving(entry.make_driver(**driver_kwargs), outcome) as robot:
+            with driving(entry.make_driver(**driver_options(args, entry.description, period_s)),
+                         outcome) as robot:
 
                 def footer_stats() -> dict[str, Any]:
                     camera = {f"camera_{k}": v for k, v in frames.stats().items()}
                     return {**camera, **(getattr(robot, "stats", None) or {})}
 
-                loop = ControlLoop(robot, frames, policy, config, status=status, footer_stats=footer_stats)
-                if stop["signal"] is not None:
-                    loop.request_stop()
-                run_episodes(args, loop, run_dir, header_common, summaries, stop, status is not None)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if camera_proc is not None:
-            camera_proc.terminate()
-            try:
-                camera_proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                camera_proc.kill()
-    if stop["signal"] is not None:
-        return ExitCode.for_signal(stop["signal"])
+                stopper.loop = ControlLoop(robot, frames, policy, config, status=status,
+                                           footer_stats=footer_stats)
+                if outcome["signal"] is not None:
+                    stopper.loop.request_stop()
+                run_episodes(args, stopper.loop, run_dir, header, summaries, outcome, status is not None)
+    if outcome["signal"] is not None:
+        return ExitCode.for_signal(outcome["signal"])
     return ExitCode.OK
 
 
@@ -300,7 +345,7 @@ def driving(robot: Any, outcome: dict[str, Any]) -> Iterator[Any]:
         outcome["robot"] = "released"
 
 
-def run_episodes(args: argparse.Namespace, loop: ControlLoop, run_dir: Path, header_common: dict[str, Any],
+def run_episodes(args: RunConfig, loop: ControlLoop, run_dir: Path, header_common: dict[str, Any],
                  summaries: list[dict[str, Any]], stop: dict[str, Any], live_status: bool) -> None:
     started = time.monotonic()
     episode = 0
@@ -334,7 +379,7 @@ def _read_json(path: Path | None) -> Any:
         raise UsageError(f"cannot read calibration file {path}: {e}") from e
 
 
-def robot_left(args: argparse.Namespace, outcome: dict[str, Any]) -> str:
+def robot_left(args: RunConfig, outcome: dict[str, Any]) -> str:
     """What leaving the driver's ``with`` block did to the robot, in words."""
     state = outcome.get("robot")
     if state is None:
@@ -353,8 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = run(args, outcome)
     except (UsageError, PolicyFileError, RobotRefused, KeyError) as e:  # nothing moved
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        say("slac-run", "error", f"{message} (nothing moved)")
+        say("slac-run", "error", f"{error_message(e)} (nothing moved)")
         return ExitCode.REFUSED
     except SafeStop as e:
         say("slac-run", "safe stop", f"{e}; {robot_left(args, outcome)}")

@@ -11,11 +11,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from slac_runtime.history import ACTOR_FRAMES
+from slac_runtime.options import (  # noqa: F401 - every command builds its options this way
+    OneLineParser,
+    add_options,
+    check_options,
+    config_from_args,
+    option,
+    parse_config,
+)
 
 # Decoder output variance the paper's NeurIPS 2020 runs used per task (specs/slac.md, result table).
 # Tasks not listed use DEFAULT_DECODER_VARIANCE.
@@ -32,9 +40,9 @@ DEFAULT_DECODER_VARIANCE = 0.1
 _DEVICES = ("auto", "cpu", "cuda")
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the word the CLI uses
-    """A dataclass field with its help text (shown by ``slac-train --help``)."""
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, **cli: Any) -> Any:  # noqa: A002 - the word the CLI uses
+    """A dataclass field with its help text (shown by ``slac-train --help``); see :func:`option`."""
+    return option(default, help, **cli)
 
 
 @dataclass
@@ -103,7 +111,8 @@ class TrainConfig:
 
     # --- system ---------------------------------------------------------------------------------
     device: str = _f("auto", "auto (cuda when available), cpu, cuda or cuda:N")
-    num_threads: int | None = _f(None, "torch CPU threads; default: torch's choice")
+    num_threads: int | None = _f(None, "torch CPU threads; default: torch's choice", flag="threads",
+                                 aliases=["num-threads"])
     runs_root: str = _f("runs", "folder under which run directories are created")
     run_dir: str | None = _f(None, "exact run directory; default: <runs_root>/<task>-<timestamp>-s<seed>")
     fast_encoder: bool = _f(True, "use fused, chunked convolutions for the no-grad encoder passes (same numbers)")

@@ -1,21 +1,29 @@
 """``slac-export``: a run's encoder + actor as one self-describing ONNX policy.
 
     slac-export runs/dclaw-turn-20261122-s0                 # -> runs/.../policy.onnx
-    slac-export runs/.../checkpoints/ckpt-100000.pt -o turn.onnx
+    slac-export runs/.../checkpoints/ckpt-100000.pt --out turn.onnx
     slac-export --inspect turn.onnx                          # metadata and signature as a table
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from slac_runtime import __version__
+from slac_runtime.options import (
+    ExitCode,
+    OneLineParser,
+    command_parser,
+    error_message,
+    option,
+    parse_config,
+    say,
+)
 from slac_runtime.policy_metadata import PolicyMetadata, file_sha256
 
 
@@ -107,28 +115,40 @@ def inspect(path: str | Path) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+@dataclass
+class ExportConfig:
+    """``slac-export``'s options."""
+
+    source: str | None = option(None, "run directory or checkpoint file", positional=True)
+    out: Path | None = option(None, "ONNX file to write (default: RUN_DIR/policy.onnx)", aliases=["-o", "output"])
+    inspect: Path | None = option(None, "show a policy's metadata and signature instead", metavar="POLICY")
+    traceback: bool = option(False, "show the full traceback of an error")
+
+
+def build_parser() -> OneLineParser:
+    return command_parser("slac-export", ExportConfig, __doc__.splitlines()[0],
+                          "exit codes: 0 exported (or inspected), 2 refused (a missing or unreadable run, "
+                          "checkpoint or policy, an unwritable output)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="slac-export", description=__doc__.splitlines()[0])
-    parser.add_argument("source", nargs="?", help="run directory or checkpoint file")
-    parser.add_argument("-o", "--output", type=Path, default=None, help="ONNX file (default RUN_DIR/policy.onnx)")
-    parser.add_argument("--inspect", type=Path, default=None, metavar="POLICY", help="show a policy's metadata")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
-    args = parser.parse_args(argv)
+    parser = build_parser()
+    args = parse_config(parser, ExportConfig, argv)
     logging.getLogger("torch").setLevel(logging.ERROR)
     try:
         if args.inspect is not None:
             print(inspect(args.inspect))
-            return 0
+            return ExitCode.OK
         if not args.source:
             parser.error("give a run directory or checkpoint to export, or --inspect POLICY")
-        path, metadata = export_run(args.source, args.output)
+        path, metadata = export_run(args.source, args.out)
         print(f"exported {metadata.task} policy ({metadata.training_env_steps} env steps) to {path}")
-        return 0
+        return ExitCode.OK
     except Exception as e:
         if args.traceback:
             raise
-        print(f"slac-export: error: {e}", file=sys.stderr)
-        return 2
+        say("slac-export", "error", error_message(e))
+        return ExitCode.REFUSED
 
 
 if __name__ == "__main__":

@@ -15,14 +15,17 @@ Everything lands in ``out/demo/``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from slac_runtime.angles import wrap_angle
+from slac_runtime.options import command_parser, int_at_least, option, parse_config
 
 TARGET_ANGLE = math.pi  # dclaw-turn (Fixed): valve from 0 to pi
 SUCCESS_ERROR_RAD = 0.1
@@ -38,10 +41,6 @@ QUICK_TRAINING = [
 
 def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
-
-
-def wrap(angle: float) -> float:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 def get_policy(out: Path, retrain: bool) -> Path:
@@ -84,7 +83,7 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
             if result.returncode != 0:
                 raise SystemExit(f"slac-run failed:\n{result.stdout}\n{result.stderr}")
             [log] = set(log_dir.glob("*/*.slaclog")) - before
-            error = wrap(TARGET_ANGLE - robot.valve_angle())
+            error = wrap_angle(TARGET_ANGLE - robot.valve_angle())
             results.append({"episode": episode, "log": str(log), "valve_angle": round(robot.valve_angle(), 3),
                             "angle_error": round(error, 3), "success": abs(error) < SUCCESS_ERROR_RAD})
             print(f"episode {episode}: valve at {robot.valve_angle():+.2f} rad, error {error:+.2f} rad, "
@@ -93,12 +92,19 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
     return results
 
 
+@dataclass
+class DemoConfig:
+    """``make demo``'s options."""
+
+    out: Path = option(Path("out/demo"), "folder every file of the demo goes to")
+    episodes: int = option(3, "slac-run episodes on the virtual D'Claw", parse=int_at_least(1))
+    retrain: bool = option(False, "train a quick policy even if one is shipped")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The whole pipeline on the virtual D'Claw.")
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    parser.add_argument("--episodes", type=int, default=3)
-    parser.add_argument("--retrain", action="store_true", help="train a quick policy even if one is shipped")
-    args = parser.parse_args(argv)
+    parser = command_parser("python -m slac_train.pipeline_demo", DemoConfig,
+                            "The whole pipeline on the virtual D'Claw.")
+    args = parse_config(parser, DemoConfig, argv)
     from robots.mujoco_gl import select_gl_backend
 
     select_gl_backend()

@@ -160,7 +160,7 @@ def test_sigterm_stops_a_robot_replay_cleanly(recorded_log, fresh_virtual_dclaw,
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 1, err
+    assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stop requested" in err
     replayed = read_episode_log(out_log)
     assert not replayed.truncated and replayed.footer["stop_reason"] == "stop requested"

@@ -1,6 +1,6 @@
 """The D'Claw's hardware driver: nine Dynamixel X-series servos on one Protocol 2.0 bus.
 
-Implements the runtime's :class:`~slac_runtime.robot.Robot` interface (DESIGN.md §5)::
+Implements the runtime's :class:`~slac_runtime.robot.Robot` interface (docs/architecture.md §5)::
 
     from robots.dclaw.driver import DClawDriver
 

@@ -159,11 +159,6 @@ def load_model(scene: str) -> mujoco.MjModel:
     return mujoco.MjModel.from_xml_path(str(scene_path(scene)))
 
 
-def wrap_angle(angle: float | np.ndarray) -> float | np.ndarray:
-    """Wrap an angle (rad) to [-pi, pi)."""
-    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
-
-
 def add_image_noise(frame: np.ndarray, rng: np.random.Generator, std: float) -> np.ndarray:
     """Gaussian pixel noise of ``std`` (in 0-255 levels) on a uint8 frame; returns a new frame."""
     if std <= 0:

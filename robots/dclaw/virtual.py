@@ -18,7 +18,6 @@ camera that still needs calibrating.
 
 from __future__ import annotations
 
-import argparse
 import math
 import signal
 import sys
@@ -41,6 +40,22 @@ from robots.dynamixel.emulator import (
 )
 from robots.dynamixel.physics import JointReading, ServoBackend, SharedJointState
 from slac_runtime.frames import FramePublisher
+from slac_runtime.options import (
+    Check,
+    ExitCode,
+    OneLineParser,
+    check_options,
+    command_parser,
+    finite_float,
+    float_in,
+    int_at_least,
+    int_in,
+    non_negative_float,
+    option,
+    parse_config,
+    positive_float,
+    say,
+)
 
 TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
 STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
@@ -358,66 +373,99 @@ def parse_offsets(text: str | None) -> dict[int, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="slac-virtual-robot --robot dclaw",
-                                description="The virtual D'Claw: MuJoCo behind a servo-bus emulator and a camera publisher.")
-    p.add_argument("--scene", choices=["valve", "pose"], default="valve")
-    p.add_argument("--port-link", default="/tmp/slac-virtual-dclaw/tty", help="path of the emulated serial port")
-    p.add_argument("--camera-bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint of the camera")
-    p.add_argument("--fps", type=float, default=20.0, help="camera frames per second")
-    p.add_argument("--camera-size", type=int, default=64, help="side of the published frames (pixels)")
-    p.add_argument("--wide-view", action="store_true",
-                   help="publish an uncalibrated 320x240 view (wider, rolled 3 degrees, off-centre)")
-    p.add_argument("--plant-offsets", default=None, help="miscalibrate servos: 'ID=ticks,ID=ticks'")
-    p.add_argument("--initial-pose", choices=["reset", "zero"], default="reset")
-    p.add_argument("--valve-angle", type=float, default=0.0)
-    p.add_argument("--drop-replies", type=float, default=0.0, help="probability that a reply is lost")
-    p.add_argument("--corrupt-replies", type=float, default=0.0, help="probability of a reply with a bad CRC")
-    p.add_argument("--silent-servo", type=int, default=None, help="this servo never answers")
-    p.add_argument("--freeze-camera-after", type=float, default=None, help="stop publishing after S seconds")
-    p.add_argument("--visual-seed", type=int, default=None, help="randomise lights/colours/camera with this seed")
-    p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+@dataclass
+class VirtualRobotConfig:
+    """``slac-virtual-robot --robot dclaw``'s options."""
 
-    Path(args.port_link).parent.mkdir(parents=True, exist_ok=True)
+    scene: str = option("valve", "the simulated scene", choices=["valve", "pose"])
+    port_link: Path = option(Path("/tmp/slac-virtual-dclaw/tty"), "path of the emulated serial port")
+    camera_bind: str = option("tcp://127.0.0.1:5555", "ZeroMQ endpoint the camera publishes on")
+    fps: float = option(20.0, "camera frames per second",
+                        parse=Check(float, lambda v: v > 0, "a positive number of frames per second"))
+    camera_size: int = option(64, "side of the published frames (pixels)",
+                              parse=int_in(8, 1024, "a number of pixels"))
+    wide_view: bool = option(False, "publish an uncalibrated 320x240 view (wider, rolled 3 degrees, "
+                             "off-centre)")
+    plant_offsets: str | None = option(None, "miscalibrate servos: 'ID=ticks,ID=ticks'")
+    initial_pose: str = option("reset", "the claw's pose at the start", choices=["reset", "zero"])
+    valve_angle: float = option(0.0, "the valve's angle at the start (rad)", parse=finite_float)
+    drop_replies: float = option(0.0, "probability that a reply is lost", parse=float_in(0, 1, "a probability"))
+    corrupt_replies: float = option(0.0, "probability of a reply with a bad CRC",
+                                    parse=float_in(0, 1, "a probability"))
+    silent_servo: int | None = option(None, "this servo never answers", parse=int_at_least(0))
+    freeze_camera_after: float | None = option(None, "stop publishing after this many seconds",
+                                               parse=non_negative_float)
+    visual_seed: int | None = option(None, "randomise lights/colours/camera with this seed",
+                                     parse=int_at_least(0))
+    duration: float | None = option(None, "stop after this many seconds (default: Ctrl-C or SIGTERM)",
+                                    parse=positive_float)
+    seed: int = option(0, "seed of the simulation's randomness", parse=int_at_least(0))
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+def build_parser() -> OneLineParser:
+    return command_parser(
+        "slac-virtual-robot --robot dclaw", VirtualRobotConfig,
+        "The virtual D'Claw: MuJoCo behind a servo-bus emulator and a camera publisher.",
+        "exit codes: 0 stopped (--duration, Ctrl-C or SIGTERM), 1 the simulation failed, 2 refused (options)",
+    )
+
+
+def _serve(robot: VirtualDClaw, args: VirtualRobotConfig) -> None:
+    """Run until a signal, ``--duration`` or a simulation error; freeze the camera when told."""
+    stop = threading.Event()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda *_: stop.set())
+    scheduling = getattr(robot.emulator, "scheduling", None)
+    print(f"virtual D'Claw: servo port {robot.port}  camera {robot.camera_endpoint}", flush=True)
+    print(f"  the {args.scene} scene in real time; the bus answered by "
+          f"{'its own process (' + scheduling + ')' if scheduling else 'a thread'}; "
+          f"camera {robot.fps:g} fps{' (wide view)' if args.wide_view else ''}", flush=True)
+    print("  serving until Ctrl-C or SIGTERM" if args.duration is None else
+          f"  serving for {args.duration:g} s (Ctrl-C stops sooner)", flush=True)
+    started = time.monotonic()
+    while not stop.wait(0.1):
+        elapsed = time.monotonic() - started
+        if args.freeze_camera_after is not None and elapsed >= args.freeze_camera_after:
+            robot.freeze_camera()
+        if args.duration is not None and elapsed >= args.duration:
+            break
+        if robot.error is not None:
+            break
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_config(build_parser(), VirtualRobotConfig, argv)
+    try:
+        offsets = parse_offsets(args.plant_offsets)
+    except ValueError as e:
+        say("slac-virtual-robot", "error", f"argument --plant-offsets: {e}")
+        return ExitCode.REFUSED
+    args.port_link.parent.mkdir(parents=True, exist_ok=True)
     print(f"starting the virtual D'Claw ({args.scene} scene) on {args.port_link} and {args.camera_bind} ...",
           flush=True)
     robot = VirtualDClaw(
         args.port_link, args.camera_bind, scene=args.scene, fps=args.fps, camera_size=args.camera_size,
-        wide_view=WideView() if args.wide_view else None, planted_offsets=parse_offsets(args.plant_offsets),
+        wide_view=WideView() if args.wide_view else None, planted_offsets=offsets,
         initial_pose=args.initial_pose, valve_angle=args.valve_angle, seed=args.seed,
     )
     if args.visual_seed is not None:
         robot.randomize_visuals(args.visual_seed)
-    stop = threading.Event()
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda *_: stop.set())
     with robot:
         if args.drop_replies or args.corrupt_replies:
             robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
         if args.silent_servo is not None:
             robot.emulator.set_silent(args.silent_servo)
-        scheduling = getattr(robot.emulator, "scheduling", None)
-        print(f"virtual D'Claw: servo port {robot.port}  camera {robot.camera_endpoint}", flush=True)
-        print(f"  the {args.scene} scene in real time; the bus answered by "
-              f"{'its own process (' + scheduling + ')' if scheduling else 'a thread'}; "
-              f"camera {robot.fps:g} fps{' (wide view)' if args.wide_view else ''}", flush=True)
-        print("  serving until Ctrl-C or SIGTERM" if args.duration is None else
-              f"  serving for {args.duration:g} s (Ctrl-C stops sooner)", flush=True)
-        started = time.monotonic()
-        while not stop.wait(0.1):
-            elapsed = time.monotonic() - started
-            if args.freeze_camera_after is not None and elapsed >= args.freeze_camera_after:
-                robot.freeze_camera()
-            if args.duration is not None and elapsed >= args.duration:
-                break
-            if robot.error is not None:
-                break
+        _serve(robot, args)
     latency = robot.emulator.reply_latency()
     print(f"virtual D'Claw stopped: {robot.frames_published} frames, bus {robot.emulator.counters}, "
           f"reply latency {latency}", flush=True)
-    return 0
+    if robot.error is not None:
+        say("slac-virtual-robot", "stopped", f"{type(robot.error).__name__}: {robot.error}")
+        return ExitCode.FAULT
+    return ExitCode.OK
 
 
 if __name__ == "__main__":
