@@ -64,30 +64,34 @@ class RunLogger:
             self._writer = None
 
 
-def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
-    """Evaluation return (mean +- std, stochastic and deterministic) against simulator steps."""
+def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: Path, title: str, x_key: str = "env_step",
+                        x_label: str = "environment (simulator) steps") -> None:
+    """Evaluation return (mean +- std, stochastic and deterministic) and success rate against
+    ``history[i][x_key]`` (simulator steps; a run that learns from fixed data: its updates)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    steps = np.array([h["env_step"] for h in history], dtype=float)
+    steps = np.array([h[x_key] for h in history], dtype=float)
     for key, label in (("return", "stochastic policy"), ("deterministic_return", "deterministic tanh(mean)")):
         if history and f"{key}_mean" in history[0]:
             mean = np.array([h.get(f"{key}_mean", np.nan) for h in history], dtype=float)
             std = np.array([h.get(f"{key}_std", np.nan) for h in history], dtype=float)
             ax.plot(steps, mean, marker="o", markersize=3, label=label)
             ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("environment (simulator) steps")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("evaluation return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    if any("success_rate" in h for h in history):
+    rate_key = next((k for k in ("success_rate", "deterministic_success_rate") if any(k in h for h in history)), None)
+    if rate_key is not None:
         ax2 = ax.twinx()
-        rate = np.array([h.get("success_rate", np.nan) for h in history], dtype=float)
-        (line,) = ax2.plot(steps, rate, color="tab:green", linestyle="--", marker=".", label="success rate (stochastic)")
+        rate = np.array([h.get(rate_key, np.nan) for h in history], dtype=float)
+        mode = "stochastic" if rate_key == "success_rate" else "deterministic"
+        (line,) = ax2.plot(steps, rate, color="tab:green", linestyle="--", marker=".", label=f"success rate ({mode})")
         ax2.set_ylim(-0.05, 1.05)
         ax2.set_ylabel("success rate")
         handles, labels = handles + [line], labels + [line.get_label()]

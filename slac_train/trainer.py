@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,35 @@ RESUMABLE_OVERRIDES = frozenset(
         "progress", "save_buffer",
     }
 )
+
+
+class StopRequest:
+    """Signals (Ctrl-C, SIGTERM) as a request to stop at the next safe point: the loop reads
+    :attr:`requested` and writes a checkpoint; a second signal stops at once (KeyboardInterrupt)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message  # printed when a stop is first requested
+        self.requested = False
+
+    @contextmanager
+    def installed(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+        """Handle ``signals`` this way for the block (in the main thread only; elsewhere: no change)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print(self.message, flush=True)
+
+        previous = {signum: signal.signal(signum, handler) for signum in signals}
+        try:
+            yield
+        finally:
+            for signum, handler_before in previous.items():
+                signal.signal(signum, handler_before)
 
 
 class TrainingInterrupted(Exception):
@@ -129,7 +158,7 @@ class Trainer:
         self.needs_reset = True
         self.episode_return = 0.0
         self.episode_agent_steps = 0
-        self._interrupt_requested = False
+        self._stop = StopRequest("\nCtrl-C: writing a checkpoint at the next safe point (press again to stop at once)")
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
         self._last_eval_text = "-"
@@ -289,24 +318,13 @@ class Trainer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _sigint_as_request(self) -> Iterator[None]:
+    @property
+    def _interrupt_requested(self) -> bool:
+        return self._stop.requested
+
+    def _sigint_as_request(self) -> AbstractContextManager[None]:
         """The first Ctrl-C asks the loop to stop at the next safe point; a second one stops at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._interrupt_requested:
-                raise KeyboardInterrupt
-            self._interrupt_requested = True
-            print("\nCtrl-C: writing a checkpoint at the next safe point (press again to stop at once)")
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        return self._stop.installed((signal.SIGINT,))
 
     @contextmanager
     def _progress_bar(self):

@@ -1,4 +1,4 @@
-"""The scripted Turn teacher and slac-imitate (behaviour cloning into the encoder + actor)."""
+"""The D'Claw Turn teachers and slac-imitate (behaviour cloning into the encoder + actor)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,27 @@ import numpy as np
 import pytest
 
 from robots.dclaw.description import DCLAW, RESET_POSE
-from robots.dclaw.scripted import (
+from robots.dclaw.sim import load_model
+from slac_train.envs import make_env
+from slac_train.imitation.cli import main
+from slac_train.imitation.collection import collect_dagger
+from slac_train.imitation.dataset import Dataset, sample_batch
+from slac_train.imitation.teachers.dclaw_turn import (
     FOLLOW_TABLES,
     MOUNT_TABLES,
     STROKE_TABLE,
     TurnSearchController,
     TurnStrokeController,
     TurnTableController,
-    build_follow_table,
-    build_stroke_table,
     mount_compensated_pose,
-    mount_table_options,
-    stroke_end_goals,
     stroke_poses,
 )
-from robots.dclaw.sim import load_model
-from slac_train.envs import make_env
-from slac_train.imitation import Dataset, collect_dagger, main, sample_batch
+from slac_train.imitation.teachers.dclaw_turn_tables import (
+    build_follow_table,
+    build_stroke_table,
+    mount_table_options,
+    stroke_end_goals,
+)
 
 
 def run_teacher(env, teacher, seed):
@@ -45,7 +49,9 @@ def run_teacher(env, teacher, seed):
 def test_teacher_turns_the_valve_in_nominal_simulation():
     env = make_env("dclaw-turn-fixed", seed=0)
     try:
-        errors = [run_teacher(env, TurnStrokeController(), seed)["angle_error"] for seed in range(3)]
+        errors = [
+            run_teacher(env, TurnStrokeController(), seed)["angle_error"] for seed in range(3)
+        ]
     finally:
         env.close()
     # from pi away at the start; the success threshold is 0.1 rad
@@ -55,7 +61,9 @@ def test_teacher_turns_the_valve_in_nominal_simulation():
 def test_teacher_waits_at_the_reset_pose_when_on_target():
     teacher = TurnStrokeController()
     teacher.reset()
-    target = DCLAW.low + (teacher.act(0.0).astype(np.float64) + 1.0) * 0.5 * (DCLAW.high - DCLAW.low)
+    target = DCLAW.low + (teacher.act(0.0).astype(np.float64) + 1.0) * 0.5 * (
+        DCLAW.high - DCLAW.low
+    )
     np.testing.assert_allclose(target, RESET_POSE, atol=1e-5)
     # a large error starts a stroke away from the reset pose, mirrored for the other direction
     a = TurnStrokeController().act(-1.0)
@@ -71,8 +79,11 @@ def test_table_teacher_turns_the_valve_and_keeps_it_there(follow):
     where the last one left the claw)."""
     assert all(Path(path).exists() for path in FOLLOW_TABLES.values())
     env = make_env("dclaw-turn-fixed", seed=0)
-    teacher = (TurnTableController(height_tables=MOUNT_TABLES, follow_tables=FOLLOW_TABLES) if follow
-               else TurnTableController())
+    teacher = (
+        TurnTableController(height_tables=MOUNT_TABLES, follow_tables=FOLLOW_TABLES)
+        if follow
+        else TurnTableController()
+    )
     try:
         for seed in range(3):
             obs, info = env.reset(seed=seed)
@@ -108,18 +119,30 @@ def test_follow_table_predicts_the_strokes_after_the_first(tmp_path):
     assert np.abs(follow["rotation"] - first["rotation"]).max() > 0.1
     np.savez(tmp_path / "first.npz", **first)
     np.savez(tmp_path / "follow.npz", **follow)
-    teacher = TurnTableController(tmp_path / "first.npz", phase_radius=0, sweep_radius=0,
-                                  follow_tables={0.0: tmp_path / "follow.npz"})
+    teacher = TurnTableController(
+        tmp_path / "first.npz",
+        phase_radius=0,
+        sweep_radius=0,
+        follow_tables={0.0: tmp_path / "follow.npz"},
+    )
     teacher.reset()
-    np.testing.assert_allclose(teacher._table_outcomes()[0], first["rotation"][0])  # from the reset pose
-    plan = [teacher.joint_targets(valve_angle=0.0, angle_error=-1.0) for _ in range(sum(TurnStrokeController.steps))]
+    np.testing.assert_allclose(
+        teacher._table_outcomes()[0], first["rotation"][0]
+    )  # from the reset pose
+    plan = [
+        teacher.joint_targets(valve_angle=0.0, angle_error=-1.0)
+        for _ in range(sum(TurnStrokeController.steps))
+    ]
     b1 = plan[-1][0]
     start = int(np.argmin(np.abs(follow["starts"] - b1)))
     np.testing.assert_allclose(teacher._table_outcomes()[0], follow["rotation"][start])
     teacher.reset()  # a new episode starts from the reset pose again
     np.testing.assert_allclose(teacher._table_outcomes()[0], first["rotation"][0])
     with pytest.raises(ValueError, match="other phases or sweeps"):
-        TurnTableController(tmp_path / "first.npz", follow_tables={0.0: {**follow, "sweeps": np.array([0.0, 0.1, 0.2])}})
+        TurnTableController(
+            tmp_path / "first.npz",
+            follow_tables={0.0: {**follow, "sweeps": np.array([0.0, 0.1, 0.2])}},
+        )
 
 
 def test_mount_compensation_puts_the_fingertip_where_the_nominal_model_has_it():
@@ -129,7 +152,11 @@ def test_mount_compensation_puts_the_fingertip_where_the_nominal_model_has_it():
 
     def fingertip(model, middle, bottom):
         data = mujoco.MjData(model)
-        data.qpos[[model.joint(n).qposadr[0] for n in DCLAW.joint_names[:3]]] = (0.0, middle, bottom)
+        data.qpos[[model.joint(n).qposadr[0] for n in DCLAW.joint_names[:3]]] = (
+            0.0,
+            middle,
+            bottom,
+        )
         mujoco.mj_kinematics(model, data)
         return data.site_xpos[model.site("FF_tip").id].copy()
 
@@ -141,9 +168,13 @@ def test_mount_compensation_puts_the_fingertip_where_the_nominal_model_has_it():
             raised.body_pos[raised.body("mount").id, 2] += height
             moved = mount_compensated_pose(pose, height)
             assert not np.allclose(moved, pose, atol=0.02)
-            np.testing.assert_allclose(fingertip(raised, *moved), fingertip(nominal, *pose), atol=1e-6)
+            np.testing.assert_allclose(
+                fingertip(raised, *moved), fingertip(nominal, *pose), atol=1e-6
+            )
             # uncompensated, the tip is a centimetre off
-            assert abs(fingertip(raised, *pose)[2] - fingertip(nominal, *pose)[2]) == pytest.approx(0.01, abs=1e-6)
+            assert abs(fingertip(raised, *pose)[2] - fingertip(nominal, *pose)[2]) == pytest.approx(
+                0.01, abs=1e-6
+            )
 
 
 def test_table_teacher_reads_the_mount_offset_from_a_randomised_reset():
@@ -156,8 +187,12 @@ def test_table_teacher_reads_the_mount_offset_from_a_randomised_reset():
     teacher = TurnTableController()
     teacher.reset()
     teacher.act_on(info)
-    assert teacher.lowered == pytest.approx(mount_compensated_pose(TurnStrokeController.lowered, height))
-    assert teacher.lifted == pytest.approx(mount_compensated_pose(TurnStrokeController.lifted, height))
+    assert teacher.lowered == pytest.approx(
+        mount_compensated_pose(TurnStrokeController.lowered, height)
+    )
+    assert teacher.lifted == pytest.approx(
+        mount_compensated_pose(TurnStrokeController.lifted, height)
+    )
     plain = TurnTableController(compensate_mount=False)
     plain.reset()
     plain.act_on(info)
@@ -185,7 +220,9 @@ def test_search_teacher_turns_the_valve_where_the_table_alone_fails():
         before = (sim.data.time, sim.data.qpos.copy(), sim.data.qvel.copy(), sim.data.ctrl.copy())
         teacher.act_on(info)  # searches: 33 rollouts from this state
         after = (sim.data.time, sim.data.qpos, sim.data.qvel, sim.data.ctrl)
-        assert before[0] == after[0] and all(np.array_equal(b, a) for b, a in zip(before[1:], after[1:]))
+        assert before[0] == after[0] and all(
+            np.array_equal(b, a) for b, a in zip(before[1:], after[1:])
+        )
         search_info = run_teacher(env, teacher, 20006)
         assert abs(search_info["angle_error"]) < 0.1, search_info["angle_error"]
     finally:
@@ -204,7 +241,9 @@ def test_a_teacher_taking_over_mid_episode_keeps_the_draw_and_the_fingers_where_
     for teacher in (TurnTableController(), TurnSearchController()):
         teacher.reset()
         teacher.take_over(reset_info, 7, info["joint_goals"])
-        assert teacher.lowered == pytest.approx(mount_compensated_pose(TurnStrokeController.lowered, height))
+        assert teacher.lowered == pytest.approx(
+            mount_compensated_pose(TurnStrokeController.lowered, height)
+        )
         # on target, the teacher rests where the servo goals are, not at the reset pose
         pose = teacher.joint_targets(valve_angle=1.0, angle_error=0.01)
         np.testing.assert_allclose(pose, info["joint_goals"])
@@ -220,12 +259,19 @@ def test_dagger_episodes_label_only_the_teachers_steps():
     from slac_train.slac_agent import SlacAgent
 
     env = make_env("dclaw-turn-fixed", seed=0)
-    config = TrainConfig(task="dclaw-turn-fixed", encoder_base_channels=4, feature_dim=16, actor_critic_hidden=16,
-                         device="cpu").resolved(env.action_repeat)
+    config = TrainConfig(
+        task="dclaw-turn-fixed",
+        encoder_base_channels=4,
+        feature_dim=16,
+        actor_critic_hidden=16,
+        device="cpu",
+    ).resolved(env.action_repeat)
     agent = SlacAgent(config, 9)
     data = Dataset(env.observation_space.shape, 9)
     try:
-        stats = collect_dagger(env, TurnTableController(), agent, 3, [0.0], np.random.default_rng(1), data, seed0=0)
+        stats = collect_dagger(
+            env, TurnTableController(), agent, 3, [0.0], np.random.default_rng(1), data, seed0=0
+        )
     finally:
         env.close()
     arrays = data.arrays()
@@ -233,26 +279,33 @@ def test_dagger_episodes_label_only_the_teachers_steps():
     labelled = ~np.isnan(arrays["labels"]).any(-1)
     assert np.isnan(arrays["labels"][~labelled]).all()
     for episode in range(3):
-        mask = labelled[40 * episode: 40 * (episode + 1)]
+        mask = labelled[40 * episode : 40 * (episode + 1)]
         switch = int(np.argmax(mask))
-        assert mask[switch:].all() and not mask[:switch].any()  # student first, then the teacher to the end
+        assert (
+            mask[switch:].all() and not mask[:switch].any()
+        )  # student first, then the teacher to the end
         # the teacher's steps (no noise here) are executed as labelled
-        np.testing.assert_allclose(arrays["actions"][40 * episode + switch:40 * (episode + 1)],
-                                   np.clip(arrays["labels"][40 * episode + switch:40 * (episode + 1)], -1, 1),
-                                   atol=0.031)
+        np.testing.assert_allclose(
+            arrays["actions"][40 * episode + switch : 40 * (episode + 1)],
+            np.clip(arrays["labels"][40 * episode + switch : 40 * (episode + 1)], -1, 1),
+            atol=0.031,
+        )
     assert (~labelled).sum() == round(3 * stats["switch_step_mean"]) > 0
     batch = sample_batch(arrays, 256, np.random.default_rng(0))
     assert np.isfinite(batch["labels"]).all()
 
 
-@pytest.mark.parametrize("left, chosen", [
-    ([0.5, 0.07, 0.06, 0.05], 1),  # all within slack of the best: the table's favourite
-    ([0.5, 0.20, 0.18, 0.05], 3),  # the table's favourites fail here: the one that works
-    ([0.06, 0.07, 0.05, 0.04], 0),  # no stroke beats resting by more than the slack: rest
-])
+@pytest.mark.parametrize(
+    "left, chosen",
+    [
+        ([0.5, 0.07, 0.06, 0.05], 1),  # all within slack of the best: the table's favourite
+        ([0.5, 0.20, 0.18, 0.05], 3),  # the table's favourites fail here: the one that works
+        ([0.06, 0.07, 0.05, 0.04], 0),  # no stroke beats resting by more than the slack: rest
+    ],
+)
 def test_search_teacher_keeps_the_tables_choice_unless_it_fails(left, chosen):
     teacher = TurnSearchController(candidates=3, slack=0.03)
-    teacher._sim, teacher._episode_steps = object(), 40  # attached (the rollouts are replaced)
+    teacher._rollouts, teacher._episode_steps = object(), 40  # attached (the rollouts are replaced)
     teacher.reset()
     target = 1.0
     outcomes = iter(target - np.array(left))
@@ -269,7 +322,7 @@ def test_search_teacher_keeps_the_tables_choice_unless_it_fails(left, chosen):
 
 def test_near_miss_search_keeps_the_tables_strokes_and_searches_only_where_it_would_rest():
     teacher = TurnSearchController(candidates=3, near_miss_only=True)
-    teacher._sim, teacher._episode_steps = object(), 40
+    teacher._rollouts, teacher._episode_steps = object(), 40
     teacher.reset()
     calls = []
 
@@ -278,16 +331,22 @@ def test_near_miss_search_keeps_the_tables_strokes_and_searches_only_where_it_wo
         return 0.0
 
     teacher._rollout = rollout
-    teacher._sim = type("Sim", (), {"data": type("Data", (), {"ctrl": np.array(RESET_POSE)})()})()
+    teacher._task = type("Task", (), {"servo_goals": np.array(RESET_POSE)})()
     # a large error: the table has a stroke whose worst case beats it -- no rollouts
     angle = 0.3
     table = TurnTableController()
     table.reset()
     assert len(table._next_plan(angle, 1.5)) > 1
-    np.testing.assert_allclose(np.stack(teacher._next_plan(angle, 1.5)), np.stack(table._next_plan(angle, 1.5)))
+    np.testing.assert_allclose(
+        np.stack(teacher._next_plan(angle, 1.5)), np.stack(table._next_plan(angle, 1.5))
+    )
     assert calls == []
     # where the table rests short of the target (no stroke's worst case beats 0.12 rad), it searches
-    phases = [a for a in np.linspace(0, 2 * math.pi / 3, 24, endpoint=False) if len(table._next_plan(a, 0.12)) == 1]
+    phases = [
+        a
+        for a in np.linspace(0, 2 * math.pi / 3, 24, endpoint=False)
+        if len(table._next_plan(a, 0.12)) == 1
+    ]
     assert phases
     teacher._next_plan(phases[0], 0.12)
     assert len(calls) == 4  # resting and the 3 candidates
@@ -299,32 +358,49 @@ def test_search_teacher_rolls_out_in_a_model_that_knows_what_it_is_told():
     env = make_env("dclaw-turn-fixed", seed=0, dynamics_randomization=True)
     try:
         outcomes = {}
-        for name, knows in (("exact", None), ("all", lambda d: d), ("mount", lambda d: {"mount_offset_m": d["mount_offset_m"]}),
-                            ("nothing", lambda d: {})):
+        for name, knows in (
+            ("exact", None),
+            ("all", lambda d: d),
+            ("mount", lambda d: {"mount_offset_m": d["mount_offset_m"]}),
+            ("nothing", lambda d: {}),
+        ):
             teacher = TurnSearchController(candidates=1, knows=knows)
             teacher.attach(env)
             _, info = env.reset(seed=20006)
             teacher.reset()
             teacher.act_on(info)  # reads the reset's draw
             if name == "mount":
-                model, nominal = teacher._model_sim.model, load_model("valve")
+                model, nominal = teacher._rollouts._model, load_model("valve")
                 offset = info["dynamics"]["mount_offset_m"]
-                np.testing.assert_allclose(model.body("mount").pos, nominal.body("mount").pos + offset)
+                np.testing.assert_allclose(
+                    model.body("mount").pos, nominal.body("mount").pos + offset
+                )
                 np.testing.assert_array_equal(model.actuator_gainprm, nominal.actuator_gainprm)
             plan = stroke_poses(-0.2, 0.2)
-            outcomes[name] = teacher._rollout(plan, env.task.sim.data.ctrl, len(plan))
+            outcomes[name] = teacher._rollout(plan, env.task.servo_goals, len(plan))
     finally:
         env.close()
     assert outcomes["all"] == outcomes["exact"]
-    assert abs(outcomes["nothing"] - outcomes["exact"]) > 0.05 and outcomes["mount"] != outcomes["exact"]
+    assert (
+        abs(outcomes["nothing"] - outcomes["exact"]) > 0.05
+        and outcomes["mount"] != outcomes["exact"]
+    )
 
 
 def test_stroke_table_can_be_built_for_other_dynamics():
     sweeps = [-0.35, 0.0, 0.35]
-    rotation = {kp: build_stroke_table(phases=1, sweeps=sweeps, dynamics=None if kp is None else {"actuator_kp": kp})
-                ["rotation"][0, 0, 1, 2] for kp in (None, 1.0, 3.0)}  # the stroke from 0 to 0.35 rad
+    rotation = {
+        kp: build_stroke_table(
+            phases=1, sweeps=sweeps, dynamics=None if kp is None else {"actuator_kp": kp}
+        )["rotation"][0, 0, 1, 2]
+        for kp in (None, 1.0, 3.0)
+    }  # the stroke from 0 to 0.35 rad
     # nominal servos (kp 2) turn the valve about 0.9 rad; weak ones less, strong ones more
-    assert rotation[None] > 0.5 and rotation[1.0] < 0.9 * rotation[None] and rotation[3.0] > rotation[None]
+    assert (
+        rotation[None] > 0.5
+        and rotation[1.0] < 0.9 * rotation[None]
+        and rotation[3.0] > rotation[None]
+    )
 
 
 def test_stroke_table_is_built_from_the_simulator_and_rests_on_target(tmp_path):
@@ -345,7 +421,9 @@ def test_stroke_table_is_built_from_the_simulator_and_rests_on_target(tmp_path):
     # on target: no stroke, the fingers stay where they are (the reset pose at the start)
     pose = teacher.joint_targets(valve_angle=math.pi, angle_error=0.01)
     np.testing.assert_allclose(pose, RESET_POSE)
-    with pytest.raises(FileNotFoundError, match="python -m robots.dclaw.scripted"):
+    with pytest.raises(
+        FileNotFoundError, match="python -m slac_train.imitation.teachers.dclaw_turn_tables"
+    ):
         TurnTableController(tmp_path / "missing.npz")
     assert STROKE_TABLE.exists()  # shipped: a teacher must not need a 10-minute build first
 
@@ -382,26 +460,59 @@ class _ConstantStudent:
 
 
 def test_dagger_rest_switch_hands_over_where_the_student_rests_short_of_the_target():
-    from slac_train.imitation import REST_STEPS
+    from slac_train.imitation.collection import REST_STEPS
 
     env = make_env("dclaw-turn-fixed", seed=0)
     rest = DCLAW.joint_target_to_action(np.array(RESET_POSE)).astype(np.float32)
     try:
         data = Dataset(env.observation_space.shape, 9)
         resting = _ConstantStudent(itertools.repeat(rest))
-        stats = collect_dagger(env, TurnTableController(), resting, 2, [0.0], np.random.default_rng(0), data,
-                               seed0=0, switch_at="rest")
-        assert stats["episodes_kept"] == 2 and stats["switch_step_mean"] == REST_STEPS  # pi from the target
+        stats = collect_dagger(
+            env,
+            TurnTableController(),
+            resting,
+            2,
+            [0.0],
+            np.random.default_rng(0),
+            data,
+            seed0=0,
+            switch_at="rest",
+        )
+        assert (
+            stats["episodes_kept"] == 2 and stats["switch_step_mean"] == REST_STEPS
+        )  # pi from the target
         labelled = ~np.isnan(data.arrays()["labels"]).any(-1)
-        assert labelled.reshape(2, 40)[:, REST_STEPS:].all() and not labelled.reshape(2, 40)[:, :REST_STEPS].any()
+        assert (
+            labelled.reshape(2, 40)[:, REST_STEPS:].all()
+            and not labelled.reshape(2, 40)[:, :REST_STEPS].any()
+        )
         # a student that keeps moving is never taken over, and its episodes are not kept
         wiggle = np.tile(np.array([[0.4] * 9, [-0.4] * 9], np.float32), (40, 1))
         data = Dataset(env.observation_space.shape, 9)
-        stats = collect_dagger(env, TurnTableController(), _ConstantStudent(wiggle), 1, [0.0],
-                               np.random.default_rng(0), data, seed0=0, switch_at="rest")
+        stats = collect_dagger(
+            env,
+            TurnTableController(),
+            _ConstantStudent(wiggle),
+            1,
+            [0.0],
+            np.random.default_rng(0),
+            data,
+            seed0=0,
+            switch_at="rest",
+        )
         assert stats["episodes_kept"] == 0 and len(data) == 0
         with pytest.raises(ValueError, match="switch_at"):
-            collect_dagger(env, TurnTableController(), resting, 1, [0.0], np.random.default_rng(0), data, 0, "never")
+            collect_dagger(
+                env,
+                TurnTableController(),
+                resting,
+                1,
+                [0.0],
+                np.random.default_rng(0),
+                data,
+                0,
+                "never",
+            )
     finally:
         env.close()
 
@@ -410,7 +521,8 @@ def test_auxiliary_targets_are_the_dynamics_draw_and_reach_the_encoder():
     import torch
 
     from slac_train.config import TrainConfig
-    from slac_train.imitation import bc_loss, dynamics_targets
+    from slac_train.imitation.dataset import dynamics_targets
+    from slac_train.imitation.training import bc_loss
     from slac_train.slac_agent import SlacAgent
 
     env = make_env("dclaw-turn-random-dynamics", seed=0)
@@ -425,19 +537,33 @@ def test_auxiliary_targets_are_the_dynamics_draw_and_reach_the_encoder():
     assert np.all(np.abs(targets) <= 1.0)
     assert np.isnan(dynamics_targets({})).all()  # no draw: no target
 
-    config = TrainConfig(task="dclaw-turn", encoder_base_channels=4, feature_dim=16, actor_critic_hidden=16,
-                         device="cpu").resolved(2)
+    config = TrainConfig(
+        task="dclaw-turn",
+        encoder_base_channels=4,
+        feature_dim=16,
+        actor_critic_hidden=16,
+        device="cpu",
+    ).resolved(2)
     policy = SlacAgent(config, 9).policy()
     torch.manual_seed(0)
-    batch = {"frames": torch.from_numpy(np.stack([np.stack([frame] * 8)] * 4)),
-             "prev_actions": torch.zeros(4, 7, 9), "labels": torch.full((4, 9), 0.5),
-             "aux": torch.tensor([[0.5, -0.5], [np.nan, np.nan], [0.1, 0.2], [-1.0, 1.0]])}
+    batch = {
+        "frames": torch.from_numpy(np.stack([np.stack([frame] * 8)] * 4)),
+        "prev_actions": torch.zeros(4, 7, 9),
+        "labels": torch.full((4, 9), 0.5),
+        "aux": torch.tensor([[0.5, -0.5], [np.nan, np.nan], [0.1, 0.2], [-1.0, 1.0]]),
+    }
     head = torch.nn.Linear(policy.actor.net[0].in_features, 2)
     plain, _ = bc_loss(policy, batch)
-    mean, _ = policy(batch["frames"], batch["prev_actions"])  # the exported module computes the same actions
+    mean, _ = policy(
+        batch["frames"], batch["prev_actions"]
+    )  # the exported module computes the same actions
     assert float(plain.detach()) > 0 and torch.isfinite(mean).all()
     with_aux, parts = bc_loss(policy, batch, head, 1.0)
-    assert float(with_aux.detach()) == pytest.approx(float(plain.detach()) + parts["aux_mse"], rel=1e-5) and parts["aux_mse"] > 0
+    assert (
+        float(with_aux.detach())
+        == pytest.approx(float(plain.detach()) + parts["aux_mse"], rel=1e-5)
+        and parts["aux_mse"] > 0
+    )
     grads = []
     for loss in (bc_loss(policy, batch)[0], bc_loss(policy, batch, head, 1.0)[0]):
         policy.zero_grad()
@@ -451,45 +577,132 @@ def test_slac_imitate_writes_a_run_that_exports(tmp_path, capsys):
     from slac_train.export_cli import export_run
 
     run_dir = tmp_path / "bc"
-    code = main(["--run-dir", str(run_dir), "--episodes", "2", "--updates", "4", "--batch-size", "4",
-                 "--encoder-base-channels", "4", "--feature-dim", "16", "--actor-hidden", "16",
-                 "--eval-episodes", "1", "--noise", "0", "0.2"])
+    code = main(
+        [
+            "--run-dir",
+            str(run_dir),
+            "--episodes",
+            "2",
+            "--updates",
+            "4",
+            "--batch-size",
+            "4",
+            "--encoder-base-channels",
+            "4",
+            "--feature-dim",
+            "16",
+            "--actor-hidden",
+            "16",
+            "--eval-episodes",
+            "1",
+            "--noise",
+            "0",
+            "0.2",
+        ]
+    )
     assert code == 0
     assert "collecting: 1/2 teacher episodes" in capsys.readouterr().out  # progress while recording
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["kind"] for r in records] == ["collect", "train", "eval", "eval"]
+    assert [r["kind"] for r in records] == ["collect", "train", "checkpoint", "eval", "eval"]
     assert records[0]["frames"] == 2 * 40
     agent, state = load_agent(run_dir)
-    assert state["counters"]["agent_steps"] == 80 and state["imitation"]["teacher"] == "dclaw-turn-table"
+    assert (
+        state["counters"]["agent_steps"] == 80
+        and state["imitation"]["teacher"] == "dclaw-turn-table"
+    )
     path, metadata = export_run(run_dir, tmp_path / "bc.onnx")
     assert path.exists() and metadata.task == "dclaw-turn" and metadata.training_agent_steps == 80
 
 
 def test_slac_imitate_records_the_search_teacher_with_its_tolerance(tmp_path):
     run_dir = tmp_path / "bc"
-    code = main(["--run-dir", str(run_dir), "--teacher", "dclaw-turn-search", "--teacher-tolerance", "0.08",
-                 "--search-knows", "mount", "--episodes", "1", "--updates", "2", "--batch-size", "4", "--encoder-base-channels", "4",
-                 "--feature-dim", "16", "--actor-hidden", "16", "--eval-episodes", "1", "--noise", "0"])
+    code = main(
+        [
+            "--run-dir",
+            str(run_dir),
+            "--teacher",
+            "dclaw-turn-search",
+            "--teacher-tolerance",
+            "0.08",
+            "--search-knows",
+            "mount",
+            "--episodes",
+            "1",
+            "--updates",
+            "2",
+            "--batch-size",
+            "4",
+            "--encoder-base-channels",
+            "4",
+            "--feature-dim",
+            "16",
+            "--actor-hidden",
+            "16",
+            "--eval-episodes",
+            "1",
+            "--noise",
+            "0",
+        ]
+    )
     assert code == 0
     collect = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert collect["kind"] == "collect" and collect["frames"] == 40
-    options = json.loads((run_dir / "imitation.json").read_text())
+    options = json.loads((run_dir / "config.json").read_text())
     assert options["teacher"] == "dclaw-turn-search" and options["teacher_tolerance"] == 0.08
     assert options["search_knows"] == "mount"
 
 
 def test_slac_imitate_runs_dagger_rounds_with_another_teacher(tmp_path):
     run_dir = tmp_path / "bc"
-    code = main(["--run-dir", str(run_dir), "--dagger-teacher", "dclaw-turn-search", "--search-slack", "0.03",
-                 "--dagger-switch", "random",
-                 "--episodes", "1", "--updates", "2", "--dagger-rounds", "2", "--dagger-episodes", "1",
-                 "--dagger-updates", "3", "--batch-size", "4", "--encoder-base-channels", "4",
-                 "--feature-dim", "16", "--actor-hidden", "16", "--eval-episodes", "1", "--noise", "0"])
+    code = main(
+        [
+            "--run-dir",
+            str(run_dir),
+            "--dagger-teacher",
+            "dclaw-turn-search",
+            "--search-slack",
+            "0.03",
+            "--dagger-switch",
+            "random",
+            "--episodes",
+            "1",
+            "--updates",
+            "2",
+            "--dagger-rounds",
+            "2",
+            "--dagger-episodes",
+            "1",
+            "--dagger-updates",
+            "3",
+            "--batch-size",
+            "4",
+            "--encoder-base-channels",
+            "4",
+            "--feature-dim",
+            "16",
+            "--actor-hidden",
+            "16",
+            "--eval-episodes",
+            "1",
+            "--noise",
+            "0",
+        ]
+    )
     assert code == 0
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["kind"] for r in records] == ["collect", "train", "dagger", "train", "dagger", "train", "eval", "eval"]
+    assert [r["kind"] for r in records] == [
+        "collect",
+        "train",
+        "dagger",
+        "train",
+        "dagger",
+        "train",
+        "checkpoint",
+        "eval",
+        "eval",
+    ]
     assert [r["frames"] for r in records if r["kind"] == "dagger"] == [80, 120]
-    assert records[-3]["update"] == 2 + 3 + 3
+    assert [r["update"] for r in records if r["kind"] == "train"][-1] == 2 + 3 + 3
     assert (run_dir / "checkpoints" / "ckpt-bc-00000008.pt").exists()
 
 
@@ -503,15 +716,21 @@ def test_slac_imitate_refuses_a_task_its_teacher_cannot_drive(tmp_path, capsys):
 def test_table_teacher_uses_the_stroke_table_built_for_the_nearest_mount_height():
     sweeps = np.array([-0.35, 0.0, 0.35])
     nominal = {"rotation": np.zeros((1, 1, 3, 3)), "phases": np.zeros(1), "sweeps": sweeps}
-    nominal["rotation"][0, 0, 0, 2] = -1.0  # nominal: only -0.35 -> +0.35 turns the valve (by -1 rad)
+    nominal["rotation"][
+        0, 0, 0, 2
+    ] = -1.0  # nominal: only -0.35 -> +0.35 turns the valve (by -1 rad)
     low = {"rotation": np.zeros((1, 1, 3, 3)), "phases": np.zeros(1), "sweeps": sweeps}
     low["rotation"][0, 0, 1, 2] = -1.0  # 4 mm low: only 0 -> +0.35 does
-    teacher = TurnTableController(nominal, phase_radius=0, sweep_radius=0, height_tables={-0.004: low})
+    teacher = TurnTableController(
+        nominal, phase_radius=0, sweep_radius=0, height_tables={-0.004: low}
+    )
     teacher.reset()
     assert teacher.choose(0.0, -1.0)[:2] == (-0.35, 0.35)
     teacher.set_mount_offset([0.005, 0.0, -0.0035])
     assert teacher.choose(0.0, -1.0)[:2] == (0.0, 0.35)
-    assert teacher.lowered == pytest.approx(mount_compensated_pose(TurnStrokeController.lowered, -0.0035))
+    assert teacher.lowered == pytest.approx(
+        mount_compensated_pose(TurnStrokeController.lowered, -0.0035)
+    )
     teacher.set_mount_offset([0.0, 0.0, -0.0015])  # nearer nominal than -4 mm
     assert teacher.choose(0.0, -1.0)[:2] == (-0.35, 0.35)
     teacher.set_mount_offset([0.0, 0.0, -0.009])
@@ -522,10 +741,12 @@ def test_table_teacher_uses_the_stroke_table_built_for_the_nearest_mount_height(
 
 
 def test_shipped_mount_table_is_what_the_builder_makes_for_that_height():
-    (height, path), = MOUNT_TABLES.items()
+    ((height, path),) = MOUNT_TABLES.items()
     shipped = np.load(path)
     sweeps = [-0.35, 0.0, 0.35]
-    built = build_stroke_table(phases=1, sweeps=sweeps, **mount_table_options(height))["rotation"][0, 0]
+    built = build_stroke_table(phases=1, sweeps=sweeps, **mount_table_options(height))["rotation"][
+        0, 0
+    ]
     idx = [int(np.argmin(np.abs(shipped["sweeps"] - b))) for b in sweeps]
     np.testing.assert_allclose(built, shipped["rotation"][0, 0][np.ix_(idx, idx)], atol=1e-5)
     # the mount moved and the poses with it: not the nominal table's outcomes
@@ -534,23 +755,25 @@ def test_shipped_mount_table_is_what_the_builder_makes_for_that_height():
 
 
 def test_slac_imitate_mount_tables_teacher_strokes_from_the_low_mount_table_when_the_mount_is_low():
-    from slac_train.imitation import TEACHERS
+    from slac_train.imitation.teachers import TeacherOptions, get_teacher
 
-    teacher = TEACHERS["dclaw-turn-mount-tables"][1]()
-    (height, path), = MOUNT_TABLES.items()
+    teacher = get_teacher("dclaw-turn-mount-tables").make(TeacherOptions())
+    ((height, path),) = MOUNT_TABLES.items()
     low, nominal = TurnTableController(path), TurnTableController()
     for t in (teacher, low, nominal):
         t.reset()
     teacher.set_mount_offset([0.0, 0.0, height - 0.001])
-    choices = {name: [t.choose(angle, -1.2) for angle in np.linspace(0, 2.0, 9)]
-               for name, t in (("teacher", teacher), ("low", low), ("nominal", nominal))}
+    choices = {
+        name: [t.choose(angle, -1.2) for angle in np.linspace(0, 2.0, 9)]
+        for name, t in (("teacher", teacher), ("low", low), ("nominal", nominal))
+    }
     assert choices["teacher"] == choices["low"] != choices["nominal"]
     teacher.set_mount_offset([0.0, 0.0, 0.006])
     assert [teacher.choose(angle, -1.2) for angle in np.linspace(0, 2.0, 9)] == choices["nominal"]
 
 
 def test_slac_imitate_checkpoints_while_training_and_on_ctrl_c(tmp_path, monkeypatch, capsys):
-    import slac_train.imitation as imitation
+    import slac_train.imitation.training as imitation
     from slac_train.checkpoint import load_agent
     from slac_train.export_cli import export_run
 
@@ -564,13 +787,33 @@ def test_slac_imitate_checkpoints_while_training_and_on_ctrl_c(tmp_path, monkeyp
 
     monkeypatch.setattr(imitation, "bc_loss", interrupted_at_the_fifth_update)
     run_dir = tmp_path / "bc"
-    code = main(["--run-dir", str(run_dir), "--episodes", "1", "--updates", "10", "--batch-size", "4",
-                 "--encoder-base-channels", "4", "--feature-dim", "16", "--actor-hidden", "16",
-                 "--checkpoint-every", "2"])
+    code = main(
+        [
+            "--run-dir",
+            str(run_dir),
+            "--episodes",
+            "1",
+            "--updates",
+            "10",
+            "--batch-size",
+            "4",
+            "--encoder-base-channels",
+            "4",
+            "--feature-dim",
+            "16",
+            "--actor-hidden",
+            "16",
+            "--checkpoint-every",
+            "2",
+        ]
+    )
     assert code == 130
     assert "interrupted after 4 updates" in capsys.readouterr().err
     names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
-    assert names == ["ckpt-bc-00000002.pt", "ckpt-bc-00000004.pt"]  # the periodic one and the Ctrl-C one
+    assert names == [
+        "ckpt-bc-00000002.pt",
+        "ckpt-bc-00000004.pt",
+    ]  # the periodic one and the Ctrl-C one
     _, state = load_agent(run_dir)
     assert state["counters"]["bc_updates"] == 4 and state["counters"]["agent_steps"] == 40
     path, _ = export_run(run_dir, tmp_path / "bc.onnx")
@@ -580,7 +823,7 @@ def test_slac_imitate_checkpoints_while_training_and_on_ctrl_c(tmp_path, monkeyp
 def test_weight_average_follows_the_weights_with_a_warmed_up_decay_and_swaps_back():
     import torch
 
-    from slac_train.imitation import WeightAverage
+    from slac_train.imitation.training import WeightAverage
 
     weight = torch.nn.Parameter(torch.zeros(3))
     average = WeightAverage([weight], decay=0.5)
@@ -589,7 +832,9 @@ def test_weight_average_follows_the_weights_with_a_warmed_up_decay_and_swaps_bac
         with torch.no_grad():
             weight.fill_(value)
         average.update()
-        decay = min(0.5, (1 + t) / (10 + t))  # 0.1, 0.18, 0.25, 0.31: warm-up, then 0.5 would cap it
+        decay = min(
+            0.5, (1 + t) / (10 + t)
+        )  # 0.1, 0.18, 0.25, 0.31: warm-up, then 0.5 would cap it
         expected = decay * expected + (1 - decay) * value
         np.testing.assert_allclose(average.average[0].numpy(), expected, rtol=1e-6)
     with average.swapped_in():
@@ -600,9 +845,11 @@ def test_weight_average_follows_the_weights_with_a_warmed_up_decay_and_swaps_bac
 
 
 def test_cosine_learning_rate_falls_from_one_to_zero():
-    from slac_train.imitation import lr_factor
+    from slac_train.imitation.training import lr_factor
 
-    assert [lr_factor("cosine", u, 100) for u in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
+    assert [lr_factor("cosine", u, 100) for u in (0, 50, 100)] == pytest.approx(
+        [1.0, 0.5, 0.0], abs=1e-12
+    )
     assert lr_factor("cosine", 25, 100) > lr_factor("cosine", 26, 100)
     assert lr_factor("constant", 99, 100) == 1.0
     with pytest.raises(ValueError, match="constant or cosine"):
@@ -610,7 +857,7 @@ def test_cosine_learning_rate_falls_from_one_to_zero():
 
 
 def test_random_shift_moves_each_window_as_one_and_repeats_the_edge():
-    from slac_train.imitation import random_shift
+    from slac_train.imitation.dataset import random_shift
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (16, 8, 12, 10, 3)).astype(np.uint8)
@@ -619,55 +866,129 @@ def test_random_shift_moves_each_window_as_one_and_repeats_the_edge():
     assert shifted.shape == frames.shape and shifted.dtype == np.uint8
     moves = []
     for window, moved in zip(frames, shifted):
-        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                 if np.array_equal(moved, window.take(np.clip(np.arange(12) + dy, 0, 11), axis=1)
-                                   .take(np.clip(np.arange(10) + dx, 0, 9), axis=2))]
+        found = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(
+                moved,
+                window.take(np.clip(np.arange(12) + dy, 0, 11), axis=1).take(
+                    np.clip(np.arange(10) + dx, 0, 9), axis=2
+                ),
+            )
+        ]
         assert len(found) == 1  # one shift for all 8 frames of the window
         moves.append(found[0])
     assert len(set(moves)) > 3  # windows move differently
 
 
-def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_from_the_file(tmp_path, capsys):
+def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_from_the_file(
+    tmp_path, capsys
+):
     from slac_train.export_cli import export_run
 
-    small = ["--batch-size", "4", "--encoder-base-channels", "4", "--feature-dim", "16", "--actor-hidden", "16",
-             "--eval-episodes", "1"]
+    small = [
+        "--batch-size",
+        "4",
+        "--encoder-base-channels",
+        "4",
+        "--feature-dim",
+        "16",
+        "--actor-hidden",
+        "16",
+        "--eval-episodes",
+        "1",
+    ]
     dataset = tmp_path / "turn.npz"
     run_dir = tmp_path / "bc"
-    code = main(["--run-dir", str(run_dir), "--episodes", "2", "--updates", "6", "--checkpoint-every", "3",
-                 "--lr-schedule", "cosine", "--ema", "0.9", "--val-episodes", "1", "--save-dataset", str(dataset),
-                 *small])
+    code = main(
+        [
+            "--run-dir",
+            str(run_dir),
+            "--episodes",
+            "2",
+            "--updates",
+            "6",
+            "--checkpoint-every",
+            "3",
+            "--lr-schedule",
+            "cosine",
+            "--ema",
+            "0.9",
+            "--val-episodes",
+            "1",
+            "--save-dataset",
+            str(dataset),
+            *small,
+        ]
+    )
     assert code == 0
     assert "best validation: update" in capsys.readouterr().out
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["update"] for r in records if r["kind"] == "val"] == [3, 6]  # the periodic checkpoint and the last
+    assert [r["update"] for r in records if r["kind"] == "val"] == [
+        3,
+        6,
+    ]  # the periodic checkpoint and the last
     lrs = [r["lr"] for r in records if r["kind"] == "train"]
     assert lrs[-1] < 0.1 * 3e-4  # annealed: the 6th update runs at cos(5/6 pi) of the rate
     path, metadata = export_run(run_dir / "checkpoints" / "best.pt", tmp_path / "best.onnx")
     assert path.exists() and metadata.training_agent_steps == 80
 
     again = tmp_path / "again"
-    assert main(["--run-dir", str(again), "--dataset", str(dataset), "--updates", "2", "--augment-shift", "3",
-                 *small]) == 0
+    assert (
+        main(
+            [
+                "--run-dir",
+                str(again),
+                "--dataset",
+                str(dataset),
+                "--updates",
+                "2",
+                "--augment-shift",
+                "3",
+                *small,
+            ]
+        )
+        == 0
+    )
     collect = json.loads((again / "metrics.jsonl").read_text().splitlines()[0])
     assert collect["frames"] == 80 and collect["dataset"] == str(dataset)
     assert collect["teacher_success"] == records[0]["teacher_success"]
     assert "collecting" not in capsys.readouterr().out  # no teacher episodes recorded
     twice = tmp_path / "twice"
-    assert main(["--run-dir", str(twice), "--dataset", str(dataset), str(dataset), "--updates", "1", *small]) == 0
+    assert (
+        main(
+            [
+                "--run-dir",
+                str(twice),
+                "--dataset",
+                str(dataset),
+                str(dataset),
+                "--updates",
+                "1",
+                *small,
+            ]
+        )
+        == 0
+    )
     assert json.loads((twice / "metrics.jsonl").read_text().splitlines()[0])["frames"] == 160
     joined, meta = Dataset.load(dataset)
     joined.extend(Dataset.load(dataset)[0])
     assert meta["episodes"] == 2 and meta["teacher"] == "dclaw-turn-table"
-    assert joined.starts == [0] * 40 + [40] * 40 + [80] * 40 + [120] * 40  # windows stay inside their episode
+    assert (
+        joined.starts == [0] * 40 + [40] * 40 + [80] * 40 + [120] * 40
+    )  # windows stay inside their episode
 
     np.savez(tmp_path / "other.npz", frames=np.zeros((2, 8, 8, 3), np.uint8))
-    assert main(["--run-dir", str(tmp_path / "x"), "--dataset", str(tmp_path / "other.npz"), *small]) == 2
+    assert (
+        main(["--run-dir", str(tmp_path / "x"), "--dataset", str(tmp_path / "other.npz"), *small])
+        == 2
+    )
     assert "not a dataset written by slac-imitate --save-dataset" in capsys.readouterr().err
 
 
 def test_slac_imitate_keeps_the_episodes_recorded_before_a_ctrl_c(tmp_path, monkeypatch, capsys):
-    import slac_train.imitation as imitation
+    import slac_train.imitation.training as imitation
 
     real_add = Dataset.add_episode
 
@@ -678,8 +999,187 @@ def test_slac_imitate_keeps_the_episodes_recorded_before_a_ctrl_c(tmp_path, monk
 
     monkeypatch.setattr(imitation.Dataset, "add_episode", interrupted_in_the_third_episode)
     dataset = tmp_path / "turn.npz"
-    assert main(["--run-dir", str(tmp_path / "bc"), "--episodes", "5", "--save-dataset", str(dataset)]) == 130
+    assert (
+        main(["--run-dir", str(tmp_path / "bc"), "--episodes", "5", "--save-dataset", str(dataset)])
+        == 130
+    )
     assert f"the 2 episodes recorded are in {dataset}" in capsys.readouterr().err
     monkeypatch.setattr(imitation.Dataset, "add_episode", real_add)
     data, meta = Dataset.load(dataset)
-    assert len(data) == 80 and meta["episodes"] == 2 and 0.0 <= meta["teacher_stats"]["success_rate"] <= 1.0
+    assert (
+        len(data) == 80
+        and meta["episodes"] == 2
+        and 0.0 <= meta["teacher_stats"]["success_rate"] <= 1.0
+    )
+
+
+def run_layout(run_dir: Path) -> set[str]:
+    """A run directory's files, with their counters and time stamps as ``*``."""
+    import re
+
+    names = set()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            name = path.relative_to(run_dir).as_posix()
+            name = re.sub(r"events\.out\.tfevents\..*", "events.out.tfevents.*", name)
+            names.add(re.sub(r"-[0-9-]+(bc-)?[0-9]+\.", "-*.", name.replace("ckpt-bc-", "ckpt-")))
+    return names
+
+
+def test_slac_imitate_leaves_the_run_directory_slac_train_leaves(tmp_path):
+    """The same files, kinds and formats as a slac-train run, but for what only a SLAC learner has
+    (its replay buffer, its model's reconstruction video)."""
+    import csv
+
+    from slac_train.cli import main as train_main
+
+    trained, imitated = tmp_path / "train", tmp_path / "imitate"
+    assert (
+        train_main(
+            [
+                "--task",
+                "cartpole-swingup",
+                "--encoder-base-channels",
+                "4",
+                "--feature-dim",
+                "16",
+                "--z1-dim",
+                "4",
+                "--z2-dim",
+                "8",
+                "--model-hidden",
+                "16",
+                "--actor-critic-hidden",
+                "16",
+                "--batch-size-actor-critic",
+                "8",
+                "--batch-size-model",
+                "4",
+                "--buffer-capacity",
+                "2000",
+                "--model-pretrain-steps",
+                "3",
+                "--eval-episodes",
+                "1",
+                "--reconstruction-steps",
+                "6",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--max-episode-agent-steps",
+                "15",
+                "--initial-collection-steps",
+                "15",
+                "--total-env-steps",
+                "120",
+                "--eval-every-env-steps",
+                "60",
+                "--run-dir",
+                str(trained),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "--run-dir",
+                str(imitated),
+                "--episodes",
+                "2",
+                "--updates",
+                "4",
+                "--batch-size",
+                "4",
+                "--encoder-base-channels",
+                "4",
+                "--feature-dim",
+                "16",
+                "--actor-hidden",
+                "16",
+                "--eval-episodes",
+                "1",
+                "--noise",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    only_slac = {"checkpoints/buffer-*.npz", "videos/reconstruction-*.mp4"}
+    assert run_layout(imitated) == run_layout(trained) - only_slac
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "eval.csv",
+        "curve.png",
+        "summary.json",
+        "checkpoints/latest",
+        "checkpoints/ckpt-*.pt",
+        "tensorboard/events.out.tfevents.*",
+        "videos/eval-*.mp4",
+    } <= run_layout(imitated)
+    for run in (trained, imitated):
+        with open(run / "eval.csv") as f:
+            header = next(csv.reader(f))
+        assert header[:3] == ["env_step", "agent_step", "wall_time_s"]
+        assert (run / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    # the saved config is the command's dataclass, every option in it
+    from slac_train.imitation.config import ImitationConfig
+
+    saved = json.loads((imitated / "config.json").read_text())
+    assert saved["run_dir"] == str(imitated) and saved["updates"] == 4 and saved["noise"] == [0.0]
+    ImitationConfig(**saved)
+
+
+def test_slac_imitate_options_come_from_its_config_and_refuse_what_cannot_work(tmp_path, capsys):
+    import dataclasses
+
+    from slac_train.imitation.cli import build_parser
+    from slac_train.imitation.config import ImitationConfig
+
+    parser = build_parser()
+    flags = {s for action in parser._actions for s in action.option_strings}
+    for f in dataclasses.fields(ImitationConfig):
+        assert f.metadata["help"], f"{f.name} has no help"
+        assert f.default is not dataclasses.MISSING
+    assert {"--noise", "--dataset", "--observation-latency", "--threads", "--num-threads"} <= flags
+    with pytest.raises(SystemExit) as stop:
+        main(
+            ["--run-dir", str(tmp_path / "x"), "--episode", "3"]
+        )  # an abbreviation is not an option
+    assert stop.value.code == 2 and "did you mean --episodes?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--run-dir", str(tmp_path / "x"), "--ema", "1.5"])
+    assert "--ema" in capsys.readouterr().err
+    assert main(["--run-dir", str(tmp_path / "x"), "--teacher", "dclaw-turn-tabel"]) == 2
+    assert "did you mean dclaw-turn-table" in capsys.readouterr().err
+    assert main(["--list-teachers"]) == 0
+    assert "dclaw-turn-follow-tables" in capsys.readouterr().out
+
+
+def test_slac_imitate_stops_with_a_checkpoint_on_sigterm(tmp_path, monkeypatch, capsys):
+    """A kill (SIGTERM) asks for a stop, as Ctrl-C does: the update under way finishes and a
+    checkpoint holds it."""
+    import os
+    import signal
+
+    import slac_train.imitation.training as imitation
+    from slac_train.checkpoint import load_agent
+
+    real_loss, calls = imitation.bc_loss, []
+
+    def killed_in_the_third_update(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(imitation, "bc_loss", killed_in_the_third_update)
+    run_dir = tmp_path / "bc"
+    code = main(["--run-dir", str(run_dir), "--episodes", "1", "--updates", "10", "--batch-size", "4",
+                 "--encoder-base-channels", "4", "--feature-dim", "16", "--actor-hidden", "16"])
+    assert code == 130 and "interrupted after 3 updates" in capsys.readouterr().err
+    _, state = load_agent(run_dir)
+    assert state["counters"]["bc_updates"] == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run

@@ -69,6 +69,10 @@ Rewards are computed after every environment step (:class:`PixelEnv` sums them o
   counter-clockwise), with ``valve_angle`` and ``target_angle`` (rad).
 * ``reward_terms``: the reward's parts; ``joint_positions`` and ``joint_goals`` (rad).
 * reset only: ``dynamics`` and ``visuals``, the randomisation draws (absent when switched off).
+
+State-based teachers (:mod:`slac_train.imitation.teachers`) read a valve task through
+:attr:`DClawValveTask.servo_goals` and try strokes with :meth:`DClawValveTask.valve_rollouts`,
+besides the ``info`` above; nothing else of the simulator is theirs to touch.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ from typing import Any
 import numpy as np
 
 from robots.dclaw.description import CONTROL_PERIOD_S, DCLAW, RESET_POSE
+from slac_runtime.angles import wrap_angle
 from slac_train.envs.base import PixelTask
 from slac_train.envs.registry import TaskSpec, register_task
 
@@ -92,11 +97,6 @@ TURN_SUCCESS_RAD = 0.1
 SCREW_SUCCESS_RAD = 0.2
 SCREW_FIXED_SPEED = 0.5  # rad/s
 SCREW_RANDOM_SPEED = 0.75  # rad/s, U(-x, x)
-
-
-def wrap_to_pi(angle: float) -> float:
-    """Wrap an angle (rad) to [-pi, pi)."""
-    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 class DClawTask(PixelTask):
@@ -296,7 +296,18 @@ class DClawValveTask(DClawTask):
 
     def angle_error(self) -> float:
         """wrap(target - valve angle) in [-pi, pi) (rad)."""
-        return wrap_to_pi(self._target_angle - self.sim.valve_angle())
+        return wrap_angle(self._target_angle - self.sim.valve_angle())
+
+    # What a state-based teacher may read and try (training only: the simulator's privileged state).
+    @property
+    def servo_goals(self) -> np.ndarray:
+        """The nine servo goals (rad) in force now: velocity-limited, within the joint ranges."""
+        return self.sim.joint_goals()
+
+    def valve_rollouts(self, own_model: bool = True) -> ValveRollouts:
+        """A :class:`ValveRollouts` that tries servo goals from this task's present state, in the
+        task's own model (``own_model``, its dynamics draw included) or in a model of its own."""
+        return ValveRollouts(self, own_model)
 
     def _show_goal_marker(self) -> None:
         self.sim.set_goal_angle(self._target_angle)
@@ -321,6 +332,51 @@ class DClawValveTask(DClawTask):
             "valve_angle": self.sim.valve_angle(),
             "target_angle": self._target_angle,
         }
+
+
+class ValveRollouts:
+    """Tries servo goals from a valve task's present state and reports where the valve ends.
+
+    Each rollout copies the task's simulator state into a scratch state and steps that, one control
+    period (:attr:`DClawSim.substeps` simulator steps) per servo goal, so the task itself is left
+    exactly as it was. The rollouts run in the task's own model (``own_model=True``: whatever its
+    dynamics draw is) or in a model of their own, nominal until :meth:`assume_dynamics` sets a draw
+    (what a teacher that knows only part of the draw would predict).
+    """
+
+    def __init__(self, task: DClawValveTask, own_model: bool = True):
+        import mujoco
+
+        from robots.dclaw.sim import VALVE_JOINT, DClawSim
+
+        self._task = task
+        self._own_sim = None if own_model else DClawSim(task.scene, render_size=16)
+        self._model = task.sim.model if own_model else self._own_sim.model
+        self._scratch = mujoco.MjData(self._model)
+        self._valve_qpos = int(self._model.joint(VALVE_JOINT).qposadr[0])
+
+    def assume_dynamics(self, draw: dict[str, Any]) -> None:
+        """Roll out in the nominal model changed by ``draw`` (a :meth:`DClawSim.apply_dynamics` draw)."""
+        if self._own_sim is None:
+            raise ValueError("these rollouts run in the task's own model: make them with own_model=False")
+        self._own_sim.apply_dynamics(dict(draw))
+
+    def valve_angle_after(self, servo_goals) -> float:
+        """The valve's angle (rad) after holding each of ``servo_goals`` (nine joint goals, rad,
+        clipped to the joint ranges) for one control period, from the task's present state."""
+        import mujoco
+
+        mujoco.mj_copyData(self._scratch, self._model, self._task.sim.data)
+        substeps = self._task.sim.substeps
+        for goal in servo_goals:
+            self._scratch.ctrl[:] = np.clip(goal, DCLAW.low, DCLAW.high)
+            mujoco.mj_step(self._model, self._scratch, nstep=substeps)
+        return float(self._scratch.qpos[self._valve_qpos])
+
+    def close(self) -> None:
+        """Release the rollouts' own simulator (if they have one)."""
+        if self._own_sim is not None:
+            self._own_sim.close()
 
 
 class DClawTurn(DClawValveTask):
@@ -368,6 +424,22 @@ class DClawScrew(DClawValveTask):
         info = super()._task_info()
         info["target_speed"] = self._target_speed
         return info
+
+
+HEIGHT_BINS_MM = ((-10, -6), (-6, -2), (-2, 2), (2, 6), (6, 10))  # mount heights drawn: U(+-10 mm)
+
+
+def mount_height_mm(reset_info: dict[str, Any]) -> float | None:
+    """The mount height (mm above nominal) a reset drew, or None without dynamics randomisation."""
+    dynamics = reset_info.get("dynamics")
+    return None if dynamics is None else float(dynamics["mount_offset_m"][2]) * 1000
+
+
+def success_by_mount_height(heights_mm: np.ndarray, ok: np.ndarray) -> dict[str, list]:
+    """``[success rate (None if empty), episodes]`` per mount-height bin of :data:`HEIGHT_BINS_MM`,
+    from each episode's drawn height (mm) and whether it succeeded."""
+    return {f"{lo:+d}..{hi:+d} mm": [float(ok[inside].mean()) if inside.any() else None, int(inside.sum())]
+            for lo, hi in HEIGHT_BINS_MM for inside in [(heights_mm >= lo) & (heights_mm < hi)]}
 
 
 TASKS = {"pose": (DClawPose, 1), "turn": (DClawTurn, 2), "screw": (DClawScrew, 2)}

@@ -1,0 +1,159 @@
+"""Recorded teacher episodes and the training windows drawn from them.
+
+A :class:`Dataset` holds, per frame, the uint8 frame ``[H, W, 3]``, the action executed after it,
+the teacher's clean label (NaN where the teacher did not act: a student's steps in DAgger) and its
+episode's dynamics draw (:func:`dynamics_targets`). :func:`sample_batch` cuts the 8-frame /
+7-action windows the actor sees, with the runtime's start-of-episode padding
+(:func:`slac_runtime.history.padded_window_indices`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from slac_runtime.history import ACTOR_FRAMES, padded_window_indices
+
+LABEL_CLIP = 0.97  # labels at +-1 have no finite pre-tanh value
+AUX_TARGETS = ("mount_height", "servo_gain")  # the dynamics draw's auxiliary targets (aux_weight)
+
+
+def dynamics_targets(reset_info) -> np.ndarray:
+    """``[mount height offset / 1 cm, mean servo gain - 2 N m/rad]`` of a reset's dynamics draw (about
+    -1 ... 1 each, the spans of the D'Claw's randomisation), NaN without a draw: the auxiliary targets
+    that ask the encoder to see what the teacher reads from the simulator."""
+    dynamics = reset_info.get("dynamics")
+    if not dynamics or "mount_offset_m" not in dynamics or "actuator_kp" not in dynamics:
+        return np.full(len(AUX_TARGETS), np.nan, np.float32)
+    height = float(np.asarray(dynamics["mount_offset_m"]).reshape(3)[2])
+    return np.array([height / 0.01, float(np.mean(dynamics["actuator_kp"])) - 2.0], np.float32)
+
+
+class Dataset:
+    """Recorded episodes: frames, executed actions, teacher labels; windows as the actor sees them."""
+
+    def __init__(self, frame_shape: tuple[int, ...], action_dim: int) -> None:
+        self.frames: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []  # executed (what the history shows)
+        self.labels: list[np.ndarray] = []  # the teacher's clean action at that frame (NaN: none)
+        self.starts: list[int] = []  # per frame: index of its episode's first frame
+        self.aux: list[np.ndarray] = []  # per frame: its episode's dynamics draw (dynamics_targets)
+        self.frame_shape, self.action_dim = frame_shape, action_dim
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def add_episode(
+        self,
+        frames: list[np.ndarray],
+        actions: list[np.ndarray],
+        labels: list[np.ndarray],
+        aux: np.ndarray | None = None,
+    ) -> None:
+        start = len(self.frames)
+        aux = (
+            np.full(len(AUX_TARGETS), np.nan, np.float32)
+            if aux is None
+            else np.asarray(aux, np.float32)
+        )
+        self.aux += [aux] * len(frames)
+        self.frames += frames
+        self.actions += actions
+        self.labels += labels
+        self.starts += [start] * len(frames)
+
+    def save(self, path: Path, meta: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
+        """Write the episodes (uncompressed .npz, ~12 kB a frame) with ``meta`` (JSON) beside them;
+        written to a temporary name and renamed, so a stop while writing leaves no half file.
+        ``arrays``: this dataset's :meth:`arrays`, where the caller has them already (not stacked twice)."""
+        path = Path(path)
+        arrays = self.arrays() if arrays is None else arrays
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp,
+            **{k: arrays[k] for k in ("frames", "actions", "labels", "starts", "aux")},
+            meta=np.array(json.dumps(meta)),
+        )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[Dataset, dict]:
+        with np.load(path) as f:
+            stored = {k: f[k] for k in f.files}
+        missing = {"frames", "actions", "labels", "starts", "aux", "meta"} - set(stored)
+        if missing:
+            raise ValueError(
+                f"{path} is not a dataset written by slac-imitate --save-dataset "
+                f"(no {', '.join(sorted(missing))})"
+            )
+        data = cls(stored["frames"].shape[1:], stored["actions"].shape[1])
+        data.frames, data.actions, data.labels = (
+            list(stored["frames"]),
+            list(stored["actions"]),
+            list(stored["labels"]),
+        )
+        data.starts, data.aux = stored["starts"].tolist(), list(stored["aux"])
+        return data, json.loads(str(stored["meta"]))
+
+    def extend(self, other: Dataset) -> None:
+        """Append another dataset's episodes (of the same frame and action shapes)."""
+        if other.frame_shape != self.frame_shape or other.action_dim != self.action_dim:
+            raise ValueError(
+                f"cannot join datasets of frames {self.frame_shape} / {other.frame_shape}, "
+                f"actions {self.action_dim} / {other.action_dim}"
+            )
+        offset = len(self.frames)
+        self.frames += other.frames
+        self.actions += other.actions
+        self.labels += other.labels
+        self.aux += other.aux
+        self.starts += [start + offset for start in other.starts]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        n = len(
+            self.starts
+        )  # appended last: an episode cut short while being added (a stop) is left out
+        labels = np.stack(self.labels[:n])
+        return {
+            "frames": np.stack(self.frames[:n]).astype(np.uint8),
+            "actions": np.stack(self.actions[:n]).astype(np.float32),
+            "labels": np.clip(labels, -LABEL_CLIP, LABEL_CLIP).astype(np.float32),
+            "starts": np.asarray(self.starts, dtype=np.int64),
+            "labelled": np.flatnonzero(~np.isnan(labels).any(-1)),
+            "aux": np.stack(self.aux[:n]).astype(np.float32),
+        }
+
+
+def sample_batch(
+    arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    last = arrays["labelled"][rng.integers(0, len(arrays["labelled"]), batch_size)]
+    frame_idx, action_idx, valid = padded_window_indices(last, arrays["starts"][last], ACTOR_FRAMES)
+    prev_actions = arrays["actions"][action_idx] * valid[..., None]
+    return {
+        "frames": arrays["frames"][frame_idx],
+        "prev_actions": prev_actions.astype(np.float32),
+        "labels": arrays["labels"][last],
+        "aux": arrays["aux"][last],
+    }
+
+
+def random_shift(frames: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """Each window of ``frames[B, T, H, W, C]`` moved by a random whole number of pixels in
+    ``-pad ... pad`` along each axis (the same for all of a window's frames, as a camera mounted a little
+    off would move them), the edge pixels repeated into the gap (DrQ's augmentation)."""
+    if pad <= 0:
+        return frames
+    batch, _, height, width, _ = frames.shape
+    dy, dx = rng.integers(-pad, pad + 1, (2, batch))
+    out = np.empty_like(frames)
+    for i in range(
+        batch
+    ):  # two takes per window: a third of the time of one fancy index over the batch
+        rows = np.clip(np.arange(height) + dy[i], 0, height - 1)
+        cols = np.clip(np.arange(width) + dx[i], 0, width - 1)
+        out[i] = frames[i].take(rows, axis=1).take(cols, axis=2)
+    return out
