@@ -71,7 +71,9 @@ def measure(name: str, steps: int, seed: int = 0) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="*", default=None, help="task names (default: paper + D'Claw)")
+    parser.add_argument(
+        "--tasks", nargs="*", default=None, help="task names (default: paper + D'Claw)"
+    )
     parser.add_argument("--steps", type=int, default=300, help="agent steps per task")
     args = parser.parse_args()
     for name in args.tasks or default_tasks():

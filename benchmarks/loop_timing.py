@@ -41,9 +41,21 @@ def main() -> None:
             make_paper_policy(policy)
         port, camera = tmp / "tty", f"ipc://{tmp}/camera"
         virtual = subprocess.Popen(
-            [sys.executable, "-m", "robots.virtual_cli", "--robot", "dclaw", "--port-link", str(port),
-             "--camera-bind", camera], stdout=subprocess.PIPE, text=True,
-            env=dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl")))
+            [
+                sys.executable,
+                "-m",
+                "robots.virtual_cli",
+                "--robot",
+                "dclaw",
+                "--port-link",
+                str(port),
+                "--camera-bind",
+                camera,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl")),
+        )
         try:
             line = virtual.stdout.readline()
             if "servo port" not in line:
@@ -51,10 +63,30 @@ def main() -> None:
             steps = int(args.duration / 0.1)  # policy steps of 0.1 s (Turn: 0.05 s x 2)
             started = time.monotonic()
             run = subprocess.run(
-                [sys.executable, "-m", "slac_runtime.run_cli", "--robot", "dclaw", "--camera", camera,
-                 "--port", str(port), "--policy", str(policy), "--allow-uncalibrated", "--quiet",
-                 "--episode-steps", str(steps), "--log-dir", str(tmp / "logs"), "--threads", str(args.threads)],
-                capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "slac_runtime.run_cli",
+                    "--robot",
+                    "dclaw",
+                    "--camera",
+                    camera,
+                    "--port",
+                    str(port),
+                    "--policy",
+                    str(policy),
+                    "--allow-uncalibrated",
+                    "--quiet",
+                    "--episode-steps",
+                    str(steps),
+                    "--log-dir",
+                    str(tmp / "logs"),
+                    "--threads",
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+            )
             wall = time.monotonic() - started
             if run.returncode != 0:
                 raise SystemExit(f"slac-run failed: {run.stderr}")
@@ -67,21 +99,27 @@ def main() -> None:
     policy_ticks = log.policy_ticks()
     inference = np.array([t["policy"]["inference_s"] for t in policy_ticks]) * 1e3
     age = np.array([t["policy"]["frame_age_s"] for t in policy_ticks]) * 1e3
-    print(json.dumps({
-        "ticks": len(log.ticks),
-        "wall_s": round(wall, 1),
-        "tick_jitter_p50_ms": round(float(np.percentile(lateness, 50)), 3),
-        "tick_jitter_p99_ms": round(float(np.percentile(lateness, 99)), 3),
-        "tick_jitter_max_ms": round(float(lateness.max()), 3),
-        "tick_interval_p1_p99_ms": [round(float(np.percentile(intervals, 1)), 3),
-                                    round(float(np.percentile(intervals, 99)), 3)],
-        "overruns": log.footer["overruns"],
-        "inference_p50_ms": round(float(np.percentile(inference, 50)), 3),
-        "inference_p99_ms": round(float(np.percentile(inference, 99)), 3),
-        "frame_age_p50_ms": round(float(np.percentile(age, 50)), 2),
-        "frame_age_p99_ms": round(float(np.percentile(age, 99)), 2),
-        "stale_ticks": log.footer["stale_ticks"],
-    }))
+    print(
+        json.dumps(
+            {
+                "ticks": len(log.ticks),
+                "wall_s": round(wall, 1),
+                "tick_jitter_p50_ms": round(float(np.percentile(lateness, 50)), 3),
+                "tick_jitter_p99_ms": round(float(np.percentile(lateness, 99)), 3),
+                "tick_jitter_max_ms": round(float(lateness.max()), 3),
+                "tick_interval_p1_p99_ms": [
+                    round(float(np.percentile(intervals, 1)), 3),
+                    round(float(np.percentile(intervals, 99)), 3),
+                ],
+                "overruns": log.footer["overruns"],
+                "inference_p50_ms": round(float(np.percentile(inference, 50)), 3),
+                "inference_p99_ms": round(float(np.percentile(inference, 99)), 3),
+                "frame_age_p50_ms": round(float(np.percentile(age, 50)), 2),
+                "frame_age_p99_ms": round(float(np.percentile(age, 99)), 2),
+                "stale_ticks": log.footer["stale_ticks"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ import numpy as np
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     a = np.array(samples) * 1e3
-    return {"p50_ms": round(float(np.percentile(a, 50)), 4), "p99_ms": round(float(np.percentile(a, 99)), 4),
-            "mean_ms": round(float(a.mean()), 4)}
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 4),
+        "p99_ms": round(float(np.percentile(a, 99)), 4),
+        "mean_ms": round(float(a.mean()), 4),
+    }
 
 
 def make_paper_policy(path: Path) -> None:
@@ -36,14 +39,29 @@ def make_paper_policy(path: Path) -> None:
     torch.manual_seed(0)
     encoder, actor = Encoder(32, 256), TanhGaussianActor(8 * 256 + 7 * 9, 9, 256)
     metadata = PolicyMetadata(
-        task="dclaw-turn", robot="dclaw", image_height=64, image_width=64, channel_order="RGB",
-        history_length=8, action_dim=9, feature_dim=256, joint_names=DCLAW.joint_names,
-        joint_ranges=DCLAW.joint_ranges, velocity_limit=DCLAW.velocity_limit, control_period_s=0.05,
-        action_repeat=2, training_agent_steps=0, training_env_steps=0, checkpoint_sha256="random",
-        created_at="benchmark", package_version="benchmark",
+        task="dclaw-turn",
+        robot="dclaw",
+        image_height=64,
+        image_width=64,
+        channel_order="RGB",
+        history_length=8,
+        action_dim=9,
+        feature_dim=256,
+        joint_names=DCLAW.joint_names,
+        joint_ranges=DCLAW.joint_ranges,
+        velocity_limit=DCLAW.velocity_limit,
+        control_period_s=0.05,
+        action_repeat=2,
+        training_agent_steps=0,
+        training_env_steps=0,
+        checkpoint_sha256="random",
+        created_at="benchmark",
+        package_version="benchmark",
     )
     export_onnx(encoder, actor, metadata, path)
-    torch.save({"encoder": encoder.state_dict(), "actor": actor.state_dict()}, path.with_suffix(".pt"))
+    torch.save(
+        {"encoder": encoder.state_dict(), "actor": actor.state_dict()}, path.with_suffix(".pt")
+    )
 
 
 def bench_onnx(path: Path, threads: int, steps: int, warmup: int = 50) -> list[dict]:
@@ -52,7 +70,9 @@ def bench_onnx(path: Path, threads: int, steps: int, warmup: int = 50) -> list[d
     policy = OnnxPolicy(path, threads=threads, seed=0)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (steps + warmup + 1, 64, 64, 3), dtype=np.uint8)
-    actions = rng.uniform(-1, 1, (steps + warmup + 1, policy.metadata.action_dim)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (steps + warmup + 1, policy.metadata.action_dim)).astype(
+        np.float32
+    )
     rows = []
     # Streaming: what slac-run does every policy step (wall time of OnnxPolicy.step).
     policy.reset(frames[0])
@@ -100,7 +120,9 @@ def bench_torch(weights: Path, threads: int, steps: int, warmup: int = 20) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", type=Path, default=None, help="an exported policy (default: paper-size, random)")
+    parser.add_argument(
+        "--policy", type=Path, default=None, help="an exported policy (default: paper-size, random)"
+    )
     parser.add_argument("--steps", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +134,12 @@ def main() -> None:
             for row in bench_onnx(path, threads, args.steps):
                 print(json.dumps(row), flush=True)
             if args.policy is None:
-                print(json.dumps(bench_torch(path.with_suffix(".pt"), threads, max(200, args.steps // 5))), flush=True)
+                print(
+                    json.dumps(
+                        bench_torch(path.with_suffix(".pt"), threads, max(200, args.steps // 5))
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,13 @@ def start_load(scratch: Path) -> list[subprocess.Popen]:
     processes = []
     try:
         for program in programs:
-            processes.append(subprocess.Popen([sys.executable, "-c", *program], stdin=subprocess.DEVNULL,
-                                              stdout=subprocess.DEVNULL))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", *program],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
     except BaseException:
         stop_load(processes)
         raise
@@ -88,12 +93,35 @@ def run_episode(robot, policy: Path, log_dir: Path, episode: int) -> dict:
 
     robot.reset_scene(valve_angle=0.0)
     before = set(log_dir.glob("*/*.slaclog"))
-    cmd = [sys.executable, "-m", "slac_runtime.run_cli", "--robot", "dclaw", "--camera", robot.camera_endpoint,
-           "--port", robot.port, "--policy", str(policy), "--allow-uncalibrated", "--deterministic",
-           "--episodes", "1", "--log-dir", str(log_dir), "--seed", str(episode), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slac_runtime.run_cli",
+        "--robot",
+        "dclaw",
+        "--camera",
+        robot.camera_endpoint,
+        "--port",
+        robot.port,
+        "--policy",
+        str(policy),
+        "--allow-uncalibrated",
+        "--deterministic",
+        "--episodes",
+        "1",
+        "--log-dir",
+        str(log_dir),
+        "--seed",
+        str(episode),
+        "--quiet",
+    ]
     started = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True)
-    out = {"episode": episode, "exit_code": result.returncode, "wall_s": round(time.monotonic() - started, 1)}
+    out = {
+        "episode": episode,
+        "exit_code": result.returncode,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         out["error"] = lines[-1] if lines else f"exit code {result.returncode}, nothing on stderr"
@@ -103,33 +131,58 @@ def run_episode(robot, policy: Path, log_dir: Path, episode: int) -> dict:
 
         log = read_episode_log(new_logs[-1])
         summary = summarize(log)
-        out.update({k: summary.get(k) for k in ("ticks", "retries", "failures", "jitter_p99_ms", "stop_reason")})
+        out.update(
+            {
+                k: summary.get(k)
+                for k in ("ticks", "retries", "failures", "jitter_p99_ms", "stop_reason")
+            }
+        )
         footer = log.footer or {}
-        out.update({k: footer.get(k) for k in ("read_latency_p50_ms", "read_latency_p99_ms", "read_latency_max_ms")})
+        out.update(
+            {
+                k: footer.get(k)
+                for k in ("read_latency_p50_ms", "read_latency_p99_ms", "read_latency_max_ms")
+            }
+        )
     return out
 
 
 def run_demo(out: Path, run: int) -> dict:
     """The whole ``make demo`` pipeline once (``slac_train.pipeline_demo``); its exit code and last line."""
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "slac_train.pipeline_demo", "--out", str(out)],
-                            capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "slac_train.pipeline_demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    out_ = {"run": run, "exit_code": result.returncode, "wall_s": round(time.monotonic() - started, 1),
-            "last_line": lines[-1] if lines else ""}
-    print(f"make demo run {run}: exit {result.returncode}  {out_['wall_s']:5.1f} s  {out_['last_line']}", flush=True)
+    out_ = {
+        "run": run,
+        "exit_code": result.returncode,
+        "wall_s": round(time.monotonic() - started, 1),
+        "last_line": lines[-1] if lines else "",
+    }
+    print(
+        f"make demo run {run}: exit {result.returncode}  {out_['wall_s']:5.1f} s  {out_['last_line']}",
+        flush=True,
+    )
     return out_
 
 
 def driver_latency(results: list[dict]) -> dict[str, float | None]:
     """The driver's sync-read latency over the episodes: medians of p50 and p99, the largest max."""
+
     def median(key: str) -> float | None:
         values = sorted(r[key] for r in results if r.get(key) is not None)
         return values[len(values) // 2] if values else None
 
     maxima = [r["read_latency_max_ms"] for r in results if r.get("read_latency_max_ms") is not None]
-    return {"p50_ms_median": median("read_latency_p50_ms"), "p99_ms_median": median("read_latency_p99_ms"),
-            "max_ms": max(maxima) if maxima else None}
+    return {
+        "p50_ms_median": median("read_latency_p50_ms"),
+        "p99_ms_median": median("read_latency_p99_ms"),
+        "max_ms": max(maxima) if maxima else None,
+    }
 
 
 def fmt(value, spec: str = ".2f") -> str:
@@ -139,15 +192,29 @@ def fmt(value, spec: str = ".2f") -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--load", action=argparse.BooleanOptionalAction, default=True,
-                        help="busy loops on every core, a torch job and a disk writer beside the episodes")
-    parser.add_argument("--bus", choices=("process", "thread"), default="process",
-                        help="who answers the virtual bus: its own process (as shipped) or a thread of this one")
+    parser.add_argument(
+        "--load",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="busy loops on every core, a torch job and a disk writer beside the episodes",
+    )
+    parser.add_argument(
+        "--bus",
+        choices=("process", "thread"),
+        default="process",
+        help="who answers the virtual bus: its own process (as shipped) or a thread of this one",
+    )
     parser.add_argument("--policy", type=Path, default=POLICY)
-    parser.add_argument("--out", type=Path, default=None, help="keep the episode logs here (default: a temp folder)")
-    parser.add_argument("--demo-runs", type=int, default=0,
-                        help="after the episodes, run the whole `make demo` pipeline this many times beside "
-                             "the same load (each with its own virtual D'Claw)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="keep the episode logs here (default: a temp folder)"
+    )
+    parser.add_argument(
+        "--demo-runs",
+        type=int,
+        default=0,
+        help="after the episodes, run the whole `make demo` pipeline this many times beside "
+        "the same load (each with its own virtual D'Claw)",
+    )
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
@@ -168,21 +235,33 @@ def main(argv: list[str] | None = None) -> int:
         demos: list[dict] = []
         interrupted = False
         try:
-            with VirtualDClaw(out / "virtual" / "tty", f"ipc://{out.resolve()}/virtual/camera", bus=args.bus) as robot:
-                scheduling = getattr(robot.emulator, "scheduling", None) or "a thread of this process"
-                print(f"virtual D'Claw: bus {args.bus} ({scheduling}), port {robot.port}", flush=True)
+            with VirtualDClaw(
+                out / "virtual" / "tty", f"ipc://{out.resolve()}/virtual/camera", bus=args.bus
+            ) as robot:
+                scheduling = (
+                    getattr(robot.emulator, "scheduling", None) or "a thread of this process"
+                )
+                print(
+                    f"virtual D'Claw: bus {args.bus} ({scheduling}), port {robot.port}", flush=True
+                )
                 if args.load:
                     load = start_load(tmp_path / "disk")
-                    print(f"load: {os.cpu_count()} busy loops, a 2-thread torch job, a disk writer "
-                          f"(pids {[p.pid for p in load]})", flush=True)
+                    print(
+                        f"load: {os.cpu_count()} busy loops, a 2-thread torch job, a disk writer "
+                        f"(pids {[p.pid for p in load]})",
+                        flush=True,
+                    )
                 for episode in range(args.episodes):
                     r = run_episode(robot, args.policy, log_dir, episode)
                     results.append(r)
                     latency = robot.emulator.reply_latency()
-                    print(f"episode {episode:2d}: exit {r['exit_code']}  {r['wall_s']:5.1f} s  "
-                          f"retries {fmt(r.get('retries'), 'd')}  jitter p99 {fmt(r.get('jitter_p99_ms'))} ms  "
-                          f"bus reply max so far {fmt(latency['max_ms'])} ms"
-                          + (f"  FAILED: {r['error']}" if "error" in r else ""), flush=True)
+                    print(
+                        f"episode {episode:2d}: exit {r['exit_code']}  {r['wall_s']:5.1f} s  "
+                        f"retries {fmt(r.get('retries'), 'd')}  jitter p99 {fmt(r.get('jitter_p99_ms'))} ms  "
+                        f"bus reply max so far {fmt(latency['max_ms'])} ms"
+                        + (f"  FAILED: {r['error']}" if "error" in r else ""),
+                        flush=True,
+                    )
                     time.sleep(0.5)
                 latency = robot.emulator.reply_latency()
                 counters = robot.emulator.counters
@@ -202,12 +281,16 @@ def main(argv: list[str] | None = None) -> int:
         "load": args.load,
         "episodes": args.episodes,
         "completed": completed,
-        "failures": [{"episode": r["episode"], "error": r["error"]} for r in results if "error" in r],
+        "failures": [
+            {"episode": r["episode"], "error": r["error"]} for r in results if "error" in r
+        ],
         "bus_retries": sum(r.get("retries") or 0 for r in results),
         "bus_failures": sum(r.get("failures") or 0 for r in results),
         "jitter_p99_ms_worst": max(jitters) if jitters else None,
         "jitter_p99_ms_median": sorted(jitters)[len(jitters) // 2] if jitters else None,
-        "reply_latency_ms": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in latency.items()},
+        "reply_latency_ms": {
+            k: (round(v, 3) if isinstance(v, float) else v) for k, v in latency.items()
+        },
         "reply_latency_target_ms": REPLY_LATENCY_TARGET_MS,
         "driver_read_latency_ms": driver_latency(results),
         "torn_reads": counters.get("torn_reads"),
@@ -216,20 +299,30 @@ def main(argv: list[str] | None = None) -> int:
         "demo_failures": [d for d in demos if d["exit_code"] != 0],
         "interrupted": interrupted,
     }
-    print(f"\n{completed} of {args.episodes} episodes completed; bus retries {summary['bus_retries']}, "
-          f"failures {summary['bus_failures']}; jitter p99 worst {fmt(summary['jitter_p99_ms_worst'])} ms; "
-          f"bus reply latency p50 {fmt(latency.get('p50_ms'), '.3f')} / p99 {fmt(latency.get('p99_ms'), '.3f')} / "
-          f"max {fmt(latency.get('max_ms'), '.3f')} ms over {latency.get('count', 0)} replies "
-          f"(target max <= {REPLY_LATENCY_TARGET_MS:g} ms)")
+    print(
+        f"\n{completed} of {args.episodes} episodes completed; bus retries {summary['bus_retries']}, "
+        f"failures {summary['bus_failures']}; jitter p99 worst {fmt(summary['jitter_p99_ms_worst'])} ms; "
+        f"bus reply latency p50 {fmt(latency.get('p50_ms'), '.3f')} / p99 {fmt(latency.get('p99_ms'), '.3f')} / "
+        f"max {fmt(latency.get('max_ms'), '.3f')} ms over {latency.get('count', 0)} replies "
+        f"(target max <= {REPLY_LATENCY_TARGET_MS:g} ms)"
+    )
     if demos:
-        print(f"make demo beside the load: {summary['demo_runs_passed']} of {len(demos)} runs passed")
+        print(
+            f"make demo beside the load: {summary['demo_runs_passed']} of {len(demos)} runs passed"
+        )
     seen = summary["driver_read_latency_ms"]
-    print(f"as the driver sees it (sync read sent to last reply): p50 {fmt(seen['p50_ms_median'], '.3f')} / "
-          f"p99 {fmt(seen['p99_ms_median'], '.3f')} ms (medians over episodes), max {fmt(seen['max_ms'], '.3f')} ms")
+    print(
+        f"as the driver sees it (sync read sent to last reply): p50 {fmt(seen['p50_ms_median'], '.3f')} / "
+        f"p99 {fmt(seen['p99_ms_median'], '.3f')} ms (medians over episodes), max {fmt(seen['max_ms'], '.3f')} ms"
+    )
     for failure in summary["failures"]:
         print(f"  episode {failure['episode']} failed: {failure['error']}")
     print(json.dumps(summary))
-    met = completed == args.episodes and summary["demo_runs_passed"] == len(demos) and (latency.get("max_ms") or 0.0) <= REPLY_LATENCY_TARGET_MS
+    met = (
+        completed == args.episodes
+        and summary["demo_runs_passed"] == len(demos)
+        and (latency.get("max_ms") or 0.0) <= REPLY_LATENCY_TARGET_MS
+    )
     return 130 if interrupted else (0 if met else 1)
 
 

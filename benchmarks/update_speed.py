@@ -56,7 +56,9 @@ def random_batch(size: int, device: torch.device, rng: np.random.Generator, plai
 
 
 def make_agent(device: torch.device, variant: str) -> SlacAgent:
-    config = TrainConfig(task="cheetah-run", device=device.type, fast_encoder=variant != "baseline").resolved(4)
+    config = TrainConfig(
+        task="cheetah-run", device=device.type, fast_encoder=variant != "baseline"
+    ).resolved(4)
     torch.manual_seed(0)
     agent = SlacAgent(config, ACTION_DIM, device)
     if variant == "baseline":
@@ -77,7 +79,9 @@ def run_once(fn, device: torch.device) -> float:
     return 1000.0 * (time.perf_counter() - start)
 
 
-def measure(device: torch.device, variants: list[str], repeats: int, warmup: int) -> dict[str, dict]:
+def measure(
+    device: torch.device, variants: list[str], repeats: int, warmup: int
+) -> dict[str, dict]:
     """Interleaved rounds (every variant once per round), so that load from other processes on a
     shared machine hits all variants alike; reports the minimum (best case) and the median."""
     rng = np.random.default_rng(0)
@@ -125,8 +129,10 @@ def count_gflop(device: torch.device) -> dict[str, float]:
     rng = np.random.default_rng(0)
     agent = make_agent(device, "baseline")
     counts = {}
-    for part, fn, small, full in (("model", agent.update_model, 4, 32),
-                                  ("actor_critic", agent.update_actor_critic, 16, 256)):
+    for part, fn, small, full in (
+        ("model", agent.update_model, 4, 32),
+        ("actor_critic", agent.update_actor_critic, 16, 256),
+    ):
         batch = random_batch(small, device, rng, plain=True)
         with FlopCounterMode(display=False) as counter:
             fn(batch)
@@ -139,8 +145,12 @@ def main() -> None:
     parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the plain fp32 eager baseline")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the plain fp32 eager baseline"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,16 +168,31 @@ def main() -> None:
         gflop = count_gflop(device)
         for variant in variants:
             r = results[variant]
-            r["gflop_model"], r["gflop_actor_critic"] = round(gflop["model"], 1), round(gflop["actor_critic"], 1)
-            r["achieved_gflop_per_s"] = round((gflop["model"] + gflop["actor_critic"]) / (r["pair_ms"] / 1000), 1)
+            r["gflop_model"], r["gflop_actor_critic"] = (
+                round(gflop["model"], 1),
+                round(gflop["actor_critic"], 1),
+            )
+            r["achieved_gflop_per_s"] = round(
+                (gflop["model"] + gflop["actor_critic"]) / (r["pair_ms"] / 1000), 1
+            )
             print(json.dumps(r), flush=True)
         if "baseline" in results:
             base, fast = results["baseline"], results["optimised"]
-            print(json.dumps({
-                "device": str(device), "speedup_model": round(base["model_update_ms"] / fast["model_update_ms"], 2),
-                "speedup_actor_critic": round(base["actor_critic_update_ms"] / fast["actor_critic_update_ms"], 2),
-                "speedup_pair": round(base["pair_ms"] / fast["pair_ms"], 2),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "device": str(device),
+                        "speedup_model": round(
+                            base["model_update_ms"] / fast["model_update_ms"], 2
+                        ),
+                        "speedup_actor_critic": round(
+                            base["actor_critic_update_ms"] / fast["actor_critic_update_ms"], 2
+                        ),
+                        "speedup_pair": round(base["pair_ms"] / fast["pair_ms"], 2),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def _rotate(image: np.ndarray, angle_deg: float) -> tuple[np.ndarray, np.ndarray
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0), matrix
 
 
-def _best_match(rotated: np.ndarray, sim: np.ndarray, sides: np.ndarray) -> tuple[float, int, int, int]:
+def _best_match(
+    rotated: np.ndarray, sim: np.ndarray, sides: np.ndarray
+) -> tuple[float, int, int, int]:
     best = (-2.0, 0, 0, 0)
     h, w = rotated.shape[:2]
     for side in sides:
@@ -62,8 +64,13 @@ def _search(frame_grey: np.ndarray, sim_grey: np.ndarray, angles: np.ndarray, si
     return best
 
 
-def align_camera(frame_rgb: np.ndarray, sim_rgb: np.ndarray, max_rotation_deg: float = 10.0,
-                 min_fraction: float = 0.25, try_flips: bool = True) -> AlignmentResult:
+def align_camera(
+    frame_rgb: np.ndarray,
+    sim_rgb: np.ndarray,
+    max_rotation_deg: float = 10.0,
+    min_fraction: float = 0.25,
+    try_flips: bool = True,
+) -> AlignmentResult:
     """The calibration under which ``frame_rgb`` (any size, RGB) best reproduces ``sim_rgb``.
 
     ``min_fraction``: the smallest crop side searched, as a fraction of the frame's shorter side.
@@ -76,9 +83,15 @@ def align_camera(frame_rgb: np.ndarray, sim_rgb: np.ndarray, max_rotation_deg: f
 
     # Coarse: a downscaled frame, 1-degree rotations, sides in 4 % steps.
     scale = min(1.0, 200.0 / short)
-    small = cv2.resize(_grey(frame_rgb), (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        _grey(frame_rgb), (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+    )
     sim_grey = _grey(sim_rgb)
-    flips = [(False, False), (True, False), (False, True), (True, True)] if try_flips else [(False, False)]
+    flips = (
+        [(False, False), (True, False), (False, True), (True, True)]
+        if try_flips
+        else [(False, False)]
+    )
     candidates = []
     for fh, fv in flips:
         target = sim_grey
@@ -111,8 +124,12 @@ def align_camera(frame_rgb: np.ndarray, sim_rgb: np.ndarray, max_rotation_deg: f
     crop_x = min(max(crop_x, 0), w - side)
     crop_y = min(max(crop_y, 0), h - side)
     calibration = CameraCalibration(
-        crop=(crop_x, crop_y, int(side), int(side)), rotation_deg=round(float(angle), 2),
-        flip_horizontal=bool(fh), flip_vertical=bool(fv), output_size=size, source_size=(w, h),
+        crop=(crop_x, crop_y, int(side), int(side)),
+        rotation_deg=round(float(angle), 2),
+        flip_horizontal=bool(fh),
+        flip_vertical=bool(fv),
+        output_size=size,
+        source_size=(w, h),
     )
     return AlignmentResult(
         calibration=calibration,
@@ -122,7 +139,9 @@ def align_camera(frame_rgb: np.ndarray, sim_rgb: np.ndarray, max_rotation_deg: f
     )
 
 
-def image_error(frame_rgb: np.ndarray, sim_rgb: np.ndarray, calibration: CameraCalibration | None) -> float:
+def image_error(
+    frame_rgb: np.ndarray, sim_rgb: np.ndarray, calibration: CameraCalibration | None
+) -> float:
     """Mean absolute difference (0..255, over pixels and channels) between the render and the
     camera frame under ``calibration`` (identity when None)."""
     real = preprocess_frame(frame_rgb, calibration, bgr=False)
@@ -132,24 +151,36 @@ def image_error(frame_rgb: np.ndarray, sim_rgb: np.ndarray, calibration: CameraC
 OVERLAY_PANELS = ("simulator", "camera (calibrated)", "blend")
 
 
-def overlay(frame_rgb: np.ndarray, sim_rgb: np.ndarray, calibration: CameraCalibration | None,
-            alpha: float = 0.5, scale: int = 4, labels: bool = True) -> np.ndarray:
+def overlay(
+    frame_rgb: np.ndarray,
+    sim_rgb: np.ndarray,
+    calibration: CameraCalibration | None,
+    alpha: float = 0.5,
+    scale: int = 4,
+    labels: bool = True,
+) -> np.ndarray:
     """Three panels side by side, upscaled for viewing (RGB): the simulator's render | the camera
     frame under ``calibration`` (identity when None) | the two blended (``alpha`` of the render)."""
     sim = np.asarray(sim_rgb, np.uint8)
     real = preprocess_frame(frame_rgb, calibration, bgr=False)
     if real.shape != sim.shape:
-        raise ValueError(f"the calibrated frame is {real.shape} but the render is {sim.shape}: "
-                         "use the render's size as the calibration's output_size")
+        raise ValueError(
+            f"the calibrated frame is {real.shape} but the render is {sim.shape}: "
+            "use the render's size as the calibration's output_size"
+        )
     blend = cv2.addWeighted(real, 1 - alpha, sim, alpha, 0.0)
     row = np.concatenate([sim, real, blend], axis=1)
-    row = cv2.resize(row, (row.shape[1] * scale, row.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    row = cv2.resize(
+        row, (row.shape[1] * scale, row.shape[0] * scale), interpolation=cv2.INTER_NEAREST
+    )
     if labels:
         panel = sim.shape[1] * scale
         for k, text in enumerate(OVERLAY_PANELS):
             origin = (k * panel + 4, 14)
             cv2.putText(row, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(row, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                row, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA
+            )
     return row
 
 

@@ -72,28 +72,49 @@ class JointsConfig:
     """``slac-calibrate joints``: measure each servo's tick at the robot's zero pose (and, unless
     --no-range-check, the range each joint reaches) and write the joint calibration."""
 
-    port: str = option("", "serial device of the servo bus, e.g. /dev/ttyUSB0 (or the virtual "
-                       "robot's pty)", required=True)
+    port: str = option(
+        "",
+        "serial device of the servo bus, e.g. /dev/ttyUSB0 (or the virtual robot's pty)",
+        required=True,
+    )
     robot: str = option("dclaw", "robot name in the slac.robots registry")
-    out: Path | None = option(None, "calibration file to write (default: the robot's default "
-                              "location, where slac-run looks)")
+    out: Path | None = option(
+        None,
+        "calibration file to write (default: the robot's default location, where slac-run looks)",
+    )
     signs: tuple[int, ...] | None = option(
-        None, "direction per joint, e.g. +1,+1,-1,... (joint angle = sign * (ticks - offset) * "
-        "2 pi/4096; default: all +1)", parse=_parse_signs)
-    check_ranges: bool = option(True, "move each joint to both ends of its range and record what it "
-                                "reached (--no-range-check: only measure the offsets; do not move "
-                                "the robot)", flag="range-check")
+        None,
+        "direction per joint, e.g. +1,+1,-1,... (joint angle = sign * (ticks - offset) * "
+        "2 pi/4096; default: all +1)",
+        parse=_parse_signs,
+    )
+    check_ranges: bool = option(
+        True,
+        "move each joint to both ends of its range and record what it "
+        "reached (--no-range-check: only measure the offsets; do not move "
+        "the robot)",
+        flag="range-check",
+    )
     range_speed: float = option(
-        0.3, "range-check speed as a fraction of the joint velocity limit",
-        parse=Check(float, lambda v: 0 < v <= MAX_RANGE_SPEED,
-                    f"a fraction of the velocity limit in (0, {MAX_RANGE_SPEED:g}]"))
-    yes: bool = option(False, "no questions: the robot is already in its zero pose and free to move")
+        0.3,
+        "range-check speed as a fraction of the joint velocity limit",
+        parse=Check(
+            float,
+            lambda v: 0 < v <= MAX_RANGE_SPEED,
+            f"a fraction of the velocity limit in (0, {MAX_RANGE_SPEED:g}]",
+        ),
+    )
+    yes: bool = option(
+        False, "no questions: the robot is already in its zero pose and free to move"
+    )
     traceback: bool = option(False, "show the full traceback of an error")
 
     def __post_init__(self) -> None:
         check_options(self)
         if not self.port:
-            raise UsageError("--port is empty: give the servo bus's serial device, e.g. /dev/ttyUSB0")
+            raise UsageError(
+                "--port is empty: give the servo bus's serial device, e.g. /dev/ttyUSB0"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,35 +123,61 @@ class CameraConfig:
     compare it with the camera's frame, save an overlay and (with --auto) find and write the
     camera calibration."""
 
-    camera: str = option("", "camera index (0), device (/dev/video0), video file or stream, or the "
-                         "ZeroMQ endpoint of a publisher of full-size frames", required=True)
+    camera: str = option(
+        "",
+        "camera index (0), device (/dev/video0), video file or stream, or the "
+        "ZeroMQ endpoint of a publisher of full-size frames",
+        required=True,
+    )
     robot: str = option("dclaw", "robot name in the slac.robots registry")
-    port: str | None = option(None, "read the joint state from the robot on this serial device",
-                              exclusive="pose")
+    port: str | None = option(
+        None, "read the joint state from the robot on this serial device", exclusive="pose"
+    )
     joint_positions: str | None = option(
-        None, "the robot's pose: reset, zero, or one angle (rad) per joint, comma-separated",
-        exclusive="pose")
+        None,
+        "the robot's pose: reset, zero, or one angle (rad) per joint, comma-separated",
+        exclusive="pose",
+    )
     joint_calibration: Path | None = option(
-        None, "joint calibration for --port (default: the robot's default file, if any)")
-    auto: bool = option(False, "search the crop/rotation/flip that best matches the render and write it")
-    out: Path | None = option(None, "camera calibration file to write with --auto (default: the "
-                              "robot's default location)")
+        None, "joint calibration for --port (default: the robot's default file, if any)"
+    )
+    auto: bool = option(
+        False, "search the crop/rotation/flip that best matches the render and write it"
+    )
+    out: Path | None = option(
+        None, "camera calibration file to write with --auto (default: the robot's default location)"
+    )
     camera_calibration: Path | None = option(
-        None, "camera calibration to show and compare (default: the robot's default file, if any)",
-        aliases=["calibration-in"])
+        None,
+        "camera calibration to show and compare (default: the robot's default file, if any)",
+        aliases=["calibration-in"],
+    )
     save_overlay: Path | None = option(
-        None, "overlay PNG: simulator | calibrated camera | blend (default: ./<robot>-camera-overlay.png)")
+        None,
+        "overlay PNG: simulator | calibrated camera | blend (default: ./<robot>-camera-overlay.png)",
+    )
     scene: str = option("valve", "the simulator scene to render", choices=["valve", "pose"])
     valve_angle: float = option(0.0, "the valve's angle in the render (rad)", parse=finite_float)
-    size: int = option(DEFAULT_OUTPUT_SIZE, "side of the policy's image (pixels)",
-                       parse=int_in(8, 1024, "a number of pixels"))
-    max_rotation_deg: float = option(10.0, "the search tries rotations in [-x, x] degrees",
-                                     flag="max-rotation", parse=float_in(0, 45, "degrees"))
+    size: int = option(
+        DEFAULT_OUTPUT_SIZE,
+        "side of the policy's image (pixels)",
+        parse=int_in(8, 1024, "a number of pixels"),
+    )
+    max_rotation_deg: float = option(
+        10.0,
+        "the search tries rotations in [-x, x] degrees",
+        flag="max-rotation",
+        parse=float_in(0, 45, "degrees"),
+    )
     try_flips: bool = option(True, "the search also tries mirrored images", flag="flips")
-    camera_timeout: float = option(10.0, "longest wait for a camera frame (s)", aliases=["timeout"],
-                                   parse=positive_float)
-    warmup: float = option(1.0, "a live camera runs this long before the frame is taken, so that "
-                           "exposure settles (s)", parse=non_negative_float)
+    camera_timeout: float = option(
+        10.0, "longest wait for a camera frame (s)", aliases=["timeout"], parse=positive_float
+    )
+    warmup: float = option(
+        1.0,
+        "a live camera runs this long before the frame is taken, so that exposure settles (s)",
+        parse=non_negative_float,
+    )
     traceback: bool = option(False, "show the full traceback of an error")
 
     def __post_init__(self) -> None:
@@ -315,12 +362,15 @@ def _frame_and_pose(config: CameraConfig, entry) -> tuple[np.ndarray, np.ndarray
         )
     with entry.make_driver(port=config.port, calibration=joint_file) as robot:
         frame, q = _still_frame(robot, grab)
-    source = f"robot on {config.port}" + (f" (joint calibration {joint_file})" if joint_file else "")
+    source = f"robot on {config.port}" + (
+        f" (joint calibration {joint_file})" if joint_file else ""
+    )
     return frame, q, source
 
 
-def _describe_frame(config: CameraConfig, d: RobotDescription, frame: np.ndarray, q: np.ndarray,
-                    source: str) -> None:
+def _describe_frame(
+    config: CameraConfig, d: RobotDescription, frame: np.ndarray, q: np.ndarray, source: str
+) -> None:
     h, w = frame.shape[:2]
     print(f"camera {config.camera}: {w}x{h} frame")
     if min(h, w) < 2 * config.size:
@@ -328,7 +378,10 @@ def _describe_frame(config: CameraConfig, d: RobotDescription, frame: np.ndarray
             f"warning: the frames are only {w}x{h}: calibrate from the camera itself or a publisher of "
             "full-size frames, not from a stream that is already cropped (slac-camera)"
         )
-    print(f"joint state from {source}: " + ", ".join(f"{n}={v:+.3f}" for n, v in zip(d.joint_names, q)))
+    print(
+        f"joint state from {source}: "
+        + ", ".join(f"{n}={v:+.3f}" for n, v in zip(d.joint_names, q))
+    )
 
 
 def _search(config: CameraConfig, frame: np.ndarray, sim: np.ndarray):
@@ -336,31 +389,48 @@ def _search(config: CameraConfig, frame: np.ndarray, sim: np.ndarray):
 
     flips = " and flips" if config.try_flips else ""
     print(f"searching crop, rotation (±{config.max_rotation_deg:g}°){flips} ...", flush=True)
-    return align_camera(frame, sim, max_rotation_deg=config.max_rotation_deg, try_flips=config.try_flips)
+    return align_camera(
+        frame, sim, max_rotation_deg=config.max_rotation_deg, try_flips=config.try_flips
+    )
 
 
-def _write_overlay(config: CameraConfig, robot: str, frame: np.ndarray, sim: np.ndarray,
-                   calibration: CameraCalibration) -> Path:
+def _write_overlay(
+    config: CameraConfig,
+    robot: str,
+    frame: np.ndarray,
+    sim: np.ndarray,
+    calibration: CameraCalibration,
+) -> Path:
     import cv2
 
     from calibration.camera_alignment import overlay
 
     path = config.save_overlay or Path(f"{robot}-camera-overlay.png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(overlay(frame, sim, calibration), cv2.COLOR_RGB2BGR)):
+    if not cv2.imwrite(
+        str(path), cv2.cvtColor(overlay(frame, sim, calibration), cv2.COLOR_RGB2BGR)
+    ):
         raise UsageError(f"could not write the overlay image {path}")
     return path
 
 
-def _print_comparison(calibration: CameraCalibration, errors: list[tuple[str, float]],
-                      frame: np.ndarray, sim: np.ndarray) -> None:
+def _print_comparison(
+    calibration: CameraCalibration,
+    errors: list[tuple[str, float]],
+    frame: np.ndarray,
+    sim: np.ndarray,
+) -> None:
     from calibration.camera_alignment import colour_statistics
     from slac_runtime.preprocessing import preprocess_frame
 
     print()
     print(_camera_table(calibration))
     print()
-    print(_table([("image error (mean |real - sim|, 0..255)", "")] + [(k, f"{v:.2f}") for k, v in errors]))
+    print(
+        _table(
+            [("image error (mean |real - sim|, 0..255)", "")] + [(k, f"{v:.2f}") for k, v in errors]
+        )
+    )
     print()
     stats = colour_statistics(preprocess_frame(frame, calibration, bgr=False), sim)
     print(
@@ -409,7 +479,9 @@ def run_camera(config: CameraConfig) -> int:
     previous, previous_path = _previous_camera_calibration(config, d.name)
     frame, q, source = _frame_and_pose(config, entry)
     _describe_frame(config, d, frame, q, source)
-    sim = render_task_view(d.name, q, size=config.size, scene=config.scene, valve_angle=config.valve_angle)
+    sim = render_task_view(
+        d.name, q, size=config.size, scene=config.scene, valve_angle=config.valve_angle
+    )
     identity = CameraCalibration(output_size=config.size)
     errors = [("uncalibrated (centre square)", image_error(frame, sim, identity))]
     if previous is not None:
@@ -477,12 +549,19 @@ COMMANDS: dict[str, tuple[type, str]] = {
 
 
 def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog=PROG, description="Calibrate a robot's joints and its camera view.",
-                           epilog=EXIT_CODES_HELP)
+    parser = OneLineParser(
+        prog=PROG,
+        description="Calibrate a robot's joints and its camera view.",
+        epilog=EXIT_CODES_HELP,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{joints,camera}")
     for name, (config_class, summary) in COMMANDS.items():
-        command = sub.add_parser(name, help=summary, description=" ".join(config_class.__doc__.split("``: ", 1)[1].split()),
-                                 prog=f"{PROG} {name}")
+        command = sub.add_parser(
+            name,
+            help=summary,
+            description=" ".join(config_class.__doc__.split("``: ", 1)[1].split()),
+            prog=f"{PROG} {name}",
+        )
         add_options(command, config_class)
     return parser
 

@@ -48,7 +48,9 @@ def _raw_calibration(description: RobotDescription, signs: np.ndarray) -> JointC
     )
 
 
-def _settle(robot, timeout_s: float = 1.0, still_rad: float = 0.003, window_s: float = 0.1) -> np.ndarray:
+def _settle(
+    robot, timeout_s: float = 1.0, still_rad: float = 0.003, window_s: float = 0.1
+) -> np.ndarray:
     """Wait until no joint moved more than ``still_rad`` over ``window_s`` (or ``timeout_s`` passed);
     return the positions read then. (A velocity threshold alone would stop at an overshoot's peak.)"""
     step_s = window_s / 2
@@ -63,7 +65,9 @@ def _settle(robot, timeout_s: float = 1.0, still_rad: float = 0.003, window_s: f
     return readings[-1]
 
 
-def _move(robot, start: np.ndarray, target: np.ndarray, speed_rad_s: float, period_s: float) -> np.ndarray:
+def _move(
+    robot, start: np.ndarray, target: np.ndarray, speed_rad_s: float, period_s: float
+) -> np.ndarray:
     """Send goals along a straight line at ``speed_rad_s``; return the positions reached at the end."""
     ease_in(robot, target, speed_rad_s=speed_rad_s, period_s=period_s, start=start)
     return _settle(robot)
@@ -92,24 +96,36 @@ def calibrate_joints(
     if signs.shape != (d.num_joints,) or not np.all(np.isin(signs, (-1, 1))):
         raise ValueError(f"signs must be {d.num_joints} values of +1 or -1, got {signs.tolist()}")
     if not (range_speed > 0 and math.isfinite(range_speed)):
-        raise ValueError(f"range_speed must be a positive fraction of the velocity limit, got {range_speed}")
+        raise ValueError(
+            f"range_speed must be a positive fraction of the velocity limit, got {range_speed}"
+        )
     calibration = _measure_offsets(entry, port, signs, ready, log, samples)
     if not check_ranges:
         return calibration
     if ready is not None:
         ready(RANGE_CHECK_INSTRUCTIONS)
-    measured_low, measured_high = _measure_ranges(entry, port, calibration, d.velocity_limit * range_speed, log)
+    measured_low, measured_high = _measure_ranges(
+        entry, port, calibration, d.velocity_limit * range_speed, log
+    )
     return _with_ranges(calibration, d, measured_low, measured_high, log)
 
 
-def _measure_offsets(entry, port: str, signs: np.ndarray, ready: Callable[[str], None] | None,
-                     log: Callable[[str], None], samples: int) -> JointCalibration:
+def _measure_offsets(
+    entry,
+    port: str,
+    signs: np.ndarray,
+    ready: Callable[[str], None] | None,
+    log: Callable[[str], None],
+    samples: int,
+) -> JointCalibration:
     """Step 1, torque off: the tick each servo reads at the zero pose becomes its offset.
 
     The raw calibration (offsets 0) says nothing about the joint ranges, so the driver skips the
     checks that need a valid calibration (``calibrating=True``)."""
     d = entry.description
-    with entry.make_driver(port=port, calibration=_raw_calibration(d, signs), calibrating=True) as r:
+    with entry.make_driver(
+        port=port, calibration=_raw_calibration(d, signs), calibrating=True
+    ) as r:
         r.relax()
         if ready is not None:
             ready(ZERO_POSE_INSTRUCTIONS)
@@ -130,8 +146,9 @@ def _measure_offsets(entry, port: str, signs: np.ndarray, ready: Callable[[str],
     )
 
 
-def _measure_ranges(entry, port: str, calibration: JointCalibration, speed: float,
-                    log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+def _measure_ranges(
+    entry, port: str, calibration: JointCalibration, speed: float, log: Callable[[str], None]
+) -> tuple[np.ndarray, np.ndarray]:
     """Step 2: one joint at a time, from the zero pose to each end of its control range and back,
     slowly (moving a joint type on all fingers at once makes the fingertips collide). Returns the
     positions reached at the low and the high ends (rad)."""
@@ -141,7 +158,9 @@ def _measure_ranges(entry, port: str, calibration: JointCalibration, speed: floa
     measured_low, measured_high = np.zeros(d.num_joints), np.zeros(d.num_joints)
     zero = np.zeros(d.num_joints)
     # The driver's step limit sits a little above the range check's own speed, so it never clips it.
-    with entry.make_driver(port=port, calibration=calibration, max_step_rad=1.1 * speed * period) as r:
+    with entry.make_driver(
+        port=port, calibration=calibration, max_step_rad=1.1 * speed * period
+    ) as r:
         _move(r, r.read_state().positions, zero, speed, period)
         for j, name in enumerate(d.joint_names):
             goal = zero
@@ -151,25 +170,44 @@ def _measure_ranges(entry, port: str, calibration: JointCalibration, speed: floa
                 store[j] = _move(r, goal, target, speed, period)[j]
                 goal = target
             _move(r, goal, zero, speed, period)
-            log(f"{name}: control range [{low[j]:+.2f}, {high[j]:+.2f}] rad, "
-                f"reached [{measured_low[j]:+.2f}, {measured_high[j]:+.2f}]")
+            log(
+                f"{name}: control range [{low[j]:+.2f}, {high[j]:+.2f}] rad, "
+                f"reached [{measured_low[j]:+.2f}, {measured_high[j]:+.2f}]"
+            )
         r.relax()
     return measured_low, measured_high
 
 
-def _with_ranges(calibration: JointCalibration, d: RobotDescription, measured_low: np.ndarray,
-                 measured_high: np.ndarray, log: Callable[[str], None]) -> JointCalibration:
+def _with_ranges(
+    calibration: JointCalibration,
+    d: RobotDescription,
+    measured_low: np.ndarray,
+    measured_high: np.ndarray,
+    log: Callable[[str], None],
+) -> JointCalibration:
     """Step 3: the calibration with the measured ranges, warning of joints that fell short."""
     low, high = d.low, d.high
     entries = []
     for j, e in enumerate(calibration.joints):
-        reached = (float(min(measured_low[j], measured_high[j])), float(max(measured_low[j], measured_high[j])))
-        entries.append(JointCalibrationEntry(name=e.name, motor_id=e.motor_id, offset_ticks=e.offset_ticks,
-                                             sign=e.sign, measured_range_rad=reached))
+        reached = (
+            float(min(measured_low[j], measured_high[j])),
+            float(max(measured_low[j], measured_high[j])),
+        )
+        entries.append(
+            JointCalibrationEntry(
+                name=e.name,
+                motor_id=e.motor_id,
+                offset_ticks=e.offset_ticks,
+                sign=e.sign,
+                measured_range_rad=reached,
+            )
+        )
         shortfall = max(measured_low[j] - low[j], high[j] - measured_high[j])
         if shortfall > RANGE_SHORTFALL_WARNING_RAD:
-            log(f"warning: {e.name} reached only [{measured_low[j]:.2f}, {measured_high[j]:.2f}] rad of "
-                f"[{low[j]:.2f}, {high[j]:.2f}]: is it blocked, or is its offset wrong?")
+            log(
+                f"warning: {e.name} reached only [{measured_low[j]:.2f}, {measured_high[j]:.2f}] rad of "
+                f"[{low[j]:.2f}, {high[j]:.2f}]: is it blocked, or is its offset wrong?"
+            )
     return JointCalibration(robot=d.name, joints=tuple(entries))
 
 

@@ -20,7 +20,11 @@ def main(argv: list[str] | None = None) -> int:
         entry = find_robot(known.robot)
         virtual_main = entry.load_virtual()
     except (KeyError, RuntimeError) as e:
-        say("slac-virtual-robot", "error", f"{error_message(e)} (robots: {', '.join(list_robots())})")
+        say(
+            "slac-virtual-robot",
+            "error",
+            f"{error_message(e)} (robots: {', '.join(list_robots())})",
+        )
         return ExitCode.REFUSED
     if known.help:
         rest = ["--help"]

@@ -600,22 +600,39 @@ def _parse_resolution(text: str) -> tuple[int, int]:
 class PublisherConfig:
     """``slac-camera``'s options."""
 
-    camera: str = option("", "camera index (0), device (/dev/video0), video file or stream (rtsp://...)",
-                         required=True)
+    camera: str = option(
+        "",
+        "camera index (0), device (/dev/video0), video file or stream (rtsp://...)",
+        required=True,
+    )
     camera_bind: str = option("tcp://*:5555", "ZeroMQ endpoint to publish on", aliases=["bind"])
-    fps: float = option(20.0, "frames published per second, at most",
-                        parse=Check(float, lambda v: v > 0, "a positive number of frames per second"))
-    size: int | None = option(None, "output image side in pixels (default: the calibration's, 64)",
-                              parse=int_in(8, 1024, "a number of pixels"))
-    camera_calibration: Path | None = option(None, "camera calibration JSON file (crop, rotation, flips)",
-                                             aliases=["calibration"])
+    fps: float = option(
+        20.0,
+        "frames published per second, at most",
+        parse=Check(float, lambda v: v > 0, "a positive number of frames per second"),
+    )
+    size: int | None = option(
+        None,
+        "output image side in pixels (default: the calibration's, 64)",
+        parse=int_in(8, 1024, "a number of pixels"),
+    )
+    camera_calibration: Path | None = option(
+        None, "camera calibration JSON file (crop, rotation, flips)", aliases=["calibration"]
+    )
     jpeg: bool = option(False, "send JPEG instead of raw pixels (for slow links)")
     jpeg_quality: int = option(DEFAULT_JPEG_QUALITY, "JPEG quality", parse=int_in(1, 100))
     loop: bool = option(False, "play a video file again from the start when it ends")
-    resolution: tuple[int, int] | None = option(None, "capture mode to ask a live camera for, e.g. 640x480",
-                                                parse=_parse_resolution, metavar="WxH")
-    frame_timeout: float = option(DEFAULT_FRAME_TIMEOUT_S, "seconds without a new frame before the "
-                                  "camera counts as frozen", parse=positive_float)
+    resolution: tuple[int, int] | None = option(
+        None,
+        "capture mode to ask a live camera for, e.g. 640x480",
+        parse=_parse_resolution,
+        metavar="WxH",
+    )
+    frame_timeout: float = option(
+        DEFAULT_FRAME_TIMEOUT_S,
+        "seconds without a new frame before the camera counts as frozen",
+        parse=positive_float,
+    )
     duration: float | None = option(None, "stop after this many seconds", parse=positive_float)
     quiet: bool = option(False, "no status line")
 
@@ -625,7 +642,8 @@ class PublisherConfig:
 
 def build_parser() -> OneLineParser:
     return command_parser(
-        "slac-camera", PublisherConfig,
+        "slac-camera",
+        PublisherConfig,
         "Capture a camera (or a video file), preprocess each frame with the camera calibration and "
         "publish it over ZeroMQ in the SLAC frame wire format.",
         "exit codes: 0 stopped (--duration, end of the video, Ctrl-C or SIGTERM), 1 the camera failed, "

@@ -69,7 +69,11 @@ class SafeStop(RuntimeError):
 
 
 def _positive_seconds(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (value > 0 and math.isfinite(value))
+    ):
         raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
 
 
@@ -86,7 +90,9 @@ class LoopConfig:
     action_repeat: int  # control periods per policy step (from the policy metadata)
     episode_policy_steps: int = 40  # policy steps per episode
     deterministic: bool = False  # tanh(mean) instead of a tanh-Gaussian sample
-    max_frame_age_s: float = 0.25  # newest frame received longer ago than this (s): stale, goal held
+    max_frame_age_s: float = (
+        0.25  # newest frame received longer ago than this (s): stale, goal held
+    )
     stale_timeout_s: float = 1.0  # stale for longer than this (s): safe stop
     overrun_budget: int = 20  # more overruns than this in an episode: safe stop
     ease_in_speed: float = 0.5  # fraction of the velocity limit used to reach the reset pose
@@ -98,7 +104,12 @@ class LoopConfig:
     seed: int | None = None  # seed of the policy's action noise
 
     def __post_init__(self) -> None:
-        for name in ("control_period_s", "max_frame_age_s", "stale_timeout_s", "first_frame_timeout_s"):
+        for name in (
+            "control_period_s",
+            "max_frame_age_s",
+            "stale_timeout_s",
+            "first_frame_timeout_s",
+        ):
             _positive_seconds(name, getattr(self, name))
         _whole_number("action_repeat", self.action_repeat, 1)
         _whole_number("episode_policy_steps", self.episode_policy_steps, 1)
@@ -107,7 +118,9 @@ class LoopConfig:
         _whole_number("malformed_in_a_row_limit", self.malformed_in_a_row_limit, 1)
         speed = self.ease_in_speed
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed <= 1:
-            raise ValueError(f"ease_in_speed is a fraction of the velocity limit in (0, 1], got {speed!r}")
+            raise ValueError(
+                f"ease_in_speed is a fraction of the velocity limit in (0, 1], got {speed!r}"
+            )
         if self.seed is not None:
             _whole_number("seed", self.seed, 0)
 
@@ -117,15 +130,23 @@ class LoopStats:
     ticks: int = 0
     policy_steps: int = 0
     overruns: int = 0
-    stale_ticks: int = 0  # policy ticks held because the newest frame was older than max_frame_age_s
+    stale_ticks: int = (
+        0  # policy ticks held because the newest frame was older than max_frame_age_s
+    )
     no_new_frame_steps: int = 0  # policy ticks held because no new frame had arrived
     malformed_frames: int = 0  # malformed camera messages dropped during the episode
     camera_restarts: int = 0
     lateness_s: list[float] = field(default_factory=list)  # tick start − deadline
     inference_s: list[float] = field(default_factory=list)
-    frame_age_s: list[float] = field(default_factory=list)  # receive clock, of the frames the policy used
-    clock_offset_s: list[float] = field(default_factory=list)  # receive wall time − capture timestamp
-    goal_error_rad: list[float] = field(default_factory=list)  # per tick, largest joint |reading − goal| (rad)
+    frame_age_s: list[float] = field(
+        default_factory=list
+    )  # receive clock, of the frames the policy used
+    clock_offset_s: list[float] = field(
+        default_factory=list
+    )  # receive wall time − capture timestamp
+    goal_error_rad: list[float] = field(
+        default_factory=list
+    )  # per tick, largest joint |reading − goal| (rad)
     stop_reason: str = ""
 
     def summary(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -158,8 +179,11 @@ class LoopStats:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    rows = [(k, "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)))
-            for k, v in summary.items() if not isinstance(v, (dict, list))]
+    rows = [
+        (k, "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)))
+        for k, v in summary.items()
+        if not isinstance(v, (dict, list))
+    ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -180,8 +204,14 @@ class TrackingWatchdog:
         self.time_s = description.tracking_error_time_s
         self._over_since: list[float | None] = [None] * description.num_joints
 
-    def check(self, positions: np.ndarray, goal: np.ndarray, now_s: float,
-              log: EpisodeLogWriter | None = None, tick: int | None = None) -> float:
+    def check(
+        self,
+        positions: np.ndarray,
+        goal: np.ndarray,
+        now_s: float,
+        log: EpisodeLogWriter | None = None,
+        tick: int | None = None,
+    ) -> float:
         error = np.abs(np.asarray(positions, dtype=np.float64) - np.asarray(goal, dtype=np.float64))
         for j, e in enumerate(error):
             if not e > self.limit_rad:  # NaN readings count as beyond the limit
@@ -193,9 +223,17 @@ class TrackingWatchdog:
             elif now_s - since > self.time_s:
                 name = self.description.joint_names[j]
                 if log is not None:
-                    log.event("tracking_error", tick=tick, joint=name, goal_rad=float(goal[j]),
-                              position_rad=float(positions[j]), error_rad=float(e),
-                              limit_rad=self.limit_rad, time_s=self.time_s, for_s=now_s - since)
+                    log.event(
+                        "tracking_error",
+                        tick=tick,
+                        joint=name,
+                        goal_rad=float(goal[j]),
+                        position_rad=float(positions[j]),
+                        error_rad=float(e),
+                        limit_rad=self.limit_rad,
+                        time_s=self.time_s,
+                        for_s=now_s - since,
+                    )
                 raise SafeStop(
                     f"joint {name} stayed {e:.2f} rad from its goal for {now_s - since:.2f} s (goal "
                     f"{goal[j]:+.3f} rad, read {positions[j]:+.3f} rad; limit {self.limit_rad:.2f} rad "
@@ -224,16 +262,24 @@ class _Episode:
 class ControlLoop:
     """Drives one robot with one policy from one frame source; one call of ``run_episode`` per episode."""
 
-    def __init__(self, robot: Robot, frames: FrameSource, policy: OnnxPolicy, config: LoopConfig,
-                 status: Callable[[str], None] | None = None,
-                 footer_stats: Callable[[], dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        robot: Robot,
+        frames: FrameSource,
+        policy: OnnxPolicy,
+        config: LoopConfig,
+        status: Callable[[str], None] | None = None,
+        footer_stats: Callable[[], dict[str, Any]] | None = None,
+    ):
         self.robot = robot
         self.frames = frames
         self.policy = policy
         self.config = config
         self.description = robot.description
         self._status = status
-        self._footer_stats = footer_stats  # extra counters for the log's footer (drops, bus retries)
+        self._footer_stats = (
+            footer_stats  # extra counters for the log's footer (drops, bus retries)
+        )
         self.stop_requested = False
         self._rng = np.random.default_rng(config.seed)
         self._last_used_monotonic = -math.inf  # receive time of the last frame the policy used
@@ -251,11 +297,13 @@ class ControlLoop:
         d = self.description
         watchdog = TrackingWatchdog(d)
         move = ease_in(
-            self.robot, np.asarray(d.reset_pose, dtype=np.float64),
+            self.robot,
+            np.asarray(d.reset_pose, dtype=np.float64),
             speed_rad_s=d.velocity_limit * self.config.ease_in_speed,
             period_s=self.config.control_period_s,
-            before_goal=lambda sent: watchdog.check(self.robot.read_state().positions, sent,
-                                                    time.monotonic(), log),
+            before_goal=lambda sent: watchdog.check(
+                self.robot.read_state().positions, sent, time.monotonic(), log
+            ),
             stop_requested=lambda: self.stop_requested,
         )
         if log is not None:
@@ -274,7 +322,10 @@ class ControlLoop:
         timer = RateTimer(cfg.control_period_s)
         while time.monotonic() < deadline and not self.stop_requested:
             frame = self.frames.latest()
-            if self._is_new(frame) and time.monotonic() - frame.received_monotonic <= cfg.max_frame_age_s:
+            if (
+                self._is_new(frame)
+                and time.monotonic() - frame.received_monotonic <= cfg.max_frame_age_s
+            ):
                 return frame
             if time.perf_counter() >= timer.next_deadline:
                 timer.wait()
@@ -283,21 +334,31 @@ class ControlLoop:
         if self.stop_requested:
             return None
         if self.frames.malformed:
-            why = (f"{self.frames.malformed} malformed messages came, the last: "
-                   f"{self.frames.last_malformed_reason}")
+            why = (
+                f"{self.frames.malformed} malformed messages came, the last: "
+                f"{self.frames.last_malformed_reason}"
+            )
         else:
             why = "is the camera publisher running?"
-        raise SafeStop(f"no new camera frame arrived within {cfg.first_frame_timeout_s:.1f} s: {why}")
+        raise SafeStop(
+            f"no new camera frame arrived within {cfg.first_frame_timeout_s:.1f} s: {why}"
+        )
 
-    def _check_camera(self, log: EpisodeLogWriter, stats: LoopStats, tick: int,
-                      malformed_at_start: int) -> None:
+    def _check_camera(
+        self, log: EpisodeLogWriter, stats: LoopStats, tick: int, malformed_at_start: int
+    ) -> None:
         """Log the malformed messages since the last tick; stop past the malformed limits."""
         cfg = self.config
         reasons = self.frames.take_malformed_reasons()
         stats.malformed_frames = self.frames.malformed - malformed_at_start
         for reason, count in collections.Counter(reasons).items():
-            log.event("malformed_frame", tick=tick, reason=reason, count=count,
-                      episode_total=stats.malformed_frames)
+            log.event(
+                "malformed_frame",
+                tick=tick,
+                reason=reason,
+                count=count,
+                episode_total=stats.malformed_frames,
+            )
         if stats.malformed_frames > cfg.malformed_limit:
             raise SafeStop(
                 f"{stats.malformed_frames} malformed camera messages in this episode (more than "
@@ -320,7 +381,9 @@ class ControlLoop:
             stats.stop_reason = str(e)
             log.event("safe_stop", reason=str(e))
             raise
-        except BaseException as e:  # bus errors, Ctrl-C: record why, then let the caller stop safely
+        except (
+            BaseException
+        ) as e:  # bus errors, Ctrl-C: record why, then let the caller stop safely
             stats.stop_reason = f"{type(e).__name__}: {e}"
             log.event("error", reason=stats.stop_reason)
             raise
@@ -340,9 +403,16 @@ class ControlLoop:
         goal = self.ease_in(log)
         if self._wait_first_frame(goal) is None:
             stats.stop_reason = "stop requested"
-        return _Episode(log=log, stats=stats, watchdog=watchdog, goal=goal, sent=goal,
-                        last_action=np.zeros(self.description.num_joints, dtype=np.float32),
-                        malformed_at_start=malformed_at_start, restarts_seen=self.frames.restarts)
+        return _Episode(
+            log=log,
+            stats=stats,
+            watchdog=watchdog,
+            goal=goal,
+            sent=goal,
+            last_action=np.zeros(self.description.num_joints, dtype=np.float32),
+            malformed_at_start=malformed_at_start,
+            restarts_seen=self.frames.restarts,
+        )
 
     def _run_ticks(self, ep: _Episode) -> None:
         cfg = self.config
@@ -371,15 +441,19 @@ class ControlLoop:
             else:
                 self._step_policy(ep, frame, age, record)
         if ep.policy_action is not None:
-            ep.goal = self.description.action_to_joint_goal(ep.policy_action, ep.goal, cfg.control_period_s)
+            ep.goal = self.description.action_to_joint_goal(
+                ep.policy_action, ep.goal, cfg.control_period_s
+            )
         ep.sent = np.asarray(self.robot.command(ep.goal), dtype=np.float64)
         record["goal"] = ep.goal
         record["sent"] = ep.sent
         ep.log.tick(record)
         if self._status and tick % 10 == 0:
-            self._status(f"tick {tick + 1}/{total_ticks}  jitter {lateness * 1e3:5.2f} ms  "
-                         f"overruns {ep.stats.overruns}  stale {ep.stats.stale_ticks}  "
-                         f"frame age {age * 1e3:4.0f} ms")
+            self._status(
+                f"tick {tick + 1}/{total_ticks}  jitter {lateness * 1e3:5.2f} ms  "
+                f"overruns {ep.stats.overruns}  stale {ep.stats.stale_ticks}  "
+                f"frame age {age * 1e3:4.0f} ms"
+            )
 
     def _wait_tick(self, ep: _Episode, tick: int, timer: RateTimer) -> tuple[float, float]:
         """Wait for the tick's deadline; count overruns (a safe stop past the budget). Returns the
@@ -396,7 +470,9 @@ class ControlLoop:
                 raise SafeStop(f"more than {self.config.overrun_budget} overruns in one episode")
         return lateness, t_tick
 
-    def _read_robot(self, ep: _Episode, tick: int, lateness: float, t_tick: float) -> dict[str, Any]:
+    def _read_robot(
+        self, ep: _Episode, tick: int, lateness: float, t_tick: float
+    ) -> dict[str, Any]:
         """The tick's log record with the robot's state, checked by the tracking watchdog."""
         state = self.robot.read_state()
         record: dict[str, Any] = {
@@ -427,11 +503,18 @@ class ControlLoop:
         count = self.frames.restarts - ep.restarts_seen
         ep.stats.camera_restarts += count
         ep.restarts_seen = self.frames.restarts
-        ep.log.event("camera_restart", tick=tick, seq=None if frame is None else int(frame.seq),
-                     count=count, episode_total=ep.stats.camera_restarts)
+        ep.log.event(
+            "camera_restart",
+            tick=tick,
+            seq=None if frame is None else int(frame.seq),
+            count=count,
+            episode_total=ep.stats.camera_restarts,
+        )
         if ep.stats.camera_restarts > cfg.camera_restart_limit:
-            raise SafeStop(f"the camera publisher restarted {ep.stats.camera_restarts} times in "
-                           f"this episode (more than {cfg.camera_restart_limit})")
+            raise SafeStop(
+                f"the camera publisher restarted {ep.stats.camera_restarts} times in "
+                f"this episode (more than {cfg.camera_restart_limit})"
+            )
         ep.reset_history = True
         ep.policy_action = None
 
@@ -445,7 +528,9 @@ class ControlLoop:
                 f"was received {age:.2f} s ago (stale after {cfg.max_frame_age_s:.2f} s)"
             )
 
-    def _hold(self, ep: _Episode, tick: int, frame: Any, age: float, record: dict[str, Any]) -> None:
+    def _hold(
+        self, ep: _Episode, tick: int, frame: Any, age: float, record: dict[str, Any]
+    ) -> None:
         """A policy tick without a fresh, new frame: the goal stays where it is."""
         stale = age > self.config.max_frame_age_s
         if stale:
@@ -458,16 +543,24 @@ class ControlLoop:
         if ep.hold_logged is None or ep.hold_logged[0] != reason:
             ep.hold_logged = (reason, tick)
         if (tick - ep.hold_logged[1]) % HOLD_EVENT_EVERY_TICKS == 0:
-            ep.log.event("hold", reason=reason, tick=tick, age_s=None if frame is None else age,
-                         seq=None if frame is None else int(frame.seq))
+            ep.log.event(
+                "hold",
+                reason=reason,
+                tick=tick,
+                age_s=None if frame is None else age,
+                seq=None if frame is None else int(frame.seq),
+            )
         ep.policy_action = None
 
     def _step_policy(self, ep: _Episode, frame: Any, age: float, record: dict[str, Any]) -> None:
         """Run the policy on a new frame (logged first), restarting its history where due."""
         cfg = self.config
         ep.hold_logged = None
-        noise = None if cfg.deterministic else self._rng.standard_normal(
-            self.description.num_joints).astype(np.float32)
+        noise = (
+            None
+            if cfg.deterministic
+            else self._rng.standard_normal(self.description.num_joints).astype(np.float32)
+        )
         if cfg.log_frames:
             ep.log.frame(int(frame.seq), frame.timestamp, frame.image)
         if ep.reset_history:

@@ -67,7 +67,9 @@ class EpisodeLogWriter:
         record = _RECORD.pack(len(payload), kind, zlib.crc32(payload)) + payload
         written = os.write(self._fd, record)
         if written != len(record):
-            raise OSError(f"short write to {self.path} ({written} of {len(record)} bytes): disk full?")
+            raise OSError(
+                f"short write to {self.path} ({written} of {len(record)} bytes): disk full?"
+            )
         self._records += 1
         if self._fsync_every and self._records % self._fsync_every == 0:
             os.fsync(self._fd)
@@ -107,8 +109,12 @@ class EpisodeLog:
     header: dict[str, Any]
     ticks: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
-    frames: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)  # seq -> (timestamp, image), last
-    frame_records: list[tuple[int, float, np.ndarray]] = field(default_factory=list)  # (seq, timestamp, image)
+    frames: dict[int, tuple[float, np.ndarray]] = field(
+        default_factory=dict
+    )  # seq -> (timestamp, image), last
+    frame_records: list[tuple[int, float, np.ndarray]] = field(
+        default_factory=list
+    )  # (seq, timestamp, image)
     # tick number of each policy step -> index into frame_records of the frame it used
     policy_frame_index: dict[int, int] = field(default_factory=dict)
     footer: dict[str, Any] | None = None
@@ -143,7 +149,7 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
             break
         length, kind, crc = _RECORD.unpack_from(data, pos)
         start = pos + _RECORD.size
-        payload = data[start:start + length]
+        payload = data[start : start + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             truncated = True
             break

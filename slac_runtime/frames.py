@@ -187,8 +187,11 @@ def encode_frame(
     return b"".join((header, payload))
 
 
-def decode_frame(data: bytes | memoryview | zmq.Frame, received_at: float | None = None,
-                 received_monotonic: float | None = None) -> Frame:
+def decode_frame(
+    data: bytes | memoryview | zmq.Frame,
+    received_at: float | None = None,
+    received_monotonic: float | None = None,
+) -> Frame:
     """Parse one wire message (bytes, a memoryview or a ``zmq.Frame``) into a :class:`Frame`.
 
     ``received_at`` (wall clock, s since the epoch) and ``received_monotonic`` (``time.monotonic()``)
@@ -256,8 +259,9 @@ def _check_header(header: tuple, nbytes: int, received_at: float) -> None:
         )
 
 
-def _decode_payload(buffer: memoryview, code: int, seq: int, height: int, width: int, channels: int,
-                    length: int) -> np.ndarray:
+def _decode_payload(
+    buffer: memoryview, code: int, seq: int, height: int, width: int, channels: int, length: int
+) -> np.ndarray:
     """The frame's pixels, ``uint8[H, W, C]`` (read-only for raw frames)."""
     if code == ENCODING_RAW:
         expected = height * width * channels
@@ -312,8 +316,14 @@ def _check_endpoint(endpoint: str) -> None:
         )
 
 
-def _open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool, role: str,
-                 options: list[tuple[int, Any]]) -> zmq.Socket:
+def _open_socket(
+    context: zmq.Context,
+    kind: int,
+    endpoint: str,
+    bind: bool,
+    role: str,
+    options: list[tuple[int, Any]],
+) -> zmq.Socket:
     """A socket with LINGER 0 and ``options`` set, bound or connected, with an error that says why not."""
     socket = context.socket(kind)
     socket.setsockopt(zmq.LINGER, 0)
@@ -326,8 +336,14 @@ def _open_socket(context: zmq.Context, kind: int, endpoint: str, bind: bool, rol
             socket.connect(endpoint)
     except zmq.ZMQError as e:
         socket.close(linger=0)
-        hint = " (is another camera publisher already running there?)" if e.errno == zmq.EADDRINUSE else ""
-        raise OSError(f"{role} could not {'bind' if bind else 'connect'} {endpoint}: {e}{hint}") from e
+        hint = (
+            " (is another camera publisher already running there?)"
+            if e.errno == zmq.EADDRINUSE
+            else ""
+        )
+        raise OSError(
+            f"{role} could not {'bind' if bind else 'connect'} {endpoint}: {e}{hint}"
+        ) from e
     return socket
 
 
@@ -351,8 +367,9 @@ class FramePublisher:
         if sndhwm < 1:
             raise ValueError(f"sndhwm must be at least 1 message, got {sndhwm}")
         self._context = context or zmq.Context.instance()
-        self._socket = _open_socket(self._context, zmq.PUB, endpoint, bind, "frame publisher",
-                                    [(zmq.SNDHWM, sndhwm)])
+        self._socket = _open_socket(
+            self._context, zmq.PUB, endpoint, bind, "frame publisher", [(zmq.SNDHWM, sndhwm)]
+        )
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
         self.next_seq = 0
         self.published = 0
@@ -437,9 +454,15 @@ class FrameSubscriber:
         self.max_age_s = max_age_s
         self._context = context or zmq.Context.instance()
         self._socket = _open_socket(
-            self._context, zmq.SUB, endpoint, bind, "frame subscriber",
-            [(zmq.CONFLATE, 1),  # before connect/bind; single-part messages only
-             (zmq.SUBSCRIBE, MAGIC)],  # every frame starts with the magic bytes
+            self._context,
+            zmq.SUB,
+            endpoint,
+            bind,
+            "frame subscriber",
+            [
+                (zmq.CONFLATE, 1),  # before connect/bind; single-part messages only
+                (zmq.SUBSCRIBE, MAGIC),
+            ],  # every frame starts with the magic bytes
         )
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
@@ -447,7 +470,9 @@ class FrameSubscriber:
         self._returned_count = 0  # value of `received` when latest() last returned a frame
         self._created_monotonic = time.monotonic()
         self._offsets_s: collections.deque[float] = collections.deque(maxlen=CLOCK_OFFSET_WINDOW)
-        self._malformed_reasons: collections.deque[str] = collections.deque(maxlen=MALFORMED_REASONS_KEPT)
+        self._malformed_reasons: collections.deque[str] = collections.deque(
+            maxlen=MALFORMED_REASONS_KEPT
+        )
         self.received = 0
         self.drops = 0
         self.repeats = 0
@@ -465,7 +490,9 @@ class FrameSubscriber:
         while self._socket.get(zmq.EVENTS) & zmq.POLLIN:
             message = self._socket.recv(copy=False)
             try:
-                frame = decode_frame(message, received_at=time.time(), received_monotonic=time.monotonic())
+                frame = decode_frame(
+                    message, received_at=time.time(), received_monotonic=time.monotonic()
+                )
             except FrameFormatError as e:
                 self._reject(str(e))
                 continue
@@ -548,7 +575,9 @@ class FrameSubscriber:
     @property
     def since_last_frame_s(self) -> float:
         """Seconds since a frame was last received (local clock), or since construction."""
-        start = self._newest.received_monotonic if self._newest is not None else self._created_monotonic
+        start = (
+            self._newest.received_monotonic if self._newest is not None else self._created_monotonic
+        )
         return time.monotonic() - start
 
     @property

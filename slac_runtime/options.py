@@ -37,8 +37,12 @@ class ExitCode(enum.IntEnum):
 
     OK = 0  # done: every episode ran to its end
     FAULT = 1  # stopped by an error of the robot, its bus or the software: the robot was made safe
-    REFUSED = 2  # refused before anything moved: fix the command line, the policy or the robot set-up
-    SAFE_STOP = 3  # a watchdog stopped the robot (stale camera, tracking error, bad frames, overruns)
+    REFUSED = (
+        2  # refused before anything moved: fix the command line, the policy or the robot set-up
+    )
+    SAFE_STOP = (
+        3  # a watchdog stopped the robot (stale camera, tracking error, bad frames, overruns)
+    )
     # Stopped by a signal: 128 + its number (130 for Ctrl-C, 143 for SIGTERM), as shells report it.
 
     @staticmethod
@@ -57,8 +61,13 @@ class Check:
     """An option's type and range: called with the text of a command line (argparse's ``type``),
     or :meth:`validate` with a value set in code. Both raise with the same sentence."""
 
-    def __init__(self, kind: type, ok: Callable[[Any], bool], need: str | Callable[[], str],
-                 name: str | None = None):
+    def __init__(
+        self,
+        kind: type,
+        ok: Callable[[Any], bool],
+        need: str | Callable[[], str],
+        name: str | None = None,
+    ):
         self.kind = kind
         self._ok = ok
         self._need = need
@@ -95,7 +104,6 @@ class Check:
         return self._problem(value, repr(value))
 
 
-
 positive_float = Check(float, lambda v: v > 0, "a positive number of seconds", "positive_float")
 """A finite number above zero (times, ages, durations in seconds)."""
 
@@ -127,8 +135,10 @@ def available_cores() -> int:
 
 
 thread_count = Check(
-    int, lambda v: 1 <= v <= available_cores(),
-    lambda: f"an integer from 1 to {available_cores()} (this computer's cores)", "thread_count",
+    int,
+    lambda v: 1 <= v <= available_cores(),
+    lambda: f"an integer from 1 to {available_cores()} (this computer's cores)",
+    "thread_count",
 )
 """1 .. the cores this process may use: more threads than cores starve the servo bus and camera."""
 
@@ -136,10 +146,20 @@ thread_count = Check(
 # ---- configs as options ---------------------------------------------------------------------------
 
 
-def option(default: Any = None, help: str = "", *,  # noqa: A002 - argparse's word
-           flag: str | None = None, aliases: Sequence[str] = (), parse: Callable[[str], Any] | None = None,
-           choices: Sequence[Any] | None = None, metavar: str | None = None, required: bool = False,
-           positional: bool = False, exclusive: str | None = None, cli: bool = True) -> Any:
+def option(
+    default: Any = None,
+    help: str = "",
+    *,  # noqa: A002 - argparse's word
+    flag: str | None = None,
+    aliases: Sequence[str] = (),
+    parse: Callable[[str], Any] | None = None,
+    choices: Sequence[Any] | None = None,
+    metavar: str | None = None,
+    required: bool = False,
+    positional: bool = False,
+    exclusive: str | None = None,
+    cli: bool = True,
+) -> Any:
     """A config field that is also a command-line option.
 
     ``flag``: the option's name without dashes (default: the field's, ``_`` -> ``-``); ``aliases``:
@@ -148,9 +168,18 @@ def option(default: Any = None, help: str = "", *,  # noqa: A002 - argparse's wo
     ``positional``: an argument, not an option; ``exclusive``: fields sharing this name cannot be
     given together; ``cli=False``: a config value with no option.
     """
-    metadata = {"help": help, "flag": flag, "aliases": tuple(aliases), "parse": parse,
-                "choices": choices, "metavar": metavar, "required": required,
-                "positional": positional, "exclusive": exclusive, "cli": cli}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "aliases": tuple(aliases),
+        "parse": parse,
+        "choices": choices,
+        "metavar": metavar,
+        "required": required,
+        "positional": positional,
+        "exclusive": exclusive,
+        "cli": cli,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -194,8 +223,13 @@ def _help(f: dataclasses.Field, base: Any) -> str:
     return f"{text} (default: {f.default})"
 
 
-def add_options(parser: argparse.ArgumentParser, config_class: type, *, title: str | None = None,
-                suppress_defaults: bool = False) -> None:
+def add_options(
+    parser: argparse.ArgumentParser,
+    config_class: type,
+    *,
+    title: str | None = None,
+    suppress_defaults: bool = False,
+) -> None:
     """An option (or argument) per field of ``config_class`` that has one.
 
     ``suppress_defaults``: fields the command line does not give are left out of the namespace
@@ -221,8 +255,11 @@ def add_options(parser: argparse.ArgumentParser, config_class: type, *, title: s
             kwargs.update(action=action, default=default)
         else:
             parse = meta.get("parse") or base
-            kwargs.update(type=_optional(parse) if optional and meta.get("parse") is None else parse,
-                          default=default, choices=meta.get("choices"))
+            kwargs.update(
+                type=_optional(parse) if optional and meta.get("parse") is None else parse,
+                default=default,
+                choices=meta.get("choices"),
+            )
             if meta.get("metavar") or base in (int, float, Path):
                 kwargs["metavar"] = meta.get("metavar") or _metavar(f.name, base)
         if meta.get("positional"):
@@ -233,7 +270,9 @@ def add_options(parser: argparse.ArgumentParser, config_class: type, *, title: s
         where.add_argument(flag_of(f), dest=f.name, required=bool(meta.get("required")), **kwargs)
         for alias in meta.get("aliases", ()):
             hidden = dict(kwargs, help=argparse.SUPPRESS, default=argparse.SUPPRESS)
-            parser.add_argument(alias if alias.startswith("-") else "--" + alias, dest=f.name, **hidden)
+            parser.add_argument(
+                alias if alias.startswith("-") else "--" + alias, dest=f.name, **hidden
+            )
 
 
 C = TypeVar("C")
@@ -259,8 +298,9 @@ def check_options(config: Any) -> None:
                 raise ValueError(f"argument {flag_of(f)}: {problem}")
 
 
-def parse_config(parser: argparse.ArgumentParser, config_class: type[C],
-                 argv: Sequence[str] | None = None) -> C:
+def parse_config(
+    parser: argparse.ArgumentParser, config_class: type[C], argv: Sequence[str] | None = None
+) -> C:
     """Parse ``argv`` into ``config_class``; a value the config refuses is a one-line usage error."""
     args = parser.parse_args(argv)
     try:
@@ -283,8 +323,11 @@ class OneLineParser(argparse.ArgumentParser):
 
     def _known_options(self) -> dict[str, str]:
         """Every ``--option`` this parser (and its subcommands) knows -> the name it is shown as."""
-        shown = {a.dest: a.option_strings[0] for a in self._actions
-                 if a.option_strings and a.help is not argparse.SUPPRESS}
+        shown = {
+            a.dest: a.option_strings[0]
+            for a in self._actions
+            if a.option_strings and a.help is not argparse.SUPPRESS
+        }
         known: dict[str, str] = {}
         for action in self._actions:
             for name in action.option_strings:
@@ -293,7 +336,9 @@ class OneLineParser(argparse.ArgumentParser):
             if isinstance(action, argparse._SubParsersAction):
                 for sub in action.choices.values():
                     if isinstance(sub, OneLineParser):
-                        known.update({k: v for k, v in sub._known_options().items() if k not in known})
+                        known.update(
+                            {k: v for k, v in sub._known_options().items() if k not in known}
+                        )
         return known
 
     def suggestion(self, unknown: str) -> str | None:
@@ -311,10 +356,14 @@ class OneLineParser(argparse.ArgumentParser):
                 message += f"; did you mean {hints[0][1]}?"
             elif hints:
                 message += "; did you mean " + ", ".join(f"{s} (for {w})" for w, s in hints) + "?"
-        self.exit(int(ExitCode.REFUSED), f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(
+            int(ExitCode.REFUSED), f"{self.prog}: error: {message} (see {self.prog} --help)\n"
+        )
 
 
-def command_parser(prog: str, config_class: type, description: str, epilog: str | None = None) -> OneLineParser:
+def command_parser(
+    prog: str, config_class: type, description: str, epilog: str | None = None
+) -> OneLineParser:
     """A command's parser: its config's options, one-line errors, no abbreviations."""
     parser = OneLineParser(prog=prog, description=description, epilog=epilog)
     add_options(parser, config_class)
@@ -334,8 +383,25 @@ def error_message(error: BaseException) -> str:
 
 
 __all__ = [
-    "Check", "ExitCode", "OneLineParser", "UsageError", "add_options", "available_cores",
-    "check_options", "command_parser", "config_from_args", "error_message", "finite_float", "flag_of", "float_in",
-    "int_at_least", "int_in", "non_negative_float", "option", "parse_config", "positive_float",
-    "say", "thread_count",
+    "Check",
+    "ExitCode",
+    "OneLineParser",
+    "UsageError",
+    "add_options",
+    "available_cores",
+    "check_options",
+    "command_parser",
+    "config_from_args",
+    "error_message",
+    "finite_float",
+    "flag_of",
+    "float_in",
+    "int_at_least",
+    "int_in",
+    "non_negative_float",
+    "option",
+    "parse_config",
+    "positive_float",
+    "say",
+    "thread_count",
 ]

@@ -48,7 +48,9 @@ def load_session(path: str | Path, threads: int = 1, spin: bool = True):
 
     path = Path(path)
     if not path.is_file():
-        raise PolicyFileError(f"policy file {path} does not exist: export one with `slac-export RUN_DIR -o {path}`")
+        raise PolicyFileError(
+            f"policy file {path} does not exist: export one with `slac-export RUN_DIR -o {path}`"
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -57,7 +59,9 @@ def load_session(path: str | Path, threads: int = 1, spin: bool = True):
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
     except Exception as e:  # onnxruntime raises its own exception types for corrupt files
         raise PolicyFileError(f"policy file {path} could not be loaded by onnxruntime: {e}") from e
     props = dict(session.get_modelmeta().custom_metadata_map)
@@ -68,7 +72,9 @@ def load_session(path: str | Path, threads: int = 1, spin: bool = True):
     names = {i.name for i in session.get_inputs()}
     expected = {pm.INPUT_FRAMES, pm.INPUT_CACHED_FEATURES, pm.INPUT_PREV_ACTIONS}
     if names != expected:
-        raise PolicyFileError(f"policy file {path} has inputs {sorted(names)}, expected {sorted(expected)}")
+        raise PolicyFileError(
+            f"policy file {path} has inputs {sorted(names)}, expected {sorted(expected)}"
+        )
     return session, metadata
 
 
@@ -80,14 +86,25 @@ class OnnxPolicy:
     actor's inputs (the same arrays training's acting code builds).
     """
 
-    def __init__(self, path: str | Path, threads: int = 1, seed: int | None = None, spin: bool = True):
+    def __init__(
+        self, path: str | Path, threads: int = 1, seed: int | None = None, spin: bool = True
+    ):
         self.path = Path(path)
         self.session, self.metadata = load_session(self.path, threads, spin)
         m = self.metadata
         self._rng = np.random.default_rng(seed)
-        self.frame_history = History(m.action_dim, (m.image_height, m.image_width, 3), m.history_length)
-        self.feature_history = History(m.action_dim, (m.feature_dim,), m.history_length, dtype=np.float32)
-        self._output_names = [pm.OUTPUT_ACTION, pm.OUTPUT_MEAN, pm.OUTPUT_LOG_STD, pm.OUTPUT_FEATURES]
+        self.frame_history = History(
+            m.action_dim, (m.image_height, m.image_width, 3), m.history_length
+        )
+        self.feature_history = History(
+            m.action_dim, (m.feature_dim,), m.history_length, dtype=np.float32
+        )
+        self._output_names = [
+            pm.OUTPUT_ACTION,
+            pm.OUTPUT_MEAN,
+            pm.OUTPUT_LOG_STD,
+            pm.OUTPUT_FEATURES,
+        ]
 
     @property
     def frames(self) -> np.ndarray:
@@ -107,8 +124,14 @@ class OnnxPolicy:
             )
         return frame
 
-    def _run(self, frames: np.ndarray, cached: np.ndarray, actions: np.ndarray, deterministic: bool,
-             noise: np.ndarray | None) -> tuple[PolicyOutput, np.ndarray]:
+    def _run(
+        self,
+        frames: np.ndarray,
+        cached: np.ndarray,
+        actions: np.ndarray,
+        deterministic: bool,
+        noise: np.ndarray | None,
+    ) -> tuple[PolicyOutput, np.ndarray]:
         feeds = {
             pm.INPUT_FRAMES: frames[None],
             pm.INPUT_CACHED_FEATURES: cached[None],
@@ -126,34 +149,54 @@ class OnnxPolicy:
             action = stochastic_action(mean, log_std, noise)
         return PolicyOutput(action, det, mean, log_std, elapsed), features[0]
 
-    def reset(self, first_frame: np.ndarray, deterministic: bool = False,
-              noise: np.ndarray | None = None) -> PolicyOutput:
+    def reset(
+        self, first_frame: np.ndarray, deterministic: bool = False, noise: np.ndarray | None = None
+    ) -> PolicyOutput:
         """Start an episode at ``first_frame`` and return the first action."""
         m = self.metadata
         first_frame = self._check_frame(first_frame)
         self.frame_history.reset(first_frame)
         frames = self.frame_history.items  # the first frame, repeated (full form, N = history)
-        cached = np.zeros((m.history_length, m.feature_dim), dtype=np.float32)  # unused when N = history
+        cached = np.zeros(
+            (m.history_length, m.feature_dim), dtype=np.float32
+        )  # unused when N = history
         out, features = self._run(frames, cached, self.frame_history.actions, deterministic, noise)
         self.feature_history.reset(features[-1])
         return out
 
-    def step(self, frame: np.ndarray, previous_action: np.ndarray, deterministic: bool = False,
-             noise: np.ndarray | None = None) -> PolicyOutput:
+    def step(
+        self,
+        frame: np.ndarray,
+        previous_action: np.ndarray,
+        deterministic: bool = False,
+        noise: np.ndarray | None = None,
+    ) -> PolicyOutput:
         """Add the newest frame and the action that led to it; return the next action."""
         frame = self._check_frame(frame)
         previous_action = np.asarray(previous_action, dtype=np.float32).reshape(-1)
         cached = self.feature_history.items  # the graph keeps the newest 7 rows
         self.frame_history.append(previous_action, frame)
-        out, features = self._run(frame[None], cached, self.frame_history.actions, deterministic, noise)
+        out, features = self._run(
+            frame[None], cached, self.frame_history.actions, deterministic, noise
+        )
         self.feature_history.append(previous_action, features[-1])
         return out
 
-    def run_full(self, frames: np.ndarray, actions: np.ndarray, deterministic: bool = True,
-                 noise: np.ndarray | None = None) -> PolicyOutput:
+    def run_full(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        deterministic: bool = True,
+        noise: np.ndarray | None = None,
+    ) -> PolicyOutput:
         """Re-encode a whole history (the full form): ``frames[history, H, W, 3]``, ``actions[history-1, A]``."""
         m = self.metadata
         cached = np.zeros((m.history_length, m.feature_dim), dtype=np.float32)
-        out, _ = self._run(np.asarray(frames, np.uint8), cached, np.asarray(actions, np.float32),
-                           deterministic, noise)
+        out, _ = self._run(
+            np.asarray(frames, np.uint8),
+            cached,
+            np.asarray(actions, np.float32),
+            deterministic,
+            noise,
+        )
         return out

@@ -16,13 +16,19 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 # The graph's tensor names (the runtime and the exporter agree on these).
-INPUT_FRAMES = "frames"  # uint8 [1, N, H, W, 3] RGB, the N newest frames, oldest first (1 <= N <= history)
-INPUT_CACHED_FEATURES = "cached_features"  # float32 [1, history, F]: the previous call's `features`;
+INPUT_FRAMES = (
+    "frames"  # uint8 [1, N, H, W, 3] RGB, the N newest frames, oldest first (1 <= N <= history)
+)
+INPUT_CACHED_FEATURES = (
+    "cached_features"  # float32 [1, history, F]: the previous call's `features`;
+)
 #   the graph keeps its newest history - N rows (zeros are fine when N = history)
 INPUT_PREV_ACTIONS = "prev_actions"  # float32 [1, history - 1, A], oldest first
 OUTPUT_ACTION = "action"  # float32 [1, A], deterministic action tanh(mean)
 OUTPUT_MEAN = "mean"  # float32 [1, A], pre-tanh mean
-OUTPUT_LOG_STD = "log_std"  # float32 [1, A], clipped log std; stochastic = tanh(mean + exp(log_std) * eps)
+OUTPUT_LOG_STD = (
+    "log_std"  # float32 [1, A], clipped log std; stochastic = tanh(mean + exp(log_std) * eps)
+)
 OUTPUT_FEATURES = "features"  # float32 [1, history, F], all features the actor saw (the new cache)
 
 
@@ -108,8 +114,12 @@ class PolicyMetadata:
         values["joint_ranges"] = tuple(tuple(map(float, r)) for r in values["joint_ranges"])
         return cls(**values)
 
-    def mismatches(self, robot_description: Any | None = None, image_size: tuple[int, int] | None = None,
-                   history_length: int | None = None) -> list[str]:
+    def mismatches(
+        self,
+        robot_description: Any | None = None,
+        image_size: tuple[int, int] | None = None,
+        history_length: int | None = None,
+    ) -> list[str]:
         """Sentences naming every difference between this policy and what it is about to drive."""
         out = []
         if robot_description is not None:
@@ -117,23 +127,40 @@ class PolicyMetadata:
             if self.robot != d.name:
                 out.append(f"policy was trained for robot {self.robot!r}, not {d.name!r}")
             if tuple(self.joint_names) != tuple(d.joint_names):
-                out.append(f"joint names differ: policy {list(self.joint_names)} vs robot {list(d.joint_names)}")
+                out.append(
+                    f"joint names differ: policy {list(self.joint_names)} vs robot {list(d.joint_names)}"
+                )
             ranges_robot = tuple(tuple(map(float, r)) for r in d.joint_ranges)
             if len(self.joint_ranges) != len(ranges_robot) or any(
-                abs(a - b) > 1e-6 for ra, rb in zip(self.joint_ranges, ranges_robot) for a, b in zip(ra, rb)
+                abs(a - b) > 1e-6
+                for ra, rb in zip(self.joint_ranges, ranges_robot)
+                for a, b in zip(ra, rb)
             ):
-                out.append(f"joint ranges differ: policy {self.joint_ranges} vs robot {ranges_robot}")
-            if self.velocity_limit is not None and abs(self.velocity_limit - d.velocity_limit) > 1e-6:
-                out.append(f"velocity limit differs: policy {self.velocity_limit} vs robot {d.velocity_limit} rad/s")
+                out.append(
+                    f"joint ranges differ: policy {self.joint_ranges} vs robot {ranges_robot}"
+                )
+            if (
+                self.velocity_limit is not None
+                and abs(self.velocity_limit - d.velocity_limit) > 1e-6
+            ):
+                out.append(
+                    f"velocity limit differs: policy {self.velocity_limit} vs robot {d.velocity_limit} rad/s"
+                )
             check_period = getattr(d, "check_control_period", None)
-            period_problem = check_period(self.control_period_s) if check_period is not None else None
+            period_problem = (
+                check_period(self.control_period_s) if check_period is not None else None
+            )
             if period_problem is not None:
                 out.append(f"the policy's {period_problem}")
         if image_size is not None and (self.image_height, self.image_width) != tuple(image_size):
-            out.append(f"image size differs: policy {self.image_height}x{self.image_width} vs camera "
-                       f"{image_size[0]}x{image_size[1]}")
+            out.append(
+                f"image size differs: policy {self.image_height}x{self.image_width} vs camera "
+                f"{image_size[0]}x{image_size[1]}"
+            )
         if history_length is not None and self.history_length != history_length:
-            out.append(f"history length differs: policy {self.history_length} vs runtime {history_length}")
+            out.append(
+                f"history length differs: policy {self.history_length} vs runtime {history_length}"
+            )
         return out
 
 

@@ -48,12 +48,16 @@ DEFAULT_CONTROL_PERIOD_S = 0.05  # for logs whose header lacks the policy metada
 # ------------------------------------------------------------------------------------------------
 # What a log holds, tick by tick
 def control_period_s(log: EpisodeLog) -> float:
-    return float(log.header.get("policy_metadata", {}).get("control_period_s", DEFAULT_CONTROL_PERIOD_S))
+    return float(
+        log.header.get("policy_metadata", {}).get("control_period_s", DEFAULT_CONTROL_PERIOD_S)
+    )
 
 
 def logged_positions(log: EpisodeLog) -> np.ndarray:
     """Joint positions read at each tick (rad), ``[T, J]``."""
-    return np.array([t["positions"] for t in log.ticks], dtype=np.float64).reshape(len(log.ticks), -1)
+    return np.array([t["positions"] for t in log.ticks], dtype=np.float64).reshape(
+        len(log.ticks), -1
+    )
 
 
 def logged_goals(log: EpisodeLog) -> np.ndarray:
@@ -100,8 +104,10 @@ def truncation_warning(log: EpisodeLog) -> str | None:
         return None
     if not log.ticks:
         return f"{log.path} was cut off before its first tick was logged"
-    return (f"{log.path} was cut off (no footer: the run was killed or crashed); using it up to its "
-            f"last complete tick, tick {log.ticks[-1]['tick']} ({len(log.ticks)} ticks)")
+    return (
+        f"{log.path} was cut off (no footer: the run was killed or crashed); using it up to its "
+        f"last complete tick, tick {log.ticks[-1]['tick']} ({len(log.ticks)} ticks)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,8 +117,11 @@ def _percentiles_ms(values: list[float], name: str) -> dict[str, float | None]:
     if not values:
         return {f"{name}_p50_ms": None, f"{name}_p99_ms": None, f"{name}_max_ms": None}
     ms = np.asarray(values, dtype=np.float64) * 1e3
-    return {f"{name}_p50_ms": float(np.percentile(ms, 50)), f"{name}_p99_ms": float(np.percentile(ms, 99)),
-            f"{name}_max_ms": float(ms.max())}
+    return {
+        f"{name}_p50_ms": float(np.percentile(ms, 50)),
+        f"{name}_p99_ms": float(np.percentile(ms, 99)),
+        f"{name}_max_ms": float(ms.max()),
+    }
 
 
 def stop_reason(log: EpisodeLog) -> str:
@@ -137,7 +146,9 @@ def task_success(log: EpisodeLog) -> bool | None:
 
 def _event_count(log: EpisodeLog, kind: str, count_key: str | None = None) -> int:
     """How many ``kind`` events the log holds (summing their ``count_key`` where they carry one)."""
-    return sum(int(e.get(count_key, 1)) if count_key else 1 for e in log.events if e.get("event") == kind)
+    return sum(
+        int(e.get(count_key, 1)) if count_key else 1 for e in log.events if e.get("event") == kind
+    )
 
 
 def summarize(log: EpisodeLog) -> dict[str, Any]:
@@ -182,8 +193,15 @@ def summarize(log: EpisodeLog) -> dict[str, Any]:
     errors = [t["goal_error_rad"] for t in ticks if t.get("goal_error_rad") is not None]
     out["goal_error_p99_rad"] = float(np.percentile(errors, 99)) if errors else None
     out["goal_error_max_rad"] = float(np.max(errors)) if errors else None
-    out.update({k: v for k, v in _percentiles_ms([p["policy"].get("inference_s") for p in policy],
-                                                 "inference").items() if not k.endswith("max_ms")})
+    out.update(
+        {
+            k: v
+            for k, v in _percentiles_ms(
+                [p["policy"].get("inference_s") for p in policy], "inference"
+            ).items()
+            if not k.endswith("max_ms")
+        }
+    )
     # Bus counters, where the run logged them (a replay's footer has them).
     for key in ("retries", "failures"):
         out[key] = footer.get(key)
@@ -211,16 +229,20 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
         raise ValueError(f"{log.path} has no policy steps to re-run")
     action_dim = len(steps[0]["policy"]["action"])
     if policy.metadata.action_dim != action_dim:
-        raise ValueError(f"policy {policy_path} has {policy.metadata.action_dim} actions, "
-                         f"the log's policy had {action_dim}")
+        raise ValueError(
+            f"policy {policy_path} has {policy.metadata.action_dim} actions, "
+            f"the log's policy had {action_dim}"
+        )
     diffs = []
     previous = None
     for tick in steps:
         p = tick["policy"]
         frame = log.policy_frame(tick)
         if frame is None:
-            raise ValueError(f"{log.path}: frame {p['frame_seq']} of policy step {p['step']} was not logged "
-                             "(the run did not log frames)")
+            raise ValueError(
+                f"{log.path}: frame {p['frame_seq']} of policy step {p['step']} was not logged "
+                "(the run did not log frames)"
+            )
         deterministic = p.get("noise") is None
         noise = None if deterministic else np.asarray(p["noise"], dtype=np.float32)
         if previous is None or p.get("history_reset", False):
@@ -238,8 +260,13 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
 _FINGER_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]  # RGB, one per joint of a finger
 
 
-def _plot_panel(positions: np.ndarray, goals: np.ndarray, cursor: int, size: tuple[int, int],
-                joint_names: list[str] | None = None) -> np.ndarray:
+def _plot_panel(
+    positions: np.ndarray,
+    goals: np.ndarray,
+    cursor: int,
+    size: tuple[int, int],
+    joint_names: list[str] | None = None,
+) -> np.ndarray:
     """Joint positions (thick) and goals (thin) over the episode, one box per finger, with a cursor.
 
     ``positions``/``goals`` are ``[T, J]`` (rad); the panel is ``uint8[h, w, 3]`` RGB.
@@ -266,11 +293,28 @@ def _plot_panel(positions: np.ndarray, goals: np.ndarray, cursor: int, size: tup
                 cv2.polylines(panel, [pts], False, _FINGER_COLOURS[j % 3], thick, cv2.LINE_AA)
         if joint_names:
             label = joint_names[r * per_row][:2] if rows == 3 else "joints"
-            cv2.putText(panel, label, (6, top + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+            cv2.putText(
+                panel,
+                label,
+                (6, top + 14),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                (90, 90, 90),
+                1,
+                cv2.LINE_AA,
+            )
     x = int(xs[min(cursor, n_ticks - 1)])
     cv2.line(panel, (x, 0), (x, h - 1), (0, 0, 0), 1)
-    cv2.putText(panel, "position (thick), goal (thin)", (6, h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                (90, 90, 90), 1, cv2.LINE_AA)
+    cv2.putText(
+        panel,
+        "position (thick), goal (thin)",
+        (6, h - 6),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.35,
+        (90, 90, 90),
+        1,
+        cv2.LINE_AA,
+    )
     return panel
 
 
@@ -279,7 +323,9 @@ def put_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: floa
     import cv2
 
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+    )
 
 
 def open_video(out: str | Path, fps: float, width: int, height: int):
@@ -341,9 +387,13 @@ def tracking_stats(errors: np.ndarray) -> dict[str, Any]:
     """Statistics of |replayed − logged joint positions| ``errors[T, J]`` (rad), and whether they are
     within the replay tolerance (None when there are no ticks)."""
     if errors.size == 0:
-        return {"max_tracking_error_rad": None, "p95_tracking_error_rad": None,
-                "mean_tracking_error_rad": None, "max_tracking_error_per_joint_rad": None,
-                "within_tolerance": None}
+        return {
+            "max_tracking_error_rad": None,
+            "p95_tracking_error_rad": None,
+            "mean_tracking_error_rad": None,
+            "max_tracking_error_per_joint_rad": None,
+            "within_tolerance": None,
+        }
     per_tick = errors.max(axis=1)
     p95 = float(np.percentile(per_tick, REPLAY_TOLERANCE_QUANTILE))
     mean = float(errors.mean())
@@ -365,45 +415,69 @@ def check_replayable(log: EpisodeLog, description: RobotDescription) -> None:
     if not log.ticks:
         raise ValueError(f"{log.path} holds no ticks to replay")
     if log.header.get("robot") not in (None, description.name):
-        raise ValueError(f"{log.path} was recorded on robot {log.header['robot']!r}, not {description.name!r}")
+        raise ValueError(
+            f"{log.path} was recorded on robot {log.header['robot']!r}, not {description.name!r}"
+        )
     names = log.header.get("policy_metadata", {}).get("joint_names")
     if names and tuple(names) != tuple(description.joint_names):
-        raise ValueError(f"{log.path} was logged with joints {list(names)}, robot {description.name!r} "
-                         f"has {list(description.joint_names)}")
+        raise ValueError(
+            f"{log.path} was logged with joints {list(names)}, robot {description.name!r} "
+            f"has {list(description.joint_names)}"
+        )
     goals = logged_goals(log)
     if goals.shape[1] != description.num_joints or not np.all(np.isfinite(goals)):
-        raise ValueError(f"{log.path}: the logged goals are not {description.num_joints} finite joint angles")
+        raise ValueError(
+            f"{log.path}: the logged goals are not {description.num_joints} finite joint angles"
+        )
 
 
 @dataclass
 class _ReplayProgress:
     """What a replay on a robot has done so far (the footer's numbers)."""
 
-    errors: list[np.ndarray] = field(default_factory=list)  # |replayed − logged positions| per tick (rad)
+    errors: list[np.ndarray] = field(
+        default_factory=list
+    )  # |replayed − logged positions| per tick (rad)
     lateness_s: list[float] = field(default_factory=list)
     overruns: int = 0
 
 
-def _replay_ease_in(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter, cfg: RobotReplayConfig,
-                    stop_requested: Callable[[], bool]) -> float:
+def _replay_ease_in(
+    log: EpisodeLog,
+    robot: Robot,
+    out: EpisodeLogWriter,
+    cfg: RobotReplayConfig,
+    stop_requested: Callable[[], bool],
+) -> float:
     """Ease in to the goal in force when logged tick 0 began; return tick 0's deadline (one control
     period after the last ease-in goal)."""
     d = robot.description
     if stop_requested():
         raise ReplayStopped("stop requested")
     period = control_period_s(log)
-    move = ease_in(robot, np.clip(initial_goal(log), d.low, d.high),
-                   speed_rad_s=d.velocity_limit * cfg.ease_in_speed, period_s=period,
-                   stop_requested=stop_requested)
+    move = ease_in(
+        robot,
+        np.clip(initial_goal(log), d.low, d.high),
+        speed_rad_s=d.velocity_limit * cfg.ease_in_speed,
+        period_s=period,
+        stop_requested=stop_requested,
+    )
     if move.stopped:
         raise ReplayStopped("stop requested")
     out.event("ease_in", ticks=move.ticks, start=move.start, target=move.target)
     return move.timer.next_deadline
 
 
-def _replay_ticks(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter, cfg: RobotReplayConfig,
-                  t0: float, progress: _ReplayProgress, stop_requested: Callable[[], bool],
-                  status: Callable[[str], None] | None) -> None:
+def _replay_ticks(
+    log: EpisodeLog,
+    robot: Robot,
+    out: EpisodeLogWriter,
+    cfg: RobotReplayConfig,
+    t0: float,
+    progress: _ReplayProgress,
+    stop_requested: Callable[[], bool],
+    status: Callable[[str], None] | None,
+) -> None:
     """Tick ``i`` at ``t0`` + its logged time: read the joints, send the logged goal, log the tick."""
     goals = logged_goals(log)
     positions = logged_positions(log)
@@ -424,19 +498,37 @@ def _replay_ticks(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter, cfg: Rob
         sent = robot.command(goals[i])
         error = np.abs(state.positions - positions[i])
         progress.errors.append(error)
-        out.tick({
-            "tick": i, "t": t_tick, "wall_time": time.time(), "lateness_s": lateness,
-            "positions": state.positions, "velocities": state.velocities, "currents": state.currents,
-            "policy": None, "goal": goals[i], "sent": sent,
-            "replay_of_tick": tick["tick"], "tracking_error_rad": float(error.max()),
-        })
+        out.tick(
+            {
+                "tick": i,
+                "t": t_tick,
+                "wall_time": time.time(),
+                "lateness_s": lateness,
+                "positions": state.positions,
+                "velocities": state.velocities,
+                "currents": state.currents,
+                "policy": None,
+                "goal": goals[i],
+                "sent": sent,
+                "replay_of_tick": tick["tick"],
+                "tracking_error_rad": float(error.max()),
+            }
+        )
         if status and i % 10 == 0:
-            status(f"tick {i + 1}/{len(log.ticks)}  tracking error {error.max():.3f} rad  "
-                   f"lateness {lateness * 1e3:5.2f} ms")
+            status(
+                f"tick {i + 1}/{len(log.ticks)}  tracking error {error.max():.3f} rad  "
+                f"lateness {lateness * 1e3:5.2f} ms"
+            )
 
 
-def _replay_summary(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter, cfg: RobotReplayConfig,
-                    progress: _ReplayProgress, reason: str) -> dict[str, Any]:
+def _replay_summary(
+    log: EpisodeLog,
+    robot: Robot,
+    out: EpisodeLogWriter,
+    cfg: RobotReplayConfig,
+    progress: _ReplayProgress,
+    reason: str,
+) -> dict[str, Any]:
     """The replay log's footer: ticks, stop reason, bus counters and the tracking error."""
     errors = progress.errors
     err = np.array(errors) if errors else np.zeros((0, robot.description.num_joints))
@@ -450,20 +542,28 @@ def _replay_summary(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter, cfg: R
         "jitter_p99_ms": float(np.percentile(lateness_s, 99) * 1e3) if lateness_s else None,
     }
     summary.update(tracking_stats(err))
-    summary.update({
-        "tolerance": (f"p{REPLAY_TOLERANCE_QUANTILE} <= {REPLAY_TOLERANCE_RAD} rad, "
-                      f"mean <= {REPLAY_MEAN_TOLERANCE_RAD} rad"),
-        "stop_reason": reason,
-        "config": asdict(cfg),
-    })
+    summary.update(
+        {
+            "tolerance": (
+                f"p{REPLAY_TOLERANCE_QUANTILE} <= {REPLAY_TOLERANCE_RAD} rad, "
+                f"mean <= {REPLAY_MEAN_TOLERANCE_RAD} rad"
+            ),
+            "stop_reason": reason,
+            "config": asdict(cfg),
+        }
+    )
     summary.update(getattr(robot, "stats", {}) or {})
     return summary
 
 
-def replay_on_robot(log: EpisodeLog, robot: Robot, out: EpisodeLogWriter,
-                    config: RobotReplayConfig | None = None,
-                    stop_requested: Callable[[], bool] = lambda: False,
-                    status: Callable[[str], None] | None = None) -> dict[str, Any]:
+def replay_on_robot(
+    log: EpisodeLog,
+    robot: Robot,
+    out: EpisodeLogWriter,
+    config: RobotReplayConfig | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+    status: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Send a log's goals to a connected robot with their logged timing; log the replay to ``out``.
 
     1. Ease in: from the current pose to the goal in force when the logged tick 0 began (the logged

@@ -51,22 +51,34 @@ from slac_runtime.robot import find_robot
 class ReplayConfig:
     """``slac-replay``'s options."""
 
-    log: Path = option(None, "an episode log (.slaclog) written by slac-run", positional=True, required=True)
+    log: Path = option(
+        None, "an episode log (.slaclog) written by slac-run", positional=True, required=True
+    )
     summary: bool = option(False, "print the episode's table (the default)")
     json: bool = option(False, "print results as JSON lines")
-    video: Path | None = option(None, "write an mp4: camera frames and joint plots (with --sim: the "
-                                "side-by-side video)")
+    video: Path | None = option(
+        None, "write an mp4: camera frames and joint plots (with --sim: the side-by-side video)"
+    )
     policy: Path | None = option(None, "re-run this ONNX policy on the logged inputs")
     sim: bool = option(False, "apply the logged goals to the simulated robot")
     robot: str | None = option(None, "robot name (default: the log's robot)")
     port: str | None = option(None, "replay on the robot at this serial port")
-    joint_calibration: Path | None = option(None, "joint calibration file (default: the robot's file "
-                                            "from `slac-calibrate joints`)", aliases=["calibration"])
-    allow_uncalibrated: bool = option(False, "replay without a joint calibration file (the driver's defaults)")
-    on_exit: str = option("relax", "leave the robot relaxed (torque off) or holding its pose after a replay",
-                          choices=["relax", "hold"])
-    out_log: Path | None = option(None, "episode log of the replay on the robot (default: next to LOG, "
-                                  "'.replay')")
+    joint_calibration: Path | None = option(
+        None,
+        "joint calibration file (default: the robot's file from `slac-calibrate joints`)",
+        aliases=["calibration"],
+    )
+    allow_uncalibrated: bool = option(
+        False, "replay without a joint calibration file (the driver's defaults)"
+    )
+    on_exit: str = option(
+        "relax",
+        "leave the robot relaxed (torque off) or holding its pose after a replay",
+        choices=["relax", "hold"],
+    )
+    out_log: Path | None = option(
+        None, "episode log of the replay on the robot (default: next to LOG, '.replay')"
+    )
     quiet: bool = option(False, "no live status line")
     traceback: bool = option(False, "show the full traceback of an error")
 
@@ -110,19 +122,24 @@ def choose_calibration(args: ReplayConfig, log: EpisodeLog, entry) -> Path | Non
     )
 
 
-def replay_driver_options(args: ReplayConfig, description: Any, period_s: float,
-                          calibration: Path | None) -> dict[str, Any]:
+def replay_driver_options(
+    args: ReplayConfig, description: Any, period_s: float, calibration: Path | None
+) -> dict[str, Any]:
     """The same safety net as slac-run: the driver clips each goal step a little above the velocity
     limit (the logged goals already respect it)."""
-    kwargs: dict[str, Any] = {"port": args.port, "on_exit": args.on_exit,
-                              "max_step_rad": 1.1 * description.max_step_rad(period_s)}
+    kwargs: dict[str, Any] = {
+        "port": args.port,
+        "on_exit": args.on_exit,
+        "max_step_rad": 1.1 * description.max_step_rad(period_s),
+    }
     if calibration is not None:
         kwargs["calibration"] = calibration
     return kwargs
 
 
-def run_on_robot(args: ReplayConfig, log: EpisodeLog, robot_name: str,
-                 stop: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_on_robot(
+    args: ReplayConfig, log: EpisodeLog, robot_name: str, stop: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Replay on the robot at ``args.port``; a signal stops it after the current tick (and is
     recorded in ``stop["signal"]``)."""
     entry = find_robot(robot_name)
@@ -136,21 +153,37 @@ def run_on_robot(args: ReplayConfig, log: EpisodeLog, robot_name: str,
     out_path = args.out_log or default_out_log(args.log)
     if out_path.exists():
         raise UsageError(f"--out-log {out_path} exists: choose another file")
-    header = dict(log.header, replay_of=str(args.log), port=args.port,
-                  joint_calibration=_read_json(calibration) if calibration else None)
+    header = dict(
+        log.header,
+        replay_of=str(args.log),
+        port=args.port,
+        joint_calibration=_read_json(calibration) if calibration else None,
+    )
     stop = {"signal": None} if stop is None else stop
 
     def on_signal(signum, _frame):
         stop["signal"] = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    status = None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
+    status = (
+        None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
+    )
     try:
-        with entry.make_driver(**replay_driver_options(args, description, period, calibration)) as robot, \
-                EpisodeLogWriter(out_path, header) as out:
+        with (
+            entry.make_driver(
+                **replay_driver_options(args, description, period, calibration)
+            ) as robot,
+            EpisodeLogWriter(out_path, header) as out,
+        ):
             try:
-                return replay_on_robot(log, robot, out, RobotReplayConfig(),
-                                       stop_requested=lambda: stop["signal"] is not None, status=status)
+                return replay_on_robot(
+                    log,
+                    robot,
+                    out,
+                    RobotReplayConfig(),
+                    stop_requested=lambda: stop["signal"] is not None,
+                    status=status,
+                )
             finally:
                 if status:
                     print(file=sys.stderr)
@@ -177,7 +210,9 @@ def read_log(args: ReplayConfig) -> tuple[EpisodeLog, str | None]:
         say("slac-replay", "warning", warning)
     robot_name = args.robot or log.header.get("robot")
     if args.robot is not None and args.port is None and not args.sim:
-        raise UsageError("--robot replays on a robot only with --port PORT (or in simulation with --sim)")
+        raise UsageError(
+            "--robot replays on a robot only with --port PORT (or in simulation with --sim)"
+        )
     if (args.sim or args.port is not None) and not robot_name:
         raise UsageError(f"{args.log} names no robot: pass --robot NAME")
     return log, robot_name
@@ -185,10 +220,14 @@ def read_log(args: ReplayConfig) -> tuple[EpisodeLog, str | None]:
 
 def policy_report(log: EpisodeLog, policy: Path) -> dict[str, Any]:
     diffs = policy_differences(log, policy)
-    return {"policy": str(policy), "steps": len(diffs),
-            "max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean()),
-            "identical": bool(diffs.max() == 0.0),
-            "per_step": " ".join(f"{d:.2e}" for d in diffs[:20]) + (" ..." if len(diffs) > 20 else "")}
+    return {
+        "policy": str(policy),
+        "steps": len(diffs),
+        "max_abs_diff": float(diffs.max()),
+        "mean_abs_diff": float(diffs.mean()),
+        "identical": bool(diffs.max() == 0.0),
+        "per_step": " ".join(f"{d:.2e}" for d in diffs[:20]) + (" ..." if len(diffs) > 20 else ""),
+    }
 
 
 def robot_exit_code(result: dict[str, Any], stop: dict[str, Any]) -> int:
@@ -232,7 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return int(run(args))
-    except (UsageError, PolicyFileError, ValueError, KeyError) as e:  # nothing moved: fix the command
+    except (
+        UsageError,
+        PolicyFileError,
+        ValueError,
+        KeyError,
+    ) as e:  # nothing moved: fix the command
         if args.traceback:
             raise
         say("slac-replay", "error", error_message(e))

@@ -34,14 +34,18 @@ class RobotDescription:
     velocity_limit: float  # rad/s, per joint
     reset_pose: tuple[float, ...]  # rad
     # The safety limits the runtime takes from the robot, never from a policy file:
-    control_periods_s: tuple[float, ...] = ()  # control periods the robot may be driven at (s); () any
+    control_periods_s: tuple[
+        float, ...
+    ] = ()  # control periods the robot may be driven at (s); () any
     tracking_error_limit_rad: float = math.inf  # |goal - present| beyond this ...
     tracking_error_time_s: float = math.inf  # ... for longer than this stops the robot
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
         if not (len(self.motor_ids) == len(self.joint_ranges) == len(self.reset_pose) == n):
-            raise ValueError(f"robot {self.name!r}: joint names, IDs, ranges and reset pose differ in length")
+            raise ValueError(
+                f"robot {self.name!r}: joint names, IDs, ranges and reset pose differ in length"
+            )
         if not (self.velocity_limit > 0 and math.isfinite(self.velocity_limit)):
             raise ValueError(f"robot {self.name!r}: velocity limit must be positive and finite")
         if any(not (p > 0 and math.isfinite(p)) for p in self.control_periods_s):
@@ -49,7 +53,9 @@ class RobotDescription:
         if not (self.tracking_error_limit_rad > 0 and self.tracking_error_time_s > 0):
             raise ValueError(f"robot {self.name!r}: tracking-error limit and time must be positive")
 
-    def check_control_period(self, period_s: float, tolerance: float = CONTROL_PERIOD_TOLERANCE) -> str | None:
+    def check_control_period(
+        self, period_s: float, tolerance: float = CONTROL_PERIOD_TOLERANCE
+    ) -> str | None:
         """None if the robot may be driven at ``period_s``; else a sentence saying why not."""
         if not (isinstance(period_s, (int, float)) and math.isfinite(period_s) and period_s > 0):
             return f"control period {period_s!r} s is not a positive number"
@@ -58,8 +64,10 @@ class RobotDescription:
         if any(abs(period_s - p) <= tolerance * p for p in self.control_periods_s):
             return None
         allowed = ", ".join(f"{p:g}" for p in self.control_periods_s)
-        return (f"control period {period_s:g} s is not one robot {self.name!r} may be driven at "
-                f"(allowed: {allowed} s, within {tolerance:.1%})")
+        return (
+            f"control period {period_s:g} s is not one robot {self.name!r} may be driven at "
+            f"(allowed: {allowed} s, within {tolerance:.1%})"
+        )
 
     def max_step_rad(self, period_s: float) -> float:
         """The largest change of a joint goal in one control period: the velocity limit times it."""
@@ -87,7 +95,9 @@ class RobotDescription:
         """
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (self.num_joints,):
-            raise ValueError(f"{self.name}: expected {self.num_joints} action values, got {action.shape}")
+            raise ValueError(
+                f"{self.name}: expected {self.num_joints} action values, got {action.shape}"
+            )
         if not np.all(np.isfinite(action)):
             raise ValueError(f"{self.name}: action contains NaN or inf: {action}")
         low, high = self.low, self.high
@@ -189,7 +199,9 @@ class RobotEntry:
     driver: str
     virtual: str | None = None
     policy: str | None = None  # "package:relative/path.onnx" of a policy shipped with the robot
-    sim_replay: str | None = None  # "module:function(log, video_path) -> dict" (simulation; heavy imports)
+    sim_replay: str | None = (
+        None  # "module:function(log, video_path) -> dict" (simulation; heavy imports)
+    )
 
     def default_policy(self) -> Path | None:
         """The shipped policy file, if the robot package has one."""
@@ -221,7 +233,9 @@ def default_calibration_path(robot: str, kind: str = "joints") -> Path:
     ``$XDG_CONFIG_HOME/slac`` (``~/.config/slac``), file ``<robot>-<kind>.json``."""
     base = os.environ.get("SLAC_CALIBRATION_DIR")
     if not base:
-        base = os.path.join(os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "slac")
+        base = os.path.join(
+            os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "slac"
+        )
     return Path(base) / f"{robot}-{kind}.json"
 
 
@@ -233,9 +247,13 @@ def find_robot(name: str) -> RobotEntry:
     """Find a robot by name in the ``slac.robots`` entry-point group."""
     matches = [ep for ep in entry_points(group=ROBOT_ENTRY_POINT_GROUP) if ep.name == name]
     if not matches:
-        known = ", ".join(list_robots()) or "none (is the package installed with `pip install -e .`?)"
+        known = (
+            ", ".join(list_robots()) or "none (is the package installed with `pip install -e .`?)"
+        )
         raise KeyError(f"unknown robot {name!r}; registered robots: {known}")
     entry = matches[0].load()
     if not isinstance(entry, RobotEntry):
-        raise TypeError(f"entry point {name!r} does not point at a RobotEntry (got {type(entry).__name__})")
+        raise TypeError(
+            f"entry point {name!r} does not point at a RobotEntry (got {type(entry).__name__})"
+        )
     return entry

@@ -50,44 +50,77 @@ from slac_runtime.robot import RobotRefused, default_calibration_path, find_robo
 class RunConfig:
     """``slac-run``'s options."""
 
-    camera: str = option("", "OpenCV index (0), device path, video file or stream, or the endpoint of a "
-                         "frame publisher (tcp://host:port, ipc://path)", required=True)
+    camera: str = option(
+        "",
+        "OpenCV index (0), device path, video file or stream, or the endpoint of a "
+        "frame publisher (tcp://host:port, ipc://path)",
+        required=True,
+    )
     robot: str = option("dclaw", "robot name in the slac.robots registry")
-    policy: Path | None = option(None, "exported ONNX policy (default: the robot's shipped policy, if it has one)")
+    policy: Path | None = option(
+        None, "exported ONNX policy (default: the robot's shipped policy, if it has one)"
+    )
     port: str | None = option(None, "serial port of the servo bus (default: the driver's)")
     joint_calibration: Path | None = option(
-        None, "joint calibration file (default: the robot's file from `slac-calibrate joints`)",
-        aliases=["calibration"])
-    allow_uncalibrated: bool = option(False, "run without a joint calibration file (the driver's defaults)")
+        None,
+        "joint calibration file (default: the robot's file from `slac-calibrate joints`)",
+        aliases=["calibration"],
+    )
+    allow_uncalibrated: bool = option(
+        False, "run without a joint calibration file (the driver's defaults)"
+    )
     camera_calibration: Path | None = option(
-        None, "camera calibration for a local camera (crop/rotation); default: the robot's file from "
-        "`slac-calibrate camera --auto`, if there is one")
+        None,
+        "camera calibration for a local camera (crop/rotation); default: the robot's file from "
+        "`slac-calibrate camera --auto`, if there is one",
+    )
     episodes: int = option(1, "number of episodes", parse=int_at_least(1), exclusive="length")
-    duration: float | None = option(None, "run episodes for this many seconds (instead of --episodes)",
-                                    parse=positive_float, exclusive="length")
+    duration: float | None = option(
+        None,
+        "run episodes for this many seconds (instead of --episodes)",
+        parse=positive_float,
+        exclusive="length",
+    )
     episode_steps: int | None = option(
-        None, "policy steps per episode (default: the policy's task's, from its metadata)",
-        parse=int_at_least(1))
+        None,
+        "policy steps per episode (default: the policy's task's, from its metadata)",
+        parse=int_at_least(1),
+    )
     log_dir: Path = option(Path("logs"), "where episode logs go")
     deterministic: bool = option(False, "tanh(mean) instead of sampling")
-    on_exit: str = option("relax", "leave the robot relaxed (torque off) or holding its pose",
-                          choices=["relax", "hold"])
-    max_frame_age: float = option(0.25, "frames received longer ago than this are stale (s)",
-                                  parse=positive_float)
+    on_exit: str = option(
+        "relax",
+        "leave the robot relaxed (torque off) or holding its pose",
+        choices=["relax", "hold"],
+    )
+    max_frame_age: float = option(
+        0.25, "frames received longer ago than this are stale (s)", parse=positive_float
+    )
     stale_timeout: float = option(
-        1.0, "stop the robot once the camera has been stale this long, i.e. no new frame for "
+        1.0,
+        "stop the robot once the camera has been stale this long, i.e. no new frame for "
         "max-frame-age + stale-timeout (s); the robot is then left as --on-exit says",
-        parse=positive_float)
-    camera_timeout: float = option(5.0, "wait this long for the camera's first frame before touching "
-                                   "the robot (s)", parse=positive_float)
-    threads: int = option(min(2, available_cores()), "onnxruntime threads, at most this computer's "
-                          "cores (2: streaming step p99 < 0.5 ms)", parse=thread_count)
+        parse=positive_float,
+    )
+    camera_timeout: float = option(
+        5.0,
+        "wait this long for the camera's first frame before touching the robot (s)",
+        parse=positive_float,
+    )
+    threads: int = option(
+        min(2, available_cores()),
+        "onnxruntime threads, at most this computer's cores (2: streaming step p99 < 0.5 ms)",
+        parse=thread_count,
+    )
     seed: int | None = option(None, "seed of the policy's action noise", parse=int_at_least(0))
     quiet: bool = option(False, "no live status line")
     traceback: bool = option(False, "show the full traceback of an error")
-    realtime: bool = option(False, "real-time scheduling (SCHED_FIFO) for the loop, when permitted; only "
-                            "with hardware servos (the bus client busy-waits for replies, which would "
-                            "starve an emulator or camera process on the same cores)")
+    realtime: bool = option(
+        False,
+        "real-time scheduling (SCHED_FIFO) for the loop, when permitted; only "
+        "with hardware servos (the bus client busy-waits for replies, which would "
+        "starve an emulator or camera process on the same cores)",
+    )
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -108,35 +141,58 @@ EXIT_CODES_HELP = """exit codes:
   130  interrupted by Ctrl-C; 143 by SIGTERM (the episode log is closed and the robot made safe)"""
 
 
-def start_local_camera(camera: str, size: int, calibration: Path | None) -> tuple[subprocess.Popen, str]:
+def start_local_camera(
+    camera: str, size: int, calibration: Path | None
+) -> tuple[subprocess.Popen, str]:
     """Start ``slac-camera`` in its own process, publishing on a private ipc endpoint."""
     endpoint = f"ipc://{tempfile.gettempdir()}/slac-camera-{os.getpid()}.ipc"
-    cmd = [sys.executable, "-m", "slac_runtime.camera", "--camera", camera, "--camera-bind", endpoint,
-           "--size", str(size), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slac_runtime.camera",
+        "--camera",
+        camera,
+        "--camera-bind",
+        endpoint,
+        "--size",
+        str(size),
+        "--quiet",
+    ]
     if calibration is not None:
         cmd += ["--calibration", str(calibration)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc, endpoint
 
 
-def wait_for_camera(frames: FrameSubscriber, args: RunConfig, camera_proc: subprocess.Popen | None,
-                    stop: dict[str, Any]) -> None:
+def wait_for_camera(
+    frames: FrameSubscriber,
+    args: RunConfig,
+    camera_proc: subprocess.Popen | None,
+    stop: dict[str, Any],
+) -> None:
     """Wait for the camera's first frame before anything touches the robot; refuse if none comes."""
     deadline = time.monotonic() + args.camera_timeout
     while time.monotonic() < deadline and stop["signal"] is None:
         if camera_proc is not None and camera_proc.poll() is not None:
             lines = [line for line in camera_proc.stderr.read().splitlines() if line.strip()]
             why = lines[-1] if lines else f"exit code {camera_proc.returncode}"
-            raise UsageError(f"the camera publisher for --camera {args.camera} exited before its first "
-                             f"frame: {why}")
+            raise UsageError(
+                f"the camera publisher for --camera {args.camera} exited before its first "
+                f"frame: {why}"
+            )
         if frames.latest(timeout_s=0.05) is not None:
             return
     if stop["signal"] is not None:
         return
     where = "" if camera_proc is not None else f" at {args.camera}"
-    hint = ("is the camera connected, and is its index or path right? (`ls /dev/video*`)"
-            if camera_proc is not None else "is the camera publisher running, and is the endpoint right?")
-    raise UsageError(f"no camera frame{where} within --camera-timeout {args.camera_timeout:g} s: {hint}")
+    hint = (
+        "is the camera connected, and is its index or path right? (`ls /dev/video*`)"
+        if camera_proc is not None
+        else "is the camera publisher running, and is the endpoint right?"
+    )
+    raise UsageError(
+        f"no camera frame{where} within --camera-timeout {args.camera_timeout:g} s: {hint}"
+    )
 
 
 def enable_realtime(priority: int = 20) -> str:
@@ -171,11 +227,19 @@ def load_policy(args: RunConfig, entry: Any, scheduling: str) -> tuple[OnnxPolic
     policy_path = args.policy or entry.default_policy()
     if policy_path is None:
         raise UsageError(f"robot {args.robot!r} ships no default policy: pass --policy FILE.onnx")
-    policy = OnnxPolicy(policy_path, threads=args.threads, seed=args.seed,
-                        spin=not scheduling.startswith("SCHED_FIFO"))
-    problems = policy.metadata.mismatches(entry.description, history_length=policy.frame_history.length)
+    policy = OnnxPolicy(
+        policy_path,
+        threads=args.threads,
+        seed=args.seed,
+        spin=not scheduling.startswith("SCHED_FIFO"),
+    )
+    problems = policy.metadata.mismatches(
+        entry.description, history_length=policy.frame_history.length
+    )
     if problems:
-        raise UsageError(f"policy {policy_path} does not match robot {args.robot!r}: " + "; ".join(problems))
+        raise UsageError(
+            f"policy {policy_path} does not match robot {args.robot!r}: " + "; ".join(problems)
+        )
     return policy, Path(policy_path)
 
 
@@ -198,15 +262,21 @@ def resolve_calibrations(args: RunConfig, entry: Any) -> None:
 
 def robot_control_period(description: Any, metadata: Any) -> float:
     """The robot's allowed control period nearest the policy's (checked to agree when loaded)."""
-    return min(description.control_periods_s, key=lambda p: abs(p - metadata.control_period_s),
-               default=metadata.control_period_s)
+    return min(
+        description.control_periods_s,
+        key=lambda p: abs(p - metadata.control_period_s),
+        default=metadata.control_period_s,
+    )
 
 
 def driver_options(args: RunConfig, description: Any, period_s: float) -> dict[str, Any]:
     """The driver's arguments. Safety limits come from the robot, never from the policy file: the
     loop's goals move at most the velocity limit per control period, and the driver's own step clip
     is a net a little above it (so that rounding to whole servo ticks never trips it)."""
-    kwargs: dict[str, Any] = {"on_exit": args.on_exit, "max_step_rad": 1.1 * description.max_step_rad(period_s)}
+    kwargs: dict[str, Any] = {
+        "on_exit": args.on_exit,
+        "max_step_rad": 1.1 * description.max_step_rad(period_s),
+    }
     if args.port is not None:
         kwargs["port"] = args.port
     if args.joint_calibration is not None:
@@ -219,7 +289,9 @@ def loop_config(args: RunConfig, metadata: Any, period_s: float) -> LoopConfig:
         return LoopConfig(
             control_period_s=period_s,
             action_repeat=metadata.action_repeat,
-            episode_policy_steps=args.episode_steps or metadata.episode_policy_steps or DEFAULT_EPISODE_STEPS,
+            episode_policy_steps=args.episode_steps
+            or metadata.episode_policy_steps
+            or DEFAULT_EPISODE_STEPS,
             deterministic=args.deterministic,
             max_frame_age_s=args.max_frame_age,
             stale_timeout_s=args.stale_timeout,
@@ -229,12 +301,21 @@ def loop_config(args: RunConfig, metadata: Any, period_s: float) -> LoopConfig:
         raise UsageError(str(e)) from e
 
 
-def log_header(args: RunConfig, policy_path: Path, metadata: Any, endpoint: str, config: LoopConfig,
-               scheduling: str) -> dict[str, Any]:
+def log_header(
+    args: RunConfig,
+    policy_path: Path,
+    metadata: Any,
+    endpoint: str,
+    config: LoopConfig,
+    scheduling: str,
+) -> dict[str, Any]:
     """What every episode log of this run starts with."""
     return {
-        "software": {"slac_runtime": __version__, "python": platform.python_version(),
-                     "platform": platform.platform()},
+        "software": {
+            "slac_runtime": __version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "policy_path": str(policy_path),
         "policy_sha256": file_sha256(policy_path),
         "policy_metadata": asdict(metadata),
@@ -266,7 +347,9 @@ class _SignalStop:
 
     def __enter__(self) -> _SignalStop:
         self.outcome["signal"] = None
-        self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._previous = {
+            s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+        }
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -302,26 +385,35 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
     period_s = robot_control_period(entry.description, m)
     config = loop_config(args, m, period_s)
     summaries: list[dict[str, Any]] = outcome.setdefault("summaries", [])
-    with _SignalStop(outcome) as stopper, camera_endpoint(args, m.image_height) as (camera_proc, endpoint):
+    with (
+        _SignalStop(outcome) as stopper,
+        camera_endpoint(args, m.image_height) as (camera_proc, endpoint),
+    ):
         header = log_header(args, policy_path, m, endpoint, config, scheduling)
-        status = None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
+        status = (
+            None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
+        )
         with FrameSubscriber(endpoint, max_age_s=args.max_frame_age) as frames:
             wait_for_camera(frames, args, camera_proc, outcome)  # before anything touches the robot
             if outcome["signal"] is not None:
                 return ExitCode.for_signal(outcome["signal"])
             run_dir = unique_dir(args.log_dir / datetime.now().strftime("%Y%m%d-%H%M%S"))
-            with driving(entry.make_driver(**driver_options(args, entry.description, period_s)),
-                         outcome) as robot:
+            with driving(
+                entry.make_driver(**driver_options(args, entry.description, period_s)), outcome
+            ) as robot:
 
                 def footer_stats() -> dict[str, Any]:
                     camera = {f"camera_{k}": v for k, v in frames.stats().items()}
                     return {**camera, **(getattr(robot, "stats", None) or {})}
 
-                stopper.loop = ControlLoop(robot, frames, policy, config, status=status,
-                                           footer_stats=footer_stats)
+                stopper.loop = ControlLoop(
+                    robot, frames, policy, config, status=status, footer_stats=footer_stats
+                )
                 if outcome["signal"] is not None:
                     stopper.loop.request_stop()
-                run_episodes(args, stopper.loop, run_dir, header, summaries, outcome, status is not None)
+                run_episodes(
+                    args, stopper.loop, run_dir, header, summaries, outcome, status is not None
+                )
     if outcome["signal"] is not None:
         return ExitCode.for_signal(outcome["signal"])
     return ExitCode.OK
@@ -345,8 +437,15 @@ def driving(robot: Any, outcome: dict[str, Any]) -> Iterator[Any]:
         outcome["robot"] = "released"
 
 
-def run_episodes(args: RunConfig, loop: ControlLoop, run_dir: Path, header_common: dict[str, Any],
-                 summaries: list[dict[str, Any]], stop: dict[str, Any], live_status: bool) -> None:
+def run_episodes(
+    args: RunConfig,
+    loop: ControlLoop,
+    run_dir: Path,
+    header_common: dict[str, Any],
+    summaries: list[dict[str, Any]],
+    stop: dict[str, Any],
+    live_status: bool,
+) -> None:
     started = time.monotonic()
     episode = 0
     while stop["signal"] is None:
@@ -386,7 +485,9 @@ def robot_left(args: RunConfig, outcome: dict[str, Any]) -> str:
         return "the robot was not touched"
     if state != "released":
         what = "hold" if args.on_exit == "hold" else "relax"
-        return f"the robot could not be told to {what} (see the error): check it before going near it"
+        return (
+            f"the robot could not be told to {what} (see the error): check it before going near it"
+        )
     if args.on_exit == "hold":
         return "robot left holding its pose (torque on, --on-exit hold)"
     return "robot relaxed (torque off)"
@@ -407,7 +508,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback:
             raise
         cause = e.__context__ if e.__cause__ is None else None  # an error met while stopping
-        after = f" (after: {type(cause).__name__}: {cause})" if cause is not None and str(cause) != str(e) else ""
+        after = (
+            f" (after: {type(cause).__name__}: {cause})"
+            if cause is not None and str(cause) != str(e)
+            else ""
+        )
         say("slac-run", "stopped", f"{type(e).__name__}: {e}{after}; {robot_left(args, outcome)}")
         return ExitCode.FAULT
     if outcome["signal"] is not None:

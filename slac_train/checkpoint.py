@@ -64,8 +64,13 @@ def capture_global_rng() -> dict:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -77,7 +82,9 @@ def restore_global_rng(state: Mapping) -> None:
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         states = state["cuda"]
@@ -148,11 +155,15 @@ def latest_checkpoint(run_dir_or_file: str | Path) -> Path:
     return target
 
 
-def load_checkpoint(run_dir_or_file: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    run_dir_or_file: str | Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     path = latest_checkpoint(run_dir_or_file)
     state = torch.load(path, map_location=map_location, weights_only=True)
     if state.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state.get('format')!r}, this code reads {FORMAT_VERSION}")
+        raise ValueError(
+            f"{path}: checkpoint format {state.get('format')!r}, this code reads {FORMAT_VERSION}"
+        )
     state["path"] = str(path)
     return state
 

@@ -25,10 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="slac-train",
         description="Learn SLAC (Stochastic Latent Actor-Critic) from 64x64 pixels in simulation.",
     )
-    parser.add_argument("--list-tasks", action="store_true", help="print the registered tasks and exit")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    parser.add_argument(
+        "--list-tasks", action="store_true", help="print the registered tasks and exit"
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
+    )
     # Only options the user typed appear in the namespace (so --resume can tell).
-    add_options(parser, TrainConfig, title="training configuration (TrainConfig)", suppress_defaults=True)
+    add_options(
+        parser, TrainConfig, title="training configuration (TrainConfig)", suppress_defaults=True
+    )
     return parser
 
 
@@ -36,7 +42,14 @@ def _print_tasks() -> None:
     from slac_train.envs import describe_tasks
 
     rows = describe_tasks()
-    header = ("task", "suite", "action_repeat", "episode_env_steps", "episode_agent_steps", "description")
+    header = (
+        "task",
+        "suite",
+        "action_repeat",
+        "episode_env_steps",
+        "episode_agent_steps",
+        "description",
+    )
     table = [header] + [tuple(str(r[k]) for k in header) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
@@ -74,15 +87,20 @@ def main(argv: list[str] | None = None) -> int:
         with trainer:
             counters = trainer.train()
     except TrainingInterrupted as stop:
-        print(f"slac-train: interrupted; checkpoint written to {stop.checkpoint}\n"
-              f"continue with: slac-train --resume {trainer.run_dir}", file=sys.stderr)
+        print(
+            f"slac-train: interrupted; checkpoint written to {stop.checkpoint}\n"
+            f"continue with: slac-train --resume {trainer.run_dir}",
+            file=sys.stderr,
+        )
         return ExitCode.for_signal(signal.SIGINT)
     except TrainingFailed as failure:
         print(f"slac-train: {failure}", file=sys.stderr)
         return ExitCode.FAULT
     last = trainer.eval_history[-1] if trainer.eval_history else None
-    print(f"done: {counters['env_step']:,} env steps ({counters['agent_step']:,} agent steps) in {trainer.run_dir}"
-          + (f"; last evaluation return {last['return_mean']:.1f}" if last else ""))
+    print(
+        f"done: {counters['env_step']:,} env steps ({counters['agent_step']:,} agent steps) in {trainer.run_dir}"
+        + (f"; last evaluation return {last['return_mean']:.1f}" if last else "")
+    )
     return ExitCode.OK
 
 

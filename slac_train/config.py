@@ -53,24 +53,40 @@ class TrainConfig:
     # --- task -----------------------------------------------------------------------------------
     task: str = _f("", "registered task name (see --list-tasks)")
     seed: int = _f(0, "seed of networks, sampling, environments")
-    action_repeat: int | None = _f(None, "simulator steps per agent step; default: the task's (paper) value")
+    action_repeat: int | None = _f(
+        None, "simulator steps per agent step; default: the task's (paper) value"
+    )
     image_size: int = _f(64, "frame side in pixels (the paper's networks need 64)")
     max_episode_agent_steps: int | None = _f(
-        None, "cut episodes after this many agent steps (truncation, not termination); default: the task's own limit"
+        None,
+        "cut episodes after this many agent steps (truncation, not termination); default: the task's own limit",
     )
 
     # --- budget ---------------------------------------------------------------------------------
-    total_env_steps: int = _f(500_000, "stop after this many simulator steps (initial collection included)")
-    initial_collection_steps: int = _f(
-        10_000, "agent steps of uniformly random actions before learning (rounded up to an episode end)"
+    total_env_steps: int = _f(
+        500_000, "stop after this many simulator steps (initial collection included)"
     )
-    model_pretrain_steps: int = _f(100_000, "latent-model updates on the initial data before the actor-critic starts")
-    updates_per_step: int = _f(1, "updates (model + critic + actor + alpha) per agent step after pre-training")
+    initial_collection_steps: int = _f(
+        10_000,
+        "agent steps of uniformly random actions before learning (rounded up to an episode end)",
+    )
+    model_pretrain_steps: int = _f(
+        100_000, "latent-model updates on the initial data before the actor-critic starts"
+    )
+    updates_per_step: int = _f(
+        1, "updates (model + critic + actor + alpha) per agent step after pre-training"
+    )
 
     # --- replay ---------------------------------------------------------------------------------
-    buffer_capacity: int = _f(100_000, "replay capacity in agent steps (frames stored once as uint8)")
-    sequence_length: int = _f(ACTOR_FRAMES, "tau: actions per training window (tau + 1 frames); fixed at 8 by the history")
-    save_buffer: bool = _f(True, "store the replay buffer with checkpoints (needed for an exact resume)")
+    buffer_capacity: int = _f(
+        100_000, "replay capacity in agent steps (frames stored once as uint8)"
+    )
+    sequence_length: int = _f(
+        ACTOR_FRAMES, "tau: actions per training window (tau + 1 frames); fixed at 8 by the history"
+    )
+    save_buffer: bool = _f(
+        True, "store the replay buffer with checkpoints (needed for an exact resume)"
+    )
 
     # --- batches and optimisation ---------------------------------------------------------------
     batch_size_actor_critic: int = _f(256, "sequences per actor-critic batch")
@@ -78,44 +94,65 @@ class TrainConfig:
     lr_actor: float = _f(3e-4, "Adam learning rate of the actor")
     lr_critic: float = _f(3e-4, "Adam learning rate of the twin critics")
     lr_alpha: float = _f(3e-4, "Adam learning rate of log alpha (entropy temperature)")
-    lr_model: float = _f(1e-4, "Adam learning rate of the latent model (encoder, decoder, priors, posteriors, reward)")
+    lr_model: float = _f(
+        1e-4,
+        "Adam learning rate of the latent model (encoder, decoder, priors, posteriors, reward)",
+    )
     gamma: float = _f(0.99, "discount")
     target_update_tau: float = _f(0.005, "Polyak rate of the target critics, applied every update")
     init_log_alpha: float = _f(0.0, "initial log alpha")
     target_entropy: float | None = _f(None, "entropy target of alpha; default: -(action dimension)")
 
     # --- networks -------------------------------------------------------------------------------
-    encoder_base_channels: int = _f(32, "first conv width; the encoder is c, 2c, 4c, 8c, feature_dim (paper: 32)")
+    encoder_base_channels: int = _f(
+        32, "first conv width; the encoder is c, 2c, 4c, 8c, feature_dim (paper: 32)"
+    )
     feature_dim: int = _f(256, "encoder feature size (last conv's channels)")
     z1_dim: int = _f(32, "size of latent z1")
     z2_dim: int = _f(256, "size of latent z2")
     model_hidden: int = _f(256, "units of the two hidden layers of every latent-model conditional")
-    actor_critic_hidden: int = _f(256, "units of the two hidden layers of the actor and each critic")
+    actor_critic_hidden: int = _f(
+        256, "units of the two hidden layers of the actor and each critic"
+    )
     decoder_std: float | None = _f(
-        None, "fixed std of the image likelihood on [0,1] pixels; default: sqrt of the paper's per-task variance (else sqrt(0.1))"
+        None,
+        "fixed std of the image likelihood on [0,1] pixels; default: sqrt of the paper's per-task variance (else sqrt(0.1))",
     )
 
     # --- evaluation and artefacts ---------------------------------------------------------------
-    eval_every_env_steps: int = _f(10_000, "evaluate every this many simulator steps (and after pre-training, and at the end)")
+    eval_every_env_steps: int = _f(
+        10_000, "evaluate every this many simulator steps (and after pre-training, and at the end)"
+    )
     eval_episodes: int = _f(5, "episodes per evaluation and per policy mode")
     eval_deterministic: bool = _f(True, "also evaluate the deterministic tanh(mean) policy")
     eval_video: bool = _f(True, "write an mp4 of the first stochastic evaluation episode")
-    reconstruction_video: bool = _f(True, "write an mp4: ground truth | posterior reconstruction | open-loop prior")
+    reconstruction_video: bool = _f(
+        True, "write an mp4: ground truth | posterior reconstruction | open-loop prior"
+    )
     reconstruction_steps: int = _f(32, "frames in the reconstruction video")
     log_every_updates: int = _f(250, "write training losses every this many updates")
 
     # --- checkpoints ----------------------------------------------------------------------------
-    checkpoint_every_env_steps: int = _f(50_000, "checkpoint at the first episode end after every this many simulator steps")
-    checkpoint_every_pretrain_updates: int = _f(10_000, "checkpoint every this many pre-training updates")
+    checkpoint_every_env_steps: int = _f(
+        50_000, "checkpoint at the first episode end after every this many simulator steps"
+    )
+    checkpoint_every_pretrain_updates: int = _f(
+        10_000, "checkpoint every this many pre-training updates"
+    )
     keep_checkpoints: int = _f(2, "checkpoints kept on disk (oldest deleted first)")
 
     # --- system ---------------------------------------------------------------------------------
     device: str = _f("auto", "auto (cuda when available), cpu, cuda or cuda:N")
-    num_threads: int | None = _f(None, "torch CPU threads; default: torch's choice", flag="threads",
-                                 aliases=["num-threads"])
+    num_threads: int | None = _f(
+        None, "torch CPU threads; default: torch's choice", flag="threads", aliases=["num-threads"]
+    )
     runs_root: str = _f("runs", "folder under which run directories are created")
-    run_dir: str | None = _f(None, "exact run directory; default: <runs_root>/<task>-<timestamp>-s<seed>")
-    fast_encoder: bool = _f(True, "use fused, chunked convolutions for the no-grad encoder passes (same numbers)")
+    run_dir: str | None = _f(
+        None, "exact run directory; default: <runs_root>/<task>-<timestamp>-s<seed>"
+    )
+    fast_encoder: bool = _f(
+        True, "use fused, chunked convolutions for the no-grad encoder passes (same numbers)"
+    )
     progress: bool = _f(True, "show a progress bar")
 
     def __post_init__(self) -> None:
@@ -131,42 +168,91 @@ class TrainConfig:
                 problems.append(message)
 
         positive_ints = [
-            "total_env_steps", "updates_per_step", "buffer_capacity", "batch_size_actor_critic",
-            "batch_size_model", "encoder_base_channels", "feature_dim", "z1_dim", "z2_dim",
-            "model_hidden", "actor_critic_hidden", "eval_every_env_steps", "log_every_updates",
-            "checkpoint_every_env_steps", "checkpoint_every_pretrain_updates", "keep_checkpoints",
+            "total_env_steps",
+            "updates_per_step",
+            "buffer_capacity",
+            "batch_size_actor_critic",
+            "batch_size_model",
+            "encoder_base_channels",
+            "feature_dim",
+            "z1_dim",
+            "z2_dim",
+            "model_hidden",
+            "actor_critic_hidden",
+            "eval_every_env_steps",
+            "log_every_updates",
+            "checkpoint_every_env_steps",
+            "checkpoint_every_pretrain_updates",
+            "keep_checkpoints",
             "reconstruction_steps",
         ]
         for name in positive_ints:
             value = getattr(self, name)
-            need(isinstance(value, int) and value >= 1, f"{name} must be a whole number of at least 1 (got {value!r})")
+            need(
+                isinstance(value, int) and value >= 1,
+                f"{name} must be a whole number of at least 1 (got {value!r})",
+            )
         for name in ["initial_collection_steps", "model_pretrain_steps", "eval_episodes"]:
             value = getattr(self, name)
-            need(isinstance(value, int) and value >= 0, f"{name} must be a whole number of at least 0 (got {value!r})")
-        need(self.initial_collection_steps >= 1,
-             "initial_collection_steps must be at least 1: the first updates need data in the replay buffer")
-        need(self.sequence_length == ACTOR_FRAMES,
-             f"sequence_length must be {ACTOR_FRAMES}: the actor sees {ACTOR_FRAMES} frames "
-             f"(slac_runtime.history), got {self.sequence_length}")
-        need(self.image_size == 64, f"image_size must be 64: the paper's encoder and decoder are built for 64x64 frames (got {self.image_size})")
-        need(self.buffer_capacity >= 4 * (ACTOR_FRAMES + 1),
-             f"buffer_capacity must hold at least {4 * (ACTOR_FRAMES + 1)} agent steps (got {self.buffer_capacity})")
-        need(self.action_repeat is None or self.action_repeat >= 1,
-             f"action_repeat must be at least 1 (got {self.action_repeat})")
-        need(self.max_episode_agent_steps is None or self.max_episode_agent_steps >= 1,
-             f"max_episode_agent_steps must be at least 1 (got {self.max_episode_agent_steps})")
+            need(
+                isinstance(value, int) and value >= 0,
+                f"{name} must be a whole number of at least 0 (got {value!r})",
+            )
+        need(
+            self.initial_collection_steps >= 1,
+            "initial_collection_steps must be at least 1: the first updates need data in the replay buffer",
+        )
+        need(
+            self.sequence_length == ACTOR_FRAMES,
+            f"sequence_length must be {ACTOR_FRAMES}: the actor sees {ACTOR_FRAMES} frames "
+            f"(slac_runtime.history), got {self.sequence_length}",
+        )
+        need(
+            self.image_size == 64,
+            f"image_size must be 64: the paper's encoder and decoder are built for 64x64 frames (got {self.image_size})",
+        )
+        need(
+            self.buffer_capacity >= 4 * (ACTOR_FRAMES + 1),
+            f"buffer_capacity must hold at least {4 * (ACTOR_FRAMES + 1)} agent steps (got {self.buffer_capacity})",
+        )
+        need(
+            self.action_repeat is None or self.action_repeat >= 1,
+            f"action_repeat must be at least 1 (got {self.action_repeat})",
+        )
+        need(
+            self.max_episode_agent_steps is None or self.max_episode_agent_steps >= 1,
+            f"max_episode_agent_steps must be at least 1 (got {self.max_episode_agent_steps})",
+        )
         for name in ["lr_actor", "lr_critic", "lr_alpha", "lr_model"]:
             value = getattr(self, name)
-            need(math.isfinite(value) and value > 0, f"{name} must be a positive number (got {value})")
+            need(
+                math.isfinite(value) and value > 0,
+                f"{name} must be a positive number (got {value})",
+            )
         need(0.0 <= self.gamma < 1.0, f"gamma must be in [0, 1) (got {self.gamma})")
-        need(0.0 < self.target_update_tau <= 1.0, f"target_update_tau must be in (0, 1] (got {self.target_update_tau})")
-        need(math.isfinite(self.init_log_alpha), f"init_log_alpha must be finite (got {self.init_log_alpha})")
-        need(self.target_entropy is None or math.isfinite(self.target_entropy),
-             f"target_entropy must be finite (got {self.target_entropy})")
-        need(self.decoder_std is None or (math.isfinite(self.decoder_std) and self.decoder_std > 0),
-             f"decoder_std must be a positive number (got {self.decoder_std})")
-        need(self.num_threads is None or self.num_threads >= 1, f"num_threads must be at least 1 (got {self.num_threads})")
-        device_ok = self.device in _DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit())
+        need(
+            0.0 < self.target_update_tau <= 1.0,
+            f"target_update_tau must be in (0, 1] (got {self.target_update_tau})",
+        )
+        need(
+            math.isfinite(self.init_log_alpha),
+            f"init_log_alpha must be finite (got {self.init_log_alpha})",
+        )
+        need(
+            self.target_entropy is None or math.isfinite(self.target_entropy),
+            f"target_entropy must be finite (got {self.target_entropy})",
+        )
+        need(
+            self.decoder_std is None or (math.isfinite(self.decoder_std) and self.decoder_std > 0),
+            f"decoder_std must be a positive number (got {self.decoder_std})",
+        )
+        need(
+            self.num_threads is None or self.num_threads >= 1,
+            f"num_threads must be at least 1 (got {self.num_threads})",
+        )
+        device_ok = self.device in _DEVICES or (
+            self.device.startswith("cuda:") and self.device[5:].isdigit()
+        )
         need(device_ok, f"device must be one of auto, cpu, cuda, cuda:N (got {self.device!r})")
         if problems:
             raise ValueError("invalid training configuration: " + "; ".join(problems))
@@ -177,7 +263,9 @@ class TrainConfig:
         variance = PAPER_DECODER_VARIANCE.get(self.task, DEFAULT_DECODER_VARIANCE)
         return dataclasses.replace(
             self,
-            action_repeat=self.action_repeat if self.action_repeat is not None else int(task_action_repeat),
+            action_repeat=self.action_repeat
+            if self.action_repeat is not None
+            else int(task_action_repeat),
             decoder_std=self.decoder_std if self.decoder_std is not None else math.sqrt(variance),
         )
 

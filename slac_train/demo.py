@@ -1,6 +1,6 @@
 """A random-policy rollout of a task, saved as an mp4 and a PNG contact sheet.
 
-    python -m slac_train.demo --task dclaw-turn --out out/demo
+python -m slac_train.demo --task dclaw-turn --out out/demo
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ def default_task() -> str:
     return "dclaw-turn" if "dclaw-turn" in task_names() else "cartpole-swingup"
 
 
-def rollout(task: str, seed: int, max_steps: int | None) -> tuple[list[np.ndarray], float, dict, float]:
+def rollout(
+    task: str, seed: int, max_steps: int | None
+) -> tuple[list[np.ndarray], float, dict, float]:
     env = make_env(task, seed=seed)
     rng = np.random.default_rng(seed)
     try:
@@ -44,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default=None, help="task name (default: dclaw-turn)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, default=None, help="agent steps (default: one episode)")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="agent steps (default: one episode)"
+    )
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args(argv)
     task = args.task or default_task()
@@ -55,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     video = write_video(args.out / f"{task}-random.mp4", frames, fps=fps)
     sheet = write_png(args.out / f"{task}-random.png", contact_sheet(frames))
-    summary = {"task": task, "agent_steps": len(frames) - 1, "return": round(total, 3),
-               "video": str(video), "contact_sheet": str(sheet)}
+    summary = {
+        "task": task,
+        "agent_steps": len(frames) - 1,
+        "return": round(total, 3),
+        "video": str(video),
+        "contact_sheet": str(sheet),
+    }
     summary.update({k: v for k, v in info.items() if k in ("success", "score")})
     print(json.dumps(summary))
     return 0

@@ -41,7 +41,9 @@ class ExportGraph(nn.Module):
         self.encoder = encoder
         self.actor = actor
 
-    def forward(self, frames: torch.Tensor, cached_features: torch.Tensor, prev_actions: torch.Tensor):
+    def forward(
+        self, frames: torch.Tensor, cached_features: torch.Tensor, prev_actions: torch.Tensor
+    ):
         batch, n, height, width, channels = frames.shape
         images = frames.reshape(batch * n, height, width, channels).permute(0, 3, 1, 2)
         images = images.to(torch.float32) / 255.0
@@ -51,8 +53,13 @@ class ExportGraph(nn.Module):
         return torch.tanh(mean), mean, log_std, features
 
 
-def export_onnx(encoder: Encoder, actor: TanhGaussianActor, metadata: PolicyMetadata,
-                path: str | Path, verbose: bool = False) -> Path:
+def export_onnx(
+    encoder: Encoder,
+    actor: TanhGaussianActor,
+    metadata: PolicyMetadata,
+    path: str | Path,
+    verbose: bool = False,
+) -> Path:
     """Write the policy to ``path`` (atomically), check it with ``onnx.checker`` and return the path."""
     import onnx
 
@@ -60,7 +67,12 @@ def export_onnx(encoder: Encoder, actor: TanhGaussianActor, metadata: PolicyMeta
     if not path.parent.exists():
         raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
     graph = ExportGraph(encoder, actor).to("cpu").eval()
-    h, w, a, f = metadata.image_height, metadata.image_width, metadata.action_dim, metadata.feature_dim
+    h, w, a, f = (
+        metadata.image_height,
+        metadata.image_width,
+        metadata.action_dim,
+        metadata.feature_dim,
+    )
     example = (
         torch.zeros(1, ACTOR_FRAMES, h, w, 3, dtype=torch.uint8),
         torch.zeros(1, ACTOR_FRAMES, f),
@@ -74,15 +86,27 @@ def export_onnx(encoder: Encoder, actor: TanhGaussianActor, metadata: PolicyMeta
         level = onnx_logger.level
         if not verbose:  # the exporter logs a warning per missing torchvision op; none apply here
             onnx_logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), (nullcontext() if verbose else redirect_stdout(sink)):
+        with warnings.catch_warnings(), nullcontext() if verbose else redirect_stdout(sink):
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(
-                    graph, example, str(raw),
+                    graph,
+                    example,
+                    str(raw),
                     input_names=[pm.INPUT_FRAMES, pm.INPUT_CACHED_FEATURES, pm.INPUT_PREV_ACTIONS],
-                    output_names=[pm.OUTPUT_ACTION, pm.OUTPUT_MEAN, pm.OUTPUT_LOG_STD, pm.OUTPUT_FEATURES],
-                    dynamic_shapes={"frames": {1: n}, "cached_features": None, "prev_actions": None},
-                    dynamo=True, external_data=False,
+                    output_names=[
+                        pm.OUTPUT_ACTION,
+                        pm.OUTPUT_MEAN,
+                        pm.OUTPUT_LOG_STD,
+                        pm.OUTPUT_FEATURES,
+                    ],
+                    dynamic_shapes={
+                        "frames": {1: n},
+                        "cached_features": None,
+                        "prev_actions": None,
+                    },
+                    dynamo=True,
+                    external_data=False,
                 )
             finally:
                 onnx_logger.setLevel(level)

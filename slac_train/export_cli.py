@@ -1,8 +1,8 @@
 """``slac-export``: a run's encoder + actor as one self-describing ONNX policy.
 
-    slac-export runs/dclaw-turn-20261122-s0                 # -> runs/.../policy.onnx
-    slac-export runs/.../checkpoints/ckpt-100000.pt --out turn.onnx
-    slac-export --inspect turn.onnx                          # metadata and signature as a table
+slac-export runs/dclaw-turn-20261122-s0                 # -> runs/.../policy.onnx
+slac-export runs/.../checkpoints/ckpt-100000.pt --out turn.onnx
+slac-export --inspect turn.onnx                          # metadata and signature as a table
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def policy_metadata(checkpoint: dict[str, Any], checkpoint_path: Path) -> Policy
 
     config = TrainConfig.from_dict(checkpoint["config"])
     spec = get_task_spec(config.task)
-    env = make_env(config.task, seed=0, action_repeat=config.action_repeat, image_size=config.image_size)
+    env = make_env(
+        config.task, seed=0, action_repeat=config.action_repeat, image_size=config.image_size
+    )
     try:
         control_period_s, action_repeat = env.control_period_s, env.action_repeat
         action_dim = int(env.action_space.shape[0])
@@ -78,7 +80,9 @@ def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Pa
 
     source = Path(source)
     if not source.exists():
-        raise ExportError(f"{source} does not exist: pass a run directory (runs/…) or a checkpoint file")
+        raise ExportError(
+            f"{source} does not exist: pass a run directory (runs/…) or a checkpoint file"
+        )
     try:
         checkpoint_path = latest_checkpoint(source)
     except FileNotFoundError as e:
@@ -86,9 +90,13 @@ def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Pa
     try:
         agent, state = load_agent(checkpoint_path, device="cpu")
     except KeyError as e:
-        raise ExportError(f"{checkpoint_path} lacks {e} (is it a slac-train checkpoint with its config?)") from None
+        raise ExportError(
+            f"{checkpoint_path} lacks {e} (is it a slac-train checkpoint with its config?)"
+        ) from None
     except Exception as e:  # torch.load raises many types for corrupt files
-        raise ExportError(f"{checkpoint_path} could not be read as a slac-train checkpoint: {e}") from None
+        raise ExportError(
+            f"{checkpoint_path} could not be read as a slac-train checkpoint: {e}"
+        ) from None
     metadata = policy_metadata(state, checkpoint_path)
     if output is None:
         run_dir = source if source.is_dir() else checkpoint_path.parent.parent
@@ -120,15 +128,23 @@ class ExportConfig:
     """``slac-export``'s options."""
 
     source: str | None = option(None, "run directory or checkpoint file", positional=True)
-    out: Path | None = option(None, "ONNX file to write (default: RUN_DIR/policy.onnx)", aliases=["-o", "output"])
-    inspect: Path | None = option(None, "show a policy's metadata and signature instead", metavar="POLICY")
+    out: Path | None = option(
+        None, "ONNX file to write (default: RUN_DIR/policy.onnx)", aliases=["-o", "output"]
+    )
+    inspect: Path | None = option(
+        None, "show a policy's metadata and signature instead", metavar="POLICY"
+    )
     traceback: bool = option(False, "show the full traceback of an error")
 
 
 def build_parser() -> OneLineParser:
-    return command_parser("slac-export", ExportConfig, __doc__.splitlines()[0],
-                          "exit codes: 0 exported (or inspected), 2 refused (a missing or unreadable run, "
-                          "checkpoint or policy, an unwritable output)")
+    return command_parser(
+        "slac-export",
+        ExportConfig,
+        __doc__.splitlines()[0],
+        "exit codes: 0 exported (or inspected), 2 refused (a missing or unreadable run, "
+        "checkpoint or policy, an unwritable output)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.source:
             parser.error("give a run directory or checkpoint to export, or --inspect POLICY")
         path, metadata = export_run(args.source, args.out)
-        print(f"exported {metadata.task} policy ({metadata.training_env_steps} env steps) to {path}")
+        print(
+            f"exported {metadata.task} policy ({metadata.training_env_steps} env steps) to {path}"
+        )
         return ExitCode.OK
     except Exception as e:
         if args.traceback:

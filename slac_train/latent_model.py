@@ -31,14 +31,18 @@ from slac_train.networks import Decoder, Encoder, GaussianHead
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
+def gaussian_log_prob(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float
+) -> torch.Tensor:
     """Elementwise log N(x; mean, std^2)."""
     if isinstance(std, float):
         return -0.5 * ((x - mean) / std).pow(2) - math.log(std) - _HALF_LOG_2PI
     return -0.5 * ((x - mean) / std).pow(2) - torch.log(std) - _HALF_LOG_2PI
 
 
-def gaussian_kl(mean_q: torch.Tensor, std_q: torch.Tensor, mean_p: torch.Tensor, std_p: torch.Tensor) -> torch.Tensor:
+def gaussian_kl(
+    mean_q: torch.Tensor, std_q: torch.Tensor, mean_p: torch.Tensor, std_p: torch.Tensor
+) -> torch.Tensor:
     """Elementwise analytic KL( N(mean_q, std_q^2) || N(mean_p, std_p^2) )."""
     var_ratio = (std_q / std_p).pow(2)
     mean_term = ((mean_q - mean_p) / std_p).pow(2)
@@ -76,13 +80,19 @@ class LatentModel(nn.Module):
         self.action_dim, self.z1_dim, self.z2_dim = action_dim, z1_dim, z2_dim
         self.decoder_std = float(decoder_std)
         a, z = action_dim, z1_dim + z2_dim
-        self.encoder = Encoder(base_channels, feature_dim)  # x_t -> feature_t, shared with the actor
+        self.encoder = Encoder(
+            base_channels, feature_dim
+        )  # x_t -> feature_t, shared with the actor
         self.decoder = Decoder(z, base_channels)  # p(x_t | z1_t, z2_t)
         self.z2_init_prior = GaussianHead(z1_dim, z2_dim, hidden)  # p(z2_0 | z1_0) = q(z2_0 | z1_0)
         self.z1_prior = GaussianHead(z2_dim + a, z1_dim, hidden)  # p(z1_{t+1} | z2_t, a_t)
-        self.z2_prior = GaussianHead(z1_dim + z2_dim + a, z2_dim, hidden)  # p(z2_{t+1} | z1_{t+1}, z2_t, a_t)
+        self.z2_prior = GaussianHead(
+            z1_dim + z2_dim + a, z2_dim, hidden
+        )  # p(z2_{t+1} | z1_{t+1}, z2_t, a_t)
         self.z1_init_posterior = GaussianHead(feature_dim, z1_dim, hidden)  # q(z1_0 | x_0)
-        self.z1_posterior = GaussianHead(feature_dim + z2_dim + a, z1_dim, hidden)  # q(z1_{t+1} | x_{t+1}, z2_t, a_t)
+        self.z1_posterior = GaussianHead(
+            feature_dim + z2_dim + a, z1_dim, hidden
+        )  # q(z1_{t+1} | x_{t+1}, z2_t, a_t)
         self.reward = GaussianHead(2 * z + a, 1, hidden)  # p(r_t | z_t, a_t, z_{t+1})
 
     # ------------------------------------------------------------------------------------------
@@ -104,31 +114,41 @@ class LatentModel(nn.Module):
             if t == 0:
                 z2_mean, z2_std = self.z2_init_prior(z1)  # q(z2_0 | z1_0) = p(z2_0 | z1_0)
             else:
-                z2_mean, z2_std = self.z2_prior(z1, z2s[-1], actions[:, t - 1])  # p(z2_t | z1_t, z2_{t-1}, a_{t-1})
+                z2_mean, z2_std = self.z2_prior(
+                    z1, z2s[-1], actions[:, t - 1]
+                )  # p(z2_t | z1_t, z2_{t-1}, a_{t-1})
             z2 = z2_mean + z2_std * torch.randn_like(z2_std)
             z1s.append(z1)
             z2s.append(z2)
             means.append(mean)
             stds.append(std)
         return PosteriorSample(
-            z1=torch.stack(z1s, 1), z2=torch.stack(z2s, 1),
-            z1_post_mean=torch.stack(means, 1), z1_post_std=torch.stack(stds, 1),
+            z1=torch.stack(z1s, 1),
+            z2=torch.stack(z2s, 1),
+            z1_post_mean=torch.stack(means, 1),
+            z1_post_std=torch.stack(stds, 1),
         )
 
-    def z1_prior_given_posterior(self, post: PosteriorSample, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def z1_prior_given_posterior(
+        self, post: PosteriorSample, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prior parameters of z1 for every step of a window, conditioned on the POSTERIOR z2.
 
         Step 0: N(0, I). Step t+1: p(z1_{t+1} | z2_t ~ q, a_t). Returns ``(mean, std)[B, T+1, z1]``.
         """
         batch, steps = post.z1.shape[:2]
-        mean, std = self.z1_prior(post.z2[:, :-1].reshape(-1, self.z2_dim), actions.reshape(-1, self.action_dim))
+        mean, std = self.z1_prior(
+            post.z2[:, :-1].reshape(-1, self.z2_dim), actions.reshape(-1, self.action_dim)
+        )
         mean = mean.reshape(batch, steps - 1, self.z1_dim)
         std = std.reshape(batch, steps - 1, self.z1_dim)
         mean = torch.cat([torch.zeros_like(mean[:, :1]), mean], dim=1)
         std = torch.cat([torch.ones_like(std[:, :1]), std], dim=1)
         return mean, std
 
-    def reward_distribution(self, z: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def reward_distribution(
+        self, z: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """p(r_t | z_t, a_t, z_{t+1}) for t = 0..T-1: z[B, T+1, Z], actions[B, T, A] -> (mean, std)[B, T]."""
         mean, std = self.reward(z[:, :-1], actions, z[:, 1:])
         return mean.squeeze(-1), std.squeeze(-1)
@@ -136,7 +156,9 @@ class LatentModel(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z[B, T+1, Z] -> image means[B, T+1, 3, 64, 64]."""
         batch, steps = z.shape[:2]
-        return self.decoder(z.reshape(batch * steps, -1)).reshape(batch, steps, *self._image_shape())
+        return self.decoder(z.reshape(batch * steps, -1)).reshape(
+            batch, steps, *self._image_shape()
+        )
 
     @staticmethod
     def _image_shape() -> tuple[int, int, int]:
@@ -161,7 +183,9 @@ class LatentModel(nn.Module):
         features = self.encode(images, batch)  # [B, T+1, F]
         post = self.sample_posterior(features, actions)
         prior_mean, prior_std = self.z1_prior_given_posterior(post, actions)
-        kl = gaussian_kl(post.z1_post_mean, post.z1_post_std, prior_mean, prior_std).sum(-1)  # [B, T+1]
+        kl = gaussian_kl(post.z1_post_mean, post.z1_post_std, prior_mean, prior_std).sum(
+            -1
+        )  # [B, T+1]
 
         z = post.z  # [B, T+1, Z]
         recon = self.decoder(z.reshape(-1, z.shape[-1]))  # [B*(T+1), 3, 64, 64]
@@ -183,7 +207,9 @@ class LatentModel(nn.Module):
         with torch.no_grad():
             count = reward_mask.sum().clamp_min(1.0)
             reward_mse = ((reward_mean - rewards).pow(2) * reward_mask).sum() / count
-            reward_var = ((rewards - (rewards * reward_mask).sum() / count).pow(2) * reward_mask).sum() / count
+            reward_var = (
+                (rewards - (rewards * reward_mask).sum() / count).pow(2) * reward_mask
+            ).sum() / count
             metrics = {
                 "model/loss": loss.detach(),
                 "model/kl": kl_sum.detach(),
@@ -195,7 +221,9 @@ class LatentModel(nn.Module):
                 # do not vary). Near 0, the model predicts no more than the mean reward: the latent
                 # state carries nothing the reward depends on yet, so the critic cannot learn either.
                 "model/reward_explained": torch.where(
-                    reward_var > 1e-8, 1.0 - reward_mse / reward_var.clamp_min(1e-8), torch.zeros_like(reward_var)
+                    reward_var > 1e-8,
+                    1.0 - reward_mse / reward_var.clamp_min(1e-8),
+                    torch.zeros_like(reward_var),
                 ),
             }
         return loss, metrics

@@ -32,7 +32,9 @@ def preprocess_frames(frames_uint8: torch.Tensor) -> torch.Tensor:
 
 
 def _fused_conv_available() -> bool:
-    return hasattr(torch.ops.mkldnn, "_convolution_pointwise") and torch.backends.mkldnn.is_available()
+    return (
+        hasattr(torch.ops.mkldnn, "_convolution_pointwise") and torch.backends.mkldnn.is_available()
+    )
 
 
 class Encoder(nn.Module):
@@ -58,7 +60,9 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
-            x = F.leaky_relu(conv(x), LEAKY_SLOPE, inplace=True)  # in place: no extra activation copy
+            x = F.leaky_relu(
+                conv(x), LEAKY_SLOPE, inplace=True
+            )  # in place: no extra activation copy
         return x.flatten(1)
 
     @torch.no_grad()
@@ -77,8 +81,16 @@ class Encoder(nn.Module):
             h = x[start : start + chunk]
             for conv in self.convs:
                 h = torch.ops.mkldnn._convolution_pointwise(
-                    h, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups,
-                    "leaky_relu", [LEAKY_SLOPE], "",
+                    h,
+                    conv.weight,
+                    conv.bias,
+                    conv.padding,
+                    conv.stride,
+                    conv.dilation,
+                    conv.groups,
+                    "leaky_relu",
+                    [LEAKY_SLOPE],
+                    "",
                 )
             out[start : start + chunk] = h.flatten(1)
         return out
@@ -118,7 +130,11 @@ def mlp(in_dim: int, out_dim: int, hidden: int, activation: type[nn.Module]) -> 
     """Two hidden layers of ``hidden`` units."""
     act = (lambda: activation(LEAKY_SLOPE)) if activation is nn.LeakyReLU else activation
     return nn.Sequential(
-        nn.Linear(in_dim, hidden), act(), nn.Linear(hidden, hidden), act(), nn.Linear(hidden, out_dim)
+        nn.Linear(in_dim, hidden),
+        act(),
+        nn.Linear(hidden, hidden),
+        act(),
+        nn.Linear(hidden, out_dim),
     )
 
 
@@ -152,7 +168,9 @@ def actor_input(features: torch.Tensor, prev_actions: torch.Tensor) -> torch.Ten
     return torch.cat([features.flatten(1), prev_actions.flatten(1)], dim=1)
 
 
-def tanh_gaussian_log_prob(pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+def tanh_gaussian_log_prob(
+    pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+) -> torch.Tensor:
     """log pi(tanh(u)) for u ~ N(mean, exp(log_std)), summed over action dims -> ``[B]``.
 
     Change of variables: log pi(a) = log N(u) - sum log(1 - tanh(u)^2), with the stable form
@@ -219,5 +237,7 @@ class PixelPolicy(nn.Module):
         features = self.encoder(images).reshape(batch, steps, -1)
         return actor_input(features, prev_actions)
 
-    def forward(self, frames_uint8: torch.Tensor, prev_actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, frames_uint8: torch.Tensor, prev_actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.actor(self.actor_inputs(frames_uint8, prev_actions))

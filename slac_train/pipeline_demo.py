@@ -31,11 +31,36 @@ TARGET_ANGLE = math.pi  # dclaw-turn (Fixed): valve from 0 to pi
 SUCCESS_ERROR_RAD = 0.1
 
 QUICK_TRAINING = [
-    "--encoder-base-channels", "8", "--feature-dim", "64", "--z1-dim", "16", "--z2-dim", "64",
-    "--model-hidden", "64", "--actor-critic-hidden", "64", "--batch-size-actor-critic", "32",
-    "--batch-size-model", "8", "--buffer-capacity", "10000", "--initial-collection-steps", "400",
-    "--model-pretrain-steps", "200", "--total-env-steps", "1600", "--eval-every-env-steps", "800",
-    "--eval-episodes", "1", "--device", "cpu",
+    "--encoder-base-channels",
+    "8",
+    "--feature-dim",
+    "64",
+    "--z1-dim",
+    "16",
+    "--z2-dim",
+    "64",
+    "--model-hidden",
+    "64",
+    "--actor-critic-hidden",
+    "64",
+    "--batch-size-actor-critic",
+    "32",
+    "--batch-size-model",
+    "8",
+    "--buffer-capacity",
+    "10000",
+    "--initial-collection-steps",
+    "400",
+    "--model-pretrain-steps",
+    "200",
+    "--total-env-steps",
+    "1600",
+    "--eval-every-env-steps",
+    "800",
+    "--eval-episodes",
+    "1",
+    "--device",
+    "cpu",
 ]
 
 
@@ -75,19 +100,46 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
         for episode in range(episodes):
             robot.reset_scene(valve_angle=0.0)
             before = set(log_dir.glob("*/*.slaclog"))
-            cmd = [sys.executable, "-m", "slac_runtime.run_cli", "--robot", "dclaw", "--camera",
-                   robot.camera_endpoint, "--port", robot.port, "--policy", str(policy),
-                   "--allow-uncalibrated", "--log-dir", str(log_dir), "--seed", str(episode), "--quiet",
-                   "--deterministic", "--on-exit", "hold"]  # hold: the valve is read as the episode left it
+            cmd = [
+                sys.executable,
+                "-m",
+                "slac_runtime.run_cli",
+                "--robot",
+                "dclaw",
+                "--camera",
+                robot.camera_endpoint,
+                "--port",
+                robot.port,
+                "--policy",
+                str(policy),
+                "--allow-uncalibrated",
+                "--log-dir",
+                str(log_dir),
+                "--seed",
+                str(episode),
+                "--quiet",
+                "--deterministic",
+                "--on-exit",
+                "hold",
+            ]  # hold: the valve is read as the episode left it
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise SystemExit(f"slac-run failed:\n{result.stdout}\n{result.stderr}")
             [log] = set(log_dir.glob("*/*.slaclog")) - before
             error = wrap_angle(TARGET_ANGLE - robot.valve_angle())
-            results.append({"episode": episode, "log": str(log), "valve_angle": round(robot.valve_angle(), 3),
-                            "angle_error": round(error, 3), "success": abs(error) < SUCCESS_ERROR_RAD})
-            print(f"episode {episode}: valve at {robot.valve_angle():+.2f} rad, error {error:+.2f} rad, "
-                  f"{'success' if results[-1]['success'] else 'no success'}")
+            results.append(
+                {
+                    "episode": episode,
+                    "log": str(log),
+                    "valve_angle": round(robot.valve_angle(), 3),
+                    "angle_error": round(error, 3),
+                    "success": abs(error) < SUCCESS_ERROR_RAD,
+                }
+            )
+            print(
+                f"episode {episode}: valve at {robot.valve_angle():+.2f} rad, error {error:+.2f} rad, "
+                f"{'success' if results[-1]['success'] else 'no success'}"
+            )
             time.sleep(0.5)
     return results
 
@@ -102,8 +154,11 @@ class DemoConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = command_parser("python -m slac_train.pipeline_demo", DemoConfig,
-                            "The whole pipeline on the virtual D'Claw.")
+    parser = command_parser(
+        "python -m slac_train.pipeline_demo",
+        DemoConfig,
+        "The whole pipeline on the virtual D'Claw.",
+    )
     args = parse_config(parser, DemoConfig, argv)
     from robots.mujoco_gl import select_gl_backend
 
@@ -126,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     last = results[-1]["log"]
     env = dict(os.environ)
     for extra in (["--summary"], ["--video", str(out / "last-episode.mp4")]):
-        subprocess.run([sys.executable, "-m", "slac_runtime.replay_cli", last, *extra], check=True, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "slac_runtime.replay_cli", last, *extra], check=True, env=env
+        )
 
     success = sum(r["success"] for r in results) / len(results)
     summary = {"policy": str(policy), "episodes": results, "success_rate": success}

@@ -29,9 +29,17 @@ class ReplayBuffer:
     per agent step plus one first frame per episode.
     """
 
-    def __init__(self, capacity: int, frame_shape: tuple[int, ...], action_dim: int, window: int = WINDOW_FRAMES):
+    def __init__(
+        self,
+        capacity: int,
+        frame_shape: tuple[int, ...],
+        action_dim: int,
+        window: int = WINDOW_FRAMES,
+    ):
         if capacity < 2 * window:
-            raise ValueError(f"replay capacity must be at least {2 * window} frames, got {capacity}")
+            raise ValueError(
+                f"replay capacity must be at least {2 * window} frames, got {capacity}"
+            )
         self.capacity = int(capacity)
         self.frame_shape = tuple(frame_shape)
         self.action_dim = int(action_dim)
@@ -44,12 +52,16 @@ class ReplayBuffer:
         self._starts: list[int] = []  # virtual first frame of each stored episode, oldest first
         self._ends: list[int] = []  # virtual last frame written of each stored episode
         self.num_transitions_added = 0
-        self.version = 0  # changes with every write (a checkpoint re-saves the buffer only if it changed)
+        self.version = (
+            0  # changes with every write (a checkpoint re-saves the buffer only if it changed)
+        )
 
     # ------------------------------------------------------------------------------------------
     @property
     def nbytes(self) -> int:
-        return self.frames.nbytes + self.actions.nbytes + self.rewards.nbytes + self.terminated.nbytes
+        return (
+            self.frames.nbytes + self.actions.nbytes + self.rewards.nbytes + self.terminated.nbytes
+        )
 
     def describe(self) -> str:
         return (
@@ -77,7 +89,9 @@ class ReplayBuffer:
         self._ends.append(self._next - 1)
         self._evict()
 
-    def add(self, action: np.ndarray, reward: float, terminated: bool, next_frame: np.ndarray) -> None:
+    def add(
+        self, action: np.ndarray, reward: float, terminated: bool, next_frame: np.ndarray
+    ) -> None:
         """Record the transition from the episode's last frame: ``action`` -> ``reward``, ``next_frame``."""
         if not self._starts or self._ends[-1] != self._next - 1:
             raise RuntimeError("ReplayBuffer.add() before start_episode()")
@@ -93,7 +107,9 @@ class ReplayBuffer:
     def _write_frame(self, frame: np.ndarray) -> None:
         frame = np.asarray(frame)
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 frame of shape {self.frame_shape}, got {frame.dtype} {frame.shape}")
+            raise ValueError(
+                f"expected a uint8 frame of shape {self.frame_shape}, got {frame.dtype} {frame.shape}"
+            )
         slot = self._next % self.capacity
         self.frames[slot] = frame
         # The slot's action belongs to the new frame now; clear what an evicted frame left there.
@@ -125,7 +141,9 @@ class ReplayBuffer:
         _, lowest, ends = self._valid_ranges()
         return int(np.maximum(ends - lowest + 1, 0).sum())
 
-    def sample_window_ends(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample_window_ends(
+        self, batch_size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Uniform over valid windows: ``(last_frame[B], episode_start[B])`` in virtual positions."""
         if not self._starts:
             raise RuntimeError("the replay buffer is empty")
@@ -148,7 +166,9 @@ class ReplayBuffer:
         """
         frame_idx, action_idx, valid = padded_window_indices(last, episode_start, self.window)
         if np.any(frame_idx < self.oldest) or np.any(frame_idx >= self._next):
-            raise ValueError("a window reaches frames that are not stored (overwritten or not yet written)")
+            raise ValueError(
+                "a window reaches frames that are not stored (overwritten or not yet written)"
+            )
         frame_slots = frame_idx % self.capacity
         action_slots = action_idx % self.capacity
         frames = self.frames[frame_slots]
@@ -198,8 +218,10 @@ class ReplayBuffer:
     def load(cls, path: str | Path) -> ReplayBuffer:
         with np.load(path) as data:
             buffer = cls(
-                int(data["capacity"]), tuple(int(v) for v in data["frame_shape"]),
-                int(data["action_dim"]), int(data["window"]),
+                int(data["capacity"]),
+                tuple(int(v) for v in data["frame_shape"]),
+                int(data["action_dim"]),
+                int(data["window"]),
             )
             nxt, count = int(data["next"]), int(data["count"])
             slots = np.arange(nxt - count, nxt, dtype=np.int64) % buffer.capacity

@@ -19,14 +19,17 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float, scal
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=1) as writer:
+    with imageio.get_writer(
+        path, fps=fps, codec="libx264", quality=8, macro_block_size=1
+    ) as writer:
         for frame in frames:
             writer.append_data(upscale(np.asarray(frame, dtype=np.uint8), scale))
     return path
 
 
-def contact_sheet(frames: Sequence[np.ndarray], columns: int = 8, count: int = 32,
-                  scale: int = 2) -> np.ndarray:
+def contact_sheet(
+    frames: Sequence[np.ndarray], columns: int = 8, count: int = 32, scale: int = 2
+) -> np.ndarray:
     """Tile ``count`` evenly spaced frames into one RGB image (1-pixel white gutters)."""
     if len(frames) == 0:
         raise ValueError("no frames to tile")
@@ -37,7 +40,7 @@ def contact_sheet(frames: Sequence[np.ndarray], columns: int = 8, count: int = 3
     sheet = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1, 3), 255, dtype=np.uint8)
     for k, tile in enumerate(tiles):
         r, c = divmod(k, columns)
-        sheet[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = tile
+        sheet[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = tile
     return sheet
 
 

@@ -13,9 +13,16 @@ from typing import Any
 import numpy as np
 
 EVAL_CSV_FIELDS = (
-    "env_step", "agent_step", "wall_time_s", "return_mean", "return_std",
-    "deterministic_return_mean", "deterministic_return_std", "success_rate",
-    "deterministic_success_rate", "episodes",
+    "env_step",
+    "agent_step",
+    "wall_time_s",
+    "return_mean",
+    "return_std",
+    "deterministic_return_mean",
+    "deterministic_return_std",
+    "success_rate",
+    "deterministic_success_rate",
+    "episodes",
 )
 
 
@@ -23,7 +30,9 @@ class RunLogger:
     """Appends metrics to ``metrics.jsonl`` (one JSON object per line, with a ``kind``), evaluation
     rows to ``eval.csv``, and scalars to TensorBoard under ``tensorboard/``."""
 
-    def __init__(self, run_dir: Path, purge_step: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(
+        self, run_dir: Path, purge_step: int | None = None, tensorboard: bool = True
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.eval_csv_path = self.run_dir / "eval.csv"
@@ -31,9 +40,18 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge_step)
+            self._writer = SummaryWriter(
+                log_dir=str(self.run_dir / "tensorboard"), purge_step=purge_step
+            )
 
-    def log(self, kind: str, step: int, values: Mapping[str, Any], tb_step: int | None = None, **extra: Any) -> None:
+    def log(
+        self,
+        kind: str,
+        step: int,
+        values: Mapping[str, Any],
+        tb_step: int | None = None,
+        **extra: Any,
+    ) -> None:
         """One line in metrics.jsonl; numeric values also go to TensorBoard at ``tb_step`` (default:
         ``step``, the simulator step count)."""
         record = {"kind": kind, "env_step": int(step), **extra, **values}
@@ -42,7 +60,11 @@ class RunLogger:
             f.write(json.dumps(record, default=float) + "\n")
         if self._writer is not None:
             for key, value in values.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                if (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                ):
                     tag = key if "/" in key else f"{kind}/{key}"
                     self._writer.add_scalar(tag, value, int(step))
 
@@ -64,8 +86,13 @@ class RunLogger:
             self._writer = None
 
 
-def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: Path, title: str, x_key: str = "env_step",
-                        x_label: str = "environment (simulator) steps") -> None:
+def plot_learning_curve(
+    history: Sequence[Mapping[str, Any]],
+    path: Path,
+    title: str,
+    x_key: str = "env_step",
+    x_label: str = "environment (simulator) steps",
+) -> None:
     """Evaluation return (mean +- std, stochastic and deterministic) and success rate against
     ``history[i][x_key]`` (simulator steps; a run that learns from fixed data: its updates)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -75,7 +102,10 @@ def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: Path, title:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     steps = np.array([h[x_key] for h in history], dtype=float)
-    for key, label in (("return", "stochastic policy"), ("deterministic_return", "deterministic tanh(mean)")):
+    for key, label in (
+        ("return", "stochastic policy"),
+        ("deterministic_return", "deterministic tanh(mean)"),
+    ):
         if history and f"{key}_mean" in history[0]:
             mean = np.array([h.get(f"{key}_mean", np.nan) for h in history], dtype=float)
             std = np.array([h.get(f"{key}_std", np.nan) for h in history], dtype=float)
@@ -86,12 +116,22 @@ def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: Path, title:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    rate_key = next((k for k in ("success_rate", "deterministic_success_rate") if any(k in h for h in history)), None)
+    rate_key = next(
+        (k for k in ("success_rate", "deterministic_success_rate") if any(k in h for h in history)),
+        None,
+    )
     if rate_key is not None:
         ax2 = ax.twinx()
         rate = np.array([h.get(rate_key, np.nan) for h in history], dtype=float)
         mode = "stochastic" if rate_key == "success_rate" else "deterministic"
-        (line,) = ax2.plot(steps, rate, color="tab:green", linestyle="--", marker=".", label=f"success rate ({mode})")
+        (line,) = ax2.plot(
+            steps,
+            rate,
+            color="tab:green",
+            linestyle="--",
+            marker=".",
+            label=f"success rate ({mode})",
+        )
         ax2.set_ylim(-0.05, 1.05)
         ax2.set_ylabel("success rate")
         handles, labels = handles + [line], labels + [line.get_label()]

@@ -36,7 +36,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA GPU on this machine")
+        raise ValueError(
+            f"device {name!r} was asked for, but torch sees no CUDA GPU on this machine"
+        )
     return device
 
 
@@ -114,24 +116,40 @@ def check_finite(metrics: Mapping[str, torch.Tensor], step: int | None = None) -
 class SlacAgent:
     """Latent model + actor + twin critics (+ targets) + log alpha, with one Adam optimiser each."""
 
-    def __init__(self, config: TrainConfig, action_dim: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, config: TrainConfig, action_dim: int, device: torch.device | str = "cpu"
+    ) -> None:
         if config.decoder_std is None:
-            raise ValueError("SlacAgent needs a resolved config (TrainConfig.resolved()): decoder_std is unset")
+            raise ValueError(
+                "SlacAgent needs a resolved config (TrainConfig.resolved()): decoder_std is unset"
+            )
         self.config = config
         self.action_dim = action_dim
         self.device = torch.device(device)
         c = config
         self.model = LatentModel(
-            action_dim, c.feature_dim, c.z1_dim, c.z2_dim, c.model_hidden, c.encoder_base_channels, c.decoder_std
+            action_dim,
+            c.feature_dim,
+            c.z1_dim,
+            c.z2_dim,
+            c.model_hidden,
+            c.encoder_base_channels,
+            c.decoder_std,
         ).to(self.device)
         self.model.to(memory_format=torch.channels_last)
         self.actor_input_dim = ACTOR_FRAMES * c.feature_dim + (ACTOR_FRAMES - 1) * action_dim
-        self.actor = TanhGaussianActor(self.actor_input_dim, action_dim, c.actor_critic_hidden).to(self.device)
+        self.actor = TanhGaussianActor(self.actor_input_dim, action_dim, c.actor_critic_hidden).to(
+            self.device
+        )
         latent_dim = c.z1_dim + c.z2_dim
         self.critic = TwinCritic(latent_dim, action_dim, c.actor_critic_hidden).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(float(c.init_log_alpha), device=self.device, requires_grad=True)
-        self.target_entropy = float(c.target_entropy) if c.target_entropy is not None else -float(action_dim)
+        self.log_alpha = torch.tensor(
+            float(c.init_log_alpha), device=self.device, requires_grad=True
+        )
+        self.target_entropy = (
+            float(c.target_entropy) if c.target_entropy is not None else -float(action_dim)
+        )
 
         self.model_optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr_model)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
@@ -156,7 +174,9 @@ class SlacAgent:
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, history: History | tuple[np.ndarray, np.ndarray], deterministic: bool = False) -> np.ndarray:
+    def act(
+        self, history: History | tuple[np.ndarray, np.ndarray], deterministic: bool = False
+    ) -> np.ndarray:
         """One action in [-1, 1] from the last 8 frames and 7 actions.
 
         ``history`` is a :class:`slac_runtime.history.History` of uint8 frames (length 8) or a tuple
@@ -168,7 +188,9 @@ class SlacAgent:
             frames, prev_actions = history
         frames_t = torch.as_tensor(np.asarray(frames, dtype=np.uint8), device=self.device)
         actions_t = torch.as_tensor(np.asarray(prev_actions, dtype=np.float32), device=self.device)
-        features = self.encoder.features_no_grad(preprocess_frames(frames_t), fast=self.config.fast_encoder)
+        features = self.encoder.features_no_grad(
+            preprocess_frames(frames_t), fast=self.config.fast_encoder
+        )
         x = actor_input(features[None], actions_t[None])
         action = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
         return action[0].cpu().numpy().astype(np.float32)

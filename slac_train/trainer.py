@@ -58,10 +58,22 @@ PHASES = ("collect", "pretrain", "train", "done")
 # Config fields that may change when a run is resumed (budgets, schedules, system settings).
 RESUMABLE_OVERRIDES = frozenset(
     {
-        "total_env_steps", "eval_every_env_steps", "eval_episodes", "eval_deterministic", "eval_video",
-        "reconstruction_video", "reconstruction_steps", "log_every_updates", "checkpoint_every_env_steps",
-        "checkpoint_every_pretrain_updates", "keep_checkpoints", "device", "num_threads", "fast_encoder",
-        "progress", "save_buffer",
+        "total_env_steps",
+        "eval_every_env_steps",
+        "eval_episodes",
+        "eval_deterministic",
+        "eval_video",
+        "reconstruction_video",
+        "reconstruction_steps",
+        "log_every_updates",
+        "checkpoint_every_env_steps",
+        "checkpoint_every_pretrain_updates",
+        "keep_checkpoints",
+        "device",
+        "num_threads",
+        "fast_encoder",
+        "progress",
+        "save_buffer",
     }
 )
 
@@ -75,7 +87,9 @@ class StopRequest:
         self.requested = False
 
     @contextmanager
-    def installed(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    def installed(
+        self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+    ) -> Iterator[None]:
         """Handle ``signals`` this way for the block (in the main thread only; elsewhere: no change)."""
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -120,28 +134,47 @@ class Trainer:
     an episode end with a checkpoint).
     """
 
-    def __init__(self, config: TrainConfig, _checkpoint: dict[str, Any] | None = None, _run_dir: Path | None = None):
-        spec = get_task_spec(config.task)  # unknown task -> UnknownTaskError with the registry's message
+    def __init__(
+        self,
+        config: TrainConfig,
+        _checkpoint: dict[str, Any] | None = None,
+        _run_dir: Path | None = None,
+    ):
+        spec = get_task_spec(
+            config.task
+        )  # unknown task -> UnknownTaskError with the registry's message
         self.spec = spec
         self.config = config = config.resolved(spec.action_repeat)
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
         self.device = resolve_device(config.device)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
+            torch.backends.cudnn.benchmark = (
+                True  # fixed batch shapes: let cuDNN pick the fastest kernels
+            )
 
         if _checkpoint is None:
             random.seed(config.seed)
             np.random.seed(config.seed)
             torch.manual_seed(config.seed)
-        self.env = make_env(config.task, seed=config.seed, action_repeat=config.action_repeat, image_size=config.image_size)
+        self.env = make_env(
+            config.task,
+            seed=config.seed,
+            action_repeat=config.action_repeat,
+            image_size=config.image_size,
+        )
         self.eval_env = make_env(
-            config.task, seed=config.seed + 1, action_repeat=config.action_repeat, image_size=config.image_size
+            config.task,
+            seed=config.seed + 1,
+            action_repeat=config.action_repeat,
+            image_size=config.image_size,
         )
         self.action_dim = int(self.env.action_space.shape[0])
         self.frame_shape = tuple(self.env.observation_space.shape)
         self.agent = SlacAgent(config, self.action_dim, self.device)
-        self.history = History(self.action_dim, self.frame_shape, length=ACTOR_FRAMES, dtype=np.uint8)
+        self.history = History(
+            self.action_dim, self.frame_shape, length=ACTOR_FRAMES, dtype=np.uint8
+        )
 
         # Independent random streams (each saved in checkpoints).
         self.action_rng = np.random.default_rng([config.seed, 1])  # random-collection actions
@@ -150,15 +183,23 @@ class Trainer:
         self.eval_rng = np.random.default_rng([config.seed, 4])  # evaluation episode seeds
 
         self.counters: dict[str, Any] = {
-            "phase": "collect", "agent_step": 0, "env_step": 0, "episodes": 0, "updates": 0,
-            "pretrain_updates": 0, "next_eval_env_step": 0, "next_checkpoint_env_step": config.checkpoint_every_env_steps,
+            "phase": "collect",
+            "agent_step": 0,
+            "env_step": 0,
+            "episodes": 0,
+            "updates": 0,
+            "pretrain_updates": 0,
+            "next_eval_env_step": 0,
+            "next_checkpoint_env_step": config.checkpoint_every_env_steps,
             "elapsed_s": 0.0,
         }
         self.eval_history: list[dict[str, Any]] = []
         self.needs_reset = True
         self.episode_return = 0.0
         self.episode_agent_steps = 0
-        self._stop = StopRequest("\nCtrl-C: writing a checkpoint at the next safe point (press again to stop at once)")
+        self._stop = StopRequest(
+            "\nCtrl-C: writing a checkpoint at the next safe point (press again to stop at once)"
+        )
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
         self._last_eval_text = "-"
@@ -169,7 +210,9 @@ class Trainer:
             self.buffer = ReplayBuffer(config.buffer_capacity, self.frame_shape, self.action_dim)
             self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
             if (self.run_dir / "checkpoints").exists():
-                raise FileExistsError(f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir}")
+                raise FileExistsError(
+                    f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir}"
+                )
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config = self.config.replace(run_dir=str(self.run_dir))
             self.config.save_json(self.run_dir / "config.json")
@@ -177,7 +220,9 @@ class Trainer:
             self.run_dir = Path(_run_dir)
             self._restore(_checkpoint)
         (self.run_dir / "videos").mkdir(exist_ok=True)
-        self.logger = RunLogger(self.run_dir, purge_step=self.counters["env_step"] if _checkpoint else None)
+        self.logger = RunLogger(
+            self.run_dir, purge_step=self.counters["env_step"] if _checkpoint else None
+        )
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -199,14 +244,20 @@ class Trainer:
         config = config.replace(**changed, run_dir=str(run_dir))
         trainer = cls(config, _checkpoint=state, _run_dir=run_dir)
         trainer.config.save_json(run_dir / "config.json")  # the settings in force from now on
-        trainer.logger.log("resume", trainer.counters["env_step"], {}, checkpoint=state["path"], changed=changed)
+        trainer.logger.log(
+            "resume", trainer.counters["env_step"], {}, checkpoint=state["path"], changed=changed
+        )
         return trainer
 
     def _restore(self, state: dict[str, Any]) -> None:
         if int(state["action_dim"]) != self.action_dim:
-            raise ValueError(f"checkpoint action dimension {state['action_dim']} != task's {self.action_dim}")
+            raise ValueError(
+                f"checkpoint action dimension {state['action_dim']} != task's {self.action_dim}"
+            )
         self.agent.load_state_dict(state["agent"])
-        self.counters = {k: v for k, v in state["counters"].items() if k not in ("agent_steps", "env_steps")}
+        self.counters = {
+            k: v for k, v in state["counters"].items() if k not in ("agent_steps", "env_steps")
+        }
         self.eval_history = list(state["eval_history"])
         rng = state["rng"]
         restore_global_rng(rng["global"])
@@ -218,14 +269,22 @@ class Trainer:
         if buffer_file and (checkpoint_dir(self.run_dir) / buffer_file).is_file():
             self.buffer = ReplayBuffer.load(checkpoint_dir(self.run_dir) / buffer_file)
         else:
-            print("note: no replay buffer was saved with this checkpoint; training continues with an empty "
-                  "one, re-collecting random data first")
-            self.buffer = ReplayBuffer(self.config.buffer_capacity, self.frame_shape, self.action_dim)
+            print(
+                "note: no replay buffer was saved with this checkpoint; training continues with an empty "
+                "one, re-collecting random data first"
+            )
+            self.buffer = ReplayBuffer(
+                self.config.buffer_capacity, self.frame_shape, self.action_dim
+            )
             if self.counters["phase"] == "train":
                 self.counters["phase"] = "collect"
-                self._refill_target = self.counters["agent_step"] + self.config.initial_collection_steps
+                self._refill_target = (
+                    self.counters["agent_step"] + self.config.initial_collection_steps
+                )
         if state.get("mid_episode"):
-            print("note: the run was interrupted in the middle of an episode; a new episode starts now")
+            print(
+                "note: the run was interrupted in the middle of an episode; a new episode starts now"
+            )
         if self.eval_history:
             last = self.eval_history[-1]
             self._last_eval_text = f"{last['return_mean']:.1f}"
@@ -238,10 +297,17 @@ class Trainer:
             "config": self.config.to_dict(),
             "action_dim": self.action_dim,
             "task": self.config.task,
-            "env": {"action_repeat": self.env.action_repeat, "control_period_s": float(self.env.control_period_s)},
+            "env": {
+                "action_repeat": self.env.action_repeat,
+                "control_period_s": float(self.env.control_period_s),
+            },
             "agent": self.agent.state_dict(),
             # (agent_steps / env_steps: the names slac-export reads)
-            "counters": dict(self.counters, agent_steps=self.counters["agent_step"], env_steps=self.counters["env_step"]),
+            "counters": dict(
+                self.counters,
+                agent_steps=self.counters["agent_step"],
+                env_steps=self.counters["env_step"],
+            ),
             "eval_history": list(self.eval_history),
             "mid_episode": not self.needs_reset,
             "rng": {
@@ -257,7 +323,9 @@ class Trainer:
         c = self.counters
         name = f"ckpt-{c['env_step']:010d}-{c['updates'] + c['pretrain_updates']:010d}"
         buffer = self.buffer if self.config.save_buffer else None
-        path = save_checkpoint(self.run_dir, name, self.checkpoint_state(), buffer, keep=self.config.keep_checkpoints)
+        path = save_checkpoint(
+            self.run_dir, name, self.checkpoint_state(), buffer, keep=self.config.keep_checkpoints
+        )
         self.logger.log("checkpoint", c["env_step"], {}, path=str(path), agent_step=c["agent_step"])
         return path
 
@@ -331,8 +399,12 @@ class Trainer:
         from tqdm import tqdm
 
         bar = tqdm(
-            total=self.config.total_env_steps, initial=self.counters["env_step"], unit="env step",
-            disable=not self.config.progress, dynamic_ncols=True, smoothing=0.05,
+            total=self.config.total_env_steps,
+            initial=self.counters["env_step"],
+            unit="env step",
+            disable=not self.config.progress,
+            dynamic_ncols=True,
+            smoothing=0.05,
         )
         try:
             yield bar
@@ -342,14 +414,18 @@ class Trainer:
     def _update_bar(self, env_steps: int) -> None:
         self._bar.update(env_steps)
         if self.config.progress:
-            self._bar.set_postfix_str(f"{self.counters['phase']} eval={self._last_eval_text}", refresh=False)
+            self._bar.set_postfix_str(
+                f"{self.counters['phase']} eval={self._last_eval_text}", refresh=False
+            )
 
     # ------------------------------------------------------------------------------------------
     def _at_episode_boundary(self, stop_at_env_step: int | None) -> bool:
         """Phase changes, checkpoints and the stop request, between episodes. True = stop."""
         c, cfg = self.counters, self.config
         refill = getattr(self, "_refill_target", None)
-        if c["phase"] == "collect" and c["agent_step"] >= (refill if refill is not None else cfg.initial_collection_steps):
+        if c["phase"] == "collect" and c["agent_step"] >= (
+            refill if refill is not None else cfg.initial_collection_steps
+        ):
             c["phase"] = "pretrain" if refill is None else "train"
         if c["phase"] == "pretrain":
             self._pretrain()
@@ -357,7 +433,9 @@ class Trainer:
             self._evaluate()
         if c["env_step"] >= c["next_checkpoint_env_step"]:
             self.save_checkpoint()
-            c["next_checkpoint_env_step"] = (c["env_step"] // cfg.checkpoint_every_env_steps + 1) * cfg.checkpoint_every_env_steps
+            c["next_checkpoint_env_step"] = (
+                c["env_step"] // cfg.checkpoint_every_env_steps + 1
+            ) * cfg.checkpoint_every_env_steps
         if stop_at_env_step is not None and c["env_step"] >= stop_at_env_step:
             self.save_checkpoint()
             return True
@@ -377,10 +455,15 @@ class Trainer:
             action = self.action_rng.uniform(-1.0, 1.0, size=self.action_dim).astype(np.float32)
         else:
             action = self.agent.act(self.history, deterministic=False)
-        metrics = self._update() if c["phase"] == "train" else None  # overlaps the env step on a GPU
+        metrics = (
+            self._update() if c["phase"] == "train" else None
+        )  # overlaps the env step on a GPU
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.episode_agent_steps += 1
-        if cfg.max_episode_agent_steps is not None and self.episode_agent_steps >= cfg.max_episode_agent_steps:
+        if (
+            cfg.max_episode_agent_steps is not None
+            and self.episode_agent_steps >= cfg.max_episode_agent_steps
+        ):
             truncated = True
         self.buffer.add(action, reward, terminated, obs)
         self.history.append(action, obs)
@@ -395,10 +478,15 @@ class Trainer:
         if terminated or truncated:
             self.needs_reset = True
             c["episodes"] += 1
-            values = {"train/episode_return": self.episode_return, "train/episode_agent_steps": self.episode_agent_steps}
+            values = {
+                "train/episode_return": self.episode_return,
+                "train/episode_agent_steps": self.episode_agent_steps,
+            }
             if "success" in info:
                 values["train/success"] = float(info["success"])
-            self.logger.log("episode", c["env_step"], values, agent_step=c["agent_step"], phase=c["phase"])
+            self.logger.log(
+                "episode", c["env_step"], values, agent_step=c["agent_step"], phase=c["phase"]
+            )
         if c["phase"] == "train" and c["env_step"] >= c["next_eval_env_step"]:
             self._evaluate()
 
@@ -409,7 +497,9 @@ class Trainer:
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.config.updates_per_step):
             metrics = self.agent.update_model(self._sample(self.config.batch_size_model))
-            metrics.update(self.agent.update_actor_critic(self._sample(self.config.batch_size_actor_critic)))
+            metrics.update(
+                self.agent.update_actor_critic(self._sample(self.config.batch_size_actor_critic))
+            )
             self.counters["updates"] += 1
         return metrics
 
@@ -426,9 +516,13 @@ class Trainer:
             if pretraining:  # TensorBoard: pre-training curves against their own update count
                 values = {f"pretrain/{k}": v for k, v in values.items()}
             self.logger.log(
-                "pretrain" if pretraining else "train", c["env_step"], values,
-                tb_step=c["pretrain_updates"] if pretraining else None, agent_step=c["agent_step"],
-                updates=c["updates"], pretrain_updates=c["pretrain_updates"],
+                "pretrain" if pretraining else "train",
+                c["env_step"],
+                values,
+                tb_step=c["pretrain_updates"] if pretraining else None,
+                agent_step=c["agent_step"],
+                updates=c["updates"],
+                pretrain_updates=c["pretrain_updates"],
             )
             self._metric_sums, self._metric_count = {}, 0
 
@@ -438,9 +532,17 @@ class Trainer:
             return
         from tqdm import tqdm
 
-        print(f"pre-training the latent model: {cfg.model_pretrain_steps:,} updates on {len(self.buffer):,} frames")
-        with tqdm(total=cfg.model_pretrain_steps, initial=c["pretrain_updates"], unit="update",
-                  disable=not cfg.progress, dynamic_ncols=True, leave=False) as bar:
+        print(
+            f"pre-training the latent model: {cfg.model_pretrain_steps:,} updates on {len(self.buffer):,} frames"
+        )
+        with tqdm(
+            total=cfg.model_pretrain_steps,
+            initial=c["pretrain_updates"],
+            unit="update",
+            disable=not cfg.progress,
+            dynamic_ncols=True,
+            leave=False,
+        ) as bar:
             while c["pretrain_updates"] < cfg.model_pretrain_steps:
                 if self._interrupt_requested:
                     raise KeyboardInterrupt
@@ -459,7 +561,11 @@ class Trainer:
             self._schedule_next_eval()
             return
         started = time.perf_counter()
-        row: dict[str, Any] = {"env_step": c["env_step"], "agent_step": c["agent_step"], "episodes": cfg.eval_episodes}
+        row: dict[str, Any] = {
+            "env_step": c["env_step"],
+            "agent_step": c["agent_step"],
+            "episodes": cfg.eval_episodes,
+        }
         recorded = None
         modes = [("", False)] + ([("deterministic_", True)] if cfg.eval_deterministic else [])
         for prefix, deterministic in modes:
@@ -467,8 +573,13 @@ class Trainer:
             for i in range(cfg.eval_episodes):
                 record = prefix == "" and i == 0 and (cfg.eval_video or cfg.reconstruction_video)
                 result = run_episode(
-                    self.eval_env, self.agent, int(self.eval_rng.integers(2**31)), deterministic, record=record,
-                    max_agent_steps=cfg.max_episode_agent_steps, should_stop=lambda: self._interrupt_requested,
+                    self.eval_env,
+                    self.agent,
+                    int(self.eval_rng.integers(2**31)),
+                    deterministic,
+                    record=record,
+                    max_agent_steps=cfg.max_episode_agent_steps,
+                    should_stop=lambda: self._interrupt_requested,
                 )
                 returns.append(result.episode_return)
                 if result.success is not None:
@@ -486,19 +597,35 @@ class Trainer:
         step = c["env_step"]
         fps = 1.0 / (self.env.control_period_s * self.env.action_repeat)
         if recorded is not None and cfg.eval_video:
-            write_video(self.run_dir / "videos" / f"eval-{step:010d}.mp4", recorded.frames, fps, scale=2)
+            write_video(
+                self.run_dir / "videos" / f"eval-{step:010d}.mp4", recorded.frames, fps, scale=2
+            )
         if recorded is not None and cfg.reconstruction_video and len(recorded.frames) >= 2:
-            frames = reconstruction_frames(self.agent, recorded.frames, recorded.actions, cfg.reconstruction_steps)
-            write_video(self.run_dir / "videos" / f"reconstruction-{step:010d}.mp4", frames, fps, scale=2)
-        plot_learning_curve(self.eval_history, self.run_dir / "curve.png", f"SLAC on {cfg.task} (seed {cfg.seed})")
-        scalars = {f"eval/{k}": v for k, v in row.items() if k not in ("env_step", "agent_step", "episodes", "wall_time_s")}
+            frames = reconstruction_frames(
+                self.agent, recorded.frames, recorded.actions, cfg.reconstruction_steps
+            )
+            write_video(
+                self.run_dir / "videos" / f"reconstruction-{step:010d}.mp4", frames, fps, scale=2
+            )
+        plot_learning_curve(
+            self.eval_history, self.run_dir / "curve.png", f"SLAC on {cfg.task} (seed {cfg.seed})"
+        )
+        scalars = {
+            f"eval/{k}": v
+            for k, v in row.items()
+            if k not in ("env_step", "agent_step", "episodes", "wall_time_s")
+        }
         scalars["eval/seconds"] = time.perf_counter() - started
         self.logger.log("eval", step, scalars, agent_step=c["agent_step"])
         self.logger.log_eval_row(row)
         self.logger.flush()
         self._bar.write(
             f"eval @ {step:,} env steps: return {row['return_mean']:.1f} +- {row['return_std']:.1f}"
-            + (f", deterministic {row['deterministic_return_mean']:.1f}" if "deterministic_return_mean" in row else "")
+            + (
+                f", deterministic {row['deterministic_return_mean']:.1f}"
+                if "deterministic_return_mean" in row
+                else ""
+            )
             + (f", success {row['success_rate']:.2f}" if "success_rate" in row else "")
         )
         self._schedule_next_eval()
@@ -514,5 +641,8 @@ class Trainer:
                 self._evaluate()
         c["phase"] = "done"
         self.save_checkpoint()
-        summary = {"counters": dict(c), "last_eval": self.eval_history[-1] if self.eval_history else None}
+        summary = {
+            "counters": dict(c),
+            "last_eval": self.eval_history[-1] if self.eval_history else None,
+        }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

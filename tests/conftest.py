@@ -22,12 +22,39 @@ def one_torch_thread():
     yield
     torch.set_num_threads(previous)
 
+
 TINY_TRAIN_ARGS = [
-    "--encoder-base-channels", "4", "--feature-dim", "16", "--z1-dim", "4", "--z2-dim", "8",
-    "--model-hidden", "16", "--actor-critic-hidden", "16", "--batch-size-actor-critic", "8",
-    "--batch-size-model", "4", "--buffer-capacity", "2000", "--model-pretrain-steps", "3",
-    "--eval-episodes", "1", "--reconstruction-steps", "6", "--log-every-updates", "5",
-    "--device", "cpu", "--no-progress", "--no-eval-video", "--no-reconstruction-video",
+    "--encoder-base-channels",
+    "4",
+    "--feature-dim",
+    "16",
+    "--z1-dim",
+    "4",
+    "--z2-dim",
+    "8",
+    "--model-hidden",
+    "16",
+    "--actor-critic-hidden",
+    "16",
+    "--batch-size-actor-critic",
+    "8",
+    "--batch-size-model",
+    "4",
+    "--buffer-capacity",
+    "2000",
+    "--model-pretrain-steps",
+    "3",
+    "--eval-episodes",
+    "1",
+    "--reconstruction-steps",
+    "6",
+    "--log-every-updates",
+    "5",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--no-eval-video",
+    "--no-reconstruction-video",
 ]
 
 
@@ -35,9 +62,25 @@ def train_tiny(run_dir, task: str = "dclaw-turn", seed: int = 0, env_steps: int 
     """A few updates of tiny networks: a real checkpoint in seconds."""
     from slac_train.cli import main
 
-    code = main(["--task", task, *TINY_TRAIN_ARGS, "--max-episode-agent-steps", "10",
-                 "--initial-collection-steps", "10", "--total-env-steps", str(env_steps),
-                 "--eval-every-env-steps", str(env_steps), "--seed", str(seed), "--run-dir", str(run_dir)])
+    code = main(
+        [
+            "--task",
+            task,
+            *TINY_TRAIN_ARGS,
+            "--max-episode-agent-steps",
+            "10",
+            "--initial-collection-steps",
+            "10",
+            "--total-env-steps",
+            str(env_steps),
+            "--eval-every-env-steps",
+            str(env_steps),
+            "--seed",
+            str(seed),
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     assert code == 0
     return run_dir
 

@@ -20,12 +20,16 @@ class ToyPointTask(PixelTask):
     action_dim = 2
     control_period_s = 0.05
 
-    def __init__(self, image_size: int = 64, length: int = 24, terminate_at_edge: bool = False) -> None:
+    def __init__(
+        self, image_size: int = 64, length: int = 24, terminate_at_edge: bool = False
+    ) -> None:
         self.image_size = image_size
         self.length = length
         self.terminate_at_edge = terminate_at_edge
         ramp = np.linspace(20, 90, image_size, dtype=np.float32)
-        self._background = np.stack(np.broadcast_arrays(ramp[:, None], ramp[None, :], 60.0), -1).astype(np.uint8)
+        self._background = np.stack(
+            np.broadcast_arrays(ramp[:, None], ramp[None, :], 60.0), -1
+        ).astype(np.uint8)
 
     def reset(self, rng: np.random.Generator) -> dict:
         self.pos = rng.uniform(-0.8, 0.8, size=2)
@@ -40,7 +44,12 @@ class ToyPointTask(PixelTask):
         terminated = bool(self.terminate_at_edge and np.any(np.abs(self.pos) >= 1.0))
         self.pos = np.clip(self.pos, -1.0, 1.0)
         reward = float(1.0 - np.abs(self.pos).mean())
-        return reward, terminated, self.t >= self.length, {"success": float(np.abs(self.pos).max() < 0.2)}
+        return (
+            reward,
+            terminated,
+            self.t >= self.length,
+            {"success": float(np.abs(self.pos).max() < 0.2)},
+        )
 
     def render(self) -> np.ndarray:
         frame = self._background.copy()
@@ -51,11 +60,18 @@ class ToyPointTask(PixelTask):
 
 
 @contextmanager
-def toy_task(name: str = TOY_TASK, action_repeat: int = 2, length: int = 24, terminate_at_edge: bool = False):
+def toy_task(
+    name: str = TOY_TASK, action_repeat: int = 2, length: int = 24, terminate_at_edge: bool = False
+):
     """Register the toy task under ``name`` for the duration of the block."""
     spec = TaskSpec(
-        name=name, suite="test", action_repeat=action_repeat, episode_env_steps=length,
-        make_task=lambda image_size=64, **kw: ToyPointTask(image_size, length, terminate_at_edge, **kw),
+        name=name,
+        suite="test",
+        action_repeat=action_repeat,
+        episode_env_steps=length,
+        make_task=lambda image_size=64, **kw: ToyPointTask(
+            image_size, length, terminate_at_edge, **kw
+        ),
         description="test-only point mass",
     )
     task_registry.register_task(spec)

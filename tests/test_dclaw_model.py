@@ -75,7 +75,9 @@ def test_joints_and_actuators_match_the_description(scene):
         assert model.actuator_trnid[i, 0] == joint.id
         assert joint.limited[0] and model.actuator_ctrllimited[i]
         np.testing.assert_allclose(joint.range, DCLAW.joint_ranges[i], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(model.actuator_ctrlrange[i], DCLAW.joint_ranges[i], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            model.actuator_ctrlrange[i], DCLAW.joint_ranges[i], rtol=0, atol=1e-12
+        )
         # Position actuator kp 2, no kv; joint damping 0.1, armature 0.001.
         assert model.actuator_gainprm[i, 0] == pytest.approx(2.0)
         assert model.actuator_biasprm[i, :3] == pytest.approx([0.0, -2.0, 0.0])
@@ -114,7 +116,9 @@ def test_visual_and_collision_geoms_are_separate():
         if model.geom_group[g] == 3:
             assert collides, model.geom(g).name
         else:
-            assert not collides, f"visual geom {model.geom(g).name!r} (group {model.geom_group[g]}) collides"
+            assert not collides, (
+                f"visual geom {model.geom(g).name!r} (group {model.geom_group[g]}) collides"
+            )
 
 
 def test_task_camera_is_the_documented_mount(scene):
@@ -157,7 +161,9 @@ def test_sim_follows_goals_and_reads_state():
         np.testing.assert_allclose(sim.joint_positions(), goal, atol=0.05)
         assert np.abs(sim.joint_velocities()).max() < 0.05
         # A position actuator pushes with kp * (goal - position) (no kv).
-        np.testing.assert_allclose(sim.actuator_forces(), 2.0 * (goal - sim.joint_positions()), atol=1e-9)
+        np.testing.assert_allclose(
+            sim.actuator_forces(), 2.0 * (goal - sim.joint_positions()), atol=1e-9
+        )
         # Goals are clipped to the joint ranges.
         np.testing.assert_allclose(sim.set_joint_goals(np.full(9, 5.0)), DCLAW.high)
         sim.set_valve_angle(1.25)
@@ -189,9 +195,16 @@ def test_dynamics_randomisation_draws_in_range_and_restores():
     draws = [sim.randomize_dynamics(np.random.default_rng(seed)) for seed in (1, 2)]
     r = DYNAMICS_RANGES
     for d in draws:
-        assert np.all((d["joint_damping"] >= r.joint_damping[0]) & (d["joint_damping"] <= r.joint_damping[1]))
-        assert np.all((d["joint_frictionloss"] >= r.joint_frictionloss[0]) & (d["joint_frictionloss"] <= r.joint_frictionloss[1]))
-        assert np.all((d["actuator_kp"] >= r.actuator_kp[0]) & (d["actuator_kp"] <= r.actuator_kp[1]))
+        assert np.all(
+            (d["joint_damping"] >= r.joint_damping[0]) & (d["joint_damping"] <= r.joint_damping[1])
+        )
+        assert np.all(
+            (d["joint_frictionloss"] >= r.joint_frictionloss[0])
+            & (d["joint_frictionloss"] <= r.joint_frictionloss[1])
+        )
+        assert np.all(
+            (d["actuator_kp"] >= r.actuator_kp[0]) & (d["actuator_kp"] <= r.actuator_kp[1])
+        )
         scale = d["geom_friction_scale"]
         assert np.all((scale >= r.geom_friction_scale[0]) & (scale <= r.geom_friction_scale[1]))
         assert np.all(np.abs(d["mount_offset_m"]) <= r.mount_offset_m)
@@ -214,11 +227,24 @@ def test_dynamics_randomisation_draws_in_range_and_restores():
 def test_apply_dynamics_sets_a_draw_or_part_of_one():
     with DClawSim("valve") as sim, DClawSim("valve") as other:
         m = sim.model
-        nominal = {"damping": m.dof_damping.copy(), "friction": m.geom_friction.copy(), "pos": m.body("mount").pos.copy()}
+        nominal = {
+            "damping": m.dof_damping.copy(),
+            "friction": m.geom_friction.copy(),
+            "pos": m.body("mount").pos.copy(),
+        }
         draw = sim.randomize_dynamics(np.random.default_rng(3))
         other.apply_dynamics(draw)  # another simulator, the same dynamics
-        for field in ("dof_damping", "dof_frictionloss", "actuator_gainprm", "actuator_biasprm", "geom_friction", "body_pos"):
-            np.testing.assert_array_equal(getattr(other.model, field), getattr(m, field), err_msg=field)
+        for field in (
+            "dof_damping",
+            "dof_frictionloss",
+            "actuator_gainprm",
+            "actuator_biasprm",
+            "geom_friction",
+            "body_pos",
+        ):
+            np.testing.assert_array_equal(
+                getattr(other.model, field), getattr(m, field), err_msg=field
+            )
         # part of a draw: the rest goes back to nominal; a scalar stands for every servo
         sim.apply_dynamics({"actuator_kp": 1.5, "mount_offset_m": [0.0, 0.0, 0.004]})
         np.testing.assert_allclose(m.actuator_gainprm[:, 0], 1.5)

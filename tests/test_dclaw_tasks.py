@@ -26,21 +26,28 @@ def pose_to_action(pose) -> np.ndarray:
 def test_registry_lists_every_task_and_variant():
     names = set(task_names(suite="dclaw"))
     for task, (repeat, env_steps) in EXPECTED.items():
-        for name in (f"dclaw-{task}", *(f"dclaw-{task}-{v}" for v in ("fixed", "random", "random-dynamics"))):
+        for name in (
+            f"dclaw-{task}",
+            *(f"dclaw-{task}-{v}" for v in ("fixed", "random", "random-dynamics")),
+        ):
             assert name in names
             spec = get_task_spec(name)
             assert spec.action_repeat == repeat and spec.episode_env_steps == env_steps
             assert spec.robot == "dclaw"
-        assert get_task_spec(f"dclaw-{task}").make_task.__kwdefaults__ == \
-            get_task_spec(f"dclaw-{task}-fixed").make_task.__kwdefaults__  # the plain name is Fixed
+        assert (
+            get_task_spec(f"dclaw-{task}").make_task.__kwdefaults__
+            == get_task_spec(f"dclaw-{task}-fixed").make_task.__kwdefaults__
+        )  # the plain name is Fixed
     assert get_task_spec("dclaw-turn").episode_agent_steps == 40
     assert get_task_spec("dclaw-pose").episode_agent_steps == 80
     assert get_task_spec("dclaw-screw").episode_agent_steps == 80
 
 
 def test_registering_the_tasks_imports_no_simulator():
-    code = ("import sys, slac_train.envs.dclaw; "
-            "assert 'mujoco' not in sys.modules and 'dm_control' not in sys.modules, 'imported'")
+    code = (
+        "import sys, slac_train.envs.dclaw; "
+        "assert 'mujoco' not in sys.modules and 'dm_control' not in sys.modules, 'imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -83,10 +90,19 @@ def test_bonuses_success_and_wrapping_at_hand_set_valve_angles(name):
     task = env.task
     success_rad = 0.1 if "turn" in name else 0.2
     try:
-        for error, bonus in [(0.05, 60.0), (-0.09, 60.0), (0.2, 10.0), (-0.24, 10.0), (0.3, 0.0), (2.0, 0.0)]:
+        for error, bonus in [
+            (0.05, 60.0),
+            (-0.09, 60.0),
+            (0.2, 10.0),
+            (-0.24, 10.0),
+            (0.3, 0.0),
+            (2.0, 0.0),
+        ]:
             for turns in (0, 1, -2):  # whole turns of the valve change nothing: errors wrap
                 env.reset(seed=1)
-                target = task._target_angle + (task._target_speed * CONTROL_PERIOD_S if "screw" in name else 0)
+                target = task._target_angle + (
+                    task._target_speed * CONTROL_PERIOD_S if "screw" in name else 0
+                )
                 task.sim.set_valve_angle(target - error + 2 * math.pi * turns)
                 reward, _, _, info = _hold(task)
                 assert info["angle_error"] == pytest.approx(error, abs=2e-3)
@@ -96,8 +112,12 @@ def test_bonuses_success_and_wrapping_at_hand_set_valve_angles(name):
                 assert info["success"] == (abs(error) < success_rad)
                 # The reward is the documented sum.
                 q = info["joint_positions"]
-                expected = (-5 * abs(info["angle_error"]) - np.linalg.norm(q - np.array(RESET_POSE))
-                            + terms["joint_velocity"] + bonus)
+                expected = (
+                    -5 * abs(info["angle_error"])
+                    - np.linalg.norm(q - np.array(RESET_POSE))
+                    + terms["joint_velocity"]
+                    + bonus
+                )
                 assert reward == pytest.approx(expected, abs=1e-9)
     finally:
         env.close()
@@ -157,13 +177,23 @@ def test_random_dynamics_draws_stay_in_range_and_differ_per_seed():
     try:
         draws = [env.reset(seed=s)[1]["dynamics"] for s in (0, 1, 0)]
         for d in draws:
-            assert np.all((d["joint_damping"] >= r.joint_damping[0]) & (d["joint_damping"] <= r.joint_damping[1]))
-            assert np.all((d["joint_frictionloss"] >= r.joint_frictionloss[0]) & (d["joint_frictionloss"] <= r.joint_frictionloss[1]))
-            assert np.all((d["actuator_kp"] >= r.actuator_kp[0]) & (d["actuator_kp"] <= r.actuator_kp[1]))
+            assert np.all(
+                (d["joint_damping"] >= r.joint_damping[0])
+                & (d["joint_damping"] <= r.joint_damping[1])
+            )
+            assert np.all(
+                (d["joint_frictionloss"] >= r.joint_frictionloss[0])
+                & (d["joint_frictionloss"] <= r.joint_frictionloss[1])
+            )
+            assert np.all(
+                (d["actuator_kp"] >= r.actuator_kp[0]) & (d["actuator_kp"] <= r.actuator_kp[1])
+            )
             assert np.all(np.abs(d["mount_offset_m"]) <= r.mount_offset_m)
         assert not np.allclose(draws[0]["actuator_kp"], draws[1]["actuator_kp"])
         np.testing.assert_array_equal(draws[0]["actuator_kp"], draws[2]["actuator_kp"])
-        np.testing.assert_array_equal(env.task.sim.model.actuator_gainprm[:, 0], draws[2]["actuator_kp"])
+        np.testing.assert_array_equal(
+            env.task.sim.model.actuator_gainprm[:, 0], draws[2]["actuator_kp"]
+        )
     finally:
         env.close()
 
@@ -175,7 +205,9 @@ def test_switches_and_their_defaults():
     goal = make_env("dclaw-turn-fixed", seed=0, show_goal=True)
     try:
         t = fixed.task
-        assert not (t.visual_randomization or t.dynamics_randomization or t.image_noise or t.show_goal)
+        assert not (
+            t.visual_randomization or t.dynamics_randomization or t.image_noise or t.show_goal
+        )
         sim_to_real = make_env("dclaw-turn-random-dynamics", seed=0).task
         assert sim_to_real.visual_randomization and sim_to_real.dynamics_randomization
         assert sim_to_real.image_noise > 0 and sim_to_real.show_goal
@@ -188,8 +220,10 @@ def test_switches_and_their_defaults():
         np.testing.assert_array_equal(randomized.reset(seed=1)[0], a)
         assert not np.array_equal(randomized.reset(seed=2)[0], a)
         # Switching visual randomisation on does not change the task's own draws.
-        assert randomized.reset(seed=1)[1]["joint_positions"].tolist() == \
-            fixed.reset(seed=1)[1]["joint_positions"].tolist()
+        assert (
+            randomized.reset(seed=1)[1]["joint_positions"].tolist()
+            == fixed.reset(seed=1)[1]["joint_positions"].tolist()
+        )
         # Image noise: small, reproducible; the goal bar: shown on request.
         n = noisy.reset(seed=1)[0]
         assert 1.0 < np.abs(n.astype(int) - plain).mean() < 6.0
@@ -211,7 +245,9 @@ def test_bad_variant_and_noise_are_explained():
         DClawTurn("fixed", observation_latency=(0.05, 0.01))
 
 
-@pytest.mark.parametrize("latency", [0.03, 0.07])  # within the step's last control period; the one before
+@pytest.mark.parametrize(
+    "latency", [0.03, 0.07]
+)  # within the step's last control period; the one before
 def test_observation_latency_shows_the_scene_that_long_before_the_step_ends(latency):
     """The frame after a step with latency L is the scene at (step end - L): compared with a twin
     simulation rendered after every 2.5 ms substep; rewards and info stay the step end's."""

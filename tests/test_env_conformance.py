@@ -11,8 +11,18 @@ ALL_TASKS = task_names()
 
 
 def test_registry_has_the_paper_tasks():
-    for name in ["cheetah-run", "walker-walk", "ball_in_cup-catch", "finger-spin",
-                 "cartpole-swingup", "reacher-easy", "halfcheetah", "walker2d", "hopper", "ant"]:
+    for name in [
+        "cheetah-run",
+        "walker-walk",
+        "ball_in_cup-catch",
+        "finger-spin",
+        "cartpole-swingup",
+        "reacher-easy",
+        "halfcheetah",
+        "walker2d",
+        "hopper",
+        "ant",
+    ]:
         assert name in ALL_TASKS
     assert get_task_spec("cheetah-run").action_repeat == 4
     assert get_task_spec("finger-spin").action_repeat == 1

@@ -44,7 +44,9 @@ def test_random_histories_match_pytorch(tiny_dclaw_run, tiny_dclaw_policy):
         np.testing.assert_allclose(sampled, np.tanh(mean + np.exp(log_std) * noise), atol=TOL)
 
 
-def test_rollout_histories_streaming_matches_pytorch_and_full_form(tiny_dclaw_run, tiny_dclaw_policy):
+def test_rollout_histories_streaming_matches_pytorch_and_full_form(
+    tiny_dclaw_run, tiny_dclaw_policy
+):
     """A real D'Claw rollout, start-of-episode padding included: training's acting inputs (History
     over frames) through PyTorch vs the runtime's streaming ONNX policy, step by step."""
     agent, _ = load_agent(tiny_dclaw_run)
@@ -62,7 +64,9 @@ def test_rollout_histories_streaming_matches_pytorch_and_full_form(tiny_dclaw_ru
             np.testing.assert_array_equal(policy.actions, history.actions)
             mean, log_std = torch_outputs(agent, history.items, history.actions)
             np.testing.assert_allclose(out.deterministic_action, np.tanh(mean), atol=TOL)
-            np.testing.assert_allclose(out.action, np.tanh(mean + np.exp(log_std) * noise), atol=TOL)
+            np.testing.assert_allclose(
+                out.action, np.tanh(mean + np.exp(log_std) * noise), atol=TOL
+            )
             full = policy.run_full(history.items, history.actions, deterministic=True)
             np.testing.assert_allclose(full.action, out.deterministic_action, atol=TOL)
             action = out.action
@@ -72,7 +76,9 @@ def test_rollout_histories_streaming_matches_pytorch_and_full_form(tiny_dclaw_ru
             out = policy.step(obs, action, deterministic=False, noise=noise)
     finally:
         env.close()
-    np.testing.assert_allclose(stochastic_action(out.mean, out.log_std, noise), out.action, atol=1e-6)
+    np.testing.assert_allclose(
+        stochastic_action(out.mean, out.log_std, noise), out.action, atol=1e-6
+    )
 
 
 def test_metadata_describes_the_policy(tiny_dclaw_policy):
@@ -123,7 +129,11 @@ def test_export_errors_are_one_line(tmp_path, tiny_dclaw_run, capsys):
     assert export_main([str(corrupt)]) == 2
     err = capsys.readouterr().err
     assert "could not be read" in err and "Traceback" not in err
-    ckpt = tiny_dclaw_run / "checkpoints" / (tiny_dclaw_run / "checkpoints" / "latest").read_text().strip()
+    ckpt = (
+        tiny_dclaw_run
+        / "checkpoints"
+        / (tiny_dclaw_run / "checkpoints" / "latest").read_text().strip()
+    )
     state = torch.load(ckpt, weights_only=True)
     del state["config"]
     no_config = tmp_path / "no-config.pt"
@@ -154,8 +164,16 @@ def test_runtime_refuses_bad_policy_files(tmp_path, tiny_dclaw_policy):
 def test_export_cli_writes_into_run_dir(tiny_dclaw_run, tmp_path):
     out = tmp_path / "p.onnx"
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    result = subprocess.run([sys.executable, "-m", "slac_train.export_cli", str(tiny_dclaw_run), "-o", str(out)],
-                            capture_output=True, text=True, timeout=180, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "slac_train.export_cli", str(tiny_dclaw_run), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "exported dclaw-turn policy" in result.stdout
-    assert json.loads(OnnxPolicy(out).session.get_modelmeta().custom_metadata_map["action_repeat"]) == 2
+    assert (
+        json.loads(OnnxPolicy(out).session.get_modelmeta().custom_metadata_map["action_repeat"])
+        == 2
+    )

@@ -66,8 +66,11 @@ def test_the_example_in_the_wire_format_document():
 
 def test_raw_round_trip_is_exact():
     image = random_image(30, 50)
-    frame = decode_frame(encode_frame(image, seq=41, timestamp=1234.5678), received_at=1235.0,
-                         received_monotonic=time.monotonic() - 0.2)
+    frame = decode_frame(
+        encode_frame(image, seq=41, timestamp=1234.5678),
+        received_at=1235.0,
+        received_monotonic=time.monotonic() - 0.2,
+    )
     assert isinstance(frame, Frame)
     assert (frame.seq, frame.timestamp, frame.encoding) == (41, 1234.5678, "raw")
     np.testing.assert_array_equal(frame.image, image)
@@ -302,7 +305,9 @@ def raw_pub(tmp_path):
 def test_malformed_messages_are_dropped_counted_and_survived(raw_pub):
     raw, endpoint = raw_pub
     with FrameSubscriber(endpoint) as sub:
-        wait_until(sub, lambda: raw.send(encode_frame(random_image(8, 8), 0, time.time())) or sub.received)
+        wait_until(
+            sub, lambda: raw.send(encode_frame(random_image(8, 8), 0, time.time())) or sub.received
+        )
         newest = sub.newest
         raw.send(b"SLAC-too-short")  # passes the subscription filter, fails decoding
         wait_until(sub, lambda: sub.malformed == 1)
@@ -322,22 +327,29 @@ def test_malformed_messages_are_dropped_counted_and_survived(raw_pub):
         assert stats["malformed"] == 2 and "version 9" in stats["last_malformed_reason"]
 
 
-@pytest.mark.parametrize("timestamp, why", [
-    (float("nan"), "finite, non-negative"),
-    (float("inf"), "finite, non-negative"),
-    (-1.0, "finite, non-negative"),
-    (0.0, "from the subscriber's clock"),  # 1970: a clock never set
-    (time.time() + 2 * 86400, "from the subscriber's clock"),
-])
+@pytest.mark.parametrize(
+    "timestamp, why",
+    [
+        (float("nan"), "finite, non-negative"),
+        (float("inf"), "finite, non-negative"),
+        (-1.0, "finite, non-negative"),
+        (0.0, "from the subscriber's clock"),  # 1970: a clock never set
+        (time.time() + 2 * 86400, "from the subscriber's clock"),
+    ],
+)
 def test_capture_timestamps_that_are_not_times_are_malformed(raw_pub, timestamp, why):
     with pytest.raises(FrameFormatError, match=why):
         decode_frame(encode_frame(random_image(8, 8), 3, timestamp))
     raw, endpoint = raw_pub
     with FrameSubscriber(endpoint) as sub:
-        wait_until(sub, lambda: raw.send(encode_frame(random_image(8, 8), 3, timestamp)) or sub.malformed)
+        wait_until(
+            sub, lambda: raw.send(encode_frame(random_image(8, 8), 3, timestamp)) or sub.malformed
+        )
         assert sub.newest is None and sub.received == 0 and why in sub.last_malformed_reason
     # Within the documented bound (a day) an offset clock is fine: it is measured, not trusted.
-    assert decode_frame(encode_frame(random_image(8, 8), 3, time.time() - 3600)).clock_offset_s > 3599
+    assert (
+        decode_frame(encode_frame(random_image(8, 8), 3, time.time() - 3600)).clock_offset_s > 3599
+    )
 
 
 def test_a_repeated_sequence_number_is_not_a_new_frame(endpoint):

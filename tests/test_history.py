@@ -9,7 +9,9 @@ from slac_runtime.history import ACTOR_FRAMES, WINDOW_FRAMES, History, padded_wi
 
 
 def _episode(n_frames: int, action_dim: int = 2):
-    frames = np.arange(n_frames, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    frames = np.arange(n_frames, dtype=np.uint8)[:, None, None, None] * np.ones(
+        (1, 4, 4, 3), np.uint8
+    )
     actions = (np.arange(n_frames)[:, None] + 1.0) * np.ones((1, action_dim), np.float32)
     return frames, actions  # action j leads from frame j to frame j + 1
 

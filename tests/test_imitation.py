@@ -1177,8 +1177,24 @@ def test_slac_imitate_stops_with_a_checkpoint_on_sigterm(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(imitation, "bc_loss", killed_in_the_third_update)
     run_dir = tmp_path / "bc"
-    code = main(["--run-dir", str(run_dir), "--episodes", "1", "--updates", "10", "--batch-size", "4",
-                 "--encoder-base-channels", "4", "--feature-dim", "16", "--actor-hidden", "16"])
+    code = main(
+        [
+            "--run-dir",
+            str(run_dir),
+            "--episodes",
+            "1",
+            "--updates",
+            "10",
+            "--batch-size",
+            "4",
+            "--encoder-base-channels",
+            "4",
+            "--feature-dim",
+            "16",
+            "--actor-hidden",
+            "16",
+        ]
+    )
     assert code == 130 and "interrupted after 3 updates" in capsys.readouterr().err
     _, state = load_agent(run_dir)
     assert state["counters"]["bc_updates"] == 3

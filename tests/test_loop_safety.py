@@ -39,7 +39,9 @@ CAMERA_FPS = 40.0
 class FakeRobot(Robot):
     """Joints that reach every goal at once, except ``blocked`` ones (joint index -> stuck angle)."""
 
-    def __init__(self, description=DCLAW, on_exit: str = "relax", blocked: dict[int, float] | None = None):
+    def __init__(
+        self, description=DCLAW, on_exit: str = "relax", blocked: dict[int, float] | None = None
+    ):
         self.description = description
         self.on_exit = on_exit
         self.blocked = dict(blocked or {})
@@ -86,14 +88,18 @@ def image(k: int) -> np.ndarray:
 
 
 def frame_message(seq: int, timestamp: float | None = None, k: int | None = None) -> bytes:
-    return encode_frame(image(seq if k is None else k), seq, time.time() if timestamp is None else timestamp)
+    return encode_frame(
+        image(seq if k is None else k), seq, time.time() if timestamp is None else timestamp
+    )
 
 
 class ScriptedCamera:
     """Sends ``script(k, elapsed_s)`` at ``fps`` from its own thread: bytes (a message) or None
     (nothing). ``k`` counts the calls."""
 
-    def __init__(self, endpoint: str, script: Callable[[int, float], bytes | None], fps: float = CAMERA_FPS):
+    def __init__(
+        self, endpoint: str, script: Callable[[int, float], bytes | None], fps: float = CAMERA_FPS
+    ):
         self.endpoint = endpoint
         self.script = script
         self.fps = fps
@@ -146,8 +152,16 @@ def policy() -> OnnxPolicy:
 
 
 def config(**overrides) -> LoopConfig:
-    base = dict(control_period_s=PERIOD_S, action_repeat=2, episode_policy_steps=15, deterministic=False,
-                max_frame_age_s=0.25, stale_timeout_s=0.5, first_frame_timeout_s=3.0, seed=0)
+    base = dict(
+        control_period_s=PERIOD_S,
+        action_repeat=2,
+        episode_policy_steps=15,
+        deterministic=False,
+        max_frame_age_s=0.25,
+        stale_timeout_s=0.5,
+        first_frame_timeout_s=3.0,
+        seed=0,
+    )
     return LoopConfig(**{**base, **overrides})
 
 
@@ -169,19 +183,32 @@ class Episode:
         return [e for e in self.log.events if e["event"] == kind]
 
 
-def run_episode(tmp_path: Path, policy: OnnxPolicy, script, robot: FakeRobot | None = None,
-                fps: float = CAMERA_FPS, **overrides) -> Episode:
+def run_episode(
+    tmp_path: Path,
+    policy: OnnxPolicy,
+    script,
+    robot: FakeRobot | None = None,
+    fps: float = CAMERA_FPS,
+    **overrides,
+) -> Episode:
     """One episode of the loop inside the robot's ``with`` block, as slac-run runs it."""
     robot = robot or FakeRobot()
     cfg = config(**overrides)
     endpoint = f"ipc://{tmp_path}/camera.ipc"
     log_path = tmp_path / "episode.slaclog"
     summary = error = None
-    with ScriptedCamera(endpoint, script, fps) as camera, \
-            FrameSubscriber(endpoint, max_age_s=cfg.max_frame_age_s) as frames:
+    with (
+        ScriptedCamera(endpoint, script, fps) as camera,
+        FrameSubscriber(endpoint, max_age_s=cfg.max_frame_age_s) as frames,
+    ):
         try:
-            with robot, EpisodeLogWriter(log_path, {"policy_metadata": {"control_period_s": PERIOD_S,
-                                                                        "action_repeat": 2}}) as log:
+            with (
+                robot,
+                EpisodeLogWriter(
+                    log_path,
+                    {"policy_metadata": {"control_period_s": PERIOD_S, "action_repeat": 2}},
+                ) as log,
+            ):
                 summary = ControlLoop(robot, frames, policy, cfg).run_episode(log)
         except SafeStop as e:
             error = e
@@ -191,8 +218,11 @@ def run_episode(tmp_path: Path, policy: OnnxPolicy, script, robot: FakeRobot | N
 
 def policy_goal_changes(robot: FakeRobot, after_s: float) -> int:
     """How many commanded goals differed from the one before, from ``after_s`` (monotonic) on."""
-    return sum(1 for i in range(1, len(robot.goals))
-               if robot.goal_times[i] >= after_s and not np.array_equal(robot.goals[i], robot.goals[i - 1]))
+    return sum(
+        1
+        for i in range(1, len(robot.goals))
+        if robot.goal_times[i] >= after_s and not np.array_equal(robot.goals[i], robot.goals[i - 1])
+    )
 
 
 # -- 1. time from our own clock ---------------------------------------------------------------------
@@ -231,7 +261,9 @@ def test_a_frozen_camera_with_an_offset_clock_stops_the_robot(tmp_path, policy, 
 def test_nan_timestamps_never_move_the_robot(tmp_path, policy):
     """Frames with NaN capture timestamps are malformed: the robot only eases in, then the loop
     stops (no valid frame ever arrives)."""
-    ep = run_episode(tmp_path, policy, lambda k, s: frame_message(k, math.nan), first_frame_timeout_s=0.5)
+    ep = run_episode(
+        tmp_path, policy, lambda k, s: frame_message(k, math.nan), first_frame_timeout_s=0.5
+    )
     assert isinstance(ep.error, SafeStop)
     assert "no new camera frame" in str(ep.error) and "finite" in str(ep.error)
     assert ep.frames.malformed > 5 and ep.frames.received == 0
@@ -289,9 +321,15 @@ def test_a_publisher_restart_restarts_the_history_and_replays(tmp_path, policy):
 
 
 def test_a_publisher_that_keeps_restarting_stops_the_robot(tmp_path, policy):
-    ep = run_episode(tmp_path, policy, lambda k, s: frame_message(1000 - k), episode_policy_steps=30)
+    ep = run_episode(
+        tmp_path, policy, lambda k, s: frame_message(1000 - k), episode_policy_steps=30
+    )
     assert isinstance(ep.error, SafeStop) and "restarted 4 times" in str(ep.error)
-    assert sum(e["count"] for e in ep.events("camera_restart")) == 4 == summarize(ep.log)["camera_restarts"]
+    assert (
+        sum(e["count"] for e in ep.events("camera_restart"))
+        == 4
+        == summarize(ep.log)["camera_restarts"]
+    )
     assert ep.frames.drops == 0
 
 
@@ -315,8 +353,11 @@ def test_malformed_messages_are_survived_counted_and_logged(tmp_path, policy):
     assert events and sum(e["count"] for e in events) == log.footer["malformed_frames"] >= 1
     reasons = " ".join(e["reason"] for e in events)
     assert "version 7" in reasons or "finite" in reasons
-    valid = {int.from_bytes(m[8:16], "little") for _, m in ep.camera.sent
-             if m[4] == 1 and np.isfinite(np.frombuffer(m[16:24], "<f8")[0])}
+    valid = {
+        int.from_bytes(m[8:16], "little")
+        for _, m in ep.camera.sent
+        if m[4] == 1 and np.isfinite(np.frombuffer(m[16:24], "<f8")[0])
+    }
     assert {t["policy"]["frame_seq"] for t in log.policy_ticks()} <= valid
     # A policy tick whose newest message was garbage has no new frame (CONFLATE kept only the
     # garbage): it holds the goal.
@@ -326,10 +367,17 @@ def test_malformed_messages_are_survived_counted_and_logged(tmp_path, policy):
     assert ep.robot.calls[-2:] == ["relax", "disconnect"]  # the context manager, on_exit relax
 
 
-@pytest.mark.parametrize("garbage_share, limits, why", [
-    (1.0, {"malformed_in_a_row_limit": 5, "malformed_limit": 1000}, "5 malformed camera messages in a row"),
-    (0.5, {"malformed_in_a_row_limit": 1000, "malformed_limit": 10}, "more than 10"),
-])
+@pytest.mark.parametrize(
+    "garbage_share, limits, why",
+    [
+        (
+            1.0,
+            {"malformed_in_a_row_limit": 5, "malformed_limit": 1000},
+            "5 malformed camera messages in a row",
+        ),
+        (0.5, {"malformed_in_a_row_limit": 1000, "malformed_limit": 10}, "more than 10"),
+    ],
+)
 def test_too_many_malformed_messages_stop_the_robot(tmp_path, policy, garbage_share, limits, why):
     """From 0.5 s on, all (or a random half) of the messages are garbage."""
 
@@ -341,7 +389,9 @@ def test_too_many_malformed_messages_stop_the_robot(tmp_path, policy, garbage_sh
     ep = run_episode(tmp_path, policy, script, episode_policy_steps=100, fps=80.0, **limits)
     assert isinstance(ep.error, SafeStop) and why in str(ep.error) and "header" in str(ep.error)
     assert ep.log.footer["stop_reason"] == str(ep.error)
-    assert ep.robot.goal_times[-1] - ep.camera.sent[0][0] < 3.0  # stopped within a couple of seconds
+    assert (
+        ep.robot.goal_times[-1] - ep.camera.sent[0][0] < 3.0
+    )  # stopped within a couple of seconds
     assert ep.events("malformed_frame")
 
 
@@ -349,7 +399,9 @@ def test_too_many_malformed_messages_stop_the_robot(tmp_path, policy, garbage_sh
 def test_every_frame_the_policy_used_is_logged_and_reproduces(tmp_path, policy):
     """A camera sending each sequence number three times: each policy step uses a distinct, logged
     frame, and the policy re-run on the log reproduces every action (noise included)."""
-    ep = run_episode(tmp_path, policy, lambda k, s: frame_message(k // 3), fps=60.0, episode_policy_steps=20)
+    ep = run_episode(
+        tmp_path, policy, lambda k, s: frame_message(k // 3), fps=60.0, episode_policy_steps=20
+    )
     assert ep.error is None, ep.error
     log = ep.log
     steps = log.policy_ticks()
@@ -402,7 +454,11 @@ def test_a_joint_far_from_its_goal_stops_the_robot_naming_it(tmp_path, policy):
     assert "sent" not in ticks[-1] and ticks[-1]["goal_error_rad"] == pytest.approx(0.6)
     assert sum("sent" in t for t in ticks) == ticks[-1]["tick"]  # one goal per earlier tick ...
     np.testing.assert_allclose(robot.goals[-1], ticks[-2]["goal"])  # ... and none after them
-    assert robot.calls == ["connect", "relax", "disconnect"]  # on_exit relax, by the context manager
+    assert robot.calls == [
+        "connect",
+        "relax",
+        "disconnect",
+    ]  # on_exit relax, by the context manager
 
 
 def test_the_watchdog_also_guards_the_ease_in(tmp_path, policy):
@@ -434,8 +490,13 @@ def test_a_joint_briefly_off_its_goal_does_not_stop(tmp_path, policy):
 @pytest.mark.parametrize("on_exit", ["hold", "relax"])
 def test_stale_stop_does_not_relax_on_its_own(tmp_path, policy, on_exit):
     robot = FakeRobot(on_exit=on_exit)
-    ep = run_episode(tmp_path, policy, lambda k, s: frame_message(k) if s < 0.5 else None, robot=robot,
-                     episode_policy_steps=100)
+    ep = run_episode(
+        tmp_path,
+        policy,
+        lambda k, s: frame_message(k) if s < 0.5 else None,
+        robot=robot,
+        episode_policy_steps=100,
+    )
     assert isinstance(ep.error, SafeStop) and "stale" in str(ep.error)
     assert "relaxed" not in str(ep.error)
     assert robot.calls == ["connect", on_exit, "disconnect"]  # only the context manager acted
@@ -444,14 +505,28 @@ def test_stale_stop_does_not_relax_on_its_own(tmp_path, policy, on_exit):
 
 
 # -- 6. the configuration is checked -------------------------------------------------------------
-@pytest.mark.parametrize("field, value", [
-    ("control_period_s", 0.0), ("control_period_s", math.nan), ("max_frame_age_s", -1.0),
-    ("stale_timeout_s", math.nan), ("stale_timeout_s", math.inf), ("first_frame_timeout_s", 0),
-    ("action_repeat", 0), ("episode_policy_steps", 0), ("episode_policy_steps", -3),
-    ("episode_policy_steps", 2.5), ("overrun_budget", -1), ("malformed_limit", -1),
-    ("malformed_in_a_row_limit", 0), ("camera_restart_limit", -1), ("ease_in_speed", 0.0),
-    ("ease_in_speed", 1.5), ("seed", -1),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("control_period_s", 0.0),
+        ("control_period_s", math.nan),
+        ("max_frame_age_s", -1.0),
+        ("stale_timeout_s", math.nan),
+        ("stale_timeout_s", math.inf),
+        ("first_frame_timeout_s", 0),
+        ("action_repeat", 0),
+        ("episode_policy_steps", 0),
+        ("episode_policy_steps", -3),
+        ("episode_policy_steps", 2.5),
+        ("overrun_budget", -1),
+        ("malformed_limit", -1),
+        ("malformed_in_a_row_limit", 0),
+        ("camera_restart_limit", -1),
+        ("ease_in_speed", 0.0),
+        ("ease_in_speed", 1.5),
+        ("seed", -1),
+    ],
+)
 def test_loop_config_refuses_bad_numbers(field, value):
     with pytest.raises(ValueError, match=field):
         config(**{field: value})
@@ -459,4 +534,8 @@ def test_loop_config_refuses_bad_numbers(field, value):
 
 def test_loop_config_accepts_the_defaults():
     cfg = LoopConfig(control_period_s=0.05, action_repeat=2)
-    assert cfg.malformed_limit == 10 and cfg.malformed_in_a_row_limit == 5 and cfg.camera_restart_limit == 3
+    assert (
+        cfg.malformed_limit == 10
+        and cfg.malformed_in_a_row_limit == 5
+        and cfg.camera_restart_limit == 3
+    )

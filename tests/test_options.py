@@ -33,8 +33,9 @@ class ToyConfig:
     """A command's options."""
 
     steps: int = option(3, "how many steps", parse=int_at_least(1))
-    period_s: float = option(0.5, "seconds per step", flag="period", parse=positive_float,
-                             aliases=["period-s"])
+    period_s: float = option(
+        0.5, "seconds per step", flag="period", parse=positive_float, aliases=["period-s"]
+    )
     out: Path | None = option(None, "where to write")
     loud: bool = option(False, "say more")
     fast: bool = option(True, "go fast")
@@ -69,8 +70,12 @@ def test_abbreviations_are_refused_and_misspellings_get_a_suggestion(capsys):
 
 
 def test_numbers_are_checked_on_the_command_line_and_in_code(capsys):
-    assert "argument --steps: must be an integer of at least 1, got '0'" in usage_error(["--steps", "0"], capsys)
-    assert "argument --period: must be a finite number, got 'nan'" in usage_error(["--period", "nan"], capsys)
+    assert "argument --steps: must be an integer of at least 1, got '0'" in usage_error(
+        ["--steps", "0"], capsys
+    )
+    assert "argument --period: must be a finite number, got 'nan'" in usage_error(
+        ["--period", "nan"], capsys
+    )
     with pytest.raises(ValueError, match="argument --period: must be a positive number of seconds"):
         ToyConfig(period_s=-1.0)
     with pytest.raises(ValueError, match="argument --steps: must be an integer"):
@@ -83,7 +88,9 @@ def test_every_runtime_command_refuses_abbreviations_and_suggests(capsys):
 
     with pytest.raises(SystemExit):
         run_cli.parse_args(["--camera", "0", "--episode", "2"])
-    assert "unrecognized arguments: --episode 2; did you mean --episodes?" in capsys.readouterr().err
+    assert (
+        "unrecognized arguments: --episode 2; did you mean --episodes?" in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         replay_cli.parse_args(["x.slaclog", "--sumary"])
     assert "did you mean --summary?" in capsys.readouterr().err
@@ -96,8 +103,13 @@ def test_every_runtime_command_refuses_abbreviations_and_suggests(capsys):
     assert "did you mean --lr-model?" in err and len(err.strip().splitlines()) == 1
     # The old spelling of a renamed option still works, unlisted.
     assert vars(train_cli.build_parser().parse_args(["--num-threads", "1"])) == {
-        "list_tasks": False, "resume": None, "num_threads": 1}
-    assert run_cli.parse_args(["--camera", "0", "--calibration", "j.json"]).joint_calibration == Path("j.json")
+        "list_tasks": False,
+        "resume": None,
+        "num_threads": 1,
+    }
+    assert run_cli.parse_args(
+        ["--camera", "0", "--calibration", "j.json"]
+    ).joint_calibration == Path("j.json")
 
 
 def test_a_runtime_config_built_in_code_is_checked_like_its_options():
@@ -118,7 +130,9 @@ class LineRobot:
 
     def read_state(self) -> RobotState:
         n = len(self.positions)
-        return RobotState(positions=self.positions.copy(), velocities=np.zeros(n), currents=np.zeros(n))
+        return RobotState(
+            positions=self.positions.copy(), velocities=np.zeros(n), currents=np.zeros(n)
+        )
 
     def command(self, goal):
         self.goals.append(np.asarray(goal, dtype=np.float64))
@@ -152,16 +166,28 @@ def test_tick_timing_keeps_absolute_deadlines():
 
 
 def test_one_rule_says_what_is_a_frame_publisher():
-    assert is_endpoint("tcp://127.0.0.1:5555") and is_endpoint("ipc:///tmp/cam") and is_endpoint("inproc://x")
-    for camera in ("0", "/dev/video0", "clip.mp4", "rtsp://camera.local/stream", "http://cam/mjpg", 0):
+    assert (
+        is_endpoint("tcp://127.0.0.1:5555")
+        and is_endpoint("ipc:///tmp/cam")
+        and is_endpoint("inproc://x")
+    )
+    for camera in (
+        "0",
+        "/dev/video0",
+        "clip.mp4",
+        "rtsp://camera.local/stream",
+        "http://cam/mjpg",
+        0,
+    ):
         assert not is_endpoint(camera)
 
 
 def test_angles_wrap_to_minus_pi_pi():
     assert wrap_angle(3 * math.pi) == pytest.approx(-math.pi)
     assert isinstance(wrap_angle(7.0), float)
-    np.testing.assert_allclose(wrap_angle(np.array([0.0, 2 * math.pi + 0.1, -math.pi - 0.1])),
-                               [0.0, 0.1, math.pi - 0.1])
+    np.testing.assert_allclose(
+        wrap_angle(np.array([0.0, 2 * math.pi + 0.1, -math.pi - 0.1])), [0.0, 0.1, math.pi - 0.1]
+    )
 
 
 def test_add_options_can_leave_untyped_options_out_of_the_namespace():

@@ -48,7 +48,9 @@ def test_freeing_one_renderer_leaves_another_intact():
     from slac_train.envs.rendering import FrameRenderer
 
     def box(colour: str) -> FrameRenderer:
-        model = mujoco.MjModel.from_xml_string(RED_BOX.replace('rgba="1 0 0 1"', f'rgba="{colour} 1"'))
+        model = mujoco.MjModel.from_xml_string(
+            RED_BOX.replace('rgba="1 0 0 1"', f'rgba="{colour} 1"')
+        )
         data = mujoco.MjData(model)
         mujoco.mj_forward(model, data)
         return FrameRenderer(model, data, camera="cam", size=64)
@@ -90,8 +92,9 @@ def test_import_chooses_no_backend_and_make_env_does():
         "env.close()\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     backend, shape = out.stdout.split(maxsplit=1)
     assert backend in ("egl", "osmesa")
@@ -109,14 +112,19 @@ def test_no_backend_gives_install_hint():
         "    print(e)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert "apt-get install" in out.stdout and "libosmesa6" in out.stdout, out.stdout + out.stderr
 
 
 def test_an_unclosed_dclaw_env_exits_without_gl_errors():
     # The GL contexts must be freed before MuJoCo's EGL display is torn down at exit.
     code = "from slac_train.envs import make_env\ne = make_env('dclaw-turn', seed=0)\ne.reset()\nprint('ok')"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
-    assert "Exception ignored" not in result.stderr and "EGLError" not in result.stderr, result.stderr
+    assert "Exception ignored" not in result.stderr and "EGLError" not in result.stderr, (
+        result.stderr
+    )

@@ -41,7 +41,9 @@ def recorded_log(tmp_path_factory, tiny_dclaw_policy) -> Path:
     """One slac-run episode on a virtual D'Claw, logged with its frames."""
     d = tmp_path_factory.mktemp("replay-recording")
     with VirtualDClaw(d / "tty", f"ipc://{d}/camera") as robot:
-        result = run_slac_run(tiny_dclaw_policy, robot, d / "logs", "--episode-steps", str(POLICY_STEPS))
+        result = run_slac_run(
+            tiny_dclaw_policy, robot, d / "logs", "--episode-steps", str(POLICY_STEPS)
+        )
     assert result.returncode == 0, result.stderr
     [path] = episode_logs(d / "logs")
     return path
@@ -97,8 +99,17 @@ def cut_mid_record(src: Path, dst: Path, after_ticks: int) -> None:
 # -- on the robot ---------------------------------------------------------------------------------
 def test_replay_on_robot_follows_the_logged_trajectory(recorded_log, fresh_virtual_dclaw, tmp_path):
     out_log = tmp_path / "replay.slaclog"
-    result = replay_cli(str(recorded_log), "--robot", "dclaw", "--port", fresh_virtual_dclaw.port,
-                        "--out-log", str(out_log), "--quiet", "--json")
+    result = replay_cli(
+        str(recorded_log),
+        "--robot",
+        "dclaw",
+        "--port",
+        fresh_virtual_dclaw.port,
+        "--out-log",
+        str(out_log),
+        "--quiet",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json_results(result.stdout)["robot"]
     logged, replayed = read_episode_log(recorded_log), read_episode_log(out_log)
@@ -117,16 +128,22 @@ def test_replay_on_robot_follows_the_logged_trajectory(recorded_log, fresh_virtu
     positions = logged.array("positions")
     errors = np.abs(replayed.array("positions") - positions)
     per_tick = errors.max(axis=1)
-    assert np.percentile(per_tick, REPLAY_TOLERANCE_QUANTILE) <= REPLAY_TOLERANCE_RAD, per_tick.round(3)
+    assert np.percentile(per_tick, REPLAY_TOLERANCE_QUANTILE) <= REPLAY_TOLERANCE_RAD, (
+        per_tick.round(3)
+    )
     assert errors.mean() <= REPLAY_MEAN_TOLERANCE_RAD, errors.mean()
-    assert np.ptp(positions, axis=0).max() > 3 * REPLAY_TOLERANCE_RAD  # the claw did move: not vacuous
+    assert (
+        np.ptp(positions, axis=0).max() > 3 * REPLAY_TOLERANCE_RAD
+    )  # the claw did move: not vacuous
     assert report["within_tolerance"] is True
     assert report["max_tracking_error_rad"] == pytest.approx(per_tick.max())
     # Left relaxed, as slac-run leaves it by default.
     assert not any(fresh_virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
 
 
-def test_a_log_that_claims_another_control_period_is_not_replayed(recorded_log, fresh_virtual_dclaw, tmp_path):
+def test_a_log_that_claims_another_control_period_is_not_replayed(
+    recorded_log, fresh_virtual_dclaw, tmp_path
+):
     """A log is a file like any other: its control period sets no speed limit on the robot."""
     from slac_runtime.episode_log import EpisodeLogWriter
 
@@ -139,17 +156,36 @@ def test_a_log_that_claims_another_control_period_is_not_replayed(recorded_log, 
             out.tick(tick)
         out.close(logged.footer or {})
     before = dict(fresh_virtual_dclaw.emulator.counters)
-    result = replay_cli(str(edited), "--robot", "dclaw", "--port", fresh_virtual_dclaw.port,
-                        "--out-log", str(tmp_path / "replay.slaclog"), "--quiet")
+    result = replay_cli(
+        str(edited),
+        "--robot",
+        "dclaw",
+        "--port",
+        fresh_virtual_dclaw.port,
+        "--out-log",
+        str(tmp_path / "replay.slaclog"),
+        "--quiet",
+    )
     assert result.returncode == 2, result.stderr
     assert "control period 0.5 s is not one robot 'dclaw' may be driven at" in result.stderr
-    assert dict(fresh_virtual_dclaw.emulator.counters) == before  # not one packet reached the servos
+    assert (
+        dict(fresh_virtual_dclaw.emulator.counters) == before
+    )  # not one packet reached the servos
 
 
 def test_sigterm_stops_a_robot_replay_cleanly(recorded_log, fresh_virtual_dclaw, tmp_path):
     out_log = tmp_path / "replay.slaclog"
-    proc = replay_cli(str(recorded_log), "--robot", "dclaw", "--port", fresh_virtual_dclaw.port,
-                      "--out-log", str(out_log), "--quiet", wait=False)
+    proc = replay_cli(
+        str(recorded_log),
+        "--robot",
+        "dclaw",
+        "--port",
+        fresh_virtual_dclaw.port,
+        "--out-log",
+        str(out_log),
+        "--quiet",
+        wait=False,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
@@ -177,7 +213,9 @@ def test_policy_replay_zero_for_the_producing_policy(recorded_log, tiny_dclaw_po
     assert len(diffs) == steps and diffs.max() == 0.0
     assert replay_main([str(recorded_log), "--policy", str(tiny_dclaw_policy), "--json"]) == 0
     report = json_results(capsys.readouterr().out)["policy"]
-    assert report["identical"] is True and report["max_abs_diff"] == 0.0 and report["steps"] == steps
+    assert (
+        report["identical"] is True and report["max_abs_diff"] == 0.0 and report["steps"] == steps
+    )
 
 
 def test_policy_replay_nonzero_for_another_checkpoint(recorded_log, other_policy, capsys):
@@ -214,15 +252,32 @@ def test_video_has_a_frame_per_policy_step(recorded_log, tmp_path, capsys):
 def test_summary_table(recorded_log, capsys):
     assert replay_main([str(recorded_log), "--summary"]) == 0
     table = capsys.readouterr().out
-    for row in ("duration_s", "ticks", "overruns", "jitter_p99_ms", "frame_age_p50_ms", "retries",
-                "camera_clock_offset_ms", "malformed_frames", "camera_restarts", "goal_error_max_rad",
-                "stop_reason", "success"):
+    for row in (
+        "duration_s",
+        "ticks",
+        "overruns",
+        "jitter_p99_ms",
+        "frame_age_p50_ms",
+        "retries",
+        "camera_clock_offset_ms",
+        "malformed_frames",
+        "camera_restarts",
+        "goal_error_max_rad",
+        "stop_reason",
+        "success",
+    ):
         assert f"\n{row} " in table, row
     assert replay_main([str(recorded_log), "--summary", "--json"]) == 0
     summary = json_results(capsys.readouterr().out)["summary"]
     assert summary["ticks"] == 2 * POLICY_STEPS
-    assert summary["policy_steps"] + summary["no_new_frame_steps"] + summary["stale_ticks"] == POLICY_STEPS
-    assert summary["policy_steps"] >= POLICY_STEPS - 2 and summary["frames_logged"] == summary["policy_steps"]
+    assert (
+        summary["policy_steps"] + summary["no_new_frame_steps"] + summary["stale_ticks"]
+        == POLICY_STEPS
+    )
+    assert (
+        summary["policy_steps"] >= POLICY_STEPS - 2
+        and summary["frames_logged"] == summary["policy_steps"]
+    )
     assert summary["duration_s"] == pytest.approx(2 * POLICY_STEPS * 0.05, abs=0.25)
     assert summary["stop_reason"] == "episode complete" and summary["truncated"] is False
     assert summary["task"] == "dclaw-turn" and summary["success"] is None  # the log does not know
@@ -267,7 +322,9 @@ def test_truncated_log_replays_up_to_its_last_complete_tick(recorded_log, tmp_pa
     assert "warning" in captured.err
     assert json_results(captured.out)["sim"]["ticks"] == 15
     assert replay_main([str(cut), "--video", str(tmp_path / "cut-frames.mp4"), "--json"]) == 0
-    assert json_results(capsys.readouterr().out)["video"]["frames"] == 8  # policy ticks 0, 2, ..., 14
+    assert (
+        json_results(capsys.readouterr().out)["video"]["frames"] == 8
+    )  # policy ticks 0, 2, ..., 14
 
 
 # -- errors and layering -------------------------------------------------------------------------------
@@ -289,6 +346,11 @@ def test_replay_cli_and_sim_replay_lookup_load_neither_torch_nor_mujoco():
         "heavy = [m for m in ('torch', 'mujoco', 'dm_control') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            env=dict(os.environ))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
     assert result.returncode == 0, result.stderr

@@ -28,12 +28,16 @@ def reward(episode: int, t: int) -> float:
     return 1000.0 * episode + t
 
 
-def fill(buffer: ReplayBuffer, lengths: list[int], terminal_last: bool = False, first_episode: int = 0) -> None:
+def fill(
+    buffer: ReplayBuffer, lengths: list[int], terminal_last: bool = False, first_episode: int = 0
+) -> None:
     for i, length in enumerate(lengths):
         ep = first_episode + i
         buffer.start_episode(frame(ep, 0))
         for t in range(length):
-            buffer.add(action(ep, t), reward(ep, t), terminal_last and t == length - 1, frame(ep, t + 1))
+            buffer.add(
+                action(ep, t), reward(ep, t), terminal_last and t == length - 1, frame(ep, t + 1)
+            )
 
 
 def decode(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +52,9 @@ def test_windows_line_up_and_never_cross_episodes():
     assert batch["actions"].shape == (512, 8, A) and batch["rewards"].shape == (512, 8)
     episodes, steps = decode(batch["frames"])
     assert np.all(episodes == episodes[:, :1]), "a window mixes two episodes"
-    assert np.all(batch["action_valid"][:, -1]), "the last action of a window is always a real transition"
+    assert np.all(batch["action_valid"][:, -1]), (
+        "the last action of a window is always a real transition"
+    )
     for b in range(512):
         ep, t = int(episodes[b, 0]), steps[b]
         valid = batch["action_valid"][b]
@@ -59,7 +65,11 @@ def test_windows_line_up_and_never_cross_episodes():
                 np.testing.assert_array_equal(batch["actions"][b, j], action(ep, t[j]))
                 assert batch["rewards"][b, j] == reward(ep, t[j])
             else:
-                assert t[j] == 0 and np.all(batch["actions"][b, j] == 0) and batch["rewards"][b, j] == 0
+                assert (
+                    t[j] == 0
+                    and np.all(batch["actions"][b, j] == 0)
+                    and batch["rewards"][b, j] == 0
+                )
         lengths = {0: 3, 1: 12, 2: 30, 3: 1, 4: 9}
         assert batch["terminated"][b, :-1].sum() == 0
         assert batch["terminated"][b, -1] == (t[-1] == lengths[ep])
@@ -116,7 +126,9 @@ def test_save_and_load_round_trip(tmp_path):
     buffer.add(action(9, 0), reward(9, 0), False, frame(9, 1))
     buffer.save(tmp_path / "buffer.npz")
     loaded = ReplayBuffer.load(tmp_path / "buffer.npz")
-    assert loaded.version == buffer.version and len(loaded) == len(buffer)  # checkpoints name buffers by version
+    assert loaded.version == buffer.version and len(loaded) == len(
+        buffer
+    )  # checkpoints name buffers by version
     a = buffer.sample(200, np.random.default_rng(3))
     b = loaded.sample(200, np.random.default_rng(3))
     for key in a:

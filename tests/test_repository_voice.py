@@ -40,7 +40,9 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 def product_files() -> list[Path]:
     files = [ROOT / name for name in TOP_LEVEL if (ROOT / name).is_file()]
     for folder in FOLDERS:
-        files += [p for p in sorted((ROOT / folder).rglob("*")) if p.is_file() and p.suffix in SUFFIXES]
+        files += [
+            p for p in sorted((ROOT / folder).rglob("*")) if p.is_file() and p.suffix in SUFFIXES
+        ]
     return [p for p in files if p.resolve() not in SKIP and "__pycache__" not in p.parts]
 
 
@@ -85,4 +87,6 @@ def test_patterns_flag_narration_and_spare_ordinary_words():
 
 def test_no_file_narrates_its_own_making():
     found = [hit for path in product_files() for hit in narration(path)]
-    assert not found, "narration of the product's own making (the history belongs in git):\n" + "\n".join(found)
+    assert not found, (
+        "narration of the product's own making (the history belongs in git):\n" + "\n".join(found)
+    )

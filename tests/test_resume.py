@@ -45,9 +45,15 @@ def test_resume_is_exact(tmp_path):
     total, half = 144, 96  # toy episodes are 24 env steps; the stop falls on an episode end
     with toy_task(action_repeat=2, length=24):
         config = small_test_config(
-            task=TOY_TASK, total_env_steps=total, initial_collection_steps=20, model_pretrain_steps=5,
-            eval_every_env_steps=48, checkpoint_every_env_steps=48, eval_video=False,
-            reconstruction_video=False, log_every_updates=5,
+            task=TOY_TASK,
+            total_env_steps=total,
+            initial_collection_steps=20,
+            model_pretrain_steps=5,
+            eval_every_env_steps=48,
+            checkpoint_every_env_steps=48,
+            eval_video=False,
+            reconstruction_video=False,
+            log_every_updates=5,
         )
         straight = Trainer(config.replace(run_dir=str(tmp_path / "straight")))
         with straight:
@@ -67,18 +73,25 @@ def test_resume_is_exact(tmp_path):
         assert_same_state(straight.agent.state_dict(), resumed.agent.state_dict())
         skip = {"elapsed_s"}
         assert {k: v for k, v in straight.counters.items() if k not in skip} == {
-            k: v for k, v in resumed.counters.items() if k not in skip}
+            k: v for k, v in resumed.counters.items() if k not in skip
+        }
         for row_a, row_b in zip(straight.eval_history, resumed.eval_history, strict=True):
             assert {k: v for k, v in row_a.items() if k != "wall_time_s"} == {
-                k: v for k, v in row_b.items() if k != "wall_time_s"}
+                k: v for k, v in row_b.items() if k != "wall_time_s"
+            }
         for key in ("frames", "actions", "rewards", "terminated"):
-            np.testing.assert_array_equal(getattr(straight.buffer, key), getattr(resumed.buffer, key))
+            np.testing.assert_array_equal(
+                getattr(straight.buffer, key), getattr(resumed.buffer, key)
+            )
 
         # the final checkpoints carry the same weights, and an agent loads from a run directory
         agent, state = load_agent(tmp_path / "resumed")
         assert_same_state(agent.state_dict()["actor"], straight.agent.actor.state_dict())
         assert state["counters"]["env_steps"] == total
-        assert latest_checkpoint(tmp_path / "straight").name == latest_checkpoint(tmp_path / "resumed").name
+        assert (
+            latest_checkpoint(tmp_path / "straight").name
+            == latest_checkpoint(tmp_path / "resumed").name
+        )
         assert load_checkpoint(tmp_path / "straight")["buffer_file"] is not None
 
 
@@ -87,8 +100,13 @@ def test_nan_loss_stops_the_run_naming_loss_and_step(tmp_path):
 
     with toy_task(action_repeat=2, length=24):
         config = small_test_config(
-            task=TOY_TASK, total_env_steps=144, initial_collection_steps=20, model_pretrain_steps=3,
-            eval_every_env_steps=1000, eval_episodes=0, run_dir=str(tmp_path / "nan"),
+            task=TOY_TASK,
+            total_env_steps=144,
+            initial_collection_steps=20,
+            model_pretrain_steps=3,
+            eval_every_env_steps=1000,
+            eval_episodes=0,
+            run_dir=str(tmp_path / "nan"),
         )
         with Trainer(config) as trainer:
             trainer.train(stop_at_env_step=48)
@@ -104,4 +122,6 @@ def test_nan_loss_stops_the_run_naming_loss_and_step(tmp_path):
         assert "model/loss" in message and "update 4 " in message and "env step 50" in message
         assert str(good) in message
         assert latest_checkpoint(tmp_path / "nan") == good
-        assert torch.isfinite(load_checkpoint(good)["agent"]["model"]["decoder.deconvs.4.bias"]).all()
+        assert torch.isfinite(
+            load_checkpoint(good)["agent"]["model"]["decoder.deconvs.4.bias"]
+        ).all()

@@ -14,25 +14,79 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--initial-collection-steps", "200", "--model-pretrain-steps", "2", "--batch-size-model", "4",
-        "--batch-size-actor-critic", "8", "--eval-episodes", "1", "--encoder-base-channels", "4",
-        "--feature-dim", "16", "--z1-dim", "4", "--z2-dim", "16", "--model-hidden", "16",
-        "--actor-critic-hidden", "16", "--checkpoint-every-env-steps", "100000", "--buffer-capacity", "5000",
-        "--no-eval-video", "--no-reconstruction-video"]
+TINY = [
+    "--initial-collection-steps",
+    "200",
+    "--model-pretrain-steps",
+    "2",
+    "--batch-size-model",
+    "4",
+    "--batch-size-actor-critic",
+    "8",
+    "--eval-episodes",
+    "1",
+    "--encoder-base-channels",
+    "4",
+    "--feature-dim",
+    "16",
+    "--z1-dim",
+    "4",
+    "--z2-dim",
+    "16",
+    "--model-hidden",
+    "16",
+    "--actor-critic-hidden",
+    "16",
+    "--checkpoint-every-env-steps",
+    "100000",
+    "--buffer-capacity",
+    "5000",
+    "--no-eval-video",
+    "--no-reconstruction-video",
+]
 
 
 @pytest.mark.slow
 def test_ctrl_c_to_the_process_group_checkpoints_and_reports(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "learning" / "run_experiment.py"), "--task", "cartpole-balance",
-           "--preset", "paper", "--env-steps", "50000", "--eval-every", "400", "--seeds", "0", "--threads", "1",
-           "--device", "cpu", "--runs-root", str(runs), "--out", str(out), "--extra", *TINY]
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "learning" / "run_experiment.py"),
+        "--task",
+        "cartpole-balance",
+        "--preset",
+        "paper",
+        "--env-steps",
+        "50000",
+        "--eval-every",
+        "400",
+        "--seeds",
+        "0",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--runs-root",
+        str(runs),
+        "--out",
+        str(out),
+        "--extra",
+        *TINY,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
     eval_csv = runs / "cartpole-balance-paper-50k-s0" / "eval.csv"
     try:
         deadline = time.monotonic() + 240
-        while not (eval_csv.exists() and len(eval_csv.read_text().splitlines()) >= 3):  # header + 2 evaluations
+        while not (
+            eval_csv.exists() and len(eval_csv.read_text().splitlines()) >= 3
+        ):  # header + 2 evaluations
             assert proc.poll() is None, proc.stdout.read().decode()
             assert time.monotonic() < deadline, "no evaluation within 4 minutes"
             time.sleep(0.5)
@@ -48,6 +102,8 @@ def test_ctrl_c_to_the_process_group_checkpoints_and_reports(tmp_path):
     result = json.loads((out / "cartpole-balance-paper-50k.json").read_text())
     stopped = result["stopped_at_env_step"]["0"]
     assert 400 <= stopped < 50_000 and "stopped with Ctrl-C" in result["commands"]["0"]
-    assert len(result["evaluations"]["0"]) >= 2 and (out / "cartpole-balance-paper-50k.png").exists()
+    assert (
+        len(result["evaluations"]["0"]) >= 2 and (out / "cartpole-balance-paper-50k.png").exists()
+    )
     history = (run_dir / "commands.txt").read_text().splitlines()
     assert len(history) == 1 and history[0].startswith("slac-train --task cartpole-balance")

@@ -25,7 +25,9 @@ def test_analytic_kl_matches_monte_carlo():
     std_q = torch.rand(5, generator=gen) + 0.3
     std_p = torch.rand(5, generator=gen) + 0.3
     samples = mean_q + std_q * torch.randn(400_000, 5, generator=gen, dtype=torch.float64).float()
-    mc = (gaussian_log_prob(samples, mean_q, std_q) - gaussian_log_prob(samples, mean_p, std_p)).mean(0)
+    mc = (
+        gaussian_log_prob(samples, mean_q, std_q) - gaussian_log_prob(samples, mean_p, std_p)
+    ).mean(0)
     analytic = gaussian_kl(mean_q, std_q, mean_p, std_p)
     np.testing.assert_allclose(mc.numpy(), analytic.numpy(), rtol=0.03, atol=0.01)
     assert torch.all(gaussian_kl(mean_q, std_q, mean_q, std_q).abs() < 1e-6)
@@ -35,7 +37,9 @@ def test_gaussian_log_prob_matches_torch():
     x, m, s = torch.randn(100), torch.randn(100), torch.rand(100) + 0.1
     expected = torch.distributions.Normal(m, s).log_prob(x)
     torch.testing.assert_close(gaussian_log_prob(x, m, s), expected)
-    torch.testing.assert_close(gaussian_log_prob(x, m, 0.3), torch.distributions.Normal(m, 0.3).log_prob(x))
+    torch.testing.assert_close(
+        gaussian_log_prob(x, m, 0.3), torch.distributions.Normal(m, 0.3).log_prob(x)
+    )
 
 
 def test_tanh_gaussian_log_prob_is_a_change_of_variables():
@@ -54,8 +58,9 @@ def test_tanh_gaussian_log_prob_is_a_change_of_variables():
         # and the density of a = tanh(u) integrates to one over (-1, 1) (1-D)
         a = torch.linspace(-1 + 1e-9, 1 - 1e-9, 400_001)
         pre = torch.atanh(a)
-        density = tanh_gaussian_log_prob(pre[:, None], mean[:1, None].expand(len(a), 1),
-                                         log_std[:1, None].expand(len(a), 1)).exp()
+        density = tanh_gaussian_log_prob(
+            pre[:, None], mean[:1, None].expand(len(a), 1), log_std[:1, None].expand(len(a), 1)
+        ).exp()
         assert torch.trapezoid(density, a).item() == pytest.approx(1.0, abs=1e-4)
     finally:
         torch.set_default_dtype(torch.float32)

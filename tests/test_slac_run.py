@@ -27,7 +27,9 @@ def virtual_dclaw(tmp_path):
 
 def test_episode_end_to_end(virtual_dclaw, tiny_dclaw_policy, tmp_path):
     steps = 12
-    result = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", str(steps))
+    result = run_slac_run(
+        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", str(steps)
+    )
     assert result.returncode == 0, result.stderr
     assert "episode complete" in result.stdout and "jitter_p99_ms" in result.stdout
     [path] = episode_logs(tmp_path / "logs")
@@ -58,8 +60,16 @@ def test_episode_end_to_end(virtual_dclaw, tiny_dclaw_policy, tmp_path):
 
 
 def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200",
-                        "--stale-timeout", "0.6", wait=False)
+    proc = run_slac_run(
+        tiny_dclaw_policy,
+        virtual_dclaw,
+        tmp_path / "logs",
+        "--episode-steps",
+        "200",
+        "--stale-timeout",
+        "0.6",
+        wait=False,
+    )
     try:
         wait_for_ticks(tmp_path / "logs")
         time.sleep(1.0)
@@ -78,7 +88,9 @@ def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_
 
 
 def test_silent_servo_stops_safely_naming_it(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False)
+    proc = run_slac_run(
+        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False
+    )
     try:
         wait_for_ticks(tmp_path / "logs")
         time.sleep(1.0)
@@ -91,12 +103,16 @@ def test_silent_servo_stops_safely_naming_it(virtual_dclaw, tiny_dclaw_policy, t
     log = read_episode_log(episode_logs(tmp_path / "logs")[0])
     assert any(e["event"] == "error" and "21" in e["reason"] for e in log.events)
     assert log.footer is not None  # closed properly despite the error
-    silent_left_on = [i for i in DCLAW.motor_ids if i != 21 and virtual_dclaw.emulator.torque_enabled(i)]
+    silent_left_on = [
+        i for i in DCLAW.motor_ids if i != 21 and virtual_dclaw.emulator.torque_enabled(i)
+    ]
     assert silent_left_on == []
 
 
 def test_sigkill_leaves_a_readable_log(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False)
+    proc = run_slac_run(
+        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False
+    )
     try:
         wait_for_ticks(tmp_path / "logs", 10)
         os.kill(proc.pid, signal.SIGKILL)
@@ -109,17 +125,24 @@ def test_sigkill_leaves_a_readable_log(virtual_dclaw, tiny_dclaw_policy, tmp_pat
     assert [t["tick"] for t in log.ticks] == list(range(len(log.ticks)))
 
 
-def test_sigkill_stops_the_servos_within_the_bus_watchdog_window(virtual_dclaw, tiny_dclaw_policy, tmp_path):
+def test_sigkill_stops_the_servos_within_the_bus_watchdog_window(
+    virtual_dclaw, tiny_dclaw_policy, tmp_path
+):
     """While slac-run streams goals the servos' Bus Watchdog is armed: killed with SIGKILL, nothing
     is left to relax them, and the servos stop on their own within the window."""
     from robots.dclaw.driver import DEFAULT_WATCHDOG_S
     from robots.dynamixel import control_table as ct
 
-    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "400", wait=False)
+    proc = run_slac_run(
+        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "400", wait=False
+    )
     try:
         wait_for_ticks(tmp_path / "logs", 10)
         emulator = virtual_dclaw.emulator
-        assert all(emulator.register(i, ct.BUS_WATCHDOG) == round(DEFAULT_WATCHDOG_S / 0.02) for i in DCLAW.motor_ids)
+        assert all(
+            emulator.register(i, ct.BUS_WATCHDOG) == round(DEFAULT_WATCHDOG_S / 0.02)
+            for i in DCLAW.motor_ids
+        )
         os.kill(proc.pid, signal.SIGKILL)
         killed = time.monotonic()
         proc.wait(timeout=10)
@@ -140,7 +163,9 @@ def test_sigkill_stops_the_servos_within_the_bus_watchdog_window(virtual_dclaw, 
     readings = emulator.joint_readings()
     positions = np.array([readings[i].position_rad for i in sorted(goals)])
     assert np.abs(positions - np.array([goals[i] for i in sorted(goals)])).max() < 0.1
-    assert all(emulator.torque_enabled(i) for i in DCLAW.motor_ids)  # stopped, holding: as the e-Manual says
+    assert all(
+        emulator.torque_enabled(i) for i in DCLAW.motor_ids
+    )  # stopped, holding: as the e-Manual says
 
 
 def _servo_goals(virtual_dclaw):
@@ -150,7 +175,8 @@ def _servo_goals(virtual_dclaw):
 
 
 def test_position_limit_registers_that_contradict_the_calibration_refuse_the_run(
-        virtual_dclaw, tiny_dclaw_policy, tmp_path):
+    virtual_dclaw, tiny_dclaw_policy, tmp_path
+):
     """Min/Max Position Limit reading 0/0 would clamp every goal to tick 0: a pi-rad jump."""
     from robots.dynamixel import control_table as ct
 
@@ -175,7 +201,9 @@ def test_a_wrong_joint_calibration_refuses_the_run(virtual_dclaw, tiny_dclaw_pol
     joints[2] = JointCalibrationEntry("FF12", 12, joints[2].offset_ticks + 1976, 1)
     path = JointCalibration("dclaw", tuple(joints)).save(tmp_path / "dclaw-joints.json")
     goals = _servo_goals(virtual_dclaw)
-    result = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--calibration", str(path))
+    result = run_slac_run(
+        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--calibration", str(path)
+    )
     assert result.returncode == 2, result.stderr
     assert "FF12 reads" in result.stderr and "slac-calibrate joints" in result.stderr
     assert not any(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
@@ -183,7 +211,9 @@ def test_a_wrong_joint_calibration_refuses_the_run(virtual_dclaw, tiny_dclaw_pol
 
 
 def test_killing_the_servo_bus_names_the_port(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "400", wait=False)
+    proc = run_slac_run(
+        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "400", wait=False
+    )
     try:
         wait_for_ticks(tmp_path / "logs", 6)
         port = virtual_dclaw.port
@@ -213,14 +243,22 @@ def _ranges_edited(ranges):
     return ranges
 
 
-@pytest.mark.parametrize("key, edit, message", [
-    ("joint_ranges", _ranges_edited, "joint ranges differ"),
-    # A policy may not set the speed limit: a 0.5 s period would allow 1.05 rad per command.
-    ("control_period_s", lambda _: 0.5, "control period 0.5 s is not one robot 'dclaw' may be driven at"),
-    ("velocity_limit", lambda v: 10 * v, "velocity limit differs"),
-])
-def test_metadata_mismatch_is_refused_before_any_motion(virtual_dclaw, tiny_dclaw_policy, tmp_path,
-                                                        key, edit, message):
+@pytest.mark.parametrize(
+    "key, edit, message",
+    [
+        ("joint_ranges", _ranges_edited, "joint ranges differ"),
+        # A policy may not set the speed limit: a 0.5 s period would allow 1.05 rad per command.
+        (
+            "control_period_s",
+            lambda _: 0.5,
+            "control period 0.5 s is not one robot 'dclaw' may be driven at",
+        ),
+        ("velocity_limit", lambda v: 10 * v, "velocity limit differs"),
+    ],
+)
+def test_metadata_mismatch_is_refused_before_any_motion(
+    virtual_dclaw, tiny_dclaw_policy, tmp_path, key, edit, message
+):
     other = with_metadata(tiny_dclaw_policy, tmp_path, key, edit)
     before = dict(virtual_dclaw.emulator.counters)
     result = run_slac_run(other, virtual_dclaw, tmp_path / "logs")
@@ -245,27 +283,42 @@ def test_step_clip_comes_from_the_robot(tiny_dclaw_policy, tmp_path, monkeypatch
 
     entry = run_cli.find_robot("dclaw")
     monkeypatch.setattr(type(entry), "make_driver", lambda self, **kw: make_driver(**kw))
-    slightly_off = with_metadata(tiny_dclaw_policy, tmp_path, "control_period_s", lambda p: p * 1.005)
+    slightly_off = with_metadata(
+        tiny_dclaw_policy, tmp_path, "control_period_s", lambda p: p * 1.005
+    )
     monkeypatch.setattr(run_cli, "wait_for_camera", lambda *a: None)
     with pytest.raises(Refuse):
-        run_cli.run(run_cli.parse_args(["--camera", "tcp://127.0.0.1:1", "--policy", str(slightly_off),
-                                        "--allow-uncalibrated"]), {})
+        run_cli.run(
+            run_cli.parse_args(
+                [
+                    "--camera",
+                    "tcp://127.0.0.1:1",
+                    "--policy",
+                    str(slightly_off),
+                    "--allow-uncalibrated",
+                ]
+            ),
+            {},
+        )
     assert seen["max_step_rad"] == pytest.approx(1.1 * DCLAW.velocity_limit * 0.05)
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--threads", "1000", "--threads: must be an integer from 1 to"),
-    ("--threads", "0", "--threads: must be an integer from 1 to"),
-    ("--episodes", "0", "--episodes: must be an integer of at least 1"),
-    ("--duration", "-5", "--duration: must be a positive number"),
-    ("--episode-steps", "0", "--episode-steps: must be an integer of at least 1"),
-    ("--episode-steps", "-3", "--episode-steps: must be an integer of at least 1"),
-    ("--stale-timeout", "nan", "--stale-timeout: must be a finite number"),
-    ("--max-frame-age", "inf", "--max-frame-age: must be a finite number"),
-    ("--max-frame-age", "0", "--max-frame-age: must be a positive number"),
-    ("--camera-timeout", "-1", "--camera-timeout: must be a positive number"),
-    ("--seed", "x", "--seed: must be an integer"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--threads", "1000", "--threads: must be an integer from 1 to"),
+        ("--threads", "0", "--threads: must be an integer from 1 to"),
+        ("--episodes", "0", "--episodes: must be an integer of at least 1"),
+        ("--duration", "-5", "--duration: must be a positive number"),
+        ("--episode-steps", "0", "--episode-steps: must be an integer of at least 1"),
+        ("--episode-steps", "-3", "--episode-steps: must be an integer of at least 1"),
+        ("--stale-timeout", "nan", "--stale-timeout: must be a finite number"),
+        ("--max-frame-age", "inf", "--max-frame-age: must be a finite number"),
+        ("--max-frame-age", "0", "--max-frame-age: must be a positive number"),
+        ("--camera-timeout", "-1", "--camera-timeout: must be a positive number"),
+        ("--seed", "x", "--seed: must be an integer"),
+    ],
+)
 def test_every_number_is_checked_in_one_line(option, value, message, capsys):
     from slac_runtime.run_cli import main
 
@@ -276,10 +329,14 @@ def test_every_number_is_checked_in_one_line(option, value, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_local_camera_failure_is_reported_before_any_motion(virtual_dclaw, tiny_dclaw_policy, tmp_path):
+def test_local_camera_failure_is_reported_before_any_motion(
+    virtual_dclaw, tiny_dclaw_policy, tmp_path
+):
     before = dict(virtual_dclaw.emulator.counters)
     cmd_camera = str(tmp_path / "no-such-video.mp4")
-    result = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--camera", cmd_camera)
+    result = run_slac_run(
+        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--camera", cmd_camera
+    )
     assert result.returncode == 2, result.stderr
     assert "camera" in result.stderr and "nothing moved" in result.stderr
     assert dict(virtual_dclaw.emulator.counters) == before  # the servo port was never opened
@@ -287,8 +344,18 @@ def test_local_camera_failure_is_reported_before_any_motion(virtual_dclaw, tiny_
 
 
 def test_stale_camera_with_on_exit_hold_says_holding(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200",
-                        "--stale-timeout", "0.6", "--on-exit", "hold", wait=False)
+    proc = run_slac_run(
+        tiny_dclaw_policy,
+        virtual_dclaw,
+        tmp_path / "logs",
+        "--episode-steps",
+        "200",
+        "--stale-timeout",
+        "0.6",
+        "--on-exit",
+        "hold",
+        wait=False,
+    )
     try:
         wait_for_ticks(tmp_path / "logs")
         virtual_dclaw.freeze_camera()
@@ -302,7 +369,9 @@ def test_stale_camera_with_on_exit_hold_says_holding(virtual_dclaw, tiny_dclaw_p
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signals_exit_with_their_code(virtual_dclaw, tiny_dclaw_policy, tmp_path, signum):
-    proc = run_slac_run(tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False)
+    proc = run_slac_run(
+        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False
+    )
     try:
         wait_for_ticks(tmp_path / "logs", 4)
         proc.send_signal(signum)
@@ -319,5 +388,22 @@ def test_signals_exit_with_their_code(virtual_dclaw, tiny_dclaw_policy, tmp_path
 def test_unknown_robot_and_missing_policy(tmp_path, tiny_dclaw_policy):
     from slac_runtime.run_cli import main
 
-    assert main(["--robot", "nope", "--camera", "tcp://127.0.0.1:1", "--policy", str(tiny_dclaw_policy)]) == 2
-    assert main(["--robot", "dclaw", "--camera", "tcp://127.0.0.1:1", "--policy", str(tmp_path / "x.onnx")]) == 2
+    assert (
+        main(
+            ["--robot", "nope", "--camera", "tcp://127.0.0.1:1", "--policy", str(tiny_dclaw_policy)]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "--robot",
+                "dclaw",
+                "--camera",
+                "tcp://127.0.0.1:1",
+                "--policy",
+                str(tmp_path / "x.onnx"),
+            ]
+        )
+        == 2
+    )

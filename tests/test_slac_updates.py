@@ -13,8 +13,6 @@ from slac_train.slac_agent import Batch, NonFiniteLossError, SlacAgent, check_fi
 A = 2
 
 
-
-
 def make_agent(seed: int = 0, **changes) -> SlacAgent:
     torch.manual_seed(seed)
     config = small_test_config(task="cartpole-swingup", **changes).resolved(4)
@@ -73,7 +71,9 @@ def test_polyak_update_is_tau_weighted():
     agent.update_actor_critic(make_batch(8))
     after_critic = snapshot(agent.critic)
     for key, old in before.items():
-        torch.testing.assert_close(agent.critic_target.state_dict()[key], 0.75 * old + 0.25 * after_critic[key])
+        torch.testing.assert_close(
+            agent.critic_target.state_dict()[key], 0.75 * old + 0.25 * after_critic[key]
+        )
 
 
 def test_model_loss_falls_on_a_fixed_batch():
@@ -90,14 +90,20 @@ def test_reward_explained_measures_the_reward_model_against_the_mean(monkeypatch
     mean_reward = (batch.rewards * mask).sum() / mask.sum()
 
     def explained(prediction: torch.Tensor) -> float:
-        monkeypatch.setattr(agent.model, "reward_distribution", lambda z, a: (prediction, torch.ones_like(prediction)))
+        monkeypatch.setattr(
+            agent.model,
+            "reward_distribution",
+            lambda z, a: (prediction, torch.ones_like(prediction)),
+        )
         _, metrics = agent.model.loss(batch.images(), batch.actions, batch.rewards, mask)
         return metrics["model/reward_explained"].item()
 
     # the padded steps' (zero) rewards take no part: a perfect prediction there is not required
     perfect = torch.where(mask > 0, batch.rewards, torch.full_like(batch.rewards, 5.0))
     assert explained(perfect) == pytest.approx(1.0)
-    assert explained(torch.full_like(batch.rewards, mean_reward.item())) == pytest.approx(0.0, abs=1e-5)
+    assert explained(torch.full_like(batch.rewards, mean_reward.item())) == pytest.approx(
+        0.0, abs=1e-5
+    )
     halfway = torch.where(mask > 0, 0.5 * (batch.rewards + mean_reward), batch.rewards)
     assert explained(halfway) == pytest.approx(0.75, abs=1e-4)
 
@@ -107,10 +113,19 @@ def test_same_seed_same_first_updates():
     for _ in range(2):
         agent = make_agent(seed=3)
         torch.manual_seed(11)
-        metrics = [agent.update_model(make_batch(4)), agent.update_actor_critic(make_batch(8)),
-                   agent.update_model(make_batch(4, seed=2))]
-        results.append((snapshot(agent.model), snapshot(agent.actor), snapshot(agent.critic),
-                        [{k: v.item() for k, v in m.items()} for m in metrics]))
+        metrics = [
+            agent.update_model(make_batch(4)),
+            agent.update_actor_critic(make_batch(8)),
+            agent.update_model(make_batch(4, seed=2)),
+        ]
+        results.append(
+            (
+                snapshot(agent.model),
+                snapshot(agent.actor),
+                snapshot(agent.critic),
+                [{k: v.item() for k, v in m.items()} for m in metrics],
+            )
+        )
     (m1, a1, c1, x1), (m2, a2, c2, x2) = results
     assert same(m1, m2) and same(a1, a2) and same(c1, c2)
     assert x1 == x2
@@ -122,11 +137,15 @@ def test_termination_zeroes_the_bootstrap_and_truncation_does_not():
     batch = make_batch(8, terminated=1.0)
     agent = make_agent()
     metrics = agent.update_actor_critic(batch)
-    assert metrics["critic/target"].item() == pytest.approx(batch.rewards[:, -1].mean().item(), abs=1e-6)
+    assert metrics["critic/target"].item() == pytest.approx(
+        batch.rewards[:, -1].mean().item(), abs=1e-6
+    )
     agent = make_agent()
     truncated = make_batch(8, terminated=0.0)  # a time-limit cut: not terminal, so it bootstraps
     metrics = agent.update_actor_critic(truncated)
-    assert metrics["critic/target"].item() != pytest.approx(truncated.rewards[:, -1].mean().item(), abs=1e-4)
+    assert metrics["critic/target"].item() != pytest.approx(
+        truncated.rewards[:, -1].mean().item(), abs=1e-4
+    )
 
 
 def test_act_matches_the_exportable_policy_module():
@@ -135,17 +154,26 @@ def test_act_matches_the_exportable_policy_module():
     history = History(A, (64, 64, 3))
     history.reset(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     for _ in range(3):
-        history.append(rng.uniform(-1, 1, A).astype(np.float32), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        history.append(
+            rng.uniform(-1, 1, A).astype(np.float32),
+            rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+        )
     action = agent.act(history, deterministic=True)
     with torch.no_grad():
-        mean, log_std = agent.policy()(torch.as_tensor(history.items)[None], torch.as_tensor(history.actions)[None])
+        mean, log_std = agent.policy()(
+            torch.as_tensor(history.items)[None], torch.as_tensor(history.actions)[None]
+        )
     np.testing.assert_allclose(action, torch.tanh(mean)[0].numpy(), rtol=1e-5, atol=1e-6)
     sampled = agent.act(history, deterministic=False)
     assert sampled.shape == (A,) and np.all(np.abs(sampled) <= 1)
 
 
 def test_non_finite_loss_is_named():
-    metrics = {"model/loss": torch.tensor(1.0), "critic/loss": torch.tensor(float("nan")), "critic/q1": torch.tensor(float("inf"))}
+    metrics = {
+        "model/loss": torch.tensor(1.0),
+        "critic/loss": torch.tensor(float("nan")),
+        "critic/q1": torch.tensor(float("inf")),
+    }
     with pytest.raises(NonFiniteLossError, match="critic/loss") as info:
         check_finite(metrics, step=7)
     assert info.value.names == ["critic/loss"] and "7" in str(info.value)

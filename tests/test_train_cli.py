@@ -16,20 +16,49 @@ from slac_train.cli import main
 from slac_train.envs import task_names
 
 SMALL = [
-    "--encoder-base-channels", "4", "--feature-dim", "16", "--z1-dim", "4", "--z2-dim", "8",
-    "--model-hidden", "16", "--actor-critic-hidden", "16", "--batch-size-actor-critic", "8",
-    "--batch-size-model", "4", "--buffer-capacity", "2000", "--model-pretrain-steps", "3",
-    "--eval-episodes", "1", "--reconstruction-steps", "6", "--log-every-updates", "5",
-    "--device", "cpu", "--no-progress", "--num-threads", "1",
+    "--encoder-base-channels",
+    "4",
+    "--feature-dim",
+    "16",
+    "--z1-dim",
+    "4",
+    "--z2-dim",
+    "8",
+    "--model-hidden",
+    "16",
+    "--actor-critic-hidden",
+    "16",
+    "--batch-size-actor-critic",
+    "8",
+    "--batch-size-model",
+    "4",
+    "--buffer-capacity",
+    "2000",
+    "--model-pretrain-steps",
+    "3",
+    "--eval-episodes",
+    "1",
+    "--reconstruction-steps",
+    "6",
+    "--log-every-updates",
+    "5",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--num-threads",
+    "1",
 ]
-
-
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    return subprocess.run([sys.executable, "-m", "slac_train.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "slac_train.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def assert_run_artefacts(run_dir: Path) -> None:
@@ -51,22 +80,50 @@ def assert_run_artefacts(run_dir: Path) -> None:
 
 def test_cartpole_run_leaves_every_artefact(tmp_path, capsys):
     run_dir = tmp_path / "cartpole"
-    code = main(["--task", "cartpole-swingup", *SMALL, "--max-episode-agent-steps", "15",
-                 "--initial-collection-steps", "15", "--total-env-steps", "120",
-                 "--eval-every-env-steps", "60", "--run-dir", str(run_dir)])
+    code = main(
+        [
+            "--task",
+            "cartpole-swingup",
+            *SMALL,
+            "--max-episode-agent-steps",
+            "15",
+            "--initial-collection-steps",
+            "15",
+            "--total-env-steps",
+            "120",
+            "--eval-every-env-steps",
+            "60",
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     assert code == 0
     assert "done: 120 env steps" in capsys.readouterr().out
     assert_run_artefacts(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["action_repeat"] == 4 and config["decoder_std"] == pytest.approx(0.1 ** 0.5)
+    assert config["action_repeat"] == 4 and config["decoder_std"] == pytest.approx(0.1**0.5)
 
 
 @pytest.mark.skipif("dclaw-turn" not in task_names(), reason="dclaw-turn is not registered yet")
 def test_dclaw_run_leaves_every_artefact(tmp_path):
     run_dir = tmp_path / "dclaw"
-    code = main(["--task", "dclaw-turn", *SMALL, "--max-episode-agent-steps", "10",
-                 "--initial-collection-steps", "10", "--total-env-steps", "60",
-                 "--eval-every-env-steps", "30", "--run-dir", str(run_dir)])
+    code = main(
+        [
+            "--task",
+            "dclaw-turn",
+            *SMALL,
+            "--max-episode-agent-steps",
+            "10",
+            "--initial-collection-steps",
+            "10",
+            "--total-env-steps",
+            "60",
+            "--eval-every-env-steps",
+            "30",
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     assert code == 0
     assert_run_artefacts(run_dir)
     rows = (run_dir / "eval.csv").read_text().splitlines()
@@ -97,15 +154,36 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_finishes(tmp_path):
 
     run_dir = tmp_path / "interrupted"
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    args = ["--task", "cartpole-swingup", *SMALL, "--max-episode-agent-steps", "15",
-            "--initial-collection-steps", "15", "--total-env-steps", "1000000", "--eval-every-env-steps", "1000000",
-            "--no-eval-video", "--no-reconstruction-video", "--run-dir", str(run_dir)]
-    proc = subprocess.Popen([sys.executable, "-m", "slac_train.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    args = [
+        "--task",
+        "cartpole-swingup",
+        *SMALL,
+        "--max-episode-agent-steps",
+        "15",
+        "--initial-collection-steps",
+        "15",
+        "--total-env-steps",
+        "1000000",
+        "--eval-every-env-steps",
+        "1000000",
+        "--no-eval-video",
+        "--no-reconstruction-video",
+        "--run-dir",
+        str(run_dir),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slac_train.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         metrics = run_dir / "metrics.jsonl"
         deadline = time.time() + 90
-        while time.time() < deadline and not (metrics.exists() and '"kind": "train"' in metrics.read_text()):
+        while time.time() < deadline and not (
+            metrics.exists() and '"kind": "train"' in metrics.read_text()
+        ):
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)  # while the agent is learning
         out, err = proc.communicate(timeout=60)

@@ -95,7 +95,11 @@ def test_the_link_appears_only_once_the_bus_answers(tmp_path, mode):
     client = threading.Thread(target=open_at_once_and_ping, daemon=True)
     client.start()
     state = shared_state(dict.fromkeys(IDS, 0.0)) if mode == "process" else None
-    bus = ServoBusEmulator(IDS, link_path=link) if state is None else ServoBusProcess(IDS, state, link_path=link)
+    bus = (
+        ServoBusEmulator(IDS, link_path=link)
+        if state is None
+        else ServoBusProcess(IDS, state, link_path=link)
+    )
     with bus:
         client.join(timeout=10)
     if state is not None:
@@ -184,16 +188,23 @@ def test_the_bus_process_serves_the_emulators_calls(tmp_path):
 def test_the_bus_process_dies_with_its_parent(tmp_path):
     link = tmp_path / "tty"
     parent = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time\n"
-            "from robots.dynamixel.emulator import ServoBusProcess, SharedJointState\n"
-            "from robots.dynamixel.physics import JointReading\n"
-            "state = SharedJointState([1])\n"
-            "state.write_readings({1: JointReading(0.0)})\n"
-            f"bus = ServoBusProcess([1], state, link_path={str(link)!r}).start()\n"
-            "print(bus.pid, flush=True)\n"
-            "time.sleep(60)\n")],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\n"
+                "from robots.dynamixel.emulator import ServoBusProcess, SharedJointState\n"
+                "from robots.dynamixel.physics import JointReading\n"
+                "state = SharedJointState([1])\n"
+                "state.write_readings({1: JointReading(0.0)})\n"
+                f"bus = ServoBusProcess([1], state, link_path={str(link)!r}).start()\n"
+                "print(bus.pid, flush=True)\n"
+                "time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child_pid = int(parent.stdout.readline())
     assert os.path.islink(link)
     os.kill(parent.pid, signal.SIGKILL)

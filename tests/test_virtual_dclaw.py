@@ -34,13 +34,16 @@ def test_command_and_read_match_the_simulator(virtual):
         current = state.positions
         for _ in range(60):  # walk there at the velocity limit, as the runtime does
             current = DCLAW.action_to_joint_goal(
-                (goal - DCLAW.low) / (DCLAW.high - DCLAW.low) * 2 - 1, current, 0.05)
+                (goal - DCLAW.low) / (DCLAW.high - DCLAW.low) * 2 - 1, current, 0.05
+            )
             robot.command(current)
             time.sleep(0.02)
         time.sleep(0.5)
         state = robot.read_state()
         sim = virtual.joint_positions()
-        np.testing.assert_allclose(state.positions, sim, atol=0.005)  # the bus tells the truth (a tick = 0.0015)
+        np.testing.assert_allclose(
+            state.positions, sim, atol=0.005
+        )  # the bus tells the truth (a tick = 0.0015)
         np.testing.assert_allclose(sim, goal, atol=0.15)  # and the simulated servos got there
         assert np.all(np.abs(state.currents) < 5.0)
 
@@ -53,7 +56,8 @@ def test_reset_scene_leaves_the_valve_where_it_was_put(virtual):
         current = robot.read_state().positions
         for _ in range(40):
             current = DCLAW.action_to_joint_goal(
-                (lowered - DCLAW.low) / (DCLAW.high - DCLAW.low) * 2 - 1, current, 0.05)
+                (lowered - DCLAW.low) / (DCLAW.high - DCLAW.low) * 2 - 1, current, 0.05
+            )
             robot.command(current)
             time.sleep(0.02)
         time.sleep(0.3)
@@ -111,9 +115,23 @@ def test_camera_publishes_the_task_view(virtual):
 
 def test_cli_starts_and_stops(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "robots.virtual_cli", "--robot", "dclaw", "--port-link", str(tmp_path / "tty"),
-         "--camera-bind", f"ipc://{tmp_path}/cam", "--duration", "1.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "robots.virtual_cli",
+            "--robot",
+            "dclaw",
+            "--port-link",
+            str(tmp_path / "tty"),
+            "--camera-bind",
+            f"ipc://{tmp_path}/cam",
+            "--duration",
+            "1.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "servo port" in out and "stopped" in out
@@ -122,8 +140,12 @@ def test_cli_starts_and_stops(tmp_path):
 
 
 def test_cli_unknown_robot(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "robots.virtual_cli", "--robot", "nope"], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "robots.virtual_cli", "--robot", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "dclaw" in out.stderr
 
 
@@ -146,7 +168,9 @@ def test_visual_randomisation_keeps_the_wide_view(tmp_path):
             return float(np.degrees(np.arcsin(-x_axis[2])))
 
         roll_before = roll_deg()
-        assert abs(roll_before) > 1.5  # the task camera has none; 3 deg about a pitched optical axis
+        assert (
+            abs(roll_before) > 1.5
+        )  # the task camera has none; 3 deg about a pitched optical axis
         for seed in range(3):
             robot.randomize_visuals(seed)
             assert abs(m.cam_fovy[cam] - view.fovy_deg) <= VISUAL_RANGES.camera_fovy_jitter_deg

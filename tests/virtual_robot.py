@@ -11,14 +11,34 @@ from pathlib import Path
 from slac_runtime.episode_log import read_episode_log
 
 
-def run_slac_run(policy: Path, robot, log_dir: Path, *extra: str, timeout: float = 120,
-                 wait: bool = True):
-    cmd = [sys.executable, "-m", "slac_runtime.run_cli", "--robot", "dclaw", "--camera", robot.camera_endpoint,
-           "--port", robot.port, "--policy", str(policy), "--allow-uncalibrated", "--log-dir", str(log_dir),
-           "--quiet", "--seed", "0", *extra]
+def run_slac_run(
+    policy: Path, robot, log_dir: Path, *extra: str, timeout: float = 120, wait: bool = True
+):
+    cmd = [
+        sys.executable,
+        "-m",
+        "slac_runtime.run_cli",
+        "--robot",
+        "dclaw",
+        "--camera",
+        robot.camera_endpoint,
+        "--port",
+        robot.port,
+        "--policy",
+        str(policy),
+        "--allow-uncalibrated",
+        "--log-dir",
+        str(log_dir),
+        "--quiet",
+        "--seed",
+        "0",
+        *extra,
+    ]
     env = dict(os.environ)
     if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        return subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 

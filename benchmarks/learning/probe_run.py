@@ -68,8 +68,15 @@ def probe(run_dir: Path, windows: int, probe_steps: int, seed: int) -> dict:
         z_now = post.z[:, -2]
         grid = torch.linspace(-1.0, 1.0, 11, device=agent.device)
         q = torch.stack(
-            [torch.min(*agent.critic(z_now, torch.full((windows, agent.action_dim), float(g), device=agent.device)))
-             for g in grid],
+            [
+                torch.min(
+                    *agent.critic(
+                        z_now,
+                        torch.full((windows, agent.action_dim), float(g), device=agent.device),
+                    )
+                )
+                for g in grid
+            ],
             dim=1,
         )
         _, metrics = model.loss(batch.images(), batch.actions, batch.rewards, batch.action_valid)
@@ -92,6 +99,7 @@ def probe(run_dir: Path, windows: int, probe_steps: int, seed: int) -> dict:
     }
 
     if probe_steps > 0:
+
         def inputs(b, p):
             return torch.cat([p.z[:, -2], p.z[:, -1], b.actions[:, -1]], dim=-1)
 
@@ -105,7 +113,9 @@ def probe(run_dir: Path, windows: int, probe_steps: int, seed: int) -> dict:
             optimizer.step()
         b, p = latents(windows)  # fresh windows: the probe is tested on data it was not fitted to
         with torch.no_grad():
-            result["probe_explained"], _, _ = _explained(head(inputs(b, p)).squeeze(-1), b.rewards[:, -1])
+            result["probe_explained"], _, _ = _explained(
+                head(inputs(b, p)).squeeze(-1), b.rewards[:, -1]
+            )
         result["probe_steps"] = probe_steps
     return result
 
@@ -114,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dirs", nargs="+", type=Path)
     p.add_argument("--windows", type=int, default=1024, help="windows sampled for the measurements")
-    p.add_argument("--probe-steps", type=int, default=600, help="Adam steps of the fresh reward probe (0: skip)")
+    p.add_argument(
+        "--probe-steps",
+        type=int,
+        default=600,
+        help="Adam steps of the fresh reward probe (0: skip)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")

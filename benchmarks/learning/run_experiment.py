@@ -28,25 +28,48 @@ import numpy as np
 PRESETS: dict[str, list[str]] = {
     "paper": [],
     "cpu-small": [
-        "--encoder-base-channels", "16", "--feature-dim", "128", "--z1-dim", "16", "--z2-dim", "128",
-        "--model-hidden", "128", "--actor-critic-hidden", "128", "--batch-size-actor-critic", "64",
-        "--batch-size-model", "16", "--initial-collection-steps", "2000", "--model-pretrain-steps", "2000",
-        "--eval-episodes", "5", "--checkpoint-every-env-steps", "10000",
+        "--encoder-base-channels",
+        "16",
+        "--feature-dim",
+        "128",
+        "--z1-dim",
+        "16",
+        "--z2-dim",
+        "128",
+        "--model-hidden",
+        "128",
+        "--actor-critic-hidden",
+        "128",
+        "--batch-size-actor-critic",
+        "64",
+        "--batch-size-model",
+        "16",
+        "--initial-collection-steps",
+        "2000",
+        "--model-pretrain-steps",
+        "2000",
+        "--eval-episodes",
+        "5",
+        "--checkpoint-every-env-steps",
+        "10000",
         # The paper's model learning rate (1e-4) works with its 100k pre-training updates; within a
         # CPU run's few thousand it leaves the latent state empty (walker-stand, 1,000 updates: the
         # KL fell to 31 nats and the reward head explained nothing, -0.13 of the reward's variance;
         # at 1e-3 the KL rose to 154 nats and the reward head explained 0.62).
-        "--lr-model", "1e-3",
+        "--lr-model",
+        "1e-3",
         # A CPU run makes ~20k updates, not the paper's ~100k+: starting the temperature at 0.1
         # instead of 1 (as SAC-AE/DrQ do) saves the ~8k updates log alpha needs to get there at
         # lr 3e-4, during which the entropy bonus drowns the reward and the actor stays uniform.
-        "--init-log-alpha", "-2.3",
+        "--init-log-alpha",
+        "-2.3",
     ],
 }
 
 
-def random_policy_return(task: str, episodes: int, seed: int,
-                         action_repeat: int | None = None) -> tuple[float, float, float | None]:
+def random_policy_return(
+    task: str, episodes: int, seed: int, action_repeat: int | None = None
+) -> tuple[float, float, float | None]:
     from slac_train.envs import make_env
 
     env = make_env(task, seed=seed, action_repeat=action_repeat)
@@ -57,7 +80,9 @@ def random_policy_return(task: str, episodes: int, seed: int,
             env.reset()
             total, done, info = 0.0, False, {}
             while not done:
-                _, r, term, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+                _, r, term, trunc, info = env.step(
+                    rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+                )
                 total += r
                 done = term or trunc
             returns.append(total)
@@ -65,7 +90,11 @@ def random_policy_return(task: str, episodes: int, seed: int,
                 successes.append(float(info["success"]))
     finally:
         env.close()
-    return float(np.mean(returns)), float(np.std(returns)), (float(np.mean(successes)) if successes else None)
+    return (
+        float(np.mean(returns)),
+        float(np.std(returns)),
+        (float(np.mean(successes)) if successes else None),
+    )
 
 
 INTERRUPTED = 130  # slac-train's exit status after Ctrl-C, once its checkpoint is written
@@ -84,7 +113,11 @@ def run_trainer(cmd: list[str]) -> int:
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            print("run_experiment: waiting for slac-train to write its checkpoint", file=sys.stderr, flush=True)
+            print(
+                "run_experiment: waiting for slac-train to write its checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def read_evals(run_dir: Path) -> list[dict]:
@@ -92,7 +125,10 @@ def read_evals(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     with open(path) as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [
+            {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 
 def hardware() -> dict:
@@ -106,7 +142,12 @@ def hardware() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -121,11 +162,15 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for seed, evals in result["evaluations"].items():
         steps = [e["env_step"] for e in evals]
-        ax.plot(steps, [e["return_mean"] for e in evals], marker="o", label=f"seed {seed} (stochastic)")
+        ax.plot(
+            steps, [e["return_mean"] for e in evals], marker="o", label=f"seed {seed} (stochastic)"
+        )
         det = [e["deterministic_return_mean"] for e in evals]
         if any(d is not None for d in det):
             ax.plot(steps, det, linestyle="--", label=f"seed {seed} (deterministic)")
-    ax.axhline(result["random_policy"]["return_mean"], color="grey", linestyle=":", label="random policy")
+    ax.axhline(
+        result["random_policy"]["return_mean"], color="grey", linestyle=":", label="random policy"
+    )
     for key, style in (("paper_100k", "-."), ("paper_500k", ":")):
         if result.get(key) is not None:
             ax.axhline(result[key], color="black", linestyle=style, label=key.replace("_", " "))
@@ -139,8 +184,12 @@ def plot(result: dict, path: Path) -> None:
 
 
 PAPER = {  # returns at 100k / 500k environment steps published in the SLAC paper (Lee et al. 2020)
-    "cheetah-run": (413, 707), "walker-walk": (529, 952), "ball_in_cup-catch": (918, 967),
-    "finger-spin": (951, 983), "cartpole-swingup": (328, 793), "reacher-easy": (343, 795),
+    "cheetah-run": (413, 707),
+    "walker-walk": (529, 952),
+    "ball_in_cup-catch": (918, 967),
+    "finger-spin": (951, 983),
+    "cartpole-swingup": (328, 793),
+    "reacher-easy": (343, 795),
 }
 
 
@@ -155,26 +204,52 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
     p.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
     p.add_argument("--runs-root", type=Path, default=Path("runs/learning"))
-    p.add_argument("--report-only", action="store_true",
-                   help="write the JSON and PNG from the run directories as they stand (e.g. a run stopped with "
-                        "Ctrl-C before --env-steps), without training")
-    p.add_argument("--label", default="",
-                   help="appended to the experiment's name (<task>-<preset>-<N>k[-label]) to keep a variant's run "
-                        "directory and result apart from an earlier run with the same task, preset and budget")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the JSON and PNG from the run directories as they stand (e.g. a run stopped with "
+        "Ctrl-C before --env-steps), without training",
+    )
+    p.add_argument(
+        "--label",
+        default="",
+        help="appended to the experiment's name (<task>-<preset>-<N>k[-label]) to keep a variant's run "
+        "directory and result apart from an earlier run with the same task, preset and budget",
+    )
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more slac-train options")
     args = p.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"{args.task}-{args.preset}-{args.env_steps // 1000}k" + (f"-{args.label}" if args.label else "")
+    name = f"{args.task}-{args.preset}-{args.env_steps // 1000}k" + (
+        f"-{args.label}" if args.label else ""
+    )
     commands, evaluations, wall, stopped = {}, {}, {}, {}
     interrupted = False
     for seed in args.seeds:
         run_dir = args.runs_root / f"{name}-s{seed}"
-        fresh = ["slac-train", "--task", args.task, "--seed", str(seed), "--total-env-steps", str(args.env_steps),
-                 "--eval-every-env-steps", str(args.eval_every), "--device", args.device,
-                 "--run-dir", str(run_dir), *PRESETS[args.preset], *args.extra]
+        fresh = [
+            "slac-train",
+            "--task",
+            args.task,
+            "--seed",
+            str(seed),
+            "--total-env-steps",
+            str(args.env_steps),
+            "--eval-every-env-steps",
+            str(args.eval_every),
+            "--device",
+            args.device,
+            "--run-dir",
+            str(run_dir),
+            *PRESETS[args.preset],
+            *args.extra,
+        ]
         resume = ["slac-train", "--resume", str(run_dir), "--total-env-steps", str(args.env_steps)]
-        cmd = resume if (run_dir / "checkpoints" / "latest").exists() and not args.report_only else fresh
+        cmd = (
+            resume
+            if (run_dir / "checkpoints" / "latest").exists() and not args.report_only
+            else fresh
+        )
         if args.threads:
             cmd += ["--num-threads", str(args.threads)]
         # Every command a run directory has seen, in order (a run stopped with Ctrl-C and resumed, or
@@ -213,25 +288,46 @@ def main() -> int:
             return code
 
     # a uniformly random policy at the action repeat the runs used (it changes what random does)
-    repeat = int(args.extra[args.extra.index("--action-repeat") + 1]) if "--action-repeat" in args.extra else None
+    repeat = (
+        int(args.extra[args.extra.index("--action-repeat") + 1])
+        if "--action-repeat" in args.extra
+        else None
+    )
     random_mean, random_std, random_success = random_policy_return(args.task, 10, 12345, repeat)
     finals = [ev[-1]["return_mean"] for ev in evaluations.values() if ev]
     paper = PAPER.get(args.task)
     result = {
-        "task": args.task, "preset": args.preset, "env_steps": args.env_steps, "seeds": args.seeds,
+        "task": args.task,
+        "preset": args.preset,
+        "env_steps": args.env_steps,
+        "seeds": args.seeds,
         "stopped_at_env_step": stopped or None,
-        "commands": commands, "wall_clock_s": wall, "hardware": hardware(),
+        "commands": commands,
+        "wall_clock_s": wall,
+        "hardware": hardware(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "final_return_mean": float(np.mean(finals)) if finals else None,
         "final_return_std": float(np.std(finals)) if finals else None,
-        "random_policy": {"return_mean": random_mean, "return_std": random_std, "success_rate": random_success,
-                          "episodes": 10},
-        "paper_100k": paper[0] if paper else None, "paper_500k": paper[1] if paper else None,
+        "random_policy": {
+            "return_mean": random_mean,
+            "return_std": random_std,
+            "success_rate": random_success,
+            "episodes": 10,
+        },
+        "paper_100k": paper[0] if paper else None,
+        "paper_500k": paper[1] if paper else None,
         "evaluations": evaluations,
     }
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / f"{name}.png")
-    print(json.dumps({k: result[k] for k in ("task", "preset", "env_steps", "final_return_mean", "random_policy")}))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("task", "preset", "env_steps", "final_return_mean", "random_policy")
+            }
+        )
+    )
     return INTERRUPTED if interrupted else 0
 
 

@@ -31,15 +31,23 @@ def model_lr(result: dict) -> str:
 def row(result: dict) -> str:
     """One table row: the seeds' final returns as mean ± std (population, as the JSON holds it)."""
     seeds = [str(s) for s in result["seeds"]]
-    finals = [result["evaluations"][s][-1]["return_mean"] for s in seeds if result["evaluations"].get(s)]
-    steps = max(int(result["evaluations"][s][-1]["env_step"]) for s in seeds if result["evaluations"].get(s))
+    finals = [
+        result["evaluations"][s][-1]["return_mean"] for s in seeds if result["evaluations"].get(s)
+    ]
+    steps = max(
+        int(result["evaluations"][s][-1]["env_step"]) for s in seeds if result["evaluations"].get(s)
+    )
     mean = sum(finals) / len(finals)
     std = (sum((f - mean) ** 2 for f in finals) / len(finals)) ** 0.5
     ret = f"{mean:.0f} ± {std:.0f}" if len(finals) > 1 else f"{mean:.0f}"
     rnd = result["random_policy"]
     paper = result.get("paper_100k")
     hw = result["hardware"].get("gpu") or f"{result['hardware']['cores']}-core CPU"
-    wall = sum(v for k, v in result["wall_clock_s"].items() if k.split("_")[0] in seeds) / len(seeds) / 60
+    wall = (
+        sum(v for k, v in result["wall_clock_s"].items() if k.split("_")[0] in seeds)
+        / len(seeds)
+        / 60
+    )
     return (
         f"| {result['task']} | {model_lr(result)} | {steps:,} | {ret} | {', '.join(seeds)} "
         f"| {rnd['return_mean']:.0f} ± {rnd['return_std']:.0f} | {'-' if paper is None else paper} "
@@ -49,8 +57,12 @@ def row(result: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--results", type=Path, default=Path("benchmarks/learning/results"),
-                   help="folder of run_experiment.py's JSON results")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("benchmarks/learning/results"),
+        help="folder of run_experiment.py's JSON results",
+    )
     args = p.parse_args()
     results = [json.loads(f.read_text()) for f in sorted(args.results.glob("*.json"))]
     results = [r for r in results if isinstance(r, dict) and "env_steps" in r]

@@ -185,8 +185,14 @@ class DClawSim:
     The model is this object's own copy, so randomisation never leaks between simulators.
     """
 
-    def __init__(self, scene: str = "valve", *, render_size: int = 64, fast_render: bool = True,
-                 show_goal: bool = True):
+    def __init__(
+        self,
+        scene: str = "valve",
+        *,
+        render_size: int = 64,
+        fast_render: bool = True,
+        show_goal: bool = True,
+    ):
         self.scene = scene
         self.model = load_model(scene)
         self.data = mujoco.MjData(self.model)
@@ -194,7 +200,9 @@ class DClawSim:
         self.fast_render = bool(fast_render)
         self.show_goal = bool(show_goal)
         if abs(self.model.opt.timestep - TIMESTEP_S) > 1e-12:
-            raise ValueError(f"{scene_path(scene).name}: timestep {self.model.opt.timestep} != {TIMESTEP_S}")
+            raise ValueError(
+                f"{scene_path(scene).name}: timestep {self.model.opt.timestep} != {TIMESTEP_S}"
+            )
         self.substeps = SUBSTEPS
         self.control_period_s = CONTROL_PERIOD_S
 
@@ -202,7 +210,9 @@ class DClawSim:
         names = tuple(m.joint(i).name for i in range(m.njnt))[: len(JOINT_NAMES)]
         actuators = tuple(m.actuator(i).name for i in range(m.nu))
         if names != JOINT_NAMES or actuators != JOINT_NAMES:
-            raise ValueError(f"model joints {names} / actuators {actuators} differ from {JOINT_NAMES}")
+            raise ValueError(
+                f"model joints {names} / actuators {actuators} differ from {JOINT_NAMES}"
+            )
         self._qpos = np.array([m.joint(n).qposadr[0] for n in JOINT_NAMES])
         self._dof = np.array([m.joint(n).dofadr[0] for n in JOINT_NAMES])
         self.has_valve = VALVE_JOINT in {m.joint(i).name for i in range(m.njnt)}
@@ -214,13 +224,22 @@ class DClawSim:
         if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "goal_mount") >= 0:
             for finger in FINGERS:
                 for k, (part, axis) in enumerate(
-                    (("proximal_bracket", (1, 0, 0)), ("proximal", (0, 1, 0)), ("distal", (0, 1, 0)))
+                    (
+                        ("proximal_bracket", (1, 0, 0)),
+                        ("proximal", (0, 1, 0)),
+                        ("distal", (0, 1, 0)),
+                    )
                 ):
-                    self._goal_claw[finger, k] = (m.body(f"goal_{finger}_{part}").id, np.array(axis, float))
+                    self._goal_claw[finger, k] = (
+                        m.body(f"goal_{finger}_{part}").id,
+                        np.array(axis, float),
+                    )
         self._task_cam = m.camera("task").id
 
         # Nominal values the randomisations start from (so draws never accumulate).
-        self._mount_ids = [i for n in MOUNT_BODIES if (i := mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, n)) >= 0]
+        self._mount_ids = [
+            i for n in MOUNT_BODIES if (i := mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, n)) >= 0
+        ]
         self._collision_geoms = np.flatnonzero((m.geom_contype != 0) | (m.geom_conaffinity != 0))
         self._nominal_dynamics = {
             "dof_damping": m.dof_damping.copy(),
@@ -260,7 +279,9 @@ class DClawSim:
 
     def set_joint_goals(self, goals: np.ndarray) -> np.ndarray:
         """Set the nine servo goal positions (rad), clipped to the joint ranges; return them."""
-        goals = np.clip(np.asarray(goals, dtype=np.float64).reshape(len(JOINT_NAMES)), DCLAW.low, DCLAW.high)
+        goals = np.clip(
+            np.asarray(goals, dtype=np.float64).reshape(len(JOINT_NAMES)), DCLAW.low, DCLAW.high
+        )
         self.data.ctrl[:] = goals
         return goals
 
@@ -270,7 +291,9 @@ class DClawSim:
     def set_torque_enabled(self, enabled: bool | np.ndarray) -> None:
         """Torque on or off per servo (one bool, or nine): a servo with torque off exerts no force
         (its joint keeps only damping and friction loss), as a Dynamixel with Torque Enable 0."""
-        self._torque_enabled = np.broadcast_to(np.asarray(enabled, dtype=bool), (self.model.nu,)).copy()
+        self._torque_enabled = np.broadcast_to(
+            np.asarray(enabled, dtype=bool), (self.model.nu,)
+        ).copy()
         self._apply_gains()
 
     def torque_enabled(self) -> np.ndarray:
@@ -310,7 +333,9 @@ class DClawSim:
         """Torque each servo applies (N·m): kp * (goal - position) for a position actuator."""
         return self.data.actuator_force.copy()
 
-    def set_joint_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
+    def set_joint_positions(
+        self, positions: np.ndarray, velocities: np.ndarray | None = None
+    ) -> None:
         self.data.qpos[self._qpos] = positions
         self.data.qvel[self._dof] = 0.0 if velocities is None else velocities
         mujoco.mj_forward(self.model, self.data)
@@ -372,8 +397,9 @@ class DClawSim:
         self._kp = nominal["actuator_gainprm"][:, 0].copy()
         self._apply_gains()
 
-    def randomize_dynamics(self, rng: np.random.Generator,
-                           ranges: DynamicsRanges = DYNAMICS_RANGES) -> dict[str, np.ndarray]:
+    def randomize_dynamics(
+        self, rng: np.random.Generator, ranges: DynamicsRanges = DYNAMICS_RANGES
+    ) -> dict[str, np.ndarray]:
         """Draw new dynamics around the nominal model; return what was drawn.
 
         Claw joint damping and friction loss, actuator gains (a position actuator's force is
@@ -386,7 +412,9 @@ class DClawSim:
             "joint_damping": rng.uniform(*ranges.joint_damping, size=n),
             "joint_frictionloss": rng.uniform(*ranges.joint_frictionloss, size=n),
             "actuator_kp": rng.uniform(*ranges.actuator_kp, size=m.nu),
-            "geom_friction_scale": rng.uniform(*ranges.geom_friction_scale, size=len(self._collision_geoms)),
+            "geom_friction_scale": rng.uniform(
+                *ranges.geom_friction_scale, size=len(self._collision_geoms)
+            ),
             "mount_offset_m": rng.uniform(-ranges.mount_offset_m, ranges.mount_offset_m, size=3),
         }
         self.apply_dynamics(draw)
@@ -399,7 +427,13 @@ class DClawSim:
         joint, servo or geom (``{"actuator_kp": 1.5}``: all nine servos at 1.5 N·m/rad). Takes
         effect on the next step; call :meth:`reset` afterwards to settle positions.
         """
-        known = {"joint_damping", "joint_frictionloss", "actuator_kp", "geom_friction_scale", "mount_offset_m"}
+        known = {
+            "joint_damping",
+            "joint_frictionloss",
+            "actuator_kp",
+            "geom_friction_scale",
+            "mount_offset_m",
+        }
         if unknown := set(draw) - known:
             raise ValueError(f"unknown dynamics {sorted(unknown)}; known: {sorted(known)}")
         self.restore_nominal_dynamics()
@@ -416,7 +450,9 @@ class DClawSim:
             self._kp = sized("actuator_kp", m.nu)
             self._apply_gains()
         if "geom_friction_scale" in draw:
-            m.geom_friction[self._collision_geoms, 0] *= sized("geom_friction_scale", len(self._collision_geoms))
+            m.geom_friction[self._collision_geoms, 0] *= sized(
+                "geom_friction_scale", len(self._collision_geoms)
+            )
         if "mount_offset_m" in draw:
             for body in self._mount_ids:
                 m.body_pos[body] += sized("mount_offset_m", 3)
@@ -434,8 +470,12 @@ class DClawSim:
         m.cam_fovy[:] = nominal["cam_fovy"]
         mujoco.mj_forward(m, self.data)
 
-    def set_task_camera(self, quat: np.ndarray | None = None, fovy_deg: float | None = None,
-                        pos: np.ndarray | None = None) -> None:
+    def set_task_camera(
+        self,
+        quat: np.ndarray | None = None,
+        fovy_deg: float | None = None,
+        pos: np.ndarray | None = None,
+    ) -> None:
         """Move the task camera (orientation quaternion w, x, y, z; vertical field of view, degrees;
         position, metres) and make it the nominal one: visual randomisation jitters around it."""
         m, nominal, cam = self.model, self._nominal_visuals, self._task_cam
@@ -444,20 +484,24 @@ class DClawSim:
             nominal["cam_quat"][cam] = m.cam_quat[cam] = quat / np.linalg.norm(quat)
         if fovy_deg is not None:
             if not 0.0 < fovy_deg < 180.0:
-                raise ValueError(f"the camera's field of view must be in (0, 180) degrees, got {fovy_deg}")
+                raise ValueError(
+                    f"the camera's field of view must be in (0, 180) degrees, got {fovy_deg}"
+                )
             nominal["cam_fovy"][cam] = m.cam_fovy[cam] = float(fovy_deg)
         if pos is not None:
             nominal["cam_pos"][cam] = m.cam_pos[cam] = np.asarray(pos, dtype=np.float64)
         mujoco.mj_forward(m, self.data)
 
-    def randomize_visuals(self, rng: np.random.Generator,
-                          ranges: VisualRanges = VISUAL_RANGES) -> dict[str, Any]:
+    def randomize_visuals(
+        self, rng: np.random.Generator, ranges: VisualRanges = VISUAL_RANGES
+    ) -> dict[str, Any]:
         """Draw lighting, colours and a task-camera jitter around the nominal scene; return them."""
         self.restore_nominal_visuals()
         m, nominal = self.model, self._nominal_visuals
         # Lights: direction and intensity; the headlight's ambient and diffuse parts.
-        light_dir = nominal["light_dir"] + rng.uniform(-ranges.light_dir_jitter, ranges.light_dir_jitter,
-                                                        size=m.light_dir.shape)
+        light_dir = nominal["light_dir"] + rng.uniform(
+            -ranges.light_dir_jitter, ranges.light_dir_jitter, size=m.light_dir.shape
+        )
         light_dir[:, 2] = -np.abs(light_dir[:, 2])  # keep the light coming from above
         light_dir /= np.linalg.norm(light_dir, axis=1, keepdims=True)
         intensity = rng.uniform(*ranges.light_intensity_scale, size=m.nlight)
@@ -481,7 +525,9 @@ class DClawSim:
         # Task camera: a few millimetres and degrees off its mount, and a slightly different lens.
         cam = self._task_cam
         pos_offset = rng.uniform(-ranges.camera_pos_jitter_m, ranges.camera_pos_jitter_m, size=3)
-        angles = np.radians(rng.uniform(-ranges.camera_angle_jitter_deg, ranges.camera_angle_jitter_deg, size=3))
+        angles = np.radians(
+            rng.uniform(-ranges.camera_angle_jitter_deg, ranges.camera_angle_jitter_deg, size=3)
+        )
         fovy_offset = rng.uniform(-ranges.camera_fovy_jitter_deg, ranges.camera_fovy_jitter_deg)
         quat = nominal["cam_quat"][cam].copy()
         for axis, angle in zip(np.eye(3), angles):  # about the camera's own x, y, z axes
@@ -514,13 +560,15 @@ class DClawSim:
             _register_close_at_exit()
         return renderer
 
-    def render(self, camera: str | int = "task", height: int | None = None,
-               width: int | None = None) -> np.ndarray:
+    def render(
+        self, camera: str | int = "task", height: int | None = None, width: int | None = None
+    ) -> np.ndarray:
         """A fresh ``uint8[H, W, 3]`` RGB frame (default: the task camera at ``render_size``)."""
         return self.update_scene(camera, height, width).render().copy()
 
-    def update_scene(self, camera: str | int = "task", height: int | None = None,
-                     width: int | None = None) -> mujoco.Renderer:
+    def update_scene(
+        self, camera: str | int = "task", height: int | None = None, width: int | None = None
+    ) -> mujoco.Renderer:
         """Copy the current state into a renderer's scene and return the renderer.
 
         The first half of :meth:`render`: it reads the simulation state; ``renderer.render()``

@@ -37,8 +37,9 @@ from slac_runtime.replay import (
 VIDEO_SCALE = 4  # each 64x64 frame becomes 256x256
 
 
-def replay_in_sim(log: EpisodeLog, video_path: str | Path, scale: int = VIDEO_SCALE,
-                  valve_angle: float = 0.0) -> dict[str, Any]:
+def replay_in_sim(
+    log: EpisodeLog, video_path: str | Path, scale: int = VIDEO_SCALE, valve_angle: float = 0.0
+) -> dict[str, Any]:
     """Apply the logged goals to the simulated D'Claw; write the side-by-side video; return stats.
 
     Stats: ``ticks``; ``max_tracking_error_rad``, ``p95_tracking_error_rad`` (of each tick's largest
@@ -81,13 +82,19 @@ def replay_in_sim(log: EpisodeLog, video_path: str | Path, scale: int = VIDEO_SC
             errors.append(error)
             if tick.get("policy") is not None and log.policy_frame(tick) is not None:
                 camera = log.policy_frame(tick)
-            left = cv2.resize(blank if camera is None else camera, (fw, fh), interpolation=cv2.INTER_NEAREST)
-            right = cv2.resize(sim.render(height=height, width=width), (fw, fh), interpolation=cv2.INTER_NEAREST)
+            left = cv2.resize(
+                blank if camera is None else camera, (fw, fh), interpolation=cv2.INTER_NEAREST
+            )
+            right = cv2.resize(
+                sim.render(height=height, width=width), (fw, fh), interpolation=cv2.INTER_NEAREST
+            )
             put_label(left, f"logged  tick {tick['tick']}", (6, 18))
             if camera is None:
                 put_label(left, "no frame logged yet", (6, fh // 2))
             put_label(right, "simulation", (6, 18))
-            put_label(right, f"error max {error.max():.3f} mean {error.mean():.3f} rad", (6, fh - 10), 0.4)
+            put_label(
+                right, f"error max {error.max():.3f} mean {error.mean():.3f} rad", (6, fh - 10), 0.4
+            )
             canvas = np.concatenate([left, right], axis=1)
             writer.write(np.ascontiguousarray(canvas[..., ::-1]))  # OpenCV writes BGR
             sim.set_joint_goals(goals[i])

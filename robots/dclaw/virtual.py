@@ -59,7 +59,9 @@ from slac_runtime.options import (
 
 TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
 STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
-MAX_SUBSTEPS_PER_LOCK = 4  # simulator steps (10 ms) between exchanges of goals and readings with the bus
+MAX_SUBSTEPS_PER_LOCK = (
+    4  # simulator steps (10 ms) between exchanges of goals and readings with the bus
+)
 BUS_MODES = ("process", "thread")
 
 
@@ -87,7 +89,11 @@ class WideView:
         from slac_runtime.preprocessing import CameraCalibration
 
         render_w, render_h = self.render_size
-        side = render_h * math.tan(math.radians(task_fovy_deg) / 2) / math.tan(math.radians(self.fovy_deg) / 2)
+        side = (
+            render_h
+            * math.tan(math.radians(task_fovy_deg) / 2)
+            / math.tan(math.radians(self.fovy_deg) / 2)
+        )
         # Window origin inside the render, then the task view's centre inside the window.
         x0 = (render_w - self.width) // 2 + self.shift_px[0]
         y0 = (render_h - self.height) // 2 + self.shift_px[1]
@@ -96,7 +102,9 @@ class WideView:
         s = int(round(side))
         return CameraCalibration(
             crop=(int(round(cx - (s - 1) / 2)), int(round(cy - (s - 1) / 2)), s, s),
-            rotation_deg=self.roll_deg, output_size=output_size, source_size=(self.width, self.height),
+            rotation_deg=self.roll_deg,
+            output_size=output_size,
+            source_size=(self.width, self.height),
         )
 
 
@@ -152,11 +160,22 @@ class VirtualDClaw:
             process, sharing its GIL and the simulation's lock: only for measuring the difference).
     """
 
-    def __init__(self, port_link: str | Path, camera_bind: str, scene: str = "valve", fps: float = 20.0,
-                 camera_size: int = 64, wide_view: WideView | None = None,
-                 planted_offsets: Mapping[int, float] | None = None, initial_pose: str = "reset",
-                 valve_angle: float = 0.0, real_time_factor: float = 1.0, seed: int = 0,
-                 show_goal: bool = False, bus: str = "process"):
+    def __init__(
+        self,
+        port_link: str | Path,
+        camera_bind: str,
+        scene: str = "valve",
+        fps: float = 20.0,
+        camera_size: int = 64,
+        wide_view: WideView | None = None,
+        planted_offsets: Mapping[int, float] | None = None,
+        initial_pose: str = "reset",
+        valve_angle: float = 0.0,
+        real_time_factor: float = 1.0,
+        seed: int = 0,
+        show_goal: bool = False,
+        bus: str = "process",
+    ):
         from robots.dclaw.sim import DClawSim
 
         if initial_pose not in ("reset", "zero"):
@@ -166,8 +185,9 @@ class VirtualDClaw:
         self.lock = threading.RLock()
         self.sim = DClawSim(scene, render_size=camera_size, show_goal=show_goal)
         q0 = np.zeros(DCLAW.num_joints) if initial_pose == "zero" else np.asarray(DCLAW.reset_pose)
-        self.sim.reset(joint_positions=q0, valve_angle=valve_angle) if self.sim.has_valve else \
-            self.sim.reset(joint_positions=q0)
+        self.sim.reset(
+            joint_positions=q0, valve_angle=valve_angle
+        ) if self.sim.has_valve else self.sim.reset(joint_positions=q0)
         self.backend = MuJoCoServoBackend(self.sim, self.lock)
         mountings = mountings_from_calibration(DEFAULT_CALIBRATION)
         for motor_id, delta in (planted_offsets or {}).items():
@@ -178,11 +198,17 @@ class VirtualDClaw:
         if bus == "process":
             self.joint_state = SharedJointState(DCLAW.motor_ids)
             self.joint_state.write_readings(self.backend.read())  # the servos power up here
-            self.emulator = ServoBusProcess(DCLAW.motor_ids, self.joint_state, mountings=mountings,
-                                            link_path=port_link, seed=seed)
+            self.emulator = ServoBusProcess(
+                DCLAW.motor_ids,
+                self.joint_state,
+                mountings=mountings,
+                link_path=port_link,
+                seed=seed,
+            )
         else:
-            self.emulator = ServoBusEmulator(DCLAW.motor_ids, self.backend, mountings=mountings,
-                                             link_path=port_link, seed=seed)
+            self.emulator = ServoBusEmulator(
+                DCLAW.motor_ids, self.backend, mountings=mountings, link_path=port_link, seed=seed
+            )
         self.camera_bind = camera_bind
         self.fps = float(fps)
         self.camera_size = int(camera_size)
@@ -234,7 +260,9 @@ class VirtualDClaw:
         if self.publisher is not None:
             self.publisher.close()
         if self.error is not None:
-            raise RuntimeError(f"the virtual D'Claw's simulation thread failed: {self.error}") from self.error
+            raise RuntimeError(
+                f"the virtual D'Claw's simulation thread failed: {self.error}"
+            ) from self.error
 
     def __enter__(self) -> VirtualDClaw:
         return self.start()
@@ -317,7 +345,7 @@ class VirtualDClaw:
         image = renderer.render()
         x0 = (render_w - view.width) // 2 + view.shift_px[0]
         y0 = (render_h - view.height) // 2 + view.shift_px[1]
-        return np.ascontiguousarray(image[y0:y0 + view.height, x0:x0 + view.width])
+        return np.ascontiguousarray(image[y0 : y0 + view.height, x0 : x0 + view.width])
 
     def _run(self) -> None:
         try:
@@ -337,7 +365,9 @@ class VirtualDClaw:
                 while self.sim.time + dt <= target and not self._stop.is_set():
                     with self.lock:
                         self._apply_bus_goals()
-                        stepped = self.sim.step_until(min(target, self.sim.time + MAX_SUBSTEPS_PER_LOCK * dt))
+                        stepped = self.sim.step_until(
+                            min(target, self.sim.time + MAX_SUBSTEPS_PER_LOCK * dt)
+                        )
                         self._publish_readings()
                     if stepped == 0:
                         break
@@ -368,7 +398,9 @@ def parse_offsets(text: str | None) -> dict[int, float]:
         key, _, value = part.partition("=")
         motor_id = int(key)
         if motor_id not in DCLAW.motor_ids:
-            raise ValueError(f"--plant-offsets: {motor_id} is not a D'Claw motor ID {DCLAW.motor_ids}")
+            raise ValueError(
+                f"--plant-offsets: {motor_id} is not a D'Claw motor ID {DCLAW.motor_ids}"
+            )
         out[motor_id] = float(value)
     return out
 
@@ -378,27 +410,40 @@ class VirtualRobotConfig:
     """``slac-virtual-robot --robot dclaw``'s options."""
 
     scene: str = option("valve", "the simulated scene", choices=["valve", "pose"])
-    port_link: Path = option(Path("/tmp/slac-virtual-dclaw/tty"), "path of the emulated serial port")
+    port_link: Path = option(
+        Path("/tmp/slac-virtual-dclaw/tty"), "path of the emulated serial port"
+    )
     camera_bind: str = option("tcp://127.0.0.1:5555", "ZeroMQ endpoint the camera publishes on")
-    fps: float = option(20.0, "camera frames per second",
-                        parse=Check(float, lambda v: v > 0, "a positive number of frames per second"))
-    camera_size: int = option(64, "side of the published frames (pixels)",
-                              parse=int_in(8, 1024, "a number of pixels"))
-    wide_view: bool = option(False, "publish an uncalibrated 320x240 view (wider, rolled 3 degrees, "
-                             "off-centre)")
+    fps: float = option(
+        20.0,
+        "camera frames per second",
+        parse=Check(float, lambda v: v > 0, "a positive number of frames per second"),
+    )
+    camera_size: int = option(
+        64, "side of the published frames (pixels)", parse=int_in(8, 1024, "a number of pixels")
+    )
+    wide_view: bool = option(
+        False, "publish an uncalibrated 320x240 view (wider, rolled 3 degrees, off-centre)"
+    )
     plant_offsets: str | None = option(None, "miscalibrate servos: 'ID=ticks,ID=ticks'")
     initial_pose: str = option("reset", "the claw's pose at the start", choices=["reset", "zero"])
     valve_angle: float = option(0.0, "the valve's angle at the start (rad)", parse=finite_float)
-    drop_replies: float = option(0.0, "probability that a reply is lost", parse=float_in(0, 1, "a probability"))
-    corrupt_replies: float = option(0.0, "probability of a reply with a bad CRC",
-                                    parse=float_in(0, 1, "a probability"))
+    drop_replies: float = option(
+        0.0, "probability that a reply is lost", parse=float_in(0, 1, "a probability")
+    )
+    corrupt_replies: float = option(
+        0.0, "probability of a reply with a bad CRC", parse=float_in(0, 1, "a probability")
+    )
     silent_servo: int | None = option(None, "this servo never answers", parse=int_at_least(0))
-    freeze_camera_after: float | None = option(None, "stop publishing after this many seconds",
-                                               parse=non_negative_float)
-    visual_seed: int | None = option(None, "randomise lights/colours/camera with this seed",
-                                     parse=int_at_least(0))
-    duration: float | None = option(None, "stop after this many seconds (default: Ctrl-C or SIGTERM)",
-                                    parse=positive_float)
+    freeze_camera_after: float | None = option(
+        None, "stop publishing after this many seconds", parse=non_negative_float
+    )
+    visual_seed: int | None = option(
+        None, "randomise lights/colours/camera with this seed", parse=int_at_least(0)
+    )
+    duration: float | None = option(
+        None, "stop after this many seconds (default: Ctrl-C or SIGTERM)", parse=positive_float
+    )
     seed: int = option(0, "seed of the simulation's randomness", parse=int_at_least(0))
 
     def __post_init__(self) -> None:
@@ -407,7 +452,8 @@ class VirtualRobotConfig:
 
 def build_parser() -> OneLineParser:
     return command_parser(
-        "slac-virtual-robot --robot dclaw", VirtualRobotConfig,
+        "slac-virtual-robot --robot dclaw",
+        VirtualRobotConfig,
         "The virtual D'Claw: MuJoCo behind a servo-bus emulator and a camera publisher.",
         "exit codes: 0 stopped (--duration, Ctrl-C or SIGTERM), 1 the simulation failed, 2 refused (options)",
     )
@@ -420,11 +466,18 @@ def _serve(robot: VirtualDClaw, args: VirtualRobotConfig) -> None:
         signal.signal(s, lambda *_: stop.set())
     scheduling = getattr(robot.emulator, "scheduling", None)
     print(f"virtual D'Claw: servo port {robot.port}  camera {robot.camera_endpoint}", flush=True)
-    print(f"  the {args.scene} scene in real time; the bus answered by "
-          f"{'its own process (' + scheduling + ')' if scheduling else 'a thread'}; "
-          f"camera {robot.fps:g} fps{' (wide view)' if args.wide_view else ''}", flush=True)
-    print("  serving until Ctrl-C or SIGTERM" if args.duration is None else
-          f"  serving for {args.duration:g} s (Ctrl-C stops sooner)", flush=True)
+    print(
+        f"  the {args.scene} scene in real time; the bus answered by "
+        f"{'its own process (' + scheduling + ')' if scheduling else 'a thread'}; "
+        f"camera {robot.fps:g} fps{' (wide view)' if args.wide_view else ''}",
+        flush=True,
+    )
+    print(
+        "  serving until Ctrl-C or SIGTERM"
+        if args.duration is None
+        else f"  serving for {args.duration:g} s (Ctrl-C stops sooner)",
+        flush=True,
+    )
     started = time.monotonic()
     while not stop.wait(0.1):
         elapsed = time.monotonic() - started
@@ -444,12 +497,21 @@ def main(argv: list[str] | None = None) -> int:
         say("slac-virtual-robot", "error", f"argument --plant-offsets: {e}")
         return ExitCode.REFUSED
     args.port_link.parent.mkdir(parents=True, exist_ok=True)
-    print(f"starting the virtual D'Claw ({args.scene} scene) on {args.port_link} and {args.camera_bind} ...",
-          flush=True)
+    print(
+        f"starting the virtual D'Claw ({args.scene} scene) on {args.port_link} and {args.camera_bind} ...",
+        flush=True,
+    )
     robot = VirtualDClaw(
-        args.port_link, args.camera_bind, scene=args.scene, fps=args.fps, camera_size=args.camera_size,
-        wide_view=WideView() if args.wide_view else None, planted_offsets=offsets,
-        initial_pose=args.initial_pose, valve_angle=args.valve_angle, seed=args.seed,
+        args.port_link,
+        args.camera_bind,
+        scene=args.scene,
+        fps=args.fps,
+        camera_size=args.camera_size,
+        wide_view=WideView() if args.wide_view else None,
+        planted_offsets=offsets,
+        initial_pose=args.initial_pose,
+        valve_angle=args.valve_angle,
+        seed=args.seed,
     )
     if args.visual_seed is not None:
         robot.randomize_visuals(args.visual_seed)
@@ -460,8 +522,11 @@ def main(argv: list[str] | None = None) -> int:
             robot.emulator.set_silent(args.silent_servo)
         _serve(robot, args)
     latency = robot.emulator.reply_latency()
-    print(f"virtual D'Claw stopped: {robot.frames_published} frames, bus {robot.emulator.counters}, "
-          f"reply latency {latency}", flush=True)
+    print(
+        f"virtual D'Claw stopped: {robot.frames_published} frames, bus {robot.emulator.counters}, "
+        f"reply latency {latency}",
+        flush=True,
+    )
     if robot.error is not None:
         say("slac-virtual-robot", "stopped", f"{type(robot.error).__name__}: {robot.error}")
         return ExitCode.FAULT

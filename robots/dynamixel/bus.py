@@ -216,12 +216,20 @@ class DynamixelBus:
         """p50, p99 and max of :attr:`read_latencies_s`, in milliseconds (None before any read)."""
         values = sorted(self.read_latencies_s)
         if not values:
-            return {"read_latency_p50_ms": None, "read_latency_p99_ms": None, "read_latency_max_ms": None}
+            return {
+                "read_latency_p50_ms": None,
+                "read_latency_p99_ms": None,
+                "read_latency_max_ms": None,
+            }
 
         def at(q: float) -> float:
             return 1e3 * values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
-        return {"read_latency_p50_ms": at(0.5), "read_latency_p99_ms": at(0.99), "read_latency_max_ms": at(1.0)}
+        return {
+            "read_latency_p50_ms": at(0.5),
+            "read_latency_p99_ms": at(0.99),
+            "read_latency_max_ms": at(1.0),
+        }
 
     # --- port --------------------------------------------------------------------------------
     @property

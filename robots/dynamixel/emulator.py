@@ -121,7 +121,9 @@ BUS_WATCHDOG_UNIT_S = 0.020  # one unit of Bus Watchdog (98)
 BUS_WATCHDOG_ERROR = 0xFF  # Bus Watchdog reads -1 once it has fired
 # Read-only while the Bus Watchdog has fired: a write to them is answered with a Data Range error.
 _GOAL_REGISTERS = (ct.GOAL_PWM, ct.GOAL_CURRENT, ct.GOAL_VELOCITY, ct.GOAL_POSITION)
-LATENCY_SAMPLES = 100_000  # reply latencies kept for the percentiles (the count and max are all-time)
+LATENCY_SAMPLES = (
+    100_000  # reply latencies kept for the percentiles (the count and max are all-time)
+)
 
 
 @dataclass(frozen=True)
@@ -452,8 +454,11 @@ class ServoBusEmulator:
             servo.table[ct.BUS_WATCHDOG.address] = BUS_WATCHDOG_ERROR
             self._counters["bus_watchdog_errors"] += 1
         self._apply_goals()
-        log.warning("Bus Watchdog error on servos %s: no instruction for %.0f ms; they hold where they are",
-                    [s.get(ct.ID) for s in fired], 1000 * (now_s - self._last_instruction_s))
+        log.warning(
+            "Bus Watchdog error on servos %s: no instruction for %.0f ms; they hold where they are",
+            [s.get(ct.ID) for s in fired],
+            1000 * (now_s - self._last_instruction_s),
+        )
 
     def _send(self, data: bytes) -> None:
         # Count before writing: a client may act on the reply before this thread runs again.
@@ -618,7 +623,9 @@ class ServoBusEmulator:
         if packet.servo_id != BROADCAST_ID or len(packet.params) < 5:
             return []
         address, length = struct.unpack_from("<HH", packet.params)
-        return self._read_replies(packet, [(servo_id, address, length) for servo_id in packet.params[4:]])
+        return self._read_replies(
+            packet, [(servo_id, address, length) for servo_id in packet.params[4:]]
+        )
 
     def _read_replies(self, packet: Packet, requests: list[tuple[int, int, int]]) -> list[bytes]:
         """One status reply per (servo ID, address, length), in the order asked; silent servos skip."""
@@ -648,7 +655,9 @@ class ServoBusEmulator:
     def _bulk_read(self, packet: Packet) -> list[bytes]:
         if packet.servo_id != BROADCAST_ID or not packet.params or len(packet.params) % 5:
             return []
-        requests = [struct.unpack_from("<BHH", packet.params, i) for i in range(0, len(packet.params), 5)]
+        requests = [
+            struct.unpack_from("<BHH", packet.params, i) for i in range(0, len(packet.params), 5)
+        ]
         return self._read_replies(packet, requests)
 
     def _bulk_write(self, packet: Packet) -> list[bytes]:
@@ -904,11 +913,23 @@ def request_realtime_scheduling(priority: int = REALTIME_PRIORITY) -> str:
 
 
 # What the parent may call on the bus process's emulator; each is the ServoBusEmulator method.
-_PROXIED_CALLS = frozenset({
-    "register", "set_register", "goals_to_present", "joint_goals", "joint_readings",
-    "torque_enabled", "drop_replies", "corrupt_replies", "set_reply_faults",
-    "clear_faults", "set_silent", "set_hardware_error", "set_mounting",
-})
+_PROXIED_CALLS = frozenset(
+    {
+        "register",
+        "set_register",
+        "goals_to_present",
+        "joint_goals",
+        "joint_readings",
+        "torque_enabled",
+        "drop_replies",
+        "corrupt_replies",
+        "set_reply_faults",
+        "clear_faults",
+        "set_silent",
+        "set_hardware_error",
+        "set_mounting",
+    }
+)
 
 
 class ServoBusProcess:
@@ -940,7 +961,9 @@ class ServoBusProcess:
     ):
         self.servo_ids = sorted(int(i) for i in servo_ids)
         if self.servo_ids != sorted(state.servo_ids):
-            raise ValueError(f"the shared state holds servos {state.servo_ids}, not {self.servo_ids}")
+            raise ValueError(
+                f"the shared state holds servos {state.servo_ids}, not {self.servo_ids}"
+            )
         self.state = state
         self.link_path = Path(link_path)
         self._config = {
@@ -977,8 +1000,13 @@ class ServoBusProcess:
         ours.settimeout(timeout_s)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "robots.dynamixel.emulator", str(theirs.fileno()),
-                 str(self.state.fd)],
+                [
+                    sys.executable,
+                    "-m",
+                    "robots.dynamixel.emulator",
+                    str(theirs.fileno()),
+                    str(self.state.fd),
+                ],
                 pass_fds=(theirs.fileno(), self.state.fd),
             )
         finally:
@@ -988,9 +1016,15 @@ class ServoBusProcess:
             _send_message(ours, self._config)
             status, info = _receive_message(ours)
         except (OSError, EOFError) as exc:
-            code = self._process.wait(timeout=5) if self._process.poll() is None else self._process.returncode
+            code = (
+                self._process.wait(timeout=5)
+                if self._process.poll() is None
+                else self._process.returncode
+            )
             self._close()
-            raise RuntimeError(f"the servo-bus process did not start (exit code {code}): {exc}") from exc
+            raise RuntimeError(
+                f"the servo-bus process did not start (exit code {code}): {exc}"
+            ) from exc
         if status != "ok":
             self._process.wait(timeout=5)
             self._close()

@@ -197,10 +197,14 @@ class SharedJointState:
         if self._seq[1] != seq:
             return None
         self._applied_goals_seq = seq
-        return dict(zip(self.servo_ids, goals)), {i: t != 0.0 for i, t in zip(self.servo_ids, torque)}
+        return dict(zip(self.servo_ids, goals)), {
+            i: t != 0.0 for i, t in zip(self.servo_ids, torque)
+        }
 
     # --- the bus side ----------------------------------------------------------------------------
-    def write_goals(self, goals_rad: Mapping[int, float], torque_enabled: Mapping[int, bool]) -> None:
+    def write_goals(
+        self, goals_rad: Mapping[int, float], torque_enabled: Mapping[int, bool]
+    ) -> None:
         goals = [float(goals_rad[i]) for i in self.servo_ids]
         torque = [1.0 if torque_enabled[i] else 0.0 for i in self.servo_ids]
         self._seq[1] += 1

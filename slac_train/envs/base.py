@@ -50,7 +50,9 @@ class PixelEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, task: PixelTask, task_name: str, action_repeat: int, seed: int | None = None):
+    def __init__(
+        self, task: PixelTask, task_name: str, action_repeat: int, seed: int | None = None
+    ):
         if action_repeat < 1:
             raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
         self.task = task
@@ -87,7 +89,9 @@ class PixelEnv(gym.Env):
 
     def step(self, action):
         if self._needs_reset:
-            raise RuntimeError(f"{self.task_name}: step() called before reset() or after the episode ended")
+            raise RuntimeError(
+                f"{self.task_name}: step() called before reset() or after the episode ended"
+            )
         action = np.asarray(action, dtype=np.float32)
         if action.shape != self.action_space.shape:
             raise ValueError(

@@ -105,29 +105,53 @@ class DClawTask(PixelTask):
     scene: str  # "pose" or "valve"
     episode_env_steps: int
 
-    def __init__(self, variant: str = "fixed", image_size: int = 64, fast_render: bool = True,
-                 visual_randomization: bool | None = None,
-                 dynamics_randomization: bool | None = None,
-                 image_noise: float | None = None, show_goal: bool | None = None,
-                 observation_latency: float | tuple[float, float] | None = None):
+    def __init__(
+        self,
+        variant: str = "fixed",
+        image_size: int = 64,
+        fast_render: bool = True,
+        visual_randomization: bool | None = None,
+        dynamics_randomization: bool | None = None,
+        image_noise: float | None = None,
+        show_goal: bool | None = None,
+        observation_latency: float | tuple[float, float] | None = None,
+    ):
         if variant not in VARIANTS:
             raise ValueError(f"unknown D'Claw variant {variant!r}; variants: {', '.join(VARIANTS)}")
         randomized = variant == "random-dynamics"
         self.variant = variant
-        self.visual_randomization = randomized if visual_randomization is None else bool(visual_randomization)
-        self.dynamics_randomization = randomized if dynamics_randomization is None else bool(dynamics_randomization)
-        self.image_noise = (RANDOM_DYNAMICS_IMAGE_NOISE if randomized else 0.0) if image_noise is None else float(image_noise)
+        self.visual_randomization = (
+            randomized if visual_randomization is None else bool(visual_randomization)
+        )
+        self.dynamics_randomization = (
+            randomized if dynamics_randomization is None else bool(dynamics_randomization)
+        )
+        self.image_noise = (
+            (RANDOM_DYNAMICS_IMAGE_NOISE if randomized else 0.0)
+            if image_noise is None
+            else float(image_noise)
+        )
         if self.image_noise < 0:
-            raise ValueError(f"image_noise is a standard deviation in grey levels, got {image_noise}")
+            raise ValueError(
+                f"image_noise is a standard deviation in grey levels, got {image_noise}"
+            )
         self.show_goal = self._default_show_goal() if show_goal is None else bool(show_goal)
         if observation_latency is None:
             observation_latency = RANDOM_DYNAMICS_LATENCY_S if randomized else 0.0
-        low, high = (observation_latency, observation_latency) if np.isscalar(observation_latency) else observation_latency
+        low, high = (
+            (observation_latency, observation_latency)
+            if np.isscalar(observation_latency)
+            else observation_latency
+        )
         if not 0.0 <= float(low) <= float(high):
-            raise ValueError(f"observation_latency must be seconds >= 0 or a (low, high) range with 0 <= low <= high, "
-                             f"got {observation_latency!r}")
+            raise ValueError(
+                f"observation_latency must be seconds >= 0 or a (low, high) range with 0 <= low <= high, "
+                f"got {observation_latency!r}"
+            )
         self.latency_range = (float(low), float(high))
-        self._captures: list[np.ndarray] = []  # frames captured latency_s (mod one period) before each step's end
+        self._captures: list[
+            np.ndarray
+        ] = []  # frames captured latency_s (mod one period) before each step's end
         self.action_dim = DCLAW.num_joints
         self.control_period_s = CONTROL_PERIOD_S
         self.image_size = int(image_size)
@@ -137,8 +161,12 @@ class DClawTask(PixelTask):
         select_gl_backend()  # before mujoco is imported
         from robots.dclaw.sim import DClawSim
 
-        self.sim = DClawSim(self.scene, render_size=self.image_size, fast_render=fast_render,
-                            show_goal=self.show_goal)
+        self.sim = DClawSim(
+            self.scene,
+            render_size=self.image_size,
+            fast_render=fast_render,
+            show_goal=self.show_goal,
+        )
         self._set_latency(self.latency_range[0])
         self._goal = np.array(RESET_POSE)  # current joint goals (rad), the velocity limit's origin
         self._steps = 0
@@ -158,7 +186,9 @@ class DClawTask(PixelTask):
             info["visuals"] = self.sim.randomize_visuals(np.random.default_rng(visual_seed))
         self._noise_rng = np.random.default_rng(noise_seed)
         low, high = self.latency_range
-        self._set_latency(low if high == low else float(np.random.default_rng([noise_seed, 1]).uniform(low, high)))
+        self._set_latency(
+            low if high == low else float(np.random.default_rng([noise_seed, 1]).uniform(low, high))
+        )
         self._captures = []
         task_rng = np.random.default_rng(task_seed)
         start = self._reset_task(task_rng)
@@ -193,7 +223,9 @@ class DClawTask(PixelTask):
         """This episode's latency, as whole control periods back plus substeps within one."""
         self.latency_s = latency_s
         self._periods_back = int(latency_s // self.control_period_s + 1e-9)
-        self._substeps_after_capture = int(round((latency_s % self.control_period_s) / self.sim.model.opt.timestep))
+        self._substeps_after_capture = int(
+            round((latency_s % self.control_period_s) / self.sim.model.opt.timestep)
+        )
 
     def render(self) -> np.ndarray:
         if self.latency_s > 0:
@@ -271,7 +303,8 @@ class DClawPose(DClawTask):
         velocities = self.sim.joint_velocities()
         return {
             "pose_error": -1.0 * float(np.linalg.norm(self.sim.joint_positions() - self._target)),
-            "joint_velocity": -0.1 * float(np.linalg.norm(velocities[np.abs(velocities) >= math.pi])),
+            "joint_velocity": -0.1
+            * float(np.linalg.norm(velocities[np.abs(velocities) >= math.pi])),
         }
 
     def _task_info(self) -> dict[str, Any]:
@@ -317,7 +350,8 @@ class DClawValveTask(DClawTask):
         velocities = self.sim.joint_velocities()
         return {
             "angle_error": -5.0 * error,
-            "pose_difference": -1.0 * float(np.linalg.norm(self.sim.joint_positions() - np.array(RESET_POSE))),
+            "pose_difference": -1.0
+            * float(np.linalg.norm(self.sim.joint_positions() - np.array(RESET_POSE))),
             "joint_velocity": -1.0 * float(np.linalg.norm(velocities[np.abs(velocities) >= 0.5])),
             "bonus_small": 10.0 * (error < 0.25),
             "bonus_big": 50.0 * (error < 0.10),
@@ -358,7 +392,9 @@ class ValveRollouts:
     def assume_dynamics(self, draw: dict[str, Any]) -> None:
         """Roll out in the nominal model changed by ``draw`` (a :meth:`DClawSim.apply_dynamics` draw)."""
         if self._own_sim is None:
-            raise ValueError("these rollouts run in the task's own model: make them with own_model=False")
+            raise ValueError(
+                "these rollouts run in the task's own model: make them with own_model=False"
+            )
         self._own_sim.apply_dynamics(dict(draw))
 
     def valve_angle_after(self, servo_goals) -> float:
@@ -438,8 +474,14 @@ def mount_height_mm(reset_info: dict[str, Any]) -> float | None:
 def success_by_mount_height(heights_mm: np.ndarray, ok: np.ndarray) -> dict[str, list]:
     """``[success rate (None if empty), episodes]`` per mount-height bin of :data:`HEIGHT_BINS_MM`,
     from each episode's drawn height (mm) and whether it succeeded."""
-    return {f"{lo:+d}..{hi:+d} mm": [float(ok[inside].mean()) if inside.any() else None, int(inside.sum())]
-            for lo, hi in HEIGHT_BINS_MM for inside in [(heights_mm >= lo) & (heights_mm < hi)]}
+    return {
+        f"{lo:+d}..{hi:+d} mm": [
+            float(ok[inside].mean()) if inside.any() else None,
+            int(inside.sum()),
+        ]
+        for lo, hi in HEIGHT_BINS_MM
+        for inside in [(heights_mm >= lo) & (heights_mm < hi)]
+    }
 
 
 TASKS = {"pose": (DClawPose, 1), "turn": (DClawTurn, 2), "screw": (DClawScrew, 2)}
@@ -459,18 +501,35 @@ def _register() -> None:
     for task, (cls, repeat) in TASKS.items():
         for variant in VARIANTS:
 
-            def make_task(image_size: int = 64, _cls=cls, _variant=variant, **kwargs: Any) -> DClawTask:
+            def make_task(
+                image_size: int = 64, _cls=cls, _variant=variant, **kwargs: Any
+            ) -> DClawTask:
                 return _cls(_variant, image_size=image_size, **kwargs)
 
-            spec = dict(suite="dclaw", make_task=make_task, action_repeat=repeat,
-                        episode_env_steps=cls.episode_env_steps, robot="dclaw")
-            register_task(TaskSpec(name=f"dclaw-{task}-{variant}",
-                                   description=f"{DESCRIPTIONS[task]} ({VARIANT_NOTES[variant]})",
-                                   tags=("robot",), **spec))
+            spec = dict(
+                suite="dclaw",
+                make_task=make_task,
+                action_repeat=repeat,
+                episode_env_steps=cls.episode_env_steps,
+                robot="dclaw",
+            )
+            register_task(
+                TaskSpec(
+                    name=f"dclaw-{task}-{variant}",
+                    description=f"{DESCRIPTIONS[task]} ({VARIANT_NOTES[variant]})",
+                    tags=("robot",),
+                    **spec,
+                )
+            )
             if variant == "fixed":  # the plain name is the Fixed task
-                register_task(TaskSpec(name=f"dclaw-{task}",
-                                       description=f"{DESCRIPTIONS[task]} (= dclaw-{task}-fixed)",
-                                       tags=("robot", "alias"), **spec))
+                register_task(
+                    TaskSpec(
+                        name=f"dclaw-{task}",
+                        description=f"{DESCRIPTIONS[task]} (= dclaw-{task}-fixed)",
+                        tags=("robot", "alias"),
+                        **spec,
+                    )
+                )
 
 
 _register()

@@ -46,8 +46,14 @@ CAMERA = {"quadruped": 2}
 class DMCTask(PixelTask):
     """One dm_control suite task at its own control timestep, rendered by one camera."""
 
-    def __init__(self, domain: str, task: str, image_size: int = 64, fast_render: bool = True,
-                 camera: int | None = None):
+    def __init__(
+        self,
+        domain: str,
+        task: str,
+        image_size: int = 64,
+        fast_render: bool = True,
+        camera: int | None = None,
+    ):
         from dm_control import suite
 
         from slac_train.envs.rendering import FrameRenderer
@@ -61,9 +67,11 @@ class DMCTask(PixelTask):
         self.image_size = image_size
         physics = self._env.physics
         self._renderer = FrameRenderer(
-            physics.model.ptr, physics.data.ptr,
+            physics.model.ptr,
+            physics.data.ptr,
             camera=CAMERA.get(domain, 0) if camera is None else camera,
-            size=image_size, fast=fast_render,
+            size=image_size,
+            fast=fast_render,
         )
 
     def reset(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -72,7 +80,9 @@ class DMCTask(PixelTask):
         return {}
 
     def step(self, action: np.ndarray) -> tuple[float, bool, bool, dict[str, Any]]:
-        scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (self._high - self._low)
+        scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (
+            self._high - self._low
+        )
         ts = self._env.step(scaled)
         reward = 0.0 if ts.reward is None else float(ts.reward)
         last = ts.last()

@@ -28,8 +28,13 @@ class GymMujocoTask(PixelTask):
     def __init__(self, env_id: str, image_size: int = 64, fast_render: bool = True):
         import gymnasium as gym
 
-        self._env = gym.make(env_id, render_mode="rgb_array", width=image_size, height=image_size,
-                             max_episode_steps=EPISODE_ENV_STEPS)
+        self._env = gym.make(
+            env_id,
+            render_mode="rgb_array",
+            width=image_size,
+            height=image_size,
+            max_episode_steps=EPISODE_ENV_STEPS,
+        )
         space = self._env.action_space
         self._low = space.low.astype(np.float64)
         self._high = space.high.astype(np.float64)
@@ -44,7 +49,9 @@ class GymMujocoTask(PixelTask):
         return {}
 
     def step(self, action: np.ndarray) -> tuple[float, bool, bool, dict[str, Any]]:
-        scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (self._high - self._low)
+        scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (
+            self._high - self._low
+        )
         _, reward, terminated, truncated, _ = self._env.step(scaled)
         return float(reward), bool(terminated), bool(truncated), {}
 
@@ -57,7 +64,9 @@ class GymMujocoTask(PixelTask):
         import mujoco
 
         renderer = self._env.unwrapped.mujoco_renderer
-        viewer = renderer._get_viewer("rgb_array")  # Gymnasium's offscreen viewer (public since 0.27)
+        viewer = renderer._get_viewer(
+            "rgb_array"
+        )  # Gymnasium's offscreen viewer (public since 0.27)
         viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         self._flags_set = True

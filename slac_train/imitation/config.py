@@ -49,7 +49,9 @@ class ImitationConfig:
         "seed of networks, sampling and the recorded episodes (seeds seed * 100,000 + i)",
         parse=int_at_least(0),
     )
-    episodes: int = option(300, "teacher episodes recorded (unless --dataset)", parse=int_at_least(1))
+    episodes: int = option(
+        300, "teacher episodes recorded (unless --dataset)", parse=int_at_least(1)
+    )
     teacher_tolerance: float | None = option(
         None,
         "valve error (rad) at which the teacher stops turning (default: the teacher's own)",
