@@ -707,9 +707,9 @@ def main(argv: list[str] | None = None) -> int:
             raise KeyboardInterrupt
         publisher.stop(timeout_s=0.0)
 
+    previous = {}  # the handlers to put back: a caller's own, when main() is called in-process
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with (
             OpenCVCamera(
@@ -744,6 +744,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CameraError, OSError, ValueError) as e:
         _say(status, f"slac-camera: error: {e}")
         return ExitCode.FAULT
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     published = publisher.stats.published if publisher is not None else 0
     _say(status, f"slac-camera: stopped after {published} frames")
     return ExitCode.OK
