@@ -4,7 +4,8 @@ the logged joint goals on a robot.
 Everything here works on an :class:`~slac_runtime.episode_log.EpisodeLog` as
 :func:`~slac_runtime.episode_log.read_episode_log` returns it, so a log cut off by a kill is used up
 to its last complete tick. Replaying in simulation needs MuJoCo and lives with the robot
-(``RobotEntry.sim_replay``); this module stays numpy/onnxruntime/OpenCV only.
+(``RobotEntry.sim_replay``); this module stays numpy/onnxruntime/OpenCV
+(and imageio-ffmpeg's encoder for videos) only.
 
 Replay on a robot (:func:`replay_on_robot`) sends tick ``i``'s logged goal (``sent``, what the
 driver actually sent) at the logged time of tick ``i`` (relative to tick 0, absolute deadlines),
@@ -36,6 +37,7 @@ from slac_runtime.episode_log import EpisodeLog, EpisodeLogWriter
 from slac_runtime.policy import OnnxPolicy
 from slac_runtime.robot import Robot, RobotDescription
 from slac_runtime.timing import sleep_until
+from slac_runtime.video import VideoWriter, put_label
 
 # A replay on the virtual D'Claw stays this close to the logged joint positions (rad): the largest
 # joint error at 95 % of the ticks, and the error averaged over ticks and joints.
@@ -155,7 +157,8 @@ def summarize(log: EpisodeLog) -> dict[str, Any]:
     """The table of one logged episode: duration, ticks, overruns, jitter, frame age, the camera's
     clock offset, malformed camera messages, camera restarts, goal error (largest |reading − goal|
     per tick, rad), bus retries, stop
-    reason and task success (None where the log does not know).
+    reason and, where the log records it, task success (left out where the log does not know:
+    ``slac-run`` reads the joints and the camera, not the task's state).
 
     Frame age is the age on the receiving computer's monotonic clock (from the moment the frame
     was received) of the frames the policy used; the camera clock offset is the median of receive
@@ -209,7 +212,9 @@ def summarize(log: EpisodeLog) -> dict[str, Any]:
         if key in footer:
             out[key] = footer[key]
     out["stop_reason"] = stop_reason(log)
-    out["success"] = task_success(log)
+    success = task_success(log)
+    if success is not None:  # a runtime that reads only the joints cannot tell (no valve sensor)
+        out["success"] = success
     return out
 
 
@@ -258,6 +263,32 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # Video
 _FINGER_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]  # RGB, one per joint of a finger
+_GREY = (90, 90, 90)
+_MARGIN = 34  # px left of the plots, for the rad scale
+
+
+def _text(panel: np.ndarray, text: str, origin: tuple[int, int], colour=_GREY, scale=0.33) -> None:
+    import cv2
+
+    cv2.putText(panel, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def _row_scale(
+    panel: np.ndarray, top: int, row_h: int, lo: float, hi: float, to_y: Callable
+) -> None:
+    """A row's box (below its 12-px legend strip) and its rad scale: ticks at the ends and at 0."""
+    import cv2
+
+    w = panel.shape[1]
+    cv2.rectangle(panel, (_MARGIN, top + 13), (w - 3, top + row_h - 2), (200, 200, 200), 1)
+    for value in sorted({round(lo + 0.05, 1), 0.0, round(hi - 0.05, 1)}):
+        if not lo <= value <= hi:
+            continue
+        y = int(to_y(value))
+        cv2.line(panel, (_MARGIN - 3, y), (_MARGIN, y), _GREY, 1)
+        _text(panel, f"{value:+.1f}", (2, y + 4))
+        if value == 0.0:
+            cv2.line(panel, (_MARGIN + 1, y), (w - 4, y), (230, 230, 230), 1)
 
 
 def _plot_panel(
@@ -267,7 +298,8 @@ def _plot_panel(
     size: tuple[int, int],
     joint_names: list[str] | None = None,
 ) -> np.ndarray:
-    """Joint positions (thick) and goals (thin) over the episode, one box per finger, with a cursor.
+    """Joint positions (thick) and goals (thin) over the episode, one box per finger, with a rad
+    scale, a legend of joint names (coloured as their lines) and a cursor at tick ``cursor``.
 
     ``positions``/``goals`` are ``[T, J]`` (rad); the panel is ``uint8[h, w, 3]`` RGB.
     """
@@ -278,70 +310,34 @@ def _plot_panel(
     n_ticks, n_joints = positions.shape
     rows = 3 if n_joints % 3 == 0 else 1
     per_row = n_joints // rows
+    names = list(joint_names or []) or [f"joint {k}" for k in range(n_joints)]
     lo = float(min(positions.min(), goals.min())) - 0.1
     hi = float(max(positions.max(), goals.max())) + 0.1
-    row_h = h // rows
-    xs = np.linspace(4, w - 4, max(n_ticks, 2)).astype(np.int32)[:n_ticks]
+    row_h = (h - 12) // rows  # the bottom 12 px hold the key
+    xs = np.linspace(_MARGIN + 3, w - 5, max(n_ticks, 2)).astype(np.int32)[:n_ticks]
     for r in range(rows):
         top = r * row_h
-        cv2.rectangle(panel, (2, top + 2), (w - 3, top + row_h - 3), (200, 200, 200), 1)
+
+        def to_y(v, top=top):  # the plot spans top + 16 .. top + row_h - 5
+            return top + row_h - 5 - (v - lo) / (hi - lo) * (row_h - 21)
+
+        _row_scale(panel, top, row_h, lo, hi, to_y)
         for j in range(per_row):
             k = r * per_row + j
+            colour = _FINGER_COLOURS[k % 3]
             for series, thick in ((goals[:, k], 1), (positions[:, k], 2)):
-                ys = (top + row_h - 4 - (series - lo) / (hi - lo) * (row_h - 8)).astype(np.int32)
-                pts = np.stack([xs, ys], axis=1).reshape(-1, 1, 2)
-                cv2.polylines(panel, [pts], False, _FINGER_COLOURS[j % 3], thick, cv2.LINE_AA)
-        if joint_names:
-            label = joint_names[r * per_row][:2] if rows == 3 else "joints"
-            cv2.putText(
-                panel,
-                label,
-                (6, top + 14),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.4,
-                (90, 90, 90),
-                1,
-                cv2.LINE_AA,
-            )
+                pts = np.stack([xs, to_y(series).astype(np.int32)], axis=1).reshape(-1, 1, 2)
+                cv2.polylines(panel, [pts], False, colour, thick, cv2.LINE_AA)
+            if per_row <= 3:  # a legend entry per joint of this finger, in its line's colour
+                _text(panel, names[k], (_MARGIN + 4 + j * 40, top + 10), colour, 0.36)
     x = int(xs[min(cursor, n_ticks - 1)])
-    cv2.line(panel, (x, 0), (x, h - 1), (0, 0, 0), 1)
-    cv2.putText(
-        panel,
-        "position (thick), goal (thin)",
-        (6, h - 6),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.35,
-        (90, 90, 90),
-        1,
-        cv2.LINE_AA,
-    )
+    cv2.line(panel, (x, 0), (x, rows * row_h - 1), (0, 0, 0), 1)
+    _text(panel, "rad; thick: position, thin: goal", (4, h - 3))
     return panel
 
 
-def put_label(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.45) -> None:
-    """White text with a dark outline (readable on any frame), drawn in place."""
-    import cv2
-
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(
-        image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
-    )
-
-
-def open_video(out: str | Path, fps: float, width: int, height: int):
-    """An OpenCV mp4 writer (frames are written BGR), or OSError if it cannot be opened."""
-    import cv2
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV could not open {out} for writing an mp4")
-    return writer
-
-
 def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path, int]:
-    """An mp4 of the logged camera frames (upscaled ``scale`` times) beside plots of the joint
+    """An H.264 mp4 of the logged camera frames (upscaled ``scale`` times) beside plots of the joint
     positions and goals, with a cursor at the frame's tick.
 
     One video frame per policy step with a logged frame, played at the policy rate; the video is
@@ -361,17 +357,14 @@ def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path,
     joint_names = list(meta.get("joint_names") or [])
     tick_index = {t["tick"]: i for i, t in enumerate(log.ticks)}
     out = Path(out)
-    writer = open_video(out, fps, 2 * fw, fh)
-    try:
+    with VideoWriter(out, fps) as writer:
         for t in steps:
             image = log.policy_frame(t)
             big = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_NEAREST)
             panel = _plot_panel(positions, goals, tick_index[t["tick"]], (fh, fw), joint_names)
             canvas = np.ascontiguousarray(np.concatenate([big, panel], axis=1))
             put_label(canvas, f"step {t['policy']['step']}  tick {t['tick']}", (6, 18))
-            writer.write(np.ascontiguousarray(canvas[..., ::-1]))  # OpenCV writes BGR
-    finally:
-        writer.release()
+            writer.write(canvas)
     return out, len(steps)
 
 

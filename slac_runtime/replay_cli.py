@@ -44,6 +44,7 @@ from slac_runtime.replay import (
     truncation_warning,
     write_video,
 )
+from slac_runtime.rerun_export import RerunMissingError, export_rerun
 from slac_runtime.robot import find_robot
 
 
@@ -59,6 +60,12 @@ class ReplayConfig:
     video: Path | None = option(
         None, "write an mp4: camera frames and joint plots (with --sim: the side-by-side video)"
     )
+    rerun: Path | None = option(
+        None,
+        "write the episode as a Rerun recording (.rrd): frames, joints, goals, policy outputs and "
+        "timing on one timeline (needs rerun-sdk: pip install 'slac-robot[viz]')",
+    )
+    rerun_spawn: bool = option(False, "open the episode in a Rerun viewer started here")
     policy: Path | None = option(None, "re-run this ONNX policy on the logged inputs")
     sim: bool = option(False, "apply the logged goals to the simulated robot")
     robot: str | None = option(None, "robot name (default: the log's robot)")
@@ -249,8 +256,12 @@ def run(args: ReplayConfig) -> int:
         else:
             print(f"== {title}\n{format_table(result)}", flush=True)
 
-    if args.summary or not any([args.video, args.policy, args.sim, args.port]):
+    if args.summary or not any(
+        [args.video, args.policy, args.sim, args.port, args.rerun, args.rerun_spawn]
+    ):
         emit("summary", summarize(log))
+    if args.rerun is not None or args.rerun_spawn:
+        emit("rerun", export_rerun(log, args.rerun, spawn=args.rerun_spawn))
     if args.policy is not None:
         emit("policy", policy_report(log, args.policy))
     if args.sim:
@@ -274,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         UsageError,
         PolicyFileError,
+        RerunMissingError,
         ValueError,
         KeyError,
     ) as e:  # nothing moved: fix the command

@@ -42,6 +42,17 @@ def rollout(
         env.close()
 
 
+def describe(summary: dict) -> str:
+    """The rollout's result as a line a person reads."""
+    text = (
+        f"random rollout of {summary['task']}: {summary['agent_steps']} agent steps, "
+        f"return {summary['return']:.2f}"
+    )
+    if "success" in summary:
+        text += ", success" if summary["success"] else ", no success"
+    return f"{text}\n  video {summary['video']}\n  contact sheet {summary['contact_sheet']}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default=None, help="task name (default: dclaw-turn)")
@@ -50,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-steps", type=int, default=None, help="agent steps (default: one episode)"
     )
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = parser.parse_args(argv)
     task = args.task or default_task()
     try:
@@ -67,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "contact_sheet": str(sheet),
     }
     summary.update({k: v for k, v in info.items() if k in ("success", "score")})
-    print(json.dumps(summary))
+    print(json.dumps(summary) if args.json else describe(summary))
     return 0
 
 

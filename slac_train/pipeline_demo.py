@@ -8,13 +8,18 @@
 3. the virtual D'Claw (MuJoCo behind an emulated Dynamixel bus on a pseudo-terminal and a
    simulated camera over ZeroMQ) driven by ``slac-run`` for a few episodes, each starting with the
    valve at 0 and the target at pi (deterministic actions, tanh of the mean);
-4. ``slac-replay`` of the last episode as a video, and a summary with the success rate.
+4. ``slac-replay`` of the last episode: its summary, an H.264 video (``last-episode.mp4``) and,
+   where rerun-sdk is installed, a Rerun recording (``last-episode.rrd``);
+
+each episode is reported as the valve's turn, its error to the target wrapped to [-pi, pi) and
+whether it succeeded (within 0.1 rad), and the run as the number of successes.
 
 Everything lands in ``out/demo/``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -27,8 +32,9 @@ from pathlib import Path
 from slac_runtime.angles import wrap_angle
 from slac_runtime.options import command_parser, int_at_least, option, parse_config
 
-TARGET_ANGLE = math.pi  # dclaw-turn (Fixed): valve from 0 to pi
-SUCCESS_ERROR_RAD = 0.1
+START_ANGLE = 0.0  # dclaw-turn (Fixed): valve from 0 to pi (rad)
+TARGET_ANGLE = math.pi
+SUCCESS_ERROR_RAD = 0.1  # the task's success: |wrap(target - valve)| < 0.1 rad
 
 QUICK_TRAINING = [
     "--encoder-base-channels",
@@ -89,6 +95,40 @@ def get_policy(out: Path, retrain: bool) -> Path:
     return path
 
 
+def episode_result(episode: int, log: Path, start: float, end: float) -> dict:
+    """One episode's numbers (rad): where the valve started and ended (not wrapped), how far it
+    turned, and its error to the target wrapped to [-pi, pi) (+: it should turn further
+    counter-clockwise)."""
+    error = wrap_angle(TARGET_ANGLE - end)
+    return {
+        "episode": episode,
+        "log": str(log),
+        "start_angle": round(start, 3),
+        "valve_angle": round(end, 3),
+        "angle_turned": round(end - start, 3),
+        "target_angle": round(TARGET_ANGLE, 3),
+        "angle_error": round(error, 3),
+        "success": abs(error) < SUCCESS_ERROR_RAD,
+    }
+
+
+def describe_episode(result: dict, episodes: int) -> str:
+    """Two lines a person reads: the turn, then the error to the target and the verdict."""
+    target = result["target_angle"]
+    same = f" (= {target - 2 * math.pi:+.2f}: half a turn either way)" if target > 3.14 else ""
+    verdict = (
+        f"SUCCESS (within {SUCCESS_ERROR_RAD} rad)"
+        if result["success"]
+        else f"no success (needs to be within {SUCCESS_ERROR_RAD} rad)"
+    )
+    return (
+        f"episode {result['episode'] + 1}/{episodes}: the valve turned {result['angle_turned']:+.2f} rad, "
+        f"from {result['start_angle']:+.2f} to {result['valve_angle']:+.2f}; target {target:+.2f}{same}\n"
+        f"  {abs(result['angle_error']):.2f} rad from the target (wrapped error "
+        f"{result['angle_error']:+.2f} rad): {verdict}"
+    )
+
+
 def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
     from robots.dclaw.virtual import VirtualDClaw
 
@@ -98,7 +138,8 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
     with VirtualDClaw(out / "virtual" / "tty", f"ipc://{out.resolve()}/virtual/camera") as robot:
         print(f"virtual D'Claw: servo port {robot.port}, camera {robot.camera_endpoint}")
         for episode in range(episodes):
-            robot.reset_scene(valve_angle=0.0)
+            robot.reset_scene(valve_angle=START_ANGLE)
+            start = robot.valve_angle()
             before = set(log_dir.glob("*/*.slaclog"))
             cmd = [
                 sys.executable,
@@ -126,22 +167,24 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
             if result.returncode != 0:
                 raise SystemExit(f"slac-run failed:\n{result.stdout}\n{result.stderr}")
             [log] = set(log_dir.glob("*/*.slaclog")) - before
-            error = wrap_angle(TARGET_ANGLE - robot.valve_angle())
-            results.append(
-                {
-                    "episode": episode,
-                    "log": str(log),
-                    "valve_angle": round(robot.valve_angle(), 3),
-                    "angle_error": round(error, 3),
-                    "success": abs(error) < SUCCESS_ERROR_RAD,
-                }
-            )
-            print(
-                f"episode {episode}: valve at {robot.valve_angle():+.2f} rad, error {error:+.2f} rad, "
-                f"{'success' if results[-1]['success'] else 'no success'}"
-            )
+            results.append(episode_result(episode, log, start, robot.valve_angle()))
+            print(describe_episode(results[-1], episodes), flush=True)
             time.sleep(0.5)
     return results
+
+
+def replay_last_episode(log: Path, out: Path) -> None:
+    """``slac-replay``'s summary and video of ``log`` (and a Rerun recording, where rerun-sdk is
+    installed: ``rerun last-episode.rrd`` opens it)."""
+    runs = [["--summary"], ["--video", str(out / "last-episode.mp4")]]
+    if importlib.util.find_spec("rerun") is not None:
+        runs.append(["--rerun", str(out / "last-episode.rrd")])
+    for extra in runs:
+        subprocess.run(
+            [sys.executable, "-m", "slac_runtime.replay_cli", str(log), *extra],
+            check=True,
+            env=dict(os.environ),
+        )
 
 
 @dataclass
@@ -178,17 +221,21 @@ def main(argv: list[str] | None = None) -> int:
     results = run_episodes(policy, out, args.episodes)
 
     step("4/4 slac-replay of the last episode")
-    last = results[-1]["log"]
-    env = dict(os.environ)
-    for extra in (["--summary"], ["--video", str(out / "last-episode.mp4")]):
-        subprocess.run(
-            [sys.executable, "-m", "slac_runtime.replay_cli", last, *extra], check=True, env=env
-        )
+    replay_last_episode(Path(results[-1]["log"]), out)
 
-    success = sum(r["success"] for r in results) / len(results)
-    summary = {"policy": str(policy), "episodes": results, "success_rate": success}
+    successes = sum(r["success"] for r in results)
+    summary = {
+        "policy": str(policy),
+        "episodes": results,
+        "success_rate": successes / len(results),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nsuccess rate over {len(results)} episodes: {success:.0%}   (files in {out}/)")
+    files = ("summary.json", "last-episode.mp4", "last-episode.rrd", "logs/")
+    print(
+        f"\nsuccess in {successes} of {len(results)} episodes ({successes / len(results):.0%}): "
+        f"the valve within {SUCCESS_ERROR_RAD} rad of {TARGET_ANGLE:+.2f} rad\n"
+        f"files in {out}/: {', '.join(f for f in files if (out / f).exists())}"
+    )
     return 0
 
 
