@@ -2,6 +2,9 @@
 
 ``make_env(task, seed)`` returns a Gymnasium environment whose observation is the 64x64x3 uint8
 RGB camera image and whose action space is Box(-1, 1).
+
+Importing this package also registers every task with Gymnasium as ``slac/<task>-v0``
+(:mod:`slac_train.envs.gymnasium_ids`), so that ``gymnasium.make("slac/cheetah-run-v0")`` works.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from slac_train.envs.base import PixelEnv, PixelTask
+from slac_train.envs.gymnasium_ids import gymnasium_id, register_gymnasium_envs
 from slac_train.envs.registry import (
     TaskSpec,
     UnknownTaskError,
@@ -43,6 +47,9 @@ def make_env(
     return PixelEnv(pixel_task, task_name=spec.name, action_repeat=repeat, seed=seed)
 
 
+register_gymnasium_envs()
+
+
 __all__ = [
     "PixelEnv",
     "PixelTask",
@@ -50,7 +57,9 @@ __all__ = [
     "UnknownTaskError",
     "describe_tasks",
     "get_task_spec",
+    "gymnasium_id",
     "make_env",
+    "register_gymnasium_envs",
     "register_task",
     "task_names",
 ]

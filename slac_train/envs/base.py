@@ -59,6 +59,8 @@ class PixelEnv(gym.Env):
         self.task_name = task_name
         self.action_repeat = int(action_repeat)
         self.render_mode = "rgb_array"
+        # One frame per agent step: a video of the observations plays in real time at this rate.
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.agent_period_s, 3)}
         size = task.image_size
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (task.action_dim,), dtype=np.float32)
