@@ -1,4 +1,5 @@
-"""Per-step latency of an exported policy: full vs streaming form, 1 and 2 threads, vs PyTorch eager.
+"""Per-step latency of an exported policy: full vs streaming form,
+1 and 2 threads, vs PyTorch eager.
 
     python benchmarks/policy_latency.py                      # paper-size networks, random weights
     python benchmarks/policy_latency.py --policy p.onnx      # an exported policy (ONNX rows only)
@@ -28,7 +29,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def make_paper_policy(path: Path) -> None:
-    """Export randomly initialised paper-size encoder + actor (timing does not depend on weights)."""
+    """Export randomly initialised paper-size encoder + actor (timing
+    does not depend on weights)."""
     import torch
 
     from robots.dclaw import DCLAW
@@ -119,7 +121,7 @@ def bench_torch(weights: Path, threads: int, steps: int, warmup: int = 20) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument(
         "--policy", type=Path, default=None, help="an exported policy (default: paper-size, random)"
     )

@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 POLICY = REPO / "robots" / "dclaw" / "policies" / "turn.onnx"
 REPLY_LATENCY_TARGET_MS = 10.0
 
-# The load, each a separate process (python -c), so that it competes for the cores as other work would.
+# The load, each a separate process (python -c), so that it competes for
+# the cores as other work would.
 BUSY_LOOP = "while True: pass"
 TORCH_JOB = """
 import torch
@@ -148,7 +149,8 @@ def run_episode(robot, policy: Path, log_dir: Path, episode: int) -> dict:
 
 
 def run_demo(out: Path, run: int) -> dict:
-    """The whole ``make demo`` pipeline once (``slac_train.pipeline_demo``); its exit code and last line."""
+    """The whole ``make demo`` pipeline once (``slac_train.pipeline_demo``);
+    its exit code and last line."""
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "slac_train.pipeline_demo", "--out", str(out)],
@@ -164,7 +166,8 @@ def run_demo(out: Path, run: int) -> dict:
         "last_line": lines[-1] if lines else "",
     }
     print(
-        f"make demo run {run}: exit {result.returncode}  {out_['wall_s']:5.1f} s  {out_['last_line']}",
+        f"make demo run {run}: exit {result.returncode}  {out_['wall_s']:5.1f} s  "
+        f"{out_['last_line']}",
         flush=True,
     )
     return out_
@@ -257,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                     latency = robot.emulator.reply_latency()
                     print(
                         f"episode {episode:2d}: exit {r['exit_code']}  {r['wall_s']:5.1f} s  "
-                        f"retries {fmt(r.get('retries'), 'd')}  jitter p99 {fmt(r.get('jitter_p99_ms'))} ms  "
-                        f"bus reply max so far {fmt(latency['max_ms'])} ms"
+                        f"retries {fmt(r.get('retries'), 'd')}  jitter p99 "
+                        f"{fmt(r.get('jitter_p99_ms'))} ms  bus reply max so far "
+                        f"{fmt(latency['max_ms'])} ms"
                         + (f"  FAILED: {r['error']}" if "error" in r else ""),
                         flush=True,
                     )
@@ -300,11 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         "interrupted": interrupted,
     }
     print(
-        f"\n{completed} of {args.episodes} episodes completed; bus retries {summary['bus_retries']}, "
-        f"failures {summary['bus_failures']}; jitter p99 worst {fmt(summary['jitter_p99_ms_worst'])} ms; "
-        f"bus reply latency p50 {fmt(latency.get('p50_ms'), '.3f')} / p99 {fmt(latency.get('p99_ms'), '.3f')} / "
-        f"max {fmt(latency.get('max_ms'), '.3f')} ms over {latency.get('count', 0)} replies "
-        f"(target max <= {REPLY_LATENCY_TARGET_MS:g} ms)"
+        f"\n{completed} of {args.episodes} episodes completed; bus retries "
+        f"{summary['bus_retries']}, failures {summary['bus_failures']}; jitter p99 worst "
+        f"{fmt(summary['jitter_p99_ms_worst'])} ms; bus reply latency p50 "
+        f"{fmt(latency.get('p50_ms'), '.3f')} / p99 {fmt(latency.get('p99_ms'), '.3f')} / max "
+        f"{fmt(latency.get('max_ms'), '.3f')} ms over {latency.get('count', 0)} replies (target "
+        f"max <= {REPLY_LATENCY_TARGET_MS:g} ms)"
     )
     if demos:
         print(
@@ -312,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     seen = summary["driver_read_latency_ms"]
     print(
-        f"as the driver sees it (sync read sent to last reply): p50 {fmt(seen['p50_ms_median'], '.3f')} / "
-        f"p99 {fmt(seen['p99_ms_median'], '.3f')} ms (medians over episodes), max {fmt(seen['max_ms'], '.3f')} ms"
+        "as the driver sees it (sync read sent to last reply): p50 "
+        f"{fmt(seen['p50_ms_median'], '.3f')} / p99 {fmt(seen['p99_ms_median'], '.3f')} ms "
+        f"(medians over episodes), max {fmt(seen['max_ms'], '.3f')} ms"
     )
     for failure in summary["failures"]:
         print(f"  episode {failure['episode']} failed: {failure['error']}")

@@ -122,8 +122,8 @@ def measure(
 
 def count_gflop(device: torch.device) -> dict[str, float]:
     """GFLOP of one model update (batch 32) and one actor-critic update (batch 256), counted by
-    ``torch.utils.flop_counter`` on the baseline path (the fused no-grad convolutions are
-    invisible to the counter) at batches 4 / 16 and scaled: every op's cost is linear in the batch."""
+    ``torch.utils.flop_counter`` on the baseline path (the fused no-grad convolutions are invisible
+    to the counter) at batches 4 / 16 and scaled: every op's cost is linear in the batch."""
     from torch.utils.flop_counter import FlopCounterMode
 
     rng = np.random.default_rng(0)

@@ -185,7 +185,8 @@ def overlay(
 
 
 def colour_statistics(frame_rgb: np.ndarray, sim_rgb: np.ndarray) -> dict[str, list[float]]:
-    """Per-channel mean and std of the real and simulated images (for colour randomisation ranges)."""
+    """Per-channel mean and std of the real and simulated images (for
+    colour randomisation ranges)."""
     real = np.asarray(frame_rgb, np.float32).reshape(-1, 3)
     sim = np.asarray(sim_rgb, np.float32).reshape(-1, 3)
     return {

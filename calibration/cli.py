@@ -1,15 +1,18 @@
-"""``slac-calibrate``: a robot's joint offsets, and the camera crop that matches the simulator's view.
+"""``slac-calibrate``: a robot's joint offsets, and the camera crop
+that matches the simulator's view.
 
 ::
 
-    slac-calibrate joints --robot dclaw --port /dev/ttyUSB0            # interactive, writes the default file
-    slac-calibrate joints --robot dclaw --port PORT --yes --out F.json  # no questions (scripts, tests)
+    # interactive, writes the default file
+    slac-calibrate joints --robot dclaw --port /dev/ttyUSB0
+    # no questions (scripts, tests)
+    slac-calibrate joints --robot dclaw --port PORT --yes --out F.json
     slac-calibrate camera --robot dclaw --camera 0 --port /dev/ttyUSB0 --auto
     slac-calibrate camera --robot dclaw --camera tcp://127.0.0.1:5555 --joint-positions reset --auto
 
 Files go to ``--out`` or to the robot's default location (``$SLAC_CALIBRATION_DIR`` or
-``~/.config/slac``: ``dclaw-joints.json``, ``dclaw-camera.json``), where ``slac-run`` finds the joint
-calibration by itself. docs/calibration.md walks through both steps with a real D'Claw.
+``~/.config/slac``: ``dclaw-joints.json``, ``dclaw-camera.json``), where ``slac-run`` finds the
+joint calibration by itself. docs/calibration.md walks through both steps with a real D'Claw.
 
 Errors are one line on stderr and exit code 2 (``--traceback`` shows the traceback); Ctrl-C exits
 with 130 and leaves the servos' torque off.
@@ -154,7 +157,8 @@ class CameraConfig:
     )
     save_overlay: Path | None = option(
         None,
-        "overlay PNG: simulator | calibrated camera | blend (default: ./<robot>-camera-overlay.png)",
+        "overlay PNG: simulator | calibrated camera | blend (default: "
+        "./<robot>-camera-overlay.png)",
     )
     scene: str = option("valve", "the simulator scene to render", choices=["valve", "pose"])
     valve_angle: float = option(0.0, "the valve's angle in the render (rad)", parse=finite_float)
@@ -235,12 +239,14 @@ def run_joints(config: JointsConfig) -> int:
     out = config.out or default_calibration_path(d.name)
     print(f"Joint calibration of the {d.name} on {config.port}:")
     print(
-        "  1. torque off; you put the robot in its zero pose; each servo's tick there becomes its offset"
+        "  1. torque off; you put the robot in its zero pose; each servo's tick there "
+        "becomes its offset"
     )
     if config.check_ranges:
         print(
-            f"  2. range check: each joint moves at {config.range_speed:g} x {d.velocity_limit:.2f} rad/s "
-            "to both ends of its range and back, and what it reached is recorded"
+            f"  2. range check: each joint moves at {config.range_speed:g} x "
+            f"{d.velocity_limit:.2f} rad/s to both ends of its range and back, and what it "
+            "reached is recorded"
         )
     print(f"  {3 if config.check_ranges else 2}. the calibration is written to {out}")
     if config.range_speed > 1:
@@ -269,7 +275,8 @@ def run_joints(config: JointsConfig) -> int:
 
 
 def pose_from_text(text: str, description: RobotDescription) -> np.ndarray:
-    """ "reset", "zero" or comma-separated angles (rad) -> joint positions, checked against the ranges."""
+    """ "reset", "zero" or comma-separated angles (rad) -> joint positions, checked against the
+    ranges."""
     if text == "reset":
         return np.array(description.reset_pose, dtype=np.float64)
     if text == "zero":
@@ -357,8 +364,8 @@ def _frame_and_pose(config: CameraConfig, entry) -> tuple[np.ndarray, np.ndarray
     joint_file = _joint_calibration_path(config, d.name)
     if joint_file is None:
         print(
-            f"note: no joint calibration for the {d.name} (run `{PROG} joints` first); reading the joints "
-            "with the driver's nominal offsets"
+            f"note: no joint calibration for the {d.name} (run `{PROG} joints` first); reading the "
+            "joints with the driver's nominal offsets"
         )
     with entry.make_driver(port=config.port, calibration=joint_file) as robot:
         frame, q = _still_frame(robot, grab)
@@ -375,8 +382,8 @@ def _describe_frame(
     print(f"camera {config.camera}: {w}x{h} frame")
     if min(h, w) < 2 * config.size:
         print(
-            f"warning: the frames are only {w}x{h}: calibrate from the camera itself or a publisher of "
-            "full-size frames, not from a stream that is already cropped (slac-camera)"
+            f"warning: the frames are only {w}x{h}: calibrate from the camera itself or a "
+            "publisher of full-size frames, not from a stream that is already cropped (slac-camera)"
         )
     print(
         f"joint state from {source}: "

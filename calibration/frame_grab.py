@@ -36,7 +36,8 @@ def _grab_from_endpoint(endpoint: str, timeout_s: float) -> np.ndarray:
         frame = subscriber.latest(timeout_s=timeout_s)
     if frame is None:
         raise RuntimeError(
-            f"no frame from {endpoint} within {timeout_s:g} s: is the camera publisher running there?"
+            f"no frame from {endpoint} within {timeout_s:g} s: is the camera "
+            "publisher running there?"
         )
     image = np.array(frame.image)
     if image.ndim != 3 or image.shape[2] != 3:

@@ -51,8 +51,9 @@ def _raw_calibration(description: RobotDescription, signs: np.ndarray) -> JointC
 def _settle(
     robot, timeout_s: float = 1.0, still_rad: float = 0.003, window_s: float = 0.1
 ) -> np.ndarray:
-    """Wait until no joint moved more than ``still_rad`` over ``window_s`` (or ``timeout_s`` passed);
-    return the positions read then. (A velocity threshold alone would stop at an overshoot's peak.)"""
+    """Wait until no joint moved more than ``still_rad`` over ``window_s`` (or ``timeout_s``
+    passed); return the positions read then. (A velocity threshold alone would stop at an
+    overshoot's peak.)"""
     step_s = window_s / 2
     readings = [robot.read_state().positions]
     deadline = time.monotonic() + timeout_s
@@ -68,7 +69,8 @@ def _settle(
 def _move(
     robot, start: np.ndarray, target: np.ndarray, speed_rad_s: float, period_s: float
 ) -> np.ndarray:
-    """Send goals along a straight line at ``speed_rad_s``; return the positions reached at the end."""
+    """Send goals along a straight line at ``speed_rad_s``; return the
+    positions reached at the end."""
     ease_in(robot, target, speed_rad_s=speed_rad_s, period_s=period_s, start=start)
     return _settle(robot)
 
@@ -205,8 +207,8 @@ def _with_ranges(
         shortfall = max(measured_low[j] - low[j], high[j] - measured_high[j])
         if shortfall > RANGE_SHORTFALL_WARNING_RAD:
             log(
-                f"warning: {e.name} reached only [{measured_low[j]:.2f}, {measured_high[j]:.2f}] rad of "
-                f"[{low[j]:.2f}, {high[j]:.2f}]: is it blocked, or is its offset wrong?"
+                f"warning: {e.name} reached only [{measured_low[j]:.2f}, {measured_high[j]:.2f}] "
+                f"rad of [{low[j]:.2f}, {high[j]:.2f}]: is it blocked, or is its offset wrong?"
             )
     return JointCalibration(robot=d.name, joints=tuple(entries))
 

@@ -16,7 +16,8 @@ def render_task_view(
     scene: str = "valve",
     valve_angle: float = 0.0,
 ) -> np.ndarray:
-    """``uint8[size, size, 3]`` RGB: the task camera's render with the joints at ``joint_positions`` (rad).
+    """``uint8[size, size, 3]`` RGB: the task camera's render with the
+    joints at ``joint_positions`` (rad).
 
     The goal markers are hidden (a real scene has none); ``valve_angle`` (rad) turns the valve.
     """

@@ -1,1 +1,2 @@
-"""Robot models and drivers. Each robot registers itself in the ``slac.robots`` entry-point group."""
+"""Robot models and drivers. Each robot registers itself in the
+``slac.robots`` entry-point group."""

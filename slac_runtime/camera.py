@@ -8,7 +8,8 @@
   (:func:`~slac_runtime.preprocessing.preprocess_frame`) and publishes it at a set rate.
 - :func:`main` is the ``slac-camera`` console script::
 
-      slac-camera --camera 0 --camera-bind tcp://*:5555 --fps 20 --size 64 --camera-calibration cam.json
+      slac-camera --camera 0 --camera-bind tcp://*:5555 --fps 20 --size 64 \
+          --camera-calibration cam.json
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def _video_devices() -> str:
 
 
 def _parse_source(source: int | str) -> tuple[str, int | str]:
-    """``("index", 0)``, ``("device", "/dev/video0")``, ``("stream", "rtsp://...")`` or ``("file", path)``."""
+    """``("index", 0)``, ``("device", "/dev/video0")``,
+    ``("stream", "rtsp://...")`` or ``("file", path)``."""
     if isinstance(source, (int, np.integer)) and not isinstance(source, bool):
         return "index", int(source)
     if not isinstance(source, str) or not source:
@@ -209,8 +211,8 @@ class OpenCVCamera:
 
     def _open(self, width: int | None, height: int | None, fps: float | None) -> cv2.VideoCapture:
         check = (
-            f"Check `ls /dev/video*` (found: {_video_devices()}) that the camera is plugged in, that "
-            "your user may read it (group 'video') and that no other program holds it."
+            f"Check `ls /dev/video*` (found: {_video_devices()}) that the camera is plugged in, "
+            "that your user may read it (group 'video') and that no other program holds it."
         )
         if self.kind == "file":
             if not os.path.isfile(self.source):
@@ -646,13 +648,14 @@ def build_parser() -> OneLineParser:
         PublisherConfig,
         "Capture a camera (or a video file), preprocess each frame with the camera calibration and "
         "publish it over ZeroMQ in the SLAC frame wire format.",
-        "exit codes: 0 stopped (--duration, end of the video, Ctrl-C or SIGTERM), 1 the camera failed, "
-        "2 refused (options, calibration file)",
+        "exit codes: 0 stopped (--duration, end of the video, Ctrl-C or SIGTERM), 1 the camera "
+        "failed, 2 refused (options, calibration file)",
     )
 
 
 class _StatusLine:
-    """One status line on stderr, rewritten in place on a terminal, one line per update otherwise."""
+    """One status line on stderr, rewritten in place on a terminal,
+    one line per update otherwise."""
 
     def __init__(self, endpoint: str, camera: OpenCVCamera) -> None:
         self.endpoint = endpoint
@@ -731,9 +734,10 @@ def main(argv: list[str] | None = None) -> int:
                 frame_timeout_s=args.frame_timeout,
             )
             print(
-                f"slac-camera: publishing {camera.name} as {calibration.output_size}x{calibration.output_size} "
-                f"{'JPEG' if args.jpeg else 'raw'} RGB frames at up to {args.fps:g} fps on {frames.endpoint} "
-                "(Ctrl-C to stop)",
+                f"slac-camera: publishing {camera.name} as "
+                f"{calibration.output_size}x{calibration.output_size} "
+                f"{'JPEG' if args.jpeg else 'raw'} RGB frames at up to {args.fps:g} fps on "
+                f"{frames.endpoint} (Ctrl-C to stop)",
                 file=sys.stderr,
                 flush=True,
             )

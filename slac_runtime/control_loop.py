@@ -1,4 +1,5 @@
-"""The fixed-rate control loop: camera frames → history → ONNX policy → joint goals (docs/architecture.md §6).
+"""The fixed-rate control loop: camera frames → history → ONNX policy → joint goals
+(docs/architecture.md §6).
 
 Every control period the loop reads the robot state, takes the newest camera frame off the
 subscriber and (re)sends the current goal; every ``action_repeat`` ticks it runs the policy on a
@@ -235,9 +236,10 @@ class TrackingWatchdog:
                         for_s=now_s - since,
                     )
                 raise SafeStop(
-                    f"joint {name} stayed {e:.2f} rad from its goal for {now_s - since:.2f} s (goal "
-                    f"{goal[j]:+.3f} rad, read {positions[j]:+.3f} rad; limit {self.limit_rad:.2f} rad "
-                    f"for at most {self.time_s:.2f} s): is the joint blocked, or its calibration wrong?"
+                    f"joint {name} stayed {e:.2f} rad from its goal for {now_s - since:.2f} s "
+                    f"(goal {goal[j]:+.3f} rad, read {positions[j]:+.3f} rad; limit "
+                    f"{self.limit_rad:.2f} rad for at most {self.time_s:.2f} s): is the joint "
+                    "blocked, or its calibration wrong?"
                 )
         return float(np.max(error)) if error.size else 0.0
 
@@ -260,7 +262,8 @@ class _Episode:
 
 
 class ControlLoop:
-    """Drives one robot with one policy from one frame source; one call of ``run_episode`` per episode."""
+    """Drives one robot with one policy from one frame source; one call of
+    ``run_episode`` per episode."""
 
     def __init__(
         self,
@@ -366,8 +369,8 @@ class ControlLoop:
             )
         if self.frames.malformed_in_a_row >= cfg.malformed_in_a_row_limit:
             raise SafeStop(
-                f"{self.frames.malformed_in_a_row} malformed camera messages in a row (the limit is "
-                f"{cfg.malformed_in_a_row_limit}); the last: {self.frames.last_malformed_reason}"
+                f"{self.frames.malformed_in_a_row} malformed camera messages in a row (the limit "
+                f"is {cfg.malformed_in_a_row_limit}); the last: {self.frames.last_malformed_reason}"
             )
 
     def run_episode(self, log: EpisodeLogWriter) -> dict[str, Any]:
@@ -426,7 +429,8 @@ class ControlLoop:
         ep.stats.stop_reason = ep.stats.stop_reason or "episode complete"
 
     def _tick(self, ep: _Episode, tick: int, timer: RateTimer, total_ticks: int) -> None:
-        """One control period: read the robot, check the camera, maybe run the policy, send the goal."""
+        """One control period: read the robot, check the camera, maybe
+        run the policy, send the goal."""
         cfg = self.config
         lateness, t_tick = self._wait_tick(ep, tick, timer)
         record = self._read_robot(ep, tick, lateness, t_tick)

@@ -32,7 +32,8 @@ class EaseIn:
 
 
 def ease_in_ticks(start: np.ndarray, target: np.ndarray, max_step_rad: float) -> int:
-    """Control periods a straight line from ``start`` to ``target`` needs at ``max_step_rad`` a period."""
+    """Control periods a straight line from ``start`` to ``target`` needs
+    at ``max_step_rad`` a period."""
     return max(
         1, math.ceil(float(np.max(np.abs(np.asarray(target) - np.asarray(start)))) / max_step_rad)
     )

@@ -12,10 +12,10 @@ computer's clock, camera clock offset), ``FRAME`` (binary: sequence number, capt
 shape, raw RGB pixels), ``EVENT`` (JSON: holds, malformed camera messages, camera restarts,
 safe stops, errors), ``FOOTER`` (JSON: the run's statistics).
 
-Every frame a policy step used is written as a ``FRAME`` record before that step's ``TICK``
-record. Sequence numbers start again when a camera restarts, so a policy step's frame is the
-latest ``FRAME`` record with its sequence number written before it (:meth:`EpisodeLog.policy_frame`).
-A reader stops at the first incomplete or corrupt record and reports the log as truncated.
+Every frame a policy step used is written as a ``FRAME`` record before that step's ``TICK`` record.
+Sequence numbers start again when a camera restarts, so a policy step's frame is the latest
+``FRAME`` record with its sequence number written before it (:meth:`EpisodeLog.policy_frame`). A
+reader stops at the first incomplete or corrupt record and reports the log as truncated.
 """
 
 from __future__ import annotations
@@ -121,12 +121,14 @@ class EpisodeLog:
     truncated: bool = False  # the log ended in an incomplete or corrupt record, or without a footer
 
     def policy_frame(self, tick: dict[str, Any]) -> np.ndarray | None:
-        """The image a policy tick's step used (``uint8[H, W, C]``), or None if it was not logged."""
+        """The image a policy tick's step used (``uint8[H, W, C]``),
+        or None if it was not logged."""
         index = self.policy_frame_index.get(tick["tick"])
         return None if index is None else self.frame_records[index][2]
 
     def array(self, key: str) -> np.ndarray:
-        """Stack one field over all ticks that have it, e.g. ``log.array("positions")`` -> [T, J]."""
+        """Stack one field over all ticks that have it, e.g.
+        ``log.array("positions")`` -> [T, J]."""
         return np.array([t[key] for t in self.ticks if key in t and t[key] is not None])
 
     def policy_ticks(self) -> list[dict[str, Any]]:

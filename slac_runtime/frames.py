@@ -1,4 +1,5 @@
-"""Camera frames over ZeroMQ: the wire format, a publisher and a newest-frame subscriber (docs/architecture.md §4).
+"""Camera frames over ZeroMQ: the wire format, a publisher and a newest-frame subscriber
+(docs/architecture.md §4).
 
 One ZeroMQ message per frame, **single part** (ZeroMQ's ``CONFLATE`` option, which gives the
 subscriber its newest-frame semantics, does not support multipart messages): a 32-byte
@@ -194,10 +195,10 @@ def decode_frame(
 ) -> Frame:
     """Parse one wire message (bytes, a memoryview or a ``zmq.Frame``) into a :class:`Frame`.
 
-    ``received_at`` (wall clock, s since the epoch) and ``received_monotonic`` (``time.monotonic()``)
-    default to now. Raises :class:`FrameFormatError` (a ``ValueError``) naming what is wrong,
-    including a capture timestamp that is not finite, is negative, or lies more than
-    :data:`MAX_CLOCK_OFFSET_S` from ``received_at``.
+    ``received_at`` (wall clock, s since the epoch) and ``received_monotonic``
+    (``time.monotonic()``) default to now. Raises :class:`FrameFormatError` (a ``ValueError``)
+    naming what is wrong, including a capture timestamp that is not finite, is negative, or lies
+    more than :data:`MAX_CLOCK_OFFSET_S` from ``received_at``.
     """
     if received_at is None:
         received_at = time.time()
@@ -248,9 +249,9 @@ def _check_header(header: tuple, nbytes: int, received_at: float) -> None:
         )
     if abs(received_at - timestamp) > MAX_CLOCK_OFFSET_S:
         raise FrameFormatError(
-            f"frame {seq} has capture timestamp {timestamp:.3f}, {received_at - timestamp:+.0f} s from "
-            f"the subscriber's clock (more than {MAX_CLOCK_OFFSET_S:.0f} s): not a capture time "
-            "(is the camera computer's clock set?)"
+            f"frame {seq} has capture timestamp {timestamp:.3f}, {received_at - timestamp:+.0f} s "
+            f"from the subscriber's clock (more than {MAX_CLOCK_OFFSET_S:.0f} s): not a capture "
+            "time (is the camera computer's clock set?)"
         )
     if nbytes - HEADER_SIZE != length:
         raise FrameFormatError(
@@ -267,7 +268,8 @@ def _decode_payload(
         expected = height * width * channels
         if length != expected:
             raise FrameFormatError(
-                f"raw payload is {length} bytes, but {height}x{width}x{channels} pixels need {expected}"
+                f"raw payload is {length} bytes, but {height}x{width}x{channels} pixels "
+                f"need {expected}"
             )
         image = np.frombuffer(buffer, dtype=np.uint8, count=expected, offset=HEADER_SIZE)
         image = image.reshape(height, width, channels)
@@ -324,7 +326,8 @@ def _open_socket(
     role: str,
     options: list[tuple[int, Any]],
 ) -> zmq.Socket:
-    """A socket with LINGER 0 and ``options`` set, bound or connected, with an error that says why not."""
+    """A socket with LINGER 0 and ``options`` set, bound or connected, with
+    an error that says why not."""
     socket = context.socket(kind)
     socket.setsockopt(zmq.LINGER, 0)
     for option, value in options:

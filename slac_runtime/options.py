@@ -10,7 +10,7 @@ stay as hidden ``aliases``. Abbreviations are refused, and an unknown option get
 Every number a user types is checked where it enters, and a bad one is reported in one line that
 names the option, what it got and what it needs::
 
-    slac-run: error: argument --threads: must be an integer from 1 to 2 (this computer's cores), got 1000
+    slac-run: error: argument --episodes: must be an integer of at least 1, got '0'
 
 The same checks run when a config is built in code (:func:`check_options`, from ``__post_init__``).
 Exit codes tell a script what happened (:class:`ExitCode`).
@@ -54,7 +54,7 @@ class UsageError(RuntimeError):
     """A problem the user can fix before anything moves; printed as one line, exit code 2."""
 
 
-# ---- checked values -------------------------------------------------------------------------------
+# ---- checked values ------------------------------------------------------------------------------
 
 
 class Check:
@@ -143,7 +143,7 @@ thread_count = Check(
 """1 .. the cores this process may use: more threads than cores starve the servo bus and camera."""
 
 
-# ---- configs as options ---------------------------------------------------------------------------
+# ---- configs as options --------------------------------------------------------------------------
 
 
 def option(
@@ -163,10 +163,10 @@ def option(
     """A config field that is also a command-line option.
 
     ``flag``: the option's name without dashes (default: the field's, ``_`` -> ``-``); ``aliases``:
-    old names (without dashes) or short options (``-o``) accepted but not shown; ``parse``: the text -> value function (a :class:`Check`
-    also validates values set in code); ``required``: the command line must give it;
-    ``positional``: an argument, not an option; ``exclusive``: fields sharing this name cannot be
-    given together; ``cli=False``: a config value with no option.
+    old names (without dashes) or short options (``-o``) accepted but not shown; ``parse``: the
+    text -> value function (a :class:`Check` also validates values set in code); ``required``: the
+    command line must give it; ``positional``: an argument, not an option; ``exclusive``: fields
+    sharing this name cannot be given together; ``cli=False``: a config value with no option.
     """
     metadata = {
         "help": help,
@@ -301,7 +301,8 @@ def check_options(config: Any) -> None:
 def parse_config(
     parser: argparse.ArgumentParser, config_class: type[C], argv: Sequence[str] | None = None
 ) -> C:
-    """Parse ``argv`` into ``config_class``; a value the config refuses is a one-line usage error."""
+    """Parse ``argv`` into ``config_class``; a value the config
+    refuses is a one-line usage error."""
     args = parser.parse_args(argv)
     try:
         return config_from_args(config_class, args)
@@ -309,12 +310,12 @@ def parse_config(
         parser.error(str(e))
 
 
-# ---- the parser -----------------------------------------------------------------------------------
+# ---- the parser ----------------------------------------------------------------------------------
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line (no usage block) with a pointer to ``--help``,
-    that refuses abbreviated options and suggests the option meant by a misspelt one."""
+    """An ``ArgumentParser`` whose errors are one line (no usage block) with a pointer to
+    ``--help``, that refuses abbreviated options and suggests the option meant by a misspelt one."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("allow_abbrev", False)

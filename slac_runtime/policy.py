@@ -189,7 +189,8 @@ class OnnxPolicy:
         deterministic: bool = True,
         noise: np.ndarray | None = None,
     ) -> PolicyOutput:
-        """Re-encode a whole history (the full form): ``frames[history, H, W, 3]``, ``actions[history-1, A]``."""
+        """Re-encode a whole history (the full form): ``frames[history, H, W, 3]``,
+        ``actions[history-1, A]``."""
         m = self.metadata
         cached = np.zeros((m.history_length, m.feature_dim), dtype=np.float32)
         out, _ = self._run(

@@ -128,7 +128,8 @@ class PolicyMetadata:
                 out.append(f"policy was trained for robot {self.robot!r}, not {d.name!r}")
             if tuple(self.joint_names) != tuple(d.joint_names):
                 out.append(
-                    f"joint names differ: policy {list(self.joint_names)} vs robot {list(d.joint_names)}"
+                    f"joint names differ: policy {list(self.joint_names)} vs robot "
+                    f"{list(d.joint_names)}"
                 )
             ranges_robot = tuple(tuple(map(float, r)) for r in d.joint_ranges)
             if len(self.joint_ranges) != len(ranges_robot) or any(
@@ -144,7 +145,8 @@ class PolicyMetadata:
                 and abs(self.velocity_limit - d.velocity_limit) > 1e-6
             ):
                 out.append(
-                    f"velocity limit differs: policy {self.velocity_limit} vs robot {d.velocity_limit} rad/s"
+                    f"velocity limit differs: policy {self.velocity_limit} vs robot "
+                    f"{d.velocity_limit} rad/s"
                 )
             check_period = getattr(d, "check_control_period", None)
             period_problem = (

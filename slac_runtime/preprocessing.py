@@ -1,4 +1,5 @@
-"""Image preprocessing shared by the camera publisher, the runtime and the tests (docs/architecture.md §2).
+"""Image preprocessing shared by the camera publisher, the runtime and the tests
+(docs/architecture.md §2).
 
 A camera frame (OpenCV: BGR, any size) becomes what the policy was trained on: an RGB ``uint8``
 image ``[size, size, 3]``. The steps, in this order, are
@@ -141,8 +142,8 @@ class CameraCalibration:
         """The crop box ``(x, y, w, h)`` used on a frame of this size (checked against it)."""
         if self.source_size is not None and (frame_width, frame_height) != self.source_size:
             raise ValueError(
-                f"camera calibration was made for {self.source_size[0]}x{self.source_size[1]} frames, "
-                f"but the camera delivers {frame_width}x{frame_height}; recalibrate "
+                f"camera calibration was made for {self.source_size[0]}x{self.source_size[1]} "
+                f"frames, but the camera delivers {frame_width}x{frame_height}; recalibrate "
                 "(slac-calibrate camera) or set the camera's resolution"
             )
         if self.crop is None:
@@ -172,7 +173,8 @@ class CameraCalibration:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CameraCalibration:
-        """Build from :meth:`to_dict` output; missing fields take their defaults, unknown ones fail."""
+        """Build from :meth:`to_dict` output; missing fields take their
+        defaults, unknown ones fail."""
         if not isinstance(data, dict):
             raise ValueError(f"camera calibration must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}

@@ -16,9 +16,9 @@ with logged tick ``i``'s. The replay's tolerance, checked on the virtual D'Claw 
 joints is within :data:`REPLAY_MEAN_TOLERANCE_RAD` (0.03 rad). Both runs see the same goals at the
 same times, but not the same bus and thread timing, nor the same start (the ease-in starts from
 wherever the joints are): a goal moving at the velocity limit (0.105 rad per tick) turns a few
-milliseconds of servo lag into a few hundredths of a radian, and a tick the simulation thread
-of the virtual robot runs late (a loaded computer) into up to about a tenth. Measured on a loaded
-2-core machine: mean 0.005-0.014 rad, 95th percentile 0.03-0.06 rad, single-tick maxima 0.05-0.13 rad.
+milliseconds of servo lag into a few hundredths of a radian, and a tick the simulation thread of the
+virtual robot runs late (a loaded computer) into up to about a tenth. Measured on a loaded 2-core
+machine: mean 0.005-0.014 rad, 95th percentile 0.03-0.06 rad, single-tick maxima 0.05-0.13 rad.
 """
 
 from __future__ import annotations
@@ -137,7 +137,8 @@ def stop_reason(log: EpisodeLog) -> str:
 
 
 def task_success(log: EpisodeLog) -> bool | None:
-    """The task's success where the log knows it (footer, or the last tick's ``success``), else None."""
+    """The task's success where the log knows it (footer, or the last
+    tick's ``success``), else None."""
     if log.footer is not None and "success" in log.footer:
         return log.footer["success"]
     for tick in reversed(log.ticks):
@@ -377,8 +378,8 @@ class RobotReplayConfig:
 
 
 def tracking_stats(errors: np.ndarray) -> dict[str, Any]:
-    """Statistics of |replayed − logged joint positions| ``errors[T, J]`` (rad), and whether they are
-    within the replay tolerance (None when there are no ticks)."""
+    """Statistics of |replayed − logged joint positions| ``errors[T, J]`` (rad), and whether they
+    are within the replay tolerance (None when there are no ticks)."""
     if errors.size == 0:
         return {
             "max_tracking_error_rad": None,
@@ -471,7 +472,8 @@ def _replay_ticks(
     stop_requested: Callable[[], bool],
     status: Callable[[str], None] | None,
 ) -> None:
-    """Tick ``i`` at ``t0`` + its logged time: read the joints, send the logged goal, log the tick."""
+    """Tick ``i`` at ``t0`` + its logged time: read the joints, send
+    the logged goal, log the tick."""
     goals = logged_goals(log)
     positions = logged_positions(log)
     period = control_period_s(log)

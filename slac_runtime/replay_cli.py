@@ -1,10 +1,11 @@
-"""``slac-replay``: replay a logged episode on the robot, in simulation, through a policy, or as video.
+"""``slac-replay``: replay a logged episode on the robot, in simulation,
+through a policy, or as video.
 
-    slac-replay LOG                               # the episode's table (also --summary)
-    slac-replay LOG --video out.mp4               # camera frames beside joint/goal plots
-    slac-replay LOG --policy other.onnx           # per-step action differences on the logged inputs
-    slac-replay LOG --sim [--video sim.mp4]       # logged goals on the simulated robot, side by side
-    slac-replay LOG --robot dclaw --port PORT     # logged goals on the robot, with their timing
+    slac-replay LOG                            # the episode's table (also --summary)
+    slac-replay LOG --video out.mp4            # camera frames beside joint/goal plots
+    slac-replay LOG --policy other.onnx        # per-step action differences on the logged inputs
+    slac-replay LOG --sim [--video sim.mp4]    # logged goals on the simulated robot, side by side
+    slac-replay LOG --robot dclaw --port PORT  # logged goals on the robot, with their timing
 
 A log cut off by a kill is used up to its last complete tick (with a warning). A replay on the
 robot eases in from the current pose, sends the logged goals through the driver (which clips them
@@ -99,7 +100,9 @@ EXIT_CODES_HELP = """exit codes:
 
 
 def parse_args(argv: list[str] | None = None) -> ReplayConfig:
-    parser = command_parser("slac-replay", ReplayConfig, __doc__.splitlines()[0], EXIT_CODES_HELP)
+    parser = command_parser(
+        "slac-replay", ReplayConfig, " ".join(__doc__.split("\n\n")[0].split()), EXIT_CODES_HELP
+    )
     return parse_config(parser, ReplayConfig, argv)
 
 
@@ -124,8 +127,8 @@ def choose_calibration(args: ReplayConfig, log: EpisodeLog, entry) -> Path | Non
     if args.allow_uncalibrated or log.header.get("joint_calibration") is None:
         return None
     raise UsageError(
-        f"{args.log} was recorded with a joint calibration, but none is given: pass --calibration FILE "
-        f"(or --allow-uncalibrated to use the driver's defaults)"
+        f"{args.log} was recorded with a joint calibration, but none is given: pass --calibration "
+        "FILE (or --allow-uncalibrated to use the driver's defaults)"
     )
 
 

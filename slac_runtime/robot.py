@@ -1,4 +1,5 @@
-"""The robot interface the runtime drives (docs/architecture.md §5), and the registry that finds robots by name.
+"""The robot interface the runtime drives (docs/architecture.md §5), and the registry that finds
+robots by name.
 
 A robot package declares an entry point in the ``slac.robots`` group that points at a
 :class:`RobotEntry`; the runtime never imports a robot package directly.

@@ -1,4 +1,5 @@
-"""``slac-run``: drive a robot with an exported SLAC policy, camera → ZeroMQ → history → ONNX → servos.
+"""``slac-run``: drive a robot with an exported SLAC policy,
+camera → ZeroMQ → history → ONNX → servos.
 
     slac-run --robot dclaw --camera 0 --policy policy.onnx --port /dev/ttyUSB0 --episodes 3
 
@@ -129,7 +130,9 @@ class RunConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
-    parser = command_parser("slac-run", RunConfig, __doc__.splitlines()[0], EXIT_CODES_HELP)
+    parser = command_parser(
+        "slac-run", RunConfig, " ".join(__doc__.split("\n\n")[0].split()), EXIT_CODES_HELP
+    )
     return parse_config(parser, RunConfig, argv)
 
 
@@ -244,15 +247,17 @@ def load_policy(args: RunConfig, entry: Any, scheduling: str) -> tuple[OnnxPolic
 
 
 def resolve_calibrations(args: RunConfig, entry: Any) -> None:
-    """Fill in the robot's default joint and camera calibration files, or refuse to run uncalibrated."""
+    """Fill in the robot's default joint and camera calibration files, or
+    refuse to run uncalibrated."""
     if args.joint_calibration is None and not args.allow_uncalibrated:
         default = entry.default_calibration_path()
         if default is not None and default.exists():
             args.joint_calibration = default
         else:
             raise UsageError(
-                f"robot {args.robot!r} is not calibrated: run `slac-calibrate joints --robot {args.robot}` "
-                "or pass --calibration FILE (or --allow-uncalibrated to use the driver's defaults)"
+                f"robot {args.robot!r} is not calibrated: run `slac-calibrate joints --robot "
+                f"{args.robot}` or pass --calibration FILE (or --allow-uncalibrated to use the "
+                "driver's defaults)"
             )
     if not is_endpoint(args.camera) and args.camera_calibration is None:
         default_camera = default_calibration_path(args.robot, "camera")
@@ -376,7 +381,8 @@ def camera_endpoint(args: RunConfig, size: int) -> Iterator[tuple[subprocess.Pop
 
 
 def run(args: RunConfig, outcome: dict[str, Any]) -> int:
-    """Drive the robot; ``outcome`` collects what happened (the signal that stopped it, the summaries)."""
+    """Drive the robot; ``outcome`` collects what happened (the signal that
+    stopped it, the summaries)."""
     entry = find_robot(args.robot)
     scheduling = enable_realtime() if args.realtime else "normal"
     policy, policy_path = load_policy(args, entry, scheduling)

@@ -1,4 +1,5 @@
-"""Tick timing on this computer's clock: absolute deadlines, slept to within a fraction of a millisecond.
+"""Tick timing on this computer's clock: absolute deadlines, slept to
+within a fraction of a millisecond.
 
 :class:`RateTimer` paces a fixed-rate loop (``start + k * period``); :func:`sleep_until` waits for
 one deadline (a replay's logged tick times). Both sleep most of the wait and spin the last
@@ -37,7 +38,8 @@ class RateTimer:
         return self._start + self._k * self.period_s
 
     def wait(self) -> tuple[float, bool]:
-        """Sleep until the next deadline; return (lateness_s, overrun). Missed deadlines are skipped."""
+        """Sleep until the next deadline; return (lateness_s, overrun).
+        Missed deadlines are skipped."""
         deadline = self.next_deadline
         now = self._clock()
         overrun = now > deadline + self.period_s

@@ -33,7 +33,8 @@ RETRIES = 3  # the driver's default: the virtual robot's bus answers from its ow
 def slac_calibrate(
     *argv: str, stdin: str = "", timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    """``slac-calibrate ARGV`` in its own process, as a user runs it (the virtual robot stays here)."""
+    """``slac-calibrate ARGV`` in its own process, as a user runs it
+    (the virtual robot stays here)."""
     return subprocess.run(
         [sys.executable, "-m", "calibration.cli", *argv],
         input=stdin,
@@ -121,7 +122,8 @@ def test_planted_offsets_are_recovered(planted_dclaw, tmp_path):
 
 
 def test_range_check_records_the_joint_ranges(planted_dclaw, calibration_dir):
-    # Interactive: two Enters (zero pose; "the claw will now move"); the file goes to the default place.
+    # Interactive: two Enters (zero pose; "the claw will now move"); the
+    # file goes to the default place.
     run = slac_calibrate("joints", "--port", planted_dclaw.port, "--range-speed", "4", stdin="\n\n")
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("Press Enter") == 2
@@ -192,7 +194,8 @@ def hold_pose(robot: VirtualDClaw, q: np.ndarray) -> None:
 
 @pytest.fixture
 def wide_dclaw(tmp_path):
-    """The virtual D'Claw holding its reset pose above the valve, seen by an uncalibrated wide camera."""
+    """The virtual D'Claw holding its reset pose above the valve, seen by
+    an uncalibrated wide camera."""
     robot = VirtualDClaw(tmp_path / "tty", f"ipc://{tmp_path}/camera", wide_view=WideView())
     with robot:
         hold_pose(robot, np.array(RESET_POSE))
@@ -260,9 +263,9 @@ def test_camera_auto_recovers_the_wide_view(wide_dclaw, tmp_path, calibration_di
     ):
         record_property(name, round(float(value), 3))
     print(
-        f"\ncamera calibration: crop {found.crop} (truth {expected.crop}), rotation {found.rotation_deg:+.2f} "
-        f"(truth {expected.rotation_deg:+.2f}) deg; image error before {before:.2f}, after {after:.2f}, "
-        f"ground truth {truth:.2f}"
+        f"\ncamera calibration: crop {found.crop} (truth {expected.crop}), rotation "
+        f"{found.rotation_deg:+.2f} (truth {expected.rotation_deg:+.2f}) deg; image error before "
+        f"{before:.2f}, after {after:.2f}, ground truth {truth:.2f}"
     )
     assert after < before / 2
     assert truth < before / 2  # the ground truth and preprocess_frame agree on the rotation's sign
@@ -282,8 +285,8 @@ def test_camera_search_handles_the_other_roll_and_a_mirror(tmp_path):
     assert result.error_after < result.error_before / 2
     print(
         f"\nroll -4 deg: crop {result.calibration.crop} (truth {expected.crop}), rotation "
-        f"{result.calibration.rotation_deg:+.2f} deg; image error before {result.error_before:.2f}, "
-        f"after {result.error_after:.2f}"
+        f"{result.calibration.rotation_deg:+.2f} deg; image error before "
+        f"{result.error_before:.2f}, after {result.error_after:.2f}"
     )
 
     mirrored = align_camera(np.ascontiguousarray(frame[:, ::-1]), sim, max_rotation_deg=6)
@@ -317,7 +320,7 @@ def test_camera_overlay_with_a_given_pose_and_calibration(wide_dclaw, tmp_path, 
     assert not (calibration_dir / "dclaw-camera.json").exists()  # nothing is written without --auto
 
 
-# ---- wrong files ----------------------------------------------------------------------------------
+# ---- wrong files ---------------------------------------------------------------------------------
 
 
 def write_joint_file(path, **changes):

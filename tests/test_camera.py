@@ -75,7 +75,7 @@ def connect(pub: FramePublisher, sub: FrameSubscriber, timeout_s: float = 5.0) -
         pub.publish(np.zeros((8, 8, 3), np.uint8))
 
 
-# ---- OpenCVCamera ---------------------------------------------------------------------------------
+# ---- OpenCVCamera --------------------------------------------------------------------------------
 
 
 def test_video_file_is_a_camera(video):
@@ -190,7 +190,7 @@ def test_unplugged_camera_fails_with_a_clear_error():
             camera.read(timeout_s=2.0)
 
 
-# ---- CameraPublisher ------------------------------------------------------------------------------
+# ---- CameraPublisher -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ipc"])

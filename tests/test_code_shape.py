@@ -18,7 +18,8 @@ def long_functions() -> list[str]:
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     lines = node.end_lineno - node.lineno + 1
                     if lines > MAX_FUNCTION_LINES:
-                        found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {lines} lines")
+                        where = f"{path.relative_to(REPO)}:{node.lineno}"
+                        found.append(f"{where} {node.name}: {lines} lines")
     return found
 
 

@@ -42,9 +42,13 @@ TICK = ct.RAD_PER_TICK
 NO_STEP_LIMIT = 10.0  # rad: wider than any joint range, so a goal is reached in one command
 
 
-def make_emulator(tmp_path, mountings=None, start=RESET, **kwargs) -> ServoBusEmulator:
+def make_emulator(
+    tmp_path, mountings=None, start=RESET, max_velocity_rad_s=100.0, **kwargs
+) -> ServoBusEmulator:
+    """Nine XM430 servos (unless ``model_number`` says otherwise) at ``start``, mounted as
+    ``mountings`` (default: the D'Claw's default calibration), on ``tmp_path / "ttyDCLAW"``."""
     backend = KinematicBackend(
-        dict(zip(IDS, start)), max_velocity_rad_s=100.0, time_constant_s=0.002
+        dict(zip(IDS, start)), max_velocity_rad_s=max_velocity_rad_s, time_constant_s=0.002
     )
     return ServoBusEmulator(
         IDS,
@@ -273,7 +277,10 @@ def test_unsupported_model_and_calibration_outside_the_position_limits(tmp_path)
         emu.set_register(12, ct.MIN_POSITION_LIMIT, 1500)
         with pytest.raises(
             ServoConfigurationError,
-            match=r"servo 12 \(FF12\) limits read 1500\.\.4095 but FF12's range .* needs ticks 1024\.\.3072",
+            match=(
+                r"servo 12 \(FF12\) limits read 1500\.\.4095 but FF12's range .* needs ticks "
+                r"1024\.\.3072"
+            ),
         ):
             DClawDriver(emu.port_path).connect()
         assert not any(emu.torque_enabled(i) for i in IDS)
@@ -283,7 +290,8 @@ def test_missing_port_says_what_to_check(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         DClawDriver(str(tmp_path / "ttyUSB0")).connect()
     assert str(info.value) == (
-        f"serial port {tmp_path / 'ttyUSB0'} not found: is the D'Claw's USB adapter plugged in? ls /dev/ttyUSB*"
+        f"serial port {tmp_path / 'ttyUSB0'} not found: is the D'Claw's USB adapter plugged in? "
+        "ls /dev/ttyUSB*"
     )
 
 

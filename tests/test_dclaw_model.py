@@ -271,5 +271,8 @@ def test_visual_randomisation_changes_the_image_reproducibly():
 
 
 def test_simulation_module_does_not_import_the_training_package():
-    code = "import sys, robots.dclaw.sim; assert 'slac_train' not in sys.modules and 'torch' not in sys.modules"
+    code = (
+        "import sys, robots.dclaw.sim; "
+        "assert 'slac_train' not in sys.modules and 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

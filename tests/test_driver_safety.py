@@ -1,6 +1,7 @@
-"""The D'Claw driver refuses what it cannot move safely, and says so: servo registers and start poses
-that contradict the calibration (refused before torque on), the servos' Bus Watchdog (armed while
-goals stream, so a killed process stops the servos), a port that goes away (named), bad options.
+"""The D'Claw driver refuses what it cannot move safely, and says so: servo registers and
+start poses that contradict the calibration (refused before torque on), the servos' Bus
+Watchdog (armed while goals stream, so a killed process stops the servos), a port that
+goes away (named), bad options.
 
 Each test checks what the servos did -- torque, goal registers, positions in the emulator -- not
 only the message."""
@@ -25,11 +26,8 @@ from robots.dclaw.driver import (
 from robots.dynamixel import control_table as ct
 from robots.dynamixel.bus import BusDisconnectedError, BusWatchdogError, ServoConfigurationError
 from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
-from robots.dynamixel.emulator import (
-    KinematicBackend,
-    ServoBusEmulator,
-    mountings_from_calibration,
-)
+from robots.dynamixel.emulator import ServoBusEmulator
+from tests.test_dclaw_driver import make_emulator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,19 +35,6 @@ IDS = DCLAW.motor_ids
 RESET = np.array(DCLAW.reset_pose)
 WATCHDOG_UNITS = round(DEFAULT_WATCHDOG_S / ct.BUS_WATCHDOG_UNIT_S)  # 10
 FAR = 10.0  # rad: a step limit wider than any joint range
-
-
-def make_emulator(tmp_path, start=RESET, mountings=None, max_velocity_rad_s=100.0):
-    backend = KinematicBackend(
-        dict(zip(IDS, start)), max_velocity_rad_s=max_velocity_rad_s, time_constant_s=0.002
-    )
-    return ServoBusEmulator(
-        IDS,
-        backend,
-        link_path=tmp_path / "ttyDCLAW",
-        mountings=mountings or mountings_from_calibration(DEFAULT_CALIBRATION),
-        model_number=1030,
-    )
 
 
 def goals(emu: ServoBusEmulator) -> list[int]:
@@ -95,8 +80,8 @@ def test_position_limits_reading_0_0_refuse_the_run_before_torque_on(tmp_path):
             claw.connect()
         message = str(info.value)
         assert (
-            "servo 10 (FF10) limits read 0..0 but FF10's range [-0.48, +0.48] rad needs ticks 711..1337"
-            in message
+            "servo 10 (FF10) limits read 0..0 but FF10's range [-0.48, +0.48] rad needs ticks "
+            "711..1337" in message
         )
         assert "servo 32 (TH32) limits read 0..0" in message
         assert "Dynamixel Wizard" in message and "slac-calibrate joints" in message
@@ -155,8 +140,10 @@ def test_an_operating_mode_that_does_not_stick_is_refused(tmp_path, monkeypatch)
         monkeypatch.setattr(claw.bus, "write", ignoring_mf20)
         with pytest.raises(
             ServoConfigurationError,
-            match=r"Operating Mode .* not position control \(3\) after writing it: servo 20 \(MF20\) "
-            r"reads 4 \(extended position\)",
+            match=(
+                r"Operating Mode .* not position control \(3\) after writing it: "
+                r"servo 20 \(MF20\) reads 4 \(extended position\)"
+            ),
         ) as info:
             claw.connect()
         assert info.value.servo_ids == (20,)
@@ -172,8 +159,10 @@ def test_a_reversed_drive_mode_is_refused(tmp_path):
         before = goals(emu)
         with pytest.raises(
             ServoConfigurationError,
-            match=r"servo 21 \(MF21\): Drive Mode 1 \(bit 0 reverses .*servo 31 \(TH31\): Drive Mode 8 "
-            r"\(bit 3 lets a goal write turn torque on\)",
+            match=(
+                r"servo 21 \(MF21\): Drive Mode 1 \(bit 0 reverses .*"
+                r"servo 31 \(TH31\): Drive Mode 8 \(bit 3 lets a goal write turn torque on\)"
+            ),
         ) as info:
             DClawDriver(emu.port_path).connect()
         assert info.value.servo_ids == (21, 31)
@@ -206,7 +195,7 @@ def test_calibrating_skips_only_the_checks_that_need_a_calibration(tmp_path):
         assert_untouched(emu, before)
 
 
-# ---- Bus Watchdog ---------------------------------------------------------------------------------
+# ---- Bus Watchdog --------------------------------------------------------------------------------
 
 
 def test_the_watchdog_is_armed_while_goals_stream_and_cleared_otherwise(tmp_path):

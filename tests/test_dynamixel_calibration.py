@@ -1,4 +1,5 @@
-"""Joint calibration files: conversions, round trip, and errors that say what is wrong and how to fix it."""
+"""Joint calibration files: conversions, round trip, and errors that say what
+is wrong and how to fix it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The servo-bus emulator on a pty, driven by ROBOTIS's unmodified dynamixel_sdk (and by raw bytes)."""
+"""The servo-bus emulator on a pty, driven by ROBOTIS's unmodified
+dynamixel_sdk (and by raw bytes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Protocol 2.0 packets byte for byte: check vectors, CRC, stuffing, and agreement with ROBOTIS's SDK."""
+"""Protocol 2.0 packets byte for byte: check vectors, CRC, stuffing, and
+agreement with ROBOTIS's SDK."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The frame wire format and its ZeroMQ transport (docs/architecture.md §4, docs/frame_wire_format.md)."""
+"""The frame wire format and its ZeroMQ transport (docs/architecture.md §4,
+docs/frame_wire_format.md)."""
 
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def test_decode_errors_say_what_is_wrong():
     assert issubclass(FrameFormatError, ValueError)
 
 
-# ---- transport -------------------------------------------------------------------------------------
+# ---- transport -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(params=["tcp", "ipc"])
@@ -202,7 +203,8 @@ def test_subscriber_returns_the_newest_frame_and_counts_drops(endpoint):
         seen = sub.received - received  # frames 1..20 that reached the subscriber
         assert 1 <= seen <= 3  # conflated: a few at most, never all 20
         assert sub.drops == 20 - seen  # every unseen sequence number is a drop
-        # latest() without waiting returns the same newest frame again; with a timeout, only new ones.
+        # latest() without waiting returns the same newest frame again;
+        # with a timeout, only new ones.
         assert sub.latest().seq == 20
         assert sub.latest(timeout_s=0.05) is None
         pub.publish(random_image(), seq=25)

@@ -1,4 +1,5 @@
-"""The shared history (docs/architecture.md §1): padding rule, order, and agreement with buffer windows."""
+"""The shared history (docs/architecture.md §1): padding rule, order, and
+agreement with buffer windows."""
 
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ CAMERA_FPS = 40.0
 
 # -- a fake robot -------------------------------------------------------------------------------
 class FakeRobot(Robot):
-    """Joints that reach every goal at once, except ``blocked`` ones (joint index -> stuck angle)."""
+    """Joints that reach every goal at once, except ``blocked`` ones
+    (joint index -> stuck angle)."""
 
     def __init__(
         self, description=DCLAW, on_exit: str = "relax", blocked: dict[int, float] | None = None
@@ -145,7 +146,7 @@ def steady(k: int, elapsed_s: float) -> bytes:
     return frame_message(k)
 
 
-# -- running one episode ----------------------------------------------------------------------------
+# -- running one episode ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def policy() -> OnnxPolicy:
     return OnnxPolicy(POLICY, threads=1, seed=0)
@@ -225,7 +226,7 @@ def policy_goal_changes(robot: FakeRobot, after_s: float) -> int:
     )
 
 
-# -- 1. time from our own clock ---------------------------------------------------------------------
+# -- 1. time from our own clock --------------------------------------------------------------------
 @pytest.mark.parametrize("clock_offset_s", [30.0, -30.0])
 def test_a_frozen_camera_with_an_offset_clock_stops_the_robot(tmp_path, policy, clock_offset_s):
     """A camera 30 s ahead of (or behind) us that freezes after 0.6 s: goals stop changing at once,
@@ -293,7 +294,7 @@ def test_a_camera_repeating_its_sequence_number_is_frozen(tmp_path, policy):
     assert ep.stopped_at - first_repeat <= 0.75 + 3 * PERIOD_S
 
 
-# -- 1b. publisher restarts -------------------------------------------------------------------------
+# -- 1b. publisher restarts ------------------------------------------------------------------------
 def test_a_publisher_restart_restarts_the_history_and_replays(tmp_path, policy):
     """Sequence numbers going backwards (the publisher restarted after a 0.3 s gap): one
     camera_restart event, the goal held through the gap, the history restarted from the first new
@@ -395,7 +396,7 @@ def test_too_many_malformed_messages_stop_the_robot(tmp_path, policy, garbage_sh
     assert ep.events("malformed_frame")
 
 
-# -- 3. every frame the policy used is in the log ----------------------------------------------------
+# -- 3. every frame the policy used is in the log --------------------------------------------------
 def test_every_frame_the_policy_used_is_logged_and_reproduces(tmp_path, policy):
     """A camera sending each sequence number three times: each policy step uses a distinct, logged
     frame, and the policy re-run on the log reproduces every action (noise included)."""

@@ -100,7 +100,8 @@ def test_rollout_video_with_panel_labels_and_captions(tmp_path):
 
 
 def test_random_rollout_demo_writes_h264(tmp_path, capsys):
-    """``python -m slac_train.demo``: the random rollout's mp4 plays everywhere; its report reads."""
+    """``python -m slac_train.demo``: the random rollout's mp4 plays
+    everywhere; its report reads."""
     from slac_train import demo
 
     assert demo.main(["--task", "dclaw-turn", "--max-steps", "5", "--out", str(tmp_path)]) == 0

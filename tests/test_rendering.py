@@ -80,6 +80,14 @@ def test_freeing_one_renderer_leaves_another_intact():
         second.close()
 
 
+def run_without_gl_choice(code: str) -> subprocess.CompletedProcess:
+    """``python -c code`` with neither MUJOCO_GL nor PYOPENGL_PLATFORM set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_import_chooses_no_backend_and_make_env_does():
     code = (
         "import os, sys\n"
@@ -91,10 +99,7 @@ def test_import_chooses_no_backend_and_make_env_does():
         "print(os.environ['MUJOCO_GL'], obs.shape)\n"
         "env.close()\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+    out = run_without_gl_choice(code)
     assert out.returncode == 0, out.stderr
     backend, shape = out.stdout.split(maxsplit=1)
     assert backend in ("egl", "osmesa")
@@ -111,16 +116,18 @@ def test_no_backend_gives_install_hint():
         "except RuntimeError as e:\n"
         "    print(e)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+    out = run_without_gl_choice(code)
     assert "apt-get install" in out.stdout and "libosmesa6" in out.stdout, out.stdout + out.stderr
 
 
 def test_an_unclosed_dclaw_env_exits_without_gl_errors():
     # The GL contexts must be freed before MuJoCo's EGL display is torn down at exit.
-    code = "from slac_train.envs import make_env\ne = make_env('dclaw-turn', seed=0)\ne.reset()\nprint('ok')"
+    code = (
+        "from slac_train.envs import make_env\n"
+        "e = make_env('dclaw-turn', seed=0)\n"
+        "e.reset()\n"
+        "print('ok')"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )

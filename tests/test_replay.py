@@ -75,6 +75,22 @@ def replay_cli(*args: str, wait: bool = True):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
+def replay_on_robot(log: Path, robot: VirtualDClaw, out_log: Path, *args: str, wait: bool = True):
+    """``slac-replay LOG --robot dclaw`` on the virtual D'Claw ``robot``, writing ``out_log``."""
+    return replay_cli(
+        str(log),
+        "--robot",
+        "dclaw",
+        "--port",
+        robot.port,
+        "--out-log",
+        str(out_log),
+        "--quiet",
+        *args,
+        wait=wait,
+    )
+
+
 def json_results(stdout: str) -> dict:
     out = {}
     for line in stdout.splitlines():
@@ -101,17 +117,7 @@ def cut_mid_record(src: Path, dst: Path, after_ticks: int) -> None:
 # -- on the robot ---------------------------------------------------------------------------------
 def test_replay_on_robot_follows_the_logged_trajectory(recorded_log, fresh_virtual_dclaw, tmp_path):
     out_log = tmp_path / "replay.slaclog"
-    result = replay_cli(
-        str(recorded_log),
-        "--robot",
-        "dclaw",
-        "--port",
-        fresh_virtual_dclaw.port,
-        "--out-log",
-        str(out_log),
-        "--quiet",
-        "--json",
-    )
+    result = replay_on_robot(recorded_log, fresh_virtual_dclaw, out_log, "--json")
     assert result.returncode == 0, result.stderr
     report = json_results(result.stdout)["robot"]
     logged, replayed = read_episode_log(recorded_log), read_episode_log(out_log)
@@ -158,16 +164,7 @@ def test_a_log_that_claims_another_control_period_is_not_replayed(
             out.tick(tick)
         out.close(logged.footer or {})
     before = dict(fresh_virtual_dclaw.emulator.counters)
-    result = replay_cli(
-        str(edited),
-        "--robot",
-        "dclaw",
-        "--port",
-        fresh_virtual_dclaw.port,
-        "--out-log",
-        str(tmp_path / "replay.slaclog"),
-        "--quiet",
-    )
+    result = replay_on_robot(edited, fresh_virtual_dclaw, tmp_path / "replay.slaclog")
     assert result.returncode == 2, result.stderr
     assert "control period 0.5 s is not one robot 'dclaw' may be driven at" in result.stderr
     assert (
@@ -177,17 +174,7 @@ def test_a_log_that_claims_another_control_period_is_not_replayed(
 
 def test_sigterm_stops_a_robot_replay_cleanly(recorded_log, fresh_virtual_dclaw, tmp_path):
     out_log = tmp_path / "replay.slaclog"
-    proc = replay_cli(
-        str(recorded_log),
-        "--robot",
-        "dclaw",
-        "--port",
-        fresh_virtual_dclaw.port,
-        "--out-log",
-        str(out_log),
-        "--quiet",
-        wait=False,
-    )
+    proc = replay_on_robot(recorded_log, fresh_virtual_dclaw, out_log, wait=False)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
@@ -229,7 +216,7 @@ def test_policy_replay_nonzero_for_another_checkpoint(recorded_log, other_policy
     assert report["identical"] is False and report["max_abs_diff"] == pytest.approx(diffs.max())
 
 
-# -- video, summary, simulation ---------------------------------------------------------------------
+# -- video, summary, simulation --------------------------------------------------------------------
 def video_properties(path: Path) -> tuple[int, int, int]:
     """(frames decoded, width, height)."""
     capture = cv2.VideoCapture(str(path))
@@ -332,7 +319,7 @@ def test_sim_replay_video_and_tracking(recorded_log, tmp_path, capsys):
     assert -math.pi <= report["final_valve_error_rad"] < math.pi
 
 
-# -- a log cut off by a kill -------------------------------------------------------------------------
+# -- a log cut off by a kill -----------------------------------------------------------------------
 def test_truncated_log_replays_up_to_its_last_complete_tick(recorded_log, tmp_path, capsys):
     cut = tmp_path / "cut.slaclog"
     cut_mid_record(recorded_log, cut, after_ticks=15)
@@ -355,7 +342,7 @@ def test_truncated_log_replays_up_to_its_last_complete_tick(recorded_log, tmp_pa
     )  # policy ticks 0, 2, ..., 14
 
 
-# -- errors and layering -------------------------------------------------------------------------------
+# -- errors and layering ---------------------------------------------------------------------------
 def test_command_line_errors(recorded_log, tmp_path, capsys):
     assert replay_main([str(tmp_path / "missing.slaclog")]) == 2
     assert replay_main([str(recorded_log), "--robot", "dclaw"]) == 2  # a robot replay needs --port

@@ -1,4 +1,5 @@
-"""Replay windows: alignment, episode boundaries, start-of-episode padding (same as History), ring eviction."""
+"""Replay windows: alignment, episode boundaries, start-of-episode padding (same
+as History), ring eviction."""
 
 from __future__ import annotations
 

@@ -26,7 +26,9 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     for name, regex in {
         "a numbered working session": r"\bsessions? \d+",
         "a working session's start or end": r"\bsessions? (ended|ends|started|starts)\b",
-        "this, the previous or the next session": r"\b(this|previous|next|last|earlier|later) sessions?\b",
+        "this, the previous or the next session": (
+            r"\b(this|previous|next|last|earlier|later) sessions?\b"
+        ),
         "a sitting": r"\bsittings?\b",
         "a run's history": r"\b(was|were) stopped and resumed\b|\bstopped and resumed in\b",
         "a design file outside the repository": r"\bDESIGN(\.md)?\s*§|\bDESIGN\.md\b",

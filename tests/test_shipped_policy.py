@@ -1,4 +1,5 @@
-"""The Turn policy shipped with the D'Claw package: found, self-describing, and turning the valve."""
+"""The Turn policy shipped with the D'Claw package: found,
+self-describing, and turning the valve."""
 
 from __future__ import annotations
 

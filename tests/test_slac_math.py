@@ -1,4 +1,5 @@
-"""The SLAC learner's math: analytic KL, tanh-Gaussian log-probability, network shapes and fast paths."""
+"""The SLAC learner's math: analytic KL, tanh-Gaussian log-probability,
+network shapes and fast paths."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def test_tanh_gaussian_log_prob_is_a_change_of_variables():
         log_std = torch.tensor([-0.5, 0.2, 0.7])
         u = torch.tensor([0.1, -2.5, 3.0])
         ours = tanh_gaussian_log_prob(u[None], mean[None], log_std[None])[0]
-        # numeric: log p_a(a) = log p_u(u) - log |d tanh(u) / du| with a finite-difference derivative
+        # numeric: log p_a(a) = log p_u(u) - log |d tanh(u) / du| with a
+        # finite-difference derivative
         h = 1e-6
         dtanh = (torch.tanh(u + h) - torch.tanh(u - h)) / (2 * h)
         normal = torch.distributions.Normal(mean, log_std.exp())

@@ -1,4 +1,5 @@
-"""slac-run end to end against the virtual D'Claw: the loop, the log, the action mapping, and faults."""
+"""slac-run end to end against the virtual D'Claw: the loop, the log, the
+action mapping, and faults."""
 
 from __future__ import annotations
 
@@ -59,25 +60,41 @@ def test_episode_end_to_end(virtual_dclaw, tiny_dclaw_policy, tmp_path):
     assert log.footer["ticks"] == 2 * steps and log.footer["stop_reason"] == "episode complete"
 
 
-def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(
-        tiny_dclaw_policy,
-        virtual_dclaw,
-        tmp_path / "logs",
-        "--episode-steps",
-        "200",
-        "--stale-timeout",
-        "0.6",
-        wait=False,
-    )
+def disturb_episode(
+    robot: VirtualDClaw,
+    policy,
+    log_dir,
+    disturb,
+    *args: str,
+    steps: int = 200,
+    ticks: int = 0,
+    settle_s: float = 0.0,
+    timeout_s: float = 60.0,
+) -> tuple[int, str]:
+    """Start a ``slac-run`` episode of ``steps`` steps; once its log holds ``ticks`` ticks and
+    ``settle_s`` more seconds passed, call ``disturb(proc)``; return the exit code and stderr."""
+    proc = run_slac_run(policy, robot, log_dir, "--episode-steps", str(steps), *args, wait=False)
     try:
-        wait_for_ticks(tmp_path / "logs")
-        time.sleep(1.0)
-        virtual_dclaw.freeze_camera()
-        _, err = proc.communicate(timeout=60)
+        wait_for_ticks(log_dir, ticks)
+        time.sleep(settle_s)
+        disturb(proc)
+        _, err = proc.communicate(timeout=timeout_s)
     finally:
         proc.kill()
-    assert proc.returncode == 3, err
+    return proc.returncode, err
+
+
+def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_path):
+    returncode, err = disturb_episode(
+        virtual_dclaw,
+        tiny_dclaw_policy,
+        tmp_path / "logs",
+        lambda _: virtual_dclaw.freeze_camera(),
+        "--stale-timeout",
+        "0.6",
+        settle_s=1.0,
+    )
+    assert returncode == 3, err
     assert "stale" in err and "robot relaxed (torque off)" in err
     log = read_episode_log(episode_logs(tmp_path / "logs")[0])
     events = [e["event"] for e in log.events]
@@ -88,17 +105,14 @@ def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_
 
 
 def test_silent_servo_stops_safely_naming_it(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(
-        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False
+    returncode, err = disturb_episode(
+        virtual_dclaw,
+        tiny_dclaw_policy,
+        tmp_path / "logs",
+        lambda _: virtual_dclaw.emulator.set_silent(21),
+        settle_s=1.0,
     )
-    try:
-        wait_for_ticks(tmp_path / "logs")
-        time.sleep(1.0)
-        virtual_dclaw.emulator.set_silent(21)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1
+    assert returncode == 1
     assert "21" in err and "MF21" in err, err
     log = read_episode_log(episode_logs(tmp_path / "logs")[0])
     assert any(e["event"] == "error" and "21" in e["reason"] for e in log.events)
@@ -211,17 +225,17 @@ def test_a_wrong_joint_calibration_refuses_the_run(virtual_dclaw, tiny_dclaw_pol
 
 
 def test_killing_the_servo_bus_names_the_port(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(
-        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "400", wait=False
+    port = virtual_dclaw.port
+    returncode, err = disturb_episode(
+        virtual_dclaw,
+        tiny_dclaw_policy,
+        tmp_path / "logs",
+        lambda _: virtual_dclaw.emulator.stop(),
+        steps=400,
+        ticks=6,
+        timeout_s=30,
     )
-    try:
-        wait_for_ticks(tmp_path / "logs", 6)
-        port = virtual_dclaw.port
-        virtual_dclaw.emulator.stop()
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1, err
+    assert returncode == 1, err
     assert port in err and "the robot could not be told to relax" in err, err
     log = read_episode_log(episode_logs(tmp_path / "logs")[0])
     assert log.footer is not None and port in log.footer["stop_reason"]
@@ -269,7 +283,8 @@ def test_metadata_mismatch_is_refused_before_any_motion(
 
 
 def test_step_clip_comes_from_the_robot(tiny_dclaw_policy, tmp_path, monkeypatch):
-    """The driver's step clip is the robot's velocity limit over the robot's period, whatever the file."""
+    """The driver's step clip is the robot's velocity limit over the
+    robot's period, whatever the file."""
     from slac_runtime import run_cli
 
     seen = {}
@@ -344,41 +359,32 @@ def test_local_camera_failure_is_reported_before_any_motion(
 
 
 def test_stale_camera_with_on_exit_hold_says_holding(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    proc = run_slac_run(
-        tiny_dclaw_policy,
+    returncode, err = disturb_episode(
         virtual_dclaw,
+        tiny_dclaw_policy,
         tmp_path / "logs",
-        "--episode-steps",
-        "200",
+        lambda _: virtual_dclaw.freeze_camera(),
         "--stale-timeout",
         "0.6",
         "--on-exit",
         "hold",
-        wait=False,
     )
-    try:
-        wait_for_ticks(tmp_path / "logs")
-        virtual_dclaw.freeze_camera()
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 3, err
+    assert returncode == 3, err
     assert "stale" in err and "robot left holding its pose" in err and "relaxed" not in err
     assert all(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signals_exit_with_their_code(virtual_dclaw, tiny_dclaw_policy, tmp_path, signum):
-    proc = run_slac_run(
-        tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--episode-steps", "200", wait=False
+    returncode, err = disturb_episode(
+        virtual_dclaw,
+        tiny_dclaw_policy,
+        tmp_path / "logs",
+        lambda proc: proc.send_signal(signum),
+        ticks=4,
+        timeout_s=30,
     )
-    try:
-        wait_for_ticks(tmp_path / "logs", 4)
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signum, err
+    assert returncode == 128 + signum, err
     assert f"interrupted: {signal.Signals(signum).name}; robot relaxed" in err
     log = read_episode_log(episode_logs(tmp_path / "logs")[0])
     assert log.footer["stop_reason"] == "stop requested" and not log.truncated

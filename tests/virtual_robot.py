@@ -1,4 +1,5 @@
-"""Helpers for end-to-end tests against the virtual D'Claw (real pty, real sockets, real processes)."""
+"""Helpers for end-to-end tests against the virtual D'Claw (real pty,
+real sockets, real processes)."""
 
 from __future__ import annotations
 

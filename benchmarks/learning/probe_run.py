@@ -47,7 +47,8 @@ def probe(run_dir: Path, windows: int, probe_steps: int, seed: int) -> dict:
     buffer_file = state.get("buffer_file")
     if not buffer_file or not (checkpoint_dir(run_dir) / buffer_file).is_file():
         raise FileNotFoundError(
-            f"{run_dir}: the latest checkpoint has no saved replay buffer (train with save_buffer on)"
+            f"{run_dir}: the latest checkpoint has no saved replay buffer (train with "
+            "save_buffer on)"
         )
     buffer = ReplayBuffer.load(checkpoint_dir(run_dir) / buffer_file)
     rng = np.random.default_rng(seed)
@@ -146,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         probe_text = f", fresh probe {r['probe_explained']:.2f}" if "probe_explained" in r else ""
         print(
-            f"{run_dir.name}: {r['pretrain_updates']:,} pre-training + {r['updates']:,} training updates, "
-            f"reward explained {r['reward_explained']:.2f}{probe_text} (variance {r['reward_variance']:.4f}); "
-            f"critic: mean Q {r['critic_mean_q']:.2f}, action range {r['critic_action_range']:.3f}; "
-            f"z1 posterior std {r['z1_posterior_std']:.2f}, KL {r['model_kl']:.1f}",
+            f"{run_dir.name}: {r['pretrain_updates']:,} pre-training + {r['updates']:,} training "
+            f"updates, reward explained {r['reward_explained']:.2f}{probe_text} (variance "
+            f"{r['reward_variance']:.4f}); critic: mean Q {r['critic_mean_q']:.2f}, action range "
+            f"{r['critic_action_range']:.3f}; z1 posterior std {r['z1_posterior_std']:.2f}, KL "
+            f"{r['model_kl']:.1f}",
             flush=True,
         )
     if args.out:

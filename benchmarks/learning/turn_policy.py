@@ -65,7 +65,8 @@ def policy_errors(env, policy, seed: int) -> tuple[np.ndarray, float | None]:
 
 
 def teacher_errors(env, teacher, seed: int) -> tuple[np.ndarray, float | None]:
-    """|angle error| (rad) after each step of one episode of a state-based teacher, and the mount height (mm)."""
+    """|angle error| (rad) after each step of one episode of a state-based
+    teacher, and the mount height (mm)."""
     if hasattr(teacher, "attach"):  # reads the simulator itself
         teacher.attach(env)
     _, info = env.reset(seed=seed)
@@ -116,7 +117,10 @@ def main() -> int:
         "--first-seed",
         type=int,
         default=20_000,
-        help="seeds first-seed, first-seed + 1, ... (20,000 on: not the seeds the policies were trained on)",
+        help=(
+            "seeds first-seed, first-seed + 1, ... (20,000 on: not the seeds the policies "
+            "were trained on)"
+        ),
     )
     p.add_argument("--out", type=Path, default=Path("benchmarks/learning/results"))
     p.add_argument(
@@ -136,7 +140,9 @@ def main() -> int:
         nargs="+",
         default=list(TEACHERS),
         choices=list(TEACHERS),
-        help="evaluate these teachers only (default: all; the search teacher takes ~2 s an episode)",
+        help=(
+            "evaluate these teachers only (default: all; the search teacher takes ~2 s an episode)"
+        ),
     )
     args = p.parse_args()
 
@@ -174,7 +180,8 @@ def main() -> int:
             env.close()
         result["settings"][name] = {"policy": student, "teachers": scripted, "switches": switches}
         line = "   ".join(
-            f"{who} {r['success_rate']:.0%} held {r['held_success_rate']:.0%} (|err| {r['final_error_abs_median']:.2f})"
+            f"{who} {r['success_rate']:.0%} held {r['held_success_rate']:.0%} (|err| "
+            f"{r['final_error_abs_median']:.2f})"
             for who, r in {"policy": student, **scripted}.items()
         )
         print(f"{name:24s} {line}", flush=True)

@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 
 COLUMNS = (
-    "| task | model lr | env steps | return | seeds | random policy | paper at 100k | hardware | wall clock per seed |",
+    "| task | model lr | env steps | return | seeds | random policy | paper at 100k | hardware | "
+    "wall clock per seed |",
     "|---|---|---|---|---|---|---|---|---|",
 )
 

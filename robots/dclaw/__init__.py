@@ -12,7 +12,8 @@ ROBOT = RobotEntry(
     driver="robots.dclaw.driver:DClawDriver",
     virtual="robots.dclaw.virtual:main",
     sim_replay="robots.dclaw.sim_replay:replay_in_sim",
-    # dclaw-turn, distilled by slac-imitate from the teacher in slac_train.imitation.teachers.dclaw_turn (docs/results.md)
+    # dclaw-turn, distilled by slac-imitate from the teacher in
+    # slac_train.imitation.teachers.dclaw_turn (docs/results.md)
     policy="robots.dclaw:policies/turn.onnx",
 )
 

@@ -84,7 +84,10 @@ DEFAULT_CALIBRATION = JointCalibration(
         for name, motor_id in zip(JOINT_NAMES, MOTOR_IDS)
     ),
     date="",
-    note="ROBEL's nominal D'Claw build: joint zero at tick 1024 (top joints) / 2048 (middle, bottom joints)",
+    note=(
+        "ROBEL's nominal D'Claw build: joint zero at tick 1024 (top joints) / 2048 "
+        "(middle, bottom joints)"
+    ),
 )
 
 # Default per-command step limit: the fastest a D'Claw task may move a joint in one control period.
@@ -116,7 +119,8 @@ __all__ = [
 
 
 def load_calibration(calibration: None | str | os.PathLike | JointCalibration) -> JointCalibration:
-    """The default calibration, a calibration file, or a JointCalibration; checked against the D'Claw."""
+    """The default calibration, a calibration file, or a JointCalibration;
+    checked against the D'Claw."""
     if calibration is None:
         return DEFAULT_CALIBRATION
     if isinstance(calibration, JointCalibration):
@@ -142,8 +146,8 @@ class DClawDriver(Robot):
             last goal sent (a positive, finite number); None means the D'Claw's velocity limit over
             one control period (2π/3 rad/s × 0.05 s ≈ 0.105 rad).
         retries: extra attempts (0..20) for a bus transaction whose replies are missing or corrupt.
-        on_exit: what leaving the ``with`` block (or :meth:`disconnect`) leaves: "relax" (torque off)
-            or "hold" (torque on, holding position).
+        on_exit: what leaving the ``with`` block (or :meth:`disconnect`) leaves: "relax"
+            (torque off) or "hold" (torque on, holding position).
         watchdog_s: the servos' Bus Watchdog window while goals stream (0.02..2.54 s, rounded to
             20 ms): a process that sends nothing for this long leaves the servos stopped. Default
             0.2 s; None or 0 leaves the watchdog off.
@@ -220,13 +224,14 @@ class DClawDriver(Robot):
         return None if self._last_goal is None else self._last_goal.copy()
 
     def connect(self) -> None:
-        """Open the port, check the nine servos, configure position control and hold the current pose.
+        """Open the port, check the nine servos, configure position control and hold the
+        current pose.
 
         Sequence: ping all IDs (and check their models) -> torque off, Bus Watchdog off -> check
-        Drive Mode -> Operating Mode 3 (position) and Return Delay Time 0 where they differ, Operating
-        Mode read back -> the calibrated joint ranges inside the servos' position limits and the
-        present pose inside the ranges -> goal := present position -> torque on. Every check comes
-        before torque goes on; a failed one raises :class:`ServoConfigurationError` and leaves
+        Drive Mode -> Operating Mode 3 (position) and Return Delay Time 0 where they differ,
+        Operating Mode read back -> the calibrated joint ranges inside the servos' position limits
+        and the present pose inside the ranges -> goal := present position -> torque on. Every check
+        comes before torque goes on; a failed one raises :class:`ServoConfigurationError` and leaves
         torque off.
         """
         if self._connected:
@@ -276,7 +281,8 @@ class DClawDriver(Robot):
         goal = np.asarray(goal_positions, dtype=np.float64).reshape(-1)
         if goal.shape != (DCLAW.num_joints,):
             raise ValueError(
-                f"dclaw: expected {DCLAW.num_joints} joint goals, got shape {np.shape(goal_positions)}"
+                f"dclaw: expected {DCLAW.num_joints} joint goals, got shape "
+                f"{np.shape(goal_positions)}"
             )
         if not np.all(np.isfinite(goal)):
             raise ValueError(f"dclaw: joint goals contain NaN or inf: {goal}")
@@ -324,9 +330,9 @@ class DClawDriver(Robot):
                 for i, t, lo, hi in outside
             )
             raise ServoConfigurationError(
-                f"cannot hold the present pose: {details}; a goal there would be refused. With torque "
-                f"off, move the joint by hand inside its limits, or widen Min/Max Position Limit "
-                f"(52/48) with the servo's tool",
+                f"cannot hold the present pose: {details}; a goal there would be refused. With "
+                "torque off, move the joint by hand inside its limits, or widen Min/Max Position "
+                "Limit (52/48) with the servo's tool",
                 [i for i, *_ in outside],
             )
         ticks = position.astype(np.int64)
@@ -336,7 +342,8 @@ class DClawDriver(Robot):
         self._write_all(ct.TORQUE_ENABLE, 1)
 
     def relax(self) -> None:
-        """Torque off on every servo, each write confirmed; raises naming the servos that did not confirm."""
+        """Torque off on every servo, each write confirmed; raises naming the
+        servos that did not confirm."""
         if not self.bus.is_open:
             raise RuntimeError("the D'Claw driver is not connected")
         self._torque_requested = False
@@ -348,8 +355,9 @@ class DClawDriver(Robot):
         self._watchdog_stopped = []
 
     def disconnect(self) -> None:
-        """Close the port; first turn torque off if ``on_exit`` is "relax" and it may still be on, or
-        (``"hold"``) clear the Bus Watchdog so that the servos keep holding after the port closes."""
+        """Close the port; first turn torque off if ``on_exit`` is "relax" and it may still be on,
+        or (``"hold"``) clear the Bus Watchdog so that the servos keep holding after the port
+        closes."""
         if not self.bus.is_open:
             return
         try:
@@ -435,9 +443,9 @@ class DClawDriver(Robot):
                 )
         if drive_problems:
             raise ServoConfigurationError(
-                f"refusing to turn torque on: {', '.join(drive_problems.values())}. Clear these bits of "
-                f"Drive Mode (address 10) with the servo's tool (e.g. Dynamixel Wizard, torque off), then "
-                f"recalibrate with `slac-calibrate joints`",
+                f"refusing to turn torque on: {', '.join(drive_problems.values())}. Clear these "
+                "bits of Drive Mode (address 10) with the servo's tool (e.g. Dynamixel Wizard, "
+                "torque off), then recalibrate with `slac-calibrate joints`",
                 list(drive_problems),
             )
         for servo_id in self._ids:
@@ -462,9 +470,9 @@ class DClawDriver(Robot):
                 for i, m in wrong.items()
             )
             raise ServoConfigurationError(
-                f"refusing to turn torque on: Operating Mode (address 11) is not position control (3) "
-                f"after writing it: {details}. Set it with the servo's tool (e.g. Dynamixel Wizard, "
-                f"torque off) and check nothing else on the bus rewrites it",
+                "refusing to turn torque on: Operating Mode (address 11) is not position control "
+                f"(3) after writing it: {details}. Set it with the servo's tool (e.g. Dynamixel "
+                "Wizard, torque off) and check nothing else on the bus rewrites it",
                 list(wrong),
             )
         first = ct.MAX_POSITION_LIMIT.address
@@ -478,8 +486,8 @@ class DClawDriver(Robot):
         self._tick_limits = (low, high)
 
     def _check_calibration_against_servos(self) -> None:
-        """Refuse (before torque on) a start pose outside the calibrated ranges, or calibrated ranges
-        that do not fit inside the servos' position limits."""
+        """Refuse (before torque on) a start pose outside the calibrated ranges, or calibrated
+        ranges that do not fit inside the servos' position limits."""
         cal = self.calibration
         positions = cal.ticks_to_rad(self._read_raw_state()[2])
         sections, servo_ids = [], []
@@ -496,9 +504,10 @@ class DClawDriver(Robot):
                 for _, name, q, lo, hi in far
             )
             sections.append(
-                f"the start pose is outside the calibrated joint ranges by more than "
-                f"{START_POSE_MARGIN_RAD} rad: {details}. The joint calibration is probably wrong (run "
-                f"`slac-calibrate joints`), or the joint must be moved into its range by hand (torque is off)"
+                "the start pose is outside the calibrated joint ranges by more than "
+                f"{START_POSE_MARGIN_RAD} rad: {details}. The joint calibration is probably wrong "
+                "(run `slac-calibrate joints`), or the joint must be moved into its range by hand "
+                "(torque is off)"
             )
             servo_ids += [i for i, *_ in far]
         ends = np.stack([cal.rad_to_ticks(self._low), cal.rad_to_ticks(self._high)])
@@ -513,14 +522,15 @@ class DClawDriver(Robot):
         ]
         if tight:
             details = ", ".join(
-                f"{self.bus.label(i)} limits read {lo}..{hi} but {name}'s range [{r_lo:+.2f}, {r_hi:+.2f}] rad "
-                f"needs ticks {t_lo}..{t_hi}"
+                f"{self.bus.label(i)} limits read {lo}..{hi} but {name}'s range [{r_lo:+.2f}, "
+                f"{r_hi:+.2f}] rad needs ticks {t_lo}..{t_hi}"
                 for i, name, lo, hi, t_lo, t_hi, r_lo, r_hi in tight
             )
             sections.append(
-                f"the servos' Min/Max Position Limit registers (52/48) contradict the calibration: {details}. "
-                f"Write limits that contain those ticks with the servo's tool (e.g. Dynamixel Wizard, "
-                f"torque off), or recalibrate with `slac-calibrate joints` if the offsets are wrong"
+                "the servos' Min/Max Position Limit registers (52/48) contradict the calibration: "
+                f"{details}. Write limits that contain those ticks with the servo's tool (e.g. "
+                "Dynamixel Wizard, torque off), or recalibrate with `slac-calibrate joints` if the "
+                "offsets are wrong"
             )
             servo_ids += [i for i, *_ in tight if i not in servo_ids]
         if sections:
@@ -557,8 +567,8 @@ class DClawDriver(Robot):
         if wrong:
             details = ", ".join(f"{self.bus.label(i)} reads {v}" for i, v in wrong.items())
             raise ServoConfigurationError(
-                f"the Bus Watchdog (address 98) did not take {units} ({self.watchdog_s:.2f} s): {details}; "
-                f"check the servos' firmware supports it, or pass watchdog_s=None",
+                f"the Bus Watchdog (address 98) did not take {units} ({self.watchdog_s:.2f} s): "
+                f"{details}; check the servos' firmware supports it, or pass watchdog_s=None",
                 list(wrong),
             )
         self.bus.take_longest_silence_s()  # measure silences from here on
@@ -600,15 +610,17 @@ class DClawDriver(Robot):
     ) -> BusWatchdogError:
         silent = f" (the bus was silent for {silence_s:.2f} s)" if silence_s is not None else ""
         return BusWatchdogError(
-            f"{self.bus._labels(servo_ids)} stopped on the Bus Watchdog: no instruction reached them within "
-            f"{self.watchdog_s:.2f} s{silent}, so they hold where they stopped and ignore new goals. The "
-            f"control loop stalled (an overloaded machine, or a pause between commands): call hold() to "
-            f"hold the present pose and resume, or pass a longer watchdog_s",
+            f"{self.bus._labels(servo_ids)} stopped on the Bus Watchdog: no instruction reached "
+            f"them within {self.watchdog_s:.2f} s{silent}, so they hold where they stopped and "
+            "ignore new goals. The control loop stalled (an overloaded machine, or a pause between "
+            "commands): call hold() to hold the present pose and resume, or pass a "
+            "longer watchdog_s",
             servo_ids,
         )
 
     def _abort_connect(self) -> None:
-        """After a failed connect: turn torque off if it may be on, close the port; log, never mask."""
+        """After a failed connect: turn torque off if it may be on,
+        close the port; log, never mask."""
         try:
             if self._torque_requested:
                 self.relax()
@@ -629,7 +641,7 @@ def _watchdog_units(watchdog_s: float | None) -> int:
     low, high = WATCHDOG_RANGE_S
     if not (_is_number(watchdog_s) and low <= watchdog_s <= high):
         raise ValueError(
-            f"watchdog_s must be within {low:.2f}..{high:.2f} s (the Bus Watchdog counts 20 ms units "
-            f"1..127), or None / 0 for no watchdog, got {watchdog_s!r}"
+            f"watchdog_s must be within {low:.2f}..{high:.2f} s (the Bus Watchdog counts 20 ms "
+            f"units 1..127), or None / 0 for no watchdog, got {watchdog_s!r}"
         )
     return max(1, min(ct.BUS_WATCHDOG_MAX_UNITS, round(watchdog_s / ct.BUS_WATCHDOG_UNIT_S)))

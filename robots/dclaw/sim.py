@@ -1,7 +1,7 @@
 """The D'Claw in MuJoCo: scenes, a small simulator, randomisation and the task camera.
 
-Both the training tasks (``slac_train/envs/dclaw.py``) and the virtual robot (real-time MuJoCo behind
-a servo emulator) drive the claw through :class:`DClawSim`::
+Both the training tasks (``slac_train/envs/dclaw.py``) and the virtual robot (real-time MuJoCo
+behind a servo emulator) drive the claw through :class:`DClawSim`::
 
     sim = DClawSim("valve")                  # or "pose"
     sim.reset(joint_positions=RESET_POSE, valve_angle=0.0)
@@ -268,7 +268,8 @@ class DClawSim:
     # ----------------------------------------------------------------------------------------
     # State
     def reset(self, joint_positions: np.ndarray | None = None, valve_angle: float = 0.0) -> None:
-        """Zero the state and time; put the joints (default: the reset pose) and their goals there."""
+        """Zero the state and time; put the joints (default: the reset
+        pose) and their goals there."""
         mujoco.mj_resetData(self.model, self.data)
         q = np.asarray(RESET_POSE if joint_positions is None else joint_positions, dtype=np.float64)
         self.data.qpos[self._qpos] = q
@@ -309,11 +310,13 @@ class DClawSim:
         n = self.substeps if substeps is None else int(substeps)
         if n > 0:
             mujoco.mj_step(self.model, self.data, nstep=n)
-            # Positions, contacts and actuator forces of the state reached (for reading and rendering).
+            # Positions, contacts and actuator forces of the state reached
+            # (for reading and rendering).
             mujoco.mj_forward(self.model, self.data)
 
     def step_until(self, time_s: float) -> int:
-        """Step until simulated time reaches ``time_s`` (e.g. a wall clock); return the steps taken."""
+        """Step until simulated time reaches ``time_s`` (e.g. a wall
+        clock); return the steps taken."""
         n = int(math.floor((time_s - self.data.time) / self.model.opt.timestep + 1e-9))
         self.step(max(n, 0))
         return max(n, 0)
@@ -403,8 +406,8 @@ class DClawSim:
         """Draw new dynamics around the nominal model; return what was drawn.
 
         Claw joint damping and friction loss, actuator gains (a position actuator's force is
-        ``kp * ctrl - kp * q``: ``gainprm[0] = kp``, ``biasprm[1] = -kp``), sliding friction of every
-        collision geom, and the mount position (the claw and the goal claw move together).
+        ``kp * ctrl - kp * q``: ``gainprm[0] = kp``, ``biasprm[1] = -kp``), sliding friction of
+        every collision geom, and the mount position (the claw and the goal claw move together).
         Takes effect on the next step; call :meth:`reset` afterwards to settle positions.
         """
         m, n = self.model, len(JOINT_NAMES)

@@ -1,9 +1,10 @@
 """The virtual D'Claw: the MuJoCo claw stepped in real time behind a Dynamixel bus emulator on a
 pseudo-terminal, and a simulated camera publishing over ZeroMQ in the runtime's frame format.
 
-The bus is answered by its own process (:class:`~robots.dynamixel.emulator.ServoBusProcess`, real-time
-scheduled where permitted), which exchanges joint readings and goals with the simulation thread
-through shared memory: physics, rendering and scene resets in this process never delay a reply.
+The bus is answered by its own process (:class:`~robots.dynamixel.emulator.ServoBusProcess`,
+real-time scheduled where permitted), which exchanges joint readings and goals with the simulation
+thread through shared memory: physics, rendering and scene resets in this process never delay a
+reply.
 
 The real driver, the real ``dynamixel-sdk``, real sockets and the real runtime run against it
 unchanged::
@@ -455,7 +456,8 @@ def build_parser() -> OneLineParser:
         "slac-virtual-robot --robot dclaw",
         VirtualRobotConfig,
         "The virtual D'Claw: MuJoCo behind a servo-bus emulator and a camera publisher.",
-        "exit codes: 0 stopped (--duration, Ctrl-C or SIGTERM), 1 the simulation failed, 2 refused (options)",
+        "exit codes: 0 stopped (--duration, Ctrl-C or SIGTERM), 1 the simulation failed, 2 "
+        "refused (options)",
     )
 
 
@@ -498,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.REFUSED
     args.port_link.parent.mkdir(parents=True, exist_ok=True)
     print(
-        f"starting the virtual D'Claw ({args.scene} scene) on {args.port_link} and {args.camera_bind} ...",
+        f"starting the virtual D'Claw ({args.scene} scene) on {args.port_link} and "
+        f"{args.camera_bind} ...",
         flush=True,
     )
     robot = VirtualDClaw(

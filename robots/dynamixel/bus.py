@@ -1,4 +1,5 @@
-"""A Dynamixel Protocol 2.0 bus client on ROBOTIS's ``dynamixel_sdk``: retries, counters, clear errors.
+"""A Dynamixel Protocol 2.0 bus client on ROBOTIS's ``dynamixel_sdk``:
+retries, counters, clear errors.
 
 Every transaction that expects replies is retried (``retries`` extra attempts) when a reply is
 missing, corrupt, or reports a CRC error; ``stats`` counts read and write transactions, retries
@@ -84,7 +85,8 @@ class ServoCommunicationError(DynamixelError):
 
 
 class ServoHardwareError(DynamixelError):
-    """Servos that report a hardware error (alert bit); ``statuses`` maps ID -> Hardware Error Status."""
+    """Servos that report a hardware error (alert bit); ``statuses`` maps
+    ID -> Hardware Error Status."""
 
     def __init__(self, message: str, statuses: Mapping[int, int]):
         super().__init__(message)
@@ -155,8 +157,8 @@ def check_latency_timer(port: str, sysfs_root: Path = USB_SERIAL_SYSFS) -> int |
     latency_ms = int(path.read_text().strip())
     if latency_ms > 1:
         warnings.warn(
-            f"the USB latency timer of {port} is {latency_ms} ms, which adds up to {latency_ms} ms to every "
-            f"servo read; set it to 1 ms with: echo 1 | sudo tee {path}",
+            f"the USB latency timer of {port} is {latency_ms} ms, which adds up to {latency_ms} ms "
+            f"to every servo read; set it to 1 ms with: echo 1 | sudo tee {path}",
             LatencyTimerWarning,
             stacklevel=3,
         )
@@ -303,7 +305,8 @@ class DynamixelBus:
     @contextmanager
     def _link_errors(self) -> Iterator[None]:
         """Turn an I/O error of the serial port (OSError, which includes pyserial's SerialException,
-        or termios.error) into a :class:`BusDisconnectedError` that names the port and what to check."""
+        or termios.error) into a :class:`BusDisconnectedError` that names the port and what to
+        check."""
         try:
             yield
         except (OSError, *_TERMIOS_ERRORS) as exc:
@@ -315,15 +318,16 @@ class DynamixelBus:
             else:
                 detail = str(exc) or type(exc).__name__
             raise BusDisconnectedError(
-                f"the serial link on {self.port} failed ({detail}): check {self.adapter} is plugged in, "
-                f"the servos' 12 V power and their bus cable; for a virtual robot, that its process is "
-                f"still running",
+                f"the serial link on {self.port} failed ({detail}): check {self.adapter} is "
+                "plugged in, the servos' 12 V power and their bus cable; for a virtual robot, that "
+                "its process is still running",
                 self.port,
             ) from exc
 
     # --- transactions ----------------------------------------------------------------------------
     def ping(self, servo_ids: Iterable[int]) -> dict[int, int]:
-        """Ping each servo; return ID -> model number, or raise naming every servo that stayed silent."""
+        """Ping each servo; return ID -> model number, or raise naming
+        every servo that stayed silent."""
         models, silent = {}, []
         for servo_id in servo_ids:
             try:
@@ -334,8 +338,8 @@ class DynamixelBus:
                 silent.append(servo_id)
         if silent:
             raise ServoCommunicationError(
-                f"{self._labels(silent)} did not answer a ping on {self.port} "
-                f"({self.retries + 1} attempts each): check the cables, the 12 V supply and the servo IDs",
+                f"{self._labels(silent)} did not answer a ping on {self.port} ({self.retries + 1} "
+                "attempts each): check the cables, the 12 V supply and the servo IDs",
                 silent,
             )
         return models
@@ -386,7 +390,8 @@ class DynamixelBus:
             if result != sdk.COMM_SUCCESS:
                 self.stats["failures"] += 1
                 raise DynamixelError(
-                    f"sync write of {register.name} on {self.port} failed: {self._packets.getTxRxResult(result)}"
+                    f"sync write of {register.name} on {self.port} failed: "
+                    f"{self._packets.getTxRxResult(result)}"
                 )
 
     def sync_read(self, address: int, size: int, servo_ids: Sequence[int]) -> dict[int, bytes]:
@@ -432,15 +437,17 @@ class DynamixelBus:
             else:
                 self.stats["failures"] += 1
                 raise ServoCommunicationError(
-                    f"{self.label(failed_id)} did not answer a sync read of {size} bytes at address {address} "
-                    f"on {self.port} after {self.retries + 1} attempts ({failure}): check its cable and power",
+                    f"{self.label(failed_id)} did not answer a sync read of {size} bytes at "
+                    f"address {address} on {self.port} after {self.retries + 1} attempts "
+                    f"({failure}): check its cable and power",
                     [failed_id],
                 )
         self._raise_for_errors(errors, f"sync read at address {address}")
         short = [i for i, data in replies.items() if len(data) != size]
         if short:
             raise DynamixelError(
-                f"{self._labels(short)} returned fewer than {size} bytes to a sync read at address {address}"
+                f"{self._labels(short)} returned fewer than {size} bytes to a sync read at "
+                f"address {address}"
             )
         return replies
 
@@ -476,8 +483,8 @@ class DynamixelBus:
             else:
                 self.stats["failures"] += 1
                 raise ServoCommunicationError(
-                    f"{self.label(servo_id)} did not answer a {what} on {self.port} after {self.retries + 1} "
-                    f"attempts ({failure}): check its cable and power",
+                    f"{self.label(servo_id)} did not answer a {what} on {self.port} after "
+                    f"{self.retries + 1} attempts ({failure}): check its cable and power",
                     [servo_id],
                 )
         if check_errors:
@@ -497,7 +504,8 @@ class DynamixelBus:
         return self._packets.getTxRxResult(result).replace("[TxRxResult] ", "")
 
     def _raise_for_errors(self, errors: Mapping[int, int], what: str) -> None:
-        """Raise for status error bytes: hardware alerts first (with their Hardware Error Status)."""
+        """Raise for status error bytes: hardware alerts first (with
+        their Hardware Error Status)."""
         alerts = [i for i, e in errors.items() if e & ALERT_BIT]
         if alerts:
             statuses = {}
@@ -510,12 +518,14 @@ class DynamixelBus:
                     check_errors=False,
                 )
             details = "; ".join(
-                f"{self.label(i)}: {ct.describe_hardware_error(s)} (Hardware Error Status 0x{s:02X})"
+                f"{self.label(i)}: {ct.describe_hardware_error(s)} (Hardware Error "
+                f"Status 0x{s:02X})"
                 for i, s in statuses.items()
             )
             raise ServoHardwareError(
-                f"hardware error reported during a {what}: {details}. The servo has turned its torque off; "
-                f"remove the cause (load, heat, supply voltage), then power-cycle or reboot the servo",
+                f"hardware error reported during a {what}: {details}. The servo has turned its "
+                "torque off; remove the cause (load, heat, supply voltage), then power-cycle or "
+                "reboot the servo",
                 statuses,
             )
         for servo_id, error in errors.items():

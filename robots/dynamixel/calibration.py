@@ -1,4 +1,5 @@
-"""Per-robot joint calibration: how servo ticks map to joint angles, stored as a versioned JSON file.
+"""Per-robot joint calibration: how servo ticks map to joint angles,
+stored as a versioned JSON file.
 
 For each joint: joint angle (rad) = sign · (ticks − offset_ticks) · 2π/4096. Velocities and
 currents take the same sign. A calibration also records the robot it belongs to, when it was made
@@ -40,7 +41,8 @@ CALIBRATION_VERSION = 1
 
 @dataclass(frozen=True)
 class JointCalibrationEntry:
-    """One joint: its servo, the tick at joint zero, the direction (+1/−1), an optional measured range (rad)."""
+    """One joint: its servo, the tick at joint zero, the direction (+1/−1), an
+    optional measured range (rad)."""
 
     name: str
     motor_id: int
@@ -65,7 +67,8 @@ class JointCalibrationEntry:
             or not math.isfinite(self.offset_ticks)
         ):
             raise ValueError(
-                f"joint {self.name}: offset_ticks must be a finite number, got {self.offset_ticks!r}"
+                f"joint {self.name}: offset_ticks must be a finite number, got "
+                f"{self.offset_ticks!r}"
             )
         if self.sign not in (1, -1) or isinstance(self.sign, bool):
             raise ValueError(f"joint {self.name}: sign must be 1 or -1, got {self.sign!r}")
@@ -73,7 +76,8 @@ class JointCalibrationEntry:
             low, high = self.measured_range_rad
             if not (math.isfinite(low) and math.isfinite(high) and low <= high):
                 raise ValueError(
-                    f"joint {self.name}: measured_range_rad must be [low, high] with low <= high, got {self.measured_range_rad!r}"
+                    f"joint {self.name}: measured_range_rad must be [low, high] with low <= high, "
+                    f"got {self.measured_range_rad!r}"
                 )
             object.__setattr__(self, "measured_range_rad", (float(low), float(high)))
 
@@ -134,14 +138,15 @@ class JointCalibration:
         motor_ids: Sequence[int],
         source: str = "calibration",
     ) -> None:
-        """Raise ValueError unless this calibration is for ``robot`` with exactly these joints and IDs."""
+        """Raise ValueError unless this calibration is for ``robot`` with
+        exactly these joints and IDs."""
         fix = "pass this robot's calibration file, or make one with `slac-calibrate joints`"
         if self.robot != robot:
             raise ValueError(f"{source} is for robot {self.robot!r}, not {robot!r}: {fix}")
         if self.joint_names != tuple(joint_names):
             raise ValueError(
-                f"{source} lists joints {list(self.joint_names)}, but robot {robot!r} has {list(joint_names)} "
-                f"(same names, same order): {fix}"
+                f"{source} lists joints {list(self.joint_names)}, but robot {robot!r} has "
+                f"{list(joint_names)} (same names, same order): {fix}"
             )
         if self.motor_ids != tuple(motor_ids):
             wrong = [
@@ -150,7 +155,8 @@ class JointCalibration:
                 if a != b
             ]
             raise ValueError(
-                f"{source} has motor IDs that do not match robot {robot!r}: {', '.join(wrong)}: {fix}"
+                f"{source} has motor IDs that do not match robot {robot!r}: "
+                f"{', '.join(wrong)}: {fix}"
             )
 
     # --- files --------------------------------------------------------------------------------
@@ -177,18 +183,21 @@ class JointCalibration:
 
     @classmethod
     def from_dict(cls, data: object, source: str = "calibration") -> JointCalibration:
-        """Build from a parsed file; every problem raises ValueError naming ``source`` and the field."""
+        """Build from a parsed file; every problem raises ValueError
+        naming ``source`` and the field."""
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
         if data.get("format") != CALIBRATION_FORMAT:
             raise ValueError(
-                f'{source}: not a joint calibration file ("format" is {data.get("format")!r}, expected {CALIBRATION_FORMAT!r})'
+                f'{source}: not a joint calibration file ("format" is {data.get("format")!r}, '
+                f"expected {CALIBRATION_FORMAT!r})"
             )
         version = data.get("version")
         if version != CALIBRATION_VERSION:
             raise ValueError(
-                f"{source}: calibration format version {version!r} is not supported (this software reads version "
-                f"{CALIBRATION_VERSION}); recalibrate with `slac-calibrate joints` or upgrade the software"
+                f"{source}: calibration format version {version!r} is not supported (this software "
+                f"reads version {CALIBRATION_VERSION}); recalibrate with `slac-calibrate joints` "
+                "or upgrade the software"
             )
         missing = [k for k in ("robot", "joints") if k not in data]
         if missing:
@@ -259,7 +268,8 @@ class JointCalibration:
         joint_names: Sequence[str] | None = None,
         motor_ids: Sequence[int] | None = None,
     ) -> JointCalibration:
-        """Read a calibration file; with ``robot``/``joint_names``/``motor_ids`` also check it fits."""
+        """Read a calibration file; with
+        ``robot``/``joint_names``/``motor_ids`` also check it fits."""
         path = Path(path)
         source = f"calibration file {path}"
         if not path.is_file():
@@ -270,7 +280,8 @@ class JointCalibration:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(
-                f"{source} is not valid JSON ({exc}): restore it from a backup or recalibrate with `slac-calibrate joints`"
+                f"{source} is not valid JSON ({exc}): restore it from a backup or recalibrate with "
+                "`slac-calibrate joints`"
             ) from exc
         calibration = cls.from_dict(data, source=source)
         if robot is not None:

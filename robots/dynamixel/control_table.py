@@ -151,7 +151,8 @@ REGISTERS: tuple[Register, ...] = tuple(
 REGISTERS_BY_NAME = {r.name: r for r in REGISTERS}
 REGISTERS_BY_ADDRESS = {r.address: r for r in REGISTERS}
 
-# One sync read covers the whole state: Present Current 126 (2) + Velocity 128 (4) + Position 132 (4).
+# One sync read covers the whole state: Present Current 126 (2) +
+# Velocity 128 (4) + Position 132 (4).
 STATE_ADDRESS = PRESENT_CURRENT.address
 STATE_SIZE = PRESENT_POSITION.end - PRESENT_CURRENT.address  # 10 bytes
 
@@ -212,7 +213,7 @@ def decode_value(data: bytes, signed: bool = False) -> int:
     return int.from_bytes(bytes(data), "little", signed=signed)
 
 
-# --- unit conversions (vectorised) -----------------------------------------------------------------
+# --- unit conversions (vectorised) ----------------------------------------------------------------
 
 
 def ticks_to_rad(ticks, offset_ticks=0, sign=1) -> np.ndarray:

@@ -28,10 +28,11 @@ Goal Position is mapped back the same way before it reaches the backend.
 
 Fault injection (thread-safe, any time): :meth:`~ServoBusEmulator.drop_replies`,
 :meth:`~ServoBusEmulator.corrupt_replies` (by count, optionally for one servo),
-:meth:`~ServoBusEmulator.set_reply_faults` (by probability, seeded), :meth:`~ServoBusEmulator.set_silent`
-(a servo that never answers nor acts), :meth:`~ServoBusEmulator.set_hardware_error` (sets Hardware
-Error Status, turns torque off, raises the alert bit in the servo's status packets) and
-:meth:`~ServoBusEmulator.set_mounting`. :attr:`~ServoBusEmulator.counters` counts what was handled.
+:meth:`~ServoBusEmulator.set_reply_faults` (by probability, seeded),
+:meth:`~ServoBusEmulator.set_silent` (a servo that never answers nor acts),
+:meth:`~ServoBusEmulator.set_hardware_error` (sets Hardware Error Status, turns torque off, raises
+the alert bit in the servo's status packets) and :meth:`~ServoBusEmulator.set_mounting`.
+:attr:`~ServoBusEmulator.counters` counts what was handled.
 
 Like a real servo, the emulator does not move Goal Position when torque is switched on: a client
 that enables torque without first writing the goal sees the joint jump to the stale goal.
@@ -128,7 +129,8 @@ LATENCY_SAMPLES = (
 
 @dataclass(frozen=True)
 class Mounting:
-    """How a servo's ticks relate to its joint's angle: angle = sign · (ticks − offset_ticks) · 2π/4096."""
+    """How a servo's ticks relate to its joint's angle:
+    angle = sign · (ticks − offset_ticks) · 2π/4096."""
 
     offset_ticks: float = 2048
     sign: int = 1
@@ -139,7 +141,8 @@ class Mounting:
 
 
 def mountings_from_calibration(calibration) -> dict[int, Mounting]:
-    """Mountings that a :class:`~robots.dynamixel.calibration.JointCalibration` describes exactly."""
+    """Mountings that a :class:`~robots.dynamixel.calibration.JointCalibration`
+    describes exactly."""
     return {j.motor_id: Mounting(j.offset_ticks, j.sign) for j in calibration.joints}
 
 
@@ -240,7 +243,8 @@ class ServoBusEmulator:
 
     Args:
         servo_ids: the IDs on the bus (0..252).
-        backend: the physics (joint units); default: a :class:`KinematicBackend` with every joint at 0.
+        backend: the physics (joint units); default: a :class:`KinematicBackend` with every joint
+            at 0.
         model_number: the model of every servo, or a mapping ID -> model (default XM430-W350).
         mountings: ID -> :class:`Mounting` (default offset 2048, sign +1 for every servo).
         link_path: if given, a symlink to the pty, made by :meth:`start` once the bus answers and
@@ -349,7 +353,8 @@ class ServoBusEmulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving, close the pty, remove the link; re-raise what broke the thread, if anything."""
+        """Stop serving, close the pty, remove the link; re-raise what
+        broke the thread, if anything."""
         if self._thread is None:
             return
         os.write(self._stop_w, _STOP)
@@ -381,7 +386,8 @@ class ServoBusEmulator:
             link.unlink()  # a dangling link left by an emulator that died
         if link.exists() or link.is_symlink():
             raise FileExistsError(
-                f"{link} already exists: stop the emulator that owns it, or choose another link_path"
+                f"{link} already exists: stop the emulator that owns it, or choose "
+                "another link_path"
             )
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(target)
@@ -628,7 +634,8 @@ class ServoBusEmulator:
         )
 
     def _read_replies(self, packet: Packet, requests: list[tuple[int, int, int]]) -> list[bytes]:
-        """One status reply per (servo ID, address, length), in the order asked; silent servos skip."""
+        """One status reply per (servo ID, address, length), in the
+        order asked; silent servos skip."""
         replies = []
         for servo_id, address, length in requests:
             servo = self._servos.get(servo_id)
@@ -740,7 +747,7 @@ class ServoBusEmulator:
             servo.set(ct.REALTIME_TICK, tick_ms)
             servo.set(ct.MOVING, int(abs(velocity) > servo.get(ct.MOVING_THRESHOLD)))
 
-    # --- inspection (thread-safe) ------------------------------------------------------------------
+    # --- inspection (thread-safe) -----------------------------------------------------------------
     @property
     def servo_ids(self) -> list[int]:
         with self._lock:
@@ -772,13 +779,15 @@ class ServoBusEmulator:
         self._wake()
 
     def goals_to_present(self) -> None:
-        """Set every Goal Position to the Present Position (as at power-up), e.g. after the backend's
-        joints were moved by hand, so that the servos hold where they are instead of going back."""
+        """Set every Goal Position to the Present Position (as at power-up), e.g. after the
+        backend's joints were moved by hand, so that the servos hold where they are instead of going
+        back."""
         with self._lock:
             self._initialise_goals()
 
     def joint_goals(self) -> dict[int, float]:
-        """Each servo's Goal Position as the backend sees it: a joint angle (rad), through the mounting."""
+        """Each servo's Goal Position as the backend sees it: a joint angle
+        (rad), through the mounting."""
         with self._lock:
             return self._joint_goals()
 
@@ -819,14 +828,15 @@ class ServoBusEmulator:
                 f"no servo with ID {servo_id} on the emulated bus {sorted(self._servos)}"
             ) from None
 
-    # --- fault injection (thread-safe) --------------------------------------------------------------
+    # --- fault injection (thread-safe) ------------------------------------------------------------
     def drop_replies(self, count: int, servo_id: int | None = None) -> None:
         """Swallow the next ``count`` status packets (of ``servo_id``, or of any servo)."""
         with self._lock:
             self._pending_drops[servo_id] += int(count)
 
     def corrupt_replies(self, count: int, servo_id: int | None = None) -> None:
-        """Send the next ``count`` status packets (of ``servo_id``, or of any servo) with a wrong CRC."""
+        """Send the next ``count`` status packets (of ``servo_id``, or of
+        any servo) with a wrong CRC."""
         with self._lock:
             self._pending_corruptions[servo_id] += int(count)
 
@@ -842,7 +852,8 @@ class ServoBusEmulator:
             self._corrupt_probability = float(corrupt_probability)
 
     def clear_faults(self) -> None:
-        """Forget pending drops/corruptions and reply-fault probabilities, un-silence every servo."""
+        """Forget pending drops/corruptions and reply-fault
+        probabilities, un-silence every servo."""
         with self._lock:
             self._pending_drops.clear()
             self._pending_corruptions.clear()
@@ -869,7 +880,8 @@ class ServoBusEmulator:
             self._apply_goals()
 
     def set_mounting(self, servo_id: int, offset_ticks: float, sign: int = 1) -> None:
-        """Plant a calibration offset: the servo now reports ticks = offset + sign · angle · 4096/2π.
+        """Plant a calibration offset: the servo now reports
+        ticks = offset + sign · angle · 4096/2π.
 
         The joint keeps its physical goal: Goal Position is re-expressed in the new ticks.
         """
@@ -891,7 +903,7 @@ def _clamp_signed(value: int, size: int) -> int:
     return max(-limit, min(limit - 1, value))
 
 
-# --- the bus in its own process --------------------------------------------------------------------
+# --- the bus in its own process -------------------------------------------------------------------
 REALTIME_PRIORITY = 10  # SCHED_FIFO priority of the bus process: above every normal process, modest
 
 
@@ -1091,7 +1103,8 @@ class ServoBusProcess:
         return self._call("counters")
 
     def reply_latency(self) -> dict[str, float | int | None]:
-        """:meth:`ServoBusEmulator.reply_latency` of the bus process (after :meth:`stop`: as it ended)."""
+        """:meth:`ServoBusEmulator.reply_latency` of the bus process (after
+        :meth:`stop`: as it ended)."""
         if self._socket is None and "reply_latency" in self._final:
             return dict(self._final["reply_latency"])
         return self._call("reply_latency")
@@ -1124,7 +1137,8 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def _serve_process(socket_fd: int, state_fd: int) -> int:
-    """The bus process: serve the emulator; answer the parent's calls until it says stop or is gone."""
+    """The bus process: serve the emulator; answer the parent's calls
+    until it says stop or is gone."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when the bus stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=socket_fd)

@@ -53,9 +53,10 @@ class ServoBackend(abc.ABC):
 class KinematicBackend(ServoBackend):
     """Each joint tracks its goal to first order with a speed limit; no dynamics, no gravity.
 
-    With torque on, the joint velocity is ``clip((goal − position) / time_constant_s, ±max_velocity)``
-    (integrated exactly between calls); the current is proportional to the tracking error. With
-    torque off the joint stays where it is and draws no current.
+    With torque on, the joint velocity is
+    ``clip((goal − position) / time_constant_s, ±max_velocity)`` (integrated exactly between
+    calls); the current is proportional to the tracking error. With torque off the joint stays
+    where it is and draws no current.
     """
 
     def __init__(

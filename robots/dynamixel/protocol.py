@@ -118,7 +118,8 @@ class PacketError(ValueError):
 
 
 class CrcError(PacketError):
-    """A complete packet whose CRC does not match; ``servo_id`` and ``instruction`` are as received."""
+    """A complete packet whose CRC does not match; ``servo_id`` and
+    ``instruction`` are as received."""
 
     def __init__(self, message: str, servo_id: int, instruction: int):
         super().__init__(message)
@@ -128,7 +129,8 @@ class CrcError(PacketError):
 
 @dataclass(frozen=True)
 class Packet:
-    """A decoded packet: ``params`` are unstuffed. For a status packet ``params[0]`` is the error."""
+    """A decoded packet: ``params`` are unstuffed. For a status packet
+    ``params[0]`` is the error."""
 
     servo_id: int
     instruction: int
