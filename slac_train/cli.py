@@ -1,13 +1,19 @@
 """``slac-train``: learn SLAC from pixels in simulation.
 
     slac-train --task cheetah-run                 # the paper's settings
+    slac-train --task cartpole-swingup --preset cpu-small   # a CPU run that learns in hours
+    slac-train --config my-run.toml --seed 2      # TrainConfig fields from a file; options win
     slac-train --task dclaw-turn --seed 3 --device cuda
     slac-train --list-tasks
     slac-train --resume runs/cheetah-run-20260101-120000-s0 [--total-env-steps 1000000]
 
 Every field of :class:`slac_train.config.TrainConfig` is an option (``--batch-size-model 16``,
-``--no-eval-video``, ...). Exit codes: 0 done, 1 training failed (NaN/inf loss), 2 bad usage
-(unknown task, invalid value), 130 interrupted by Ctrl-C (a checkpoint was written).
+``--no-eval-video``, ...). Values come from, lowest first: TrainConfig's defaults (the paper's),
+``--preset``, ``--config FILE`` (JSON or TOML), the options typed. A budget that ends inside the
+initial random collection is refused: the run would make no updates. Exit codes: 0 done, 1 training failed (NaN/inf loss), 2 bad usage
+(unknown task, invalid value, a run directory another process is writing), 130 stopped by Ctrl-C
+(SIGINT), 143 stopped by SIGTERM (Slurm pre-emption, ``docker stop``, ``timeout``): a stopped run
+writes a checkpoint at its next safe point and prints the command that continues it.
 """
 
 from __future__ import annotations
@@ -15,9 +21,28 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from slac_runtime.options import ExitCode, OneLineParser, add_options, say
-from slac_train.config import TrainConfig
+from slac_train.config import PRESETS, TrainConfig, preset_values, read_config_file
+
+
+@contextmanager
+def _signals_interrupt(received: list[int]) -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, while the run is being set up; the
+    signal is appended to ``received``."""
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=argparse.SUPPRESS,
+        help="start from a named configuration: paper (the defaults) or cpu-small (narrower networks "
+        "and short pre-training, for a CPU)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="a JSON or TOML file of TrainConfig fields (options on the command line override it)",
     )
     # Only options the user typed appear in the namespace (so --resume can tell).
     add_options(
@@ -56,43 +94,71 @@ def _print_tasks() -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
 
 
+def _config_values(args: dict, preset: str | None, config_file: str | None) -> dict:
+    """The run's TrainConfig fields: the preset's, then the file's, then the options typed."""
+    values = preset_values(preset) if preset else {}
+    if config_file:
+        values.update(read_config_file(config_file))
+    values.update(args)
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     list_tasks = args.pop("list_tasks")
     resume = args.pop("resume")
+    preset, config_file = args.pop("preset", None), args.pop("config", None)
     if list_tasks:
         _print_tasks()
         return ExitCode.OK
 
     from slac_train.envs import UnknownTaskError, get_task_spec
+    from slac_train.run_lock import RunInUseError
     from slac_train.trainer import Trainer, TrainingFailed, TrainingInterrupted
 
+    received: list[int] = []
+    if resume and preset:
+        parser.error("--preset starts a new run; --resume continues one with its own settings")
     try:
-        if resume:
-            trainer = Trainer.resume(resume, **args)
-        else:
-            if not args.get("task"):
-                parser.error("--task is required (or --resume RUN_DIR, or --list-tasks)")
-            get_task_spec(args["task"])  # the registry's one-line error for an unknown task
-            trainer = Trainer(TrainConfig(**args))
-    except (UnknownTaskError, ValueError, FileExistsError, FileNotFoundError) as error:
+        values = _config_values(args, preset, config_file)
+        with _signals_interrupt(received):
+            if resume:
+                trainer = Trainer.resume(resume, **values)
+            else:
+                if not values.get("task"):
+                    parser.error("--task is required (or --resume RUN_DIR, or --list-tasks)")
+                spec = get_task_spec(values["task"])  # the registry's one-line error
+                config = TrainConfig(**values)
+                reason = config.no_updates_reason(spec.action_repeat)
+                if reason:
+                    raise ValueError(reason)
+                trainer = Trainer(config)
+    except (
+        UnknownTaskError,
+        ValueError,
+        FileExistsError,
+        FileNotFoundError,
+        RunInUseError,
+    ) as error:
         say("slac-train", "error", error)
         return ExitCode.REFUSED
     except KeyboardInterrupt:
         say("slac-train", "interrupted", "while setting up; nothing was trained")
-        return ExitCode.for_signal(signal.SIGINT)
+        return ExitCode.for_signal(received[0] if received else signal.SIGINT)
 
     try:
         with trainer:
             counters = trainer.train()
     except TrainingInterrupted as stop:
-        print(
-            f"slac-train: interrupted; checkpoint written to {stop.checkpoint}\n"
+        name = signal.Signals(stop.signum).name
+        say(
+            "slac-train",
+            "stopped",
+            f"{name}: checkpoint written to {stop.checkpoint}; "
             f"continue with: slac-train --resume {trainer.run_dir}",
-            file=sys.stderr,
         )
-        return ExitCode.for_signal(signal.SIGINT)
+        return stop.exit_code
     except TrainingFailed as failure:
         print(f"slac-train: {failure}", file=sys.stderr)
         return ExitCode.FAULT

@@ -73,6 +73,22 @@ def policy_metadata(checkpoint: dict[str, Any], checkpoint_path: Path) -> Policy
     )
 
 
+UPDATE_COUNTERS = ("updates", "pretrain_updates", "bc_updates")  # slac-train's, slac-imitate's
+
+
+def untrained_warning(checkpoint: dict[str, Any], checkpoint_path: Path) -> str | None:
+    """A sentence when the checkpoint's networks were never updated (their initial random
+    weights), else None. Checkpoints that do not count updates get None."""
+    counters = checkpoint.get("counters", {})
+    counts = [int(counters[k]) for k in UPDATE_COUNTERS if k in counters]
+    if not counts or sum(counts) > 0:
+        return None
+    return (
+        f"{checkpoint_path} was written after 0 updates: the policy is the networks' random "
+        f"initial weights and will not do the task (train longer than the initial random collection)"
+    )
+
+
 def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Path, PolicyMetadata]:
     """Export the newest checkpoint of a run directory (or a checkpoint file) to ONNX."""
     from slac_train.checkpoint import latest_checkpoint, load_agent
@@ -98,6 +114,9 @@ def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Pa
             f"{checkpoint_path} could not be read as a slac-train checkpoint: {e}"
         ) from None
     metadata = policy_metadata(state, checkpoint_path)
+    warning = untrained_warning(state, checkpoint_path)
+    if warning:
+        say("slac-export", "warning", warning)
     if output is None:
         run_dir = source if source.is_dir() else checkpoint_path.parent.parent
         output = run_dir / "policy.onnx"

@@ -76,6 +76,18 @@ class RunLogger:
                 writer.writeheader()
             writer.writerow({k: row.get(k, "") for k in EVAL_CSV_FIELDS})
 
+    def log_image(self, tag: str, image_uint8: np.ndarray, step: int) -> None:
+        """An RGB image ``[H, W, 3]`` in TensorBoard at ``step`` (simulator steps)."""
+        if self._writer is not None:
+            self._writer.add_image(tag, image_uint8, int(step), dataformats="HWC")
+
+    def file_sizes(self) -> dict[str, int]:
+        """Bytes in each appended file now (stored in checkpoints: see :func:`trim_run_files`)."""
+        return {
+            path.name: path.stat().st_size if path.exists() else 0
+            for path in (self.metrics_path, self.eval_csv_path)
+        }
+
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
@@ -86,15 +98,26 @@ class RunLogger:
             self._writer = None
 
 
+def frame_strip(frames_uint8: np.ndarray, count: int = 8) -> np.ndarray:
+    """``count`` frames evenly spaced over an episode ``[T, H, W, 3]``, side by side: ``[H, count*W, 3]``."""
+    frames = np.asarray(frames_uint8)
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
+    return np.concatenate(list(frames[picks]), axis=1)
+
+
 def plot_learning_curve(
     history: Sequence[Mapping[str, Any]],
     path: Path,
     title: str,
     x_key: str = "env_step",
     x_label: str = "environment (simulator) steps",
+    random_returns: Sequence[float] = (),
 ) -> None:
     """Evaluation return (mean +- std, stochastic and deterministic) and success rate against
-    ``history[i][x_key]`` (simulator steps; a run that learns from fixed data: its updates)."""
+    ``history[i][x_key]`` (simulator steps; a run that learns from fixed data: its updates).
+
+    ``random_returns``: returns of uniformly random episodes (a run's initial collection), drawn
+    as a horizontal line for reference."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -111,6 +134,13 @@ def plot_learning_curve(
             std = np.array([h.get(f"{key}_std", np.nan) for h in history], dtype=float)
             ax.plot(steps, mean, marker="o", markersize=3, label=label)
             ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    if len(random_returns):
+        ax.axhline(
+            float(np.mean(random_returns)),
+            color="grey",
+            linestyle=":",
+            label=f"random policy ({len(random_returns)} episodes)",
+        )
     ax.set_xlabel(x_label)
     ax.set_ylabel("evaluation return")
     ax.set_title(title)
@@ -140,3 +170,39 @@ def plot_learning_curve(
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp)
     tmp.replace(path)
+
+
+def trim_run_files(run_dir: Path, sizes: Mapping[str, int] | None, env_step: int) -> None:
+    """Cut a run's appended files back to a checkpoint, so that a resumed run has one history.
+
+    ``sizes``: the files' byte counts when the checkpoint was written (:meth:`RunLogger.file_sizes`);
+    without them, rows past ``env_step`` are dropped. Videos of steps past ``env_step`` are deleted.
+    """
+    run_dir = Path(run_dir)
+    if sizes is not None:
+        for name, size in sizes.items():
+            path = run_dir / name
+            if path.exists() and path.stat().st_size > size:
+                with open(path, "r+b") as f:
+                    f.truncate(size)
+    else:
+        _drop_rows_past(
+            run_dir / "metrics.jsonl", env_step, lambda line: json.loads(line)["env_step"]
+        )
+        _drop_rows_past(
+            run_dir / "eval.csv", env_step, lambda line: float(line.split(",", 1)[0]), header=True
+        )
+    for video in (run_dir / "videos").glob("*-*.mp4"):
+        step = video.stem.rsplit("-", 1)[1]
+        if step.isdigit() and int(step) > env_step:
+            video.unlink()
+
+
+def _drop_rows_past(path: Path, env_step: int, step_of, header: bool = False) -> None:
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    head, rows = (lines[:1], lines[1:]) if header else ([], lines)
+    kept = [line for line in rows if line.strip() and step_of(line) <= env_step]
+    if len(kept) != len(rows):
+        path.write_text("".join(head + kept))

@@ -5,10 +5,12 @@
     train     act with the stochastic policy; after each agent step, ``updates_per_step`` x
               (model update on 32 windows + critic/actor/alpha update on 256 windows)
 
-Counters are kept in agent steps and in environment (simulator) steps; budgets and schedules are
-in simulator steps, as the paper's plots are. Checkpoints are written at episode ends (and during
-pre-training, and on Ctrl-C), so that a resumed run continues exactly as an uninterrupted one would
-(except after a Ctrl-C in the middle of an episode, when the resumed run starts a new episode).
+Counters are kept in agent steps and in environment (simulator) steps; budgets, schedules and
+every logged scalar's x-axis are in simulator steps, as the paper's plots are. Checkpoints are
+written at episode ends (and during pre-training, and on Ctrl-C or SIGTERM), so that a resumed run
+continues exactly as an uninterrupted one would (except after a stop in the middle of an episode,
+when the resumed run starts a new episode). One process at a time writes a run directory
+(:mod:`slac_train.run_lock`).
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ from slac_train.checkpoint import (
 from slac_train.config import TrainConfig
 from slac_train.envs import get_task_spec, make_env
 from slac_train.evaluation import reconstruction_frames, run_episode
+from slac_train.progress import PhaseClock, ProgressLines, format_duration, is_terminal
 from slac_train.replay_buffer import ReplayBuffer
 from slac_train.rollout_media import write_video
-from slac_train.run_logging import RunLogger, plot_learning_curve
+from slac_train.run_lock import RunLock
+from slac_train.run_logging import RunLogger, frame_strip, plot_learning_curve, trim_run_files
 from slac_train.slac_agent import (
     Batch,
     NonFiniteLossError,
@@ -80,11 +84,26 @@ RESUMABLE_OVERRIDES = frozenset(
 
 class StopRequest:
     """Signals (Ctrl-C, SIGTERM) as a request to stop at the next safe point: the loop reads
-    :attr:`requested` and writes a checkpoint; a second signal stops at once (KeyboardInterrupt)."""
+    :attr:`requested` and writes a checkpoint; a second signal stops at once (KeyboardInterrupt).
+
+    :attr:`signum` is the first signal received (the command exits with 128 + it). ``message`` is
+    printed when a stop is first requested; ``{signal}`` in it is replaced by the signal's name.
+    The same signal again within ``REPEAT_WINDOW_S`` is the same request delivered twice (to a
+    process group and forwarded by a parent, as Slurm and wrapper scripts do), not a second one.
+    """
+
+    REPEAT_WINDOW_S = 1.0
 
     def __init__(self, message: str) -> None:
-        self.message = message  # printed when a stop is first requested
+        self.message = message
         self.requested = False
+        self.signum: int | None = None
+        self._requested_at = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal that asked to stop (130 for Ctrl-C, 143 for SIGTERM)."""
+        return 128 + int(self.signum if self.signum is not None else signal.SIGINT)
 
     @contextmanager
     def installed(
@@ -97,9 +116,14 @@ class StopRequest:
 
         def handler(signum, frame):
             if self.requested:
+                since = time.monotonic() - self._requested_at
+                if signum == self.signum and since < self.REPEAT_WINDOW_S:
+                    return
                 raise KeyboardInterrupt
             self.requested = True
-            print(self.message, flush=True)
+            self.signum = signum
+            self._requested_at = time.monotonic()
+            print(self.message.replace("{signal}", signal.Signals(signum).name), flush=True)
 
         previous = {signum: signal.signal(signum, handler) for signum in signals}
         try:
@@ -110,11 +134,19 @@ class StopRequest:
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: a checkpoint was written (``checkpoint``) and the run stopped cleanly."""
+    """Stopped by a signal: a checkpoint was written (``checkpoint``) and the run stopped cleanly.
 
-    def __init__(self, checkpoint: Path) -> None:
+    ``signum``: the signal (the command exits with ``exit_code``, 128 + it).
+    """
+
+    def __init__(self, checkpoint: Path, signum: int = signal.SIGINT) -> None:
         super().__init__(f"interrupted; checkpoint written to {checkpoint}")
         self.checkpoint = checkpoint
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class TrainingFailed(RuntimeError):
@@ -139,6 +171,7 @@ class Trainer:
         config: TrainConfig,
         _checkpoint: dict[str, Any] | None = None,
         _run_dir: Path | None = None,
+        _lock: RunLock | None = None,
     ):
         spec = get_task_spec(
             config.task
@@ -194,35 +227,49 @@ class Trainer:
             "elapsed_s": 0.0,
         }
         self.eval_history: list[dict[str, Any]] = []
+        self.random_returns: list[float] = []  # episodes of the initial random collection
         self.needs_reset = True
         self.episode_return = 0.0
         self.episode_agent_steps = 0
         self._stop = StopRequest(
-            "\nCtrl-C: writing a checkpoint at the next safe point (press again to stop at once)"
+            "\n{signal}: writing a checkpoint at the next safe point (send it again to stop at once)"
         )
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
         self._last_eval_text = "-"
         self._session_start = time.perf_counter()
         self._elapsed_at_start = 0.0
+        self._open_run_dir(_checkpoint, _run_dir, _lock)
 
-        if _checkpoint is None:
+    def _open_run_dir(
+        self, checkpoint: dict[str, Any] | None, run_dir: Path | None, lock: RunLock | None
+    ) -> None:
+        """Lock the run directory and start a new run in it, or restore ``checkpoint``'s state."""
+        if checkpoint is None:
+            config = self.config
             self.buffer = ReplayBuffer(config.buffer_capacity, self.frame_shape, self.action_dim)
             self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-            if (self.run_dir / "checkpoints").exists():
-                raise FileExistsError(
-                    f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir}"
-                )
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = self._lock_new_run_dir()
             self.config = self.config.replace(run_dir=str(self.run_dir))
             self.config.save_json(self.run_dir / "config.json")
         else:
-            self.run_dir = Path(_run_dir)
-            self._restore(_checkpoint)
+            self.run_dir = Path(run_dir)
+            self._lock = lock if lock is not None else RunLock(self.run_dir).acquire()
+            self._restore(checkpoint)
         (self.run_dir / "videos").mkdir(exist_ok=True)
         self.logger = RunLogger(
-            self.run_dir, purge_step=self.counters["env_step"] if _checkpoint else None
+            self.run_dir, purge_step=self.counters["env_step"] if checkpoint else None
         )
+
+    def _lock_new_run_dir(self) -> RunLock:
+        """Take the lock of a new run directory; refuse one that holds a run (or is being written)."""
+        lock = RunLock(self.run_dir).acquire()
+        if (self.run_dir / "checkpoints").exists():
+            lock.release()
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir}"
+            )
+        return lock
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -230,19 +277,30 @@ class Trainer:
         """Continue the run in ``run_dir`` from its latest checkpoint.
 
         ``overrides`` may change budgets, schedules and system settings (``RESUMABLE_OVERRIDES``).
+        The run directory is locked first (another process writing it is refused with
+        :class:`~slac_train.run_lock.RunInUseError`), and ``metrics.jsonl``, ``eval.csv`` and the
+        videos are cut back to the checkpoint, so that they hold one history.
         """
         run_dir = Path(run_dir)
-        state = load_checkpoint(run_dir)
-        config = TrainConfig.from_dict(state["config"])
-        changed = {k: v for k, v in overrides.items() if getattr(config, k) != v}
-        refused = sorted(set(changed) - RESUMABLE_OVERRIDES)
-        if refused:
-            raise ValueError(
-                f"cannot change {', '.join(refused)} when resuming {run_dir}: these define the run; "
-                f"start a new run instead"
-            )
-        config = config.replace(**changed, run_dir=str(run_dir))
-        trainer = cls(config, _checkpoint=state, _run_dir=run_dir)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"no run directory {run_dir}")
+        lock = RunLock(run_dir).acquire()
+        try:
+            state = load_checkpoint(run_dir)
+            config = TrainConfig.from_dict(state["config"])
+            changed = {k: v for k, v in overrides.items() if getattr(config, k) != v}
+            refused = sorted(set(changed) - RESUMABLE_OVERRIDES)
+            if refused:
+                raise ValueError(
+                    f"cannot change {', '.join(refused)} when resuming {run_dir}: these define the run; "
+                    f"start a new run instead"
+                )
+            config = config.replace(**changed, run_dir=str(run_dir))
+            trim_run_files(run_dir, state.get("log_sizes"), int(state["counters"]["env_step"]))
+            trainer = cls(config, _checkpoint=state, _run_dir=run_dir, _lock=lock)
+        except BaseException:
+            lock.release()
+            raise
         trainer.config.save_json(run_dir / "config.json")  # the settings in force from now on
         trainer.logger.log(
             "resume", trainer.counters["env_step"], {}, checkpoint=state["path"], changed=changed
@@ -259,6 +317,7 @@ class Trainer:
             k: v for k, v in state["counters"].items() if k not in ("agent_steps", "env_steps")
         }
         self.eval_history = list(state["eval_history"])
+        self.random_returns = [float(r) for r in state.get("random_returns", [])]
         rng = state["rng"]
         restore_global_rng(rng["global"])
         set_generator_state(self.action_rng, rng["action"])
@@ -309,6 +368,7 @@ class Trainer:
                 env_steps=self.counters["env_step"],
             ),
             "eval_history": list(self.eval_history),
+            "random_returns": list(self.random_returns),
             "mid_episode": not self.needs_reset,
             "rng": {
                 "global": capture_global_rng(),
@@ -320,14 +380,16 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
+        """Write a checkpoint. Its ``checkpoint`` record is logged first and the checkpoint holds the
+        sizes of the log files after it, so that a resume cuts them back to exactly this point."""
         c = self.counters
         name = f"ckpt-{c['env_step']:010d}-{c['updates'] + c['pretrain_updates']:010d}"
-        buffer = self.buffer if self.config.save_buffer else None
-        path = save_checkpoint(
-            self.run_dir, name, self.checkpoint_state(), buffer, keep=self.config.keep_checkpoints
-        )
+        path = checkpoint_dir(self.run_dir) / f"{name}.pt"
         self.logger.log("checkpoint", c["env_step"], {}, path=str(path), agent_step=c["agent_step"])
-        return path
+        state = self.checkpoint_state()
+        state["log_sizes"] = self.logger.file_sizes()
+        buffer = self.buffer if self.config.save_buffer else None
+        return save_checkpoint(self.run_dir, name, state, buffer, keep=self.config.keep_checkpoints)
 
     def _elapsed_s(self) -> float:
         return self._elapsed_at_start + time.perf_counter() - self._session_start
@@ -336,11 +398,15 @@ class Trainer:
     def train(self, stop_at_env_step: int | None = None) -> dict[str, Any]:
         """Run until the budget (or ``stop_at_env_step``, at an episode end) is reached.
 
-        Returns the counters. Ctrl-C writes a checkpoint and raises :class:`TrainingInterrupted`;
+        Returns the counters. Ctrl-C or SIGTERM writes a checkpoint and raises
+        :class:`TrainingInterrupted`;
         a NaN/inf loss raises :class:`TrainingFailed` naming the loss and the step.
         """
         print(self.buffer.describe())
         print(f"run directory: {self.run_dir}")
+        reason = self.config.no_updates_reason(self.env.action_repeat)
+        if reason and self.counters["phase"] == "collect":
+            print(f"WARNING: {reason}", flush=True)
         try:
             with self._sigint_as_request(), self._progress_bar() as self._bar:
                 while self.counters["phase"] != "done":
@@ -356,7 +422,7 @@ class Trainer:
         except KeyboardInterrupt:
             path = self.save_checkpoint()
             self.logger.flush()
-            raise TrainingInterrupted(path) from None
+            raise TrainingInterrupted(path, self._stop.signum or signal.SIGINT) from None
         except NonFiniteLossError as error:
             c = self.counters
             message = (
@@ -375,10 +441,11 @@ class Trainer:
         return dict(self.counters)
 
     def close(self) -> None:
-        """Release the simulators and the TensorBoard writer."""
+        """Release the simulators, the TensorBoard writer and the run directory's lock."""
         self.logger.close()
         self.env.close()
         self.eval_env.close()
+        self._lock.release()
 
     def __enter__(self) -> Trainer:
         return self
@@ -391,31 +458,62 @@ class Trainer:
         return self._stop.requested
 
     def _sigint_as_request(self) -> AbstractContextManager[None]:
-        """The first Ctrl-C asks the loop to stop at the next safe point; a second one stops at once."""
-        return self._stop.installed((signal.SIGINT,))
+        """The first Ctrl-C or SIGTERM asks the loop to stop at the next safe point (after the
+        current agent step or model update, with a checkpoint); a second one stops at once."""
+        return self._stop.installed((signal.SIGINT, signal.SIGTERM))
 
     @contextmanager
     def _progress_bar(self):
+        """A progress bar on a terminal; elsewhere (a log, a pipe) plain lines every 30 s.
+
+        Either shows the phase in progress and its own ETA (collection, pre-training and training
+        go at very different speeds, so the run's average rate says little about what is left).
+        """
         from tqdm import tqdm
 
+        self._clock = PhaseClock()
+        self._lines = ProgressLines(every_s=30.0)
+        self._bar_shown = self.config.progress and is_terminal()
         bar = tqdm(
             total=self.config.total_env_steps,
             initial=self.counters["env_step"],
             unit="env step",
-            disable=not self.config.progress,
+            disable=not self._bar_shown,
             dynamic_ncols=True,
             smoothing=0.05,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
         )
         try:
             yield bar
         finally:
             bar.close()
 
+    def _phase_progress(self) -> tuple[int, int, str]:
+        """``(done, total, unit)`` of the phase in progress."""
+        c, cfg = self.counters, self.config
+        if c["phase"] == "collect":
+            target = getattr(self, "_refill_target", None) or cfg.initial_collection_steps
+            return c["agent_step"], target, "agent steps"
+        if c["phase"] == "pretrain":
+            return c["pretrain_updates"], cfg.model_pretrain_steps, "updates"
+        return c["env_step"], cfg.total_env_steps, "env steps"
+
     def _update_bar(self, env_steps: int) -> None:
         self._bar.update(env_steps)
-        if self.config.progress:
+        if not self.config.progress:
+            return
+        done, total, unit = self._phase_progress()
+        self._clock.observe(self.counters["phase"], done, total)
+        eta = format_duration(self._clock.eta_s())
+        if self._bar_shown:
             self._bar.set_postfix_str(
-                f"{self.counters['phase']} eval={self._last_eval_text}", refresh=False
+                f"{self.counters['phase']} ETA {eta} eval={self._last_eval_text}", refresh=False
+            )
+        else:
+            c = self.counters
+            run = f"run {c['env_step']:,}/{self.config.total_env_steps:,} env steps, "
+            self._lines.maybe_write(
+                self._clock, unit, run + f"{c['updates']:,} updates, eval {self._last_eval_text}"
             )
 
     # ------------------------------------------------------------------------------------------
@@ -484,6 +582,8 @@ class Trainer:
             }
             if "success" in info:
                 values["train/success"] = float(info["success"])
+            if c["phase"] == "collect":
+                self.random_returns.append(self.episode_return)
             self.logger.log(
                 "episode", c["env_step"], values, agent_step=c["agent_step"], phase=c["phase"]
             )
@@ -513,13 +613,12 @@ class Trainer:
             values = metrics_to_floats(means)
             values["time/elapsed_s"] = self._elapsed_s()
             pretraining = c["phase"] == "pretrain"
-            if pretraining:  # TensorBoard: pre-training curves against their own update count
+            if pretraining:  # at the collection's last env step; per update: metrics.jsonl
                 values = {f"pretrain/{k}": v for k, v in values.items()}
             self.logger.log(
                 "pretrain" if pretraining else "train",
                 c["env_step"],
                 values,
-                tb_step=c["pretrain_updates"] if pretraining else None,
                 agent_step=c["agent_step"],
                 updates=c["updates"],
                 pretrain_updates=c["pretrain_updates"],
@@ -539,7 +638,7 @@ class Trainer:
             total=cfg.model_pretrain_steps,
             initial=c["pretrain_updates"],
             unit="update",
-            disable=not cfg.progress,
+            disable=not self._bar_shown,
             dynamic_ncols=True,
             leave=False,
         ) as bar:
@@ -551,6 +650,7 @@ class Trainer:
                 check_finite(metrics)
                 self._accumulate(metrics)
                 bar.update(1)
+                self._update_bar(0)
                 if c["pretrain_updates"] % cfg.checkpoint_every_pretrain_updates == 0:
                     self.save_checkpoint()
 
@@ -595,20 +695,13 @@ class Trainer:
         self._last_eval_text = f"{row['return_mean']:.1f}"
 
         step = c["env_step"]
-        fps = 1.0 / (self.env.control_period_s * self.env.action_repeat)
-        if recorded is not None and cfg.eval_video:
-            write_video(
-                self.run_dir / "videos" / f"eval-{step:010d}.mp4", recorded.frames, fps, scale=2
-            )
-        if recorded is not None and cfg.reconstruction_video and len(recorded.frames) >= 2:
-            frames = reconstruction_frames(
-                self.agent, recorded.frames, recorded.actions, cfg.reconstruction_steps
-            )
-            write_video(
-                self.run_dir / "videos" / f"reconstruction-{step:010d}.mp4", frames, fps, scale=2
-            )
+        if recorded is not None:
+            self._write_eval_media(recorded, step)
         plot_learning_curve(
-            self.eval_history, self.run_dir / "curve.png", f"SLAC on {cfg.task} (seed {cfg.seed})"
+            self.eval_history,
+            self.run_dir / "curve.png",
+            f"SLAC on {cfg.task} (seed {cfg.seed})",
+            random_returns=self.random_returns,
         )
         scalars = {
             f"eval/{k}": v
@@ -629,6 +722,23 @@ class Trainer:
             + (f", success {row['success_rate']:.2f}" if "success_rate" in row else "")
         )
         self._schedule_next_eval()
+
+    def _write_eval_media(self, recorded: Any, step: int) -> None:
+        """The evaluation and reconstruction videos, and a strip of evaluation frames in TensorBoard."""
+        cfg = self.config
+        fps = 1.0 / (self.env.control_period_s * self.env.action_repeat)
+        if cfg.eval_video:
+            write_video(
+                self.run_dir / "videos" / f"eval-{step:010d}.mp4", recorded.frames, fps, scale=2
+            )
+        if cfg.reconstruction_video and len(recorded.frames) >= 2:
+            frames = reconstruction_frames(
+                self.agent, recorded.frames, recorded.actions, cfg.reconstruction_steps
+            )
+            write_video(
+                self.run_dir / "videos" / f"reconstruction-{step:010d}.mp4", frames, fps, scale=2
+            )
+        self.logger.log_image("eval/episode_frames", frame_strip(recorded.frames), step)
 
     def _schedule_next_eval(self) -> None:
         c, every = self.counters, self.config.eval_every_env_steps

@@ -177,3 +177,18 @@ def test_export_cli_writes_into_run_dir(tiny_dclaw_run, tmp_path):
         json.loads(OnnxPolicy(out).session.get_modelmeta().custom_metadata_map["action_repeat"])
         == 2
     )
+
+
+def test_exporting_an_untrained_checkpoint_warns(tiny_dclaw_run, tmp_path, capsys):
+    from slac_train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(tiny_dclaw_run)
+    assert state["counters"]["updates"] > 0
+    assert export_main([str(tiny_dclaw_run), "--out", str(tmp_path / "trained.onnx")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    state["counters"].update(updates=0, pretrain_updates=0)
+    untrained = tmp_path / "untrained.pt"
+    torch.save(state, untrained)
+    assert export_main([str(untrained), "--out", str(tmp_path / "untrained.onnx")]) == 0
+    err = capsys.readouterr().err
+    assert "slac-export: warning:" in err and "0 updates" in err and str(untrained) in err

@@ -35,7 +35,7 @@ SMALL = [
     "--buffer-capacity",
     "2000",
     "--model-pretrain-steps",
-    "3",
+    "6",
     "--eval-episodes",
     "1",
     "--reconstruction-steps",
@@ -76,6 +76,28 @@ def assert_run_artefacts(run_dir: Path) -> None:
     for kind in ("eval", "reconstruction"):
         videos = list((run_dir / "videos").glob(f"{kind}-*.mp4"))
         assert videos and videos[0].stat().st_size > 1000, f"no {kind} video"
+    assert_tensorboard_on_env_steps(run_dir, records)
+
+
+def assert_tensorboard_on_env_steps(run_dir: Path, records: list[dict]) -> None:
+    """Every TensorBoard scalar sits at a simulator step a metrics record has; evaluations carry a
+    strip of frames; the random collection's returns are kept for the curve's reference line."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from slac_train.checkpoint import load_checkpoint
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    env_steps = {r["env_step"] for r in records}
+    for tag in events.Tags()["scalars"]:
+        assert {e.step for e in events.Scalars(tag)} <= env_steps, tag
+    pretrain = {r["env_step"] for r in records if r["kind"] == "pretrain"}
+    for tag in [t for t in events.Tags()["scalars"] if t.startswith("pretrain/")]:
+        assert {e.step for e in events.Scalars(tag)} <= pretrain, tag
+    assert "eval/episode_frames" in events.Tags()["images"]
+    state = load_checkpoint(run_dir)
+    collected = [r for r in records if r["kind"] == "episode" and r["phase"] == "collect"]
+    assert state["random_returns"] == [r["train/episode_return"] for r in collected]
 
 
 def test_cartpole_run_leaves_every_artefact(tmp_path, capsys):
@@ -202,3 +224,60 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_finishes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"done: {stop} env steps" in result.stdout
     assert load_checkpoint(run_dir)["counters"]["phase"] == "done"
+
+
+def test_preset_config_file_and_options_in_that_order(tmp_path, monkeypatch):
+    from slac_train import cli
+    from slac_train.config import PRESETS
+
+    built = {}
+
+    class Recorder:
+        def __init__(self, config):
+            built["config"] = config
+            raise KeyboardInterrupt  # stop before anything is trained
+
+    monkeypatch.setattr("slac_train.trainer.Trainer", Recorder)
+    config_file = tmp_path / "run.toml"
+    config_file.write_text('task = "cartpole-swingup"\nz1_dim = 8\nlr_model = 5e-4\n')
+    code = cli.main(
+        ["--preset", "cpu-small", "--config", str(config_file), "--z1-dim", "12", "--device", "cpu"]
+    )
+    assert code == 130
+    config = built["config"]
+    assert config.task == "cartpole-swingup" and config.z1_dim == 12  # option > file > preset
+    assert config.lr_model == 5e-4 and config.feature_dim == PRESETS["cpu-small"]["feature_dim"]
+
+    (tmp_path / "run.json").write_text(json.dumps({"task": "cartpole-swingup", "lr_model": 1e-3}))
+    assert cli.main(["--config", str(tmp_path / "run.json"), "--device", "cpu"]) == 130
+    assert built["config"].lr_model == 1e-3 and built["config"].feature_dim == 256
+
+
+def test_config_file_refuses_unknown_fields_and_wrong_types(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('task = "cartpole-swingup"\nlr_modle = 1e-3\nz1_dim = "big"\n')
+    assert main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown field 'lr_modle' (did you mean 'lr_model'?)" in err
+    assert "z1_dim must be int, got 'big'" in err
+    with pytest.raises(SystemExit) as refused:
+        main(["--preset", "cpu-small", "--resume", str(tmp_path)])
+    assert refused.value.code == 2
+
+
+def test_preset_cpu_small_is_the_benchmarks_preset():
+    from slac_train.config import PRESETS, TrainConfig
+
+    cpu = TrainConfig(task="cartpole-swingup", **PRESETS["cpu-small"])
+    assert cpu.lr_model == 1e-3 and cpu.init_log_alpha == -2.3 and cpu.model_pretrain_steps == 2000
+    assert TrainConfig(task="cartpole-swingup", **PRESETS["paper"]) == TrainConfig(
+        task="cartpole-swingup"
+    )
+
+
+def test_a_budget_inside_the_random_collection_is_refused(capsys):
+    code = main(["--task", "cartpole-swingup", "--total-env-steps", "100", "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "never be updated" in err and "10,000 agent steps x action repeat 4" in err

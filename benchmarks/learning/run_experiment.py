@@ -3,8 +3,9 @@
     python benchmarks/learning/run_experiment.py --task cartpole-swingup --preset cpu-small \
         --env-steps 100000 --seeds 0 --out benchmarks/learning/results
 
-Presets: ``paper`` (the paper's networks and schedule) and ``cpu-small`` (narrower networks,
-smaller batches and a short pre-training, for runs of about two hours on a 2-core CPU). Each seed
+Presets are slac-train's (``slac-train --preset``, :data:`slac_train.config.PRESETS`): ``paper``
+(the paper's networks and schedule) and ``cpu-small`` (narrower networks, smaller batches and a
+short pre-training, for runs of about two hours on a 2-core CPU). Each seed
 is a separate run directory; a run that already exists is resumed (so a run can be done in chunks,
 each stopped with Ctrl-C). The result JSON holds the exact commands, the hardware, the
 wall-clock time, every evaluation and the return of a uniformly random policy on the same task.
@@ -17,6 +18,7 @@ import csv
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -25,46 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-PRESETS: dict[str, list[str]] = {
-    "paper": [],
-    "cpu-small": [
-        "--encoder-base-channels",
-        "16",
-        "--feature-dim",
-        "128",
-        "--z1-dim",
-        "16",
-        "--z2-dim",
-        "128",
-        "--model-hidden",
-        "128",
-        "--actor-critic-hidden",
-        "128",
-        "--batch-size-actor-critic",
-        "64",
-        "--batch-size-model",
-        "16",
-        "--initial-collection-steps",
-        "2000",
-        "--model-pretrain-steps",
-        "2000",
-        "--eval-episodes",
-        "5",
-        "--checkpoint-every-env-steps",
-        "10000",
-        # The paper's model learning rate (1e-4) works with its 100k pre-training updates; within a
-        # CPU run's few thousand it leaves the latent state empty (walker-stand, 1,000 updates: the
-        # KL fell to 31 nats and the reward head explained nothing, -0.13 of the reward's variance;
-        # at 1e-3 the KL rose to 154 nats and the reward head explained 0.62).
-        "--lr-model",
-        "1e-3",
-        # A CPU run makes ~20k updates, not the paper's ~100k+: starting the temperature at 0.1
-        # instead of 1 (as SAC-AE/DrQ do) saves the ~8k updates log alpha needs to get there at
-        # lr 3e-4, during which the entropy bonus drowns the reward and the actor stays uniform.
-        "--init-log-alpha",
-        "-2.3",
-    ],
-}
+from slac_train.config import PRESETS
 
 
 def random_policy_return(
@@ -98,26 +61,32 @@ def random_policy_return(
 
 
 INTERRUPTED = 130  # slac-train's exit status after Ctrl-C, once its checkpoint is written
+TERMINATED = 143  # ... after SIGTERM (Slurm pre-emption, docker stop, timeout)
 
 
 def run_trainer(cmd: list[str]) -> int:
-    """Run slac-train; on Ctrl-C wait for it to write its checkpoint instead of killing it.
+    """Run slac-train; on Ctrl-C or SIGTERM wait for it to write its checkpoint instead of dying.
 
     A terminal's Ctrl-C, ``timeout -s INT`` and ``kill -INT -<process group>`` signal the whole
     process group: slac-train gets the same SIGINT, stops at its next safe point and checkpoints
     (``subprocess.call`` would kill it a quarter of a second later, before the checkpoint is
-    written). To stop a run from elsewhere, signal the group, or slac-train itself.
+    written). A SIGTERM to this script (``timeout``, ``docker stop``) is passed on to slac-train,
+    which takes a copy that also reached it directly (Slurm signals every process) as one request.
     """
     proc = subprocess.Popen(cmd)
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            print(
-                "run_experiment: waiting for slac-train to write its checkpoint",
-                file=sys.stderr,
-                flush=True,
-            )
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                print(
+                    "run_experiment: waiting for slac-train to write its checkpoint",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def read_evals(run_dir: Path) -> list[dict]:
@@ -193,7 +162,7 @@ PAPER = {  # returns at 100k / 500k environment steps published in the SLAC pape
 }
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True)
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
@@ -217,8 +186,74 @@ def main() -> int:
         "directory and result apart from an earlier run with the same task, preset and budget",
     )
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more slac-train options")
-    args = p.parse_args()
+    return p
 
+
+def seed_command(args: argparse.Namespace, seed: int, run_dir: Path) -> list[str]:
+    """The slac-train command for one seed: a fresh run, or a resume of one that exists."""
+    fresh = [
+        "slac-train",
+        "--task",
+        args.task,
+        "--seed",
+        str(seed),
+        "--total-env-steps",
+        str(args.env_steps),
+        "--eval-every-env-steps",
+        str(args.eval_every),
+        "--device",
+        args.device,
+        "--run-dir",
+        str(run_dir),
+        "--preset",
+        args.preset,
+        *args.extra,
+    ]
+    resume = ["slac-train", "--resume", str(run_dir), "--total-env-steps", str(args.env_steps)]
+    exists = (run_dir / "checkpoints" / "latest").exists()
+    cmd = resume if exists and not args.report_only else fresh
+    if args.threads:
+        cmd += ["--num-threads", str(args.threads)]
+    return cmd
+
+
+def build_result(args: argparse.Namespace, commands, evaluations, wall, stopped) -> dict:
+    """The experiment's JSON: commands, hardware, evaluations, a random policy and the paper."""
+    # a uniformly random policy at the action repeat the runs used (it changes what random does)
+    repeat = (
+        int(args.extra[args.extra.index("--action-repeat") + 1])
+        if "--action-repeat" in args.extra
+        else None
+    )
+    random_mean, random_std, random_success = random_policy_return(args.task, 10, 12345, repeat)
+    finals = [ev[-1]["return_mean"] for ev in evaluations.values() if ev]
+    paper = PAPER.get(args.task)
+    return {
+        "task": args.task,
+        "preset": args.preset,
+        "env_steps": args.env_steps,
+        "seeds": args.seeds,
+        "stopped_at_env_step": stopped or None,
+        "commands": commands,
+        "wall_clock_s": wall,
+        "hardware": hardware(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "final_return_mean": float(np.mean(finals)) if finals else None,
+        "final_return_std": float(np.std(finals)) if finals else None,
+        "random_policy": {
+            "return_mean": random_mean,
+            "return_std": random_std,
+            "success_rate": random_success,
+            "episodes": 10,
+        },
+        "paper_100k": paper[0] if paper else None,
+        "paper_500k": paper[1] if paper else None,
+        "evaluations": evaluations,
+    }
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"{args.task}-{args.preset}-{args.env_steps // 1000}k" + (
         f"-{args.label}" if args.label else ""
@@ -227,31 +262,7 @@ def main() -> int:
     interrupted = False
     for seed in args.seeds:
         run_dir = args.runs_root / f"{name}-s{seed}"
-        fresh = [
-            "slac-train",
-            "--task",
-            args.task,
-            "--seed",
-            str(seed),
-            "--total-env-steps",
-            str(args.env_steps),
-            "--eval-every-env-steps",
-            str(args.eval_every),
-            "--device",
-            args.device,
-            "--run-dir",
-            str(run_dir),
-            *PRESETS[args.preset],
-            *args.extra,
-        ]
-        resume = ["slac-train", "--resume", str(run_dir), "--total-env-steps", str(args.env_steps)]
-        cmd = (
-            resume
-            if (run_dir / "checkpoints" / "latest").exists() and not args.report_only
-            else fresh
-        )
-        if args.threads:
-            cmd += ["--num-threads", str(args.threads)]
+        cmd = seed_command(args, seed, run_dir)
         # Every command a run directory has seen, in order (a run stopped with Ctrl-C and resumed, or
         # reported with --report-only, keeps its whole history): <run_dir>/commands.txt.
         history = run_dir / "commands.txt"
@@ -277,8 +288,8 @@ def main() -> int:
         code = run_trainer([sys.executable, "-m", "slac_train.cli", *cmd[1:]])
         wall[seed] = time.monotonic() - started
         evaluations[seed] = read_evals(run_dir)
-        if code == INTERRUPTED and evaluations[seed]:
-            # stopped with Ctrl-C (or a timeout's SIGINT): report what it reached, resume later
+        if code in (INTERRUPTED, TERMINATED) and evaluations[seed]:
+            # stopped with Ctrl-C or SIGTERM: report what it reached, resume later
             stopped[seed] = int(evaluations[seed][-1]["env_step"])
             commands[seed] += f"   (stopped with Ctrl-C after {stopped[seed]:,} env steps)"
             interrupted = True
@@ -287,37 +298,7 @@ def main() -> int:
             print(f"slac-train exited with {code}", file=sys.stderr)
             return code
 
-    # a uniformly random policy at the action repeat the runs used (it changes what random does)
-    repeat = (
-        int(args.extra[args.extra.index("--action-repeat") + 1])
-        if "--action-repeat" in args.extra
-        else None
-    )
-    random_mean, random_std, random_success = random_policy_return(args.task, 10, 12345, repeat)
-    finals = [ev[-1]["return_mean"] for ev in evaluations.values() if ev]
-    paper = PAPER.get(args.task)
-    result = {
-        "task": args.task,
-        "preset": args.preset,
-        "env_steps": args.env_steps,
-        "seeds": args.seeds,
-        "stopped_at_env_step": stopped or None,
-        "commands": commands,
-        "wall_clock_s": wall,
-        "hardware": hardware(),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "final_return_mean": float(np.mean(finals)) if finals else None,
-        "final_return_std": float(np.std(finals)) if finals else None,
-        "random_policy": {
-            "return_mean": random_mean,
-            "return_std": random_std,
-            "success_rate": random_success,
-            "episodes": 10,
-        },
-        "paper_100k": paper[0] if paper else None,
-        "paper_500k": paper[1] if paper else None,
-        "evaluations": evaluations,
-    }
+    result = build_result(args, commands, evaluations, wall, stopped)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / f"{name}.png")
     print(
@@ -328,7 +309,7 @@ def main() -> int:
             }
         )
     )
-    return INTERRUPTED if interrupted else 0
+    return code if interrupted else 0
 
 
 if __name__ == "__main__":
