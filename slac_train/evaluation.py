@@ -25,6 +25,8 @@ class EpisodeResult:
     success: float | None  # the task's info["success"] at the last step, when it reports one
     frames: list[np.ndarray] = field(default_factory=list)  # uint8[H, W, 3], when recorded
     actions: list[np.ndarray] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)  # per step, when recorded
+    successes: list[float | None] = field(default_factory=list)  # info["success"] per step
     final_info: dict = field(default_factory=dict)  # the env's info of the last step
 
 
@@ -58,6 +60,8 @@ def run_episode(
         if record:
             result.frames.append(obs)
             result.actions.append(action)
+            result.rewards.append(float(reward))
+            result.successes.append(float(info["success"]) if "success" in info else None)
         if max_agent_steps is not None and result.agent_steps >= max_agent_steps:
             truncated = True
         if terminated or truncated:

@@ -117,8 +117,9 @@ def export_onnx(
         entry.key, entry.value = key, value
     model.doc_string = f"SLAC policy (encoder + actor) for {metadata.task}"
     onnx.checker.check_model(model, full_check=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".policy-", suffix=".onnx")
-    os.close(fd)
+    # Written beside the target, then renamed: a reader never sees half a file; the file gets the
+    # ordinary mode (umask), not mkstemp's 0600.
+    tmp_name = str(path.with_name(f".{path.name}.{os.getpid()}.tmp"))
     try:
         onnx.save(model, tmp_name)
         os.replace(tmp_name, path)

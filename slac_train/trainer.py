@@ -45,7 +45,7 @@ from slac_train.envs import get_task_spec, make_env
 from slac_train.evaluation import reconstruction_frames, run_episode
 from slac_train.progress import PhaseClock, ProgressLines, format_duration, is_terminal
 from slac_train.replay_buffer import ReplayBuffer
-from slac_train.rollout_media import write_video
+from slac_train.rollout_media import episode_captions, write_video
 from slac_train.run_lock import RunLock
 from slac_train.run_logging import RunLogger, frame_strip, plot_learning_curve, trim_run_files
 from slac_train.slac_agent import (
@@ -729,14 +729,22 @@ class Trainer:
         fps = 1.0 / (self.env.control_period_s * self.env.action_repeat)
         if cfg.eval_video:
             write_video(
-                self.run_dir / "videos" / f"eval-{step:010d}.mp4", recorded.frames, fps, scale=2
+                self.run_dir / "videos" / f"eval-{step:010d}.mp4",
+                recorded.frames,
+                fps,
+                scale=4,  # room for the caption line
+                captions=episode_captions(recorded.rewards, recorded.successes),
             )
         if cfg.reconstruction_video and len(recorded.frames) >= 2:
             frames = reconstruction_frames(
                 self.agent, recorded.frames, recorded.actions, cfg.reconstruction_steps
             )
             write_video(
-                self.run_dir / "videos" / f"reconstruction-{step:010d}.mp4", frames, fps, scale=2
+                self.run_dir / "videos" / f"reconstruction-{step:010d}.mp4",
+                frames,
+                fps,
+                scale=2,
+                panel_labels=("truth", "posterior", "prior"),
             )
         self.logger.log_image("eval/episode_frames", frame_strip(recorded.frames), step)
 

@@ -173,6 +173,9 @@ def test_export_cli_writes_into_run_dir(tiny_dclaw_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "exported dclaw-turn policy" in result.stdout
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, readable by others
     assert (
         json.loads(OnnxPolicy(out).session.get_modelmeta().custom_metadata_map["action_repeat"])
         == 2
