@@ -15,7 +15,8 @@ Inference model q:
     q(z1_{t+1} | x_{t+1}, z2_t, a_t)            z1_posterior
     q(z2 | ...) = p(z2 | ...)                   the same networks, so KL(z2) = 0 exactly
 
-Every conditional is a diagonal Gaussian from an MLP (2 x hidden, leaky ReLU), std = softplus + 1e-5.
+Every conditional is a diagonal Gaussian from an MLP (2 x hidden, leaky ReLU), std = softplus +
+1e-5.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ class LatentModel(nn.Module):
     def reward_distribution(
         self, z: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(r_t | z_t, a_t, z_{t+1}) for t = 0..T-1: z[B, T+1, Z], actions[B, T, A] -> (mean, std)[B, T]."""
+        """p(r_t | z_t, a_t, z_{t+1}) for t = 0..T-1: z[B, T+1, Z], actions[B, T, A] ->
+        (mean, std)[B, T]."""
         mean, std = self.reward(z[:, :-1], actions, z[:, 1:])
         return mean.squeeze(-1), std.squeeze(-1)
 
@@ -189,7 +191,8 @@ class LatentModel(nn.Module):
 
         z = post.z  # [B, T+1, Z]
         recon = self.decoder(z.reshape(-1, z.shape[-1]))  # [B*(T+1), 3, 64, 64]
-        # sum over pixels of log N(x; recon, std^2) = -0.5 sse / std^2 - pixels * (log std + log sqrt(2 pi)),
+        # sum over pixels of log N(x; recon, std^2)
+        #   = -0.5 sse / std^2 - pixels * (log std + log sqrt(2 pi)),
         # written so that only two image-sized temporaries exist (forward and backward)
         squared_error = (recon - images).pow(2).sum((1, 2, 3))  # [B*(T+1)]
         pixels = images[0].numel()
@@ -218,8 +221,9 @@ class LatentModel(nn.Module):
                 "model/image_mse": squared_error.detach().sum() / images.numel(),
                 "model/reward_mse": reward_mse,
                 # Fraction of the batch's reward variance the model explains (0 where the rewards
-                # do not vary). Near 0, the model predicts no more than the mean reward: the latent
-                # state carries nothing the reward depends on yet, so the critic cannot learn either.
+                # do not vary). Near 0, the model predicts no more than the mean reward: the
+                # latent state carries nothing the reward depends on yet, so the critic cannot
+                # learn either.
                 "model/reward_explained": torch.where(
                     reward_var > 1e-8,
                     1.0 - reward_mse / reward_var.clamp_min(1e-8),
@@ -236,7 +240,8 @@ class LatentModel(nn.Module):
         """For the paper's Fig. 7: posterior reconstruction and open-loop prior prediction.
 
         images[T+1, 3, 64, 64], actions[T, A] of one sequence. The prior rollout is conditioned
-        on the first frame only: z1_0 ~ q(z1_0 | x_0), z2_0 ~ p(z2_0 | z1_0), then z_{t+1} ~ p(. | z_t, a_t).
+        on the first frame only: z1_0 ~ q(z1_0 | x_0), z2_0 ~ p(z2_0 | z1_0), then
+        z_{t+1} ~ p(. | z_t, a_t).
         Returns (posterior means, prior means), each [T+1, 3, 64, 64].
         """
         features = self.encoder(images)[None]  # [1, T+1, F]

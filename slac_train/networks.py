@@ -1,4 +1,5 @@
-"""The networks of SLAC: pixel encoder and decoder, Gaussian MLP heads, tanh-Gaussian actor, twin critics.
+"""The networks of SLAC: pixel encoder and decoder, Gaussian MLP heads, tanh-Gaussian actor, twin
+critics.
 
 Images enter the networks as float ``[N, 3, 64, 64]`` in [0, 1] (see :func:`preprocess_frames`);
 the encoder and decoder run in channels-last memory layout, which is what oneDNN (CPU) and cuDNN
@@ -26,7 +27,8 @@ _LOG2 = math.log(2.0)
 
 
 def preprocess_frames(frames_uint8: torch.Tensor) -> torch.Tensor:
-    """``uint8[..., H, W, 3]`` RGB -> ``float32[..., 3, H, W]`` in [0, 1] (channels-last strides)."""
+    """``uint8[..., H, W, 3]`` RGB -> ``float32[..., 3, H, W]`` in [0, 1] (channels-last
+    strides)."""
     x = frames_uint8.movedim(-1, -3)  # a view: NHWC memory read as NCHW = channels-last
     return x.to(torch.float32).div_(255.0)
 
@@ -139,7 +141,8 @@ def mlp(in_dim: int, out_dim: int, hidden: int, activation: type[nn.Module]) -> 
 
 
 class GaussianHead(nn.Module):
-    """A diagonal Gaussian conditional: inputs (concatenated) -> (mean, std), std = softplus + 1e-5."""
+    """A diagonal Gaussian conditional: inputs (concatenated) -> (mean, std), std = softplus +
+    1e-5."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 256) -> None:
         super().__init__()
@@ -222,7 +225,8 @@ class PixelPolicy(nn.Module):
     """Encoder + actor as one module: what the robot runs (and what the ONNX export wraps).
 
     ``forward(frames_uint8[B, 8, H, W, 3], prev_actions[B, 7, A]) -> (mean[B, A], log_std[B, A])``.
-    Deterministic action: ``tanh(mean)``; stochastic: ``tanh(mean + exp(log_std) * eps)``, eps ~ N(0, I).
+    Deterministic action: ``tanh(mean)``; stochastic: ``tanh(mean + exp(log_std) * eps)``,
+    eps ~ N(0, I).
     """
 
     def __init__(self, encoder: Encoder, actor: TanhGaussianActor) -> None:

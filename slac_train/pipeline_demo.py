@@ -122,8 +122,10 @@ def describe_episode(result: dict, episodes: int) -> str:
         else f"no success (needs to be within {SUCCESS_ERROR_RAD} rad)"
     )
     return (
-        f"episode {result['episode'] + 1}/{episodes}: the valve turned {result['angle_turned']:+.2f} rad, "
-        f"from {result['start_angle']:+.2f} to {result['valve_angle']:+.2f}; target {target:+.2f}{same}\n"
+        f"episode {result['episode'] + 1}/{episodes}: "
+        f"the valve turned {result['angle_turned']:+.2f} rad, "
+        f"from {result['start_angle']:+.2f} to {result['valve_angle']:+.2f}; "
+        f"target {target:+.2f}{same}\n"
         f"  {abs(result['angle_error']):.2f} rad from the target (wrapped error "
         f"{result['angle_error']:+.2f} rad): {verdict}"
     )

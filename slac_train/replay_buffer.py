@@ -7,8 +7,8 @@ ever); a ring of ``capacity`` slots holds virtual position v at slot ``v % capac
 wraps, the oldest frames are overwritten: windows that would need an overwritten frame (including
 the start-of-episode padding of an episode whose first frames are gone) are no longer sampled.
 
-A window ending at frame ``e`` of an episode starting at ``s`` is sampled only if ``e > s`` (its last
-action is a real transition, which the critic learns from).
+A window ending at frame ``e`` of an episode starting at ``s`` is sampled only if ``e > s`` (its
+last action is a real transition, which the critic learns from).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from slac_runtime.history import WINDOW_FRAMES, padded_window_indices
 
 
 class ReplayBuffer:
-    """Episodes of uint8 frames, actions, rewards and termination flags, in a ring of ``capacity`` slots.
+    """Episodes of uint8 frames, actions, rewards and termination flags, in a ring of ``capacity``
+    slots.
 
     Use: ``start_episode(first_frame)``, then ``add(action, reward, terminated, next_frame)`` per
     agent step; a new ``start_episode`` ends the previous episode. ``capacity`` counts frames, one
@@ -65,7 +66,8 @@ class ReplayBuffer:
 
     def describe(self) -> str:
         return (
-            f"replay buffer: {self.capacity:,} frames of {'x'.join(map(str, self.frame_shape))} uint8 "
+            f"replay buffer: {self.capacity:,} frames of "
+            f"{'x'.join(map(str, self.frame_shape))} uint8 "
             f"+ actions/rewards = {self.nbytes / 2**20:,.1f} MiB"
         )
 
@@ -92,7 +94,8 @@ class ReplayBuffer:
     def add(
         self, action: np.ndarray, reward: float, terminated: bool, next_frame: np.ndarray
     ) -> None:
-        """Record the transition from the episode's last frame: ``action`` -> ``reward``, ``next_frame``."""
+        """Record the transition from the episode's last frame: ``action`` -> ``reward``,
+        ``next_frame``."""
         if not self._starts or self._ends[-1] != self._next - 1:
             raise RuntimeError("ReplayBuffer.add() before start_episode()")
         slot = (self._next - 1) % self.capacity
@@ -108,7 +111,8 @@ class ReplayBuffer:
         frame = np.asarray(frame)
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
             raise ValueError(
-                f"expected a uint8 frame of shape {self.frame_shape}, got {frame.dtype} {frame.shape}"
+                f"expected a uint8 frame of shape {self.frame_shape}, "
+                f"got {frame.dtype} {frame.shape}"
             )
         slot = self._next % self.capacity
         self.frames[slot] = frame
@@ -144,7 +148,8 @@ class ReplayBuffer:
     def sample_window_ends(
         self, batch_size: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Uniform over valid windows: ``(last_frame[B], episode_start[B])`` in virtual positions."""
+        """Uniform over valid windows: ``(last_frame[B], episode_start[B])`` in virtual
+        positions."""
         if not self._starts:
             raise RuntimeError("the replay buffer is empty")
         starts, lowest, ends = self._valid_ranges()
@@ -159,7 +164,8 @@ class ReplayBuffer:
         return lowest[episode] + offset, starts[episode]
 
     def windows(self, last: np.ndarray, episode_start: np.ndarray) -> dict[str, np.ndarray]:
-        """The windows ending at virtual positions ``last``, padded as ``slac_runtime.history`` pads.
+        """The windows ending at virtual positions ``last``, padded as ``slac_runtime.history``
+        pads.
 
         frames uint8[B, 9, H, W, 3], actions float32[B, 8, A] (zero where padding), rewards
         float32[B, 8], action_valid bool[B, 8], terminated bool[B, 8].

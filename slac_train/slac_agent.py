@@ -224,7 +224,8 @@ class SlacAgent:
             input_next = actor_input(features[:, 1:], batch.actions[:, 1:])  # x_1..8, a_1..7
             alpha = self.log_alpha.exp()
 
-            # target: r + gamma (1 - terminated) (min Q'(z_{tau+1}, a') - alpha log pi(a' | history))
+            # target:
+            # r + gamma (1 - terminated) (min Q'(z_{tau+1}, a') - alpha log pi(a' | history))
             next_action, next_log_prob = self.actor.sample(input_next)
             target_q1, target_q2 = self.critic_target(z_next, next_action)
             soft_value = torch.min(target_q1, target_q2) - alpha * next_log_prob

@@ -1,4 +1,5 @@
-"""Every task under a Gymnasium id: made by ``gymnasium.make``, checked by Gymnasium's own checker."""
+"""Every task under a Gymnasium id: made by ``gymnasium.make``, checked by Gymnasium's own
+checker."""
 
 from __future__ import annotations
 

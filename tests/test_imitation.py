@@ -197,7 +197,8 @@ def test_table_teacher_reads_the_mount_offset_from_a_randomised_reset():
     plain.reset()
     plain.act_on(info)
     assert plain.lowered == TurnStrokeController.lowered
-    teacher.reset()  # a new episode starts from the nominal poses until its reset info says otherwise
+    # a new episode starts from the nominal poses until its reset info says otherwise
+    teacher.reset()
     assert teacher.lowered == TurnStrokeController.lowered
 
 
@@ -734,7 +735,8 @@ def test_table_teacher_uses_the_stroke_table_built_for_the_nearest_mount_height(
     teacher.set_mount_offset([0.0, 0.0, -0.0015])  # nearer nominal than -4 mm
     assert teacher.choose(0.0, -1.0)[:2] == (-0.35, 0.35)
     teacher.set_mount_offset([0.0, 0.0, -0.009])
-    teacher.reset()  # a new episode starts from the nominal table until its reset info says otherwise
+    # a new episode starts from the nominal table until its reset info says otherwise
+    teacher.reset()
     assert teacher.choose(0.0, -1.0)[:2] == (-0.35, 0.35)
     with pytest.raises(ValueError, match="same options"):
         TurnTableController(nominal, height_tables={-0.004: low | {"sweeps": sweeps[:2]}})

@@ -97,7 +97,8 @@ class PixelEnv(gym.Env):
         action = np.asarray(action, dtype=np.float32)
         if action.shape != self.action_space.shape:
             raise ValueError(
-                f"{self.task_name}: expected an action of shape {self.action_space.shape}, got {action.shape}"
+                f"{self.task_name}: expected an action of shape {self.action_space.shape}, "
+                f"got {action.shape}"
             )
         if not np.all(np.isfinite(action)):
             raise ValueError(f"{self.task_name}: action contains NaN or inf: {action}")

@@ -145,7 +145,8 @@ class DClawTask(PixelTask):
         )
         if not 0.0 <= float(low) <= float(high):
             raise ValueError(
-                f"observation_latency must be seconds >= 0 or a (low, high) range with 0 <= low <= high, "
+                "observation_latency must be seconds >= 0 or a (low, high) range with "
+                "0 <= low <= high, "
                 f"got {observation_latency!r}"
             )
         self.latency_range = (float(low), float(high))
@@ -390,7 +391,8 @@ class ValveRollouts:
         self._valve_qpos = int(self._model.joint(VALVE_JOINT).qposadr[0])
 
     def assume_dynamics(self, draw: dict[str, Any]) -> None:
-        """Roll out in the nominal model changed by ``draw`` (a :meth:`DClawSim.apply_dynamics` draw)."""
+        """Roll out in the nominal model changed by ``draw`` (a :meth:`DClawSim.apply_dynamics`
+        draw)."""
         if self._own_sim is None:
             raise ValueError(
                 "these rollouts run in the task's own model: make them with own_model=False"

@@ -25,7 +25,8 @@ def _close_live_renderers() -> None:
 
 
 def close_at_exit(obj) -> None:
-    """Close ``obj`` (a renderer or an environment holding one) before the interpreter shuts down."""
+    """Close ``obj`` (a renderer or an environment holding one) before the interpreter shuts
+    down."""
     global _atexit_registered
     if not _atexit_registered:
         atexit.register(_close_live_renderers)

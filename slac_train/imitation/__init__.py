@@ -1,4 +1,5 @@
-"""Behaviour cloning of state-based teachers into the pixel policy the robot runs (``slac-imitate``).
+"""Behaviour cloning of state-based teachers into the pixel policy the robot runs
+(``slac-imitate``).
 
 config.py      ImitationConfig: every option of slac-imitate, with its help and default
 dataset.py     recorded episodes and the actor's training windows

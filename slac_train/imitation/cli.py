@@ -144,7 +144,8 @@ def run(config: ImitationConfig) -> int:
         return 130
     except TrainingInterrupted as stop:
         print(
-            f"{PROG}: interrupted after {imitation.updates} updates; checkpoint written to {stop.checkpoint}\n"
+            f"{PROG}: interrupted after {imitation.updates} updates; "
+            f"checkpoint written to {stop.checkpoint}\n"
             f"export it with: slac-export {imitation.run_dir} --output policy.onnx",
             file=sys.stderr,
         )
@@ -154,7 +155,8 @@ def run(config: ImitationConfig) -> int:
         return int(ExitCode.FAULT)
     except KeyboardInterrupt:
         print(
-            f"{PROG}: interrupted during the final evaluation; the last checkpoint is in {imitation.run_dir}",
+            f"{PROG}: interrupted during the final evaluation; "
+            f"the last checkpoint is in {imitation.run_dir}",
             file=sys.stderr,
         )
         return 130

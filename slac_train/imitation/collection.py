@@ -31,9 +31,9 @@ def collect(
     progress: Callable[[int, float, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """Record ``episodes`` episodes (seeds ``seed0 + i``) into ``data``: every frame with the executed
-    action and the teacher's clean label (NaN where the teacher did not act). The teacher's actions
-    are executed with Gaussian noise whose std cycles through ``noise_stds`` (DART).
+    """Record ``episodes`` episodes (seeds ``seed0 + i``) into ``data``: every frame with the
+    executed action and the teacher's clean label (NaN where the teacher did not act). The teacher's
+    actions are executed with Gaussian noise whose std cycles through ``noise_stds`` (DART).
 
     ``switch_at="start"``: the teacher drives whole episodes. With a ``student`` (DAgger by
     take-over), the student (deterministic, as deployed) drives first and the teacher takes over:
@@ -43,14 +43,15 @@ def collect(
     after resting; episodes where that never happens are not kept.
 
     ``progress(episodes_done, success_rate_so_far, return_mean_so_far)`` is called after every
-    episode; ``should_stop()`` before each one (True: stop with the episodes recorded so far, raising
-    KeyboardInterrupt as Ctrl-C does).
+    episode; ``should_stop()`` before each one (True: stop with the episodes recorded so far,
+    raising KeyboardInterrupt as Ctrl-C does).
     """
     if switch_at not in ("start", "random", "rest") or (switch_at != "start") != (
         student is not None
     ):
         raise ValueError(
-            f"switch_at must be 'start' without a student, 'random' or 'rest' with one, not {switch_at!r}"
+            "switch_at must be 'start' without a student, 'random' or 'rest' with one, "
+            f"not {switch_at!r}"
         )
     from slac_train.envs import get_task_spec
 
@@ -160,7 +161,8 @@ def collect_dagger(
     seed0: int,
     switch_at: str = "random",
 ) -> dict[str, float]:
-    """DAgger by take-over (:func:`collect` with a student): only the teacher's steps are labelled."""
+    """DAgger by take-over (:func:`collect` with a student): only the teacher's steps are
+    labelled."""
     return collect(
         env, teacher, episodes, noise_stds, rng, data, seed0, student=agent, switch_at=switch_at
     )

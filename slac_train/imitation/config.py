@@ -2,8 +2,8 @@
 
 Every field is an option of ``slac-imitate`` (``--episodes 2000``, ``--no-dynamics-randomization``,
 ...), built from the field's help and default by :func:`slac_runtime.options.add_options`, as
-``slac-train`` builds its options from :class:`slac_train.config.TrainConfig`. The config is saved as
-``config.json`` beside the run and inside every checkpoint (``checkpoint["imitation"]``).
+``slac-train`` builds its options from :class:`slac_train.config.TrainConfig`. The config is saved
+as ``config.json`` beside the run and inside every checkpoint (``checkpoint["imitation"]``).
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class ImitationConfig:
     )
     dataset: tuple[str, ...] | None = option(
         None,
-        "train on episodes written by --save-dataset (one file or several, joined) instead of recording",
+        "train on episodes written by --save-dataset (one file or several, joined) "
+        "instead of recording",
         cli=False,
     )
 

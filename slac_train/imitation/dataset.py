@@ -22,9 +22,9 @@ AUX_TARGETS = ("mount_height", "servo_gain")  # the dynamics draw's auxiliary ta
 
 
 def dynamics_targets(reset_info) -> np.ndarray:
-    """``[mount height offset / 1 cm, mean servo gain - 2 N m/rad]`` of a reset's dynamics draw (about
-    -1 ... 1 each, the spans of the D'Claw's randomisation), NaN without a draw: the auxiliary targets
-    that ask the encoder to see what the teacher reads from the simulator."""
+    """``[mount height offset / 1 cm, mean servo gain - 2 N m/rad]`` of a reset's dynamics draw
+    (about -1 ... 1 each, the spans of the D'Claw's randomisation), NaN without a draw: the
+    auxiliary targets that ask the encoder to see what the teacher reads from the simulator."""
     dynamics = reset_info.get("dynamics")
     if not dynamics or "mount_offset_m" not in dynamics or "actuator_kp" not in dynamics:
         return np.full(len(AUX_TARGETS), np.nan, np.float32)
@@ -33,7 +33,8 @@ def dynamics_targets(reset_info) -> np.ndarray:
 
 
 class Dataset:
-    """Recorded episodes: frames, executed actions, teacher labels; windows as the actor sees them."""
+    """Recorded episodes: frames, executed actions, teacher labels; windows as the actor sees
+    them."""
 
     def __init__(self, frame_shape: tuple[int, ...], action_dim: int) -> None:
         self.frames: list[np.ndarray] = []
@@ -68,7 +69,8 @@ class Dataset:
     def save(self, path: Path, meta: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
         """Write the episodes (uncompressed .npz, ~12 kB a frame) with ``meta`` (JSON) beside them;
         written to a temporary name and renamed, so a stop while writing leaves no half file.
-        ``arrays``: this dataset's :meth:`arrays`, where the caller has them already (not stacked twice)."""
+        ``arrays``: this dataset's :meth:`arrays`, where the caller has them already (not stacked
+        twice)."""
         path = Path(path)
         arrays = self.arrays() if arrays is None else arrays
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -143,8 +145,8 @@ def sample_batch(
 
 def random_shift(frames: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
     """Each window of ``frames[B, T, H, W, C]`` moved by a random whole number of pixels in
-    ``-pad ... pad`` along each axis (the same for all of a window's frames, as a camera mounted a little
-    off would move them), the edge pixels repeated into the gap (DrQ's augmentation)."""
+    ``-pad ... pad`` along each axis (the same for all of a window's frames, as a camera mounted a
+    little off would move them), the edge pixels repeated into the gap (DrQ's augmentation)."""
     if pad <= 0:
         return frames
     batch, _, height, width, _ = frames.shape

@@ -54,7 +54,8 @@ from slac_train.run_logging import RunLogger, plot_learning_curve
 from slac_train.slac_agent import SlacAgent
 from slac_train.trainer import StopRequest, TrainingFailed, TrainingInterrupted, default_run_dir
 
-RECORDING_SEED0 = 100_000  # teacher episodes: seed * RECORDING_SEED0 + i (DAgger rounds: + 50,000 + round * 1,000)
+# teacher episodes: seed * RECORDING_SEED0 + i (DAgger rounds: + 50,000 + round * 1,000)
+RECORDING_SEED0 = 100_000
 VALIDATION_SEED0 = 5_000_000  # validation episodes (val_episodes)
 EVALUATION_SEED0 = 10_000_000  # the final evaluation's episodes
 
@@ -97,7 +98,8 @@ class WeightAverage:
 
     With a constant learning rate the last weights of a long run sit wherever the last noisy steps
     left them; the average over the last ~1/(1 - decay) updates does not. The decay is warmed up as
-    ``min(decay, (1 + t) / (10 + t))`` so the first updates are not averaged with the initial weights.
+    ``min(decay, (1 + t) / (10 + t))`` so the first updates are not averaged with the initial
+    weights.
     """
 
     def __init__(self, params: list[torch.nn.Parameter], decay: float) -> None:
@@ -120,7 +122,8 @@ class WeightAverage:
 
     @contextmanager
     def swapped_in(self) -> Iterator[None]:
-        """The averaged weights in the model for the block (a checkpoint, a validation), then the trained ones again."""
+        """The averaged weights in the model for the block (a checkpoint, a validation), then the
+        trained ones again."""
         saved = [p.detach().clone() for p in self.params]
         self.copy_in()
         try:
@@ -132,7 +135,8 @@ class WeightAverage:
 
 
 def lr_factor(schedule: str, update: int, total: int) -> float:
-    """Learning-rate multiplier before update ``update`` (0-based) of ``total``: 1, or a cosine from 1 to 0."""
+    """Learning-rate multiplier before update ``update`` (0-based) of ``total``: 1, or a cosine
+    from 1 to 0."""
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
@@ -309,7 +313,8 @@ class Imitation:
             so_far.update(success_rate=success, return_mean=return_mean)
             if cfg.progress and done % every == 0 and done < cfg.episodes:
                 print(
-                    f"collecting: {done}/{cfg.episodes} teacher episodes, teacher success {success:.0%}, "
+                    f"collecting: {done}/{cfg.episodes} teacher episodes, "
+                    f"teacher success {success:.0%}, "
                     f"{self._elapsed_s():.0f} s",
                     flush=True,
                 )
@@ -335,7 +340,8 @@ class Imitation:
                 ) from None
             self.data.save(Path(cfg.save_dataset), self._dataset_meta(episodes, so_far))
             raise RecordingInterrupted(
-                f"interrupted while recording; the {episodes} episodes recorded are in {cfg.save_dataset}: "
+                f"interrupted while recording; the {episodes} episodes recorded are in "
+                f"{cfg.save_dataset}: "
                 f"train on them with --dataset {cfg.save_dataset}"
             ) from None
 
@@ -526,7 +532,8 @@ class Imitation:
         self.logger.flush()
 
     def _validate(self, path: Path) -> None:
-        """Closed-loop success of the checkpoint at ``path``; the best so far is copied to checkpoints/best.pt."""
+        """Closed-loop success of the checkpoint at ``path``; the best so far is copied to
+        checkpoints/best.pt."""
         if self.config.val_episodes <= 0:
             return
         if self._val_env is None:
@@ -554,7 +561,8 @@ class Imitation:
         self._validate(final)
         if self.best is not None:
             print(
-                f"best validation: update {self.best[1]}, success {self.best[0][0]:.0%} over {cfg.val_episodes} "
+                f"best validation: update {self.best[1]}, success {self.best[0][0]:.0%} "
+                f"over {cfg.val_episodes} "
                 f"episodes: slac-export {final.parent / 'best.pt'}",
                 flush=True,
             )

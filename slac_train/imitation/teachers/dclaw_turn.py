@@ -10,7 +10,8 @@ also tries its strokes from the task's present state (``attach(env)``; the task'
 
 The gait, all three fingers together, is a stroke::
 
-    lifted at b0  ->  lowered at b0  ->  swept to b1 (the fingertips push the spokes)  ->  lifted at b1
+    lifted at b0  ->  lowered at b0  ->  swept to b1 (the fingertips push the spokes)
+                  ->  lifted at b1
 
 with ``b0``, ``b1`` the top (abduction) joint's angles. :class:`TurnStrokeController` sweeps from
 ``-a`` to ``+a``, ``a`` signed by the direction the valve must turn and scaled with the remaining
@@ -41,7 +42,8 @@ ASSETS = Path(__file__).with_name("assets")
 STROKE_TABLE = ASSETS / "turn_strokes.npz"
 # stroke tables built for other mount heights (m), with the poses compensated for them
 MOUNT_TABLES = {-0.004: ASSETS / "turn_strokes_mount-4mm.npz"}
-# follow-on stroke tables (strokes that start where an earlier stroke left the claw), per mount height
+# follow-on stroke tables (strokes that start where an earlier stroke left the claw), per mount
+# height
 FOLLOW_TABLES = {
     0.0: ASSETS / "turn_strokes_follow.npz",
     -0.004: ASSETS / "turn_strokes_follow_mount-4mm.npz",
@@ -59,8 +61,8 @@ def turn_action_repeat() -> int:
 
 @dataclass
 class TurnStrokeController:
-    """Strokes from ``-a`` to ``+a``, ``a = gain * |error|`` within ``[min_amplitude, amplitude]`` and
-    signed by the direction the valve must turn, so that the last strokes are short; once
+    """Strokes from ``-a`` to ``+a``, ``a = gain * |error|`` within ``[min_amplitude, amplitude]``
+    and signed by the direction the valve must turn, so that the last strokes are short; once
     ``|error| < tolerance`` at a stroke's start the claw goes to the reset pose and waits."""
 
     amplitude: float = 0.35  # rad, largest top-joint sweep (each side of 0)
@@ -115,7 +117,8 @@ def stroke_poses(
     lowered=TurnStrokeController.lowered,
     steps=TurnStrokeController.steps,
 ) -> list[np.ndarray]:
-    """The per-step joint targets of one stroke: lifted at b0, lowered at b0, swept to b1, lifted."""
+    """The per-step joint targets of one stroke: lifted at b0, lowered at b0, swept to b1,
+    lifted."""
     corners = ((b0, *lifted), (b0, *lowered), (b1, *lowered), (b1, *lifted))
     plan: list[np.ndarray] = []
     for corner, n in zip(corners, steps):
@@ -131,7 +134,8 @@ def servo_goal_sequence(
 ) -> Iterator[np.ndarray]:
     """The servo goals a plan of per-step joint targets makes, control period by control period
     (the runtime's action mapping: the goal chases the target at the joints' velocity limit).
-    ``steps``: agent steps to run, holding the plan's last pose after its end (default: the plan's)."""
+    ``steps``: agent steps to run, holding the plan's last pose after its end (default: the
+    plan's)."""
     repeat = turn_action_repeat() if action_repeat is None else int(action_repeat)
     goal = np.asarray(goal, dtype=np.float64)
     for i in range(len(plan) if steps is None else steps):
@@ -166,7 +170,8 @@ def _fingertip(middle: float, bottom: float) -> np.ndarray:
 def mount_compensated_pose(
     pose: tuple[float, float], height_offset_m: float
 ) -> tuple[float, float]:
-    """(middle, bottom) joint angles that put the fingertip where ``pose`` puts it with the mount nominal.
+    """(middle, bottom) joint angles that put the fingertip where ``pose`` puts it with the mount
+    nominal.
 
     With the mount ``height_offset_m`` higher, the tip must be that much lower relative to the
     mount. Solved by Gauss-Newton on the finger's forward kinematics in its plane (two joints, two
@@ -198,7 +203,8 @@ def _load_table(table: str | Path | Mapping) -> Mapping:
 
 
 def _neighbourhood(table: np.ndarray, phase_radius: int, sweep_radius: int) -> np.ndarray:
-    """Every cell's neighbours: shifted copies over phase (circular) and b0, b1 (clamped at the edges)."""
+    """Every cell's neighbours: shifted copies over phase (circular) and b0, b1 (clamped at the
+    edges)."""
     n_sweeps = table.shape[-1]
     copies = []
     for dp in range(-phase_radius, phase_radius + 1):
@@ -258,8 +264,8 @@ class TurnTableController:
             len(table["phases"]),
             np.asarray(table["sweeps"], dtype=np.float64),
         )
-        # per mount height (m; ``table`` is the nominal one, 0): (draws x neighbours, phase, b0, b1),
-        # the outcomes a chosen stroke may have
+        # per mount height (m; ``table`` is the nominal one, 0): (draws x neighbours, phase, b0,
+        # b1), the outcomes a chosen stroke may have
         tables = {0.0: table} | {float(h): _load_table(t) for h, t in (height_tables or {}).items()}
         self._outcomes_by_height = {}
         for height, t in sorted(tables.items()):
@@ -271,7 +277,8 @@ class TurnTableController:
             self._outcomes_by_height[height] = np.concatenate(
                 [_neighbourhood(r, phase_radius, sweep_radius) for r in rotation]
             )
-        # per mount height: (the angles earlier strokes ended at, (start, neighbours, phase, b0, b1))
+        # per mount height: (the angles earlier strokes ended at, (start, neighbours, phase, b0,
+        # b1))
         self._follow_by_height = {}
         for height, t in sorted((follow_tables or {}).items()):
             t = _load_table(t)
@@ -295,7 +302,8 @@ class TurnTableController:
             or not np.allclose(sweeps, self.sweeps)
         ):
             raise ValueError(
-                f"{what} has other phases or sweeps than the nominal one; build both with the same options"
+                f"{what} has other phases or sweeps than the nominal one; "
+                "build both with the same options"
             )
 
     def reset(self) -> None:
@@ -311,8 +319,8 @@ class TurnTableController:
         return by_height[min(by_height, key=lambda h: abs(h - height))] if by_height else None
 
     def set_mount_offset(self, offset_m) -> None:
-        """Move the stroke's poses for a mount displaced by ``offset_m`` (x, y, z in m) from nominal,
-        and use the stroke table built for the nearest mount height."""
+        """Move the stroke's poses for a mount displaced by ``offset_m`` (x, y, z in m) from
+        nominal, and use the stroke table built for the nearest mount height."""
         height = float(np.asarray(offset_m, dtype=np.float64).reshape(3)[2])
         self.lowered = mount_compensated_pose(TurnStrokeController.lowered, height)
         self.lifted = mount_compensated_pose(TurnStrokeController.lifted, height)
@@ -320,7 +328,8 @@ class TurnTableController:
         self._follow = self._nearest(self._follow_by_height, height)
 
     def phase(self, valve_angle: float) -> int:
-        """The table's phase bin of a valve angle (its angle modulo the 120 degrees between spokes)."""
+        """The table's phase bin of a valve angle (its angle modulo the 120 degrees between
+        spokes)."""
         return (
             int(round((valve_angle % (2 * math.pi / 3)) / (2 * math.pi / 3) * self.phases))
             % self.phases
@@ -335,7 +344,8 @@ class TurnTableController:
         return self._outcomes
 
     def _worst_left(self, valve_angle: float, angle_error: float) -> np.ndarray:
-        """Per stroke (b0, b1): the worst-case |error left| over the table cells around this valve angle."""
+        """Per stroke (b0, b1): the worst-case |error left| over the table cells around this valve
+        angle."""
         return np.abs(angle_error - self._table_outcomes()[:, self.phase(valve_angle)]).max(axis=0)
 
     def choose(self, valve_angle: float, angle_error: float) -> tuple[float, float, float]:
@@ -382,7 +392,8 @@ class TurnTableController:
         )  # the claw has moved: someone stroked
 
     def act_on(self, info: Mapping) -> np.ndarray:
-        """The action for a Turn step's (or reset's) info; a reset's dynamics draw sets the poses."""
+        """The action for a Turn step's (or reset's) info; a reset's dynamics draw sets the
+        poses."""
         self._read_dynamics(info)
         # clipped: a mount-compensated pose may lie a little outside the joint range (the runtime's
         # action mapping clips the goal to it anyway)
@@ -419,7 +430,8 @@ class TurnSearchController(TurnTableController):
         super().__init__(**kwargs)
         # what the rollouts know of the episode's dynamics draw: None, all of it (they run in the
         # task's own model); else a function of the draw giving the draw they assume, e.g.
-        # ``lambda d: {}`` (the nominal model) or ``lambda d: {"mount_offset_m": d["mount_offset_m"]}``
+        # ``lambda d: {}`` (the nominal model) or
+        # ``lambda d: {"mount_offset_m": d["mount_offset_m"]}``
         self.knows = knows
         self.candidates = int(candidates)
         self.slack = float(slack)
@@ -459,7 +471,8 @@ class TurnSearchController(TurnTableController):
         self._step = int(step)  # the rollouts stop where the episode will
 
     def _rollout(self, plan: list[np.ndarray], goal: np.ndarray, horizon: int) -> float:
-        """The valve's angle after running ``plan`` (then holding its last pose) for ``horizon`` steps."""
+        """The valve's angle after running ``plan`` (then holding its last pose) for ``horizon``
+        steps."""
         return self._rollouts.valve_angle_after(
             servo_goal_sequence(plan, goal, self._action_repeat, horizon)
         )
@@ -523,7 +536,8 @@ def _table_options(options: TeacherOptions) -> dict[str, Any]:
 def _search_options(options: TeacherOptions) -> dict[str, Any]:
     if options.search_knows not in SEARCH_KNOWLEDGE:
         raise ValueError(
-            f"search_knows must be one of {', '.join(SEARCH_KNOWLEDGE)}, not {options.search_knows!r}"
+            f"search_knows must be one of {', '.join(SEARCH_KNOWLEDGE)}, "
+            f"not {options.search_knows!r}"
         )
     slack = {} if options.search_slack is None else {"slack": options.search_slack}
     return _table_options(options) | slack | SEARCH_KNOWLEDGE[options.search_knows]
@@ -573,7 +587,8 @@ TEACHERS = (
         "dclaw-turn-follow-tables",
         (TASK,),
         _follow_tables,
-        "the mount tables, every stroke after the first predicted from where the last one left the claw",
+        "the mount tables, every stroke after the first predicted from where the last one "
+        "left the claw",
     ),
     TeacherSpec(
         "dclaw-turn-search",

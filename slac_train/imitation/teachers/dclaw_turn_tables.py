@@ -1,9 +1,10 @@
 """Build the stroke tables of the D'Claw Turn table teacher
 (:class:`~slac_train.imitation.teachers.dclaw_turn.TurnTableController`).
 
-    python -m slac_train.imitation.teachers.dclaw_turn_tables                           # turn_strokes.npz
-    python -m slac_train.imitation.teachers.dclaw_turn_tables --mount-height-mm -4      # turn_strokes_mount-4mm.npz
-    python -m slac_train.imitation.teachers.dclaw_turn_tables --follow                  # turn_strokes_follow.npz
+    python -m slac_train.imitation.teachers.dclaw_turn_tables           # turn_strokes.npz
+    python -m slac_train.imitation.teachers.dclaw_turn_tables --mount-height-mm -4
+                                                                        # turn_strokes_mount-4mm.npz
+    python -m slac_train.imitation.teachers.dclaw_turn_tables --follow  # turn_strokes_follow.npz
     python -m slac_train.imitation.teachers.dclaw_turn_tables --follow --mount-height-mm -4
 
 These four commands build the four tables shipped in ``slac_train/imitation/teachers/assets/``
@@ -51,15 +52,16 @@ def build_stroke_table(
     lowered=TurnStrokeController.lowered,
     after_stroke_to: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Simulate every stroke from every phase; ``rotation[draw, phase, b0, b1]`` (rad, draw 0 nominal).
+    """Simulate every stroke from every phase; ``rotation[draw, phase, b0, b1]`` (rad, draw 0
+    nominal).
 
     Each stroke starts from the reset pose at rest, runs its goals through the runtime's action
-    mapping (``DCLAW.action_to_joint_goal``, the Turn task's action repeat) and reads the valve's rotation.
-    ``dynamics`` (a :meth:`DClawSim.apply_dynamics` draw, e.g. ``{"actuator_kp": 1.5}``) replaces
-    the nominal model of draw 0; ``lifted`` and ``lowered`` the stroke's (middle, bottom) poses (e.g.
-    :func:`mount_compensated_pose` for a drawn mount height). With ``after_stroke_to`` (rad) every
-    stroke starts where an earlier stroke that swept to that top-joint angle leaves the claw
-    (:func:`stroke_end_goals`) instead of the reset pose.
+    mapping (``DCLAW.action_to_joint_goal``, the Turn task's action repeat) and reads the valve's
+    rotation. ``dynamics`` (a :meth:`DClawSim.apply_dynamics` draw, e.g. ``{"actuator_kp": 1.5}``)
+    replaces the nominal model of draw 0; ``lifted`` and ``lowered`` the stroke's (middle, bottom)
+    poses (e.g. :func:`mount_compensated_pose` for a drawn mount height). With ``after_stroke_to``
+    (rad) every stroke starts where an earlier stroke that swept to that top-joint angle leaves
+    the claw (:func:`stroke_end_goals`) instead of the reset pose.
     """
     from robots.dclaw.sim import DClawSim
 
@@ -103,7 +105,8 @@ def build_stroke_table(
 def stroke_end_goals(
     b1: float, lifted=TurnStrokeController.lifted, lowered=TurnStrokeController.lowered
 ) -> np.ndarray:
-    """The servo goals (within the joint ranges) at the end of a stroke that swept to ``b1``, after earlier strokes.
+    """The servo goals (within the joint ranges) at the end of a stroke that swept to ``b1``,
+    after earlier strokes.
 
     The velocity limit (0.21 rad an agent step) keeps the goals from reaching a stroke's poses:
     the middle joints need six steps from lifted to lowered and get three, so a stroke ends with
@@ -178,14 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         "--dynamics-draws",
         type=int,
         default=0,
-        help="also tabulate this many dynamics randomisation draws (the controller takes the worst case)",
+        help="also tabulate this many dynamics randomisation draws "
+        "(the controller takes the worst case)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the dynamics draws")
     p.add_argument(
         "--mount-height-mm",
         type=float,
         default=0.0,
-        help="build for the mount this much higher than nominal, the stroke's poses compensated for it "
+        help="build for the mount this much higher than nominal, "
+        "the stroke's poses compensated for it "
         "(the package ships tables for 0 and -4)",
     )
     p.add_argument(
@@ -198,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or default_output(args.mount_height_mm, args.follow)
     if output is None:
         p.error(
-            f"no table for a mount {args.mount_height_mm:+g} mm high is shipped: name the file with --output"
+            f"no table for a mount {args.mount_height_mm:+g} mm high is shipped: "
+            "name the file with --output"
         )
     if args.follow and args.dynamics_draws:
         p.error("--follow tables are built for one model: leave out --dynamics-draws")
