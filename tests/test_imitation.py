@@ -1197,7 +1197,7 @@ def test_slac_imitate_stops_with_a_checkpoint_on_sigterm(tmp_path, monkeypatch, 
             "16",
         ]
     )
-    assert code == 130 and "interrupted after 3 updates" in capsys.readouterr().err
+    assert code == 143 and "interrupted after 3 updates" in capsys.readouterr().err
     _, state = load_agent(run_dir)
     assert state["counters"]["bc_updates"] == 3
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run

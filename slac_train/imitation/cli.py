@@ -34,7 +34,7 @@ the pixel policy -- the very ``Encoder`` + ``TanhGaussianActor`` of a SLAC agent
   ``--dataset`` trains on them again without recording.
 
 Exit codes: 0 done, 1 training failed (non-finite loss), 2 bad usage (unknown task or teacher, a
-teacher that cannot drive the task, an unreadable dataset, an invalid value), 130 interrupted by
+teacher that cannot drive the task, an unreadable dataset, an invalid value), 130/143 interrupted by
 Ctrl-C or SIGTERM (a checkpoint, or the recorded episodes with ``--save-dataset``, was written).
 """
 
@@ -141,15 +141,15 @@ def run(config: ImitationConfig) -> int:
         return int(ExitCode.REFUSED)
     except RecordingInterrupted as stop:
         print(f"{PROG}: {stop}", file=sys.stderr)
-        return 130
+        return imitation.stop.exit_code
     except TrainingInterrupted as stop:
         print(
             f"{PROG}: interrupted after {imitation.updates} updates; "
             f"checkpoint written to {stop.checkpoint}\n"
-            f"export it with: slac-export {imitation.run_dir} --output policy.onnx",
+            f"export it with: slac-export {imitation.run_dir} --out policy.onnx",
             file=sys.stderr,
         )
-        return 130
+        return stop.exit_code
     except TrainingFailed as failure:
         print(f"{PROG}: {failure}", file=sys.stderr)
         return int(ExitCode.FAULT)
@@ -159,7 +159,7 @@ def run(config: ImitationConfig) -> int:
             f"the last checkpoint is in {imitation.run_dir}",
             file=sys.stderr,
         )
-        return 130
+        return imitation.stop.exit_code
     return int(ExitCode.OK)
 
 

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -228,7 +229,7 @@ class Imitation:
             except KeyboardInterrupt:
                 path = self.checkpoint()
                 self.logger.flush()
-                raise TrainingInterrupted(path) from None
+                raise TrainingInterrupted(path, self.stop.signum or signal.SIGINT) from None
         return self._finish(teacher_stats)
 
     def close(self) -> None:
