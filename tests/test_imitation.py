@@ -1201,3 +1201,16 @@ def test_slac_imitate_stops_with_a_checkpoint_on_sigterm(tmp_path, monkeypatch, 
     _, state = load_agent(run_dir)
     assert state["counters"]["bc_updates"] == 3
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+
+
+def test_slac_imitate_refuses_a_run_directory_another_process_writes(tmp_path, capsys):
+    from slac_train.imitation.cli import main
+    from slac_train.run_lock import RunLock
+
+    run_dir = tmp_path / "bc"
+    with RunLock(run_dir):  # as a slac-train or slac-imitate writing there would hold it
+        code = main(["--run-dir", str(run_dir), "--episodes", "1", "--updates", "1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "is being written by" in err and len(err.strip().splitlines()) == 1
+    assert not (run_dir / "checkpoints").exists()

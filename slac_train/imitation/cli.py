@@ -120,6 +120,7 @@ def run(config: ImitationConfig) -> int:
     from slac_train.envs import UnknownTaskError
     from slac_train.imitation.teachers import UnknownTeacherError
     from slac_train.imitation.training import Imitation, RecordingInterrupted
+    from slac_train.run_lock import RunInUseError
     from slac_train.trainer import TrainingFailed, TrainingInterrupted
 
     try:
@@ -130,6 +131,7 @@ def run(config: ImitationConfig) -> int:
         UsageError,
         ValueError,
         FileExistsError,
+        RunInUseError,
     ) as error:
         say(PROG, "error", error_message(error))
         return int(ExitCode.REFUSED)

@@ -51,6 +51,7 @@ from slac_train.imitation.dataset import AUX_TARGETS, Dataset, random_shift, sam
 from slac_train.imitation.teachers import TeacherOptions, get_teacher
 from slac_train.networks import PixelPolicy
 from slac_train.rollout_media import write_video
+from slac_train.run_lock import RunLock
 from slac_train.run_logging import RunLogger, plot_learning_curve
 from slac_train.slac_agent import SlacAgent
 from slac_train.trainer import StopRequest, TrainingFailed, TrainingInterrupted, default_run_dir
@@ -195,7 +196,9 @@ class Imitation:
             device="cpu",
         )
         self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(agent_config)
+        self._lock = RunLock(self.run_dir).acquire()  # one writer per run directory
         if (self.run_dir / "checkpoints").exists():
+            self._lock.release()
             raise FileExistsError(f"{self.run_dir} already holds a run; give another --run-dir")
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
@@ -233,11 +236,12 @@ class Imitation:
         return self._finish(teacher_stats)
 
     def close(self) -> None:
-        """Release the simulators and the TensorBoard writer."""
+        """Release the simulators, the TensorBoard writer and the run directory's lock."""
         self.logger.close()
         self.env.close()
         if self._val_env is not None:
             self._val_env.close()
+        self._lock.release()
 
     def __enter__(self) -> Imitation:
         return self
