@@ -2,7 +2,8 @@
 
 Layout inside a run directory::
 
-    checkpoints/ckpt-<env_step>.pt      networks, targets, optimisers, log alpha, counters, config, RNG states
+    checkpoints/ckpt-<env_step>.pt      networks, targets, optimisers, log alpha, counters, config,
+                                        RNG states
     checkpoints/buffer-<version>.npz    the replay buffer of the latest checkpoint (optional)
     checkpoints/latest                  the file name of the newest checkpoint (one line)
 
@@ -104,10 +105,12 @@ def save_checkpoint(
     buffer=None,
     keep: int = 2,
 ) -> Path:
-    """Write ``state`` (and the replay ``buffer`` if given) as checkpoint ``name``; update ``latest``.
+    """Write ``state`` (and the replay ``buffer`` if given) as checkpoint ``name``; update
+    ``latest``.
 
     The buffer is written only when it changed since the last saved copy (``buffer.version``); only
-    the buffer of the newest checkpoint is kept on disk. Older checkpoints beyond ``keep`` are deleted.
+    the buffer of the newest checkpoint is kept on disk. Older checkpoints beyond ``keep`` are
+    deleted.
     """
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,11 @@
 Every field of :class:`slac_train.config.TrainConfig` is an option (``--batch-size-model 16``,
 ``--no-eval-video``, ...). Values come from, lowest first: TrainConfig's defaults (the paper's),
 ``--preset``, ``--config FILE`` (JSON or TOML), the options typed. A budget that ends inside the
-initial random collection is refused: the run would make no updates. Exit codes: 0 done, 1 training failed (NaN/inf loss), 2 bad usage
-(unknown task, invalid value, a run directory another process is writing), 130 stopped by Ctrl-C
-(SIGINT), 143 stopped by SIGTERM (Slurm pre-emption, ``docker stop``, ``timeout``): a stopped run
-writes a checkpoint at its next safe point and prints the command that continues it.
+initial random collection is refused: the run would make no updates. Exit codes: 0 done, 1
+training failed (NaN/inf loss), 2 bad usage (unknown task, invalid value, a run directory another
+process is writing), 130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM (Slurm pre-emption,
+``docker stop``, ``timeout``): a stopped run writes a checkpoint at its next safe point and prints
+the command that continues it.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default=argparse.SUPPRESS,
-        help="start from a named configuration: paper (the defaults) or cpu-small (narrower networks "
-        "and short pre-training, for a CPU)",
+        help="start from a named configuration: paper (the defaults) or cpu-small (narrower "
+        "networks and short pre-training, for a CPU)",
     )
     parser.add_argument(
         "--config",
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.FAULT
     last = trainer.eval_history[-1] if trainer.eval_history else None
     print(
-        f"done: {counters['env_step']:,} env steps ({counters['agent_step']:,} agent steps) in {trainer.run_dir}"
+        f"done: {counters['env_step']:,} env steps ({counters['agent_step']:,} agent steps) "
+        f"in {trainer.run_dir}"
         + (f"; last evaluation return {last['return_mean']:.1f}" if last else "")
     )
     return ExitCode.OK

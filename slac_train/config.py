@@ -49,8 +49,9 @@ def _f(default: Any, help: str, **cli: Any) -> Any:  # noqa: A002 - the word the
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a SLAC run. Units: agent steps (one policy decision, ``action_repeat``
-    simulator steps) unless a name says ``env_steps`` (simulator steps, as the paper's plots count)."""
+    """Everything that defines a SLAC run. Units: agent steps (one policy decision,
+    ``action_repeat`` simulator steps) unless a name says ``env_steps`` (simulator steps, as the
+    paper's plots count)."""
 
     # --- task -----------------------------------------------------------------------------------
     task: str = _f("", "registered task name (see --list-tasks)")
@@ -61,7 +62,8 @@ class TrainConfig:
     image_size: int = _f(64, "frame side in pixels (the paper's networks need 64)")
     max_episode_agent_steps: int | None = _f(
         None,
-        "cut episodes after this many agent steps (truncation, not termination); default: the task's own limit",
+        "cut episodes after this many agent steps (truncation, not termination); default: the "
+        "task's own limit",
     )
 
     # --- budget ---------------------------------------------------------------------------------
@@ -118,7 +120,8 @@ class TrainConfig:
     )
     decoder_std: float | None = _f(
         None,
-        "fixed std of the image likelihood on [0,1] pixels; default: sqrt of the paper's per-task variance (else sqrt(0.1))",
+        "fixed std of the image likelihood on [0,1] pixels; default: sqrt of the paper's per-task "
+        "variance (else sqrt(0.1))",
     )
 
     # --- evaluation and artefacts ---------------------------------------------------------------
@@ -210,7 +213,8 @@ class TrainConfig:
             )
         need(
             self.initial_collection_steps >= 1,
-            "initial_collection_steps must be at least 1: the first updates need data in the replay buffer",
+            "initial_collection_steps must be at least 1: the first updates need data in the "
+            "replay buffer",
         )
         need(
             self.sequence_length == ACTOR_FRAMES,
@@ -219,11 +223,13 @@ class TrainConfig:
         )
         need(
             self.image_size == 64,
-            f"image_size must be 64: the paper's encoder and decoder are built for 64x64 frames (got {self.image_size})",
+            "image_size must be 64: the paper's encoder and decoder are built for 64x64 frames "
+            f"(got {self.image_size})",
         )
         need(
             self.buffer_capacity >= 4 * (ACTOR_FRAMES + 1),
-            f"buffer_capacity must hold at least {4 * (ACTOR_FRAMES + 1)} agent steps (got {self.buffer_capacity})",
+            f"buffer_capacity must hold at least {4 * (ACTOR_FRAMES + 1)} agent steps "
+            f"(got {self.buffer_capacity})",
         )
         need(
             self.action_repeat is None or self.action_repeat >= 1,
@@ -291,8 +297,9 @@ class TrainConfig:
     def no_updates_reason(self, task_action_repeat: int) -> str | None:
         """Why this run would end before its first update (a sentence), or None.
 
-        Random collection takes ``initial_collection_steps`` agent steps (``action_repeat`` simulator
-        steps each, then on to an episode end); a budget inside it leaves the networks untrained.
+        Random collection takes ``initial_collection_steps`` agent steps (``action_repeat``
+        simulator steps each, then on to an episode end); a budget inside it leaves the networks
+        untrained.
         """
         repeat = self.action_repeat if self.action_repeat is not None else int(task_action_repeat)
         collection = self.initial_collection_steps * repeat

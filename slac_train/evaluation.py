@@ -72,7 +72,8 @@ def run_episode(
 def reconstruction_frames(
     agent, frames: list[np.ndarray], actions: list[np.ndarray], steps: int
 ) -> np.ndarray:
-    """``uint8[T+1, H, 3W, 3]``: ground truth | posterior reconstruction | open-loop prior prediction.
+    """``uint8[T+1, H, 3W, 3]``: ground truth | posterior reconstruction | open-loop prior
+    prediction.
 
     The prior rollout sees only the first frame and the actions (paper Fig. 7).
     """

@@ -60,7 +60,8 @@ def export_onnx(
     path: str | Path,
     verbose: bool = False,
 ) -> Path:
-    """Write the policy to ``path`` (atomically), check it with ``onnx.checker`` and return the path."""
+    """Write the policy to ``path`` (atomically), check it with ``onnx.checker`` and return the
+    path."""
     import onnx
 
     path = Path(path)

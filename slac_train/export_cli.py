@@ -85,7 +85,8 @@ def untrained_warning(checkpoint: dict[str, Any], checkpoint_path: Path) -> str 
         return None
     return (
         f"{checkpoint_path} was written after 0 updates: the policy is the networks' random "
-        f"initial weights and will not do the task (train longer than the initial random collection)"
+        "initial weights and will not do the task (train longer than the initial random "
+        "collection)"
     )
 
 

@@ -99,7 +99,8 @@ class RunLogger:
 
 
 def frame_strip(frames_uint8: np.ndarray, count: int = 8) -> np.ndarray:
-    """``count`` frames evenly spaced over an episode ``[T, H, W, 3]``, side by side: ``[H, count*W, 3]``."""
+    """``count`` frames evenly spaced over an episode ``[T, H, W, 3]``, side by side:
+    ``[H, count*W, 3]``."""
     frames = np.asarray(frames_uint8)
     picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
     return np.concatenate(list(frames[picks]), axis=1)
@@ -175,8 +176,9 @@ def plot_learning_curve(
 def trim_run_files(run_dir: Path, sizes: Mapping[str, int] | None, env_step: int) -> None:
     """Cut a run's appended files back to a checkpoint, so that a resumed run has one history.
 
-    ``sizes``: the files' byte counts when the checkpoint was written (:meth:`RunLogger.file_sizes`);
-    without them, rows past ``env_step`` are dropped. Videos of steps past ``env_step`` are deleted.
+    ``sizes``: the files' byte counts when the checkpoint was written
+    (:meth:`RunLogger.file_sizes`); without them, rows past ``env_step`` are dropped. Videos of
+    steps past ``env_step`` are deleted.
     """
     run_dir = Path(run_dir)
     if sizes is not None:

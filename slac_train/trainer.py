@@ -1,6 +1,7 @@
 """The SLAC training loop: random collection, model pre-training, then one update per agent step.
 
-    collect   uniformly random actions for ``initial_collection_steps`` agent steps (to an episode end)
+    collect   uniformly random actions for ``initial_collection_steps`` agent steps (to an
+              episode end)
     pretrain  ``model_pretrain_steps`` latent-model updates on that data
     train     act with the stochastic policy; after each agent step, ``updates_per_step`` x
               (model update on 32 windows + critic/actor/alpha update on 256 windows)
@@ -109,7 +110,8 @@ class StopRequest:
     def installed(
         self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
     ) -> Iterator[None]:
-        """Handle ``signals`` this way for the block (in the main thread only; elsewhere: no change)."""
+        """Handle ``signals`` this way for the block (in the main thread only; elsewhere: no
+        change)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -232,7 +234,8 @@ class Trainer:
         self.episode_return = 0.0
         self.episode_agent_steps = 0
         self._stop = StopRequest(
-            "\n{signal}: writing a checkpoint at the next safe point (send it again to stop at once)"
+            "\n{signal}: writing a checkpoint at the next safe point "
+            "(send it again to stop at once)"
         )
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
@@ -262,7 +265,8 @@ class Trainer:
         )
 
     def _lock_new_run_dir(self) -> RunLock:
-        """Take the lock of a new run directory; refuse one that holds a run (or is being written)."""
+        """Take the lock of a new run directory; refuse one that holds a run (or is being
+        written)."""
         lock = RunLock(self.run_dir).acquire()
         if (self.run_dir / "checkpoints").exists():
             lock.release()
@@ -292,8 +296,8 @@ class Trainer:
             refused = sorted(set(changed) - RESUMABLE_OVERRIDES)
             if refused:
                 raise ValueError(
-                    f"cannot change {', '.join(refused)} when resuming {run_dir}: these define the run; "
-                    f"start a new run instead"
+                    f"cannot change {', '.join(refused)} when resuming {run_dir}: "
+                    "these define the run; start a new run instead"
                 )
             config = config.replace(**changed, run_dir=str(run_dir))
             trim_run_files(run_dir, state.get("log_sizes"), int(state["counters"]["env_step"]))
@@ -329,8 +333,8 @@ class Trainer:
             self.buffer = ReplayBuffer.load(checkpoint_dir(self.run_dir) / buffer_file)
         else:
             print(
-                "note: no replay buffer was saved with this checkpoint; training continues with an empty "
-                "one, re-collecting random data first"
+                "note: no replay buffer was saved with this checkpoint; training continues with an "
+                "empty one, re-collecting random data first"
             )
             self.buffer = ReplayBuffer(
                 self.config.buffer_capacity, self.frame_shape, self.action_dim
@@ -342,7 +346,8 @@ class Trainer:
                 )
         if state.get("mid_episode"):
             print(
-                "note: the run was interrupted in the middle of an episode; a new episode starts now"
+                "note: the run was interrupted in the middle of an episode; "
+                "a new episode starts now"
             )
         if self.eval_history:
             last = self.eval_history[-1]
@@ -380,8 +385,9 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint. Its ``checkpoint`` record is logged first and the checkpoint holds the
-        sizes of the log files after it, so that a resume cuts them back to exactly this point."""
+        """Write a checkpoint. Its ``checkpoint`` record is logged first and the checkpoint holds
+        the sizes of the log files after it, so that a resume cuts them back to exactly this
+        point."""
         c = self.counters
         name = f"ckpt-{c['env_step']:010d}-{c['updates'] + c['pretrain_updates']:010d}"
         path = checkpoint_dir(self.run_dir) / f"{name}.pt"
@@ -427,7 +433,8 @@ class Trainer:
             c = self.counters
             message = (
                 f"{', '.join(error.names)} became NaN/inf at update "
-                f"{c['updates'] + c['pretrain_updates']} (agent step {c['agent_step']}, env step {c['env_step']}, "
+                f"{c['updates'] + c['pretrain_updates']} (agent step {c['agent_step']}, "
+                f"env step {c['env_step']}, "
                 f"phase {c['phase']}); training stopped. "
             )
             try:
@@ -632,7 +639,8 @@ class Trainer:
         from tqdm import tqdm
 
         print(
-            f"pre-training the latent model: {cfg.model_pretrain_steps:,} updates on {len(self.buffer):,} frames"
+            f"pre-training the latent model: {cfg.model_pretrain_steps:,} updates "
+            f"on {len(self.buffer):,} frames"
         )
         with tqdm(
             total=cfg.model_pretrain_steps,
@@ -724,7 +732,8 @@ class Trainer:
         self._schedule_next_eval()
 
     def _write_eval_media(self, recorded: Any, step: int) -> None:
-        """The evaluation and reconstruction videos, and a strip of evaluation frames in TensorBoard."""
+        """The evaluation and reconstruction videos, and a strip of evaluation frames in
+        TensorBoard."""
         cfg = self.config
         fps = 1.0 / (self.env.control_period_s * self.env.action_repeat)
         if cfg.eval_video:

@@ -1,4 +1,5 @@
-"""slac-export: ONNX parity with PyTorch, streaming = full form, metadata, a torch-free loader, errors."""
+"""slac-export: ONNX parity with PyTorch, streaming = full form, metadata, a torch-free loader,
+errors."""
 
 from __future__ import annotations
 

@@ -176,14 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report-only",
         action="store_true",
-        help="write the JSON and PNG from the run directories as they stand (e.g. a run stopped with "
-        "Ctrl-C before --env-steps), without training",
+        help="write the JSON and PNG from the run directories as they stand (e.g. a run stopped "
+        "with Ctrl-C before --env-steps), without training",
     )
     p.add_argument(
         "--label",
         default="",
-        help="appended to the experiment's name (<task>-<preset>-<N>k[-label]) to keep a variant's run "
-        "directory and result apart from an earlier run with the same task, preset and budget",
+        help="appended to the experiment's name (<task>-<preset>-<N>k[-label]) to keep a variant's "
+        "run directory and result apart from an earlier run with the same task, preset and budget",
     )
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more slac-train options")
     return p
@@ -263,8 +263,8 @@ def main() -> int:
     for seed in args.seeds:
         run_dir = args.runs_root / f"{name}-s{seed}"
         cmd = seed_command(args, seed, run_dir)
-        # Every command a run directory has seen, in order (a run stopped with Ctrl-C and resumed, or
-        # reported with --report-only, keeps its whole history): <run_dir>/commands.txt.
+        # Every command a run directory has seen, in order (a run stopped with Ctrl-C and resumed,
+        # or reported with --report-only, keeps its whole history): <run_dir>/commands.txt.
         history = run_dir / "commands.txt"
         if not args.report_only:
             run_dir.mkdir(parents=True, exist_ok=True)
