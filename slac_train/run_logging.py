@@ -81,6 +81,39 @@ class RunLogger:
         if self._writer is not None:
             self._writer.add_image(tag, image_uint8, int(step), dataformats="HWC")
 
+    def log_video(
+        self, tag: str, frames_uint8: Sequence[np.ndarray], step: int, fps: float
+    ) -> None:
+        """RGB frames ``[H, W, 3]`` as an animated image in TensorBoard's Images tab at ``step``.
+
+        TensorBoard shows videos as animated GIFs (what ``add_video`` writes through moviepy);
+        the GIF is encoded here with Pillow, which matplotlib already brings.
+        """
+        if self._writer is None or not len(frames_uint8):
+            return
+        import io
+
+        from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames_uint8]
+        buffer = io.BytesIO()
+        duration_ms = max(20, int(round(1000.0 / fps)))
+        images[0].save(
+            buffer,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=duration_ms,
+            loop=0,
+        )
+        height, width = np.asarray(frames_uint8[0]).shape[:2]
+        image = Summary.Image(
+            height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue()
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self._writer._get_file_writer().add_summary(summary, int(step))
+
     def file_sizes(self) -> dict[str, int]:
         """Bytes in each appended file now (stored in checkpoints: see :func:`trim_run_files`)."""
         return {

@@ -756,6 +756,7 @@ class Trainer:
                 panel_labels=("truth", "posterior", "prior"),
             )
         self.logger.log_image("eval/episode_frames", frame_strip(recorded.frames), step)
+        self.logger.log_video("eval/episode", recorded.frames, step, fps)
 
     def _schedule_next_eval(self) -> None:
         c, every = self.counters, self.config.eval_every_env_steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -95,6 +96,12 @@ def assert_tensorboard_on_env_steps(run_dir: Path, records: list[dict]) -> None:
     for tag in [t for t in events.Tags()["scalars"] if t.startswith("pretrain/")]:
         assert {e.step for e in events.Scalars(tag)} <= pretrain, tag
     assert "eval/episode_frames" in events.Tags()["images"]
+    [video] = events.Images("eval/episode")[-1:]  # the evaluation episode, animated
+    assert video.encoded_image_string[:6] == b"GIF89a" and video.width == 64
+    from PIL import Image
+
+    gif = Image.open(io.BytesIO(video.encoded_image_string))
+    assert gif.n_frames > 1
     state = load_checkpoint(run_dir)
     collected = [r for r in records if r["kind"] == "episode" and r["phase"] == "collect"]
     assert state["random_returns"] == [r["train/episode_return"] for r in collected]
