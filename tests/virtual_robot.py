@@ -52,6 +52,9 @@ def wait_for_ticks(log_dir: Path, ticks: int = 0, timeout_s: float = 60.0) -> No
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         logs = episode_logs(log_dir)
-        if logs and len(read_episode_log(logs[0]).ticks) >= ticks:
-            return
+        try:
+            if logs and len(read_episode_log(logs[0]).ticks) >= ticks:
+                return
+        except ValueError:  # the file exists but its first bytes are not written yet
+            pass
         time.sleep(0.05)
