@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slac_runtime.history import ACTOR_FRAMES
+from slac_train.config import DECODER_OUTPUT_ACTIVATIONS
 
 LEAKY_SLOPE = 0.2  # leaky ReLU slope of the encoder, decoder and latent-model MLPs
 MIN_STD = 1e-5  # added to softplus(.) for every learned std
@@ -103,10 +104,23 @@ class Decoder(nn.Module):
 
     transposed conv 8c 4x4 (valid, from 1x1) -> 4c 3x3 s2 -> 2c 3x3 s2 -> c 3x3 s2 -> 3 5x5 s2,
     leaky ReLU between (paper: 8c = 256). Spatial sizes 1 -> 4 -> 8 -> 16 -> 32 -> 64.
+
+    ``output_activation``: ``"leaky_relu"`` also puts the leaky ReLU on the last transposed
+    convolution, as the official implementation's ``Decoder`` does (model_distribution_network.py:
+    every ``conv_transpose`` is built with ``activation=tf.nn.leaky_relu``, ``conv_transpose5``
+    included); ``"linear"`` leaves the image mean unbounded.
     """
 
-    def __init__(self, z_dim: int, base_channels: int = 32) -> None:
+    def __init__(
+        self, z_dim: int, base_channels: int = 32, output_activation: str = "linear"
+    ) -> None:
         super().__init__()
+        if output_activation not in DECODER_OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"decoder output activation must be one of {DECODER_OUTPUT_ACTIVATIONS}, "
+                f"got {output_activation!r}"
+            )
+        self.output_activation = output_activation
         c = base_channels
         self.deconvs = nn.ModuleList(
             [
@@ -123,9 +137,27 @@ class Decoder(nn.Module):
         last = len(self.deconvs) - 1
         for i, deconv in enumerate(self.deconvs):
             x = deconv(x)
-            if i < last:
+            if i < last or self.output_activation == "leaky_relu":
                 x = F.leaky_relu(x, LEAKY_SLOPE, inplace=True)
         return x
+
+
+def glorot_init_(module: nn.Module) -> nn.Module:
+    """Glorot-uniform weights and zero biases for every linear and (transposed) convolution layer.
+
+    The official implementation's layers are Keras ``Dense``/``Conv2D``/``Conv2DTranspose`` with
+    their default ``kernel_initializer="glorot_uniform"`` and ``bias_initializer="zeros"``
+    (model_distribution_network.py), and its actor and critic name
+    ``glorot_uniform()`` explicitly (actor_distribution_network.py, critic_network.py).
+    Glorot's bound sqrt(6 / (fan_in + fan_out)) is symmetric in the two fans, so the layout of a
+    transposed convolution's weight does not change it.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
 
 
 def mlp(in_dim: int, out_dim: int, hidden: int, activation: type[nn.Module]) -> nn.Sequential:

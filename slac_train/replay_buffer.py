@@ -21,6 +21,14 @@ import numpy as np
 from slac_runtime.history import WINDOW_FRAMES, padded_window_indices
 
 
+def frame_validity(action_valid: np.ndarray) -> np.ndarray:
+    """bool[B, T+1] from ``action_valid[B, T]``: frame t is padding exactly when action t is (the
+    padded frames come before the episode's first, whose action is real), and the last frame of a
+    sampled window is always real."""
+    valid = np.asarray(action_valid, dtype=bool)
+    return np.concatenate([valid, np.ones_like(valid[:, :1])], axis=1)
+
+
 class ReplayBuffer:
     """Episodes of uint8 frames, actions, rewards and termination flags, in a ring of ``capacity``
     slots.
@@ -168,7 +176,9 @@ class ReplayBuffer:
         pads.
 
         frames uint8[B, 9, H, W, 3], actions float32[B, 8, A] (zero where padding), rewards
-        float32[B, 8], action_valid bool[B, 8], terminated bool[B, 8].
+        float32[B, 8], action_valid bool[B, 8], terminated bool[B, 8], frame_valid bool[B, 9]
+        (False where a frame is start-of-episode padding, a copy of the episode's first frame;
+        the model learns from no such frame unless ``model_loss_on_padding``).
         """
         frame_idx, action_idx, valid = padded_window_indices(last, episode_start, self.window)
         if np.any(frame_idx < self.oldest) or np.any(frame_idx >= self._next):
@@ -184,6 +194,7 @@ class ReplayBuffer:
             "rewards": self.rewards[action_slots] * valid,
             "action_valid": valid,
             "terminated": self.terminated[action_slots] & valid,
+            "frame_valid": frame_validity(valid),
         }
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

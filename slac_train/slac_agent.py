@@ -1,8 +1,15 @@
 """The SLAC agent: latent model, actor, twin critics, temperature; their losses and updates; acting.
 
-One update step (per agent step after pre-training) is :meth:`SlacAgent.update_model` on a batch
-of 32 windows, then :meth:`SlacAgent.update_actor_critic` (critic, actor, alpha, Polyak) on a
-separate batch of 256 windows. A window holds 9 frames x_0..x_8 and 8 actions a_0..a_7.
+One update step (per agent step after pre-training) is, with ``update_structure``:
+
+- ``single-batch`` (the official structure): :meth:`SlacAgent.update` on one batch of 256
+  windows, encoded once; the model trains on its first 32 windows with the posterior samples the
+  critic uses (the official ``SlacAgent._train`` computes every loss from one ``sample_posterior``
+  and its ``model_loss`` keeps ``[:model_batch_size]``);
+- ``separate-batches``: :meth:`SlacAgent.update_model` on a batch of 32 windows, then
+  :meth:`SlacAgent.update_actor_critic` (critic, actor, alpha, Polyak) on a separate batch of 256.
+
+A window holds 9 frames x_0..x_8 and 8 actions a_0..a_7.
 
 Both update methods return metrics as a dict of 0-d detached tensors (no device -> host copy per
 step); call :func:`metrics_to_floats` when logging.
@@ -20,14 +27,16 @@ import torch.nn.functional as F
 
 from slac_runtime.history import ACTOR_FRAMES, History
 from slac_train.config import TrainConfig
-from slac_train.latent_model import LatentModel
+from slac_train.latent_model import LatentModel, first_frames
 from slac_train.networks import (
     PixelPolicy,
     TanhGaussianActor,
     TwinCritic,
     actor_input,
+    glorot_init_,
     preprocess_frames,
 )
+from slac_train.replay_buffer import frame_validity
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,7 +57,9 @@ class Batch:
 
     frames uint8[B, 9, H, W, 3]; actions float[B, 8, A] (zero where padding); rewards float[B, 8];
     action_valid float[B, 8] (0 where the action is start-of-episode padding); terminated
-    float[B, 8] (1 where action t led to a terminal state; truncation is not termination).
+    float[B, 8] (1 where action t led to a terminal state; truncation is not termination);
+    frame_valid float[B, 9] (0 where the frame is start-of-episode padding; from ``action_valid``
+    when not given).
     """
 
     frames: torch.Tensor
@@ -56,6 +67,12 @@ class Batch:
     rewards: torch.Tensor
     action_valid: torch.Tensor
     terminated: torch.Tensor
+    frame_valid: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.frame_valid is None:
+            ones = torch.ones_like(self.action_valid[:, :1])
+            self.frame_valid = torch.cat([self.action_valid, ones], dim=1)
 
     @classmethod
     def from_numpy(cls, arrays: Mapping[str, np.ndarray], device: torch.device) -> Batch:
@@ -73,11 +90,21 @@ class Batch:
             rewards=put(arrays["rewards"], torch.float32),
             action_valid=put(arrays["action_valid"], torch.float32),
             terminated=put(arrays["terminated"], torch.float32),
+            frame_valid=put(
+                arrays["frame_valid"]
+                if "frame_valid" in arrays
+                else frame_validity(arrays["action_valid"]),
+                torch.float32,
+            ),
         )
 
     @property
     def size(self) -> int:
         return self.frames.shape[0]
+
+    def first(self, size: int) -> Batch:
+        """The batch's first ``size`` windows (views, no copies)."""
+        return Batch(**{k: v[:size] for k, v in vars(self).items()})
 
     def images(self) -> torch.Tensor:
         """float[B*9, 3, H, W] in [0, 1], window-major, channels-last."""
@@ -135,14 +162,18 @@ class SlacAgent:
             c.model_hidden,
             c.encoder_base_channels,
             c.decoder_std,
-        ).to(self.device)
-        self.model.to(memory_format=torch.channels_last)
-        self.actor_input_dim = ACTOR_FRAMES * c.feature_dim + (ACTOR_FRAMES - 1) * action_dim
-        self.actor = TanhGaussianActor(self.actor_input_dim, action_dim, c.actor_critic_hidden).to(
-            self.device
+            c.decoder_output_activation,
         )
+        self.actor_input_dim = ACTOR_FRAMES * c.feature_dim + (ACTOR_FRAMES - 1) * action_dim
+        self.actor = TanhGaussianActor(self.actor_input_dim, action_dim, c.actor_critic_hidden)
         latent_dim = c.z1_dim + c.z2_dim
-        self.critic = TwinCritic(latent_dim, action_dim, c.actor_critic_hidden).to(self.device)
+        self.critic = TwinCritic(latent_dim, action_dim, c.actor_critic_hidden)
+        if c.init == "glorot":  # the official layers' initialisation (networks.glorot_init_)
+            for module in (self.model, self.actor, self.critic):
+                glorot_init_(module)
+        self.model.to(self.device, memory_format=torch.channels_last)
+        self.actor.to(self.device)
+        self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(
             float(c.init_log_alpha), device=self.device, requires_grad=True
@@ -196,29 +227,96 @@ class SlacAgent:
         return action[0].cpu().numpy().astype(np.float32)
 
     # ------------------------------------------------------------------------------------------
+    def _frame_mask(self, batch: Batch) -> torch.Tensor | None:
+        """The model's frame mask: None (every step counts) with ``model_loss_on_padding``."""
+        return None if self.config.model_loss_on_padding else batch.frame_valid
+
+    def _first(self, batch: Batch) -> torch.Tensor | None:
+        """Where the filter restarts inside the batch's windows (None: at step 0 only)."""
+        mask = self._frame_mask(batch)
+        return None if mask is None else first_frames(mask)
+
     def update_model(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One Adam step on the negative ELBO of a batch of windows (encoder included)."""
         self.model.train()
         loss, metrics = self.model.loss(
-            batch.images(), batch.actions, batch.rewards, batch.action_valid
+            batch.images(),
+            batch.actions,
+            batch.rewards,
+            batch.action_valid,
+            self._frame_mask(batch),
         )
+        self._model_step(loss)
+        return metrics
+
+    def _model_step(self, loss: torch.Tensor) -> None:
         self.model_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.model_optimizer.step()
-        return metrics
 
     def update_actor_critic(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Critic, actor and alpha steps on one batch, then the Polyak update of the target critics.
 
         The latent samples come from the filtering posterior (no gradient: the critic does not
-        train the model); the actor sees detached encoder features, so it never moves the encoder.
+        train the model), restarted at the episode's first frame unless ``model_loss_on_padding``;
+        the actor sees detached encoder features, so it never moves the encoder.
         """
-        c = self.config
         size = batch.size
         with torch.no_grad():
-            features = self.encoder.features_no_grad(batch.images(), fast=c.fast_encoder)
+            features = self.encoder.features_no_grad(batch.images(), fast=self.config.fast_encoder)
             features = features.reshape(size, -1, features.shape[-1])  # [B, 9, F]
-            z = self.model.sample_posterior(features, batch.actions).z  # [B, 9, Z]
+            z = self.model.sample_posterior(features, batch.actions, self._first(batch)).z
+        return self._actor_critic_step(batch, features, z)
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The official single-batch update: model, critic, actor, alpha and Polyak steps on one
+        batch, every frame encoded once.
+
+        The model trains on the batch's first ``batch_size_model`` windows; their features and
+        posterior samples (with autograd) are the ones the critic and actor see (detached), and the
+        other windows are encoded and filtered without autograd. The critic's inputs are
+        stop-gradient and the actor's features detached, as in :meth:`update_actor_critic`, so
+        sharing the pass changes no critic or actor gradient; the latent samples are those of the
+        model before this update's model step (the official ``SlacAgent._train`` computes all four
+        losses before it applies any gradient).
+        """
+        self.model.train()
+        m, size = self.config.batch_size_model, batch.size
+        images, first = batch.images(), self._first(batch)
+        model_batch = batch.first(m)
+        frames = images.shape[0] // size
+        features = self.model.encode(images[: m * frames], m)  # [m, 9, F], with autograd
+        post = self.model.sample_posterior(
+            features, model_batch.actions, None if first is None else first[:m]
+        )
+        with torch.no_grad():
+            rest = self.encoder.features_no_grad(
+                images[m * frames :], fast=self.config.fast_encoder
+            ).reshape(size - m, frames, -1)
+            rest_z = self.model.sample_posterior(
+                rest, batch.actions[m:], None if first is None else first[m:]
+            ).z
+            all_features = torch.cat([features.detach(), rest], dim=0)
+            all_z = torch.cat([post.z.detach(), rest_z], dim=0)
+        loss, metrics = self.model.loss(
+            images[: m * frames],
+            model_batch.actions,
+            model_batch.rewards,
+            model_batch.action_valid,
+            self._frame_mask(model_batch),
+            post=post,
+        )
+        self._model_step(loss)
+        metrics.update(self._actor_critic_step(batch, all_features, all_z))
+        return metrics
+
+    def _actor_critic_step(
+        self, batch: Batch, features: torch.Tensor, z: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Critic, actor, alpha and Polyak steps from the batch's (detached) encoder features
+        ``[B, 9, F]`` and posterior sample ``z[B, 9, Z]``."""
+        c = self.config
+        with torch.no_grad():
             z_now, z_next = z[:, -2], z[:, -1]  # z_tau, z_{tau+1}: one joint posterior sample
             input_now = actor_input(features[:, :-1], batch.actions[:, :-1])  # x_0..7, a_0..6
             input_next = actor_input(features[:, 1:], batch.actions[:, 1:])  # x_1..8, a_1..7

@@ -4,7 +4,8 @@
               episode end)
     pretrain  ``model_pretrain_steps`` latent-model updates on that data
     train     act with the stochastic policy; after each agent step, ``updates_per_step`` x
-              (model update on 32 windows + critic/actor/alpha update on 256 windows)
+              (model + critic/actor/alpha update: one batch of 256 windows whose first 32 train
+              the model, or separate batches of 32 and 256: ``update_structure``)
 
 Counters are kept in agent steps and in environment (simulator) steps; budgets, schedules and
 every logged scalar's x-axis are in simulator steps, as the paper's plots are. Checkpoints are
@@ -155,6 +156,16 @@ class TrainingFailed(RuntimeError):
     """A loss became NaN/inf: the run stopped; the last good checkpoint is kept."""
 
 
+# Suites whose frames MuJoCo's renderer draws (their tasks take ``fast_render``).
+MUJOCO_RENDERED_SUITES = ("dmc", "gym", "dclaw")
+
+
+def env_options(config: TrainConfig, suite: str) -> dict[str, Any]:
+    """The task options a run's config sets: the renderer's fast mode for MuJoCo-rendered
+    suites."""
+    return {"fast_render": config.fast_render} if suite in MUJOCO_RENDERED_SUITES else {}
+
+
 def default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path(config.runs_root) / f"{config.task}-{stamp}-s{config.seed}"
@@ -197,12 +208,14 @@ class Trainer:
             seed=config.seed,
             action_repeat=config.action_repeat,
             image_size=config.image_size,
+            **env_options(config, spec.suite),
         )
         self.eval_env = make_env(
             config.task,
             seed=config.seed + 1,
             action_repeat=config.action_repeat,
             image_size=config.image_size,
+            **env_options(config, spec.suite),
         )
         self.action_dim = int(self.env.action_space.shape[0])
         self.frame_shape = tuple(self.env.observation_space.shape)
@@ -602,11 +615,15 @@ class Trainer:
 
     def _update(self) -> dict[str, torch.Tensor]:
         metrics: dict[str, torch.Tensor] = {}
-        for _ in range(self.config.updates_per_step):
-            metrics = self.agent.update_model(self._sample(self.config.batch_size_model))
-            metrics.update(
-                self.agent.update_actor_critic(self._sample(self.config.batch_size_actor_critic))
-            )
+        cfg = self.config
+        for _ in range(cfg.updates_per_step):
+            if cfg.update_structure == "single-batch":
+                metrics = self.agent.update(self._sample(cfg.batch_size_actor_critic))
+            else:
+                metrics = self.agent.update_model(self._sample(cfg.batch_size_model))
+                metrics.update(
+                    self.agent.update_actor_critic(self._sample(cfg.batch_size_actor_critic))
+                )
             self.counters["updates"] += 1
         return metrics
 

@@ -125,3 +125,30 @@ def test_nan_loss_stops_the_run_naming_loss_and_step(tmp_path):
         assert torch.isfinite(
             load_checkpoint(good)["agent"]["model"]["decoder.deconvs.4.bias"]
         ).all()
+
+
+def test_a_checkpoint_from_before_the_parity_fields_resumes_with_its_old_behaviour(tmp_path):
+    """A checkpoint whose config lacks the parity fields (written before they existed) resumes
+    with the behaviour it was trained with: TrainConfig.LEGACY_DEFAULTS, not the new defaults."""
+    from slac_train.config import LEGACY_DEFAULTS
+
+    with toy_task(action_repeat=2, length=24):
+        config = small_test_config(
+            task=TOY_TASK,
+            total_env_steps=96,
+            eval_episodes=0,
+            run_dir=str(tmp_path / "old"),
+            **LEGACY_DEFAULTS,
+        )
+        with Trainer(config) as trainer:
+            trainer.train(stop_at_env_step=48)
+        path = latest_checkpoint(tmp_path / "old")
+        state = torch.load(path, weights_only=True)
+        for key in LEGACY_DEFAULTS:
+            del state["config"][key]
+        torch.save(state, path)
+        with Trainer.resume(tmp_path / "old") as resumed:
+            assert {k: getattr(resumed.config, k) for k in LEGACY_DEFAULTS} == LEGACY_DEFAULTS
+            assert resumed.agent.model.decoder.output_activation == "linear"
+            resumed.train()
+            assert resumed.counters["env_step"] == 96
