@@ -194,6 +194,8 @@ class Imitation:
             runs_root=config.runs_root,
             run_dir=config.run_dir,
             device="cpu",
+            # The student's recipe (docs/results.md) starts from PyTorch's default initialisation.
+            init="torch",
         )
         self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(agent_config)
         self._lock = RunLock(self.run_dir).acquire()  # one writer per run directory
