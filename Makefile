@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[train,viz,dev]"
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[train,viz,sweep,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,5 +1,5 @@
-"""benchmarks/learning/run_experiment.py: a Ctrl-C (or a timeout's SIGINT to the process group)
-leaves a resumable checkpoint and a report of the curve so far."""
+"""benchmarks/learning/run_experiment.py (a slac-sweep of one task): a Ctrl-C (or a timeout's SIGINT
+to the process group) leaves a resumable checkpoint and a report of the curve so far."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def test_ctrl_c_to_the_process_group_checkpoints_and_reports(tmp_path):
         stderr=subprocess.STDOUT,
         env=os.environ | {"PYTHONUNBUFFERED": "1"},
     )
-    eval_csv = runs / "cartpole-balance-paper-50k-s0" / "eval.csv"
+    sweep_dir = runs / "cartpole-balance-paper-50k"
+    eval_csv = sweep_dir / "runs" / "cartpole-balance-s0" / "eval.csv"
     try:
         deadline = time.monotonic() + 240
         while not (
@@ -96,14 +97,17 @@ def test_ctrl_c_to_the_process_group_checkpoints_and_reports(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, output
-    assert "checkpoint written" in output
+    trial_log = (sweep_dir / "logs" / "cartpole-balance-s0.log").read_text()
+    assert "checkpoint written" in trial_log, trial_log
     run_dir = eval_csv.parent
     assert (run_dir / "checkpoints" / "latest").exists()
     result = json.loads((out / "cartpole-balance-paper-50k.json").read_text())
     stopped = result["stopped_at_env_step"]["0"]
-    assert 400 <= stopped < 50_000 and "stopped with Ctrl-C" in result["commands"]["0"]
+    assert 400 <= stopped < 50_000 and "stopped after" in result["commands"]["0"]
     assert (
         len(result["evaluations"]["0"]) >= 2 and (out / "cartpole-balance-paper-50k.png").exists()
     )
-    history = (run_dir / "commands.txt").read_text().splitlines()
-    assert len(history) == 1 and history[0].startswith("slac-train --task cartpole-balance")
+    history = result["commands"]["0"].split("  &&  ")
+    assert history[0].startswith("slac-train --task cartpole-balance --seed 0")
+    assert len(history) == 2 and "slac_train.cli --config" in history[1]
+    assert not (run_dir / "sweep-done.json").exists()  # a re-run resumes it

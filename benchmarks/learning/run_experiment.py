@@ -1,33 +1,35 @@
-"""One learning experiment: ``slac-train`` with fixed seeds, then a JSON result and a curve PNG.
+"""One learning experiment: a ``slac-sweep`` of one task over seeds, then a JSON result and a curve
+PNG in the format of benchmarks/learning/results (read by write_results.py).
 
     python benchmarks/learning/run_experiment.py --task cartpole-swingup --preset cpu-small \
         --env-steps 100000 --seeds 0 --out benchmarks/learning/results
 
 Presets are slac-train's (``slac-train --preset``, :data:`slac_train.config.PRESETS`): ``paper``
 (the paper's networks and schedule) and ``cpu-small`` (narrower networks, smaller batches and a
-short pre-training, for runs of about two hours on a 2-core CPU). Each seed
-is a separate run directory; a run that already exists is resumed (so a run can be done in chunks,
-each stopped with Ctrl-C). The result JSON holds the exact commands, the hardware, the
-wall-clock time, every evaluation and the return of a uniformly random policy on the same task.
+short pre-training, for runs of about two hours on a 2-core CPU). The seeds run as one slac-sweep
+in ``<runs-root>/<task>-<preset>-<N>k[-label]/`` (a trial per seed, scheduled by Ray; ``--threads``
+CPUs each); running the same command again skips finished seeds and resumes the others from their
+checkpoints (so a run can be done in chunks, each stopped with Ctrl-C). The result JSON holds the
+exact commands, the hardware, the wall-clock time, every evaluation and the return of a uniformly
+random policy on the same task.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from slac_train.config import PRESETS
+from slac_train.sweep.report import read_evaluations
 
 
 def random_policy_return(
@@ -60,44 +62,30 @@ def random_policy_return(
     )
 
 
-INTERRUPTED = 130  # slac-train's exit status after Ctrl-C, once its checkpoint is written
-TERMINATED = 143  # ... after SIGTERM (Slurm pre-emption, docker stop, timeout)
+INTERRUPTED = 130  # slac-sweep's exit status after Ctrl-C, once every trial wrote its checkpoint
 
 
-def run_trainer(cmd: list[str]) -> int:
-    """Run slac-train; on Ctrl-C or SIGTERM wait for it to write its checkpoint instead of dying.
+def run_sweep(cmd: list[str]) -> int:
+    """Run slac-sweep; on Ctrl-C or SIGTERM wait for its trials to write their checkpoints.
 
     A terminal's Ctrl-C, ``timeout -s INT`` and ``kill -INT -<process group>`` signal the whole
-    process group: slac-train gets the same SIGINT, stops at its next safe point and checkpoints
-    (``subprocess.call`` would kill it a quarter of a second later, before the checkpoint is
-    written). A SIGTERM to this script (``timeout``, ``docker stop``) is passed on to slac-train,
-    which takes a copy that also reached it directly (Slurm signals every process) as one request.
+    process group: slac-sweep gets the same SIGINT and stops its trials at their next safe point. A
+    SIGTERM to this script (``timeout``, ``docker stop``) is passed on to slac-sweep as SIGINT.
     """
     proc = subprocess.Popen(cmd)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGINT))
     try:
         while True:
             try:
                 return proc.wait()
             except KeyboardInterrupt:
                 print(
-                    "run_experiment: waiting for slac-train to write its checkpoint",
+                    "run_experiment: waiting for the trials to write their checkpoints",
                     file=sys.stderr,
                     flush=True,
                 )
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def read_evals(run_dir: Path) -> list[dict]:
-    path = run_dir / "eval.csv"
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return [
-            {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
 
 
 def hardware() -> dict:
@@ -134,7 +122,7 @@ def plot(result: dict, path: Path) -> None:
         ax.plot(
             steps, [e["return_mean"] for e in evals], marker="o", label=f"seed {seed} (stochastic)"
         )
-        det = [e["deterministic_return_mean"] for e in evals]
+        det = [e.get("deterministic_return_mean") for e in evals]
         if any(d is not None for d in det):
             ax.plot(steps, det, linestyle="--", label=f"seed {seed} (deterministic)")
     ax.axhline(
@@ -189,32 +177,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def seed_command(args: argparse.Namespace, seed: int, run_dir: Path) -> list[str]:
-    """The slac-train command for one seed: a fresh run, or a resume of one that exists."""
-    fresh = [
-        "slac-train",
-        "--task",
-        args.task,
-        "--seed",
-        str(seed),
-        "--total-env-steps",
-        str(args.env_steps),
-        "--eval-every-env-steps",
-        str(args.eval_every),
-        "--device",
-        args.device,
-        "--run-dir",
-        str(run_dir),
-        "--preset",
-        args.preset,
-        *args.extra,
-    ]
-    resume = ["slac-train", "--resume", str(run_dir), "--total-env-steps", str(args.env_steps)]
-    exists = (run_dir / "checkpoints" / "latest").exists()
-    cmd = resume if exists and not args.report_only else fresh
-    if args.threads:
-        cmd += ["--num-threads", str(args.threads)]
+def extra_values(extra: list[str]) -> dict:
+    """The TrainConfig values of slac-train options (``--lr-model 1e-3 --no-eval-video``)."""
+    from slac_train.cli import build_parser as train_parser
+
+    values = vars(train_parser().parse_args(extra))
+    return {k: v for k, v in values.items() if k not in ("list_tasks", "resume")}
+
+
+def sweep_command(args: argparse.Namespace, sweep_dir: Path) -> list[str]:
+    """The slac-sweep command: the task x the seeds, one sweep directory per experiment."""
+    sets = [f"eval_every_env_steps={args.eval_every}"]
+    sets += [f"{k}={json.dumps(v)}" for k, v in extra_values(args.extra).items()]
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cmd = [
+        sys.executable, "-m", "slac_train.sweep.cli",
+        "--tasks", args.task,
+        "--seeds", *map(str, args.seeds),
+        "--preset", args.preset,
+        "--env-steps", str(args.env_steps),
+        "--cpus-per-trial", str(args.threads or 1),
+        "--gpus-per-trial", "1" if device.startswith("cuda") else "0",
+        "--sweep-dir", str(sweep_dir),
+    ]  # fmt: skip
+    for item in sets:
+        cmd += ["--set", item]
     return cmd
+
+
+def train_command(args: argparse.Namespace, seed: int) -> list[str]:
+    """The slac-train command a seed's trial is equivalent to (what write_results.py reads)."""
+    return [
+        "slac-train", "--task", args.task, "--seed", str(seed),
+        "--total-env-steps", str(args.env_steps), "--eval-every-env-steps", str(args.eval_every),
+        "--preset", args.preset, *args.extra,
+    ]  # fmt: skip
+
+
+def trial_history(sweep_dir: Path, run_dir: Path) -> str:
+    """Every slac-train command the trial has run, in order (slac-sweep's log of the trial)."""
+    log = sweep_dir / "logs" / f"{run_dir.name}.log"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return "  &&  ".join(line[2:] for line in lines if line.startswith("$ "))
 
 
 def build_result(args: argparse.Namespace, commands, evaluations, wall, stopped) -> dict:
@@ -258,46 +266,27 @@ def main() -> int:
     name = f"{args.task}-{args.preset}-{args.env_steps // 1000}k" + (
         f"-{args.label}" if args.label else ""
     )
+    sweep_dir = args.runs_root / name
+    code = 0
+    if not args.report_only:
+        cmd = sweep_command(args, sweep_dir)
+        print("$ " + " ".join(cmd), flush=True)
+        code = run_sweep(cmd)
     commands, evaluations, wall, stopped = {}, {}, {}, {}
-    interrupted = False
     for seed in args.seeds:
-        run_dir = args.runs_root / f"{name}-s{seed}"
-        cmd = seed_command(args, seed, run_dir)
-        # Every command a run directory has seen, in order (a run stopped with Ctrl-C and resumed,
-        # or reported with --report-only, keeps its whole history): <run_dir>/commands.txt.
-        history = run_dir / "commands.txt"
-        if not args.report_only:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            with open(history, "a") as f:
-                f.write(" ".join(cmd) + "\n")
-        past = history.read_text().splitlines() if history.exists() else []
-        commands[seed] = "  &&  ".join(past) if past else " ".join(cmd)
-        if args.report_only:
-            evaluations[seed] = read_evals(run_dir)
-            if not evaluations[seed]:
-                print(f"{run_dir}: no evaluations to report", file=sys.stderr)
-                return 2
-            last = evaluations[seed][-1]
-            wall[seed] = float(last["wall_time_s"])
-            if last["env_step"] < args.env_steps:
-                stopped[seed] = int(last["env_step"])
-                commands[seed] += f"   (stopped with Ctrl-C after {stopped[seed]:,} env steps)"
-            continue
-        print(f"$ {commands[seed]}", flush=True)
-        started = time.monotonic()
-        code = run_trainer([sys.executable, "-m", "slac_train.cli", *cmd[1:]])
-        wall[seed] = time.monotonic() - started
-        evaluations[seed] = read_evals(run_dir)
-        if code in (INTERRUPTED, TERMINATED) and evaluations[seed]:
-            # stopped with Ctrl-C or SIGTERM: report what it reached, resume later
-            stopped[seed] = int(evaluations[seed][-1]["env_step"])
-            commands[seed] += f"   (stopped with Ctrl-C after {stopped[seed]:,} env steps)"
-            interrupted = True
-            break
-        if code != 0:
-            print(f"slac-train exited with {code}", file=sys.stderr)
-            return code
-
+        run_dir = sweep_dir / "runs" / f"{args.task}-s{seed}"
+        evaluations[seed] = read_evaluations(run_dir)
+        if not evaluations[seed]:
+            print(f"{run_dir}: no evaluations to report", file=sys.stderr)
+            return code or 2
+        commands[seed] = (
+            " ".join(train_command(args, seed)) + "  &&  " + trial_history(sweep_dir, run_dir)
+        )
+        last = evaluations[seed][-1]
+        wall[seed] = float(last["wall_time_s"])
+        if last["env_step"] < args.env_steps:
+            stopped[seed] = int(last["env_step"])
+            commands[seed] += f"   (stopped after {stopped[seed]:,} env steps)"
     result = build_result(args, commands, evaluations, wall, stopped)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / f"{name}.png")
@@ -309,7 +298,7 @@ def main() -> int:
             }
         )
     )
-    return code if interrupted else 0
+    return code
 
 
 if __name__ == "__main__":

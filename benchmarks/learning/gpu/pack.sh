@@ -5,18 +5,19 @@
 #
 # The GPU machine has Python 3.12, CUDA PyTorch, numpy, onnx, OpenCV and matplotlib, but not the
 # simulators, and it cannot download anything. This packs what it lacks into .gpu/ (git-ignored),
-# which travels to the GPU machine with the repository (19 MB):
-#   .gpu/site.tar.xz  the pinned versions (requirements/constraints.txt) of mujoco, dm_control and
-#                     their pure-Python needs, built for CPython $PY_VERSION (3.12) on x86-64, without what the
-#                     DM Control suite does not use (dm_control's locomotion and dog assets,
-#                     MuJoCo's experimental renderers: 150 MB of the 210)
+# which travels to the GPU machine with the repository:
+#   .gpu/site.tar.xz  the pinned versions (requirements/constraints.txt) of mujoco, dm_control, Ray
+#                     (slac-sweep's scheduler) and their needs, built for CPython $PY_VERSION (3.12)
+#                     on x86-64, without what the DM Control suite and slac-sweep do not use
+#                     (dm_control's locomotion and dog assets, MuJoCo's experimental renderers,
+#                     Ray's Java jars, RLlib, Serve, LLM and dashboard web client)
 #   .gpu/gl/*.deb     the GL vendor-neutral loaders (libEGL, libOpenGL), which MuJoCo's EGL
 #                     rendering needs and the image may lack; unpacked there with dpkg -x
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${GPU_DIR:-.gpu}
 PY_VERSION=${PY_VERSION:-3.12}  # the GPU image's Python
-NAMES='mujoco|dm_control|dm-env|dm-tree|labmaze|glfw|PyOpenGL|gymnasium|Farama-Notifications|cloudpickle|pyzmq|pyserial|dynamixel-sdk'
+NAMES='mujoco|dm_control|dm-env|dm-tree|labmaze|glfw|PyOpenGL|gymnasium|Farama-Notifications|cloudpickle|pyzmq|pyserial|dynamixel-sdk|ray|click|msgpack|PyYAML|jsonschema|jsonschema-specifications|referencing|rpds-py|attrs|requests|urllib3|idna|certifi|charset-normalizer'
 mapfile -t PINS < <(grep -E "^(${NAMES})==" requirements/constraints.txt)
 [ "${#PINS[@]}" -ge 10 ] || { echo "pack.sh: expected the simulator pins in requirements/constraints.txt, found: ${PINS[*]}" >&2; exit 1; }
 
@@ -33,6 +34,8 @@ for wheel in "$OUT"/wheels/*.whl; do
     python3 -m zipfile -e "$wheel" "$OUT/site"
 done
 rm -rf "$OUT/site/dm_control/locomotion" "$OUT/site/dm_control/suite/dog_assets" "$OUT/site/mujoco/experimental"
+# Ray parts slac-sweep never loads: Java jars, RLlib, Serve, LLM, the dashboard's web client
+rm -rf "$OUT/site/ray/jars" "$OUT/site/ray/rllib" "$OUT/site/ray/serve" "$OUT/site/ray/llm" "$OUT/site/ray/dashboard/client"
 tar -C "$OUT" -cJf "$OUT/site.tar.xz" site
 rm -rf "$OUT/wheels" "$OUT/site"
 

@@ -2,32 +2,36 @@
 # Run on a GPU machine that has no network access, from a copy of the repository that includes
 # the .gpu/ folder made by pack.sh:
 #
-#     OUT=/path/to/results bash benchmarks/learning/gpu/run.sh walker-walk 540
+#     OUT=/path/to/results bash benchmarks/learning/gpu/run.sh paper-dmc 540
 #
 # One command does everything within BUDGET_S seconds (default 540) and leaves only what matters
 # in $OUT (default /tmp/slac-gpu-out):
-#   1. installs the packed simulators (.gpu/site.tar.xz) and GL loaders (.gpu/gl) into /tmp
+#   1. installs the packed simulators and Ray (.gpu/site.tar.xz) and GL loaders (.gpu/gl) into /tmp
 #   2. measures one model + actor-critic update with the paper's networks on the GPU
 #      (benchmarks/update_speed.py: about 30 s)
-#   3. trains SLAC with the paper's networks on TASK (benchmarks/learning/run_experiment.py
-#      --preset paper --device cuda) until BUDGET_S seconds after the script began, then stops it
-#      with SIGINT (the trainer checkpoints, as on Ctrl-C) and writes the result JSON and curve
-#      of what it reached (--report-only)
-#   4. copies to $OUT: the result JSON and PNG, eval.csv, summary.json, metrics.jsonl, the update
-#      timings and the log (7 files)
+#   3. runs the slac-sweep SUITE (default paper-dmc: the paper's 6 DM Control tasks x 10 seeds) on
+#      a local Ray instance, GPUS_PER_TRIAL of the GPU and CPUS_PER_TRIAL cores per trial, until
+#      BUDGET_S seconds after the script began, then stops it with SIGINT (every trial checkpoints)
+#      and writes the results table and curves of what the trials reached (--report-only);
+#      running the script again on the same SWEEP_DIR resumes the trials
+#   4. copies to $OUT: results.md, results.json, curves/, the trials' eval.csv and summary.json,
+#      the update timings and the log
 # Environment: GL_INSTALL=0 skips unpacking the GL loaders into / (for a trial run on a machine
-# that has them), ENV_STEPS (default 100000), EVAL_EVERY (5000), SEED (0), EXTRA (more slac-train
-# options; default: the CPU runs' model learning rate and a 2,000-update pre-training, since the
-# paper's 100,000 pre-training updates alone outlast a short budget).
+# that has them), ENV_STEPS (default 100000), TASKS and SEEDS (default: the suite's, e.g.
+# TASKS="walker-walk cheetah-run" SEEDS="0 1"), GPUS_PER_TRIAL (0.25), CPUS_PER_TRIAL (2),
+# SWEEP_DIR (/tmp/slac-sweeps/SUITE), SETS (more --set KEY=VALUE options; default: the CPU runs'
+# model learning rate and a 2,000-update pre-training, since the paper's 100,000 pre-training
+# updates alone outlast a short budget).
 set -uo pipefail
-TASK=${1:?usage: run.sh TASK [BUDGET_S]}
+SUITE=${1:-paper-dmc}
 BUDGET_S=${2:-540}
 START=$(date +%s)
 OUT=${OUT:-/tmp/slac-gpu-out}
 ENV_STEPS=${ENV_STEPS:-100000}
-EVAL_EVERY=${EVAL_EVERY:-5000}
-SEED=${SEED:-0}
-EXTRA=${EXTRA:---lr-model 1e-3 --model-pretrain-steps 2000 --initial-collection-steps 2000}
+GPUS_PER_TRIAL=${GPUS_PER_TRIAL:-0.25}
+CPUS_PER_TRIAL=${CPUS_PER_TRIAL:-2}
+SWEEP_DIR=${SWEEP_DIR:-/tmp/slac-sweeps/$SUITE}
+SETS=${SETS:---set lr_model=1e-3 --set model_pretrain_steps=2000 --set initial_collection_steps=2000}
 cd "$(dirname "$0")/../../.."
 mkdir -p "$OUT"
 LOG="$OUT/run.log"
@@ -50,12 +54,13 @@ SITE="$UNPACKED/site"
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
 "$PY" - <<'PY' || exit 3
-import mujoco, torch
+import mujoco, ray, torch
 from dm_control import suite
 from slac_train.envs import make_env
 env = make_env("walker-walk", seed=0)
 frame, _ = env.reset()
 print(f"torch {torch.__version__} cuda {torch.cuda.is_available()}  mujoco {mujoco.__version__}  "
+      f"ray {ray.__version__}  "
       f"frame {frame.shape} mean {frame.mean():.1f}")
 env.close()
 PY
@@ -65,22 +70,28 @@ DEVICE=cpu
 echo "== update timings on $DEVICE $(date -u +%FT%TZ)"
 "$PY" benchmarks/update_speed.py --device "$DEVICE" --repeats 5 --no-baseline | tee "$OUT/update_speed.jsonl"
 
-LEFT=$(( BUDGET_S - ($(date +%s) - START) - 45 ))  # 45 s for the SIGINT checkpoint and the report
-echo "== training $TASK on $DEVICE for ${LEFT} s $(date -u +%FT%TZ)"
-RUNS=/tmp/slac-runs
-args=(benchmarks/learning/run_experiment.py --task "$TASK" --preset paper --device "$DEVICE"
-      --env-steps "$ENV_STEPS" --eval-every "$EVAL_EVERY" --seeds "$SEED" --runs-root "$RUNS" --out "$OUT"
-      --label gpu)
+LEFT=$(( BUDGET_S - ($(date +%s) - START) - 60 ))  # 60 s for the SIGINT checkpoints and the report
+GPUS=0
+[ "$DEVICE" = cuda ] && GPUS=$GPUS_PER_TRIAL
+sweep=("$PY" -m slac_train.sweep.cli --suite "$SUITE" --env-steps "$ENV_STEPS" --sweep-dir "$SWEEP_DIR")
+[ -n "${TASKS:-}" ] && sweep+=(--tasks $TASKS)
+[ -n "${SEEDS:-}" ] && sweep+=(--seeds $SEEDS)
+echo "== sweep $SUITE on $DEVICE for ${LEFT} s $(date -u +%FT%TZ)"
 if [ "$LEFT" -gt 30 ]; then
-    # timeout signals its whole process group: run_experiment.py and the slac-train it runs
-    timeout -s INT -k 60 "$LEFT" "$PY" "${args[@]}" --extra --no-eval-video --no-reconstruction-video $EXTRA
-    echo "run_experiment exited with $?"
+    # timeout signals its whole process group: slac-sweep stops its trials, each checkpoints
+    timeout -s INT -k 90 "$LEFT" "${sweep[@]}" --gpus-per-trial "$GPUS" --cpus-per-trial "$CPUS_PER_TRIAL" \
+        --set eval_video=false --set reconstruction_video=false $SETS
+    echo "slac-sweep exited with $?"
 else
     echo "no time left to train"
 fi
-"$PY" "${args[@]}" --report-only || echo "(no evaluation reached yet: nothing to report)"
-RUN_DIR="$RUNS/$TASK-paper-$((ENV_STEPS / 1000))k-gpu-s$SEED"
-for f in eval.csv summary.json metrics.jsonl; do
-    [ -f "$RUN_DIR/$f" ] && cp "$RUN_DIR/$f" "$OUT/"
+"${sweep[@]}" --report-only --set eval_video=false --set reconstruction_video=false $SETS \
+    || echo "(the sweep's report failed)"
+cp -r "$SWEEP_DIR"/results.md "$SWEEP_DIR"/results.json "$SWEEP_DIR"/curves "$OUT/" 2>/dev/null
+for run in "$SWEEP_DIR"/runs/*/; do
+    name=$(basename "$run")
+    for f in eval.csv summary.json; do
+        [ -f "$run/$f" ] && mkdir -p "$OUT/runs/$name" && cp "$run/$f" "$OUT/runs/$name/"
+    done
 done
 echo "== done after $(( $(date +%s) - START )) s; in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -1,0 +1,298 @@
+"""``slac-sweep``: a grid of ``slac-train`` runs (tasks x seeds x config variants) on Ray.
+
+    slac-sweep --suite paper-dmc --gpus-per-trial 0.25 --cpus-per-trial 2 --sweep-dir sweeps/paper
+    slac-sweep --tasks walker-stand dclaw-pose-fixed --seeds 0 1 --preset cpu-small \
+        --env-steps 50000 --set eval_every_env_steps=5000 --sweep-dir sweeps/cpu
+    slac-sweep --suite paper-dmc --address ray://head:10001 --sweep-dir /shared/sweeps/paper
+    slac-sweep --sweep-dir sweeps/cpu --report-only
+
+Every trial is one Ray task with ``--cpus-per-trial`` CPUs and ``--gpus-per-trial`` GPUs
+(fractions share a GPU); Ray runs as many at once as the resources allow. Without ``--address`` a
+local Ray instance is started (nothing to set up); with it the sweep joins a cluster, whose nodes
+must all see the sweep directory (a shared file system) and have this package installed. Re-running
+the same command skips finished trials and resumes interrupted ones from their checkpoints; a trial
+whose worker is lost is retried by Ray from its checkpoint. The sweep ends with ``results.md``,
+``results.json`` and ``curves/<task>.png`` in the sweep directory. Exit codes: 0 every trial
+finished, 1 a trial failed, 2 bad usage, 130 stopped by Ctrl-C (re-run to continue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from slac_train.config import PRESETS, TrainConfig, preset_values
+from slac_train.sweep.grid import SUITES, Trial, build_trials, parse_assignments, parse_value
+from slac_train.sweep.report import write_report
+from slac_train.sweep.trial import is_done
+
+PROG = "slac-sweep"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run a grid of slac-train runs (tasks x seeds x config variants) on Ray, "
+        "then write its results table beside the published SLAC returns.",
+    )
+    grid = p.add_argument_group("the grid")
+    grid.add_argument(
+        "--suite",
+        choices=sorted(SUITES),
+        help="a named grid (its values can be changed by the options below)",
+    )
+    grid.add_argument("--tasks", nargs="+", help="tasks (slac-train --list-tasks)")
+    grid.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0)")
+    grid.add_argument(
+        "--preset", choices=sorted(PRESETS), help="slac-train preset (default: paper)"
+    )
+    grid.add_argument("--env-steps", type=int, help="budget of every trial in simulator steps")
+    grid.add_argument(
+        "--points",
+        nargs="+",
+        type=int,
+        help="environment steps the results table reports (default: the budget)",
+    )
+    grid.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig value for every trial (repeatable)",
+    )
+    grid.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a TrainConfig field the grid varies (repeatable: every combination)",
+    )
+    where = p.add_argument_group("where and how")
+    where.add_argument(
+        "--sweep-dir",
+        type=Path,
+        required=True,
+        help="folder of the sweep: sweep.json, runs/, logs/, results, curves",
+    )
+    where.add_argument("--address", help="join this Ray cluster (default: a local Ray instance)")
+    where.add_argument("--num-cpus", type=float, help="CPUs of the local Ray instance")
+    where.add_argument("--num-gpus", type=float, help="GPUs of the local Ray instance")
+    where.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (its torch threads)"
+    )
+    where.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial; a fraction (0.25) puts several trials on one GPU",
+    )
+    where.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        help="times Ray retries a trial whose worker or slac-train was lost",
+    )
+    where.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the results from the run directories as they stand",
+    )
+    return p
+
+
+def resolve(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep's definition from the suite and the options (options win); ValueError if bad."""
+    suite = SUITES[args.suite] if args.suite else None
+    tasks = args.tasks or (list(suite.tasks) if suite else None)
+    if not tasks:
+        raise ValueError("give --suite or --tasks")
+    preset = args.preset or (suite.preset if suite else "paper")
+    env_steps = args.env_steps or (suite.env_steps if suite else TrainConfig.total_env_steps)
+    points = args.points or [p for p in (suite.points if suite else ()) if p <= env_steps]
+    values = {**preset_values(preset), **(suite.values if suite else {})}
+    values.update({k: parse_value(v) for k, v in parse_assignments(args.sets, "--set").items()})
+    values["total_env_steps"] = env_steps
+    known = set(TrainConfig.__dataclass_fields__)
+    vary = parse_assignments(args.vary, "--vary")
+    unknown = sorted((set(values) | set(vary)) - known)
+    if unknown or {"task", "seed", "run_dir"} & (set(values) | set(vary)):
+        raise ValueError(f"not fields a sweep can set: {', '.join(unknown) or 'task/seed/run_dir'}")
+    return {
+        "suite": args.suite,
+        "tasks": tasks,
+        "seeds": args.seeds or (list(suite.seeds) if suite else [0]),
+        "preset": preset,
+        "values": values,
+        "vary": vary,
+        "points": points or [env_steps],
+    }
+
+
+def load_definition(sweep_dir: Path, definition: dict[str, Any], given: bool) -> dict:
+    """The sweep's definition: a re-run with no grid options reads sweep.json back, one that
+    gives a different grid is refused."""
+    path = sweep_dir / "sweep.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if not given:
+            return saved
+        stable = ("tasks", "seeds", "preset", "vary")
+        if any(saved[k] != definition[k] for k in stable) or _fixed(saved) != _fixed(definition):
+            raise ValueError(
+                f"{sweep_dir} holds a different sweep (sweep.json); use another "
+                "--sweep-dir or the same options"
+            )
+    return definition
+
+
+def _fixed(definition: dict[str, Any]) -> dict[str, Any]:
+    """Values a resumed run cannot change (everything but budgets, schedules, system)."""
+    from slac_train.trainer import RESUMABLE_OVERRIDES
+
+    return {k: v for k, v in definition["values"].items() if k not in RESUMABLE_OVERRIDES}
+
+
+def write_trial_configs(sweep_dir: Path, trials: list[Trial]) -> None:
+    """Each trial's TrainConfig values as ``trials/<name>.json``; ValueError for a bad task or
+    value, before anything starts."""
+    from slac_train.envs import UnknownTaskError, get_task_spec
+
+    (sweep_dir / "trials").mkdir(parents=True, exist_ok=True)
+    for trial in trials:
+        try:
+            get_task_spec(trial.task)
+        except UnknownTaskError as error:
+            raise ValueError(str(error)) from None
+        TrainConfig(**trial.values)
+        path = sweep_dir / "trials" / f"{trial.name}.json"
+        path.write_text(json.dumps(trial.values, indent=1, sort_keys=True) + "\n")
+
+
+def start_ray(args: argparse.Namespace):
+    import ray
+
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=args.num_cpus,
+            num_gpus=args.num_gpus,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    return ray
+
+
+def run_trials(ray, args: argparse.Namespace, sweep_dir: Path, trials: list[Trial]) -> int:
+    """Submit every trial as a Ray task and wait; the sweep's exit code."""
+    from slac_train.sweep.trial import TrialFailed, TrialLost, run_trial
+
+    task = ray.remote(run_trial).options(
+        num_cpus=args.cpus_per_trial,
+        num_gpus=args.gpus_per_trial,
+        max_retries=args.max_retries,
+        retry_exceptions=[TrialLost],
+    )
+    threads = max(1, math.floor(args.cpus_per_trial))
+    device = "cuda" if args.gpus_per_trial > 0 else "cpu"
+    pending = {}
+    for trial in trials:
+        if is_done(trial.values):
+            print(f"{PROG}: {trial.name}: finished earlier, skipped", flush=True)
+            continue
+        config_file = str((sweep_dir / "trials" / f"{trial.name}.json").resolve())
+        log_file = str((sweep_dir / "logs" / f"{trial.name}.log").resolve())
+        ref = task.remote(trial.values, config_file, log_file, threads, device)
+        pending[ref] = trial
+    print(
+        f"{PROG}: {len(pending)} trials to run, {len(trials) - len(pending)} finished", flush=True
+    )
+    code = 0
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not done:
+                continue
+            trial = pending.pop(done[0])
+            try:
+                record = ray.get(done[0])
+            except (TrialFailed, TrialLost, ray.exceptions.RayError) as error:
+                print(f"{PROG}: {trial.name}: failed: {error}", file=sys.stderr, flush=True)
+                code = 1
+                continue
+            how = "stopped (re-run to continue)" if record.get("stopped") else "finished"
+            print(
+                f"{PROG}: {trial.name}: {how} in {record['wall_s']} s"
+                + (" (resumed)" if record.get("resumed") else ""),
+                flush=True,
+            )
+    except KeyboardInterrupt:
+        print(f"{PROG}: stopping: every running trial writes a checkpoint", file=sys.stderr)
+        for ref in pending:
+            ray.cancel(ref)
+        _wait_for_stops(ray, list(pending))
+        return 130
+    return code
+
+
+def _wait_for_stops(ray, refs: list, timeout_s: float = 300.0) -> None:
+    """Wait for cancelled trials to checkpoint and end (a second Ctrl-C stops waiting)."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while refs and time.monotonic() < deadline:
+            _, refs = ray.wait(refs, num_returns=len(refs), timeout=1.0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: not waiting for the trials' checkpoints", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sweep_dir = args.sweep_dir.resolve()
+    given = bool(args.suite or args.tasks)
+    try:
+        if given:
+            definition = resolve(args)
+        elif (sweep_dir / "sweep.json").is_file():
+            definition = {}
+        else:
+            raise ValueError("give --suite or --tasks (or the --sweep-dir of an earlier sweep)")
+        definition = load_definition(sweep_dir, definition, given)
+        trials = build_trials(
+            definition["tasks"],
+            definition["seeds"],
+            definition["values"],
+            definition["vary"],
+            sweep_dir,
+        )
+        write_trial_configs(sweep_dir, trials)
+        (sweep_dir / "sweep.json").write_text(json.dumps(definition, indent=1) + "\n")
+    except ValueError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    code = 0
+    if all(is_done(t.values) for t in trials):
+        print(f"{PROG}: every trial finished earlier: nothing to run", flush=True)
+    elif not args.report_only:
+        started = time.monotonic()
+        ray = start_ray(args)
+        try:
+            code = run_trials(ray, args, sweep_dir, trials)
+        finally:
+            ray.shutdown()
+        print(f"{PROG}: trials ended after {time.monotonic() - started:.0f} s", flush=True)
+    meta = {k: definition[k] for k in ("suite", "tasks", "seeds", "preset", "values", "vary")}
+    paths = write_report(sweep_dir, trials, definition["points"], meta)
+    print((sweep_dir / "results.md").read_text())
+    print(f"{PROG}: results in {', '.join(str(p) for p in paths.values())}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
