@@ -94,28 +94,9 @@ def run_episode(robot, policy: Path, log_dir: Path, episode: int) -> dict:
 
     robot.reset_scene(valve_angle=0.0)
     before = set(log_dir.glob("*/*.slaclog"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "slac_runtime.run_cli",
-        "--robot",
-        "dclaw",
-        "--camera",
-        robot.camera_endpoint,
-        "--port",
-        robot.port,
-        "--policy",
-        str(policy),
-        "--allow-uncalibrated",
-        "--deterministic",
-        "--episodes",
-        "1",
-        "--log-dir",
-        str(log_dir),
-        "--seed",
-        str(episode),
-        "--quiet",
-    ]
+    cmd = robot.slac_run_command(
+        policy, log_dir, "--deterministic", "--episodes", "1", "--seed", str(episode)
+    )
     started = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True)
     out = {

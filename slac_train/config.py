@@ -494,18 +494,24 @@ def _field_problem(key: str, value: Any) -> str | None:
     return None if ok else f"{key} must be {kind.__name__}, got {value!r}"
 
 
+# Networks, batches and buffer small enough to train in seconds on a CPU (tests, smoke runs).
+TINY_NETWORKS: dict[str, int] = dict(
+    encoder_base_channels=4,
+    feature_dim=16,
+    z1_dim=4,
+    z2_dim=8,
+    model_hidden=16,
+    actor_critic_hidden=16,
+    batch_size_actor_critic=8,
+    batch_size_model=4,
+    buffer_capacity=2_000,
+)
+
+
 def small_test_config(**changes: Any) -> TrainConfig:
     """Tiny networks and budgets that train in seconds on a CPU (tests, smoke runs)."""
     base: dict[str, Any] = dict(
-        encoder_base_channels=4,
-        feature_dim=16,
-        z1_dim=4,
-        z2_dim=8,
-        model_hidden=16,
-        actor_critic_hidden=16,
-        batch_size_actor_critic=8,
-        batch_size_model=4,
-        buffer_capacity=2_000,
+        **TINY_NETWORKS,
         initial_collection_steps=20,
         model_pretrain_steps=5,
         total_env_steps=200,

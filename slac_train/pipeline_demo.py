@@ -143,28 +143,10 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
             robot.reset_scene(valve_angle=START_ANGLE)
             start = robot.valve_angle()
             before = set(log_dir.glob("*/*.slaclog"))
-            cmd = [
-                sys.executable,
-                "-m",
-                "slac_runtime.run_cli",
-                "--robot",
-                "dclaw",
-                "--camera",
-                robot.camera_endpoint,
-                "--port",
-                robot.port,
-                "--policy",
-                str(policy),
-                "--allow-uncalibrated",
-                "--log-dir",
-                str(log_dir),
-                "--seed",
-                str(episode),
-                "--quiet",
-                "--deterministic",
-                "--on-exit",
-                "hold",
-            ]  # hold: the valve is read as the episode left it
+            # hold: the valve is read as the episode left it
+            cmd = robot.slac_run_command(
+                policy, log_dir, "--seed", str(episode), "--deterministic", "--on-exit", "hold"
+            )
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise SystemExit(f"slac-run failed:\n{result.stdout}\n{result.stderr}")

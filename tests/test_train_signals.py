@@ -23,7 +23,7 @@ from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 from test_resume import assert_same_state  # noqa: E402
 
 from slac_train.checkpoint import load_checkpoint  # noqa: E402
-from slac_train.config import small_test_config  # noqa: E402
+from slac_train.config import TINY_NETWORKS, small_test_config  # noqa: E402
 from slac_train.trainer import Trainer  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -36,15 +36,7 @@ with toy_task(action_repeat=2, length=24):
     sys.exit(main(sys.argv[1:]))
 """
 SMALL = dict(
-    encoder_base_channels=4,
-    feature_dim=16,
-    z1_dim=4,
-    z2_dim=8,
-    model_hidden=16,
-    actor_critic_hidden=16,
-    batch_size_actor_critic=8,
-    batch_size_model=4,
-    buffer_capacity=2000,
+    **TINY_NETWORKS,
     eval_episodes=1,
     log_every_updates=5,
     device="cpu",

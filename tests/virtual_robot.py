@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,26 +14,7 @@ from slac_runtime.episode_log import read_episode_log
 def run_slac_run(
     policy: Path, robot, log_dir: Path, *extra: str, timeout: float = 120, wait: bool = True
 ):
-    cmd = [
-        sys.executable,
-        "-m",
-        "slac_runtime.run_cli",
-        "--robot",
-        "dclaw",
-        "--camera",
-        robot.camera_endpoint,
-        "--port",
-        robot.port,
-        "--policy",
-        str(policy),
-        "--allow-uncalibrated",
-        "--log-dir",
-        str(log_dir),
-        "--quiet",
-        "--seed",
-        "0",
-        *extra,
-    ]
+    cmd = robot.slac_run_command(policy, log_dir, "--seed", "0", *extra)
     env = dict(os.environ)
     if not wait:
         return subprocess.Popen(

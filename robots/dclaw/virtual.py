@@ -236,6 +236,28 @@ class VirtualDClaw:
             raise RuntimeError("the virtual D'Claw is not started")
         return self.publisher.endpoint
 
+    def slac_run_command(self, policy: str | Path, log_dir: str | Path, *extra: str) -> list[str]:
+        """The ``slac-run`` command line that drives this robot with ``policy`` (uncalibrated, no
+        status line), logging under ``log_dir``; ``extra`` options are appended."""
+        return [
+            sys.executable,
+            "-m",
+            "slac_runtime.run_cli",
+            "--robot",
+            "dclaw",
+            "--camera",
+            self.camera_endpoint,
+            "--port",
+            self.port,
+            "--policy",
+            str(policy),
+            "--allow-uncalibrated",
+            "--log-dir",
+            str(log_dir),
+            "--quiet",
+            *extra,
+        ]
+
     def start(self) -> VirtualDClaw:
         """Start the simulation thread and the camera, then the bus; its port link appears last,
         once the bus answers."""
