@@ -14,7 +14,7 @@ initial random collection is refused: the run would make no updates. Exit codes:
 training failed (NaN/inf loss), 2 bad usage (unknown task, invalid value, a run directory another
 process is writing), 130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM (Slurm pre-emption,
 ``docker stop``, ``timeout``): a stopped run writes a checkpoint at its next safe point and prints
-the command that continues it.
+the command that continues it; a second signal stops at once without writing one.
 """
 
 from __future__ import annotations
@@ -153,12 +153,14 @@ def main(argv: list[str] | None = None) -> int:
             counters = trainer.train()
     except TrainingInterrupted as stop:
         name = signal.Signals(stop.signum).name
-        say(
-            "slac-train",
-            "stopped",
-            f"{name}: checkpoint written to {stop.checkpoint}; "
-            f"continue with: slac-train --resume {trainer.run_dir}",
-        )
+        if stop.written:
+            what = f"checkpoint written to {stop.checkpoint}"
+        elif stop.checkpoint is not None:
+            what = f"stopped at once, nothing written; the latest checkpoint is {stop.checkpoint}"
+        else:
+            what = "stopped at once before the first checkpoint; nothing to resume"
+        resume = f"; continue with: slac-train --resume {trainer.run_dir}"
+        say("slac-train", "stopped", name + ": " + what + (resume if stop.checkpoint else ""))
         return stop.exit_code
     except TrainingFailed as failure:
         print(f"slac-train: {failure}", file=sys.stderr)

@@ -17,6 +17,14 @@ from slac_runtime.history import ACTOR_FRAMES, History
 from slac_train.networks import preprocess_frames
 
 
+class EpisodeStopped(KeyboardInterrupt):
+    """``run_episode``'s ``should_stop()`` asked to stop: the episode was abandoned part-way.
+
+    A KeyboardInterrupt, so that callers that stop on Ctrl-C stop on it too; the trainer tells it
+    apart from a real one (a second signal) to write a checkpoint only at a safe point.
+    """
+
+
 @dataclass
 class EpisodeResult:
     episode_return: float
@@ -39,7 +47,8 @@ def run_episode(
     max_agent_steps: int | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EpisodeResult:
-    """One episode of ``agent.act`` in ``env`` reset with ``seed``."""
+    """One episode of ``agent.act`` in ``env`` reset with ``seed``; ``should_stop()`` is asked
+    before each step (True: :class:`EpisodeStopped`)."""
     obs, _ = env.reset(seed=int(seed))
     history = History(env.action_space.shape[0], obs.shape, length=ACTOR_FRAMES, dtype=np.uint8)
     history.reset(obs)
@@ -48,7 +57,7 @@ def run_episode(
         result.frames.append(obs)
     while True:
         if should_stop is not None and should_stop():
-            raise KeyboardInterrupt
+            raise EpisodeStopped
         action = agent.act(history, deterministic=deterministic)
         obs, reward, terminated, truncated, info = env.step(action)
         result.episode_return += float(reward)

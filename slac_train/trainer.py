@@ -9,10 +9,12 @@
 
 Counters are kept in agent steps and in environment (simulator) steps; budgets, schedules and
 every logged scalar's x-axis are in simulator steps, as the paper's plots are. Checkpoints are
-written at episode ends (and during pre-training, and on Ctrl-C or SIGTERM), so that a resumed run
-continues exactly as an uninterrupted one would (except after a stop in the middle of an episode,
-when the resumed run starts a new episode). One process at a time writes a run directory
-(:mod:`slac_train.run_lock`).
+written at episode ends, during pre-training, and on Ctrl-C or SIGTERM at the next safe point (after
+the agent step or update in progress; an evaluation in progress is abandoned and runs again on
+resume). A resumed run continues exactly as an uninterrupted one would: a stop in the middle of an
+episode records the episode's seed and actions, and the resume replays them in a fresh simulator
+(checked against the episode's last frame) to stand where the run stopped. One process at a time
+writes a run directory (:mod:`slac_train.run_lock`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from slac_train.checkpoint import (
 )
 from slac_train.config import TrainConfig
 from slac_train.envs import get_task_spec, make_env
-from slac_train.evaluation import reconstruction_frames, run_episode
+from slac_train.evaluation import EpisodeStopped, reconstruction_frames, run_episode
 from slac_train.progress import PhaseClock, ProgressLines, format_duration, is_terminal
 from slac_train.replay_buffer import ReplayBuffer
 from slac_train.rollout_media import episode_captions, write_video
@@ -136,16 +138,26 @@ class StopRequest:
                 signal.signal(signum, handler_before)
 
 
+class _SafePoint(Exception):
+    """A stop was requested and the loop reached a safe point: write a checkpoint and stop."""
+
+
 class TrainingInterrupted(Exception):
-    """Stopped by a signal: a checkpoint was written (``checkpoint``) and the run stopped cleanly.
+    """Stopped by a signal. At a safe point a checkpoint was written (``checkpoint``,
+    ``written``); a second signal stops at once, from a state that may be half-updated, so nothing
+    is written and ``checkpoint`` is the latest one before (None: there is none).
 
     ``signum``: the signal (the command exits with ``exit_code``, 128 + it).
     """
 
-    def __init__(self, checkpoint: Path, signum: int = signal.SIGINT) -> None:
-        super().__init__(f"interrupted; checkpoint written to {checkpoint}")
+    def __init__(
+        self, checkpoint: Path | None, signum: int = signal.SIGINT, written: bool = True
+    ) -> None:
+        what = "checkpoint written to" if written else "stopped at once; latest checkpoint"
+        super().__init__(f"interrupted; {what} {checkpoint}")
         self.checkpoint = checkpoint
         self.signum = int(signum)
+        self.written = written
 
     @property
     def exit_code(self) -> int:
@@ -246,6 +258,9 @@ class Trainer:
         self.needs_reset = True
         self.episode_return = 0.0
         self.episode_agent_steps = 0
+        self._episode_seed = 0  # the training episode in progress: its reset seed, actions and
+        self._episode_actions: list[np.ndarray] = []  # last frame (what a mid-episode resume
+        self._last_obs: np.ndarray | None = None  # replays and checks)
         self._stop = StopRequest(
             "\n{signal}: writing a checkpoint at the next safe point "
             "(send it again to stop at once)"
@@ -315,6 +330,7 @@ class Trainer:
             config = config.replace(**changed, run_dir=str(run_dir))
             trim_run_files(run_dir, state.get("log_sizes"), int(state["counters"]["env_step"]))
             trainer = cls(config, _checkpoint=state, _run_dir=run_dir, _lock=lock)
+            trainer._extend_finished_run()
         except BaseException:
             lock.release()
             raise
@@ -323,6 +339,13 @@ class Trainer:
             "resume", trainer.counters["env_step"], {}, checkpoint=state["path"], changed=changed
         )
         return trainer
+
+    def _extend_finished_run(self) -> None:
+        """A finished run resumed with a larger budget goes on from where it finished."""
+        c, cfg = self.counters, self.config
+        if c["phase"] == "done" and c["env_step"] < cfg.total_env_steps:
+            pretrained = c["pretrain_updates"] >= cfg.model_pretrain_steps
+            c["phase"] = "train" if pretrained else "collect"
 
     def _restore(self, state: dict[str, Any]) -> None:
         if int(state["action_dim"]) != self.action_dim:
@@ -357,7 +380,11 @@ class Trainer:
                 self._refill_target = (
                     self.counters["agent_step"] + self.config.initial_collection_steps
                 )
-        if state.get("mid_episode"):
+        self._metric_sums = {k: v.to(self.device) for k, v in state.get("metric_sums", {}).items()}
+        self._metric_count = int(state.get("metric_count", 0))
+        if state.get("episode") is not None:
+            self._replay_episode(state["episode"])
+        elif state.get("mid_episode"):
             print(
                 "note: the run was interrupted in the middle of an episode; "
                 "a new episode starts now"
@@ -366,6 +393,53 @@ class Trainer:
             last = self.eval_history[-1]
             self._last_eval_text = f"{last['return_mean']:.1f}"
         self._elapsed_at_start = float(self.counters.get("elapsed_s", 0.0))
+
+    def _replay_episode(self, episode: dict[str, Any]) -> None:
+        """Stand in the middle of the episode a checkpoint was written in: reset the simulator with
+        the episode's seed and take its actions again. The simulators are deterministic, so this
+        ends on the recorded last frame; if it does not, a new episode starts (with a note)."""
+        actions = np.asarray(episode["actions"], dtype=np.float32)
+        obs, _ = self.env.reset(seed=int(episode["seed"]))
+        self.history.reset(obs)
+        ended = False
+        for action in actions:
+            if ended:
+                break
+            obs, _, terminated, truncated, _ = self.env.step(action)
+            self.history.append(action, obs)
+            ended = terminated or truncated
+        if ended or not np.array_equal(obs, np.asarray(episode["last_frame"])):
+            print(
+                "note: the interrupted episode did not replay to its recorded last frame (the "
+                "simulator is not deterministic here); a new episode starts now"
+            )
+            return
+        self.needs_reset = False
+        self._episode_seed = int(episode["seed"])
+        self._episode_actions = list(actions)
+        self._last_obs = obs
+        self.episode_return = float(episode["return"])
+        self.episode_agent_steps = int(episode["agent_steps"])
+        print(
+            f"the interrupted episode was replayed ({self.episode_agent_steps} agent steps); "
+            "it continues where it stopped"
+        )
+
+    def _episode_state(self) -> dict[str, Any] | None:
+        """What :meth:`_replay_episode` needs to stand in the episode in progress (None between
+        episodes)."""
+        if self.needs_reset:
+            return None
+        shape = (0, self.action_dim)
+        actions = np.stack(self._episode_actions) if self._episode_actions else np.zeros(shape)
+        return {
+            "seed": self._episode_seed,
+            # (tensors: checkpoints load with torch.load(weights_only=True))
+            "actions": torch.from_numpy(actions.astype(np.float32)),
+            "return": self.episode_return,
+            "agent_steps": self.episode_agent_steps,
+            "last_frame": torch.from_numpy(np.ascontiguousarray(self._last_obs)),
+        }
 
     # ------------------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
@@ -388,6 +462,10 @@ class Trainer:
             "eval_history": list(self.eval_history),
             "random_returns": list(self.random_returns),
             "mid_episode": not self.needs_reset,
+            "episode": self._episode_state(),
+            # the training metrics summed since the last `train` record (logged every N updates)
+            "metric_sums": {k: v.detach().cpu() for k, v in self._metric_sums.items()},
+            "metric_count": self._metric_count,
             "rng": {
                 "global": capture_global_rng(),
                 "action": generator_state(self.action_rng),
@@ -417,8 +495,8 @@ class Trainer:
     def train(self, stop_at_env_step: int | None = None) -> dict[str, Any]:
         """Run until the budget (or ``stop_at_env_step``, at an episode end) is reached.
 
-        Returns the counters. Ctrl-C or SIGTERM writes a checkpoint and raises
-        :class:`TrainingInterrupted`;
+        Returns the counters. Ctrl-C or SIGTERM writes a checkpoint at the next safe point and
+        raises :class:`TrainingInterrupted` (a second one raises it at once, writing nothing);
         a NaN/inf loss raises :class:`TrainingFailed` naming the loss and the step.
         """
         print(self.buffer.describe())
@@ -428,20 +506,32 @@ class Trainer:
             print(f"WARNING: {reason}", flush=True)
         try:
             with self._sigint_as_request(), self._progress_bar() as self._bar:
-                while self.counters["phase"] != "done":
-                    if self._interrupt_requested:
-                        raise KeyboardInterrupt
+                c = self.counters
+                while c["phase"] != "done":
+                    self._check_stop()
+                    # (here, not in the agent step: an evaluation a stop abandoned runs on resume)
+                    if c["phase"] == "train" and c["env_step"] >= c["next_eval_env_step"]:
+                        self._evaluate()
+                    if c["env_step"] >= self.config.total_env_steps:
+                        self._finish()
+                        continue
                     if self.needs_reset:
                         if self._at_episode_boundary(stop_at_env_step):
                             break
                         self._start_episode()
                     self._agent_step()
-                    if self.counters["env_step"] >= self.config.total_env_steps:
-                        self._finish()
-        except KeyboardInterrupt:
+        except _SafePoint:
             path = self.save_checkpoint()
             self.logger.flush()
             raise TrainingInterrupted(path, self._stop.signum or signal.SIGINT) from None
+        except KeyboardInterrupt:
+            self.logger.flush()
+            try:
+                latest: Path | None = latest_checkpoint(self.run_dir)
+            except FileNotFoundError:
+                latest = None
+            signum = self._stop.signum or signal.SIGINT
+            raise TrainingInterrupted(latest, signum, written=False) from None
         except NonFiniteLossError as error:
             c = self.counters
             message = (
@@ -481,6 +571,10 @@ class Trainer:
         """The first Ctrl-C or SIGTERM asks the loop to stop at the next safe point (after the
         current agent step or model update, with a checkpoint); a second one stops at once."""
         return self._stop.installed((signal.SIGINT, signal.SIGTERM))
+
+    def _check_stop(self) -> None:
+        if self._interrupt_requested:
+            raise _SafePoint
 
     @contextmanager
     def _progress_bar(self):
@@ -560,7 +654,10 @@ class Trainer:
         return False
 
     def _start_episode(self) -> None:
-        obs, _ = self.env.reset(seed=int(self.episode_rng.integers(2**31)))
+        self._episode_seed = int(self.episode_rng.integers(2**31))
+        self._episode_actions = []
+        obs, _ = self.env.reset(seed=self._episode_seed)
+        self._last_obs = obs
         self.buffer.start_episode(obs)
         self.history.reset(obs)
         self.needs_reset = False
@@ -585,6 +682,8 @@ class Trainer:
             truncated = True
         self.buffer.add(action, reward, terminated, obs)
         self.history.append(action, obs)
+        self._episode_actions.append(np.asarray(action, dtype=np.float32))
+        self._last_obs = obs
         env_steps = int(info.get("env_steps", self.env.action_repeat))
         c["agent_step"] += 1
         c["env_step"] += env_steps
@@ -607,8 +706,6 @@ class Trainer:
             self.logger.log(
                 "episode", c["env_step"], values, agent_step=c["agent_step"], phase=c["phase"]
             )
-        if c["phase"] == "train" and c["env_step"] >= c["next_eval_env_step"]:
-            self._evaluate()
 
     def _sample(self, batch_size: int) -> Batch:
         return Batch.from_numpy(self.buffer.sample(batch_size, self.sample_rng), self.device)
@@ -668,8 +765,7 @@ class Trainer:
             leave=False,
         ) as bar:
             while c["pretrain_updates"] < cfg.model_pretrain_steps:
-                if self._interrupt_requested:
-                    raise KeyboardInterrupt
+                self._check_stop()
                 metrics = self.agent.update_model(self._sample(cfg.batch_size_model))
                 c["pretrain_updates"] += 1
                 check_finite(metrics)
@@ -691,30 +787,15 @@ class Trainer:
             "agent_step": c["agent_step"],
             "episodes": cfg.eval_episodes,
         }
-        recorded = None
-        modes = [("", False)] + ([("deterministic_", True)] if cfg.eval_deterministic else [])
-        for prefix, deterministic in modes:
-            returns, successes = [], []
-            for i in range(cfg.eval_episodes):
-                record = prefix == "" and i == 0 and (cfg.eval_video or cfg.reconstruction_video)
-                result = run_episode(
-                    self.eval_env,
-                    self.agent,
-                    int(self.eval_rng.integers(2**31)),
-                    deterministic,
-                    record=record,
-                    max_agent_steps=cfg.max_episode_agent_steps,
-                    should_stop=lambda: self._interrupt_requested,
-                )
-                returns.append(result.episode_return)
-                if result.success is not None:
-                    successes.append(result.success)
-                if record:
-                    recorded = result
-            row[f"{prefix}return_mean"] = float(np.mean(returns))
-            row[f"{prefix}return_std"] = float(np.std(returns))
-            if successes:
-                row[f"{prefix}success_rate"] = float(np.mean(successes))
+        # A stop abandons the evaluation: its random streams go back to where they were, so that
+        # it runs again on resume exactly as it would have.
+        before = (capture_global_rng(), generator_state(self.eval_rng))
+        try:
+            recorded = self._evaluation_episodes(row)
+        except EpisodeStopped:
+            restore_global_rng(before[0])
+            set_generator_state(self.eval_rng, before[1])
+            raise _SafePoint from None
         row["wall_time_s"] = self._elapsed_s()
         self.eval_history.append(row)
         self._last_eval_text = f"{row['return_mean']:.1f}"
@@ -747,6 +828,35 @@ class Trainer:
             + (f", success {row['success_rate']:.2f}" if "success_rate" in row else "")
         )
         self._schedule_next_eval()
+
+    def _evaluation_episodes(self, row: dict[str, Any]) -> Any:
+        """Play the evaluation episodes, filling ``row``; return the recorded episode (or None)."""
+        cfg = self.config
+        recorded = None
+        modes = [("", False)] + ([("deterministic_", True)] if cfg.eval_deterministic else [])
+        for prefix, deterministic in modes:
+            returns, successes = [], []
+            for i in range(cfg.eval_episodes):
+                record = prefix == "" and i == 0 and (cfg.eval_video or cfg.reconstruction_video)
+                result = run_episode(
+                    self.eval_env,
+                    self.agent,
+                    int(self.eval_rng.integers(2**31)),
+                    deterministic,
+                    record=record,
+                    max_agent_steps=cfg.max_episode_agent_steps,
+                    should_stop=lambda: self._interrupt_requested,
+                )
+                returns.append(result.episode_return)
+                if result.success is not None:
+                    successes.append(result.success)
+                if record:
+                    recorded = result
+            row[f"{prefix}return_mean"] = float(np.mean(returns))
+            row[f"{prefix}return_std"] = float(np.std(returns))
+            if successes:
+                row[f"{prefix}success_rate"] = float(np.mean(successes))
+        return recorded
 
     def _write_eval_media(self, recorded: Any, step: int) -> None:
         """The evaluation and reconstruction videos, and a strip of evaluation frames in
