@@ -142,3 +142,38 @@ def test_sweep_survives_a_lost_worker_and_a_rerun_skips_finished_trials(tmp_path
     rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "nothing to run" in rerun.stdout and (sweep_dir / "results.md").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_sweep_with_every_running_trial_checkpointed(tmp_path):
+    """Slurm pre-emption, ``docker stop`` or ``timeout`` send SIGTERM to the sweep: each running
+    slac-train writes a checkpoint, the results are written as they stand, and it exits 143."""
+    sweep_dir = tmp_path / "sweep"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    grid = ["--tasks", "cartpole-balance", "--env-steps", "1000000", "--points", "40"]
+    cmd = [sys.executable, "-m", "slac_train.sweep.cli", *grid, *sets, "--num-cpus", "1"]
+    proc = subprocess.Popen(
+        [*cmd, "--sweep-dir", str(sweep_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+    run_dir = sweep_dir / "runs" / "cartpole-balance-s0"
+    try:
+        _wait_for_mid_run_checkpoint(proc, run_dir, time.monotonic() + 120)
+        before = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1].name
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, output
+    assert "SIGTERM: stopping; every running trial writes a checkpoint" in output
+    log = (sweep_dir / "logs" / "cartpole-balance-s0.log").read_text()
+    assert "slac-train: stopped: SIGTERM: checkpoint written to" in log, log
+    after = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1].name
+    assert after > before  # the stop's own checkpoint, later than the periodic one
+    assert not (run_dir / "sweep-done.json").exists()
+    assert (sweep_dir / "results.md").is_file()

@@ -13,7 +13,8 @@ must all see the sweep directory (a shared file system) and have this package in
 the same command skips finished trials and resumes interrupted ones from their checkpoints; a trial
 whose worker is lost is retried by Ray from its checkpoint. The sweep ends with ``results.md``,
 ``results.json`` and ``curves/<task>.png`` in the sweep directory. Exit codes: 0 every trial
-finished, 1 a trial failed, 2 bad usage, 130 stopped by Ctrl-C (re-run to continue).
+finished, 1 a trial failed, 2 bad usage, 130 or 143 stopped by Ctrl-C or SIGTERM (every running
+trial first writes a checkpoint; re-run to continue).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -190,8 +192,11 @@ def start_ray(args: argparse.Namespace):
 
 
 def run_trials(ray, args: argparse.Namespace, sweep_dir: Path, trials: list[Trial]) -> int:
-    """Submit every trial as a Ray task and wait; the sweep's exit code."""
-    from slac_train.sweep.trial import TrialFailed, TrialLost, run_trial
+    """Submit every trial as a Ray task and wait; the sweep's exit code. Ctrl-C or SIGTERM
+    cancels the running trials (each slac-train gets SIGTERM and writes a checkpoint) and waits for
+    them to end."""
+    from slac_train.sweep.trial import TrialLost, run_trial
+    from slac_train.trainer import StopRequest
 
     task = ray.remote(run_trial).options(
         num_cpus=args.cpus_per_trial,
@@ -214,30 +219,46 @@ def run_trials(ray, args: argparse.Namespace, sweep_dir: Path, trials: list[Tria
         f"{PROG}: {len(pending)} trials to run, {len(trials) - len(pending)} finished", flush=True
     )
     code = 0
-    try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            if not done:
-                continue
-            trial = pending.pop(done[0])
-            try:
-                record = ray.get(done[0])
-            except (TrialFailed, TrialLost, ray.exceptions.RayError) as error:
-                print(f"{PROG}: {trial.name}: failed: {error}", file=sys.stderr, flush=True)
-                code = 1
-                continue
-            how = "stopped (re-run to continue)" if record.get("stopped") else "finished"
-            print(
-                f"{PROG}: {trial.name}: {how} in {record['wall_s']} s"
-                + (" (resumed)" if record.get("resumed") else ""),
-                flush=True,
-            )
-    except KeyboardInterrupt:
-        print(f"{PROG}: stopping: every running trial writes a checkpoint", file=sys.stderr)
-        for ref in pending:
-            ray.cancel(ref)
-        _wait_for_stops(ray, list(pending))
-        return 130
+    stop = StopRequest(
+        f"{PROG}: {{signal}}: stopping; every running trial writes a checkpoint "
+        "(send it again to stop at once)"
+    )
+    with stop.installed((signal.SIGINT, signal.SIGTERM)):
+        try:
+            code = _collect(ray, pending, stop)
+        except KeyboardInterrupt:  # a second signal: the trials' slac-train still checkpoint
+            print(f"{PROG}: stopping at once", file=sys.stderr)  # (they die with their worker)
+            return stop.exit_code
+        if stop.requested:
+            for ref in pending:
+                ray.cancel(ref)
+            _wait_for_stops(ray, list(pending))
+            return stop.exit_code
+    return code
+
+
+def _collect(ray, pending: dict, stop) -> int:
+    """Wait for the trials, reporting each as it ends, until all end or a stop is requested."""
+    from slac_train.sweep.trial import TrialFailed, TrialLost
+
+    code = 0
+    while pending and not stop.requested:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        if not done:
+            continue
+        trial = pending.pop(done[0])
+        try:
+            record = ray.get(done[0])
+        except (TrialFailed, TrialLost, ray.exceptions.RayError) as error:
+            print(f"{PROG}: {trial.name}: failed: {error}", file=sys.stderr, flush=True)
+            code = 1
+            continue
+        how = "stopped (re-run to continue)" if record.get("stopped") else "finished"
+        print(
+            f"{PROG}: {trial.name}: {how} in {record['wall_s']} s"
+            + (" (resumed)" if record.get("resumed") else ""),
+            flush=True,
+        )
     return code
 
 
