@@ -43,6 +43,8 @@ _DEVICES = ("auto", "cpu", "cuda")
 UPDATE_STRUCTURES = ("single-batch", "separate-batches")
 DECODER_OUTPUT_ACTIVATIONS = ("leaky_relu", "linear")
 INITS = ("glorot", "torch")
+SAC_STEPS = ("simultaneous", "sequential")
+ALPHA_LOSS_SAMPLES = ("fresh", "actor")
 
 # What a configuration written before the parity fields existed meant (a run resumed from such a
 # checkpoint keeps the behaviour it was trained with).
@@ -52,6 +54,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "init": "torch",
     "update_structure": "separate-batches",
     "fast_render": True,
+    "sac_steps": "sequential",
+    "alpha_loss_sample": "actor",
 }
 
 
@@ -163,6 +167,19 @@ class TrainConfig:
         "single-batch (official: one batch of batch_size_actor_critic windows, one encoder pass; "
         "the model trains on its first batch_size_model) or separate-batches (a batch for each)",
         choices=list(UPDATE_STRUCTURES),
+    )
+    sac_steps: str = _f(
+        "simultaneous",
+        "simultaneous (official: SlacAgent._train computes the critic, actor and alpha losses "
+        "before it applies any gradient, so the actor's loss sees the critic as it was before this "
+        "update) or sequential (the actor's loss sees the critic after its step)",
+        choices=list(SAC_STEPS),
+    )
+    alpha_loss_sample: str = _f(
+        "fresh",
+        "the action sample in the temperature's loss: fresh (official: SlacAgent.alpha_loss draws "
+        "its own from the actor) or actor (the actor loss's sample, reused)",
+        choices=list(ALPHA_LOSS_SAMPLES),
     )
     fast_render: bool = _f(
         False,
@@ -330,6 +347,8 @@ class TrainConfig:
             ("decoder_output_activation", DECODER_OUTPUT_ACTIVATIONS),
             ("init", INITS),
             ("update_structure", UPDATE_STRUCTURES),
+            ("sac_steps", SAC_STEPS),
+            ("alpha_loss_sample", ALPHA_LOSS_SAMPLES),
         ):
             value = getattr(self, name)
             need(value in allowed, f"{name} must be one of {', '.join(allowed)} (got {value!r})")

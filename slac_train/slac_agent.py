@@ -111,6 +111,16 @@ class Batch:
         return preprocess_frames(self.frames.reshape(-1, *self.frames.shape[2:]))
 
 
+def _backward(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    _backward(optimizer, loss)
+    optimizer.step()
+
+
 def metrics_to_floats(metrics: Mapping[str, torch.Tensor]) -> dict[str, float]:
     if not metrics:
         return {}
@@ -314,7 +324,12 @@ class SlacAgent:
         self, batch: Batch, features: torch.Tensor, z: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Critic, actor, alpha and Polyak steps from the batch's (detached) encoder features
-        ``[B, 9, F]`` and posterior sample ``z[B, 9, Z]``."""
+        ``[B, 9, F]`` and posterior sample ``z[B, 9, Z]``.
+
+        ``sac_steps`` simultaneous (official): every loss from the parameters before this update,
+        then the steps; sequential: the critic steps before the actor's loss is computed.
+        ``alpha_loss_sample`` fresh (official): the temperature's loss draws its own action.
+        """
         c = self.config
         with torch.no_grad():
             z_now, z_next = z[:, -2], z[:, -1]  # z_tau, z_{tau+1}: one joint posterior sample
@@ -329,28 +344,32 @@ class SlacAgent:
             soft_value = torch.min(target_q1, target_q2) - alpha * next_log_prob
             target = batch.rewards[:, -1] + c.gamma * (1.0 - batch.terminated[:, -1]) * soft_value
 
-        action = batch.actions[:, -1]
-        q1, q2 = self.critic(z_now, action)
+        q1, q2 = self.critic(z_now, batch.actions[:, -1])
         critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
+        simultaneous = c.sac_steps == "simultaneous"
+        if not simultaneous:
+            _step(self.critic_optimizer, critic_loss)
 
         # actor: minimise E[alpha log pi(a|h) - min Q(z_tau, a)]; the critic is held fixed.
-        self.critic.requires_grad_(False)
         new_action, log_prob = self.actor.sample(input_now)
+        self.critic.requires_grad_(False)
         new_q1, new_q2 = self.critic(z_now, new_action)
-        actor_loss = (alpha * log_prob - torch.min(new_q1, new_q2)).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
         self.critic.requires_grad_(True)
+        actor_loss = (alpha * log_prob - torch.min(new_q1, new_q2)).mean()
+        alpha_log_prob = log_prob.detach()
+        if c.alpha_loss_sample == "fresh":
+            with torch.no_grad():
+                alpha_log_prob = self.actor.sample(input_now)[1]
+        if simultaneous:  # both gradients before either step (the actor's graph reads the
+            _backward(self.critic_optimizer, critic_loss)  # critic's weights)
+            _backward(self.actor_optimizer, actor_loss)
+            self.critic_optimizer.step()
+            self.actor_optimizer.step()
+        else:
+            _step(self.actor_optimizer, actor_loss)
 
-        entropy = -log_prob.detach().mean()
-        alpha_loss = self.log_alpha * (entropy - self.target_entropy)
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_optimizer.step()
+        alpha_loss = self.log_alpha * (-alpha_log_prob.mean() - self.target_entropy)
+        _step(self.alpha_optimizer, alpha_loss)
 
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, c.target_update_tau)
@@ -360,7 +379,7 @@ class SlacAgent:
             "critic/q1": q1.detach().mean(),
             "critic/target": target.mean(),
             "actor/loss": actor_loss.detach(),
-            "actor/entropy": entropy,
+            "actor/entropy": -log_prob.detach().mean(),
             "alpha/loss": alpha_loss.detach(),
             "alpha/value": alpha,
         }

@@ -185,6 +185,37 @@ def test_single_batch_update_matches_a_hand_built_reference():
             torch.testing.assert_close(tensor, other, rtol=1e-5, atol=1e-6, msg=f"{name}.{key}")
 
 
+def test_the_sac_step_switches_do_what_they_say():
+    """sequential: the actor's loss sees the critic after its step (the same as simultaneous when
+    the critic cannot move); actor: the temperature's loss reuses the actor's sample."""
+    batch = Batch.from_numpy(make_arrays(8, seed=5), torch.device("cpu"))
+
+    def updated(**changes):
+        agent = make_agent(seed=3, init_log_alpha=-1.0, **changes)
+        torch.manual_seed(11)
+        return agent, {k: v.item() for k, v in agent.update(batch).items()}
+
+    official, official_metrics = updated()
+    sequential, sequential_metrics = updated(sac_steps="sequential")
+    assert_same_params(official.critic, sequential.critic)  # the critic's step is the same
+    assert sequential_metrics["actor/loss"] != official_metrics["actor/loss"]
+    frozen, _ = updated(lr_critic=1e-12)
+    frozen_sequential, _ = updated(lr_critic=1e-12, sac_steps="sequential")
+    assert_same_params(frozen.actor, frozen_sequential.actor, rtol=1e-4)
+    with pytest.raises(AssertionError):
+        assert_same_params(official.actor, sequential.actor, rtol=1e-4)
+
+    reused = updated(alpha_loss_sample="actor")[1]
+    for metrics, same in ((reused, True), (official_metrics, False)):
+        from_actor_sample = -1.0 * (metrics["actor/entropy"] + A)  # target entropy -|A|
+        assert (metrics["alpha/loss"] == pytest.approx(from_actor_sample, rel=1e-6)) is same
+
+
+def assert_same_params(a: torch.nn.Module, b: torch.nn.Module, rtol: float = 0.0) -> None:
+    for (key, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=rtol, atol=rtol * 1e-2, msg=key)
+
+
 def reference_update(agent: SlacAgent, batch: Batch, model_windows: int) -> dict[str, float]:
     """The official single-batch update written out: all from one encoder pass; the same
     posterior noise order as :meth:`SlacAgent.update` (model windows first)."""
@@ -205,20 +236,24 @@ def reference_update(agent: SlacAgent, batch: Batch, model_windows: int) -> dict
         )
         target_q = torch.min(*agent.critic_target(z[:, -1], next_action))
         target = batch.rewards[:, -1] + c.gamma * (target_q - alpha * next_log_prob)
+    # every loss first, then every gradient, then the steps: the official _train's one tape
     q1, q2 = agent.critic(z[:, -2], batch.actions[:, -1])
     critic_loss = 0.5 * ((q1 - target).pow(2).mean() + (q2 - target).pow(2).mean())
-    agent.critic_optimizer.zero_grad()
-    critic_loss.backward()
-    agent.critic_optimizer.step()
-    action, log_prob = agent.actor.sample(actor_input(feats[:, :-1], batch.actions[:, :-1]))
+    history = actor_input(feats[:, :-1], batch.actions[:, :-1])
+    action, log_prob = agent.actor.sample(history)
     actor_loss = (alpha * log_prob - torch.min(*agent.critic(z[:, -2], action))).mean()
-    agent.actor_optimizer.zero_grad()
-    actor_loss.backward()
-    agent.actor_optimizer.step()
-    alpha_loss = agent.log_alpha * (-log_prob.detach().mean() - agent.target_entropy)
-    agent.alpha_optimizer.zero_grad()
-    alpha_loss.backward()
-    agent.alpha_optimizer.step()
+    _, fresh_log_prob = agent.actor.sample(history)  # the official alpha_loss draws its own action
+    alpha_loss = agent.log_alpha * (-fresh_log_prob.detach().mean() - agent.target_entropy)
+    steps = [
+        (critic_loss, list(agent.critic.parameters()), agent.critic_optimizer),
+        (actor_loss, list(agent.actor.parameters()), agent.actor_optimizer),
+        (alpha_loss, [agent.log_alpha], agent.alpha_optimizer),
+    ]
+    grads = [torch.autograd.grad(loss, params) for loss, params, _ in steps]
+    for (_, params, optimizer), param_grads in zip(steps, grads):
+        for param, grad in zip(params, param_grads):
+            param.grad = grad
+        optimizer.step()
     with torch.no_grad():
         for target_p, p in zip(agent.critic_target.parameters(), agent.critic.parameters()):
             target_p.lerp_(p, c.target_update_tau)
@@ -261,6 +296,8 @@ def test_official_defaults_and_legacy_reading():
         "decoder_output_activation": "leaky_relu",
         "init": "glorot",
         "update_structure": "single-batch",
+        "sac_steps": "simultaneous",
+        "alpha_loss_sample": "fresh",
         "fast_render": False,
         "eval_episodes": 10,
         "eval_every_env_steps": 10_000,
