@@ -62,18 +62,16 @@ def random_policy_return(
     )
 
 
-INTERRUPTED = 130  # slac-sweep's exit status after Ctrl-C, once every trial wrote its checkpoint
-
-
 def run_sweep(cmd: list[str]) -> int:
     """Run slac-sweep; on Ctrl-C or SIGTERM wait for its trials to write their checkpoints.
 
     A terminal's Ctrl-C, ``timeout -s INT`` and ``kill -INT -<process group>`` signal the whole
     process group: slac-sweep gets the same SIGINT and stops its trials at their next safe point. A
-    SIGTERM to this script (``timeout``, ``docker stop``) is passed on to slac-sweep as SIGINT.
+    SIGTERM to this script (``timeout``, ``docker stop``) is passed on to slac-sweep, which does
+    the same and exits 143.
     """
     proc = subprocess.Popen(cmd)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGINT))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
     try:
         while True:
             try:
