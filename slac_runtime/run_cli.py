@@ -35,6 +35,7 @@ from slac_runtime.options import (
     check_options,
     command_parser,
     error_message,
+    float_in,
     int_at_least,
     option,
     parse_config,
@@ -116,6 +117,12 @@ class RunConfig:
     seed: int | None = option(None, "seed of the policy's action noise", parse=int_at_least(0))
     quiet: bool = option(False, "no live status line")
     traceback: bool = option(False, "show the full traceback of an error")
+    bus_watchdog: float | None = option(
+        None,
+        "the servos stop on their own when no goal has arrived for this long while goals stream "
+        "(s; Dynamixel Bus Watchdog, 20 ms steps); default: the driver's, 0.2 s on the D'Claw",
+        parse=float_in(0.02, 2.54, "a number of seconds"),
+    )
     realtime: bool = option(
         False,
         "real-time scheduling (SCHED_FIFO) for the loop, when permitted; only "
@@ -286,6 +293,8 @@ def driver_options(args: RunConfig, description: Any, period_s: float) -> dict[s
         kwargs["port"] = args.port
     if args.joint_calibration is not None:
         kwargs["calibration"] = args.joint_calibration
+    if args.bus_watchdog is not None:
+        kwargs["watchdog_s"] = args.bus_watchdog
     return kwargs
 
 

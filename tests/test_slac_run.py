@@ -302,20 +302,14 @@ def test_step_clip_comes_from_the_robot(tiny_dclaw_policy, tmp_path, monkeypatch
         tiny_dclaw_policy, tmp_path, "control_period_s", lambda p: p * 1.005
     )
     monkeypatch.setattr(run_cli, "wait_for_camera", lambda *a: None)
+    args = ["--camera", "tcp://127.0.0.1:1", "--policy", str(slightly_off), "--allow-uncalibrated"]
     with pytest.raises(Refuse):
-        run_cli.run(
-            run_cli.parse_args(
-                [
-                    "--camera",
-                    "tcp://127.0.0.1:1",
-                    "--policy",
-                    str(slightly_off),
-                    "--allow-uncalibrated",
-                ]
-            ),
-            {},
-        )
+        run_cli.run(run_cli.parse_args(args), {})
     assert seen["max_step_rad"] == pytest.approx(1.1 * DCLAW.velocity_limit * 0.05)
+    assert "watchdog_s" not in seen  # the driver's own default window
+    with pytest.raises(Refuse):
+        run_cli.run(run_cli.parse_args([*args, "--bus-watchdog", "0.5"]), {})
+    assert seen["watchdog_s"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -332,6 +326,8 @@ def test_step_clip_comes_from_the_robot(tiny_dclaw_policy, tmp_path, monkeypatch
         ("--max-frame-age", "0", "--max-frame-age: must be a positive number"),
         ("--camera-timeout", "-1", "--camera-timeout: must be a positive number"),
         ("--seed", "x", "--seed: must be an integer"),
+        ("--bus-watchdog", "0", "--bus-watchdog: must be a number of seconds from 0.02 to 2.54"),
+        ("--bus-watchdog", "3", "--bus-watchdog: must be a number of seconds from 0.02 to 2.54"),
     ],
 )
 def test_every_number_is_checked_in_one_line(option, value, message, capsys):
