@@ -14,8 +14,8 @@ Files go to ``--out`` or to the robot's default location (``$SLAC_CALIBRATION_DI
 ``~/.config/slac``: ``dclaw-joints.json``, ``dclaw-camera.json``), where ``slac-run`` finds the
 joint calibration by itself. docs/calibration.md walks through both steps with a real D'Claw.
 
-Errors are one line on stderr and exit code 2 (``--traceback`` shows the traceback); Ctrl-C exits
-with 130 and leaves the servos' torque off.
+Errors are one line on stderr and exit code 2 (``--traceback`` shows the traceback); Ctrl-C or
+SIGTERM exits with 130 or 143, writes nothing and leaves the servos' torque off.
 """
 
 from __future__ import annotations
@@ -547,7 +547,8 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 EXIT_CODES_HELP = """exit codes:
   0    done
   2    refused or failed (options, files, robot set-up, servo bus); nothing was written
-  130  interrupted by Ctrl-C (torque off, nothing written)"""
+  130  interrupted by Ctrl-C (torque off, nothing written)
+  143  stopped by SIGTERM (the same)"""
 
 COMMANDS: dict[str, tuple[type, str]] = {
     "joints": (JointsConfig, "servo offsets at the zero pose, and a range check"),
@@ -579,6 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, or a one-line usage error already printed
         return int(e.code or 0)
     traceback = getattr(args, "traceback", False)
+    received: list[int] = []
+
+    def sigterm_as_interrupt(signum, frame):  # docker stop, systemd, timeout: as Ctrl-C
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     try:
         config = config_from_args(COMMANDS[args.command][0], args)
         find_robot(config.robot)
@@ -589,13 +597,16 @@ def main(argv: list[str] | None = None) -> int:
         select_gl_backend()  # before the simulator imports mujoco
         return run_camera(config)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: aborted (torque is off); nothing was written", file=sys.stderr)
-        return ExitCode.for_signal(signal.SIGINT)
+        name = signal.Signals(received[0]).name if received else "Ctrl-C"
+        print(f"\n{PROG}: {name}: aborted (torque is off); nothing was written", file=sys.stderr)
+        return ExitCode.for_signal(received[0] if received else signal.SIGINT)
     except (ValueError, KeyError, OSError, RuntimeError) as e:
         if traceback:
             raise
         say(PROG, "error", error_message(e))
         return ExitCode.REFUSED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -139,6 +140,35 @@ def test_range_check_records_the_joint_ranges(planted_dclaw, calibration_dir):
     np.testing.assert_allclose(measured[:, 0], DCLAW.low, atol=0.08)
     np.testing.assert_allclose(measured[:, 1], DCLAW.high, atol=0.08)
     assert np.abs(planted_dclaw.joint_positions()).max() < 0.05  # back at zero, torque off
+
+
+def test_sigterm_during_the_range_check_relaxes_and_writes_nothing(planted_dclaw, tmp_path):
+    """docker stop, systemd or timeout while the claw moves through its ranges: as Ctrl-C."""
+    out = tmp_path / "joints.json"
+    cmd = ["joints", "--robot", "dclaw", "--port", planted_dclaw.port, "--yes", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "calibration.cli", *cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    emulator = planted_dclaw.emulator
+    try:
+        deadline = time.monotonic() + 60
+        while not all(emulator.torque_enabled(i) for i in DCLAW.motor_ids):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the range check did not start"
+            time.sleep(0.02)
+        time.sleep(0.3)  # moving
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "SIGTERM: aborted (torque is off); nothing was written" in err
+    assert not out.exists()
+    assert not any(emulator.torque_enabled(i) for i in DCLAW.motor_ids)
 
 
 def test_interactive_needs_a_terminal_or_yes(planted_dclaw):
