@@ -144,15 +144,11 @@ def test_sweep_survives_a_lost_worker_and_a_rerun_skips_finished_trials(tmp_path
     assert "nothing to run" in rerun.stdout and (sweep_dir / "results.md").is_file()
 
 
-@pytest.mark.slow
-def test_sigterm_stops_the_sweep_with_every_running_trial_checkpointed(tmp_path):
-    """Slurm pre-emption, ``docker stop`` or ``timeout`` send SIGTERM to the sweep: each running
-    slac-train writes a checkpoint, the results are written as they stand, and it exits 143."""
-    sweep_dir = tmp_path / "sweep"
+def _start_endless_sweep(sweep_dir: Path) -> subprocess.Popen:
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
     grid = ["--tasks", "cartpole-balance", "--env-steps", "1000000", "--points", "40"]
     cmd = [sys.executable, "-m", "slac_train.sweep.cli", *grid, *sets, "--num-cpus", "1"]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [*cmd, "--sweep-dir", str(sweep_dir)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -160,20 +156,48 @@ def test_sigterm_stops_the_sweep_with_every_running_trial_checkpointed(tmp_path)
         text=True,
         env=os.environ | {"PYTHONUNBUFFERED": "1"},
     )
+
+
+def _last_checkpoint(run_dir: Path) -> str:
+    return sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1].name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_or_killed_sweep_leaves_its_trial_checkpointed(tmp_path, signum):
+    """Slurm pre-emption, ``docker stop`` or ``timeout`` send SIGTERM to the sweep: each running
+    slac-train writes a checkpoint, the results are written as they stand, and it exits 143.
+    A sweep killed outright (SIGKILL, OOM killer) takes Ray down with it; each slac-train still
+    gets SIGTERM from its dying worker and writes its checkpoint."""
+    sweep_dir = tmp_path / "sweep"
+    proc = _start_endless_sweep(sweep_dir)
     run_dir = sweep_dir / "runs" / "cartpole-balance-s0"
+    log_file = sweep_dir / "logs" / "cartpole-balance-s0.log"
     try:
-        _wait_for_mid_run_checkpoint(proc, run_dir, time.monotonic() + 120)
-        before = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1].name
-        proc.send_signal(signal.SIGTERM)
+        attempt = _wait_for_mid_run_checkpoint(proc, run_dir, time.monotonic() + 120)
+        before = _last_checkpoint(run_dir)
+        proc.send_signal(signum)
         output = proc.communicate(timeout=120)[0]
+        deadline = time.monotonic() + 60
+        while _alive(attempt["pid"]):  # slac-train, once its worker is gone
+            assert time.monotonic() < deadline, "slac-train outlived its sweep"
+            time.sleep(0.1)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, output
-    assert "SIGTERM: stopping; every running trial writes a checkpoint" in output
-    log = (sweep_dir / "logs" / "cartpole-balance-s0.log").read_text()
+    log = log_file.read_text()
     assert "slac-train: stopped: SIGTERM: checkpoint written to" in log, log
-    after = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))[-1].name
-    assert after > before  # the stop's own checkpoint, later than the periodic one
+    assert _last_checkpoint(run_dir) > before  # the stop's own checkpoint, after the periodic one
     assert not (run_dir / "sweep-done.json").exists()
-    assert (sweep_dir / "results.md").is_file()
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 143, output
+        assert "SIGTERM: stopping; every running trial writes a checkpoint" in output
+        assert (sweep_dir / "results.md").is_file()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

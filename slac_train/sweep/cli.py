@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -176,9 +177,18 @@ def write_trial_configs(sweep_dir: Path, trials: list[Trial]) -> None:
         path.write_text(json.dumps(trial.values, indent=1, sort_keys=True) + "\n")
 
 
+# A Ray worker that exits (its driver died, or Ray shuts down) SIGKILLs its child processes by
+# default: a trial's slac-train would die without its checkpoint. Without that, slac-train gets
+# SIGTERM when its worker dies (PR_SET_PDEATHSIG, trial.py) and stops at its next safe point with
+# a checkpoint. Read when the local instance starts; a cluster's nodes need it in their environment.
+KEEP_CHILDREN = {"RAY_kill_child_processes_on_worker_exit": "0"}
+
+
 def start_ray(args: argparse.Namespace):
     import ray
 
+    for key, value in KEEP_CHILDREN.items():
+        os.environ.setdefault(key, value)
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
     else:
