@@ -1,6 +1,7 @@
 """The one configuration of a SLAC training run: :class:`TrainConfig`.
 
-Defaults are the paper's (specs/slac.md). Every field carries its help text in ``metadata``; the
+Defaults are the paper's (Lee et al. 2020, "Stochastic Latent Actor-Critic", and the official
+code at github.com/alexlee-gk/slac). Every field carries its help text in ``metadata``; the
 CLI turns each field into a ``--option`` and the trainer saves the resolved config as JSON beside
 the run and inside every checkpoint, so that every choice (action repeat, decoder variance, ...) is
 an explicit, logged value.
@@ -27,7 +28,7 @@ from slac_runtime.options import (  # noqa: F401 - every command builds its opti
     parse_config,
 )
 
-# Decoder output variance the paper's NeurIPS 2020 runs used per task (specs/slac.md, result table).
+# Decoder output variance the paper's NeurIPS 2020 runs used per task (their result files).
 # Tasks not listed use DEFAULT_DECODER_VARIANCE.
 PAPER_DECODER_VARIANCE: dict[str, float] = {
     "cheetah-run": 0.1,

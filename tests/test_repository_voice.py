@@ -32,7 +32,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         "a sitting": r"\bsittings?\b",
         "a run's history": r"\b(was|were) stopped and resumed\b|\bstopped and resumed in\b",
         "a design file outside the repository": r"\bDESIGN(\.md)?\s*§|\bDESIGN\.md\b",
-        "a path outside the repository": r"\.\./shared\b|/work/shared\b",
+        "a path outside the repository": r"\.\./shared\b|/work/shared\b|\bspecs/\w+\.md\b",
         "a tool call": r"\brun\(command=|\bcarry=\[|\bgive_back\b",
         "a device lease": r"\b(GPU|device) (lease|call)s?\b|\bdevice time\b",
     }.items()
@@ -71,6 +71,7 @@ def test_patterns_flag_narration_and_spare_ordinary_words():
         "the run was stopped and resumed twice",
         "The robot interface (DESIGN.md §5)",
         "facts from ../shared/specs/dclaw.md",
+        "the paper's defaults (specs/slac.md)",
         'run(command="bash run.sh", carry=[".gpu"])',
         "within a short GPU lease",
     ]

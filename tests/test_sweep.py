@@ -133,6 +133,7 @@ def test_sweep_survives_a_lost_worker_and_a_rerun_skips_finished_trials(tmp_path
     assert {row["task"] for row in results["rows"]} == set(TASKS)
     for row in results["rows"]:
         assert row["finished"] == 2 and row["points"]["240"]["stochastic"]["n"] == 2
+        assert row["random_policy"]["n"] >= 2  # the collection episodes of both seeds
     table = (sweep_dir / "results.md").read_text()
     assert "| cartpole-balance | - | 2/2 |" in table
     assert all((sweep_dir / "curves" / f"{task}.png").stat().st_size > 0 for task in TASKS)

@@ -1,4 +1,4 @@
-"""D'Claw tasks from pixels: Pose, Turn and Screw (ROBEL's definitions, shared/specs/dclaw.md).
+"""D'Claw tasks from pixels: Pose, Turn and Screw (ROBEL's definitions, Ahn et al. 2019).
 
 Registered names, each ``<task>-<variant>``:
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 # Published SLAC returns (mean, std over 10 seeds, stochastic policy) at 100k and 500k environment
-# steps: the official NeurIPS 2020 result files, as listed in specs/slac.md.
+# steps: the official SLAC code's NeurIPS 2020 result files (Lee et al. 2020).
 PUBLISHED: dict[str, dict[int, tuple[float, float]]] = {
     "cheetah-run": {100_000: (413, 68), 500_000: (707, 46)},
     "walker-walk": {100_000: (529, 42), 500_000: (952, 10)},

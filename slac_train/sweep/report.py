@@ -32,6 +32,24 @@ def read_evaluations(run_dir: Path) -> list[dict[str, float]]:
         ]
 
 
+def random_policy_returns(run_dir: Path) -> list[float]:
+    """The returns of a run's initial-collection episodes (uniformly random actions), from its
+    ``metrics.jsonl``."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    returns = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a kill
+                continue
+            if record.get("kind") == "episode" and record.get("phase") == "collect":
+                returns.append(float(record["train/episode_return"]))
+    return returns
+
+
 def value_at(evaluations: list[dict[str, float]], point: int, key: str) -> float | None:
     for row in evaluations:
         if row["env_step"] >= point and key in row:
@@ -58,6 +76,9 @@ def summarise(trials: list[Trial], points: list[int]) -> list[dict[str, Any]]:
             "variant": label,
             "seeds": [t.seed for t in members],
             "finished": sum(is_done(t.values) for t in members),
+            "random_policy": _stats(
+                [r for t in members for r in random_policy_returns(Path(t.values["run_dir"]))]
+            ),
             "points": {},
         }
         for point in points:
@@ -93,13 +114,14 @@ def _cell(stats: dict[str, Any] | None, with_n: bool = True) -> str:
 
 def markdown(rows: list[dict[str, Any]], points: list[int], title: str) -> str:
     """The results table: per point, ours (seeds counted) beside the published value."""
-    head = ["task", "variant", "finished"]
+    head = ["task", "variant", "finished", "random policy"]
     for point in points:
         name = f"{point // 1000}k" if point % 1000 == 0 else f"{point:,}"
         head += [f"{name} ours (n)", f"{name} published"]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["task"], row["variant"] or "-", f"{row['finished']}/{len(row['seeds'])}"]
+        cells.append(_cell(row.get("random_policy"), with_n=False))
         for point in points:
             entry = row["points"][str(point)]
             cells += [_cell(entry["stochastic"]), _cell(entry["published"], with_n=False)]
@@ -108,7 +130,8 @@ def markdown(rows: list[dict[str, Any]], points: list[int], title: str) -> str:
         "",
         "Ours: mean ± std over seeds of the stochastic policy's evaluation return at the first "
         "evaluation at or after the point; (n) seeds that reached it. Published: SLAC's official "
-        "NeurIPS 2020 result files, 10 seeds (specs/slac.md).",
+        "NeurIPS 2020 result files, 10 seeds (Lee et al. 2020). Random policy: the uniformly "
+        "random actions of the runs' initial collection, mean ± std over their episodes.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -134,6 +157,9 @@ def plot_task(task: str, rows: list[dict[str, Any]], path: Path) -> None:
                 marker=".",
                 label=label,
             )
+    random_policy = rows[0].get("random_policy") if rows else None
+    if random_policy:
+        ax.axhline(random_policy["mean"], color="0.5", linestyle="--", label="random policy")
     published = PUBLISHED.get(task, {})
     if published:
         steps = sorted(published)
