@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,6 +43,31 @@ def assert_same_state(a: dict, b: dict) -> None:
             assert x == y, f"{key}: {x} != {y}"
 
 
+def train_rows(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    out = []
+    for row in rows:
+        if row["kind"] in ("train", "pretrain", "eval", "episode"):
+            out.append({k: v for k, v in row.items() if "time" not in k and "seconds" not in k})
+    return out
+
+
+def assert_same_run(straight: Trainer, resumed: Trainer) -> None:
+    assert_same_state(straight.agent.state_dict(), resumed.agent.state_dict())
+    skip = {"elapsed_s"}
+    assert {k: v for k, v in straight.counters.items() if k not in skip} == {
+        k: v for k, v in resumed.counters.items() if k not in skip
+    }
+    for row_a, row_b in zip(straight.eval_history, resumed.eval_history, strict=True):
+        assert {k: v for k, v in row_a.items() if k != "wall_time_s"} == {
+            k: v for k, v in row_b.items() if k != "wall_time_s"
+        }
+    for key in ("frames", "actions", "rewards", "terminated"):
+        np.testing.assert_array_equal(getattr(straight.buffer, key), getattr(resumed.buffer, key))
+    assert straight.buffer._starts == resumed.buffer._starts
+    assert train_rows(straight.run_dir) == train_rows(resumed.run_dir)
+
+
 def test_resume_is_exact(tmp_path):
     total, half = 144, 96  # toy episodes are 24 env steps; the stop falls on an episode end
     with toy_task(action_repeat=2, length=24):
@@ -70,19 +97,7 @@ def test_resume_is_exact(tmp_path):
             assert resumed.counters["env_step"] == half
             resumed.train()
 
-        assert_same_state(straight.agent.state_dict(), resumed.agent.state_dict())
-        skip = {"elapsed_s"}
-        assert {k: v for k, v in straight.counters.items() if k not in skip} == {
-            k: v for k, v in resumed.counters.items() if k not in skip
-        }
-        for row_a, row_b in zip(straight.eval_history, resumed.eval_history, strict=True):
-            assert {k: v for k, v in row_a.items() if k != "wall_time_s"} == {
-                k: v for k, v in row_b.items() if k != "wall_time_s"
-            }
-        for key in ("frames", "actions", "rewards", "terminated"):
-            np.testing.assert_array_equal(
-                getattr(straight.buffer, key), getattr(resumed.buffer, key)
-            )
+        assert_same_run(straight, resumed)
 
         # the final checkpoints carry the same weights, and an agent loads from a run directory
         agent, state = load_agent(tmp_path / "resumed")
