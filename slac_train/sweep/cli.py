@@ -24,6 +24,7 @@ import json
 import math
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -178,9 +179,9 @@ def write_trial_configs(sweep_dir: Path, trials: list[Trial]) -> None:
 
 
 # A Ray worker that exits (its driver died, or Ray shuts down) SIGKILLs its child processes by
-# default: a trial's slac-train would die without its checkpoint. Without that, slac-train gets
-# SIGTERM when its worker dies (PR_SET_PDEATHSIG, trial.py) and stops at its next safe point with
-# a checkpoint. Read when the local instance starts; a cluster's nodes need it in their environment.
+# default. Without that, a trial's slac-train gets SIGTERM when its worker dies (PR_SET_PDEATHSIG,
+# trial.py) and stops at its next safe point with a checkpoint -- when Ray does not kill it first,
+# which it still may when the whole instance goes down. Read when the local instance starts.
 KEEP_CHILDREN = {"RAY_kill_child_processes_on_worker_exit": "0"}
 
 
@@ -242,6 +243,7 @@ def run_trials(ray, args: argparse.Namespace, sweep_dir: Path, trials: list[Tria
         if stop.requested:
             for ref in pending:
                 ray.cancel(ref)
+            _signal_local_trials(pending.values())
             _wait_for_stops(ray, list(pending))
             return stop.exit_code
     return code
@@ -270,6 +272,27 @@ def _collect(ray, pending: dict, stop) -> int:
             flush=True,
         )
     return code
+
+
+def _signal_local_trials(trials) -> None:
+    """SIGTERM the slac-train of each running trial on this machine, as its worker does when Ray
+    cancels the task: a cancel does not always reach a task that is running. The pid comes from
+    the trial's attempt record and must still be that run's slac-train."""
+    from slac_train.sweep.trial import ATTEMPT_FILE
+
+    host = socket.gethostname()
+    for trial in trials:
+        run_dir = Path(trial.values["run_dir"])
+        try:
+            attempt = json.loads((run_dir / ATTEMPT_FILE).read_text())
+            cmdline = Path(f"/proc/{int(attempt['pid'])}/cmdline").read_bytes().decode()
+        except (OSError, ValueError, KeyError):
+            continue
+        if attempt.get("host") == host and "slac_train.cli" in cmdline and str(run_dir) in cmdline:
+            try:
+                os.kill(int(attempt["pid"]), signal.SIGTERM)
+            except OSError:
+                pass
 
 
 def _wait_for_stops(ray, refs: list, timeout_s: float = 300.0) -> None:
