@@ -47,6 +47,7 @@ from slac_runtime.options import (
     option,
     positive_float,
     say,
+    signals_interrupt,
 )
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE, CameraCalibration
 from slac_runtime.robot import RobotDescription, default_calibration_path, find_robot
@@ -581,32 +582,27 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     traceback = getattr(args, "traceback", False)
     received: list[int] = []
+    # (SIGTERM from docker stop, systemd or timeout as Ctrl-C; Ctrl-C itself raises it already)
+    with signals_interrupt(received, (signal.SIGTERM,)):
+        try:
+            config = config_from_args(COMMANDS[args.command][0], args)
+            find_robot(config.robot)
+            if isinstance(config, JointsConfig):
+                return run_joints(config)
+            from robots.mujoco_gl import select_gl_backend
 
-    def sigterm_as_interrupt(signum, frame):  # docker stop, systemd, timeout: as Ctrl-C
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt)
-    try:
-        config = config_from_args(COMMANDS[args.command][0], args)
-        find_robot(config.robot)
-        if isinstance(config, JointsConfig):
-            return run_joints(config)
-        from robots.mujoco_gl import select_gl_backend
-
-        select_gl_backend()  # before the simulator imports mujoco
-        return run_camera(config)
-    except KeyboardInterrupt:
-        name = signal.Signals(received[0]).name if received else "Ctrl-C"
-        print(f"\n{PROG}: {name}: aborted (torque is off); nothing was written", file=sys.stderr)
-        return ExitCode.for_signal(received[0] if received else signal.SIGINT)
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
-        if traceback:
-            raise
-        say(PROG, "error", error_message(e))
-        return ExitCode.REFUSED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            select_gl_backend()  # before the simulator imports mujoco
+            return run_camera(config)
+        except KeyboardInterrupt:
+            name = signal.Signals(received[0]).name if received else "Ctrl-C"
+            aborted = f"\n{PROG}: {name}: aborted (torque is off); nothing was written"
+            print(aborted, file=sys.stderr)
+            return ExitCode.for_signal(received[0] if received else signal.SIGINT)
+        except (ValueError, KeyError, OSError, RuntimeError) as e:
+            if traceback:
+                raise
+            say(PROG, "error", error_message(e))
+            return ExitCode.REFUSED
 
 
 if __name__ == "__main__":

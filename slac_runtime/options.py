@@ -19,15 +19,17 @@ Exit codes tell a script what happened (:class:`ExitCode`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import enum
 import math
 import os
+import signal
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -371,6 +373,25 @@ def command_parser(
     return parser
 
 
+@contextlib.contextmanager
+def signals_interrupt(
+    received: list[int], signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+) -> Iterator[None]:
+    """In the block, ``signals`` raise KeyboardInterrupt as Ctrl-C does (SIGTERM from Slurm,
+    ``docker stop``, systemd or ``timeout``); each signal is appended to ``received``."""
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
 def say(prog: str, kind: str, message: object) -> None:
     """One line on stderr: ``prog: kind: message``."""
     print(f"{prog}: {kind}: {message}", file=sys.stderr, flush=True)
@@ -404,5 +425,6 @@ __all__ = [
     "parse_config",
     "positive_float",
     "say",
+    "signals_interrupt",
     "thread_count",
 ]

@@ -22,28 +22,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from slac_runtime.options import ExitCode, OneLineParser, add_options, say
+from slac_runtime.options import ExitCode, OneLineParser, add_options, say, signals_interrupt
 from slac_train.config import PRESETS, TrainConfig, preset_values, read_config_file
-
-
-@contextmanager
-def _signals_interrupt(received: list[int]) -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, while the run is being set up; the
-    signal is appended to ``received``."""
-
-    def handler(signum, frame):
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, before in previous.items():
-            signal.signal(signum, before)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--preset starts a new run; --resume continues one with its own settings")
     try:
         values = _config_values(args, preset, config_file)
-        with _signals_interrupt(received):
+        with signals_interrupt(received):
             if resume:
                 trainer = Trainer.resume(resume, **values)
             else:

@@ -258,9 +258,9 @@ class Trainer:
         self.needs_reset = True
         self.episode_return = 0.0
         self.episode_agent_steps = 0
-        self._episode_seed = 0  # the training episode in progress: its reset seed, actions and
-        self._episode_actions: list[np.ndarray] = []  # last frame (what a mid-episode resume
-        self._last_obs: np.ndarray | None = None  # replays and checks)
+        # the training episode in progress: its seed and actions (a mid-episode resume replays them)
+        self._episode_seed = 0
+        self._episode_actions: list[np.ndarray] = []
         self._stop = StopRequest(
             "\n{signal}: writing a checkpoint at the next safe point "
             "(send it again to stop at once)"
@@ -417,13 +417,17 @@ class Trainer:
         self.needs_reset = False
         self._episode_seed = int(episode["seed"])
         self._episode_actions = list(actions)
-        self._last_obs = obs
         self.episode_return = float(episode["return"])
         self.episode_agent_steps = int(episode["agent_steps"])
         print(
             f"the interrupted episode was replayed ({self.episode_agent_steps} agent steps); "
             "it continues where it stopped"
         )
+
+    @property
+    def _last_obs(self) -> np.ndarray:
+        """The frame the agent saw last (the history's newest)."""
+        return self.history.items[-1]
 
     def _episode_state(self) -> dict[str, Any] | None:
         """What :meth:`_replay_episode` needs to stand in the episode in progress (None between
@@ -657,7 +661,6 @@ class Trainer:
         self._episode_seed = int(self.episode_rng.integers(2**31))
         self._episode_actions = []
         obs, _ = self.env.reset(seed=self._episode_seed)
-        self._last_obs = obs
         self.buffer.start_episode(obs)
         self.history.reset(obs)
         self.needs_reset = False
@@ -683,7 +686,6 @@ class Trainer:
         self.buffer.add(action, reward, terminated, obs)
         self.history.append(action, obs)
         self._episode_actions.append(np.asarray(action, dtype=np.float32))
-        self._last_obs = obs
         env_steps = int(info.get("env_steps", self.env.action_repeat))
         c["agent_step"] += 1
         c["env_step"] += env_steps

@@ -23,39 +23,36 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
-TINY_TRAIN_ARGS = [
-    "--encoder-base-channels",
-    "4",
-    "--feature-dim",
-    "16",
-    "--z1-dim",
-    "4",
-    "--z2-dim",
-    "8",
-    "--model-hidden",
-    "16",
-    "--actor-critic-hidden",
-    "16",
-    "--batch-size-actor-critic",
-    "8",
-    "--batch-size-model",
-    "4",
-    "--buffer-capacity",
-    "2000",
-    "--model-pretrain-steps",
-    "3",
-    "--eval-episodes",
-    "1",
-    "--reconstruction-steps",
-    "6",
-    "--log-every-updates",
-    "5",
-    "--device",
-    "cpu",
-    "--no-progress",
-    "--no-eval-video",
-    "--no-reconstruction-video",
-]
+def cli_flags(**values) -> list[str]:
+    """Config values as command-line options: ``key=value`` -> ``--key value``; a boolean ->
+    ``--key`` or ``--no-key``."""
+    out = []
+    for key, value in values.items():
+        name = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(name if value else "--no-" + name[2:])
+        else:
+            out += [name, str(value)]
+    return out
+
+
+def tiny_train_values(**changes):
+    """slac-train settings that train tiny networks in seconds on a CPU."""
+    from slac_train.config import TINY_NETWORKS
+
+    values = dict(
+        **TINY_NETWORKS,
+        model_pretrain_steps=3,
+        eval_episodes=1,
+        reconstruction_steps=6,
+        log_every_updates=5,
+        device="cpu",
+        progress=False,
+    )
+    return {**values, **changes}
+
+
+TINY_TRAIN_ARGS = cli_flags(**tiny_train_values(eval_video=False, reconstruction_video=False))
 
 
 def train_tiny(run_dir, task: str = "dclaw-turn", seed: int = 0, env_steps: int = 60):

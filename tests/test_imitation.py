@@ -32,6 +32,7 @@ from slac_train.imitation.teachers.dclaw_turn_tables import (
     mount_table_options,
     stroke_end_goals,
 )
+from tests.conftest import cli_flags, tiny_train_values
 
 
 def run_teacher(env, teacher, seed):
@@ -1041,33 +1042,7 @@ def test_slac_imitate_leaves_the_run_directory_slac_train_leaves(tmp_path):
             [
                 "--task",
                 "cartpole-swingup",
-                "--encoder-base-channels",
-                "4",
-                "--feature-dim",
-                "16",
-                "--z1-dim",
-                "4",
-                "--z2-dim",
-                "8",
-                "--model-hidden",
-                "16",
-                "--actor-critic-hidden",
-                "16",
-                "--batch-size-actor-critic",
-                "8",
-                "--batch-size-model",
-                "4",
-                "--buffer-capacity",
-                "2000",
-                "--model-pretrain-steps",
-                "3",
-                "--eval-episodes",
-                "1",
-                "--reconstruction-steps",
-                "6",
-                "--device",
-                "cpu",
-                "--no-progress",
+                *cli_flags(**tiny_train_values(log_every_updates=250)),
                 "--max-episode-agent-steps",
                 "15",
                 "--initial-collection-steps",

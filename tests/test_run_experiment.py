@@ -13,37 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from slac_train.config import TINY_NETWORKS
+from tests.conftest import cli_flags
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--initial-collection-steps",
-    "200",
-    "--model-pretrain-steps",
-    "2",
-    "--batch-size-model",
-    "4",
-    "--batch-size-actor-critic",
-    "8",
-    "--eval-episodes",
-    "1",
-    "--encoder-base-channels",
-    "4",
-    "--feature-dim",
-    "16",
-    "--z1-dim",
-    "4",
-    "--z2-dim",
-    "16",
-    "--model-hidden",
-    "16",
-    "--actor-critic-hidden",
-    "16",
-    "--checkpoint-every-env-steps",
-    "100000",
-    "--buffer-capacity",
-    "5000",
-    "--no-eval-video",
-    "--no-reconstruction-video",
-]
+TINY = cli_flags(
+    **{**TINY_NETWORKS, "z2_dim": 16, "buffer_capacity": 5000},
+    initial_collection_steps=200,
+    model_pretrain_steps=2,
+    eval_episodes=1,
+    checkpoint_every_env_steps=100000,
+    eval_video=False,
+    reconstruction_video=False,
+)
 
 
 @pytest.mark.slow

@@ -15,40 +15,9 @@ import pytest
 
 from slac_train.cli import main
 from slac_train.envs import task_names
+from tests.conftest import cli_flags, tiny_train_values
 
-SMALL = [
-    "--encoder-base-channels",
-    "4",
-    "--feature-dim",
-    "16",
-    "--z1-dim",
-    "4",
-    "--z2-dim",
-    "8",
-    "--model-hidden",
-    "16",
-    "--actor-critic-hidden",
-    "16",
-    "--batch-size-actor-critic",
-    "8",
-    "--batch-size-model",
-    "4",
-    "--buffer-capacity",
-    "2000",
-    "--model-pretrain-steps",
-    "6",
-    "--eval-episodes",
-    "1",
-    "--reconstruction-steps",
-    "6",
-    "--log-every-updates",
-    "5",
-    "--device",
-    "cpu",
-    "--no-progress",
-    "--num-threads",
-    "1",
-]
+SMALL = cli_flags(**tiny_train_values(model_pretrain_steps=6, num_threads=1))
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -25,6 +25,7 @@ from test_resume import assert_same_state  # noqa: E402
 from slac_train.checkpoint import load_checkpoint  # noqa: E402
 from slac_train.config import TINY_NETWORKS, small_test_config  # noqa: E402
 from slac_train.trainer import Trainer  # noqa: E402
+from tests.conftest import cli_flags  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 RUNNER = f"""
@@ -44,19 +45,8 @@ SMALL = dict(
 )
 
 
-def flags(**values) -> list[str]:
-    out = []
-    for key, value in values.items():
-        name = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            out.append(name if value else "--no-" + name[2:])
-        else:
-            out += [name, str(value)]
-    return out
-
-
 def train_process(run_dir: Path, **config) -> subprocess.Popen:
-    args = flags(task=TOY_TASK, **SMALL, **config, run_dir=run_dir)
+    args = cli_flags(task=TOY_TASK, **SMALL, **config, run_dir=run_dir)
     return subprocess.Popen(
         [sys.executable, "-c", RUNNER, *args, "--no-progress"],
         stdout=subprocess.PIPE,
@@ -191,7 +181,7 @@ def test_sigterm_during_training_and_a_second_writer_is_refused(tmp_path):
     second = run_slac_train("--resume", str(run_dir))
     assert second.returncode == 2
     assert f"process {proc.pid} on " in second.stderr and len(second.stderr.splitlines()) == 1
-    fresh = run_slac_train("--task", TOY_TASK, *flags(**SMALL), "--run-dir", str(run_dir))
+    fresh = run_slac_train("--task", TOY_TASK, *cli_flags(**SMALL), "--run-dir", str(run_dir))
     assert fresh.returncode == 2 and f"process {proc.pid} on " in fresh.stderr
 
     stop_with_sigterm(proc)
@@ -251,9 +241,9 @@ def test_progress_through_a_pipe_is_plain_lines_per_phase(tmp_path):
     result = run_slac_train(
         "--task",
         TOY_TASK,
-        *flags(**SMALL),
-        *flags(initial_collection_steps=20, model_pretrain_steps=3, total_env_steps=96),
-        *flags(eval_video=False, reconstruction_video=False, run_dir=tmp_path / "piped"),
+        *cli_flags(**SMALL),
+        *cli_flags(initial_collection_steps=20, model_pretrain_steps=3, total_env_steps=96),
+        *cli_flags(eval_video=False, reconstruction_video=False, run_dir=tmp_path / "piped"),
     )
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stdout + result.stderr

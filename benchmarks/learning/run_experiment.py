@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from slac_train.config import PRESETS
+from slac_train.sweep.grid import PUBLISHED
 from slac_train.sweep.report import read_evaluations
 
 
@@ -138,16 +139,6 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-PAPER = {  # returns at 100k / 500k environment steps published in the SLAC paper (Lee et al. 2020)
-    "cheetah-run": (413, 707),
-    "walker-walk": (529, 952),
-    "ball_in_cup-catch": (918, 967),
-    "finger-spin": (951, 983),
-    "cartpole-swingup": (328, 793),
-    "reacher-easy": (343, 795),
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True)
@@ -233,7 +224,8 @@ def build_result(args: argparse.Namespace, commands, evaluations, wall, stopped)
     )
     random_mean, random_std, random_success = random_policy_return(args.task, 10, 12345, repeat)
     finals = [ev[-1]["return_mean"] for ev in evaluations.values() if ev]
-    paper = PAPER.get(args.task)
+    published = PUBLISHED.get(args.task)
+    paper = (published[100_000][0], published[500_000][0]) if published else None
     return {
         "task": args.task,
         "preset": args.preset,
