@@ -175,6 +175,12 @@ def test_the_bus_process_serves_the_emulators_calls(tmp_path):
         bus.goals_to_present()
         assert bus.joint_goals()[1] == pytest.approx(0.2, abs=0.002)
         assert bus.joint_readings()[1].position_rad == 0.2
+        bus.goals_to({3: 0.4})  # where the physics put it: the servo holds exactly there
+        assert bus.joint_goals()[3] == pytest.approx(0.4, abs=0.002)
+        assert bus.joint_goals()[1] == pytest.approx(0.2, abs=0.002)  # the others keep theirs
+        assert state.take_goals()[0][3] == pytest.approx(0.4, abs=0.002)
+        with pytest.raises(ValueError, match=r"no servo with ID \[7\]"):
+            bus.goals_to({7: 0.0})
         bus.set_silent(2)
         bus.drop_replies(1)
         bus.clear_faults()

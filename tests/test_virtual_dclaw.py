@@ -69,6 +69,32 @@ def test_reset_scene_leaves_the_valve_where_it_was_put(virtual):
     np.testing.assert_allclose([goals[i] for i in DCLAW.motor_ids], DCLAW.reset_pose, atol=0.01)
 
 
+def test_reset_scene_never_applies_goals_the_bus_wrote_before_the_reset(virtual, monkeypatch):
+    """On a busy machine the bus process may take the reset pose as its goals late, after goals
+    written before the reset (a client's last hold, a write in flight) reached the shared state.
+    Those must not pull the claw out of the pose while reset_scene waits for the bus."""
+    with DClawDriver(port=virtual.port, retries=5, on_exit="hold") as robot:
+        robot.hold()  # torque on where the claw is, and it stays on
+    stale = dict(zip(DCLAW.motor_ids, [-0.25, 0.0, 0.8] * 3))
+    take_reset_pose = virtual.emulator.goals_to
+
+    def late_bus(goals):
+        virtual.joint_state.write_goals(stale, dict.fromkeys(DCLAW.motor_ids, True))
+        time.sleep(0.3)  # the simulation runs on meanwhile
+        waiting.append(virtual.joint_positions())
+        take_reset_pose(goals)
+
+    waiting = []
+    monkeypatch.setattr(virtual.emulator, "goals_to", late_bus)
+    virtual.reset_scene(valve_angle=0.0)
+    time.sleep(0.3)
+    # Within what gravity sags a holding servo, while waiting for the bus and after.
+    np.testing.assert_allclose(waiting[0], DCLAW.reset_pose, atol=0.05)
+    np.testing.assert_allclose(virtual.joint_positions(), DCLAW.reset_pose, atol=0.05)
+    goals = virtual.emulator.joint_goals()
+    np.testing.assert_allclose([goals[i] for i in DCLAW.motor_ids], DCLAW.reset_pose, atol=0.01)
+
+
 def test_faults_are_retried_and_counted(virtual):
     with DClawDriver(port=virtual.port, retries=5) as robot:
         before = robot.stats["retries"]

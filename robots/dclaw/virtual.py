@@ -221,6 +221,7 @@ class VirtualDClaw:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._bus_goals_paused = False
         self.error: BaseException | None = None
         if wide_view is not None:
             self._setup_wide_view(wide_view)
@@ -305,16 +306,25 @@ class VirtualDClaw:
     def reset_scene(self, valve_angle: float = 0.0) -> None:
         """Reset between episodes, as ROBEL's setup does with its valve motor: the claw at rest in
         its reset pose (clear of the spokes), the valve at ``valve_angle``, the servos' goals at
-        their new positions (torque stays as it was). Turning only the valve under a claw left
+        that pose (torque stays as it was). Turning only the valve under a claw left
         among the spokes makes them collide and kicks the valve away from ``valve_angle``."""
         pose = np.asarray(DCLAW.reset_pose, dtype=float)
         with self.lock:
+            # Until the bus has taken the pose as its goals, goals it wrote earlier (a client's last
+            # hold, a write still in flight) are stale: applied now, they would pull the claw out
+            # of the pose on a machine busy enough to delay the bus process.
+            self._bus_goals_paused = True
             self.sim.set_joint_positions(pose, np.zeros(DCLAW.num_joints))
             self.sim.set_joint_goals(pose)
             if self.sim.has_valve:
                 self.sim.set_valve_angle(valve_angle)
             self._publish_readings()
-        self.emulator.goals_to_present()  # takes the bus lock, then ours: never ours first
+        try:
+            # The bus lock, then ours: never ours first.
+            self.emulator.goals_to(dict(zip(DCLAW.motor_ids, pose.tolist())))
+        finally:
+            with self.lock:
+                self._bus_goals_paused = False  # the bus's newest goals are now the pose's
 
     def valve_angle(self) -> float:
         with self.lock:
@@ -332,8 +342,11 @@ class VirtualDClaw:
 
     # -- the exchange with a bus process (called with the lock held) -------------------------------
     def _apply_bus_goals(self) -> None:
-        """Apply the goals and torque the bus wrote since the last call (never older ones again)."""
-        if self.joint_state is not None and (new := self.joint_state.take_goals()) is not None:
+        """Apply the goals and torque the bus wrote since the last call (never older ones again);
+        none while :meth:`reset_scene` waits for the bus to take the reset pose as its goals."""
+        if self._bus_goals_paused or self.joint_state is None:
+            return
+        if (new := self.joint_state.take_goals()) is not None:
             self.backend.apply(*new)
 
     def _publish_readings(self) -> None:

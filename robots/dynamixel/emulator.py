@@ -785,6 +785,22 @@ class ServoBusEmulator:
         with self._lock:
             self._initialise_goals()
 
+    def goals_to(self, joint_goals_rad: Mapping[int, float]) -> None:
+        """Set these servos' Goal Position to a joint angle each (rad, through the mounting), e.g.
+        after the backend's joints were put there by hand, so that the servos hold exactly there.
+        Servos not named keep their goals."""
+        unknown = sorted(set(joint_goals_rad) - set(self._servos))
+        if unknown:
+            raise ValueError(f"no servo with ID {unknown} on this bus")
+        with self._lock:
+            self._refresh_present()
+            for servo_id, goal in joint_goals_rad.items():
+                servo = self._servos[servo_id]
+                m = servo.mounting
+                ticks = int(ct.rad_to_ticks(goal, m.offset_ticks, m.sign))
+                servo.set(ct.GOAL_POSITION, _clamp_signed(ticks, 4))
+            self._apply_goals()
+
     def joint_goals(self) -> dict[int, float]:
         """Each servo's Goal Position as the backend sees it: a joint angle
         (rad), through the mounting."""
@@ -930,6 +946,7 @@ _PROXIED_CALLS = frozenset(
         "register",
         "set_register",
         "goals_to_present",
+        "goals_to",
         "joint_goals",
         "joint_readings",
         "torque_enabled",
