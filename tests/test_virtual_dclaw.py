@@ -75,6 +75,9 @@ def test_reset_scene_never_applies_goals_the_bus_wrote_before_the_reset(virtual,
     Those must not pull the claw out of the pose while reset_scene waits for the bus."""
     with DClawDriver(port=virtual.port, retries=5, on_exit="hold") as robot:
         robot.hold()  # torque on where the claw is, and it stays on
+    deadline = time.monotonic() + 5
+    while not all(virtual.backend.torque) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the simulation has taken the torque from the bus
     stale = dict(zip(DCLAW.motor_ids, [-0.25, 0.0, 0.8] * 3))
     take_reset_pose = virtual.emulator.goals_to
 
@@ -93,6 +96,25 @@ def test_reset_scene_never_applies_goals_the_bus_wrote_before_the_reset(virtual,
     np.testing.assert_allclose(virtual.joint_positions(), DCLAW.reset_pose, atol=0.05)
     goals = virtual.emulator.joint_goals()
     np.testing.assert_allclose([goals[i] for i in DCLAW.motor_ids], DCLAW.reset_pose, atol=0.01)
+
+
+def test_reset_scene_keeps_the_torque_the_bus_set_just_before(virtual, monkeypatch):
+    """Torque the bus switched on just before a reset, not yet taken by the simulation, is on
+    while reset_scene waits for the bus: only the stale goals are held back."""
+    take_reset_pose = virtual.emulator.goals_to
+    torque_while_waiting = []
+
+    def bus(goals):
+        torque_while_waiting.append(virtual.backend.torque.copy())
+        take_reset_pose(goals)
+
+    monkeypatch.setattr(virtual.emulator, "goals_to", bus)
+    with virtual.lock:  # the simulation waits, so the driver's torque-on is pending at the reset
+        with DClawDriver(port=virtual.port, retries=5, on_exit="hold") as robot:
+            robot.hold()
+        assert not any(virtual.backend.torque)
+        virtual.reset_scene(valve_angle=0.0)
+    assert all(torque_while_waiting[0])
 
 
 def test_faults_are_retried_and_counted(virtual):

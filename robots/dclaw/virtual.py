@@ -314,6 +314,8 @@ class VirtualDClaw:
             # hold, a write still in flight) are stale: applied now, they would pull the claw out
             # of the pose on a machine busy enough to delay the bus process.
             self._bus_goals_paused = True
+            if self.joint_state is not None and (pending := self.joint_state.take_goals()):
+                self.backend.apply({}, pending[1])  # the torque the bus set stands; not its goals
             self.sim.set_joint_positions(pose, np.zeros(DCLAW.num_joints))
             self.sim.set_joint_goals(pose)
             if self.sim.has_valve:
