@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,8 +16,10 @@ import pytest
 
 pytest.importorskip("ray")
 
+from slac_train.sweep.cli import _signal_local_trials  # noqa: E402
 from slac_train.sweep.cli import main as sweep_main  # noqa: E402
-from slac_train.sweep.grid import build_trials, parse_value, variants  # noqa: E402
+from slac_train.sweep.grid import Trial, build_trials, parse_value, variants  # noqa: E402
+from slac_train.sweep.trial import ATTEMPT_FILE, stop_attempt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -199,3 +202,39 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+COUNT_SIGTERMS = """
+import signal, sys, time
+received = []
+signal.signal(signal.SIGTERM, lambda *_: received.append(1))
+print("ready", flush=True)
+time.sleep(2.0)
+sys.exit(len(received))
+"""
+
+
+def test_a_trials_slac_train_gets_one_sigterm_however_many_ask(tmp_path):
+    """On a stop, the Ray worker (on the cancel) and the sweep's driver (in case the cancel does not
+    arrive) both ask the trial's slac-train to stop; it must see one SIGTERM, since a second stops
+    it without its checkpoint. The driver signals only a process that still runs the attempt's
+    exact command."""
+    run_dir = tmp_path / "runs" / "walker-stand-s0"
+    run_dir.mkdir(parents=True)
+    trial = Trial("walker-stand", 0, {}, {"run_dir": str(run_dir)})
+    command = [sys.executable, "-c", COUNT_SIGTERMS]
+    attempt = {"worker_pid": os.getpid(), "host": socket.gethostname(), "command": command}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as train:
+        assert train.stdout.readline() == "ready\n"
+        (run_dir / ATTEMPT_FILE).write_text(json.dumps(attempt | {"pid": train.pid}))
+        _signal_local_trials([trial])  # the driver
+        assert stop_attempt(run_dir, train.pid) is False  # the worker, when its cancel arrives
+        _signal_local_trials([trial])  # the driver's next look while it waits
+        assert train.wait(timeout=10) == 1
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as other:
+        # the attempt's pid now runs something else: left alone
+        (run_dir / ATTEMPT_FILE).write_text(json.dumps(attempt | {"pid": other.pid}))
+        _signal_local_trials([trial])
+        time.sleep(0.5)
+        assert other.poll() is None
+        other.kill()

@@ -243,8 +243,7 @@ def run_trials(ray, args: argparse.Namespace, sweep_dir: Path, trials: list[Tria
         if stop.requested:
             for ref in pending:
                 ray.cancel(ref)
-            _signal_local_trials(pending.values())
-            _wait_for_stops(ray, list(pending))
+            _wait_for_stops(ray, pending)
             return stop.exit_code
     return code
 
@@ -277,29 +276,30 @@ def _collect(ray, pending: dict, stop) -> int:
 def _signal_local_trials(trials) -> None:
     """SIGTERM the slac-train of each running trial on this machine, as its worker does when Ray
     cancels the task: a cancel does not always reach a task that is running. The pid comes from
-    the trial's attempt record and must still be that run's slac-train."""
-    from slac_train.sweep.trial import ATTEMPT_FILE
+    the trial's attempt record; the process must still run that attempt's exact command."""
+    from slac_train.sweep.trial import ATTEMPT_FILE, stop_attempt
 
     host = socket.gethostname()
     for trial in trials:
         run_dir = Path(trial.values["run_dir"])
         try:
             attempt = json.loads((run_dir / ATTEMPT_FILE).read_text())
-            cmdline = Path(f"/proc/{int(attempt['pid'])}/cmdline").read_bytes().decode()
-        except (OSError, ValueError, KeyError):
+            pid, command = int(attempt["pid"]), list(attempt["command"])
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-        if attempt.get("host") == host and "slac_train.cli" in cmdline and str(run_dir) in cmdline:
-            try:
-                os.kill(int(attempt["pid"]), signal.SIGTERM)
-            except OSError:
-                pass
+        if attempt.get("host") == host and argv == command and stop_attempt(run_dir, pid):
+            print(f"{PROG}: {trial.name}: SIGTERM sent to its slac-train (pid {pid})", flush=True)
 
 
-def _wait_for_stops(ray, refs: list, timeout_s: float = 300.0) -> None:
-    """Wait for cancelled trials to checkpoint and end (a second Ctrl-C stops waiting)."""
+def _wait_for_stops(ray, pending: dict, timeout_s: float = 300.0) -> None:
+    """Wait for cancelled trials to checkpoint and end (a second Ctrl-C stops waiting). Each
+    second, a local trial's slac-train that no SIGTERM has reached yet is sent one."""
     deadline = time.monotonic() + timeout_s
+    refs = list(pending)
     try:
         while refs and time.monotonic() < deadline:
+            _signal_local_trials(pending[ref] for ref in refs)
             _, refs = ray.wait(refs, num_returns=len(refs), timeout=1.0)
     except KeyboardInterrupt:
         print(f"{PROG}: not waiting for the trials' checkpoints", file=sys.stderr)

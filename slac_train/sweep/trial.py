@@ -24,6 +24,7 @@ from typing import Any
 
 DONE_MARKER = "sweep-done.json"
 ATTEMPT_FILE = "sweep-attempt.json"
+STOP_MARKER = "sweep-stop-"  # + the pid of the attempt's slac-train, once SIGTERM was sent to it
 STOPPED = (130, 143)  # slac-train stopped by SIGINT / SIGTERM, its checkpoint written
 
 
@@ -84,6 +85,22 @@ def _set_aside_unstarted(run_dir: Path) -> None:
             run_dir.rename(run_dir.with_name(f"{run_dir.name}.unstarted-{int(time.time())}"))
 
 
+def stop_attempt(run_dir: Path, pid: int) -> bool:
+    """SIGTERM an attempt's slac-train, once: the Ray worker (on a cancel) and the sweep's driver
+    (in case a cancel does not arrive) may both ask, and a second SIGTERM would stop slac-train at
+    once, without its checkpoint. Whoever creates the attempt's stop marker first sends it; True
+    if sent now."""
+    try:
+        os.close(os.open(run_dir / f"{STOP_MARKER}{pid}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _run(cmd: list[str], log_path: Path, run_dir: Path) -> int:
     """Run slac-train, its output appended to ``log_path``; a cancel (KeyboardInterrupt in this
     worker) is passed on as SIGTERM and waited for, so that the run checkpoints."""
@@ -99,17 +116,25 @@ def _run(cmd: list[str], log_path: Path, run_dir: Path) -> int:
             preexec_fn=_die_with_parent,
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
         )
-        attempt = {"worker_pid": os.getpid(), "pid": proc.pid, "host": socket.gethostname()}
+        attempt = {
+            "worker_pid": os.getpid(),
+            "pid": proc.pid,
+            "host": socket.gethostname(),
+            "command": cmd,
+        }
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ATTEMPT_FILE).write_text(json.dumps(attempt) + "\n")
-        while True:
-            try:
-                # short waits: Ray's cancel raises KeyboardInterrupt between Python instructions
-                return proc.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                continue
-            except KeyboardInterrupt:
-                proc.send_signal(signal.SIGTERM)
+        try:
+            while True:
+                try:
+                    # short waits: Ray's cancel raises KeyboardInterrupt between Python instructions
+                    return proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    continue
+                except KeyboardInterrupt:
+                    stop_attempt(run_dir, proc.pid)
+        finally:
+            (run_dir / f"{STOP_MARKER}{proc.pid}").unlink(missing_ok=True)
 
 
 def run_trial(
