@@ -374,6 +374,17 @@ def command_parser(
 
 
 @contextlib.contextmanager
+def signal_handlers(signals: Sequence[int], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` handles ``signals`` in the block; their previous handlers come back after it."""
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
+@contextlib.contextmanager
 def signals_interrupt(
     received: list[int], signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 ) -> Iterator[None]:
@@ -384,12 +395,8 @@ def signals_interrupt(
         received.append(signum)
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, handler) for s in signals}
-    try:
+    with signal_handlers(signals, handler):
         yield
-    finally:
-        for signum, before in previous.items():
-            signal.signal(signum, before)
 
 
 def say(prog: str, kind: str, message: object) -> None:
@@ -425,6 +432,7 @@ __all__ = [
     "parse_config",
     "positive_float",
     "say",
+    "signal_handlers",
     "signals_interrupt",
     "thread_count",
 ]

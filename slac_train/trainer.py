@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from slac_runtime.history import ACTOR_FRAMES, History
+from slac_runtime.options import signal_handlers
 from slac_train.checkpoint import (
     capture_global_rng,
     checkpoint_dir,
@@ -130,12 +131,8 @@ class StopRequest:
             self._requested_at = time.monotonic()
             print(self.message.replace("{signal}", signal.Signals(signum).name), flush=True)
 
-        previous = {signum: signal.signal(signum, handler) for signum in signals}
-        try:
+        with signal_handlers(signals, handler):
             yield
-        finally:
-            for signum, handler_before in previous.items():
-                signal.signal(signum, handler_before)
 
 
 class _SafePoint(Exception):

@@ -87,9 +87,9 @@ def _set_aside_unstarted(run_dir: Path) -> None:
 
 def stop_attempt(run_dir: Path, pid: int) -> bool:
     """SIGTERM an attempt's slac-train, once: the Ray worker (on a cancel) and the sweep's driver
-    (in case a cancel does not arrive) may both ask, and a second SIGTERM would stop slac-train at
-    once, without its checkpoint. Whoever creates the attempt's stop marker first sends it; True
-    if sent now."""
+    (in case a cancel does not arrive, and again each second while it waits) may all ask, and a
+    SIGTERM more than a second after the first stops slac-train at once, without its checkpoint.
+    Whoever creates the attempt's stop marker first sends it; True if sent now."""
     try:
         os.close(os.open(run_dir / f"{STOP_MARKER}{pid}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
