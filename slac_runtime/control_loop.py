@@ -48,6 +48,12 @@ from slac_runtime.robot import Robot, RobotDescription
 from slac_runtime.timing import RateTimer
 
 HOLD_EVENT_EVERY_TICKS = 20  # a held (stale or no-new-frame) stretch logs a hold event this often
+# The longest a policy may trust a frame (s): an older frame shows where the robot was, not where
+# it is, and the policy would act on that.
+MAX_FRAME_AGE_LIMIT_S = 1.0
+# The longest a robot may be held blind before the loop stops it (s): a camera silent for longer is
+# dead or disconnected, and holding on hides that.
+STALE_TIMEOUT_LIMIT_S = 5.0
 
 
 class FrameSource(Protocol):
@@ -112,6 +118,12 @@ class LoopConfig:
             "first_frame_timeout_s",
         ):
             _positive_seconds(name, getattr(self, name))
+        for name, limit in (
+            ("max_frame_age_s", MAX_FRAME_AGE_LIMIT_S),
+            ("stale_timeout_s", STALE_TIMEOUT_LIMIT_S),
+        ):
+            if getattr(self, name) > limit:
+                raise ValueError(f"{name} is at most {limit:g} s, got {getattr(self, name)!r}")
         _whole_number("action_repeat", self.action_repeat, 1)
         _whole_number("episode_policy_steps", self.episode_policy_steps, 1)
         for name in ("overrun_budget", "malformed_limit", "camera_restart_limit"):
@@ -434,7 +446,7 @@ class ControlLoop:
         cfg = self.config
         lateness, t_tick = self._wait_tick(ep, tick, timer)
         record = self._read_robot(ep, tick, lateness, t_tick)
-        frame = self.frames.latest()  # every tick: receive times are known within a period
+        frame = self.frames.latest()  # the newest frame, timed from its arrival in this process
         age = math.inf if frame is None else time.monotonic() - frame.received_monotonic
         self._check_camera(ep.log, ep.stats, tick, ep.malformed_at_start)
         self._check_restart(ep, tick, frame)
@@ -461,7 +473,11 @@ class ControlLoop:
 
     def _wait_tick(self, ep: _Episode, tick: int, timer: RateTimer) -> tuple[float, float]:
         """Wait for the tick's deadline; count overruns (a safe stop past the budget). Returns the
-        lateness (s) and the tick's start on the perf counter."""
+        lateness (s) and the tick's start on the perf counter.
+
+        An overrun is a tick whose lateness, measured when its wait ends, is over one control
+        period (:class:`RateTimer`): the count is the number of logged ticks with ``lateness_s``
+        above ``control_period_s``, each with its ``overrun`` event."""
         lateness, overrun = timer.wait()
         t_tick = time.perf_counter()
         stats = ep.stats
@@ -584,6 +600,7 @@ class ControlLoop:
             "frame_seq": int(frame.seq),
             "frame_timestamp": frame.timestamp,
             "frame_age_s": age,
+            "frame_arrived_monotonic": frame.received_monotonic,
             "frame_clock_offset_s": frame.clock_offset_s,
             "history_reset": ep.reset_history,
             "action": out.action,

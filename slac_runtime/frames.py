@@ -1,9 +1,8 @@
 """Camera frames over ZeroMQ: the wire format, a publisher and a newest-frame subscriber
 (docs/architecture.md §4).
 
-One ZeroMQ message per frame, **single part** (ZeroMQ's ``CONFLATE`` option, which gives the
-subscriber its newest-frame semantics, does not support multipart messages): a 32-byte
-little-endian header followed by the pixels. ``docs/frame_wire_format.md`` is the full reference::
+One ZeroMQ message per frame, **single part**: a 32-byte little-endian header followed by the
+pixels. ``docs/frame_wire_format.md`` is the full reference::
 
     offset size type     field
      0      4  bytes    magic  b"SLAC"
@@ -23,18 +22,20 @@ Use::
     with FramePublisher("tcp://*:5555") as pub:           # camera side
         pub.publish(image_rgb)                              # uint8[H, W, 3] RGB
 
-    with FrameSubscriber("tcp://robot-cam:5555", max_age_s=0.25) as sub:   # policy side
+    with FrameSubscriber("tcp://robot-cam:5555", max_age_s=0.25, expect=(64, 64, 3)) as sub:
         frame = sub.latest(timeout_s=2.0)                   # Frame or None
         frame.seq, frame.timestamp, frame.image, frame.age_s
 
 Time is the subscriber's own: a frame's age and the stream's staleness count from when the
-subscriber *received* it, on its monotonic clock, never from the publisher's capture timestamp
+frame *arrived* at the subscriber's process (its receiver thread stamps every message as it comes
+off the socket), on its monotonic clock, never from the publisher's capture timestamp
 (a camera on another computer has another clock). The capture timestamp only serves to measure
 that clock's offset (receive wall time minus capture time, a running median) and must lie within
 :data:`MAX_CLOCK_OFFSET_S` of the subscriber's clock. A frame is new only when its sequence number
 advanced; a message that is not a valid frame is dropped and counted, never raised.
 
-A socket belongs to the thread that made it: use a publisher or subscriber from one thread.
+A publisher belongs to the thread that made it; a subscriber's socket lives in its own receiver
+thread, and its methods may be called from any one other thread.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import collections
 import math
 import statistics
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -416,19 +418,36 @@ class FramePublisher:
         self.close()
 
 
+RCVHWM_MESSAGES = 16  # messages ZeroMQ may queue for the receiver thread (it drains them at once)
+RECEIVE_POLL_MS = 50  # the receiver thread looks for close() this often while no message comes
+_CHANNEL_NAMES = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
+
+
+def describe_shape(shape: tuple[int, ...]) -> str:
+    """``64x64 RGB``, ``32x32 grey``: a frame's size and channels in words."""
+    height, width, channels = shape
+    return f"{height}x{width} {_CHANNEL_NAMES.get(channels, f'{channels}-channel')}"
+
+
 class FrameSubscriber:
     """SUBscribes to a frame publisher and keeps only the newest frame. Connects by default.
 
-    The socket is set to ``CONFLATE``: ZeroMQ keeps one message, the newest, so a slow reader
-    never sees old frames. Every time here is the subscriber's: a frame's receive time is when
-    :meth:`latest` took it off the socket (``time.monotonic()``), so a reader that calls
-    :meth:`latest` every ``T`` seconds knows receive times within ``T``.
+    A receiver thread owns the socket: it takes every message off it the moment it arrives,
+    stamps its arrival on this computer's clocks (``time.monotonic()`` and ``time.time()``),
+    judges it, and keeps only the newest frame. A frame's age therefore counts from when it reached
+    this process, however long the caller takes to look at it (during a robot's ease-in, between
+    episodes, while a policy runs). ZeroMQ's ``CONFLATE`` is not used: libzmq aborts the whole
+    process on a multipart message sent to a conflating socket, and here a multipart message is
+    one more malformed message, counted and survived.
 
-    What arrives is judged in this order:
+    ``expect`` is the frame shape the reader can use, ``(H, W, C)``, e.g. a policy's
+    ``(64, 64, 3)``; frames of another size or channel count are then malformed. What arrives is
+    judged in this order:
 
-    - a message that is not a valid frame (:func:`decode_frame` refuses it, including a capture
-      timestamp that is not a time) is **malformed**: dropped and counted, with its reason kept
-      for :meth:`take_malformed_reasons`; the newest frame stays what it was;
+    - a message that is not a valid frame (a multipart message, one :func:`decode_frame`
+      refuses, including a capture timestamp that is not a time, or a frame of another shape than
+      ``expect``) is **malformed**: dropped and counted, with its reason kept for
+      :meth:`take_malformed_reasons`; the newest frame stays what it was;
     - a frame whose sequence number equals the newest frame's is a **repeat**: dropped and
       counted; it is not a new frame, so it does not refresh the stream's staleness;
     - a sequence number lower than the newest frame's, or more than :data:`MAX_SEQ_GAP` above
@@ -439,7 +458,10 @@ class FrameSubscriber:
     Counters (all since construction): ``received`` (frames accepted as new), ``drops``,
     ``repeats``, ``restarts``, ``malformed`` (with ``malformed_in_a_row`` since the last valid
     frame and ``last_malformed_reason``), and ``stale``: calls of :meth:`latest`, after the first
-    frame, that found no frame received within ``max_age_s``.
+    frame, that found no frame received within ``max_age_s``. ``messages`` counts every message
+    that arrived, valid or not.
+
+    Its methods may be called from any one thread (the receiver thread is its own).
     """
 
     def __init__(
@@ -447,28 +469,33 @@ class FrameSubscriber:
         endpoint: str,
         *,
         max_age_s: float = DEFAULT_MAX_AGE_S,
+        expect: tuple[int, int, int] | None = None,
         bind: bool = False,
         context: zmq.Context | None = None,
     ) -> None:
         _check_endpoint(endpoint)
         if not (max_age_s > 0 and math.isfinite(max_age_s)):
             raise ValueError(f"max_age_s must be a positive number of seconds, got {max_age_s}")
+        if expect is not None:
+            expect = tuple(int(n) for n in expect)
+            if len(expect) != 3 or min(expect) < 1:
+                raise ValueError(f"expect is a frame shape (H, W, C), got {expect!r}")
         self.endpoint = endpoint
         self.max_age_s = max_age_s
+        self.expect = expect
         self._context = context or zmq.Context.instance()
-        self._socket = _open_socket(
+        socket = _open_socket(
             self._context,
             zmq.SUB,
             endpoint,
             bind,
             "frame subscriber",
             [
-                (zmq.CONFLATE, 1),  # before connect/bind; single-part messages only
-                (zmq.SUBSCRIBE, MAGIC),
-            ],  # every frame starts with the magic bytes
+                (zmq.RCVHWM, RCVHWM_MESSAGES),
+                (zmq.SUBSCRIBE, MAGIC),  # every frame starts with the magic bytes
+            ],
         )
-        self._poller = zmq.Poller()
-        self._poller.register(self._socket, zmq.POLLIN)
+        self._changed = threading.Condition()
         self._newest: Frame | None = None
         self._returned_count = 0  # value of `received` when latest() last returned a frame
         self._created_monotonic = time.monotonic()
@@ -476,6 +503,7 @@ class FrameSubscriber:
         self._malformed_reasons: collections.deque[str] = collections.deque(
             maxlen=MALFORMED_REASONS_KEPT
         )
+        self.messages = 0
         self.received = 0
         self.drops = 0
         self.repeats = 0
@@ -484,23 +512,69 @@ class FrameSubscriber:
         self.malformed = 0
         self.malformed_in_a_row = 0
         self.last_malformed_reason: str | None = None
+        self._closing = threading.Event()
+        self._receiver = threading.Thread(
+            target=self._receive_loop, args=(socket,), name="frame-subscriber", daemon=True
+        )
+        self._receiver.start()
 
-    # -- receiving --
+    # -- the receiver thread --
 
-    def _receive_pending(self) -> bool:
-        """Take whatever is queued (at most one message with CONFLATE); True if a new frame came."""
-        got = False
-        while self._socket.get(zmq.EVENTS) & zmq.POLLIN:
-            message = self._socket.recv(copy=False)
+    def _receive_loop(self, socket: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        try:
+            while not self._closing.is_set():
+                if not poller.poll(RECEIVE_POLL_MS):
+                    continue
+                while not self._closing.is_set():
+                    try:
+                        first = socket.recv(flags=zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    received_monotonic, received_at = time.monotonic(), time.time()
+                    parts, part = 1, first
+                    while part.more:  # the rest of a multipart message arrived with it
+                        part = socket.recv(copy=False)
+                        parts += 1
+                    self._judge(first, parts, received_at, received_monotonic)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            socket.close(linger=0)
+
+    def _judge(
+        self, message: zmq.Frame, parts: int, received_at: float, received_monotonic: float
+    ) -> None:
+        """Decode one message (outside the lock) and take it as the newest frame or reject it."""
+        frame: Frame | None = None
+        if parts > 1:
+            reason = (
+                f"a {parts}-part message: a frame is one single-part message "
+                "(docs/frame_wire_format.md)"
+            )
+        else:
             try:
-                frame = decode_frame(
-                    message, received_at=time.time(), received_monotonic=time.monotonic()
-                )
+                frame = decode_frame(message, received_at, received_monotonic)
+                reason = self._shape_mismatch(frame)
             except FrameFormatError as e:
-                self._reject(str(e))
-                continue
-            got = self._accept(frame) or got
-        return got
+                reason = str(e)
+            except Exception as e:  # noqa: BLE001 -- no message may stop the receiver
+                reason = f"undecodable frame message ({type(e).__name__}: {e})"
+        with self._changed:
+            self.messages += 1
+            if reason is not None:
+                self._reject(reason)
+            elif self._accept(frame):
+                self._changed.notify_all()
+
+    def _shape_mismatch(self, frame: Frame) -> str | None:
+        if self.expect is None or frame.image.shape == self.expect:
+            return None
+        return (
+            f"frame {frame.seq} is {describe_shape(frame.image.shape)}; this reader needs "
+            f"{describe_shape(self.expect)} frames"
+        )
 
     def _reject(self, reason: str) -> None:
         self.malformed += 1
@@ -526,6 +600,8 @@ class FrameSubscriber:
         self.received += 1
         return True
 
+    # -- the caller's side --
+
     def latest(self, timeout_s: float | None = None) -> Frame | None:
         """The newest frame.
 
@@ -536,21 +612,17 @@ class FrameSubscriber:
 
         Counts a ``stale`` call when the newest frame was received more than ``max_age_s`` ago.
         """
-        self._receive_pending()
-        if timeout_s is not None:
-            deadline = time.monotonic() + timeout_s
-            while not self._has_new_frame():
-                remaining_ms = (deadline - time.monotonic()) * 1000.0
-                if remaining_ms <= 0:
-                    break
-                if self._poller.poll(max(1, math.ceil(remaining_ms))):
-                    self._receive_pending()
-        if self._newest is not None and self.is_stale:
-            self.stale += 1
-        if timeout_s is not None and not self._has_new_frame():
-            return None
-        self._returned_count = self.received
-        return self._newest
+        if self._closing.is_set():
+            raise RuntimeError("FrameSubscriber.latest() after close()")
+        with self._changed:
+            if timeout_s is not None:
+                self._changed.wait_for(self._has_new_frame, timeout=max(0.0, timeout_s))
+            if self._newest is not None and self.is_stale:
+                self.stale += 1
+            if timeout_s is not None and not self._has_new_frame():
+                return None
+            self._returned_count = self.received
+            return self._newest
 
     def _has_new_frame(self) -> bool:
         return self.received > self._returned_count
@@ -558,34 +630,35 @@ class FrameSubscriber:
     def take_malformed_reasons(self) -> list[str]:
         """The reasons of the malformed messages since the last call (at most the last
         :data:`MALFORMED_REASONS_KEPT`; ``malformed`` counts them all), oldest first."""
-        reasons = list(self._malformed_reasons)
-        self._malformed_reasons.clear()
+        with self._changed:
+            reasons = list(self._malformed_reasons)
+            self._malformed_reasons.clear()
         return reasons
 
     # -- state --
 
     @property
     def newest(self) -> Frame | None:
-        """The newest frame received so far, without receiving or counting anything."""
+        """The newest frame received so far, without counting anything."""
         return self._newest
 
     @property
     def age_s(self) -> float | None:
-        """Seconds since the newest frame was received, subscriber's monotonic clock (``None``
+        """Seconds since the newest frame arrived, subscriber's monotonic clock (``None``
         before any frame)."""
-        return None if self._newest is None else self._newest.age_s
+        newest = self._newest
+        return None if newest is None else newest.age_s
 
     @property
     def since_last_frame_s(self) -> float:
-        """Seconds since a frame was last received (local clock), or since construction."""
-        start = (
-            self._newest.received_monotonic if self._newest is not None else self._created_monotonic
-        )
+        """Seconds since a frame last arrived (local clock), or since construction."""
+        newest = self._newest
+        start = newest.received_monotonic if newest is not None else self._created_monotonic
         return time.monotonic() - start
 
     @property
     def is_stale(self) -> bool:
-        """True when no frame was received within ``max_age_s`` (receiving nothing itself)."""
+        """True when no frame arrived within ``max_age_s``."""
         return self._newest is None or self.since_last_frame_s > self.max_age_s
 
     @property
@@ -593,27 +666,37 @@ class FrameSubscriber:
         """The camera clock's offset: the median, over the last :data:`CLOCK_OFFSET_WINDOW`
         frames, of receive wall time minus capture timestamp, seconds (transport latency
         included; ``None`` before any frame). Positive: the camera's clock is behind ours."""
-        return statistics.median(self._offsets_s) if self._offsets_s else None
+        with self._changed:
+            offsets = list(self._offsets_s)
+        return statistics.median(offsets) if offsets else None
 
     def stats(self) -> dict[str, float | int | str | None]:
         """Counters, the camera clock's offset, and the newest frame's sequence number and age
         (receive clock), for logs and status lines."""
+        with self._changed:
+            counters = {
+                "messages": self.messages,
+                "received": self.received,
+                "drops": self.drops,
+                "repeats": self.repeats,
+                "stale": self.stale,
+                "restarts": self.restarts,
+                "malformed": self.malformed,
+                "last_malformed_reason": self.last_malformed_reason,
+            }
+        newest = self._newest
         return {
-            "received": self.received,
-            "drops": self.drops,
-            "repeats": self.repeats,
-            "stale": self.stale,
-            "restarts": self.restarts,
-            "malformed": self.malformed,
-            "last_malformed_reason": self.last_malformed_reason,
+            **counters,
             "clock_offset_s": self.clock_offset_s,
-            "seq": None if self._newest is None else self._newest.seq,
+            "seq": None if newest is None else newest.seq,
             "age_s": self.age_s,
         }
 
     def close(self) -> None:
-        if not self._socket.closed:
-            self._socket.close(linger=0)
+        """Stop the receiver thread; it closes the socket."""
+        if not self._closing.is_set():
+            self._closing.set()
+            self._receiver.join()
 
     def __enter__(self) -> FrameSubscriber:
         return self

@@ -25,10 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from slac_runtime import __version__
-from slac_runtime.control_loop import ControlLoop, LoopConfig, SafeStop, format_table
+from slac_runtime.control_loop import (
+    MAX_FRAME_AGE_LIMIT_S,
+    STALE_TIMEOUT_LIMIT_S,
+    ControlLoop,
+    LoopConfig,
+    SafeStop,
+    format_table,
+)
 from slac_runtime.episode_log import EpisodeLogWriter
 from slac_runtime.frames import FrameSubscriber, is_endpoint
 from slac_runtime.options import (
+    Check,
     ExitCode,
     UsageError,
     available_cores,
@@ -96,13 +104,27 @@ class RunConfig:
         choices=["relax", "hold"],
     )
     max_frame_age: float = option(
-        0.25, "frames received longer ago than this are stale (s)", parse=positive_float
+        0.25,
+        "frames that arrived longer ago than this are stale: the goal is held (s)",
+        parse=Check(
+            float,
+            lambda v: 0 < v <= MAX_FRAME_AGE_LIMIT_S,
+            f"a positive number of seconds, at most {MAX_FRAME_AGE_LIMIT_S:g} (an older frame "
+            "shows where the robot was, not where it is)",
+            "seconds",
+        ),
     )
     stale_timeout: float = option(
         1.0,
         "stop the robot once the camera has been stale this long, i.e. no new frame for "
         "max-frame-age + stale-timeout (s); the robot is then left as --on-exit says",
-        parse=positive_float,
+        parse=Check(
+            float,
+            lambda v: 0 < v <= STALE_TIMEOUT_LIMIT_S,
+            f"a positive number of seconds, at most {STALE_TIMEOUT_LIMIT_S:g} (a camera silent "
+            "for longer is dead: stop, fix it and start again)",
+            "seconds",
+        ),
     )
     camera_timeout: float = option(
         5.0,
@@ -174,14 +196,21 @@ def start_local_camera(
     return proc, endpoint
 
 
+# Messages in a row that a policy cannot use, before its first usable frame, that refuse the run:
+# a publisher of the wrong size, channels or format sends nothing else.
+START_REJECTS = 5
+
+
 def wait_for_camera(
     frames: FrameSubscriber,
     args: RunConfig,
     camera_proc: subprocess.Popen | None,
     stop: dict[str, Any],
 ) -> None:
-    """Wait for the camera's first frame before anything touches the robot; refuse if none comes."""
+    """Wait for the camera's first usable frame before anything touches the robot; refuse if none
+    comes, or if what comes is not a frame the policy can use (saying what arrived)."""
     deadline = time.monotonic() + args.camera_timeout
+    where = "" if camera_proc is not None else f" at {args.camera}"
     while time.monotonic() < deadline and stop["signal"] is None:
         if camera_proc is not None and camera_proc.poll() is not None:
             lines = [line for line in camera_proc.stderr.read().splitlines() if line.strip()]
@@ -192,9 +221,19 @@ def wait_for_camera(
             )
         if frames.latest(timeout_s=0.05) is not None:
             return
+        if frames.malformed_in_a_row >= START_REJECTS:
+            raise UsageError(
+                f"the camera{where} sends messages this policy cannot use ({frames.malformed} "
+                f"rejected, none usable); the last: {frames.last_malformed_reason}"
+            )
     if stop["signal"] is not None:
         return
-    where = "" if camera_proc is not None else f" at {args.camera}"
+    if frames.malformed:
+        raise UsageError(
+            f"no usable camera frame{where} within --camera-timeout {args.camera_timeout:g} s: "
+            f"{frames.malformed} messages arrived and were rejected; the last: "
+            f"{frames.last_malformed_reason}"
+        )
     hint = (
         "is the camera connected, and is its index or path right? (`ls /dev/video*`)"
         if camera_proc is not None
@@ -237,6 +276,9 @@ def load_policy(args: RunConfig, entry: Any, scheduling: str) -> tuple[OnnxPolic
     policy_path = args.policy or entry.default_policy()
     if policy_path is None:
         raise UsageError(f"robot {args.robot!r} ships no default policy: pass --policy FILE.onnx")
+    if not Path(policy_path).is_file():
+        what = "a directory" if Path(policy_path).is_dir() else "not found"
+        raise UsageError(f"--policy {policy_path}: {what}; give an exported .onnx policy file")
     policy = OnnxPolicy(
         policy_path,
         threads=args.threads,
@@ -372,6 +414,45 @@ class _SignalStop:
 
 
 @contextmanager
+def new_run_dir(log_dir: Path) -> Iterator[Path]:
+    """This run's log directory, ``LOG_DIR/<date-time>``, created now so that an unwritable
+    ``--log-dir`` refuses the run before anything moves; removed again, with any parent this
+    made, if the run leaves nothing in it."""
+    path = Path(log_dir) / datetime.now().strftime("%Y%m%d-%H%M%S")
+    missing = [p for p in reversed(path.parents) if not p.exists()]  # outermost first
+    try:
+        run_dir = unique_dir(path)
+    except OSError as e:
+        raise UsageError(
+            f"cannot create a log directory under --log-dir {log_dir}: {e.strerror or e}; "
+            "choose a writable --log-dir"
+        ) from e
+    try:
+        yield run_dir
+    finally:
+        for p in [run_dir, *reversed(missing)]:
+            try:
+                p.rmdir()  # only if empty
+            except OSError:
+                break
+
+
+@contextmanager
+def subscribe(endpoint: str, args: RunConfig, metadata: Any) -> Iterator[FrameSubscriber]:
+    """The frame subscriber, taking only frames of the policy's size (others are malformed)."""
+    try:
+        frames = FrameSubscriber(
+            endpoint,
+            max_age_s=args.max_frame_age,
+            expect=(metadata.image_height, metadata.image_width, 3),
+        )
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--camera {args.camera}: {e}") from e
+    with frames:
+        yield frames
+
+
+@contextmanager
 def camera_endpoint(args: RunConfig, size: int) -> Iterator[tuple[subprocess.Popen | None, str]]:
     """The endpoint to subscribe to: ``--camera`` itself, or that of a local ``slac-camera`` process
     started for it (and stopped afterwards)."""
@@ -402,17 +483,17 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
     summaries: list[dict[str, Any]] = outcome.setdefault("summaries", [])
     with (
         _SignalStop(outcome) as stopper,
+        new_run_dir(args.log_dir) as run_dir,
         camera_endpoint(args, m.image_height) as (camera_proc, endpoint),
     ):
         header = log_header(args, policy_path, m, endpoint, config, scheduling)
         status = (
             None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
         )
-        with FrameSubscriber(endpoint, max_age_s=args.max_frame_age) as frames:
+        with subscribe(endpoint, args, m) as frames:
             wait_for_camera(frames, args, camera_proc, outcome)  # before anything touches the robot
             if outcome["signal"] is not None:
                 return ExitCode.for_signal(outcome["signal"])
-            run_dir = unique_dir(args.log_dir / datetime.now().strftime("%Y%m%d-%H%M%S"))
             with driving(
                 entry.make_driver(**driver_options(args, entry.description, period_s)), outcome
             ) as robot:
@@ -479,6 +560,14 @@ def run_episodes(
         summaries.append(summary)
         print(f"episode {episode}: {summary['stop_reason']}  log: {path}")
         print(format_table(summary))
+        if summary["stale_ticks"]:
+            say(
+                "slac-run",
+                "warning",
+                f"episode {episode}: the goal was held for {summary['stale_ticks']} policy steps "
+                f"because the newest camera frame was older than --max-frame-age "
+                f"{args.max_frame_age:g} s; check the camera",
+            )
         episode += 1
 
 
