@@ -357,7 +357,7 @@ class FramePublisher:
 
     ``endpoint`` is ``tcp://*:5555``, ``tcp://127.0.0.1:*`` (any free port; read :attr:`endpoint`
     afterwards), ``ipc:///tmp/name`` ... ``sndhwm`` is how many messages may queue per subscriber
-    before ZeroMQ silently drops new ones; keep it generous -- the subscriber conflates anyway.
+    before ZeroMQ silently drops new ones; keep it generous -- the subscriber keeps only the newest.
     """
 
     def __init__(
@@ -572,8 +572,8 @@ class FrameSubscriber:
         if self.expect is None or frame.image.shape == self.expect:
             return None
         return (
-            f"frame {frame.seq} is {describe_shape(frame.image.shape)}; this reader needs "
-            f"{describe_shape(self.expect)} frames"
+            f"frame {frame.seq} is {describe_shape(frame.image.shape)}, not "
+            f"{describe_shape(self.expect)}"
         )
 
     def _reject(self, reason: str) -> None:

@@ -34,7 +34,7 @@ from slac_runtime.control_loop import (
     format_table,
 )
 from slac_runtime.episode_log import EpisodeLogWriter
-from slac_runtime.frames import FrameSubscriber, is_endpoint
+from slac_runtime.frames import FrameSubscriber, describe_shape, is_endpoint
 from slac_runtime.options import (
     Check,
     ExitCode,
@@ -211,6 +211,7 @@ def wait_for_camera(
     comes, or if what comes is not a frame the policy can use (saying what arrived)."""
     deadline = time.monotonic() + args.camera_timeout
     where = "" if camera_proc is not None else f" at {args.camera}"
+    needs = "SLAC frames" if frames.expect is None else f"{describe_shape(frames.expect)} frames"
     while time.monotonic() < deadline and stop["signal"] is None:
         if camera_proc is not None and camera_proc.poll() is not None:
             lines = [line for line in camera_proc.stderr.read().splitlines() if line.strip()]
@@ -224,15 +225,16 @@ def wait_for_camera(
         if frames.malformed_in_a_row >= START_REJECTS:
             raise UsageError(
                 f"the camera{where} sends messages this policy cannot use ({frames.malformed} "
-                f"rejected, none usable); the last: {frames.last_malformed_reason}"
+                f"rejected, none usable; the policy needs {needs}); the last: "
+                f"{frames.last_malformed_reason}"
             )
     if stop["signal"] is not None:
         return
     if frames.malformed:
         raise UsageError(
             f"no usable camera frame{where} within --camera-timeout {args.camera_timeout:g} s: "
-            f"{frames.malformed} messages arrived and were rejected; the last: "
-            f"{frames.last_malformed_reason}"
+            f"{frames.malformed} messages arrived and were rejected (the policy needs {needs}); "
+            f"the last: {frames.last_malformed_reason}"
         )
     hint = (
         "is the camera connected, and is its index or path right? (`ls /dev/video*`)"

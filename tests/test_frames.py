@@ -407,7 +407,7 @@ def test_frames_of_another_shape_than_expected_are_malformed(raw_pub, image, wha
         wait_until(sub, lambda: sub.malformed)
         assert sub.newest.seq == 0  # the last good frame stays the newest
         assert sub.last_malformed_reason == (
-            f"frame 1 is {what}; this reader needs 64x64 RGB frames"
+            f"frame 1 is {what}, not 64x64 RGB"
         )
 
 

@@ -95,8 +95,8 @@ def frame_message(seq: int, timestamp: float | None = None, k: int | None = None
 
 
 class ScriptedCamera:
-    """Sends ``script(k, elapsed_s)`` at ``fps`` from its own thread: bytes (a message) or None
-    (nothing). ``k`` counts the calls."""
+    """Sends ``script(k, elapsed_s)`` at ``fps`` from its own thread: bytes (a message), a list of
+    bytes (a multipart message) or None (nothing). ``k`` counts the calls."""
 
     def __init__(
         self, endpoint: str, script: Callable[[int, float], bytes | None], fps: float = CAMERA_FPS
@@ -120,7 +120,9 @@ class ScriptedCamera:
             k = 0
             while not self._stop.is_set():
                 message = self.script(k, time.monotonic() - start)
-                if message is not None:
+                if isinstance(message, list):  # a multipart message
+                    socket.send_multipart(message)
+                elif message is not None:
                     socket.send(message)
                     self.sent.append((time.monotonic(), message))
                 k += 1

@@ -1,0 +1,147 @@
+"""slac-run refuses, with exit 2 and one line ending "nothing moved", everything it can judge
+before the servo port opens; a run that never started leaves nothing behind."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robots.dclaw.virtual import VirtualDClaw
+from slac_runtime.episode_log import read_episode_log
+from slac_runtime.frames import encode_frame
+from tests.test_loop_safety import POLICY, ScriptedCamera
+from tests.virtual_robot import episode_logs, run_slac_run
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def virtual_dclaw(tmp_path):
+    with VirtualDClaw(tmp_path / "tty", f"ipc://{tmp_path}/camera") as robot:
+        yield robot
+
+
+def frame(seq: int, shape=(64, 64, 3), timestamp: float | None = None) -> bytes:
+    image = np.random.default_rng(seq).integers(0, 256, shape, dtype=np.uint8)
+    return encode_frame(image, seq, time.time() if timestamp is None else timestamp)
+
+
+def refused(result, virtual_dclaw, counters_before, log_dir: Path) -> str:
+    """The run's one error line, after checking it refused without touching the robot or leaving
+    a log directory behind."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("(nothing moved)"), result.stderr
+    assert dict(virtual_dclaw.emulator.counters) == counters_before  # the port never opened
+    assert not log_dir.exists()
+    return lines[0]
+
+
+class Multipart(ScriptedCamera):
+    """A camera that sends every message as two parts."""
+
+    def __init__(self, endpoint: str):
+        super().__init__(endpoint, lambda k, s: [frame(k), b"metadata"])
+
+
+@pytest.mark.parametrize(
+    "message, why",
+    [
+        (lambda k: frame(k, (32, 32, 3)), "is 32x32 RGB, not 64x64 RGB"),
+        (lambda k: frame(k, (128, 128, 3)), "is 128x128 RGB, not 64x64 RGB"),
+        (lambda k: frame(k, (64, 64, 4)), "is 64x64 RGBA, not 64x64 RGB"),
+        (lambda k: frame(k, (64, 64, 1)), "is 64x64 grey, not 64x64 RGB"),
+        (lambda k: frame(k, timestamp=float("nan")), "capture timestamp nan"),
+    ],
+)
+def test_a_camera_of_unusable_frames_is_refused_before_the_port_opens(
+    virtual_dclaw, tmp_path, message, why
+):
+    endpoint = f"ipc://{tmp_path}/scripted"
+    before = dict(virtual_dclaw.emulator.counters)
+    with ScriptedCamera(endpoint, lambda k, s: message(k)):
+        result = run_slac_run(POLICY, virtual_dclaw, tmp_path / "logs", "--camera", endpoint)
+    line = refused(result, virtual_dclaw, before, tmp_path / "logs")
+    assert "sends messages this policy cannot use" in line and "needs 64x64 RGB frames" in line
+    assert why in line
+
+
+def test_multipart_messages_while_waiting_are_refused_not_a_crash(virtual_dclaw, tmp_path):
+    endpoint = f"ipc://{tmp_path}/scripted"
+    before = dict(virtual_dclaw.emulator.counters)
+    with Multipart(endpoint):
+        result = run_slac_run(POLICY, virtual_dclaw, tmp_path / "logs", "--camera", endpoint)
+    line = refused(result, virtual_dclaw, before, tmp_path / "logs")
+    assert "2-part message" in line
+
+
+def test_a_frame_size_change_mid_episode_counts_as_malformed(virtual_dclaw, tmp_path):
+    """Good frames, then 32x32 ones: a safe stop on malformed messages (exit 3), logged."""
+    endpoint = f"ipc://{tmp_path}/scripted"
+    with ScriptedCamera(endpoint, lambda k, s: frame(k) if s < 2.5 else frame(k, (32, 32, 3))):
+        result = run_slac_run(
+            POLICY,
+            virtual_dclaw,
+            tmp_path / "logs",
+            "--camera",
+            endpoint,
+            "--episode-steps",
+            "200",
+        )
+    assert result.returncode == 3, result.stderr
+    assert "malformed camera messages in a row" in result.stderr and "32x32 RGB" in result.stderr
+    [path] = episode_logs(tmp_path / "logs")
+    log = read_episode_log(path)
+    assert log.policy_ticks()  # it ran on the good frames
+    assert any(
+        "32x32" in e.get("reason", "") for e in log.events if e["event"] == "malformed_frame"
+    )
+
+
+def run_refused(virtual_dclaw, policy, log_dir, *args: str) -> str:
+    before = dict(virtual_dclaw.emulator.counters)
+    return refused(
+        run_slac_run(policy, virtual_dclaw, log_dir, *args), virtual_dclaw, before, log_dir
+    )
+
+
+def test_a_log_directory_under_a_file_is_refused(virtual_dclaw, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    log_dir = tmp_path / "a-file" / "logs"
+    line = run_refused(virtual_dclaw, POLICY, log_dir)
+    assert "--log-dir" in line and "Not a directory" in line
+
+
+def test_a_log_directory_that_cannot_be_made_is_refused(virtual_dclaw, tmp_path):
+    line = run_refused(virtual_dclaw, POLICY, Path("/proc/slac-logs"))
+    assert "cannot create a log directory under --log-dir /proc/slac-logs" in line
+
+
+def test_a_policy_path_that_is_a_directory_is_refused(virtual_dclaw, tmp_path):
+    line = run_refused(virtual_dclaw, tmp_path, tmp_path / "logs")
+    assert f"--policy {tmp_path}: a directory" in line
+
+
+def test_a_bad_camera_endpoint_is_refused(virtual_dclaw, tmp_path):
+    line = run_refused(virtual_dclaw, POLICY, tmp_path / "logs", "--camera", "tcp://127.0.0.1:port")
+    assert "--camera tcp://127.0.0.1:port" in line
+
+
+@pytest.mark.parametrize(
+    "option, bound",
+    [("--max-frame-age", "at most 1 (an older frame"), ("--stale-timeout", "at most 5 (a camera")],
+)
+@pytest.mark.parametrize("value", ["1e9", "5.5"])
+def test_time_options_are_bounded_to_what_is_safe(option, bound, value, capsys):
+    from slac_runtime.run_cli import main
+
+    if option == "--max-frame-age" and value == "5.5":
+        value = "1.5"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--camera", "tcp://127.0.0.1:1", option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert bound in err and len(err.strip().splitlines()) == 1, err
