@@ -348,10 +348,17 @@ class ControlLoop:
             time.sleep(0.005)
         if self.stop_requested:
             return None
+        newest = self.frames.latest()
         if self.frames.malformed:
             why = (
                 f"{self.frames.malformed} malformed messages came, the last: "
                 f"{self.frames.last_malformed_reason}"
+            )
+        elif newest is not None:
+            why = (
+                f"the newest arrived {time.monotonic() - newest.received_monotonic:.2f} s ago "
+                f"(the policy takes frames up to {cfg.max_frame_age_s:g} s old): has the camera "
+                "stopped?"
             )
         else:
             why = "is the camera publisher running?"

@@ -3,9 +3,10 @@ the logged joint goals on a robot.
 
 Everything here works on an :class:`~slac_runtime.episode_log.EpisodeLog` as
 :func:`~slac_runtime.episode_log.read_episode_log` returns it, so a log cut off by a kill is used up
-to its last complete tick. Replaying in simulation needs MuJoCo and lives with the robot
-(``RobotEntry.sim_replay``); this module stays numpy/onnxruntime/OpenCV
-(and imageio-ffmpeg's encoder for videos) only.
+to its last complete tick, and a log with corrupt records is used without them (:func:`log_warning`
+names their byte offsets and the ticks lost). Replaying in simulation needs MuJoCo and lives with
+the robot (``RobotEntry.sim_replay``); this module stays numpy/onnxruntime/OpenCV (and
+imageio-ffmpeg's encoder for videos) only.
 
 Replay on a robot (:func:`replay_on_robot`) sends tick ``i``'s logged goal (``sent``, what the
 driver actually sent) at the logged time of tick ``i`` (relative to tick 0, absolute deadlines),
@@ -100,16 +101,10 @@ def tick_times(log: EpisodeLog) -> np.ndarray:
     return np.asarray(times, dtype=np.float64) - times[0]
 
 
-def truncation_warning(log: EpisodeLog) -> str | None:
-    """A sentence for a log cut off by a kill (or a crash), or None for a complete log."""
-    if not log.truncated:
-        return None
-    if not log.ticks:
-        return f"{log.path} was cut off before its first tick was logged"
-    return (
-        f"{log.path} was cut off (no footer: the run was killed or crashed); using it up to its "
-        f"last complete tick, tick {log.ticks[-1]['tick']} ({len(log.ticks)} ticks)"
-    )
+def log_warning(log: EpisodeLog) -> str | None:
+    """A sentence for a log cut off by a kill (or a crash) or holding corrupt records, with the
+    byte offset of each skipped stretch and the ticks lost; None for a whole log."""
+    return log.diagnosis()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -133,7 +128,12 @@ def stop_reason(log: EpisodeLog) -> str:
     for event in reversed(log.events):
         if event.get("event") in ("error", "safe_stop", "stop") and event.get("reason"):
             return str(event["reason"])
-    return "log cut off (no footer)" if log.truncated else "-"
+    if not log.truncated:
+        return "-"
+    end = log.skipped[-1] if log.skipped and log.skipped[-1].at_end else None
+    if end is not None and end.whole:
+        return "no footer (the log's last record is corrupt)"
+    return "log cut off (no footer)"
 
 
 def task_success(log: EpisodeLog) -> bool | None:
@@ -177,6 +177,10 @@ def summarize(log: EpisodeLog) -> dict[str, Any]:
         "robot": log.header.get("robot"),
         "started_at": log.header.get("started_at"),
         "truncated": log.truncated,
+        # stretches of the file skipped as corrupt, whole records after them (byte offsets)
+        "corrupt_records": len(log.corrupt),
+        "corrupt_offsets": ", ".join(str(s.offset) for s in log.corrupt) or None,
+        "ticks_lost": len(log.lost_ticks()),
         # from the start of the first tick to the end of the last tick's control period
         "duration_s": float(tick_times(log)[-1] + period) if ticks else 0.0,
         "ticks": len(ticks),
@@ -245,9 +249,16 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
         p = tick["policy"]
         frame = log.policy_frame(tick)
         if frame is None:
+            why = (
+                "the run did not log frames"
+                if not log.frame_records
+                else "its record is corrupt"
+                if log.corrupt
+                else "it was not logged"
+            )
             raise ValueError(
-                f"{log.path}: frame {p['frame_seq']} of policy step {p['step']} was not logged "
-                "(the run did not log frames)"
+                f"{log.path}: frame {p['frame_seq']} of policy step {p['step']} cannot be read "
+                f"({why})"
             )
         deterministic = p.get("noise") is None
         noise = None if deterministic else np.asarray(p["noise"], dtype=np.float32)

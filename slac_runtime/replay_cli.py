@@ -7,7 +7,8 @@ through a policy, or as video.
     slac-replay LOG --sim [--video sim.mp4]    # logged goals on the simulated robot, side by side
     slac-replay LOG --robot dclaw --port PORT  # logged goals on the robot, with their timing
 
-A log cut off by a kill is used up to its last complete tick (with a warning). A replay on the
+A log cut off by a kill is used up to its last complete tick, and a log with corrupt records
+without them (with a warning naming their byte offsets and the ticks lost). A replay on the
 robot eases in from the current pose, sends the logged goals through the driver (which clips them
 as in ``slac-run``), stops cleanly on Ctrl-C or SIGTERM, and writes its own episode log
 (``--out-log``, default ``LOG``'s name with ``.replay``), whose footer holds the tracking error
@@ -39,14 +40,14 @@ from slac_runtime.replay import (
     RobotReplayConfig,
     check_replayable,
     control_period_s,
+    log_warning,
     policy_differences,
     replay_on_robot,
     summarize,
-    truncation_warning,
     write_video,
 )
 from slac_runtime.rerun_export import RerunMissingError, export_rerun
-from slac_runtime.robot import find_robot
+from slac_runtime.robot import RobotRefused, find_robot
 
 
 @dataclass
@@ -210,12 +211,13 @@ def _read_json(path: Path) -> Any:
 
 
 def read_log(args: ReplayConfig) -> tuple[EpisodeLog, str | None]:
-    """The log (a warning on stderr if it was cut off) and the robot to replay it on, checked."""
+    """The log (a warning on stderr if it was cut off or has corrupt records) and the robot to
+    replay it on, checked."""
     try:
         log = read_episode_log(args.log)
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read {args.log}: {e}") from e
-    warning = truncation_warning(log)
+    warning = log_warning(log)
     if warning:
         say("slac-replay", "warning", warning)
     robot_name = args.robot or log.header.get("robot")
@@ -295,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback:
             raise
         say("slac-replay", "error", error_message(e))
+        return ExitCode.REFUSED
+    except RobotRefused as e:  # the robot or its port refused before torque went on
+        if args.traceback:
+            raise
+        say("slac-replay", "error", f"{error_message(e)} (nothing moved)")
         return ExitCode.REFUSED
     except Exception as e:  # bus errors and the like: the robot was relaxed/held on the way out
         if args.traceback:

@@ -1,17 +1,31 @@
-"""Episode logs: round trip, and readable up to the last complete record after a kill."""
+"""Episode logs: round trip, readable up to the last complete record after a kill, and every
+record but a corrupt one read, with the corrupt one reported by its byte offset."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from slac_runtime.episode_log import MAGIC, EpisodeLogWriter, read_episode_log
+from slac_runtime.episode_log import (
+    FOOTER,
+    FRAME,
+    HEADER,
+    MAGIC,
+    TICK,
+    EpisodeLogWriter,
+    SkippedBytes,
+    read_episode_log,
+)
 
 
 def test_round_trip(tmp_path):
@@ -32,6 +46,7 @@ def test_round_trip(tmp_path):
     np.testing.assert_array_equal(img, frame)
     assert read.events[0]["event"] == "stale_frame"
     assert read.footer == {"ticks": 5} and not read.truncated
+    assert read.skipped == [] and read.diagnosis() is None
 
 
 def test_cut_off_log_reads_to_last_complete_record(tmp_path):
@@ -45,18 +60,9 @@ def test_cut_off_log_reads_to_last_complete_record(tmp_path):
     read = read_episode_log(path)
     assert read.truncated
     assert [t["tick"] for t in read.ticks] == list(range(9))
-
-
-def test_corrupt_record_stops_reading(tmp_path):
-    path = tmp_path / "ep.slaclog"
-    with EpisodeLogWriter(path, {"h": 1}) as log:
-        for i in range(3):
-            log.tick({"tick": i})
-    data = bytearray(path.read_bytes())
-    data[-3] ^= 0xFF  # flip bits inside the last payload
-    path.write_bytes(bytes(data))
-    read = read_episode_log(path)
-    assert read.truncated and len(read.ticks) == 2
+    [cut] = read.skipped
+    assert cut.at_end and not cut.whole and cut.offset + cut.size == len(data) - 7
+    assert "cut off in a record at byte offset" in read.diagnosis()
 
 
 def test_not_a_log(tmp_path):
@@ -104,3 +110,203 @@ def test_each_policy_step_finds_its_own_frame_across_a_camera_restart(tmp_path):
     assert [read.policy_frame(t)[0, 0, 0] for t in read.policy_ticks()] == [0, 1, 2, 3]
     assert len(read.frame_records) == 4 and read.frames[7][1][0, 0, 0] == 2  # by number: the last
     assert read.policy_frame({"tick": 4}) is None
+
+
+# -- corrupt bytes ---------------------------------------------------------------------------------
+TICKS = 80
+_HEAD = struct.Struct("<IBI")  # length, kind, crc32: the record header of docs/architecture.md §7
+
+
+@dataclass(frozen=True)
+class Record:
+    offset: int
+    kind: int
+    size: int  # header and payload (bytes)
+
+
+def records(data: bytes) -> list[Record]:
+    """The records of a whole log, walked by their length fields."""
+    out, pos = [], len(MAGIC)
+    while pos < len(data):
+        length, kind, _ = _HEAD.unpack_from(data, pos)
+        out.append(Record(pos, kind, _HEAD.size + length))
+        pos += _HEAD.size + length
+    assert pos == len(data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def episode(tmp_path_factory) -> tuple[bytes, list[Record]]:
+    """A log as slac-run writes one: a header, 80 ticks (a frame before each policy tick, every
+    other tick), an event and a footer; with its records."""
+    path = tmp_path_factory.mktemp("log") / "episode-000.slaclog"
+    rng = np.random.default_rng(0)
+    with EpisodeLogWriter(path, {"robot": "dclaw", "policy_metadata": {"action_repeat": 2}}) as log:
+        log.event("ease_in", ticks=20)
+        for i in range(TICKS):
+            policy = None
+            if i % 2 == 0:
+                log.frame(i // 2, 1000.0 + i, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+                policy = {"step": i // 2, "frame_seq": i // 2, "action": [0.1] * 9}
+            log.tick({"tick": i, "positions": [0.01 * i] * 9, "policy": policy})
+        log.close({"ticks": TICKS, "stop_reason": "episode complete"})
+    data = path.read_bytes()
+    return data, records(data)
+
+
+def read_changed(tmp_path, data: bytes):
+    path = tmp_path / "changed.slaclog"
+    path.write_bytes(data)
+    return read_episode_log(path)
+
+
+def flipped(data: bytes, offset: int, mask: int = 0x01) -> bytes:
+    changed = bytearray(data)
+    changed[offset] ^= mask
+    return bytes(changed)
+
+
+def nth_tick(recs: list[Record], n: int) -> Record:
+    return [r for r in recs if r.kind == TICK][n]
+
+
+@pytest.mark.parametrize(
+    "field, at, mask",
+    [
+        ("payload", 20, 0x01),  # a bit of the tick's JSON
+        ("length, low byte", 0, 0x01),  # one byte longer: the next record's first byte joins it
+        ("length, low byte", 0, 0x40),  # 64 bytes shorter: ends inside the payload
+        ("length, high byte", 3, 0x01),  # 16 MiB longer: runs past the end of the file
+        ("kind", 4, 0x01),  # TICK (2) read as FRAME (3)
+        ("kind", 4, 0x06),  # TICK (2) read as EVENT (4)
+        ("crc", 6, 0x80),
+    ],
+)
+def test_a_corrupt_tick_is_skipped_and_everything_after_it_read(episode, tmp_path, field, at, mask):
+    data, recs = episode
+    bad = nth_tick(recs, 6)
+    log = read_changed(tmp_path, flipped(data, bad.offset + at, mask))
+    assert [t["tick"] for t in log.ticks] == [i for i in range(TICKS) if i != 6]
+    assert log.footer == {"ticks": TICKS, "stop_reason": "episode complete"}
+    assert not log.truncated and log.lost_ticks() == [6]
+    assert log.skipped == [SkippedBytes(bad.offset, bad.size, at_end=False, whole=at != 3)]
+    assert [e["event"] for e in log.events] == ["ease_in"]  # nothing read as another kind
+    assert len(log.frame_records) == TICKS // 2
+    assert log.policy_frame(log.ticks[-2]) is not None
+    diagnosis = log.diagnosis()
+    expected = f"corrupt record at byte offset {bad.offset} ({bad.size} bytes skipped), tick 6 lost"
+    assert expected in diagnosis
+    assert "the rest was read: 79 ticks and the footer" in diagnosis and "cut off" not in diagnosis
+
+
+def test_a_corrupt_frame_loses_only_that_frame(episode, tmp_path):
+    data, recs = episode
+    bad = [r for r in recs if r.kind == FRAME][10]  # the frame of policy step 10 (tick 20)
+    log = read_changed(tmp_path, flipped(data, bad.offset + bad.size - 5))  # a pixel
+    assert len(log.ticks) == TICKS and log.footer is not None and log.lost_ticks() == []
+    assert log.skipped == [SkippedBytes(bad.offset, bad.size, at_end=False, whole=True)]
+    by_tick = {t["tick"]: t for t in log.ticks}
+    assert log.policy_frame(by_tick[20]) is None
+    assert log.policy_frame(by_tick[18]) is not None and log.policy_frame(by_tick[22]) is not None
+    assert f"corrupt record at byte offset {bad.offset}" in log.diagnosis()
+
+
+def test_each_of_several_corrupt_records_is_reported(episode, tmp_path):
+    data, recs = episode
+    first, second, third = nth_tick(recs, 6), nth_tick(recs, 7), nth_tick(recs, 40)
+    changed = flipped(flipped(flipped(data, first.offset + 12), second.offset + 1), third.offset)
+    log = read_changed(tmp_path, changed)
+    assert log.lost_ticks() == [6, 7, 40] and len(log.ticks) == TICKS - 3
+    # ticks 6 and 7 are neighbours, with no whole record between them: one stretch
+    assert [(s.offset, s.size) for s in log.skipped] == [
+        (first.offset, second.offset + second.size - first.offset),
+        (third.offset, third.size),
+    ]
+    diagnosis = log.diagnosis()
+    assert f"byte offsets {first.offset} (" in diagnosis and f", {third.offset} (" in diagnosis
+    assert "ticks 6-7, 40 lost" in diagnosis
+
+
+def test_a_corrupt_footer_is_reported_as_corrupt_not_as_a_kill(episode, tmp_path):
+    data, recs = episode
+    footer = recs[-1]
+    assert footer.kind == FOOTER
+    log = read_changed(tmp_path, flipped(data, footer.offset + footer.size - 3))
+    assert len(log.ticks) == TICKS and log.footer is None and log.truncated
+    assert log.skipped == [SkippedBytes(footer.offset, footer.size, at_end=True, whole=True)]
+    diagnosis = log.diagnosis()
+    assert f"the last record, at byte offset {footer.offset} ({footer.size} bytes), is corrupt" in (
+        diagnosis
+    )
+    assert "killed" not in diagnosis and f"tick {TICKS - 1} ({TICKS} ticks)" in diagnosis
+
+
+def test_a_log_cut_in_a_record_is_reported_as_cut_off(episode, tmp_path):
+    data, recs = episode
+    cut = nth_tick(recs, 50)
+    log = read_changed(tmp_path, data[: cut.offset + cut.size // 2])
+    assert [t["tick"] for t in log.ticks] == list(range(50)) and log.truncated
+    assert log.skipped == [SkippedBytes(cut.offset, cut.size // 2, at_end=True, whole=False)]
+    assert log.diagnosis() == (
+        f"{log.path}: cut off in a record at byte offset {cut.offset} (no footer: the run was "
+        "killed or crashed); using it up to its last complete tick, tick 49 (50 ticks)"
+    )
+    assert "corrupt" not in log.diagnosis()
+
+
+def test_bytes_after_the_footer_are_reported_and_ignored(episode, tmp_path):
+    data, _ = episode
+    garbage = b"\x02garbage\x00" * 30  # a kind byte among them
+    log = read_changed(tmp_path, data + garbage)
+    assert len(log.ticks) == TICKS and log.footer is not None and not log.truncated
+    assert log.skipped == [SkippedBytes(len(data), len(garbage), at_end=True, whole=False)]
+    assert log.corrupt == [] and log.diagnosis() == (
+        f"{log.path}: {len(garbage)} bytes after the footer, from byte offset {len(data)}, are "
+        "not records (ignored)"
+    )
+
+
+def test_any_single_flipped_byte_loses_at_most_its_own_record(episode, tmp_path):
+    """Flips all over the file (magic and header left out): at most the record holding the flip is
+    lost, and it is the only one reported."""
+    data, recs = episode
+    rng = np.random.default_rng(1)
+    body = recs[1].offset
+    for offset in rng.integers(body, len(data), 60):
+        hit = next(r for r in recs if r.offset <= offset < r.offset + r.size)
+        log = read_changed(tmp_path, flipped(data, int(offset), int(rng.integers(1, 256))))
+        assert [(s.offset, s.size) for s in log.skipped] == [(hit.offset, hit.size)], offset
+        assert len(log.ticks) == TICKS - (hit.kind == TICK)
+        assert (log.footer is None) == (hit.kind == FOOTER)
+
+
+def test_a_corrupt_header_is_refused(episode, tmp_path):
+    data, recs = episode
+    with pytest.raises(ValueError, match=f"header record, at byte offset {len(MAGIC)}, is corrupt"):
+        read_changed(tmp_path, flipped(data, recs[0].offset + 12))
+
+
+def test_a_log_of_format_version_1_is_read(tmp_path):
+    """Version 1's crc32 covers the payload only; its corrupt records are skipped the same way."""
+
+    def record(kind: int, value: dict) -> bytes:
+        payload = json.dumps(value).encode()
+        return _HEAD.pack(len(payload), kind, zlib.crc32(payload)) + payload
+
+    ticks = [record(TICK, {"tick": i}) for i in range(10)]
+    data = bytearray(b"SLACLOG\x01" + record(HEADER, {"h": 1}) + b"".join(ticks))
+    data += record(FOOTER, {"ticks": 10})
+    bad = len(data) - len(record(FOOTER, {"ticks": 10})) - sum(len(t) for t in ticks[3:])
+    data[bad + _HEAD.size + 2] ^= 0x01  # in tick 3's payload
+    log = read_changed(tmp_path, bytes(data))
+    assert log.format_version == 1 and log.header == {"h": 1}
+    assert [t["tick"] for t in log.ticks] == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert log.footer == {"ticks": 10}
+    assert log.skipped == [SkippedBytes(bad, len(ticks[3]), at_end=False, whole=True)]
+
+
+def test_a_log_of_a_newer_format_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "new.slaclog"
+    path.write_bytes(b"SLACLOG\x09" + b"\x00" * 20)
+    with pytest.raises(ValueError, match="format version 9.*update slac_runtime"):
+        read_episode_log(path)

@@ -4,7 +4,6 @@ checks, abbreviations, suggestions, the ease-in, tick timing, the endpoint rule,
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from slac_runtime.options import (
 )
 from slac_runtime.robot import RobotState
 from slac_runtime.timing import RateTimer, sleep_until
+from tests.test_timing import FakeClock
 
 
 @dataclass
@@ -156,13 +156,19 @@ def test_the_ease_in_is_a_straight_line_within_the_speed():
 
 
 def test_tick_timing_keeps_absolute_deadlines():
-    timer = RateTimer(0.005)
-    started = time.perf_counter()
-    for _ in range(5):
+    """Deadlines ``start + k * period`` on an injected clock: work of varying length in each tick
+    does not shift the next deadline, and a deadline long passed is not waited for."""
+    clock = FakeClock()
+    timer = RateTimer(0.005, clock=clock, sleep=clock.sleep)
+    started = clock.now
+    for k, work_s in enumerate([0.001, 0.004, 0.0, 0.0045, 0.002]):
         lateness, overrun = timer.wait()
-        assert lateness < 0.005 and not overrun
-    assert time.perf_counter() - started == pytest.approx(0.02, abs=0.004)
-    assert sleep_until(time.perf_counter() - 1.0) >= 1.0  # a deadline passed long ago: no wait
+        assert clock.now - started == pytest.approx(k * 0.005, abs=1e-4)  # not drifting
+        assert lateness == pytest.approx(0.0, abs=1e-4) and not overrun
+        clock.work(work_s)
+    clock.sleeps.clear()
+    assert sleep_until(clock.now - 1.0, clock, clock.sleep) >= 1.0  # passed long ago: no wait
+    assert clock.sleeps == []
 
 
 def test_one_rule_says_what_is_a_frame_publisher():

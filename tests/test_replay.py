@@ -99,6 +99,19 @@ def json_results(stdout: str) -> dict:
     return out
 
 
+def tick_record_offset(data: bytes, n: int) -> int:
+    """The byte offset of a log's ``n``-th tick record."""
+    header = struct.Struct("<IBI")  # length, kind, crc32 (slac_runtime.episode_log's record header)
+    pos, ticks = len(MAGIC), 0
+    while True:
+        length, kind, _ = header.unpack_from(data, pos)
+        if kind == TICK:
+            if ticks == n:
+                return pos
+            ticks += 1
+        pos += header.size + length
+
+
 def cut_mid_record(src: Path, dst: Path, after_ticks: int) -> None:
     """Copy a log, cut off in the middle of the record that follows its ``after_ticks``-th tick."""
     data = src.read_bytes()
@@ -292,7 +305,11 @@ def test_summary_table(recorded_log, capsys):
     assert summary["duration_s"] == pytest.approx(2 * POLICY_STEPS * 0.05, abs=0.25)
     assert summary["stop_reason"] == "episode complete" and summary["truncated"] is False
     assert summary["task"] == "dclaw-turn" and "success" not in summary
-    assert summary["overruns"] >= 0 and summary["jitter_p99_ms"] >= summary["jitter_p50_ms"] >= 0
+    # an overrun is a tick that started more than a control period late (README's safety table)
+    ticks = read_episode_log(recorded_log).ticks
+    assert summary["overruns"] == sum(t["lateness_s"] > 0.05 for t in ticks)
+    assert summary["jitter_p99_ms"] >= summary["jitter_p50_ms"] >= 0
+    assert summary["corrupt_records"] == 0 and summary["corrupt_offsets"] is None
     # Frame age on slac-run's own clock (from receipt: within a control period), and the
     # camera's clock offset (one computer: just the transport latency).
     assert 0 <= summary["frame_age_p50_ms"] <= summary["frame_age_max_ms"] < 100
@@ -342,6 +359,33 @@ def test_truncated_log_replays_up_to_its_last_complete_tick(recorded_log, tmp_pa
     policy_steps = len(log.policy_ticks())
     assert 1 <= policy_steps <= 8
     assert json_results(capsys.readouterr().out)["video"]["frames"] == policy_steps
+
+
+def test_a_corrupt_record_is_skipped_and_reported_by_its_offset(
+    recorded_log, tiny_dclaw_policy, tmp_path, capsys
+):
+    """One flipped byte in tick 5's record: the rest of the log is read, footer included, and
+    slac-replay names the record's byte offset instead of calling the log cut off."""
+    data = bytearray(recorded_log.read_bytes())
+    offset = tick_record_offset(data, 5)
+    data[offset + 30] ^= 0x01
+    corrupt = tmp_path / "corrupt.slaclog"
+    corrupt.write_bytes(bytes(data))
+    full, log = read_episode_log(recorded_log), read_episode_log(corrupt)
+    assert log.ticks == [t for t in full.ticks if t["tick"] != 5]
+    assert log.footer == full.footer and not log.truncated
+    assert replay_main([str(corrupt), "--summary", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"corrupt record at byte offset {offset} (" in captured.err
+    assert "tick 5 lost" in captured.err and "cut off" not in captured.err
+    summary = json_results(captured.out)["summary"]
+    assert summary["truncated"] is False and summary["stop_reason"] == "episode complete"
+    assert summary["corrupt_records"] == 1 and summary["corrupt_offsets"] == str(offset)
+    assert summary["ticks_lost"] == 1 and summary["ticks"] == 2 * POLICY_STEPS - 1
+    # tick 5 is no policy step (action repeat 2): every policy step re-runs on its logged frame
+    assert replay_main([str(corrupt), "--policy", str(tiny_dclaw_policy), "--json"]) == 0
+    report = json_results(capsys.readouterr().out)["policy"]
+    assert report["identical"] is True and report["steps"] == len(full.policy_ticks())
 
 
 # -- errors and layering ---------------------------------------------------------------------------

@@ -364,6 +364,7 @@ def test_stale_camera_with_on_exit_hold_says_holding(virtual_dclaw, tiny_dclaw_p
         "0.6",
         "--on-exit",
         "hold",
+        ticks=4,  # frozen once the policy runs (frozen earlier, the episode never starts)
     )
     assert returncode == 3, err
     assert "stale" in err and "robot left holding its pose" in err and "relaxed" not in err
