@@ -415,6 +415,17 @@ class ReplayStopped(RuntimeError):
     """The replay was stopped by a request (Ctrl-C, SIGTERM) before its last tick."""
 
 
+def _tick_ranges(ticks: list[int]) -> str:
+    """``[3, 4, 5, 9]`` as ``3-5, 9``."""
+    ranges: list[list[int]] = []
+    for t in ticks:
+        if ranges and t == ranges[-1][1] + 1:
+            ranges[-1][1] = t
+        else:
+            ranges.append([t, t])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
 def check_replayable(log: EpisodeLog, description: RobotDescription) -> None:
     """Raise ValueError (before anything moves) unless the log's goals fit this robot's joints."""
     if not log.ticks:
@@ -428,6 +439,13 @@ def check_replayable(log: EpisodeLog, description: RobotDescription) -> None:
         raise ValueError(
             f"{log.path} was logged with joints {list(names)}, robot {description.name!r} "
             f"has {list(description.joint_names)}"
+        )
+    lost = log.lost_ticks()
+    if lost:
+        raise ValueError(
+            f"{log.path}: {'tick' if len(lost) == 1 else 'ticks'} {_tick_ranges(lost)} "
+            f"{'was' if len(lost) == 1 else 'were'} lost to corrupt records; on the robot the "
+            "goals would jump across the gap: replay it in simulation (--sim) instead"
         )
     goals = logged_goals(log)
     if goals.shape[1] != description.num_joints or not np.all(np.isfinite(goals)):

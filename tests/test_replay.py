@@ -386,6 +386,10 @@ def test_a_corrupt_record_is_skipped_and_reported_by_its_offset(
     assert replay_main([str(corrupt), "--policy", str(tiny_dclaw_policy), "--json"]) == 0
     report = json_results(capsys.readouterr().out)["policy"]
     assert report["identical"] is True and report["steps"] == len(full.policy_ticks())
+    # On a robot the goals would jump across the lost tick: refused before the port opens.
+    assert replay_main([str(corrupt), "--robot", "dclaw", "--port", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "tick 5 was lost to corrupt records" in err and "--sim" in err
 
 
 # -- errors and layering ---------------------------------------------------------------------------
