@@ -2,16 +2,24 @@
 
 The procedure (``slac-calibrate joints``):
 
-1. With torque off, the user puts the claw in its documented zero pose (every finger straight
-   down); the tick each servo reads there becomes its offset.
-2. With the new offsets, each joint in turn is moved slowly (a fraction of the velocity limit)
+1. With torque off, the user puts the claw in its documented zero pose (every finger hanging
+   straight down, in line with its base -- not the reset pose, whose middle and bottom joints
+   are bent ±1.05 rad); the tick each servo reads there becomes its offset.
+2. The offsets and directions are checked against the robot's nominal build (the driver's
+   ``nominal_calibration``): a direction other than the nominal one, or a zero further than the
+   driver's ``max_zero_error_ticks`` from the nominal tick, is refused -- the robot was not in its
+   zero pose, or is built differently -- unless ``force``; forced joints are recorded in the file
+   (``forced_joints``) so that the driver accepts them.
+3. With the new offsets, each joint in turn is moved slowly (a fraction of the velocity limit)
    from the zero pose to both ends of its control range and back; the positions reached are
    recorded as the measured range, so a joint that is blocked or mis-assembled shows up.
-3. The calibration file is written (robot, motor IDs, offsets, signs, measured ranges, date).
+4. The calibration file is written (robot, motor IDs, offsets, signs, measured ranges, forced
+   joints, date).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -20,14 +28,20 @@ from pathlib import Path
 import numpy as np
 
 from robots.dynamixel import control_table as ct
-from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
+from robots.dynamixel.calibration import (
+    CalibrationSanityError,
+    JointCalibration,
+    JointCalibrationEntry,
+    nominal_build_rule,
+)
 from slac_runtime.ease_in import ease_in
 from slac_runtime.robot import RobotDescription, find_robot
 
 CONTROL_PERIOD_S = 0.05  # goals during the range check come this often (s)
 RANGE_SHORTFALL_WARNING_RAD = 0.1  # a joint that falls this far short of its range end is reported
+ZERO_POSE = "every finger hanging straight down, in line with its base"
 ZERO_POSE_INSTRUCTIONS = (
-    "Put the claw in its zero pose: every finger hanging straight down, in line with its base "
+    f"Put the claw in its zero pose: {ZERO_POSE}; not the reset pose, whose fingers are bent "
     "(torque is off, the joints move freely)."
 )
 RANGE_CHECK_INSTRUCTIONS = (
@@ -36,8 +50,11 @@ RANGE_CHECK_INSTRUCTIONS = (
 )
 
 
-def _raw_calibration(description: RobotDescription, signs: np.ndarray) -> JointCalibration:
-    """Offsets 0: the driver then reports sign · ticks · 2π/4096, from which ticks follow."""
+def _raw_calibration(
+    description: RobotDescription, signs: np.ndarray, force: bool
+) -> JointCalibration:
+    """Offsets 0: the driver then reports sign · ticks · 2π/4096, from which ticks follow. With
+    ``force`` every joint is marked forced, so that the driver takes the signs as given."""
     return JointCalibration(
         robot=description.name,
         joints=tuple(
@@ -45,6 +62,7 @@ def _raw_calibration(description: RobotDescription, signs: np.ndarray) -> JointC
             for n, i, s in zip(description.joint_names, description.motor_ids, signs)
         ),
         note="raw (offsets 0): used while calibrating",
+        forced_joints=description.joint_names if force else (),
     )
 
 
@@ -84,6 +102,7 @@ def calibrate_joints(
     ready: Callable[[str], None] | None = None,
     log: Callable[[str], None] = print,
     samples: int = 10,
+    force: bool = False,
 ) -> JointCalibration:
     """Calibrate the robot on ``port``.
 
@@ -91,6 +110,10 @@ def calibrate_joints(
     the zero pose and before the range check moves the robot); ``None`` assumes the robot is
     already in its zero pose with nothing in the way. ``range_speed``: the range check's speed as
     a fraction of the robot's velocity limit. ``log`` receives progress lines.
+
+    Raises :class:`CalibrationSanityError` (before the port is opened for ``signs``, before the
+    robot moves for the offsets) when a joint's direction or zero departs from the robot's
+    nominal build, unless ``force``: then those joints are recorded as forced.
     """
     entry = find_robot(robot)
     d = entry.description
@@ -101,7 +124,7 @@ def calibrate_joints(
         raise ValueError(
             f"range_speed must be a positive fraction of the velocity limit, got {range_speed}"
         )
-    calibration = _measure_offsets(entry, port, signs, ready, log, samples)
+    calibration = _measure_offsets(entry, port, signs, ready, log, samples, force)
     if not check_ranges:
         return calibration
     if ready is not None:
@@ -119,15 +142,22 @@ def _measure_offsets(
     ready: Callable[[str], None] | None,
     log: Callable[[str], None],
     samples: int,
+    force: bool,
 ) -> JointCalibration:
-    """Step 1, torque off: the tick each servo reads at the zero pose becomes its offset.
+    """Steps 1 and 2, torque off: the tick each servo reads at the zero pose becomes its offset,
+    checked against the nominal build.
 
     The raw calibration (offsets 0) says nothing about the joint ranges, so the driver skips the
-    checks that need a valid calibration (``calibrating=True``)."""
+    checks that need valid offsets (``calibrating=True``); it checks the signs before it opens the
+    port."""
     d = entry.description
-    with entry.make_driver(
-        port=port, calibration=_raw_calibration(d, signs), calibrating=True
-    ) as r:
+    try:
+        driver = entry.make_driver(
+            port=port, calibration=_raw_calibration(d, signs, force), calibrating=True
+        )
+    except CalibrationSanityError as exc:
+        raise CalibrationSanityError(_signs_refusal(exc, d), exc.deviations) from None
+    with driver as r:
         r.relax()
         if ready is not None:
             ready(ZERO_POSE_INSTRUCTIONS)
@@ -139,12 +169,59 @@ def _measure_offsets(
     ticks = raw_rad * signs * ct.TICKS_PER_TURN / (2 * math.pi)
     offsets = np.round(ticks).astype(int)
     log("offsets (ticks): " + ", ".join(f"{n}={o}" for n, o in zip(d.joint_names, offsets)))
-    return JointCalibration(
+    calibration = JointCalibration(
         robot=d.name,
         joints=tuple(
             JointCalibrationEntry(name=n, motor_id=i, offset_ticks=int(o), sign=int(s))
             for n, i, o, s in zip(d.joint_names, d.motor_ids, offsets, signs)
         ),
+    )
+    nominal, max_error = driver.nominal_calibration, driver.max_zero_error_ticks
+    deviations = calibration.deviations_from(nominal, max_error)
+    if not deviations:
+        return calibration
+    if not force:
+        raise CalibrationSanityError(
+            _offsets_refusal(calibration, nominal, max_error, d), deviations
+        )
+    forced = tuple(dev.name for dev in deviations)
+    log(
+        "warning: --force: accepting "
+        + "; ".join(dev.describe() for dev in deviations)
+        + f" (recorded in the file as forced_joints {list(forced)})"
+    )
+    return dataclasses.replace(calibration, forced_joints=forced)
+
+
+def _signs_refusal(exc: CalibrationSanityError, d: RobotDescription) -> str:
+    """--signs that differ from the robot's nominal build, in the command line's words."""
+    given = ", ".join(f"{dev.name} {dev.sign:+d}" for dev in exc.deviations)
+    nominal = ", ".join(f"{dev.name} {dev.nominal_sign:+d}" for dev in exc.deviations)
+    return (
+        f"--signs gives {given}, but the {d.name}'s nominal build turns {nominal}: leave these "
+        "joints +1 in --signs (or leave --signs out), or, if this robot is built with those "
+        "servos reversed, pass --force"
+    )
+
+
+def _offsets_refusal(
+    calibration: JointCalibration, nominal: JointCalibration, max_error: float, d: RobotDescription
+) -> str:
+    """Offsets far from the nominal build: which joints, and whether the robot looks as if it stood
+    in its reset pose instead of its zero pose."""
+    details = "; ".join(dev.describe() for dev in calibration.deviations_from(nominal, max_error))
+    # The pose the robot was in while the offsets were read, as the nominal build reads it.
+    pose = nominal.ticks_to_rad(calibration.offsets_ticks)
+    reset = np.asarray(d.reset_pose, dtype=np.float64)
+    if np.any(reset != 0) and np.linalg.norm(pose - reset) < np.linalg.norm(pose):
+        why = "the robot stood in or near its reset pose, not its zero pose"
+    else:
+        why = "the robot was not in its zero pose, or a servo horn or bracket is mounted off"
+    return (
+        f"the offsets just read are far from the {d.name}'s nominal build "
+        f"({nominal_build_rule(max_error)}): {details}. Most likely {why}. Put it in its zero "
+        f"pose ({ZERO_POSE}) and run `slac-calibrate joints` again; if this robot is built "
+        "differently on purpose, pass --force"
     )
 
 

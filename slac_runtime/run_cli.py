@@ -580,7 +580,7 @@ def _read_json(path: Path | None) -> Any:
 
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not JSON, not UTF-8
         raise UsageError(f"cannot read calibration file {path}: {e}") from e
 
 

@@ -1,6 +1,7 @@
 """slac-calibrate against the virtual D'Claw: planted joint offsets are recovered, the range check
-records the joint ranges, the camera search undoes a wide, rolled, off-centre view, and wrong or
-broken calibration files are refused with a clear error."""
+records the joint ranges, offsets read outside the zero pose (or directions other than the
+D'Claw's) are refused unless --force, the camera search undoes a wide, rolled, off-centre view,
+and wrong or broken calibration files are refused with a clear error."""
 
 from __future__ import annotations
 
@@ -211,6 +212,81 @@ def test_joint_errors_are_one_line(planted_dclaw, tmp_path, capsys):
     assert "servo 21 (MF21)" in run.stderr and "did not answer" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.fixture
+def reset_dclaw(tmp_path):
+    """The virtual D'Claw in its reset pose (fingers bent), no valve."""
+    robot = VirtualDClaw(
+        tmp_path / "tty", f"ipc://{tmp_path}/camera", scene="pose", initial_pose="reset"
+    )
+    with robot:
+        yield robot
+
+
+BENT_JOINTS = ("FF11", "FF12", "MF21", "MF22", "TH31", "TH32")  # ±pi/3 in the reset pose
+
+
+def test_calibrating_in_the_reset_pose_is_refused_unless_forced(reset_dclaw, tmp_path):
+    out = tmp_path / "joints.json"
+    hold_pose(reset_dclaw, np.array(RESET_POSE))  # limp, the fingers would sag toward zero
+    run = slac_calibrate("joints", "--port", reset_dclaw.port, "--yes", "--out", str(out))
+    assert run.returncode == 2, run.stderr
+    assert "zero pose (every finger hanging straight down, in line with its base)" in run.stdout
+    err = run.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(
+        "slac-calibrate: error: the offsets just read are far from the dclaw's nominal build "
+        "(each zero within ±163 ticks of nominal, nominal directions): FF11 zero at tick"
+    )
+    assert all(f"{name} zero at tick" in err for name in BENT_JOINTS), err
+    assert "FF10" not in err and "MF20" not in err and "TH30" not in err
+    assert "Most likely the robot stood in or near its reset pose, not its zero pose" in err
+    assert "pass --force" in err
+    assert "reached [" not in run.stdout  # refused before the range check moved anything
+    assert not out.exists()
+    assert not any(reset_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
+
+    # --force writes it, recording the joints it accepted; the driver then takes the file.
+    hold_pose(reset_dclaw, np.array(RESET_POSE))
+    run = slac_calibrate(
+        "joints",
+        "--port",
+        reset_dclaw.port,
+        "--yes",
+        "--no-range-check",
+        "--force",
+        "--out",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "warning: --force: accepting FF11 zero at tick" in run.stdout
+    assert "FF11 (forced)" in run.stdout
+    calibration = JointCalibration.load(out, "dclaw")
+    assert set(calibration.forced_joints) == set(BENT_JOINTS)
+    assert DClawDriver(reset_dclaw.port, calibration=out).calibration == calibration
+
+
+def test_a_reversed_joint_is_written_only_with_force(planted_dclaw, tmp_path, capsys):
+    out = tmp_path / "joints.json"
+    signs = "+1,-1,+1,+1,+1,+1,+1,+1,+1"
+    args = ["joints", "--port", planted_dclaw.port, "--yes", "--no-range-check", "--out", str(out)]
+    assert main([*args, "--signs", signs]) == 2
+    captured = capsys.readouterr()
+    assert "offsets (ticks)" not in captured.out  # refused before the servos were read
+    assert captured.err.strip() == (
+        "slac-calibrate: error: --signs gives FF11 -1, but the dclaw's nominal build turns "
+        "FF11 +1: "
+        "leave these joints +1 in --signs (or leave --signs out), or, if this robot is built with "
+        "those servos reversed, pass --force (nothing moved)"
+    )
+    assert not out.exists()
+    assert main([*args, "--signs", signs, "--force"]) == 0
+    calibration = JointCalibration.load(out, "dclaw")
+    assert calibration.signs.tolist() == [1, -1, 1, 1, 1, 1, 1, 1, 1]
+    assert calibration.forced_joints == ("FF11",)
+    # the offset is the servo's tick at zero, whichever way the joint is said to turn
+    assert calibration.offsets_ticks[1] == DEFAULT_CALIBRATION.offsets_ticks[1]
 
 
 # ---- camera -------------------------------------------------------------------------------------

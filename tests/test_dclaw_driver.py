@@ -25,7 +25,7 @@ from robots.dynamixel.bus import (
     ServoHardwareError,
     check_latency_timer,
 )
-from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
+from robots.dynamixel.calibration import CalibrationError, JointCalibration, JointCalibrationEntry
 from robots.dynamixel.emulator import (
     KinematicBackend,
     Mounting,
@@ -176,7 +176,12 @@ def test_planted_offsets_are_corrected_by_a_calibration_file(tmp_path):
             )
             for j in DEFAULT_CALIBRATION.joints
         ]
+        # FF11 reversed and TH30 300 ticks off are not ROBEL's build: refused unless forced.
         path = JointCalibration("dclaw", tuple(joints)).save(tmp_path / "dclaw_joints.json")
+        with pytest.raises(CalibrationError, match=r"FF11 direction -1.*; TH30 zero at tick 1324"):
+            DClawDriver(emu.port_path, calibration=path)
+        built_so = JointCalibration("dclaw", tuple(joints), forced_joints=("FF11", "TH30"))
+        path = built_so.save(tmp_path / "dclaw_joints.json")
         with DClawDriver(emu.port_path, calibration=path, max_step_rad=NO_STEP_LIMIT) as claw:
             np.testing.assert_allclose(claw.read_state().positions, true_positions(emu), atol=TICK)
             goal = np.array([0.2, 0.5, -0.3, -0.1, -0.6, 0.7, 0.3, 0.2, -0.4])
@@ -217,6 +222,52 @@ def test_a_silent_servo_fails_with_its_id_named(emulator):
     assert claw.stats["failures"] >= 1
     # every other servo was still relaxed on the way out
     assert not any(emulator.torque_enabled(i) for i in IDS if i != 21)
+
+
+def test_a_silent_servo_is_named_among_servos_that_answer(emulator):
+    """The first servo of a sync read silent, and the last: both named, the others not."""
+    with DClawDriver(emulator.port_path, retries=1) as claw:
+        emulator.set_silent(10)
+        emulator.set_silent(32)
+        with pytest.raises(ServoCommunicationError) as info:
+            claw.read_state()
+        emulator.set_silent(10, False)
+        emulator.set_silent(32, False)
+    message = str(info.value)
+    assert message.startswith("servo 10 (FF10), servo 32 (TH32) did not answer a sync read")
+    assert message.endswith("check their cable and power")
+    assert info.value.servo_ids == (10, 32)
+
+
+def test_all_servos_silent_says_no_servo_answered(emulator):
+    adapter = "the D'Claw's USB adapter"
+    advice = f"check the servos' 12 V power supply and the cable from {adapter} to the first servo"
+    claw = DClawDriver(emulator.port_path, retries=1)
+    claw.connect()
+    try:
+        for i in IDS:
+            emulator.set_silent(i)
+        with pytest.raises(ServoCommunicationError) as info:
+            claw.read_state()
+        assert str(info.value) == (
+            f"no servo answered a sync read of 10 bytes at address 126 on {emulator.port_path} "
+            f"after 2 attempts (no reply): {advice}"
+        )
+        assert info.value.servo_ids == IDS
+        with pytest.raises(ServoCommunicationError) as info:
+            claw.relax()  # nine confirmed writes, none confirmed
+        assert str(info.value) == (
+            f"no servo answered a write of Torque Enable on {emulator.port_path}: {advice}"
+        )
+    finally:
+        claw.bus.close()
+    # and at connect, a ping of each
+    with pytest.raises(ServoCommunicationError) as info:
+        DClawDriver(emulator.port_path, retries=0).connect()
+    assert str(info.value) == (
+        f"no servo answered a ping on {emulator.port_path} (9 servos, 1 attempt each): {advice}"
+    )
+    assert "servo 10" not in str(info.value) and info.value.servo_ids == IDS
 
 
 def test_connect_names_every_silent_servo(emulator):
@@ -297,11 +348,11 @@ def test_missing_port_says_what_to_check(tmp_path):
 
 def test_wrong_calibrations_are_refused(tmp_path):
     other = JointCalibration("dkitty", DEFAULT_CALIBRATION.joints)
-    with pytest.raises(ValueError, match="for robot 'dkitty', not 'dclaw'"):
+    with pytest.raises(CalibrationError, match="for robot 'dkitty', not 'dclaw'"):
         DClawDriver(calibration=other)
     path = tmp_path / "cal.json"
     path.write_text("{ not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(CalibrationError, match="not valid JSON"):
         DClawDriver(calibration=path)
     with pytest.raises(ValueError, match="on_exit"):
         DClawDriver(on_exit="drop")

@@ -207,7 +207,8 @@ def test_position_limit_registers_that_contradict_the_calibration_refuse_the_run
 
 
 def test_a_wrong_joint_calibration_refuses_the_run(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    """One joint's zero 1976 ticks off reads 2-3 rad from where it is: refused before torque on."""
+    """One joint's zero 1976 ticks (3 rad) from the servos' nominal zero: the file is refused
+    before the servo port opens, naming the joint."""
     from robots.dclaw.driver import DEFAULT_CALIBRATION
     from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
 
@@ -215,11 +216,14 @@ def test_a_wrong_joint_calibration_refuses_the_run(virtual_dclaw, tiny_dclaw_pol
     joints[2] = JointCalibrationEntry("FF12", 12, joints[2].offset_ticks + 1976, 1)
     path = JointCalibration("dclaw", tuple(joints)).save(tmp_path / "dclaw-joints.json")
     goals = _servo_goals(virtual_dclaw)
+    before = dict(virtual_dclaw.emulator.counters)
     result = run_slac_run(
         tiny_dclaw_policy, virtual_dclaw, tmp_path / "logs", "--calibration", str(path)
     )
     assert result.returncode == 2, result.stderr
-    assert "FF12 reads" in result.stderr and "slac-calibrate joints" in result.stderr
+    assert "FF12 zero at tick 4024" in result.stderr and "slac-calibrate joints" in result.stderr
+    assert result.stderr.strip().endswith("(nothing moved)")
+    assert dict(virtual_dclaw.emulator.counters) == before  # the port never opened
     assert not any(virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
     assert _servo_goals(virtual_dclaw) == goals
 

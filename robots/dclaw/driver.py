@@ -15,6 +15,12 @@ angle = sign · (ticks − offset) · 2π/4096. Without a calibration file the d
 nominal build (:data:`DEFAULT_CALIBRATION`: joint zero at tick 1024 for the top joints, 2048 for the
 middle and bottom joints, sign +1).
 
+A calibration is checked when the driver is made, before the port is opened: a file that is
+missing, malformed or made for another robot, and a calibration with a joint turning the other way
+than the nominal build or with its zero more than :data:`MAX_ZERO_ERROR_RAD` from the nominal tick,
+raise :class:`~robots.dynamixel.calibration.CalibrationError` naming the file and the joint (joints
+accepted with ``slac-calibrate joints --force`` are recorded in the file and pass).
+
 Before torque goes on, :meth:`DClawDriver.connect` checks what the servos report against what the
 driver needs, and refuses with :class:`~robots.dynamixel.bus.ServoConfigurationError` (naming the
 servos, what their registers say and the fix) when:
@@ -63,7 +69,11 @@ from robots.dynamixel.bus import (
     ServoCommunicationError,
     ServoConfigurationError,
 )
-from robots.dynamixel.calibration import JointCalibration, JointCalibrationEntry
+from robots.dynamixel.calibration import (
+    CalibrationError,
+    JointCalibration,
+    JointCalibrationEntry,
+)
 from slac_runtime.robot import Robot, RobotState
 
 log = logging.getLogger(__name__)
@@ -90,6 +100,22 @@ DEFAULT_CALIBRATION = JointCalibration(
     ),
 )
 
+# How far a calibrated joint's zero may lie from the nominal tick. A correctly calibrated D'Claw
+# reads its zero pose within a few degrees of ROBEL's nominal ticks: the servo horns go on at their
+# alignment mark and the brackets are screwed on square, so what varies is the play of the brackets
+# and how straight a hand holds the fingers while calibrating (tens of ticks). 0.25 rad (163 ticks,
+# 14°) allows all of that with room to spare, and refuses what the check is for: a claw calibrated
+# in another pose (the reset pose puts the middle and bottom joints 1.05 rad from zero), a bracket
+# or horn mounted a notch off, a hand-edited file. A zero 0.25 rad off already moves the joint
+# 0.25 rad from where the policy means it to be: half the top joints' ±0.48 rad range.
+MAX_ZERO_ERROR_RAD = 0.25
+MAX_ZERO_ERROR_TICKS = round(MAX_ZERO_ERROR_RAD / ct.RAD_PER_TICK)  # 163
+RECALIBRATE_IN_ZERO_POSE = (
+    "recalibrate with `slac-calibrate joints`, the claw in its zero pose (every finger hanging "
+    "straight down, in line with its base); a claw built differently on purpose is calibrated "
+    "with `slac-calibrate joints --force`"
+)
+
 # Default per-command step limit: the fastest a D'Claw task may move a joint in one control period.
 DEFAULT_MAX_STEP_RAD = DCLAW.max_step_rad(CONTROL_PERIOD_S)  # 0.105 rad
 
@@ -109,29 +135,54 @@ __all__ = [
     "DEFAULT_CALIBRATION",
     "DEFAULT_MAX_STEP_RAD",
     "DEFAULT_WATCHDOG_S",
+    "MAX_ZERO_ERROR_RAD",
     "START_POSE_MARGIN_RAD",
     "BusDisconnectedError",
     "BusWatchdogError",
+    "CalibrationError",
     "DClawDriver",
     "ServoConfigurationError",
     "load_calibration",
 ]
 
 
-def load_calibration(calibration: None | str | os.PathLike | JointCalibration) -> JointCalibration:
-    """The default calibration, a calibration file, or a JointCalibration;
-    checked against the D'Claw."""
+def load_calibration(
+    calibration: None | str | os.PathLike | JointCalibration, check_zero: bool = True
+) -> JointCalibration:
+    """The default calibration, a calibration file, or a JointCalibration, checked against the
+    D'Claw: its joints and motor IDs, every joint's direction, and (``check_zero``) every joint's
+    zero within :data:`MAX_ZERO_ERROR_RAD` of the nominal tick. Every problem raises
+    :class:`CalibrationError` (a refusal: nothing has touched the servos)."""
     if calibration is None:
         return DEFAULT_CALIBRATION
     if isinstance(calibration, JointCalibration):
-        calibration.check_matches(DCLAW.name, DCLAW.joint_names, DCLAW.motor_ids)
-        return calibration
-    if isinstance(calibration, (str, os.PathLike)):
-        return JointCalibration.load(
+        source = "the joint calibration"
+        calibration.check_matches(DCLAW.name, DCLAW.joint_names, DCLAW.motor_ids, source=source)
+    elif isinstance(calibration, (str, os.PathLike)):
+        source = f"calibration file {calibration}"
+        calibration = JointCalibration.load(
             Path(calibration), DCLAW.name, DCLAW.joint_names, DCLAW.motor_ids
         )
-    raise TypeError(
-        f"calibration must be None, a path or a JointCalibration, got {type(calibration).__name__}"
+    else:
+        raise TypeError(
+            "calibration must be None, a path or a JointCalibration, got "
+            f"{type(calibration).__name__}"
+        )
+    check_calibration_sanity(calibration, source, check_zero=check_zero)
+    return calibration
+
+
+def check_calibration_sanity(
+    calibration: JointCalibration, source: str = "the joint calibration", check_zero: bool = True
+) -> None:
+    """Raise :class:`~robots.dynamixel.calibration.CalibrationSanityError` naming each joint (not
+    forced) that turns the other way than ROBEL's build or (``check_zero``) whose zero lies more
+    than :data:`MAX_ZERO_ERROR_RAD` from the nominal tick."""
+    calibration.check_near(
+        DEFAULT_CALIBRATION,
+        MAX_ZERO_ERROR_TICKS if check_zero else math.inf,
+        source=source,
+        fix=RECALIBRATE_IN_ZERO_POSE,
     )
 
 
@@ -152,11 +203,18 @@ class DClawDriver(Robot):
             20 ms): a process that sends nothing for this long leaves the servos stopped. Default
             0.2 s; None or 0 leaves the watchdog off.
         calibrating: only for ``slac-calibrate joints`` while it measures the offsets with a raw
-            calibration: skips the two checks that need a valid calibration (joint ranges against
-            the servos' position limits, start pose inside the ranges). Every other check stays.
+            calibration: skips the checks that need valid offsets (each zero near the nominal
+            tick, joint ranges against the servos' position limits, start pose inside the ranges).
+            Every other check stays.
+
+    Raises :class:`CalibrationError` for a calibration that does not fit the D'Claw (before the
+    port is opened).
     """
 
     description = DCLAW
+    # What slac-calibrate measures against: ROBEL's build, and how far a joint's zero may be off.
+    nominal_calibration = DEFAULT_CALIBRATION
+    max_zero_error_ticks = MAX_ZERO_ERROR_TICKS
 
     def __init__(
         self,
@@ -178,7 +236,7 @@ class DClawDriver(Robot):
                 f"max_step_rad must be a positive, finite number of radians (or None for "
                 f"{DEFAULT_MAX_STEP_RAD:.3f} rad), got {max_step_rad!r}"
             )
-        self.calibration = load_calibration(calibration)
+        self.calibration = load_calibration(calibration, check_zero=not calibrating)
         self.on_exit = on_exit
         self.max_step_rad = DEFAULT_MAX_STEP_RAD if max_step_rad is None else float(max_step_rad)
         self._watchdog_units = _watchdog_units(watchdog_s)
@@ -405,6 +463,14 @@ class DClawDriver(Robot):
             raise failures[0][1]
         if failures:
             ids = [i for i, _ in failures]
+            if len(ids) == len(self._ids) and all(
+                isinstance(exc, ServoCommunicationError) for _, exc in failures
+            ):
+                raise ServoCommunicationError(
+                    f"no servo answered a write of {register.name} on {self.bus.port}: "
+                    f"{self.bus.none_answered_advice}",
+                    ids,
+                )
             message = "; ".join(str(exc) for _, exc in failures)
             raise ServoCommunicationError(
                 f"{register.name} := {value} failed on {len(ids)} servos: {message}", ids
@@ -568,7 +634,8 @@ class DClawDriver(Robot):
             details = ", ".join(f"{self.bus.label(i)} reads {v}" for i, v in wrong.items())
             raise ServoConfigurationError(
                 f"the Bus Watchdog (address 98) did not take {units} ({self.watchdog_s:.2f} s): "
-                f"{details}; check the servos' firmware supports it, or pass watchdog_s=None",
+                f"{details}; check the servos' firmware supports the Bus Watchdog (Dynamixel "
+                "X series)",
                 list(wrong),
             )
         self.bus.take_longest_silence_s()  # measure silences from here on
@@ -613,8 +680,9 @@ class DClawDriver(Robot):
             f"{self.bus._labels(servo_ids)} stopped on the Bus Watchdog: no instruction reached "
             f"them within {self.watchdog_s:.2f} s{silent}, so they hold where they stopped and "
             "ignore new goals. The control loop stalled (an overloaded machine, or a pause between "
-            "commands): call hold() to hold the present pose and resume, or pass a "
-            "longer watchdog_s",
+            "goals): run again; if it recurs, find what stalls the machine, or give a longer "
+            f"window with slac-run --bus-watchdog SECONDS (now {self.watchdog_s:.2f} s, at most "
+            f"{WATCHDOG_RANGE_S[1]:.2f})",
             servo_ids,
         )
 
