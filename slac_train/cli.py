@@ -6,6 +6,8 @@
     slac-train --task dclaw-turn --seed 3 --device cuda
     slac-train --list-tasks
     slac-train --resume runs/cheetah-run-20260101-120000-s0 [--total-env-steps 1000000]
+    slac-train --preset dclaw-turn-demos --demos turn-demos.npz \
+        --init-policy robots/dclaw/policies/turn.onnx     # D'Claw Turn from demonstrations
 
 Every field of :class:`slac_train.config.TrainConfig` is an option (``--batch-size-model 16``,
 ``--no-eval-video``, ...). Values come from, lowest first: TrainConfig's defaults (the paper's),
@@ -42,8 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default=argparse.SUPPRESS,
-        help="start from a named configuration: paper (the defaults) or cpu-small (narrower "
-        "networks and short pre-training, for a CPU)",
+        help="start from a named configuration: paper (the defaults), cpu-small (narrower "
+        "networks and short pre-training, for a CPU) or dclaw-turn-demos (D'Claw Turn from "
+        "--demos on a CPU)",
+    )
+    parser.add_argument(
+        "--demos",
+        nargs="+",
+        metavar="NPZ",
+        default=argparse.SUPPRESS,
+        help="demonstration episodes with rewards (slac-imitate --save-dataset), in a buffer of "
+        "their own; --demo-ratio of every batch comes from them",
     )
     parser.add_argument(
         "--config",
@@ -91,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     list_tasks = args.pop("list_tasks")
     resume = args.pop("resume")
     preset, config_file = args.pop("preset", None), args.pop("config", None)
+    if "demos" in args:
+        args["demos"] = tuple(args["demos"])
     if list_tasks:
         _print_tasks()
         return ExitCode.OK

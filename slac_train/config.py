@@ -46,6 +46,10 @@ DECODER_OUTPUT_ACTIVATIONS = ("leaky_relu", "linear")
 INITS = ("glorot", "torch")
 SAC_STEPS = ("simultaneous", "sequential")
 ALPHA_LOSS_SAMPLES = ("fresh", "actor")
+ACTOR_Q = ("min", "mean")
+# D'Claw randomisation settings (slac_train.envs.dclaw.RANDOMIZATION_SETTINGS); "task": the task
+# variant's own switches.
+RANDOMIZATIONS = ("task", "none", "visual", "visual+dynamics", "visual+dynamics+latency")
 
 # What a configuration written before the parity fields existed meant (a run resumed from such a
 # checkpoint keeps the behaviour it was trained with).
@@ -83,6 +87,14 @@ class TrainConfig:
         "cut episodes after this many agent steps (truncation, not termination); default: the "
         "task's own limit",
     )
+    randomization: str = _f(
+        "task",
+        "D'Claw tasks: what each training and evaluation episode draws anew -- task (the "
+        "variant's own switches), none, visual (lights, colours, camera pose, image noise), "
+        "visual+dynamics (and damping, friction, servo gains, mount), visual+dynamics+latency "
+        "(and frames up to 80 ms old, as slac-imitate records by default)",
+        choices=list(RANDOMIZATIONS),
+    )
 
     # --- budget ---------------------------------------------------------------------------------
     total_env_steps: int = _f(
@@ -96,7 +108,9 @@ class TrainConfig:
         100_000, "latent-model updates on the initial data before the actor-critic starts"
     )
     updates_per_step: int = _f(
-        1, "updates (model + critic + actor + alpha) per agent step after pre-training"
+        1,
+        "updates (model + critic + actor + alpha) per agent step after pre-training (RLPD's "
+        "update-to-data ratio, per agent step)",
     )
 
     # --- replay ---------------------------------------------------------------------------------
@@ -124,6 +138,63 @@ class TrainConfig:
     target_update_tau: float = _f(0.005, "Polyak rate of the target critics, applied every update")
     init_log_alpha: float = _f(0.0, "initial log alpha")
     target_entropy: float | None = _f(None, "entropy target of alpha; default: -(action dimension)")
+
+    # --- demonstrations and a starting policy ----------------------------------------------------
+    demos: tuple[str, ...] | None = _f(
+        None,
+        "episode datasets with rewards (slac-imitate --save-dataset) held in a buffer of their own "
+        "that online data never overwrites; copied into the run directory",
+        cli=False,  # slac-train --demos PATH [PATH ...]
+    )
+    demo_ratio: float = _f(
+        0.5,
+        "with --demos: the share of every batch (pre-training included) drawn from the "
+        "demonstrations, exactly round(ratio x batch) windows (RLPD: 0.5); a batch is all "
+        "demonstrations until the online buffer holds a transition",
+    )
+    init_policy: str | None = _f(
+        None,
+        "start the encoder and actor from this policy: an exported .onnx (slac-export) or a run "
+        "directory or checkpoint (slac-imitate, slac-train); its sizes must match this run's",
+        metavar="PATH",
+    )
+    freeze_encoder: bool = _f(
+        False,
+        "the latent model does not train the encoder (keeps the features an --init-policy actor "
+        "was trained on; the encoder then never changes)",
+    )
+    actor_warmup_updates: int = _f(
+        0,
+        "hold the actor and alpha for this many updates after pre-training while the critic "
+        "learns (a good --init-policy is not moved by a critic that is still wrong)",
+    )
+    bc_weight: float = _f(
+        0.0,
+        "weight of a behaviour-cloning term on the batch's demonstration windows in the actor's "
+        "loss: bc_weight x mean|Q| x squared error of tanh(mean) to the demonstrated action "
+        "(TD3+BC's normalisation; 0.4 is its alpha of 2.5)",
+    )
+    bc_decay_updates: int = _f(
+        0,
+        "fade bc_weight linearly to 0 over this many updates after pre-training (0: constant)",
+    )
+
+    # --- critic ---------------------------------------------------------------------------------
+    num_critics: int = _f(2, "Q networks in the critic ensemble (SAC/SLAC: 2; RLPD: 10)")
+    critic_target_subset: int = _f(
+        2,
+        "the critic's target takes the minimum over a random subset of this many target Q "
+        "networks, drawn anew every update (REDQ/RLPD: 2); num_critics: the minimum over all",
+    )
+    actor_q: str = _f(
+        "min",
+        "what the actor maximises: min (SAC: the minimum over all Q networks) or mean (REDQ/RLPD: "
+        "their mean)",
+        choices=list(ACTOR_Q),
+    )
+    critic_layer_norm: bool = _f(
+        False, "LayerNorm after each hidden layer of every Q network (RLPD)"
+    )
 
     # --- networks -------------------------------------------------------------------------------
     encoder_base_channels: int = _f(
@@ -231,12 +302,16 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.demos is not None:  # a JSON list, or several command-line values
+            self.demos = (self.demos,) if isinstance(self.demos, str) else tuple(self.demos)
+            self.demos = tuple(str(p) for p in self.demos) or None
         self.validate()
 
     # ------------------------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ``ValueError`` with a sentence a user understands if a value cannot work."""
         problems = self._count_problems() + self._value_problems()
+        problems += self._demo_and_critic_problems()
         if problems:
             raise ValueError("invalid training configuration: " + "; ".join(problems))
 
@@ -266,6 +341,8 @@ class TrainConfig:
             "checkpoint_every_pretrain_updates",
             "keep_checkpoints",
             "reconstruction_steps",
+            "num_critics",
+            "critic_target_subset",
         ]
         for name in positive_ints:
             value = getattr(self, name)
@@ -273,16 +350,22 @@ class TrainConfig:
                 isinstance(value, int) and value >= 1,
                 f"{name} must be a whole number of at least 1 (got {value!r})",
             )
-        for name in ["initial_collection_steps", "model_pretrain_steps", "eval_episodes"]:
+        for name in [
+            "initial_collection_steps",
+            "model_pretrain_steps",
+            "eval_episodes",
+            "actor_warmup_updates",
+            "bc_decay_updates",
+        ]:
             value = getattr(self, name)
             need(
                 isinstance(value, int) and value >= 0,
                 f"{name} must be a whole number of at least 0 (got {value!r})",
             )
         need(
-            self.initial_collection_steps >= 1,
+            self.initial_collection_steps >= 1 or bool(self.demos),
             "initial_collection_steps must be at least 1: the first updates need data in the "
-            "replay buffer",
+            "replay buffer (or give --demos)",
         )
         need(
             self.sequence_length == ACTOR_FRAMES,
@@ -308,6 +391,29 @@ class TrainConfig:
             f"max_episode_agent_steps must be at least 1 (got {self.max_episode_agent_steps})",
         )
         return problems
+
+    def _demo_and_critic_problems(self) -> list[str]:
+        """Demonstration and critic-ensemble settings that cannot work (sentences)."""
+        checks = [
+            (
+                math.isfinite(self.demo_ratio) and 0.0 <= self.demo_ratio <= 1.0,
+                f"demo_ratio must be in [0, 1] (got {self.demo_ratio})",
+            ),
+            (
+                math.isfinite(self.bc_weight) and self.bc_weight >= 0.0,
+                f"bc_weight must be a number of at least 0 (got {self.bc_weight})",
+            ),
+            (
+                self.bc_weight == 0.0 or bool(self.demos),
+                "bc_weight clones the demonstrations: give --demos, or set --bc-weight 0",
+            ),
+            (
+                self.critic_target_subset <= self.num_critics,
+                f"critic_target_subset ({self.critic_target_subset}) must not exceed num_critics "
+                f"({self.num_critics})",
+            ),
+        ]
+        return [message for ok, message in checks if not ok]
 
     def _value_problems(self) -> list[str]:
         """Rates, coefficients and settings that cannot work (sentences)."""
@@ -350,6 +456,8 @@ class TrainConfig:
             ("update_structure", UPDATE_STRUCTURES),
             ("sac_steps", SAC_STEPS),
             ("alpha_loss_sample", ALPHA_LOSS_SAMPLES),
+            ("actor_q", ACTOR_Q),
+            ("randomization", RANDOMIZATIONS),
         ):
             value = getattr(self, name)
             need(value in allowed, f"{name} must be one of {', '.join(allowed)} (got {value!r})")
@@ -454,6 +562,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         "init_log_alpha": -2.3,
     },
 }
+# D'Claw Turn from demonstrations (--demos) on a 2-core CPU, under the randomisation slac-imitate
+# records with: cpu-small's latent model and schedule, with the imitation student's encoder and
+# actor sizes (slac-imitate's defaults: width 16, 128 features, 256 units) so that --init-policy
+# robots/dclaw/policies/turn.onnx or an slac-imitate run fits; RLPD's critic (LayerNorm, 10 Q
+# networks, the minimum of a random 2 for the target, their mean for the actor) and half of every
+# batch from the demonstrations; the encoder stays where the student left it and the critic learns
+# for 2,000 updates before the actor moves.
+PRESETS["dclaw-turn-demos"] = {
+    **PRESETS["cpu-small"],
+    "task": "dclaw-turn",
+    "randomization": "visual+dynamics+latency",
+    "encoder_base_channels": 16,
+    "feature_dim": 128,
+    "actor_critic_hidden": 256,
+    "num_critics": 10,
+    "critic_target_subset": 2,
+    "actor_q": "mean",
+    "critic_layer_norm": True,
+    "demo_ratio": 0.5,
+    "initial_collection_steps": 400,
+    "freeze_encoder": True,
+    "actor_warmup_updates": 2000,
+    "eval_every_env_steps": 4000,
+    "eval_episodes": 20,
+    "checkpoint_every_env_steps": 4000,
+}
 
 
 def preset_values(name: str) -> dict[str, Any]:
@@ -505,6 +639,9 @@ def _field_problem(key: str, value: Any) -> str | None:
     if value is None:
         return None if len(kinds) < len(typing.get_args(annotation)) else f"{key} cannot be null"
     kind = kinds[0]
+    if typing.get_origin(kind) is tuple:  # a list of strings (demos)
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return None if ok else f"{key} must be a list of strings, got {value!r}"
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is float:

@@ -17,6 +17,7 @@ frame only). Metadata: :class:`slac_runtime.policy_metadata.PolicyMetadata`.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import tempfile
@@ -31,6 +32,8 @@ from slac_runtime import policy_metadata as pm
 from slac_runtime.history import ACTOR_FRAMES
 from slac_runtime.policy_metadata import PolicyMetadata
 from slac_train.networks import Encoder, TanhGaussianActor, actor_input
+
+PROVENANCE_PROP = "training"  # metadata_props key of how the policy was trained (JSON)
 
 
 class ExportGraph(nn.Module):
@@ -59,9 +62,11 @@ def export_onnx(
     metadata: PolicyMetadata,
     path: str | Path,
     verbose: bool = False,
+    provenance: dict | None = None,
 ) -> Path:
     """Write the policy to ``path`` (atomically), check it with ``onnx.checker`` and return the
-    path."""
+    path. ``provenance``: how the policy was trained (JSON), kept beside the metadata as the
+    ``training`` property (:data:`PROVENANCE_PROP`); the runtime does not read it."""
     import onnx
 
     path = Path(path)
@@ -113,7 +118,10 @@ def export_onnx(
                 onnx_logger.setLevel(level)
         model = onnx.load(str(raw))
     del model.metadata_props[:]
-    for key, value in metadata.to_props().items():
+    props = metadata.to_props()
+    if provenance is not None:
+        props[PROVENANCE_PROP] = json.dumps(provenance, sort_keys=True)
+    for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.doc_string = f"SLAC policy (encoder + actor) for {metadata.task}"

@@ -90,6 +90,29 @@ def untrained_warning(checkpoint: dict[str, Any], checkpoint_path: Path) -> str 
     )
 
 
+def training_provenance(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """How a checkpoint's policy was trained, for the exported file: the command, and for
+    slac-train the demonstrations (files and SHA-256), the starting policy and the randomisation;
+    for slac-imitate the teacher and its episodes."""
+    config = checkpoint.get("config", {})
+    imitation = checkpoint.get("imitation")
+    if imitation is not None:
+        return {
+            "command": "slac-imitate",
+            "teacher": imitation.get("teacher"),
+            "episodes": imitation.get("episodes"),
+            "dataset": imitation.get("dataset"),
+            "dagger_rounds": imitation.get("dagger_rounds"),
+        }
+    return {
+        "command": "slac-train",
+        "demos": checkpoint.get("demos"),
+        "demo_ratio": config.get("demo_ratio") if config.get("demos") else None,
+        "init_policy": config.get("init_policy"),
+        "randomization": config.get("randomization", "task"),
+    }
+
+
 def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Path, PolicyMetadata]:
     """Export the newest checkpoint of a run directory (or a checkpoint file) to ONNX."""
     from slac_train.checkpoint import latest_checkpoint, load_agent
@@ -123,7 +146,9 @@ def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Pa
         output = run_dir / "policy.onnx"
     output = Path(output)
     try:
-        export_onnx(agent.encoder, agent.actor, metadata, output)
+        export_onnx(
+            agent.encoder, agent.actor, metadata, output, provenance=training_provenance(state)
+        )
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
         raise ExportError(f"cannot write {output}: {e}") from None
     return output, metadata
@@ -132,9 +157,13 @@ def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Pa
 def inspect(path: str | Path) -> str:
     """The policy's metadata and input/output signature, as a table."""
     from slac_runtime.policy import load_session
+    from slac_train.export import PROVENANCE_PROP
 
     session, metadata = load_session(path)
     rows = [(k, str(v)) for k, v in asdict(metadata).items()]
+    training = session.get_modelmeta().custom_metadata_map.get(PROVENANCE_PROP)
+    if training is not None:
+        rows.append((PROVENANCE_PROP, training))
     rows.append(("", ""))
     for kind, items in (("input", session.get_inputs()), ("output", session.get_outputs())):
         for item in items:

@@ -1,5 +1,5 @@
-"""The networks of SLAC: pixel encoder and decoder, Gaussian MLP heads, tanh-Gaussian actor, twin
-critics.
+"""The networks of SLAC: pixel encoder and decoder, Gaussian MLP heads, tanh-Gaussian actor, critic
+ensemble (twin critics by default).
 
 Images enter the networks as float ``[N, 3, 64, 64]`` in [0, 1] (see :func:`preprocess_frames`);
 the encoder and decoder run in channels-last memory layout, which is what oneDNN (CPU) and cuDNN
@@ -160,16 +160,24 @@ def glorot_init_(module: nn.Module) -> nn.Module:
     return module
 
 
-def mlp(in_dim: int, out_dim: int, hidden: int, activation: type[nn.Module]) -> nn.Sequential:
-    """Two hidden layers of ``hidden`` units."""
+def mlp(
+    in_dim: int,
+    out_dim: int,
+    hidden: int,
+    activation: type[nn.Module],
+    layer_norm: bool = False,
+) -> nn.Sequential:
+    """Two hidden layers of ``hidden`` units; ``layer_norm`` puts a LayerNorm between each hidden
+    layer's linear map and its activation (RLPD's critic)."""
     act = (lambda: activation(LEAKY_SLOPE)) if activation is nn.LeakyReLU else activation
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden),
-        act(),
-        nn.Linear(hidden, hidden),
-        act(),
-        nn.Linear(hidden, out_dim),
-    )
+    layers: list[nn.Module] = []
+    for n_in in (in_dim, hidden):
+        layers.append(nn.Linear(n_in, hidden))
+        if layer_norm:
+            layers.append(nn.LayerNorm(hidden))
+        layers.append(act())
+    layers.append(nn.Linear(hidden, out_dim))
+    return nn.Sequential(*layers)
 
 
 class GaussianHead(nn.Module):
@@ -240,17 +248,34 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(self(x)[0])
 
 
-class TwinCritic(nn.Module):
-    """Q1, Q2 (z, a): two MLPs (ReLU) on ``[z1, z2, a]`` -> ``([B], [B])``."""
+class CriticEnsemble(nn.Module):
+    """Q1 .. QN (z, a): ``count`` MLPs (ReLU) on ``[z1, z2, a]`` -> a tuple of N ``[B]`` tensors.
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden: int = 256) -> None:
+    ``count=2`` is SAC's (and SLAC's) twin critic; larger ensembles and ``layer_norm`` are RLPD's
+    (Ball et al. 2023: LayerNorm bounds Q on actions the data never shows). The members are
+    attributes ``q1``, ``q2``, ... (state-dict keys ``q1.0.weight``, ...).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        hidden: int = 256,
+        count: int = 2,
+        layer_norm: bool = False,
+    ) -> None:
         super().__init__()
-        self.q1 = mlp(latent_dim + action_dim, 1, hidden, nn.ReLU)
-        self.q2 = mlp(latent_dim + action_dim, 1, hidden, nn.ReLU)
+        if count < 1:
+            raise ValueError(f"a critic ensemble needs at least 1 member, got {count}")
+        self.count = count
+        for i in range(count):
+            self.add_module(
+                f"q{i + 1}", mlp(latent_dim + action_dim, 1, hidden, nn.ReLU, layer_norm)
+            )
 
-    def forward(self, z: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = torch.cat([z, action], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        return tuple(getattr(self, f"q{i + 1}")(x).squeeze(-1) for i in range(self.count))
 
 
 class PixelPolicy(nn.Module):

@@ -11,6 +11,13 @@ One update step (per agent step after pre-training) is, with ``update_structure`
 
 A window holds 9 frames x_0..x_8 and 8 actions a_0..a_7.
 
+Beyond the paper (each off by default, :class:`~slac_train.config.TrainConfig`): a critic ensemble
+of ``num_critics`` Q networks with LayerNorm (RLPD), a target over a random subset of them
+(``critic_target_subset``) and the actor on their mean (``actor_q``); the actor and temperature
+held for ``actor_warmup_updates`` while the critic learns; a behaviour-cloning term on a batch's
+demonstration windows that fades (``bc_weight``, ``bc_decay_updates``); an encoder the model does
+not train (``freeze_encoder``).
+
 Both update methods return metrics as a dict of 0-d detached tensors (no device -> host copy per
 step); call :func:`metrics_to_floats` when logging.
 """
@@ -29,9 +36,9 @@ from slac_runtime.history import ACTOR_FRAMES, History
 from slac_train.config import TrainConfig
 from slac_train.latent_model import LatentModel, first_frames
 from slac_train.networks import (
+    CriticEnsemble,
     PixelPolicy,
     TanhGaussianActor,
-    TwinCritic,
     actor_input,
     glorot_init_,
     preprocess_frames,
@@ -59,7 +66,8 @@ class Batch:
     action_valid float[B, 8] (0 where the action is start-of-episode padding); terminated
     float[B, 8] (1 where action t led to a terminal state; truncation is not termination);
     frame_valid float[B, 9] (0 where the frame is start-of-episode padding; from ``action_valid``
-    when not given).
+    when not given). With demonstrations (``slac_train.demonstrations``): demo float[B] (1 for a
+    demonstration window) and bc_target float[B, A] (its demonstrated last action).
     """
 
     frames: torch.Tensor
@@ -68,6 +76,8 @@ class Batch:
     action_valid: torch.Tensor
     terminated: torch.Tensor
     frame_valid: torch.Tensor | None = None
+    demo: torch.Tensor | None = None
+    bc_target: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.frame_valid is None:
@@ -96,6 +106,8 @@ class Batch:
                 else frame_validity(arrays["action_valid"]),
                 torch.float32,
             ),
+            demo=put(arrays["demo"], torch.float32) if "demo" in arrays else None,
+            bc_target=put(arrays["bc_target"], torch.float32) if "bc_target" in arrays else None,
         )
 
     @property
@@ -104,7 +116,7 @@ class Batch:
 
     def first(self, size: int) -> Batch:
         """The batch's first ``size`` windows (views, no copies)."""
-        return Batch(**{k: v[:size] for k, v in vars(self).items()})
+        return Batch(**{k: None if v is None else v[:size] for k, v in vars(self).items()})
 
     def images(self) -> torch.Tensor:
         """float[B*9, 3, H, W] in [0, 1], window-major, channels-last."""
@@ -150,8 +162,18 @@ def check_finite(metrics: Mapping[str, torch.Tensor], step: int | None = None) -
         raise NonFiniteLossError(bad, step)
 
 
+def reduce_q(qs: tuple[torch.Tensor, ...], how: str) -> torch.Tensor:
+    """``min`` or ``mean`` over Q values ``qs`` (each ``[B]``)."""
+    if how == "mean":
+        return torch.stack(qs).mean(0)
+    if len(qs) == 1:
+        return qs[0]
+    return torch.min(*qs) if len(qs) == 2 else torch.stack(qs).min(0).values
+
+
 class SlacAgent:
-    """Latent model + actor + twin critics (+ targets) + log alpha, with one Adam optimiser each."""
+    """Latent model + actor + critic ensemble (+ targets) + log alpha, with one Adam optimiser
+    each."""
 
     def __init__(
         self, config: TrainConfig, action_dim: int, device: torch.device | str = "cpu"
@@ -177,7 +199,9 @@ class SlacAgent:
         self.actor_input_dim = ACTOR_FRAMES * c.feature_dim + (ACTOR_FRAMES - 1) * action_dim
         self.actor = TanhGaussianActor(self.actor_input_dim, action_dim, c.actor_critic_hidden)
         latent_dim = c.z1_dim + c.z2_dim
-        self.critic = TwinCritic(latent_dim, action_dim, c.actor_critic_hidden)
+        self.critic = CriticEnsemble(
+            latent_dim, action_dim, c.actor_critic_hidden, c.num_critics, c.critic_layer_norm
+        )
         if c.init == "glorot":  # the official layers' initialisation (networks.glorot_init_)
             for module in (self.model, self.actor, self.critic):
                 glorot_init_(module)
@@ -192,7 +216,11 @@ class SlacAgent:
             float(c.target_entropy) if c.target_entropy is not None else -float(action_dim)
         )
 
-        self.model_optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr_model)
+        model_params = list(self.model.parameters())
+        if c.freeze_encoder:  # the model learns on top of the encoder's features, not into them
+            self.model.encoder.requires_grad_(False)
+            model_params = [p for p in model_params if p.requires_grad]
+        self.model_optimizer = torch.optim.Adam(model_params, lr=c.lr_model)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.lr_alpha)
@@ -264,21 +292,22 @@ class SlacAgent:
         loss.backward()
         self.model_optimizer.step()
 
-    def update_actor_critic(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def update_actor_critic(self, batch: Batch, update_index: int = 0) -> dict[str, torch.Tensor]:
         """Critic, actor and alpha steps on one batch, then the Polyak update of the target critics.
 
         The latent samples come from the filtering posterior (no gradient: the critic does not
         train the model), restarted at the episode's first frame unless ``model_loss_on_padding``;
-        the actor sees detached encoder features, so it never moves the encoder.
+        the actor sees detached encoder features, so it never moves the encoder. ``update_index``:
+        actor-critic updates made before this one (the warm-up's and the cloning term's clock).
         """
         size = batch.size
         with torch.no_grad():
             features = self.encoder.features_no_grad(batch.images(), fast=self.config.fast_encoder)
             features = features.reshape(size, -1, features.shape[-1])  # [B, 9, F]
             z = self.model.sample_posterior(features, batch.actions, self._first(batch)).z
-        return self._actor_critic_step(batch, features, z)
+        return self._actor_critic_step(batch, features, z, update_index)
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def update(self, batch: Batch, update_index: int = 0) -> dict[str, torch.Tensor]:
         """The official single-batch update: model, critic, actor, alpha and Polyak steps on one
         batch, every frame encoded once.
 
@@ -317,11 +346,56 @@ class SlacAgent:
             post=post,
         )
         self._model_step(loss)
-        metrics.update(self._actor_critic_step(batch, all_features, all_z))
+        metrics.update(self._actor_critic_step(batch, all_features, all_z, update_index))
         return metrics
 
+    def bc_weight_at(self, update_index: int) -> float:
+        """The cloning term's weight at actor-critic update ``update_index``: ``bc_weight``,
+        falling linearly to 0 over ``bc_decay_updates`` (0: constant)."""
+        c = self.config
+        if c.bc_decay_updates <= 0:
+            return float(c.bc_weight)
+        return float(c.bc_weight) * max(0.0, 1.0 - update_index / c.bc_decay_updates)
+
+    def _target_min(self, qs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The minimum over a random ``critic_target_subset`` of the target Q values (over all of
+        them when the subset is the whole ensemble: no random draw)."""
+        subset = self.config.critic_target_subset
+        if subset < len(qs):
+            chosen = torch.randperm(len(qs))[:subset].tolist()
+            qs = tuple(qs[i] for i in chosen)
+        return reduce_q(qs, "min")
+
+    def _bc_term(
+        self, batch: Batch, input_now: torch.Tensor, q_pi: torch.Tensor, weight: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(term, squared error)``: weight x mean|Q| x the mean over the batch's demonstration
+        windows of the squared error of tanh(mean) to the demonstrated action (TD3+BC's scale)."""
+        demo = batch.demo
+        mean = self.actor(input_now)[0]
+        error = (torch.tanh(mean) - batch.bc_target).pow(2).sum(-1)
+        mse = (error * demo).sum() / demo.sum().clamp(min=1.0)
+        return weight * q_pi.detach().abs().mean() * mse, mse.detach()
+
+    def _critic_actor_steps(
+        self, critic_loss: torch.Tensor, actor_loss: torch.Tensor, held: bool
+    ) -> None:
+        """The critic's and (unless ``held``) the actor's optimiser steps; ``sac_steps``
+        sequential has applied the critic's already."""
+        simultaneous = self.config.sac_steps == "simultaneous"
+        if held:
+            if simultaneous:
+                _step(self.critic_optimizer, critic_loss)
+        elif simultaneous:  # both gradients before either step (the actor's graph reads the
+            _backward(self.critic_optimizer, critic_loss)  # critic's weights)
+            _backward(self.actor_optimizer, actor_loss)
+            self.critic_optimizer.step()
+            self.actor_optimizer.step()
+        else:
+            _step(self.actor_optimizer, actor_loss)
+
     def _actor_critic_step(
-        self, batch: Batch, features: torch.Tensor, z: torch.Tensor
+        self, batch: Batch, features: torch.Tensor, z: torch.Tensor, update_index: int = 0
     ) -> dict[str, torch.Tensor]:
         """Critic, actor, alpha and Polyak steps from the batch's (detached) encoder features
         ``[B, 9, F]`` and posterior sample ``z[B, 9, Z]``.
@@ -329,6 +403,8 @@ class SlacAgent:
         ``sac_steps`` simultaneous (official): every loss from the parameters before this update,
         then the steps; sequential: the critic steps before the actor's loss is computed.
         ``alpha_loss_sample`` fresh (official): the temperature's loss draws its own action.
+        Within ``actor_warmup_updates`` the actor and alpha losses are computed (and logged) but
+        not applied.
         """
         c = self.config
         with torch.no_grad():
@@ -340,49 +416,59 @@ class SlacAgent:
             # target:
             # r + gamma (1 - terminated) (min Q'(z_{tau+1}, a') - alpha log pi(a' | history))
             next_action, next_log_prob = self.actor.sample(input_next)
-            target_q1, target_q2 = self.critic_target(z_next, next_action)
-            soft_value = torch.min(target_q1, target_q2) - alpha * next_log_prob
+            soft_value = (
+                self._target_min(self.critic_target(z_next, next_action)) - alpha * next_log_prob
+            )
             target = batch.rewards[:, -1] + c.gamma * (1.0 - batch.terminated[:, -1]) * soft_value
 
-        q1, q2 = self.critic(z_now, batch.actions[:, -1])
-        critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
-        simultaneous = c.sac_steps == "simultaneous"
-        if not simultaneous:
+        qs = self.critic(z_now, batch.actions[:, -1])
+        critic_loss = 0.5 * sum(F.mse_loss(q, target) for q in qs)
+        if c.sac_steps == "sequential":
             _step(self.critic_optimizer, critic_loss)
 
-        # actor: minimise E[alpha log pi(a|h) - min Q(z_tau, a)]; the critic is held fixed.
+        # critic_loss: half the sum over the Q networks of each one's mean squared TD error.
+        # actor: minimise E[alpha log pi(a|h) - Q(z_tau, a)], Q the minimum (or the mean:
+        # actor_q) over the Q networks; the critic is held fixed.
         new_action, log_prob = self.actor.sample(input_now)
         self.critic.requires_grad_(False)
-        new_q1, new_q2 = self.critic(z_now, new_action)
+        q_pi = reduce_q(self.critic(z_now, new_action), c.actor_q)
         self.critic.requires_grad_(True)
-        actor_loss = (alpha * log_prob - torch.min(new_q1, new_q2)).mean()
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        metrics: dict[str, torch.Tensor] = {}
+        bc_weight = self.bc_weight_at(update_index) if c.bc_weight > 0 else 0.0
+        if c.bc_weight > 0 and batch.demo is not None:  # (measured also once faded out)
+            term, mse = self._bc_term(batch, input_now, q_pi, bc_weight)
+            actor_loss = actor_loss + term
+            metrics["actor/bc_mse"] = mse
         alpha_log_prob = log_prob.detach()
         if c.alpha_loss_sample == "fresh":
             with torch.no_grad():
                 alpha_log_prob = self.actor.sample(input_now)[1]
-        if simultaneous:  # both gradients before either step (the actor's graph reads the
-            _backward(self.critic_optimizer, critic_loss)  # critic's weights)
-            _backward(self.actor_optimizer, actor_loss)
-            self.critic_optimizer.step()
-            self.actor_optimizer.step()
-        else:
-            _step(self.actor_optimizer, actor_loss)
+        held = update_index < c.actor_warmup_updates
+        self._critic_actor_steps(critic_loss, actor_loss, held)
 
         alpha_loss = self.log_alpha * (-alpha_log_prob.mean() - self.target_entropy)
-        _step(self.alpha_optimizer, alpha_loss)
+        if not held:
+            _step(self.alpha_optimizer, alpha_loss)
 
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, c.target_update_tau)
 
-        return {
-            "critic/loss": critic_loss.detach(),
-            "critic/q1": q1.detach().mean(),
-            "critic/target": target.mean(),
-            "actor/loss": actor_loss.detach(),
-            "actor/entropy": -log_prob.detach().mean(),
-            "alpha/loss": alpha_loss.detach(),
-            "alpha/value": alpha,
-        }
+        metrics.update(
+            {
+                "critic/loss": critic_loss.detach(),
+                "critic/q1": qs[0].detach().mean(),
+                "critic/target": target.mean(),
+                "actor/loss": actor_loss.detach(),
+                "actor/entropy": -log_prob.detach().mean(),
+                "alpha/loss": alpha_loss.detach(),
+                "alpha/value": alpha,
+            }
+        )
+        if c.actor_warmup_updates > 0 or c.bc_weight > 0:
+            metrics["actor/held"] = torch.tensor(float(held), device=self.device)
+            metrics["actor/bc_weight"] = torch.tensor(bc_weight, device=self.device)
+        return metrics
 
     # ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

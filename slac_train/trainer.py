@@ -7,6 +7,12 @@
               (model + critic/actor/alpha update: one batch of 256 windows whose first 32 train
               the model, or separate batches of 32 and 256: ``update_structure``)
 
+With ``demos`` the demonstrations sit in a buffer of their own and every batch, pre-training
+included, mixes them with online windows (:mod:`slac_train.demonstrations`);
+``initial_collection_steps`` may then be 0, and the model pre-trains on the demonstrations before
+the run first acts. With ``init_policy`` a new run's encoder and actor start from a policy
+(:mod:`slac_train.policy_init`).
+
 Counters are kept in agent steps and in environment (simulator) steps; budgets, schedules and
 every logged scalar's x-axis are in simulator steps, as the paper's plots are. Checkpoints are
 written at episode ends, during pre-training, and on Ctrl-C or SIGTERM at the next safe point (after
@@ -46,6 +52,7 @@ from slac_train.checkpoint import (
     set_generator_state,
 )
 from slac_train.config import TrainConfig
+from slac_train.demonstrations import Demonstrations, sample_mixed
 from slac_train.envs import get_task_spec, make_env
 from slac_train.evaluation import EpisodeStopped, reconstruction_frames, run_episode
 from slac_train.progress import PhaseClock, ProgressLines, format_duration, is_terminal
@@ -171,8 +178,18 @@ MUJOCO_RENDERED_SUITES = ("dmc", "gym", "dclaw")
 
 def env_options(config: TrainConfig, suite: str) -> dict[str, Any]:
     """The task options a run's config sets: the renderer's fast mode for MuJoCo-rendered
-    suites."""
-    return {"fast_render": config.fast_render} if suite in MUJOCO_RENDERED_SUITES else {}
+    suites, and the D'Claw's randomisation switches (``randomization``)."""
+    options = {"fast_render": config.fast_render} if suite in MUJOCO_RENDERED_SUITES else {}
+    if config.randomization != "task":
+        if suite != "dclaw":
+            raise ValueError(
+                f"--randomization {config.randomization} applies to D'Claw tasks; {config.task} "
+                "is not one (leave --randomization at task)"
+            )
+        from slac_train.envs.dclaw import RANDOMIZATION_SETTINGS
+
+        options.update(RANDOMIZATION_SETTINGS[config.randomization])
+    return options
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -269,17 +286,41 @@ class Trainer:
         self._elapsed_at_start = 0.0
         self._open_run_dir(_checkpoint, _run_dir, _lock)
 
+    def _start_from_inputs(self) -> None:
+        """A new run's inputs, read before its run directory is made: the demonstrations
+        (``demos``) and the starting policy (``init_policy``)."""
+        cfg = self.config
+        if cfg.demos:
+            self.demos = Demonstrations.load(
+                cfg.demos, self.frame_shape, self.action_dim, self.env.action_repeat
+            )
+            for note in self.demos.setting_notes(cfg.task, env_options(cfg, self.spec.suite)):
+                print(f"note: {note}")
+        if cfg.init_policy:
+            from slac_train.policy_init import init_policy
+
+            init_policy(self.agent, cfg.init_policy, self.env.action_repeat)
+
     def _open_run_dir(
         self, checkpoint: dict[str, Any] | None, run_dir: Path | None, lock: RunLock | None
     ) -> None:
         """Lock the run directory and start a new run in it, or restore ``checkpoint``'s state."""
+        self.demos: Demonstrations | None = None
         if checkpoint is None:
+            try:  # (before the run directory: a file that cannot be read leaves none)
+                self._start_from_inputs()
+            except BaseException:
+                self.env.close()
+                self.eval_env.close()
+                raise
             config = self.config
             self.buffer = ReplayBuffer(config.buffer_capacity, self.frame_shape, self.action_dim)
             self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
             self._lock = self._lock_new_run_dir()
             self.config = self.config.replace(run_dir=str(self.run_dir))
             self.config.save_json(self.run_dir / "config.json")
+            if self.demos is not None:
+                self.demos.copy_into(self.run_dir)
         else:
             self.run_dir = Path(run_dir)
             self._lock = lock if lock is not None else RunLock(self.run_dir).acquire()
@@ -288,6 +329,15 @@ class Trainer:
         self.logger = RunLogger(
             self.run_dir, purge_step=self.counters["env_step"] if checkpoint else None
         )
+        if checkpoint is None and (self.demos is not None or self.config.init_policy):
+            self.logger.log(
+                "inputs",
+                0,
+                {},
+                demos=self.demos.record() if self.demos is not None else None,
+                demo_windows=self.demos.buffer.num_windows() if self.demos is not None else 0,
+                init_policy=self.config.init_policy,
+            )
 
     def _lock_new_run_dir(self) -> RunLock:
         """Take the lock of a new run directory; refuse one that holds a run (or is being
@@ -377,6 +427,14 @@ class Trainer:
                 self._refill_target = (
                     self.counters["agent_step"] + self.config.initial_collection_steps
                 )
+        if state.get("demos"):
+            self.demos = Demonstrations.reload(
+                self.run_dir,
+                state["demos"],
+                self.frame_shape,
+                self.action_dim,
+                self.env.action_repeat,
+            )
         self._metric_sums = {k: v.to(self.device) for k, v in state.get("metric_sums", {}).items()}
         self._metric_count = int(state.get("metric_count", 0))
         if state.get("episode") is not None:
@@ -462,6 +520,7 @@ class Trainer:
             ),
             "eval_history": list(self.eval_history),
             "random_returns": list(self.random_returns),
+            "demos": self.demos.record() if self.demos is not None else None,
             "mid_episode": not self.needs_reset,
             "episode": self._episode_state(),
             # the training metrics summed since the last `train` record (logged every N updates)
@@ -501,6 +560,8 @@ class Trainer:
         a NaN/inf loss raises :class:`TrainingFailed` naming the loss and the step.
         """
         print(self.buffer.describe())
+        if self.demos is not None:
+            print(self.demos.describe() + f"; {self.config.demo_ratio:g} of every batch")
         print(f"run directory: {self.run_dir}")
         reason = self.config.no_updates_reason(self.env.action_repeat)
         if reason and self.counters["phase"] == "collect":
@@ -707,18 +768,31 @@ class Trainer:
             )
 
     def _sample(self, batch_size: int) -> Batch:
-        return Batch.from_numpy(self.buffer.sample(batch_size, self.sample_rng), self.device)
+        """A batch of windows: from the replay buffer, mixed with the demonstrations (in the
+        ratio ``demo_ratio``) when the run has them."""
+        if self.demos is None:
+            arrays = self.buffer.sample(batch_size, self.sample_rng)
+        else:
+            arrays = sample_mixed(
+                self.buffer,
+                self.demos.buffer,
+                batch_size,
+                self.config.demo_ratio,
+                self.sample_rng,
+            )
+        return Batch.from_numpy(arrays, self.device)
 
     def _update(self) -> dict[str, torch.Tensor]:
         metrics: dict[str, torch.Tensor] = {}
         cfg = self.config
         for _ in range(cfg.updates_per_step):
+            index = self.counters["updates"]
             if cfg.update_structure == "single-batch":
-                metrics = self.agent.update(self._sample(cfg.batch_size_actor_critic))
+                metrics = self.agent.update(self._sample(cfg.batch_size_actor_critic), index)
             else:
                 metrics = self.agent.update_model(self._sample(cfg.batch_size_model))
                 metrics.update(
-                    self.agent.update_actor_critic(self._sample(cfg.batch_size_actor_critic))
+                    self.agent.update_actor_critic(self._sample(cfg.batch_size_actor_critic), index)
                 )
             self.counters["updates"] += 1
         return metrics
@@ -751,9 +825,14 @@ class Trainer:
             return
         from tqdm import tqdm
 
+        demos = (
+            f" and {len(self.demos.buffer):,} demonstration frames"
+            if self.demos is not None
+            else ""
+        )
         print(
             f"pre-training the latent model: {cfg.model_pretrain_steps:,} updates "
-            f"on {len(self.buffer):,} frames"
+            f"on {len(self.buffer):,} frames{demos}"
         )
         with tqdm(
             total=cfg.model_pretrain_steps,

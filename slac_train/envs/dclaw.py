@@ -492,6 +492,37 @@ DESCRIPTIONS = {
     "turn": "D'Claw: turn the three-spoke valve to a target angle",
     "screw": "D'Claw: keep the valve turning with a moving target",
 }
+# What slac-train's ``randomization`` setting switches on (TrainConfig.randomization): the task's
+# keyword switches; "task" keeps the variant's own. "visual+dynamics+latency" is what slac-imitate
+# records its teachers' episodes under by default.
+RANDOMIZATION_SETTINGS: dict[str, dict[str, Any]] = {
+    "task": {},
+    "none": {
+        "visual_randomization": False,
+        "dynamics_randomization": False,
+        "image_noise": 0.0,
+        "observation_latency": 0.0,
+    },
+    "visual": {
+        "visual_randomization": True,
+        "dynamics_randomization": False,
+        "image_noise": RANDOM_DYNAMICS_IMAGE_NOISE,
+        "observation_latency": 0.0,
+    },
+    "visual+dynamics": {
+        "visual_randomization": True,
+        "dynamics_randomization": True,
+        "image_noise": RANDOM_DYNAMICS_IMAGE_NOISE,
+        "observation_latency": 0.0,
+    },
+    "visual+dynamics+latency": {
+        "visual_randomization": True,
+        "dynamics_randomization": True,
+        "image_noise": RANDOM_DYNAMICS_IMAGE_NOISE,
+        "observation_latency": RANDOM_DYNAMICS_LATENCY_S,
+    },
+}
+
 VARIANT_NOTES = {
     "fixed": "fixed goal",
     "random": "random start and goal",

@@ -32,7 +32,8 @@ def collect(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """Record ``episodes`` episodes (seeds ``seed0 + i``) into ``data``: every frame with the
-    executed action and the teacher's clean label (NaN where the teacher did not act). The teacher's
+    executed action, its reward and termination flag and the teacher's clean label (NaN where the
+    teacher did not act), and each episode's last frame. The teacher's
     actions are executed with Gaussian noise whose std cycles through ``noise_stds`` (DART).
 
     ``switch_at="start"``: the teacher drives whole episodes. With a ``student`` (DAgger by
@@ -83,7 +84,7 @@ def collect(
             rng,
         )
         if run["switch"] < horizon:
-            data.add_episode(run["frames"], run["actions"], run["labels"], dynamics_targets(info))
+            _keep(data, run, dynamics_targets(info))
             handed_over.append(run["switch"])
         returns.append(run["return"])
         successes.append(run["success"])
@@ -95,6 +96,19 @@ def collect(
         "episodes_kept": len(handed_over),
         "switch_step_mean": float(np.mean(handed_over)) if handed_over else float("nan"),
     }
+
+
+def _keep(data: Dataset, run: dict, aux: np.ndarray) -> None:
+    """Add a recorded episode (:func:`_run_episode`'s) to ``data``."""
+    data.add_episode(
+        run["frames"],
+        run["actions"],
+        run["labels"],
+        aux,
+        rewards=run["rewards"],
+        terminated=run["terminated"],
+        final_frame=run["final_frame"],
+    )
 
 
 def _run_episode(
@@ -114,6 +128,7 @@ def _run_episode(
     history.reset(obs)
     unlabelled = np.full(env.action_space.shape, np.nan, dtype=np.float32)
     frames, actions, labels, done, step, total, info = [], [], [], False, 0, 0.0, reset_info
+    rewards, terminals = [], []
     while not done:
         if (
             switch_at_rest
@@ -137,6 +152,8 @@ def _run_episode(
         obs, reward, terminated, truncated, info = env.step(action)
         if student is not None:
             history.append(action, obs)
+        rewards.append(float(reward))
+        terminals.append(bool(terminated))
         total += reward
         done = terminated or truncated
         step += 1
@@ -144,6 +161,9 @@ def _run_episode(
         "frames": frames,
         "actions": actions,
         "labels": labels,
+        "rewards": rewards,
+        "terminated": terminals,
+        "final_frame": obs,
         "switch": switch,
         "return": total,
         "success": float(info.get("success", 0.0)),

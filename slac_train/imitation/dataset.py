@@ -5,6 +5,10 @@ the teacher's clean label (NaN where the teacher did not act: a student's steps 
 episode's dynamics draw (:func:`dynamics_targets`). :func:`sample_batch` cuts the 8-frame /
 7-action windows the actor sees, with the runtime's start-of-episode padding
 (:func:`slac_runtime.history.padded_window_indices`).
+
+A dataset of format 2 (:data:`FORMAT`) also holds what SLAC learns from (``slac-train --demos``):
+the reward and termination flag of every action, and each episode's last frame, the observation
+after its last action. A dataset of format 1 (written without them) still trains ``slac-imitate``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from slac_runtime.history import ACTOR_FRAMES, padded_window_indices
 
 LABEL_CLIP = 0.97  # labels at +-1 have no finite pre-tanh value
 AUX_TARGETS = ("mount_height", "servo_gain")  # the dynamics draw's auxiliary targets (aux_weight)
+FORMAT = 2  # 2: with rewards, termination flags and final frames; 1: without
+TRANSITION_ARRAYS = ("rewards", "terminated", "final_frames")  # what format 2 adds
 
 
 def dynamics_targets(reset_info) -> np.ndarray:
@@ -42,10 +48,23 @@ class Dataset:
         self.labels: list[np.ndarray] = []  # the teacher's clean action at that frame (NaN: none)
         self.starts: list[int] = []  # per frame: index of its episode's first frame
         self.aux: list[np.ndarray] = []  # per frame: its episode's dynamics draw (dynamics_targets)
+        # SLAC's transitions (None: an episode recorded without them, as format 1 datasets are)
+        self.rewards: list[float] | None = []  # per frame: the reward of the action taken there
+        self.terminated: list[bool] | None = []  # per frame: that action ended the episode
+        self.final_frames: list[np.ndarray] | None = []  # per episode: the frame after its last
         self.frame_shape, self.action_dim = frame_shape, action_dim
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(set(self.starts))
+
+    @property
+    def has_transitions(self) -> bool:
+        """Every episode holds its rewards, termination flags and final frame (what SLAC needs)."""
+        return self.final_frames is not None
 
     def add_episode(
         self,
@@ -53,13 +72,33 @@ class Dataset:
         actions: list[np.ndarray],
         labels: list[np.ndarray],
         aux: np.ndarray | None = None,
+        rewards: list[float] | None = None,
+        terminated: list[bool] | None = None,
+        final_frame: np.ndarray | None = None,
     ) -> None:
+        """One episode: ``frames[i]`` is the observation before ``actions[i]``; ``rewards``,
+        ``terminated`` (one per action) and ``final_frame`` (the observation after the last action)
+        are SLAC's transitions, given together or not at all."""
         start = len(self.frames)
         aux = (
             np.full(len(AUX_TARGETS), np.nan, np.float32)
             if aux is None
             else np.asarray(aux, np.float32)
         )
+        given = [rewards is not None, terminated is not None, final_frame is not None]
+        if any(given) and not all(given):
+            raise ValueError("an episode's rewards, termination flags and final frame go together")
+        if all(given) and not len(rewards) == len(terminated) == len(frames):
+            raise ValueError(
+                f"{len(frames)} frames need as many rewards and flags, got {len(rewards)} and "
+                f"{len(terminated)}"
+            )
+        if all(given) and self.final_frames is not None:
+            self.rewards += [float(r) for r in rewards]
+            self.terminated += [bool(t) for t in terminated]
+            self.final_frames.append(np.asarray(final_frame))
+        else:
+            self.rewards = self.terminated = self.final_frames = None
         self.aux += [aux] * len(frames)
         self.frames += frames
         self.actions += actions
@@ -73,12 +112,12 @@ class Dataset:
         twice)."""
         path = Path(path)
         arrays = self.arrays() if arrays is None else arrays
+        names = ["frames", "actions", "labels", "starts", "aux"]
+        if self.has_transitions:
+            names += list(TRANSITION_ARRAYS)
+        meta = {**meta, "format": FORMAT if self.has_transitions else 1}
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            **{k: arrays[k] for k in ("frames", "actions", "labels", "starts", "aux")},
-            meta=np.array(json.dumps(meta)),
-        )
+        np.savez(tmp, **{k: arrays[k] for k in names}, meta=np.array(json.dumps(meta)))
         os.replace(tmp, path)
 
     @classmethod
@@ -98,6 +137,12 @@ class Dataset:
             list(stored["labels"]),
         )
         data.starts, data.aux = stored["starts"].tolist(), list(stored["aux"])
+        if set(TRANSITION_ARRAYS) <= set(stored):
+            data.rewards = stored["rewards"].astype(float).tolist()
+            data.terminated = stored["terminated"].astype(bool).tolist()
+            data.final_frames = list(stored["final_frames"])
+        else:
+            data.rewards = data.terminated = data.final_frames = None
         return data, json.loads(str(stored["meta"]))
 
     def extend(self, other: Dataset) -> None:
@@ -108,6 +153,12 @@ class Dataset:
                 f"actions {self.action_dim} / {other.action_dim}"
             )
         offset = len(self.frames)
+        if self.has_transitions and other.has_transitions:
+            self.rewards += other.rewards
+            self.terminated += other.terminated
+            self.final_frames += other.final_frames
+        else:
+            self.rewards = self.terminated = self.final_frames = None
         self.frames += other.frames
         self.actions += other.actions
         self.labels += other.labels
@@ -119,7 +170,7 @@ class Dataset:
             self.starts
         )  # appended last: an episode cut short while being added (a stop) is left out
         labels = np.stack(self.labels[:n])
-        return {
+        arrays = {
             "frames": np.stack(self.frames[:n]).astype(np.uint8),
             "actions": np.stack(self.actions[:n]).astype(np.float32),
             "labels": np.clip(labels, -LABEL_CLIP, LABEL_CLIP).astype(np.float32),
@@ -127,6 +178,12 @@ class Dataset:
             "labelled": np.flatnonzero(~np.isnan(labels).any(-1)),
             "aux": np.stack(self.aux[:n]).astype(np.float32),
         }
+        if self.has_transitions:
+            episodes = len(set(self.starts))
+            arrays["rewards"] = np.asarray(self.rewards[:n], dtype=np.float32)
+            arrays["terminated"] = np.asarray(self.terminated[:n], dtype=bool)
+            arrays["final_frames"] = np.stack(self.final_frames[:episodes]).astype(np.uint8)
+        return arrays
 
 
 def sample_batch(

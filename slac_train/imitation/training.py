@@ -306,6 +306,7 @@ class Imitation:
             "task": self.spec.name,
             "teacher": self.config.teacher,
             "episodes": episodes,
+            "action_repeat": int(self.env.action_repeat),
             "seed": self.config.seed,
             "noise": list(self.config.noise),
             **self.config.randomization,
