@@ -116,6 +116,7 @@ class Dataset:
         if self.has_transitions:
             names += list(TRANSITION_ARRAYS)
         meta = {**meta, "format": FORMAT if self.has_transitions else 1}
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **{k: arrays[k] for k in names}, meta=np.array(json.dumps(meta)))
         os.replace(tmp, path)
