@@ -50,7 +50,12 @@ from slac_runtime.options import (
     signals_interrupt,
 )
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE, CameraCalibration
-from slac_runtime.robot import RobotDescription, default_calibration_path, find_robot
+from slac_runtime.robot import (
+    RobotDescription,
+    RobotRefused,
+    default_calibration_path,
+    find_robot,
+)
 
 PROG = "slac-calibrate"
 MAX_RANGE_SPEED = 5.0  # x the velocity limit; above 1 only makes sense for the virtual robot
@@ -89,7 +94,7 @@ class JointsConfig:
     signs: tuple[int, ...] | None = option(
         None,
         "direction per joint, e.g. +1,+1,-1,... (joint angle = sign * (ticks - offset) * "
-        "2 pi/4096; default: all +1)",
+        "2 pi/4096; default: all +1, the D'Claw's nominal build; other directions need --force)",
         parse=_parse_signs,
     )
     check_ranges: bool = option(
@@ -110,6 +115,12 @@ class JointsConfig:
     )
     yes: bool = option(
         False, "no questions: the robot is already in its zero pose and free to move"
+    )
+    force: bool = option(
+        False,
+        "write the calibration even where a joint's direction or zero departs from the robot's "
+        "nominal build (a robot built differently on purpose); those joints are recorded in the "
+        "file, and slac-run accepts them",
     )
     traceback: bool = option(False, "show the full traceback of an error")
 
@@ -213,6 +224,7 @@ def joints_table(calibration, description: RobotDescription) -> str:
     rows = [
         ("joint", "motor", "offset (ticks)", "sign", "control range (rad)", "measured range (rad)")
     ]
+    forced = set(calibration.forced_joints)
     for j, low, high in zip(calibration.joints, description.low, description.high):
         measured = (
             "-"
@@ -221,7 +233,7 @@ def joints_table(calibration, description: RobotDescription) -> str:
         )
         rows.append(
             (
-                j.name,
+                j.name + (" (forced)" if j.name in forced else ""),
                 str(j.motor_id),
                 f"{j.offset_ticks:g}",
                 f"{j.sign:+d}",
@@ -233,15 +245,16 @@ def joints_table(calibration, description: RobotDescription) -> str:
 
 
 def run_joints(config: JointsConfig) -> int:
-    from calibration.joints import calibrate_joints, save_calibration
+    from calibration.joints import ZERO_POSE, calibrate_joints, save_calibration
 
     entry = find_robot(config.robot)
     d = entry.description
     out = config.out or default_calibration_path(d.name)
     print(f"Joint calibration of the {d.name} on {config.port}:")
     print(
-        "  1. torque off; you put the robot in its zero pose; each servo's tick there "
-        "becomes its offset"
+        f"  1. torque off; you put the robot in its zero pose ({ZERO_POSE}); each servo's "
+        "tick there becomes its offset, checked against the robot's nominal build"
+        + (" (--force: departures are accepted and recorded)" if config.force else "")
     )
     if config.check_ranges:
         print(
@@ -250,6 +263,8 @@ def run_joints(config: JointsConfig) -> int:
             "reached is recorded"
         )
     print(f"  {3 if config.check_ranges else 2}. the calibration is written to {out}")
+    if config.yes:
+        print(f"--yes: the robot must already be in its zero pose ({ZERO_POSE})")
     if config.range_speed > 1:
         print(f"note: --range-speed {config.range_speed:g} is faster than the joint velocity limit")
     calibration = calibrate_joints(
@@ -260,6 +275,7 @@ def run_joints(config: JointsConfig) -> int:
         range_speed=config.range_speed,
         ready=None if config.yes else _prompt,
         log=lambda line: print(f"  {line}", flush=True),
+        force=config.force,
     )
     path = save_calibration(calibration, out)
     print()
@@ -598,6 +614,11 @@ def main(argv: list[str] | None = None) -> int:
             aborted = f"\n{PROG}: {name}: aborted (torque is off); nothing was written"
             print(aborted, file=sys.stderr)
             return ExitCode.for_signal(received[0] if received else signal.SIGINT)
+        except RobotRefused as e:  # the robot or its port refused before torque went on
+            if traceback:
+                raise
+            say(PROG, "error", f"{error_message(e)} (nothing moved)")
+            return ExitCode.REFUSED
         except (ValueError, KeyError, OSError, RuntimeError) as e:
             if traceback:
                 raise

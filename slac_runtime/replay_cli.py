@@ -179,6 +179,7 @@ def run_on_robot(
     status = (
         None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
     )
+    connected = False
     try:
         with (
             entry.make_driver(
@@ -186,6 +187,7 @@ def run_on_robot(
             ) as robot,
             EpisodeLogWriter(out_path, header) as out,
         ):
+            connected = True
             try:
                 return replay_on_robot(
                     log,
@@ -198,6 +200,11 @@ def run_on_robot(
             finally:
                 if status:
                     print(file=sys.stderr)
+    except (RobotRefused, ValueError) as e:
+        if not connected:
+            raise
+        # Met once the robot was connected (a hold it could not do, say): not a refusal.
+        raise RuntimeError(f"after the replay started: {error_message(e)}") from e
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -604,9 +604,13 @@ def main(argv: list[str] | None = None) -> int:
     outcome: dict[str, Any] = {"signal": None}
     try:
         code = run(args, outcome)
-    except (UsageError, PolicyFileError, RobotRefused, KeyError) as e:  # nothing moved
-        say("slac-run", "error", f"{error_message(e)} (nothing moved)")
-        return ExitCode.REFUSED
+    except (UsageError, PolicyFileError, RobotRefused, KeyError) as e:
+        if outcome.get("robot") is None:  # raised before the robot was connected
+            say("slac-run", "error", f"{error_message(e)} (nothing moved)")
+            return ExitCode.REFUSED
+        # A refusal met once the robot was connected (a hold it could not do): a fault.
+        say("slac-run", "stopped", f"{error_message(e)}; {robot_left(args, outcome)}")
+        return ExitCode.FAULT
     except SafeStop as e:
         say("slac-run", "safe stop", f"{e}; {robot_left(args, outcome)}")
         return ExitCode.SAFE_STOP

@@ -145,3 +145,28 @@ def test_time_options_are_bounded_to_what_is_safe(option, bound, value, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert bound in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_refusal_met_after_the_robot_moved_is_a_fault_not_a_refusal(
+    virtual_dclaw, tmp_path, monkeypatch, capsys
+):
+    """A hold the servos refuse at an episode's end (a RobotRefused) comes after motion: exit 1,
+    never "nothing moved"."""
+    from robots.dclaw.driver import DClawDriver
+    from robots.dynamixel.bus import ServoConfigurationError
+    from slac_runtime.run_cli import main
+
+    hold, calls = DClawDriver.hold, []
+
+    def refuse_hold(self):  # the first hold is connect()'s own, before torque goes on
+        calls.append(1)
+        if len(calls) == 1:
+            return hold(self)
+        raise ServoConfigurationError("cannot hold the present pose: planted", [10])
+
+    monkeypatch.setattr(DClawDriver, "hold", refuse_hold)
+    cmd = virtual_dclaw.slac_run_command(POLICY, tmp_path / "logs", "--episode-steps", "3")
+    assert main(cmd[cmd.index("--robot") :]) == 1
+    err = capsys.readouterr().err
+    assert "stopped: cannot hold the present pose: planted" in err
+    assert "nothing moved" not in err and "robot relaxed" in err

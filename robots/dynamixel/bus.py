@@ -12,6 +12,13 @@ and failures. What cannot be fixed by retrying raises an exception that names th
 - :class:`BusDisconnectedError` -- the serial link itself failed (an I/O error on the port: cable,
   power, adapter unplugged, or an emulator's process gone); it names the port.
 
+Opening the port is refused (a :class:`~slac_runtime.robot.RobotRefused`: nothing was sent) when
+the port does not exist (:class:`SerialPortNotFoundError`), may not be opened
+(:class:`SerialPortPermissionError`), or another process owns it
+(:class:`~robots.dynamixel.port_lock.PortInUseError`, naming that process). A bus owns its port
+from :meth:`DynamixelBus.open` to :meth:`DynamixelBus.close`: it holds the port's
+:class:`~robots.dynamixel.port_lock.PortLock` and keeps the tty itself open exclusively.
+
 Drivers built on the bus raise :class:`ServoConfigurationError` (servo registers that contradict
 what the driver needs) and :class:`BusWatchdogError` (servos stopped by their Bus Watchdog).
 
@@ -22,6 +29,7 @@ be confirmed; torque changes are therefore written to each servo with a confirme
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import re
@@ -33,6 +41,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dynamixel_sdk as sdk
+import serial
+from dynamixel_sdk.protocol2_packet_handler import PKT_ERROR, PKT_ID, PKT_PARAMETER0
 
 try:  # pyserial's POSIX port raises termios.error (not an OSError) when the device goes away
     import termios
@@ -42,6 +52,7 @@ except ImportError:  # Windows
     _TERMIOS_ERRORS = ()
 
 from robots.dynamixel import control_table as ct
+from robots.dynamixel.port_lock import PortInUseError, PortLock
 from robots.dynamixel.protocol import ALERT_BIT, StatusError
 from slac_runtime.robot import RobotRefused
 
@@ -114,6 +125,14 @@ class BusDisconnectedError(DynamixelError):
         self.port = port
 
 
+class SerialPortNotFoundError(DynamixelError, RobotRefused, FileNotFoundError):
+    """The serial port does not exist (an adapter unplugged, a virtual robot not running)."""
+
+
+class SerialPortPermissionError(DynamixelError, RobotRefused, PermissionError):
+    """This user may not open the serial port."""
+
+
 class ServoConfigurationError(DynamixelError, RobotRefused):
     """Servo registers (or the pose the servos report) contradict what the driver needs to move
     them safely; ``servo_ids`` names the servos. Raised before torque goes on (the runtime reports
@@ -165,6 +184,27 @@ def check_latency_timer(port: str, sysfs_root: Path = USB_SERIAL_SYSFS) -> int |
     return latency_ms
 
 
+class _ExclusivePortHandler(sdk.PortHandler):
+    """The SDK's port handler, opening its tty exclusively: pyserial's ``exclusive`` takes a flock
+    on the device before changing any of its settings, so a program that respects tty locks cannot
+    use the port at the same time, nor disturb it by opening it."""
+
+    def setupPort(self, cflag_baud: int) -> bool:  # noqa: N802 (the SDK's name)
+        if self.is_open:
+            self.closePort()
+        self.ser = serial.Serial(
+            port=self.port_name,
+            baudrate=self.baudrate,
+            bytesize=serial.EIGHTBITS,
+            timeout=0,
+            exclusive=True,
+        )
+        self.is_open = True
+        self.ser.reset_input_buffer()
+        self.tx_time_per_byte = (1000.0 / self.baudrate) * 10.0  # ms per byte (10 bits)
+        return True
+
+
 class DynamixelBus:
     """One serial port with Protocol 2.0 servos on it.
 
@@ -208,6 +248,7 @@ class DynamixelBus:
         # the servos' reply latency as this client sees it, scheduling delays included.
         self.read_latencies_s: collections.deque[float] = collections.deque(maxlen=100_000)
         self._port: sdk.PortHandler | None = None
+        self._owner: PortLock | None = None  # held while the port is open
         self._packets = sdk.PacketHandler(2.0)
         self._lock = threading.Lock()
         self._last_instruction_s: float | None = None  # monotonic time the last packet was sent
@@ -239,38 +280,79 @@ class DynamixelBus:
         return self._port is not None
 
     def open(self) -> None:
+        """Take the port's lock, then open the port exclusively at the bus's baud rate.
+
+        Raises a refusal (nothing is sent): :class:`SerialPortNotFoundError`,
+        :class:`SerialPortPermissionError`, or :class:`PortInUseError` naming the process that
+        holds the port."""
         if self._port is not None:
             return
         if not os.path.exists(self.port):
-            raise FileNotFoundError(
-                f"serial port {self.port} not found: is {self.adapter} plugged in? ls /dev/ttyUSB*"
-            )
+            raise self._not_found()
         if not os.access(self.port, os.R_OK | os.W_OK):
-            raise PermissionError(
-                f"no permission to open serial port {self.port}: add yourself to the dialout group "
-                f"(sudo usermod -aG dialout $USER, then log in again)"
-            )
-        check_latency_timer(self.port)
-        port = sdk.PortHandler(self.port)
+            raise self._no_permission()
+        owner = PortLock(self.port).acquire()  # before the tty is touched: its holder is busy
         try:
-            opened = port.openPort() and port.setBaudRate(self.baudrate)
-        except Exception as exc:  # pyserial's SerialException and OSError
-            if port.is_open:
-                port.closePort()
-            raise DynamixelError(f"could not open serial port {self.port}: {exc}") from exc
-        if not opened:
-            if port.is_open:
-                port.closePort()
-            raise DynamixelError(f"could not open serial port {self.port} at {self.baudrate} baud")
+            check_latency_timer(self.port)
+            port = _ExclusivePortHandler(self.port)
+            try:
+                opened = port.setBaudRate(self.baudrate)
+            except Exception as exc:  # pyserial's SerialException and OSError
+                if port.is_open:
+                    port.closePort()
+                raise self._open_error(exc) from exc
+            if not opened:
+                if port.is_open:
+                    port.closePort()
+                raise DynamixelError(
+                    f"could not open serial port {self.port} at {self.baudrate} baud"
+                )
+        except BaseException:
+            owner.release()
+            raise
         self._port = port
+        self._owner = owner
         self.link_failed = False
         self._last_instruction_s = None
         self._longest_silence_s = 0.0
 
     def close(self) -> None:
+        """Close the port, then release its lock."""
         if self._port is not None:
             port, self._port = self._port, None
-            port.closePort()
+            owner, self._owner = self._owner, None
+            try:
+                port.closePort()
+            finally:
+                if owner is not None:
+                    owner.release()
+
+    def _not_found(self) -> SerialPortNotFoundError:
+        return SerialPortNotFoundError(
+            f"serial port {self.port} not found: is {self.adapter} plugged in? ls /dev/ttyUSB*"
+        )
+
+    def _no_permission(self) -> SerialPortPermissionError:
+        return SerialPortPermissionError(
+            f"no permission to open serial port {self.port}: add yourself to the dialout group "
+            f"(sudo usermod -aG dialout $USER, then log in again)"
+        )
+
+    def _open_error(self, exc: Exception) -> Exception:
+        """The error to raise for a failed open of the tty."""
+        code = getattr(exc, "errno", None)
+        if code == errno.ENOENT:
+            return self._not_found()
+        if code in (errno.EACCES, errno.EPERM):
+            return self._no_permission()
+        if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
+            real = os.path.realpath(self.port)
+            return PortInUseError(
+                f"serial port {self.port} is in use by another program (it holds the port "
+                f"exclusively; see which with: fuser -v {real}): stop it first",
+                self.port,
+            )
+        return DynamixelError(f"could not open serial port {self.port}: {exc}")
 
     def label(self, servo_id: int) -> str:
         name = self.servo_names.get(servo_id)
@@ -278,6 +360,14 @@ class DynamixelBus:
 
     def _labels(self, servo_ids: Iterable[int]) -> str:
         return ", ".join(self.label(i) for i in servo_ids)
+
+    @property
+    def none_answered_advice(self) -> str:
+        """What to check when no servo on the bus answers at all."""
+        return (
+            f"check the servos' 12 V power supply and the cable from {self.adapter} to the "
+            "first servo"
+        )
 
     def _sdk_port(self) -> sdk.PortHandler:
         if self._port is None:
@@ -336,6 +426,13 @@ class DynamixelBus:
                 )
             except ServoCommunicationError:
                 silent.append(servo_id)
+        if silent and not models and len(silent) > 1:
+            raise ServoCommunicationError(
+                f"no servo answered a ping on {self.port} ({len(silent)} servos, "
+                f"{self.retries + 1} {'attempt' if self.retries == 0 else 'attempts'} each): "
+                f"{self.none_answered_advice}",
+                silent,
+            )
         if silent:
             raise ServoCommunicationError(
                 f"{self._labels(silent)} did not answer a ping on {self.port} ({self.retries + 1} "
@@ -398,7 +495,7 @@ class DynamixelBus:
         """One sync read of ``size`` bytes at ``address`` from several servos; ID -> raw bytes.
 
         The whole transaction is retried if any reply is missing or corrupt; the error names the
-        first servo whose reply was missing in the last attempt.
+        servos whose replies were missing in the last attempt, or says that no servo answered.
         """
         servo_ids = list(servo_ids)
         ph = self._packets
@@ -409,6 +506,7 @@ class DynamixelBus:
             for attempt in range(self.retries + 1):
                 if attempt:
                     self.stats["retries"] += 1
+                heard: set[int] = set()  # servos whose reply arrived in this attempt
                 port = self._sdk_port()
                 sent_at = time.perf_counter()
                 result = ph.syncReadTx(port, address, size, servo_ids, len(servo_ids), False)
@@ -418,7 +516,7 @@ class DynamixelBus:
                     continue
                 replies, errors = {}, {}
                 for servo_id in servo_ids:
-                    data, result, error = ph.readRx(port, servo_id, size)
+                    data, result, error = self._read_sync_reply(port, servo_id, size, heard)
                     if result != sdk.COMM_SUCCESS:
                         failed_id, failure = servo_id, self._describe_result(result)
                         break
@@ -436,12 +534,7 @@ class DynamixelBus:
                 port.is_using = False
             else:
                 self.stats["failures"] += 1
-                raise ServoCommunicationError(
-                    f"{self.label(failed_id)} did not answer a sync read of {size} bytes at "
-                    f"address {address} on {self.port} after {self.retries + 1} attempts "
-                    f"({failure}): check its cable and power",
-                    [failed_id],
-                )
+                raise self._sync_read_failure(address, size, servo_ids, heard, failed_id, failure)
         self._raise_for_errors(errors, f"sync read at address {address}")
         short = [i for i, data in replies.items() if len(data) != size]
         if short:
@@ -495,6 +588,49 @@ class DynamixelBus:
             else:
                 self._raise_for_errors({servo_id: error}, what)
         return value
+
+    def _read_sync_reply(
+        self, port: sdk.PortHandler, servo_id: int, size: int, heard: set[int]
+    ) -> tuple[list[int], int, int]:
+        """The SDK's ``readRx`` for one servo's reply to a sync read -- (data, result, error) --
+        also noting in ``heard`` every servo whose reply packet arrived meanwhile (readRx skips
+        the packets of other servos while it waits for this one's)."""
+        while True:
+            packet, result = self._packets.rxPacket(port, False)
+            if result != sdk.COMM_SUCCESS:
+                return [], result, 0
+            heard.add(packet[PKT_ID])
+            if packet[PKT_ID] == servo_id:
+                first = PKT_PARAMETER0 + 1
+                return packet[first : first + size], result, packet[PKT_ERROR]
+
+    def _sync_read_failure(
+        self,
+        address: int,
+        size: int,
+        servo_ids: Sequence[int],
+        heard: set[int],
+        failed_id: int,
+        failure: str,
+    ) -> ServoCommunicationError:
+        """The error for a sync read whose last attempt failed: "no servo answered" when no reply
+        arrived at all, else the servos whose replies were missing (a wait for a missing reply
+        reads every later reply too) or the one whose reply was corrupt."""
+        what = (
+            f"a sync read of {size} bytes at address {address} on {self.port} after "
+            f"{self.retries + 1} attempts ({failure})"
+        )
+        timed_out = failure == "no reply"
+        if timed_out and not heard:
+            return ServoCommunicationError(
+                f"no servo answered {what}: {self.none_answered_advice}", servo_ids
+            )
+        missing = [i for i in servo_ids if i not in heard] if timed_out else [failed_id]
+        return ServoCommunicationError(
+            f"{self._labels(missing)} did not answer {what}: check "
+            f"{'its' if len(missing) == 1 else 'their'} cable and power",
+            missing,
+        )
 
     def _describe_result(self, result: int) -> str:
         if result == sdk.COMM_RX_TIMEOUT:
