@@ -219,13 +219,25 @@ def run_episode(
     return Episode(robot, frames, camera, log_path, summary, error, stopped_at)
 
 
-def policy_goal_changes(robot: FakeRobot, after_s: float) -> int:
-    """How many commanded goals differed from the one before, from ``after_s`` (monotonic) on."""
-    return sum(
-        1
-        for i in range(1, len(robot.goals))
-        if robot.goal_times[i] >= after_s and not np.array_equal(robot.goals[i], robot.goals[i - 1])
-    )
+def assert_held_after_the_last_policy_step(log) -> None:
+    """The logged goals move for one policy period after the last policy step (its action is
+    applied over the two ticks of its period), then stay put: nothing moves the robot without a
+    new frame, whenever the ticks ran."""
+    last_step = log.policy_ticks()[-1]["tick"]
+    goals = {t["tick"]: np.asarray(t["goal"]) for t in log.ticks if "goal" in t}
+    moved = [k for k in goals if k - 1 in goals and not np.array_equal(goals[k], goals[k - 1])]
+    assert moved and max(moved) <= last_step + 1
+
+
+def assert_stopped_at_the_first_tick_past(log, limit_s: float) -> None:
+    """By the loop's own logged clock, it stopped at the first tick that found its newest frame
+    received more than ``limit_s`` ago: that tick's logged age is past the limit, and the tick
+    before it was within it (its age is the stopping tick's less the time between their starts,
+    give or take the 10 ms a tick may spend before it looks at the frame on a busy computer)."""
+    stop, before = log.ticks[-1], log.ticks[-2]
+    age_s = stop["stale_frame_age_s"]
+    assert age_s > limit_s
+    assert age_s - (stop["t"] - before["t"]) <= limit_s + 0.01, (age_s, stop["t"] - before["t"])
 
 
 # -- 1. time from our own clock --------------------------------------------------------------------
@@ -241,23 +253,28 @@ def test_a_frozen_camera_with_an_offset_clock_stops_the_robot(tmp_path, policy, 
     ep = run_episode(tmp_path, policy, script, episode_policy_steps=100)
     assert isinstance(ep.error, SafeStop) and "stale" in str(ep.error)
     frozen_at = ep.camera.sent[-1][0]  # the last frame sent
-    # Stopped max_frame_age + stale_timeout (0.75 s) after the last frame was received (at the
-    # next tick), within a tick.
-    assert 0.75 <= ep.stopped_at - frozen_at <= 0.75 + 3 * PERIOD_S
-    # At most one policy step after the freeze (its goal moves for one policy period), then held.
-    assert policy_goal_changes(ep.robot, frozen_at + 0.1 + 2 * PERIOD_S) == 0
     log = ep.log
+    # Stopped max_frame_age + stale_timeout (0.75 s) after the last frame was received, at the
+    # next tick; never sooner after it was sent.
+    assert_stopped_at_the_first_tick_past(log, 0.75)
+    assert ep.stopped_at - frozen_at >= 0.75
+    # At most one policy step after the freeze (its goal moves for one policy period), then held.
+    assert_held_after_the_last_policy_step(log)
     assert log.footer["stop_reason"] == str(ep.error)
-    assert [e["reason"] for e in ep.events("hold")][0] == "no new frame"
-    assert "stale frame" in [e["reason"] for e in ep.events("hold")]
+    # Held for no new frame while the last one was young (unless the computer was too busy to
+    # look before it was 0.25 s old), then as stale until the stop, never back.
+    reasons = [e["reason"] for e in ep.events("hold")]
+    assert reasons[-1] == "stale frame"
+    assert "no new frame" not in reasons[reasons.index("stale frame") :]
     assert ep.events("safe_stop")
-    # Frame age is ours (receive clock), the offset is measured and reported.
-    assert log.footer["frame_age_max_ms"] < 150
+    # Frame age is ours (receive clock, never the camera's 30 s off): within max_frame_age (0.25 s)
+    # for every frame used; the offset is measured and reported.
+    assert log.footer["frame_age_max_ms"] <= 250
     assert log.footer["camera_clock_offset_ms"] == pytest.approx(-clock_offset_s * 1e3, abs=500)
     ages = [t["policy"]["frame_age_s"] for t in log.policy_ticks()]
-    assert max(ages) < 0.15
+    assert 0 <= min(ages) and max(ages) <= 0.25
     summary = summarize(log)
-    assert summary["frame_age_p99_ms"] < 150
+    assert 0 <= summary["frame_age_p99_ms"] <= 250
     assert summary["camera_clock_offset_ms"] == pytest.approx(-clock_offset_s * 1e3, abs=500)
 
 
@@ -292,8 +309,10 @@ def test_a_camera_repeating_its_sequence_number_is_frozen(tmp_path, policy):
     assert used.count(10_000) == 1  # the frozen frame was used once, as any new frame
     assert len(used) == len(set(used))  # never one frame twice
     assert ep.frames.repeats > 10
-    assert policy_goal_changes(ep.robot, first_repeat + 0.1 + 2 * PERIOD_S) == 0
-    assert ep.stopped_at - first_repeat <= 0.75 + 3 * PERIOD_S
+    assert_held_after_the_last_policy_step(log)
+    # Stale 0.75 s after the frozen frame was first received (repeats do not refresh it).
+    assert_stopped_at_the_first_tick_past(log, 0.75)
+    assert ep.stopped_at - first_repeat >= 0.75
 
 
 # -- 1b. publisher restarts ------------------------------------------------------------------------

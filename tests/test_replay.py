@@ -139,10 +139,15 @@ def test_replay_on_robot_follows_the_logged_trajectory(recorded_log, fresh_virtu
     assert [t["replay_of_tick"] for t in replayed.ticks] == [t["tick"] for t in logged.ticks]
     # The same goals went out (the driver rounds to whole servo ticks, as it did when recording).
     np.testing.assert_allclose(replayed.array("sent"), logged.array("sent"), atol=SERVO_TICK_RAD)
-    # ... at the logged times (relative to tick 0), to within a few milliseconds of scheduling.
+    # ... at the logged times (relative to tick 0), by the replay's own logged clock: each tick's
+    # deadline (its start less its lateness) lies at its logged time, give or take a millisecond
+    # (a tick may be preempted between its wait and its start stamp), no tick is early, and most
+    # are on time (a busy computer makes some late, not the median half a period late).
     t_logged = logged.array("t") - logged.ticks[0]["t"]
-    t_replayed = replayed.array("t") - replayed.ticks[0]["t"]
-    assert np.abs(t_replayed - t_logged).max() < 0.02
+    lateness = replayed.array("lateness_s")
+    schedule = replayed.array("t") - lateness - t_logged  # the replay's start, on every tick
+    assert np.percentile(np.abs(schedule - np.median(schedule)), 90) < 1e-3
+    assert lateness.min() >= 0 and np.median(lateness) < 0.5 * 0.05
     # The joints followed the logged trajectory, within the documented replay tolerance: the largest
     # joint error within REPLAY_TOLERANCE_RAD (0.1 rad) at 95 % of the ticks, and the mean error
     # within REPLAY_MEAN_TOLERANCE_RAD (0.03 rad) -- see slac_runtime/replay.py for why.
@@ -302,7 +307,15 @@ def test_summary_table(recorded_log, capsys):
         summary["policy_steps"] >= POLICY_STEPS - 2
         and summary["frames_logged"] == summary["policy_steps"]
     )
-    assert summary["duration_s"] == pytest.approx(2 * POLICY_STEPS * 0.05, abs=0.25)
+    # The duration by the loop's logged clock: never shorter than its ticks' periods (less the
+    # first tick's lateness), longer by no more than the lateness its ticks logged (late ticks and
+    # the deadlines an overrun skipped), give or take 5 ms of stamping.
+    log = read_episode_log(recorded_log)
+    period_s, lateness = 0.05, log.array("lateness_s")
+    assert len(lateness) == 2 * POLICY_STEPS
+    nominal_s = 2 * POLICY_STEPS * period_s
+    assert nominal_s - lateness[0] - 0.005 <= summary["duration_s"]
+    assert summary["duration_s"] <= nominal_s + lateness.sum() + 0.005
     assert summary["stop_reason"] == "episode complete" and summary["truncated"] is False
     assert summary["task"] == "dclaw-turn" and "success" not in summary
     # an overrun is a tick that started more than a control period late (README's safety table)
@@ -310,9 +323,10 @@ def test_summary_table(recorded_log, capsys):
     assert summary["overruns"] == sum(t["lateness_s"] > 0.05 for t in ticks)
     assert summary["jitter_p99_ms"] >= summary["jitter_p50_ms"] >= 0
     assert summary["corrupt_records"] == 0 and summary["corrupt_offsets"] is None
-    # Frame age on slac-run's own clock (from receipt: within a control period), and the
+    # Frame age on slac-run's own clock (from receipt: never past --max-frame-age), and the
     # camera's clock offset (one computer: just the transport latency).
-    assert 0 <= summary["frame_age_p50_ms"] <= summary["frame_age_max_ms"] < 100
+    max_age_ms = 1e3 * log.footer["config"]["max_frame_age_s"]
+    assert 0 <= summary["frame_age_p50_ms"] <= summary["frame_age_max_ms"] <= max_age_ms
     assert 0 <= summary["camera_clock_offset_ms"] < 100
     assert summary["malformed_frames"] == 0 and summary["camera_restarts"] == 0
     assert 0 <= summary["goal_error_max_rad"] < 1.0

@@ -143,7 +143,9 @@ def test_sigkill_stops_the_servos_within_the_bus_watchdog_window(
     virtual_dclaw, tiny_dclaw_policy, tmp_path
 ):
     """While slac-run streams goals the servos' Bus Watchdog is armed: killed with SIGKILL, nothing
-    is left to relax them, and the servos stop on their own within the window."""
+    is left to relax them, and the servos stop on their own once the window has passed since the
+    last goal, by the bus's own clock (the bus process is real-time scheduled where permitted; how
+    soon this test gets to look is not timed)."""
     from robots.dclaw.driver import DEFAULT_WATCHDOG_S
     from robots.dynamixel import control_table as ct
 
@@ -153,23 +155,24 @@ def test_sigkill_stops_the_servos_within_the_bus_watchdog_window(
     try:
         wait_for_ticks(tmp_path / "logs", 10)
         emulator = virtual_dclaw.emulator
-        assert all(
-            emulator.register(i, ct.BUS_WATCHDOG) == round(DEFAULT_WATCHDOG_S / 0.02)
-            for i in DCLAW.motor_ids
-        )
+        windows = [emulator.register(i, ct.BUS_WATCHDOG) for i in DCLAW.motor_ids]
+        assert windows == [round(DEFAULT_WATCHDOG_S / 0.02)] * DCLAW.num_joints, windows
+        emulator.take_longest_silence_s()  # from here on: the silence the kill leaves
         os.kill(proc.pid, signal.SIGKILL)
         killed = time.monotonic()
         proc.wait(timeout=10)
-        tripped = {}
-        while len(tripped) < DCLAW.num_joints and time.monotonic() - killed < 2.0:
+        tripped = set()
+        while len(tripped) < DCLAW.num_joints and time.monotonic() - killed < 5.0:
             for i in DCLAW.motor_ids:
                 if i not in tripped and emulator.register(i, ct.BUS_WATCHDOG) in (-1, 0xFF):
-                    tripped[i] = time.monotonic() - killed
+                    tripped.add(i)
             time.sleep(0.005)
     finally:
         proc.kill()
     assert sorted(tripped) == sorted(DCLAW.motor_ids)
-    assert max(tripped.values()) <= DEFAULT_WATCHDOG_S + 0.05, tripped
+    # The silence the servos judged when they stopped: past the window, and not a period later.
+    silence_s = emulator.take_longest_silence_s()
+    assert DEFAULT_WATCHDOG_S < silence_s <= DEFAULT_WATCHDOG_S + 0.05, silence_s
     # Stopped: the goals froze where the joints were, and nothing moves them any more.
     goals = emulator.joint_goals()
     time.sleep(0.3)

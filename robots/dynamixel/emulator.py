@@ -45,7 +45,10 @@ error (a sync or bulk write of them is ignored) until 0 is written to Bus Watchd
 loop checks the windows on a timer, so a servo stops even when nothing arrives.
 
 :meth:`~ServoBusEmulator.reply_latency` reports how long replies took, from a request packet fully
-received to its reply written (p50/p99/max and a count).
+received to its reply handed to the port (p50/p99/max and a count); a reply is counted before it
+leaves, so a client holding a reply finds it counted.
+:meth:`~ServoBusEmulator.take_longest_silence_s` reports the longest interval between instruction
+packets while a Bus Watchdog watched: the silences the watchdog judges, as the servos saw them.
 
 :class:`ServoBusEmulator` serves from a thread of the caller's process; :class:`ServoBusProcess`
 runs one in its own real-time-scheduled process, exchanging joint readings and goals with the
@@ -71,7 +74,7 @@ import termios
 import threading
 import time
 import tty
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,6 +253,9 @@ class ServoBusEmulator:
         link_path: if given, a symlink to the pty, made by :meth:`start` once the bus answers and
             removed by :meth:`stop`; clients open this path.
         seed: seeds the random reply faults.
+        clock: the emulator's clock (s, monotonic): when packets arrive, so the Bus Watchdog's
+            windows and the reply latency, and the Realtime Tick register. Tests inject a fake clock
+            to time the Bus Watchdog exactly; waits on the port stay on the real clock.
 
     The serving thread shares its process (and the GIL) with whoever started it: fine for tests
     with a :class:`KinematicBackend`. A bus that must answer within a servo's time however busy its
@@ -265,6 +271,7 @@ class ServoBusEmulator:
         mountings: Mapping[int, Mounting] | None = None,
         link_path: str | os.PathLike | None = None,
         seed: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         ids = sorted(int(i) for i in servo_ids)
         if not ids:
@@ -287,7 +294,8 @@ class ServoBusEmulator:
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._stream = PacketStream()
-        self._start_time = time.monotonic()
+        self._clock = clock
+        self._start_time = clock()
         self._counters: collections.Counter[str] = collections.Counter()
         self._pending_drops: collections.Counter = (
             collections.Counter()
@@ -303,7 +311,8 @@ class ServoBusEmulator:
         self._thread: threading.Thread | None = None
         self._serving = threading.Event()
         self._made_link = False
-        self._last_instruction_s = time.monotonic()  # when the last instruction packet arrived
+        self._last_instruction_s = clock()  # when the last instruction packet arrived
+        self._longest_silence_s = 0.0  # while a Bus Watchdog watched, since take_longest_silence_s
         self._latency_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._latency_count = 0
         self._latency_max_s = 0.0
@@ -409,15 +418,17 @@ class ServoBusEmulator:
                         data = os.read(self._master_fd, 4096)
                     except BlockingIOError:
                         continue
-                received_s = time.monotonic()
+                received_s = self._clock()
                 with self._lock:
                     self._check_bus_watchdogs(received_s)  # before this packet resets the timer
                     self._counters["rx_bytes"] += len(data)
                     events = self._stream.feed(data) if data else self._stream.poll()
                     replies = b"".join(self._handle_event(event, received_s) for event in events)
                 if replies:
+                    # Recorded before the reply leaves: a client that has its reply may ask for
+                    # the count at once, and must find this reply in it.
+                    self._record_latency(self._clock() - received_s)
                     self._send(replies)
-                    self._record_latency(time.monotonic() - received_s)
         except BaseException as exc:  # recorded, logged and re-raised by stop()
             self.error = exc
             log.exception("Dynamixel emulator on %s stopped", self._slave_name)
@@ -430,7 +441,7 @@ class ServoBusEmulator:
             windows = [w for s in self._servos.values() if (w := s.bus_watchdog_window_s)]
             if windows:
                 deadline_s = self._last_instruction_s + min(windows)
-                timeouts.append(max(0.0, deadline_s - time.monotonic()) + 1e-4)
+                timeouts.append(max(0.0, deadline_s - self._clock()) + 1e-4)
         return min(timeouts) if timeouts else None
 
     def _wake(self) -> None:
@@ -447,11 +458,12 @@ class ServoBusEmulator:
     def _check_bus_watchdogs(self, now_s: float) -> None:
         """Stop every servo whose Bus Watchdog window passed without an instruction packet: its goal
         becomes its present position (it holds there, torque on) and Bus Watchdog reads -1."""
-        fired = [
-            s
-            for s in self._servos.values()
-            if (w := s.bus_watchdog_window_s) and now_s - self._last_instruction_s > w
-        ]
+        windows = [(s, w) for s in self._servos.values() if (w := s.bus_watchdog_window_s)]
+        if not windows:
+            return
+        silence_s = now_s - self._last_instruction_s
+        self._longest_silence_s = max(self._longest_silence_s, silence_s)
+        fired = [servo for servo, window_s in windows if silence_s > window_s]
         if not fired:
             return
         self._refresh_present()
@@ -463,7 +475,7 @@ class ServoBusEmulator:
         log.warning(
             "Bus Watchdog error on servos %s: no instruction for %.0f ms; they hold where they are",
             [s.get(ct.ID) for s in fired],
-            1000 * (now_s - self._last_instruction_s),
+            1000 * silence_s,
         )
 
     def _send(self, data: bytes) -> None:
@@ -732,7 +744,7 @@ class ServoBusEmulator:
         missing = sorted(set(self._servos) - set(readings))
         if missing:
             raise RuntimeError(f"the servo backend gave no reading for servo IDs {missing}")
-        tick_ms = int((time.monotonic() - self._start_time) * 1000) % 32768
+        tick_ms = int((self._clock() - self._start_time) * 1000) % 32768
         for servo_id, servo in self._servos.items():
             reading = readings[servo_id]
             m = servo.mounting
@@ -774,7 +786,7 @@ class ServoBusEmulator:
         with self._lock:
             self._servo(servo_id).set(register, value)
             if register is ct.BUS_WATCHDOG or register is ct.TORQUE_ENABLE:
-                self._last_instruction_s = time.monotonic()  # the window starts now
+                self._last_instruction_s = self._clock()  # the window starts now
             self._apply_goals()
         self._wake()
 
@@ -816,10 +828,22 @@ class ServoBusEmulator:
         with self._lock:
             return self._servo(servo_id).torque_on
 
+    def take_longest_silence_s(self) -> float:
+        """The longest interval (s) between two instruction packets arriving while a servo's Bus
+        Watchdog watched (torque on, window set), since the last call, the silence up to now
+        included; resets the measure. This is the silence the Bus Watchdogs judge: stamped when
+        the serving loop reads a packet, so a late serving loop counts too."""
+        with self._lock:
+            longest = self._longest_silence_s
+            if any(s.bus_watchdog_window_s for s in self._servos.values()):
+                longest = max(longest, self._clock() - self._last_instruction_s)
+            self._longest_silence_s = 0.0
+            return longest
+
     def reply_latency(self) -> dict[str, float | int | None]:
         """How long the bus took to answer: from a request packet fully received to its reply
-        written to the port. ``count`` and ``max_ms`` cover every reply; the percentiles the last
-        :data:`LATENCY_SAMPLES` (None before the first reply)."""
+        handed to the port (counted before it is written). ``count`` and ``max_ms`` cover every
+        reply; the percentiles the last :data:`LATENCY_SAMPLES` (None before the first reply)."""
         with self._lock:
             samples = sorted(self._latency_s)
             count, max_s = self._latency_count, self._latency_max_s
@@ -950,6 +974,7 @@ _PROXIED_CALLS = frozenset(
         "joint_goals",
         "joint_readings",
         "torque_enabled",
+        "take_longest_silence_s",
         "drop_replies",
         "corrupt_replies",
         "set_reply_faults",
