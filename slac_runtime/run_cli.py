@@ -147,9 +147,9 @@ class RunConfig:
     )
     realtime: bool = option(
         False,
-        "real-time scheduling (SCHED_FIFO) for the loop, when permitted; only "
-        "with hardware servos (the bus client busy-waits for replies, which would "
-        "starve an emulator or camera process on the same cores)",
+        "real-time scheduling (SCHED_FIFO) for the loop, when permitted (root or "
+        "CAP_SYS_NICE): other programs on the same cores can then neither delay a tick nor leave "
+        "the servos' Bus Watchdog without goals",
     )
 
     def __post_init__(self) -> None:

@@ -33,6 +33,7 @@ import errno
 import logging
 import os
 import re
+import select
 import threading
 import time
 import warnings
@@ -185,9 +186,10 @@ def check_latency_timer(port: str, sysfs_root: Path = USB_SERIAL_SYSFS) -> int |
 
 
 class _ExclusivePortHandler(sdk.PortHandler):
-    """The SDK's port handler, opening its tty exclusively: pyserial's ``exclusive`` takes a flock
+    """The SDK's port handler, opening its tty exclusively (pyserial's ``exclusive`` takes a flock
     on the device before changing any of its settings, so a program that respects tty locks cannot
-    use the port at the same time, nor disturb it by opening it."""
+    use the port at the same time, nor disturb it by opening it) and waiting for replies asleep
+    rather than spinning."""
 
     def setupPort(self, cflag_baud: int) -> bool:  # noqa: N802 (the SDK's name)
         if self.is_open:
@@ -203,6 +205,21 @@ class _ExclusivePortHandler(sdk.PortHandler):
         self.ser.reset_input_buffer()
         self.tx_time_per_byte = (1000.0 / self.baudrate) * 10.0  # ms per byte (10 bits)
         return True
+
+    def readPort(self, length: int) -> bytes:  # noqa: N802 (the SDK's name)
+        """Up to ``length`` bytes, waiting (asleep, not spinning) until some arrive or the
+        packet's deadline passes. The SDK calls this in a loop and judges its timeout after each
+        call: it then only times out after a wait that found nothing, and a client under
+        real-time scheduling leaves the CPU to the port's kernel worker and the servos' emulator
+        while it waits."""
+        data = self.ser.read(length)
+        if data:
+            return data
+        remaining_ms = self.packet_timeout - self.getTimeSinceStart()
+        if remaining_ms > 0:
+            select.select([self.ser.fileno()], [], [], remaining_ms / 1000.0)
+            data = self.ser.read(length)
+        return data
 
 
 class DynamixelBus:
