@@ -406,9 +406,7 @@ def test_frames_of_another_shape_than_expected_are_malformed(raw_pub, image, wha
         raw.send(encode_frame(image, 1, time.time()))  # the size changes mid-stream
         wait_until(sub, lambda: sub.malformed)
         assert sub.newest.seq == 0  # the last good frame stays the newest
-        assert sub.last_malformed_reason == (
-            f"frame 1 is {what}, not 64x64 RGB"
-        )
+        assert sub.last_malformed_reason == (f"frame 1 is {what}, not 64x64 RGB")
 
 
 def test_a_repeated_sequence_number_is_not_a_new_frame(endpoint):
