@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -33,6 +32,7 @@ from robots.dynamixel.emulator import (
     mountings_from_calibration,
 )
 from slac_runtime.robot import find_robot
+from tests.virtual_robot import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,16 +75,6 @@ def backend_goals(emu: ServoBusEmulator) -> np.ndarray:
     """The physical joint goals the backend is given (rad)."""
     goals = emu.joint_goals()
     return np.array([goals[i] for i in IDS])
-
-
-def wait_for(condition, timeout_s: float = 2.0) -> bool:
-    """A sync write gets no reply: poll until the emulator has handled it."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 def settle(claw: DClawDriver, goal: np.ndarray, steps: int = 200) -> None:

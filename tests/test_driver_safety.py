@@ -32,6 +32,7 @@ from robots.dynamixel.calibration import (
 )
 from robots.dynamixel.emulator import ServoBusEmulator
 from tests.test_dclaw_driver import make_emulator
+from tests.virtual_robot import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,15 +53,6 @@ def watchdogs(emu: ServoBusEmulator) -> list[int]:
 def true_positions(emu: ServoBusEmulator) -> np.ndarray:
     readings = emu.joint_readings()
     return np.array([readings[i].position_rad for i in IDS])
-
-
-def wait_for(condition, timeout_s: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 def assert_untouched(emu: ServoBusEmulator, goals_before: list[int]) -> None:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 
 import pytest
@@ -30,6 +29,7 @@ from robots.dynamixel.emulator import (
 )
 from robots.dynamixel.physics import JointReading
 from robots.dynamixel.protocol import StatusError
+from tests.virtual_robot import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,16 +50,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now_s += seconds
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout_s`` of real time passed (False)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 def shared_state(positions_rad: dict[int, float]) -> SharedJointState:
@@ -222,7 +212,7 @@ def test_the_watchdog_fires_with_nothing_on_the_bus(bus_on_a_fake_clock, clock):
     bus.set_register(3, ct.TORQUE_ENABLE, 1)
     bus.set_register(3, ct.BUS_WATCHDOG, WINDOW_UNITS)
     clock.advance(WINDOW_S + EDGE_S)
-    assert wait_for(lambda: bus.register(3, ct.BUS_WATCHDOG) == BUS_WATCHDOG_ERROR)
+    assert wait_for(lambda: bus.register(3, ct.BUS_WATCHDOG) == BUS_WATCHDOG_ERROR, timeout_s=5.0)
     assert bus.take_longest_silence_s() == pytest.approx(WINDOW_S + EDGE_S)
     assert bus.counters["bus_watchdog_errors"] == 1
 
@@ -254,7 +244,9 @@ def test_the_bus_process_watchdog_fires_with_nothing_on_the_bus(tmp_path):
         with ServoBusProcess(IDS, state, link_path=tmp_path / "ttyBUS") as bus:
             bus.set_register(3, ct.TORQUE_ENABLE, 1)
             bus.set_register(3, ct.BUS_WATCHDOG, WINDOW_UNITS)
-            assert wait_for(lambda: bus.register(3, ct.BUS_WATCHDOG) == BUS_WATCHDOG_ERROR)
+            assert wait_for(
+                lambda: bus.register(3, ct.BUS_WATCHDOG) == BUS_WATCHDOG_ERROR, timeout_s=5.0
+            )
             assert bus.take_longest_silence_s() > WINDOW_S
             assert bus.counters["bus_watchdog_errors"] == 1
     finally:

@@ -38,3 +38,14 @@ def wait_for_ticks(log_dir: Path, ticks: int = 0, timeout_s: float = 60.0) -> No
         except ValueError:  # the file exists but its first bytes are not written yet
             pass
         time.sleep(0.05)
+
+
+def wait_for(condition, timeout_s: float = 2.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout_s`` of real time passed (False): for
+    what has no reply to wait on (a sync write handled, a watchdog fired)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
