@@ -3,7 +3,8 @@
 Every command that talks to servos takes the lock before it opens the port, so a second command on
 the same robot is refused before it sends a byte, with a message that names the first one.
 
-The lock is ``fcntl.flock`` on a file named after the device's real path, e.g.
+The lock (:class:`slac_runtime.file_lock.FileLock`) is ``fcntl.flock`` on a file named after the
+device's real path, e.g.
 ``/run/lock/slac-port_dev_ttyUSB0.lock`` (in the temp directory where ``/run/lock`` is not
 writable): a symlink to a port and the port itself are one port. The kernel drops a flock when
 its holder ends in any way (Ctrl-C, ``kill -9``, a crash), so a lock is never left stale; a file
@@ -17,24 +18,20 @@ on the device itself), which keeps out any other program that respects tty locks
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shlex
 import socket
 import sys
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from slac_runtime.file_lock import FileLock, LockHeld
 from slac_runtime.robot import RobotRefused
 
 RUN_LOCK_DIR = Path("/run/lock")
 COMMAND_SHOWN_CHARS = 100  # a longer holder's command line is cut short in messages
-_HOLDER_READ_TRIES = 10  # a holder writes its details just after taking the lock: read again ...
-_HOLDER_READ_PAUSE_S = 0.02  # ... this long apart
 
 
 class PortInUseError(RobotRefused):
@@ -80,61 +77,36 @@ class PortLock:
     def __init__(self, port: str | os.PathLike):
         self.port = str(port)
         self.path = lock_path(port)
-        self._fd: int | None = None
+        self._lock: FileLock | None = None
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._lock is not None
 
     def acquire(self) -> PortLock:
         """Take the lock, or raise :class:`PortInUseError` naming the process that holds it."""
-        if self._fd is not None:
+        if self._lock is not None:
             return self
-        while True:
-            fd, writable = _open_lock_file(self.path)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                message = in_use_message(self.port, holder, self.path)
-                raise PortInUseError(message, self.port, holder) from None
-            except BaseException:
-                os.close(fd)
-                raise
-            if _is_file_at(fd, self.path):
-                break
-            os.close(fd)  # its holder released and deleted this file meanwhile: open the new one
-        started = datetime.now().astimezone().isoformat(timespec="seconds")
-        holder = {
+        details = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": started,
+            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": command_line(),
             "port": os.path.realpath(self.port),
         }
-        if writable:  # (a lock file only this process's user may not write: the lock alone holds)
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-            except BaseException:
-                os.close(fd)
-                raise
-        self._fd = fd
+        try:
+            self._lock = FileLock(self.path, details).acquire()
+        except LockHeld as e:
+            holder = e.holder if e.holder is not None and "command" in e.holder else None
+            message = in_use_message(self.port, holder, self.path)
+            raise PortInUseError(message, self.port, holder) from None
         return self
 
     def release(self) -> None:
         """Delete the lock file, then let go of the lock."""
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        try:
-            if _is_file_at(fd, self.path):
-                self.path.unlink()
-        except PermissionError:
-            pass  # another user's file in a sticky directory: it stays, free, for the next holder
-        finally:
-            os.close(fd)  # closing the file drops the lock
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> PortLock:
         return self.acquire()
@@ -159,64 +131,6 @@ def in_use_message(port: str, holder: dict[str, Any] | None, path: Path) -> str:
         f"serial port {name} is in use by pid {holder['pid']} ({command}, started "
         f"{_when(holder['started'])} on {holder['host']}): stop it first"
     )
-
-
-def _open_lock_file(path: Path) -> tuple[int, bool]:
-    """Open (or create, readable and writable by every user) the lock file; return the descriptor
-    and whether it is open for writing.
-
-    An existing file is opened without ``O_CREAT``: in a sticky directory such as ``/run/lock`` the
-    kernel may refuse ``O_CREAT`` on another user's file. Where it may not be written, it is opened
-    read-only, which is enough to lock it."""
-    while True:
-        try:
-            return os.open(path, os.O_RDWR), True
-        except FileNotFoundError:
-            pass
-        except PermissionError:
-            return os.open(path, os.O_RDONLY), False
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue  # another process created it just now
-        os.fchmod(fd, 0o666)  # whatever the umask: the next holder may be another user
-        return fd, True
-
-
-def _is_file_at(fd: int, path: Path) -> bool:
-    """True when the open ``fd`` is still the file at ``path``."""
-    try:
-        return os.fstat(fd).st_ino == os.stat(path).st_ino
-    except FileNotFoundError:
-        return False
-
-
-def _read_holder(fd: int) -> dict[str, Any] | None:
-    """The holder's details from its lock file (None if they cannot be read)."""
-    for attempt in range(_HOLDER_READ_TRIES):
-        if attempt:
-            time.sleep(_HOLDER_READ_PAUSE_S)
-        try:
-            holder = json.loads(os.pread(fd, 65536, 0))
-        except (OSError, ValueError):
-            continue
-        if isinstance(holder, dict) and {"pid", "host", "started", "command"} <= holder.keys():
-            return holder if _may_be_running(holder) else None
-    return None
-
-
-def _may_be_running(holder: dict[str, Any]) -> bool:
-    """False when the details name a process of this host that has ended (a holder that could not
-    write its own details left an earlier holder's in the file)."""
-    if holder["host"] != socket.gethostname():
-        return True
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, TypeError, OverflowError):
-        pass
-    return True
 
 
 def _when(started: str) -> str:
