@@ -135,6 +135,11 @@ class TrainConfig:
         "Adam learning rate of the latent model (encoder, decoder, priors, posteriors, reward)",
     )
     gamma: float = _f(0.99, "discount")
+    reward_scale: float = _f(
+        1.0,
+        "the critic learns the return of reward x reward_scale (the latent model predicts the "
+        "reward itself): keeps Q near 1-100 where rewards are large",
+    )
     target_update_tau: float = _f(0.005, "Polyak rate of the target critics, applied every update")
     init_log_alpha: float = _f(0.0, "initial log alpha")
     target_entropy: float | None = _f(None, "entropy target of alpha; default: -(action dimension)")
@@ -177,6 +182,17 @@ class TrainConfig:
     bc_decay_updates: int = _f(
         0,
         "fade bc_weight linearly to 0 over this many updates after pre-training (0: constant)",
+    )
+
+    residual_actor: bool = _f(
+        False,
+        "learn a residual on the frozen --init-policy actor instead of moving it: its last layer "
+        "starts at zero, so the policy starts as the given one (Ankile et al. 2025)",
+    )
+    residual_scale: float = _f(
+        0.5,
+        "with residual_actor: the most the residual moves the actor's pre-tanh mean, per action "
+        "dimension",
     )
 
     # --- critic ---------------------------------------------------------------------------------
@@ -406,6 +422,18 @@ class TrainConfig:
             (
                 self.bc_weight == 0.0 or bool(self.demos),
                 "bc_weight clones the demonstrations: give --demos, or set --bc-weight 0",
+            ),
+            (
+                not self.residual_actor or bool(self.init_policy),
+                "residual_actor learns a residual on a given actor: give --init-policy",
+            ),
+            (
+                math.isfinite(self.residual_scale) and self.residual_scale > 0.0,
+                f"residual_scale must be a positive number (got {self.residual_scale})",
+            ),
+            (
+                math.isfinite(self.reward_scale) and self.reward_scale > 0.0,
+                f"reward_scale must be a positive number (got {self.reward_scale})",
             ),
             (
                 self.critic_target_subset <= self.num_critics,

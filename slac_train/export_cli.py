@@ -109,6 +109,7 @@ def training_provenance(checkpoint: dict[str, Any]) -> dict[str, Any]:
         "demos": checkpoint.get("demos"),
         "demo_ratio": config.get("demo_ratio") if config.get("demos") else None,
         "init_policy": config.get("init_policy"),
+        "residual_scale": config.get("residual_scale") if config.get("residual_actor") else None,
         "randomization": config.get("randomization", "task"),
     }
 

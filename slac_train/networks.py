@@ -248,6 +248,64 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(self(x)[0])
 
 
+class ResidualActor(nn.Module):
+    """A frozen base actor plus a learned residual: pi(a | x) = tanh(N(mean, exp(log_std))) with
+
+        mean = base_mean(x) + scale * tanh(r_mean(x, tanh(base_mean(x))))
+        log_std = base_log_std(x) + r_log_std(x, tanh(base_mean(x)))
+
+    (residual off-policy RL on a behaviour-cloned policy, Ankile et al. 2025). The residual's last
+    layer starts at zero, so the policy starts as the base's, stochastic and deterministic; the
+    residual moves the pre-tanh mean by at most ``scale`` in each action dimension whatever the
+    critic says, and the base (``base``, a :class:`TanhGaussianActor`) never trains. The interface
+    is the actor's: ``forward``, ``sample``, ``deterministic``; the export runs ``forward``.
+    """
+
+    def __init__(
+        self, input_dim: int, action_dim: int, hidden: int = 256, scale: float = 0.5
+    ) -> None:
+        super().__init__()
+        if not (math.isfinite(scale) and scale > 0.0):
+            raise ValueError(f"a residual actor's scale must be a positive number, got {scale}")
+        self.action_dim = action_dim
+        self.base = TanhGaussianActor(input_dim, action_dim, hidden).requires_grad_(False)
+        self.residual = mlp(input_dim + action_dim, 2 * action_dim, hidden, nn.ReLU)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.zero_residual_()
+
+    def zero_residual_(self) -> None:
+        """Set the residual's output layer to zero: the policy becomes the base's."""
+        last = self.residual[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+
+    def train(self, mode: bool = True) -> ResidualActor:
+        super().train(mode)
+        self.base.train(False)
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x[B, 8F + 7A]`` -> ``(mean[B, A], log_std[B, A])`` of the pre-tanh Gaussian."""
+        with torch.no_grad():
+            base_mean, base_log_std = self.base(x)
+        shift, log_std_shift = self.residual(torch.cat([x, torch.tanh(base_mean)], dim=-1)).chunk(
+            2, dim=-1
+        )
+        mean = base_mean + self.scale * torch.tanh(shift)
+        log_std = (base_log_std + log_std_shift).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return mean, log_std
+
+    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised ``(action[B, A] in (-1, 1), log_prob[B])``."""
+        mean, log_std = self(x)
+        pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
+        return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+
+    def deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self(x)[0])
+
+
 class CriticEnsemble(nn.Module):
     """Q1 .. QN (z, a): ``count`` MLPs (ReLU) on ``[z1, z2, a]`` -> a tuple of N ``[B]`` tensors.
 

@@ -120,9 +120,17 @@ def init_policy(agent, path: str | Path, action_repeat: int | None = None) -> No
             f"--init-policy {path} acts at action repeat {repeat} and this run at "
             f"{action_repeat}: pass --action-repeat {repeat}"
         )
-    if not (_fits(agent.encoder, encoder) and _fits(agent.actor, actor)):
+    target = agent.actor
+    if not _fits(target, actor) and hasattr(target, "base"):  # a residual on this actor
+        target = target.base
+    elif not _fits(target, actor) and "base.net.0.weight" in actor:
+        raise ValueError(
+            f"--init-policy {path} is a residual policy (a base actor and a residual): continue "
+            "it with --residual-actor"
+        )
+    if not (_fits(agent.encoder, encoder) and _fits(target, actor)):
         theirs = _sizes(encoder, actor)
-        ours = _sizes(agent.encoder.state_dict(), agent.actor.state_dict())
+        ours = _sizes(agent.encoder.state_dict(), target.state_dict())
         if theirs["action_dim"] != ours["action_dim"]:
             raise ValueError(
                 f"--init-policy {path} acts with {theirs['action_dim']} actions; this task has "
@@ -140,4 +148,4 @@ def init_policy(agent, path: str | Path, action_repeat: int | None = None) -> No
         )
     with torch.no_grad():
         agent.encoder.load_state_dict(encoder)
-        agent.actor.load_state_dict(actor)
+        target.load_state_dict(actor)

@@ -38,6 +38,7 @@ from slac_train.latent_model import LatentModel, first_frames
 from slac_train.networks import (
     CriticEnsemble,
     PixelPolicy,
+    ResidualActor,
     TanhGaussianActor,
     actor_input,
     glorot_init_,
@@ -197,7 +198,12 @@ class SlacAgent:
             c.decoder_output_activation,
         )
         self.actor_input_dim = ACTOR_FRAMES * c.feature_dim + (ACTOR_FRAMES - 1) * action_dim
-        self.actor = TanhGaussianActor(self.actor_input_dim, action_dim, c.actor_critic_hidden)
+        if c.residual_actor:
+            self.actor = ResidualActor(
+                self.actor_input_dim, action_dim, c.actor_critic_hidden, c.residual_scale
+            )
+        else:
+            self.actor = TanhGaussianActor(self.actor_input_dim, action_dim, c.actor_critic_hidden)
         latent_dim = c.z1_dim + c.z2_dim
         self.critic = CriticEnsemble(
             latent_dim, action_dim, c.actor_critic_hidden, c.num_critics, c.critic_layer_norm
@@ -205,6 +211,8 @@ class SlacAgent:
         if c.init == "glorot":  # the official layers' initialisation (networks.glorot_init_)
             for module in (self.model, self.actor, self.critic):
                 glorot_init_(module)
+            if c.residual_actor:
+                self.actor.zero_residual_()
         self.model.to(self.device, memory_format=torch.channels_last)
         self.actor.to(self.device)
         self.critic.to(self.device)
@@ -221,7 +229,9 @@ class SlacAgent:
             self.model.encoder.requires_grad_(False)
             model_params = [p for p in model_params if p.requires_grad]
         self.model_optimizer = torch.optim.Adam(model_params, lr=c.lr_model)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
+        self.actor_optimizer = torch.optim.Adam(
+            [p for p in self.actor.parameters() if p.requires_grad], lr=c.lr_actor
+        )
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.lr_alpha)
         self._critic_params = list(self.critic.parameters())
@@ -419,7 +429,8 @@ class SlacAgent:
             soft_value = (
                 self._target_min(self.critic_target(z_next, next_action)) - alpha * next_log_prob
             )
-            target = batch.rewards[:, -1] + c.gamma * (1.0 - batch.terminated[:, -1]) * soft_value
+            reward = batch.rewards[:, -1] * c.reward_scale
+            target = reward + c.gamma * (1.0 - batch.terminated[:, -1]) * soft_value
 
         qs = self.critic(z_now, batch.actions[:, -1])
         critic_loss = 0.5 * sum(F.mse_loss(q, target) for q in qs)

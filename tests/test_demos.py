@@ -4,6 +4,7 @@ warm-up and cloning term, exact resume, and a D'Claw run end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -438,6 +439,78 @@ def test_a_frozen_encoder_is_not_trained_by_the_model(tmp_path):
     agent.update_model(batch)
     assert all(torch.equal(a, b) for a, b in zip(encoder, agent.encoder.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(decoder, agent.model.decoder.parameters()))
+
+
+def test_a_residual_actor_starts_as_the_student_and_moves_only_within_its_bound(
+    teacher_run, tmp_path
+):
+    """The residual on the frozen student: the very student before any update (mean and log std),
+    a base that never trains, a pre-tanh mean never further than residual_scale from the
+    student's, and an export that onnxruntime runs as the agent does."""
+    from slac_runtime.policy import OnnxPolicy
+    from slac_train.checkpoint import load_agent
+    from slac_train.export import export_onnx
+
+    _, run_dir = teacher_run
+    student, _ = load_agent(run_dir)
+    config = small_test_config(
+        task="dclaw-turn", init_policy=str(run_dir), residual_actor=True, residual_scale=0.2
+    )
+    agent = fresh_agent(config, 9)
+    init_policy(agent, run_dir)
+    assert_acts_as(agent, student, 9)
+    dataset, _ = teacher_run
+    demos = Demonstrations.load([str(dataset)], (64, 64, 3), 9, 2)
+    online = ReplayBuffer(100, (64, 64, 3), 9)
+    rng = np.random.default_rng(0)
+    batch = Batch.from_numpy(sample_mixed(online, demos.buffer, 16, 0.5, rng), torch.device("cpu"))
+    inputs = [
+        agent.policy().actor_inputs(
+            torch.as_tensor(h.items[None]), torch.as_tensor(h.actions[None])
+        )
+        for h in some_histories(9)
+    ]
+    for x in inputs:
+        for ours, theirs in zip(agent.actor(x), student.actor(x)):
+            assert torch.equal(ours, theirs)
+    base = {k: v.clone() for k, v in agent.actor.base.state_dict().items()}
+    for index in range(40):
+        agent.update(batch, update_index=index)
+    assert all(torch.equal(v, agent.actor.base.state_dict()[k]) for k, v in base.items())
+    with torch.no_grad():
+        shifts = [(agent.actor(x)[0] - student.actor(x)[0]).abs().max().item() for x in inputs]
+    assert 0.0 < max(shifts) <= 0.2 + 1e-6, shifts
+
+    shipped = Path(__file__).resolve().parents[1] / "robots/dclaw/policies/turn.onnx"
+    metadata = dataclasses.replace(OnnxPolicy(shipped).metadata, feature_dim=config.feature_dim)
+    path = export_onnx(agent.encoder, agent.actor, metadata, tmp_path / "residual.onnx")
+    onnx_policy = OnnxPolicy(path)
+    for history in some_histories(9):
+        np.testing.assert_allclose(
+            agent.act(history, deterministic=True),
+            onnx_policy.run_full(history.items, history.actions).action,
+            atol=1e-5,
+        )
+    again = fresh_agent(config, 9)  # a residual policy file continues as a residual
+    init_policy(again, path)
+    assert_acts_as(again, agent, 9)
+    with pytest.raises(ValueError, match="--residual-actor"):
+        init_policy(fresh_agent(small_test_config(task="dclaw-turn"), 9), path)
+    with pytest.raises(ValueError, match="give --init-policy"):
+        small_test_config(task="dclaw-turn", residual_actor=True)
+
+
+def test_the_critic_learns_the_scaled_reward(tmp_path):
+    batch = toy_batch(tmp_path)
+    targets = []
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)
+        agent = fresh_agent(small_test_config(task=TOY_TASK, reward_scale=scale, gamma=0.0), 2)
+        targets.append(agent.update(batch)["critic/target"].item())
+    assert targets[0] == pytest.approx(batch.rewards[:, -1].mean().item())
+    assert targets[1] == pytest.approx(0.1 * targets[0])
+    with pytest.raises(ValueError, match="reward_scale"):
+        small_test_config(task=TOY_TASK, reward_scale=0.0)
 
 
 # -- slac-train end to end ------------------------------------------------------------------------
