@@ -249,16 +249,19 @@ class TanhGaussianActor(nn.Module):
 
 
 class ResidualActor(nn.Module):
-    """A frozen base actor plus a learned residual: pi(a | x) = tanh(N(mean, exp(log_std))) with
+    """A frozen base actor plus a learned residual on its mean: pi(a | x) = tanh(N(mean, std)) with
 
-        mean = base_mean(x) + scale * tanh(r_mean(x, tanh(base_mean(x))))
-        log_std = base_log_std(x) + r_log_std(x, tanh(base_mean(x)))
+        mean = base_mean(x) + scale * tanh(r(x, tanh(base_mean(x))))
+        log std = base_log_std(x)
 
     (residual off-policy RL on a behaviour-cloned policy, Ankile et al. 2025). The residual's last
     layer starts at zero, so the policy starts as the base's, stochastic and deterministic; the
     residual moves the pre-tanh mean by at most ``scale`` in each action dimension whatever the
-    critic says, and the base (``base``, a :class:`TanhGaussianActor`) never trains. The interface
-    is the actor's: ``forward``, ``sample``, ``deterministic``; the export runs ``forward``.
+    critic says. The spread is the base's own: an entropy bonus cannot widen the exploration
+    around a precise policy (where the critic's preference between nearby actions is weak, SAC's
+    temperature would otherwise widen it long before it falls). The base (``base``, a
+    :class:`TanhGaussianActor`) never trains. The interface is the actor's: ``forward``,
+    ``sample``, ``deterministic``; the export runs ``forward``.
     """
 
     def __init__(
@@ -269,7 +272,7 @@ class ResidualActor(nn.Module):
             raise ValueError(f"a residual actor's scale must be a positive number, got {scale}")
         self.action_dim = action_dim
         self.base = TanhGaussianActor(input_dim, action_dim, hidden).requires_grad_(False)
-        self.residual = mlp(input_dim + action_dim, 2 * action_dim, hidden, nn.ReLU)
+        self.residual = mlp(input_dim + action_dim, action_dim, hidden, nn.ReLU)
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.zero_residual_()
 
@@ -289,12 +292,8 @@ class ResidualActor(nn.Module):
         """``x[B, 8F + 7A]`` -> ``(mean[B, A], log_std[B, A])`` of the pre-tanh Gaussian."""
         with torch.no_grad():
             base_mean, base_log_std = self.base(x)
-        shift, log_std_shift = self.residual(torch.cat([x, torch.tanh(base_mean)], dim=-1)).chunk(
-            2, dim=-1
-        )
-        mean = base_mean + self.scale * torch.tanh(shift)
-        log_std = (base_log_std + log_std_shift).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        return mean, log_std
+        shift = self.residual(torch.cat([x, torch.tanh(base_mean)], dim=-1))
+        return base_mean + self.scale * torch.tanh(shift), base_log_std
 
     def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised ``(action[B, A] in (-1, 1), log_prob[B])``."""
