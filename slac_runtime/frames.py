@@ -34,6 +34,11 @@ that clock's offset (receive wall time minus capture time, a running median) and
 :data:`MAX_CLOCK_OFFSET_S` of the subscriber's clock. A frame is new only when its sequence number
 advanced; a message that is not a valid frame is dropped and counted, never raised.
 
+A publisher may also say what it is: a *source message* (magic ``SLAS``, a version byte, then a
+small JSON object of strings such as ``{"source": "virtual dclaw", "scene": "valve"}``) sent before
+each frame. A simulated camera sends one, naming the scene it renders; a real camera sends none.
+The subscriber keeps the newest as :attr:`FrameSubscriber.source`.
+
 A publisher belongs to the thread that made it; a subscriber's socket lives in its own receiver
 thread, and its methods may be called from any one other thread.
 """
@@ -41,6 +46,7 @@ thread, and its methods may be called from any one other thread.
 from __future__ import annotations
 
 import collections
+import json
 import math
 import statistics
 import struct
@@ -80,6 +86,11 @@ MAX_CLOCK_OFFSET_S = 86400.0
 MAX_SEQ_GAP = 100_000
 CLOCK_OFFSET_WINDOW = 101  # frames in the running median of the camera clock's offset
 MALFORMED_REASONS_KEPT = 100  # reasons of malformed messages kept until take_malformed_reasons()
+# A source message: what the publisher is and what its frames show. Its own magic, so that a
+# subscriber filtering on the frames' magic (every reader of version 1) never receives it.
+SOURCE_MAGIC = b"SLAS"
+SOURCE_HEADER = struct.Struct("<4sB")  # magic, format version; then a UTF-8 JSON object
+MAX_SOURCE_BYTES = 4096
 
 
 class FrameFormatError(ValueError):
@@ -299,6 +310,47 @@ def _decode_payload(
     return image
 
 
+def encode_source(source: dict[str, str]) -> bytes:
+    """A source message: the header, then ``source`` (names to strings) as UTF-8 JSON."""
+    if not source or not all(isinstance(k, str) and isinstance(v, str) for k, v in source.items()):
+        raise ValueError(f"a source is a non-empty mapping of names to strings, got {source!r}")
+    message = SOURCE_HEADER.pack(SOURCE_MAGIC, FORMAT_VERSION) + json.dumps(
+        dict(source), separators=(",", ":")
+    ).encode("utf-8")
+    if len(message) > MAX_SOURCE_BYTES:
+        raise ValueError(f"a source message is at most {MAX_SOURCE_BYTES} bytes")
+    return message
+
+
+def decode_source(data: bytes | memoryview | zmq.Frame) -> dict[str, str]:
+    """Parse a source message; :class:`FrameFormatError` naming what is wrong."""
+    buffer = data.buffer if isinstance(data, zmq.Frame) else memoryview(data)
+    if buffer.nbytes < SOURCE_HEADER.size or buffer.nbytes > MAX_SOURCE_BYTES:
+        raise FrameFormatError(
+            f"source message is {buffer.nbytes} bytes; one holds {SOURCE_HEADER.size} to "
+            f"{MAX_SOURCE_BYTES}"
+        )
+    magic, version = SOURCE_HEADER.unpack_from(buffer)
+    if magic != SOURCE_MAGIC or version != FORMAT_VERSION:
+        raise FrameFormatError(
+            f"not a source message of version {FORMAT_VERSION}: it starts with {magic!r}, "
+            f"version {version}"
+        )
+    try:
+        source = json.loads(bytes(buffer[SOURCE_HEADER.size :]).decode("utf-8"))
+    except ValueError as e:  # not UTF-8, not JSON
+        raise FrameFormatError(f"source message is not UTF-8 JSON: {e}") from None
+    if not (
+        isinstance(source, dict)
+        and source
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in source.items())
+    ):
+        raise FrameFormatError(
+            f"source message holds {source!r}, not a JSON object of names to strings"
+        )
+    return source
+
+
 # ---- transport --------------------------------------------------------------------------------
 
 
@@ -358,6 +410,8 @@ class FramePublisher:
     ``endpoint`` is ``tcp://*:5555``, ``tcp://127.0.0.1:*`` (any free port; read :attr:`endpoint`
     afterwards), ``ipc:///tmp/name`` ... ``sndhwm`` is how many messages may queue per subscriber
     before ZeroMQ silently drops new ones; keep it generous -- the subscriber keeps only the newest.
+    ``source`` (names to strings, e.g. ``{"source": "virtual dclaw", "scene": "valve"}``) is sent
+    as a source message before every frame, so that a subscriber knows it by its first frame.
     """
 
     def __init__(
@@ -367,10 +421,12 @@ class FramePublisher:
         bind: bool = True,
         sndhwm: int = DEFAULT_SNDHWM,
         context: zmq.Context | None = None,
+        source: dict[str, str] | None = None,
     ) -> None:
         _check_endpoint(endpoint)
         if sndhwm < 1:
             raise ValueError(f"sndhwm must be at least 1 message, got {sndhwm}")
+        self._source_message = None if source is None else encode_source(source)
         self._context = context or zmq.Context.instance()
         self._socket = _open_socket(
             self._context, zmq.PUB, endpoint, bind, "frame publisher", [(zmq.SNDHWM, sndhwm)]
@@ -400,6 +456,8 @@ class FramePublisher:
         if timestamp is None:
             timestamp = time.time()
         message = encode_frame(image_rgb, seq, timestamp, encoding, jpeg_quality)
+        if self._source_message is not None:
+            self._socket.send(self._source_message)
         # A plain (copying) send: for frame-sized messages it is as fast as pyzmq's zero-copy
         # send, which hands every message above 64 KiB to a garbage-collector thread.
         self._socket.send(message)
@@ -459,7 +517,8 @@ class FrameSubscriber:
     ``repeats``, ``restarts``, ``malformed`` (with ``malformed_in_a_row`` since the last valid
     frame and ``last_malformed_reason``), and ``stale``: calls of :meth:`latest`, after the first
     frame, that found no frame received within ``max_age_s``. ``messages`` counts every message
-    that arrived, valid or not.
+    that arrived, valid or not. A source message sets :attr:`source`; an unreadable one is
+    malformed.
 
     Its methods may be called from any one thread (the receiver thread is its own).
     """
@@ -493,6 +552,7 @@ class FrameSubscriber:
             [
                 (zmq.RCVHWM, RCVHWM_MESSAGES),
                 (zmq.SUBSCRIBE, MAGIC),  # every frame starts with the magic bytes
+                (zmq.SUBSCRIBE, SOURCE_MAGIC),  # and every source message with its own
             ],
         )
         self._changed = threading.Condition()
@@ -512,6 +572,7 @@ class FrameSubscriber:
         self.malformed = 0
         self.malformed_in_a_row = 0
         self.last_malformed_reason: str | None = None
+        self._source: dict[str, str] | None = None
         self._closing = threading.Event()
         self._receiver = threading.Thread(
             target=self._receive_loop, args=(socket,), name="frame-subscriber", daemon=True
@@ -546,8 +607,10 @@ class FrameSubscriber:
     def _judge(
         self, message: zmq.Frame, parts: int, received_at: float, received_monotonic: float
     ) -> None:
-        """Decode one message (outside the lock) and take it as the newest frame or reject it."""
+        """Decode one message (outside the lock) and take it as the newest frame or source, or
+        reject it."""
         frame: Frame | None = None
+        source: dict[str, str] | None = None
         if parts > 1:
             reason = (
                 f"a {parts}-part message: a frame is one single-part message "
@@ -555,8 +618,11 @@ class FrameSubscriber:
             )
         else:
             try:
-                frame = decode_frame(message, received_at, received_monotonic)
-                reason = self._shape_mismatch(frame)
+                if bytes(message.buffer[: len(SOURCE_MAGIC)]) == SOURCE_MAGIC:
+                    source, reason = decode_source(message), None
+                else:
+                    frame = decode_frame(message, received_at, received_monotonic)
+                    reason = self._shape_mismatch(frame)
             except FrameFormatError as e:
                 reason = str(e)
             except Exception as e:  # noqa: BLE001 -- no message may stop the receiver
@@ -565,6 +631,8 @@ class FrameSubscriber:
             self.messages += 1
             if reason is not None:
                 self._reject(reason)
+            elif source is not None:
+                self._source = source
             elif self._accept(frame):
                 self._changed.notify_all()
 
@@ -641,6 +709,13 @@ class FrameSubscriber:
     def newest(self) -> Frame | None:
         """The newest frame received so far, without counting anything."""
         return self._newest
+
+    @property
+    def source(self) -> dict[str, str] | None:
+        """What the publisher says it is, from its newest source message (a simulated camera
+        names its ``scene``); None while it has sent none, as a real camera never does."""
+        with self._changed:
+            return None if self._source is None else dict(self._source)
 
     @property
     def age_s(self) -> float | None:

@@ -203,6 +203,16 @@ class RobotEntry:
     sim_replay: str | None = (
         None  # "module:function(log, video_path) -> dict" (simulation; heavy imports)
     )
+    # The virtual robot's scene each task needs, by task name: (("dclaw-pose", "pose"), ...); a
+    # task's variants ("dclaw-pose-random") need the scene of their task.
+    task_scenes: tuple[tuple[str, str], ...] = ()
+
+    def scene_for_task(self, task: str) -> str | None:
+        """The scene of the virtual robot a policy of ``task`` needs; None if the robot says not."""
+        for name, scene in self.task_scenes:
+            if task == name or task.startswith(name + "-"):
+                return scene
+        return None
 
     def default_policy(self) -> Path | None:
         """The shipped policy file, if the robot package has one."""

@@ -6,6 +6,9 @@ camera → ZeroMQ → history → ONNX → servos.
 ``--camera`` takes an OpenCV index, a device path or a video file (a local ``slac-camera``
 publisher is started in its own process), or the endpoint of a running publisher (``tcp://…``,
 ``ipc://…``). Every episode is logged under ``--log-dir``; ``slac-replay`` reads the logs.
+Without ``--policy`` it runs the robot's shipped policy; its first line names the policy file, its
+task and the robot. A simulated camera names its scene, and a policy whose task needs another one
+is refused.
 """
 
 from __future__ import annotations
@@ -297,6 +300,29 @@ def load_policy(args: RunConfig, entry: Any, scheduling: str) -> tuple[OnnxPolic
     return policy, Path(policy_path)
 
 
+def loaded_line(args: RunConfig, policy_path: Path, metadata: Any) -> str:
+    """What this run drives with what, in one line: the policy file (the robot's shipped policy
+    when no --policy was given), its task and the robot."""
+    shipped = "" if args.policy else f" (robot {args.robot}'s shipped policy: no --policy given)"
+    return f"policy {policy_path}{shipped}: task {metadata.task}, on robot {args.robot}"
+
+
+def check_scene(source: dict[str, str] | None, metadata: Any, entry: Any, args: RunConfig) -> None:
+    """Refuse a simulated camera whose scene is not the one the policy's task needs (a Pose policy
+    before the valve). A real camera names no scene: nothing to check."""
+    scene = (source or {}).get("scene")
+    needed = entry.scene_for_task(metadata.task)
+    if scene is None or needed is None or scene == needed:
+        return
+    what = source.get("source", "the camera")
+    raise UsageError(
+        f"the camera at {args.camera} shows the {scene} scene ({what}), but the policy is for "
+        f"task {metadata.task}, which needs the {needed} scene: start the virtual robot with "
+        f"`slac-virtual-robot --robot {args.robot} --scene {needed}`, or run a policy for the "
+        f"{scene} scene"
+    )
+
+
 def resolve_calibrations(args: RunConfig, entry: Any) -> None:
     """Fill in the robot's default joint and camera calibration files, or
     refuse to run uncalibrated."""
@@ -479,6 +505,7 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
     scheduling = enable_realtime() if args.realtime else "normal"
     policy, policy_path = load_policy(args, entry, scheduling)
     m = policy.metadata
+    print(loaded_line(args, policy_path, m), flush=True)
     resolve_calibrations(args, entry)
     period_s = robot_control_period(entry.description, m)
     config = loop_config(args, m, period_s)
@@ -496,6 +523,8 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
             wait_for_camera(frames, args, camera_proc, outcome)  # before anything touches the robot
             if outcome["signal"] is not None:
                 return ExitCode.for_signal(outcome["signal"])
+            check_scene(frames.source, m, entry, args)  # a simulated camera names its scene
+            header["camera_source"] = frames.source
             with driving(
                 entry.make_driver(**driver_options(args, entry.description, period_s)), outcome
             ) as robot:

@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default=argparse.SUPPRESS,
-        help="start from a named configuration: paper (the defaults), cpu-small (narrower "
-        "networks and short pre-training, for a CPU) or dclaw-turn-demos (D'Claw Turn from "
-        "--demos on a CPU)",
+        help="start from a named configuration: paper (the defaults), quickstart (a first run "
+        "of minutes on a CPU: the pipeline, not a skilled policy), cpu-small (narrower networks "
+        "and short pre-training, for a CPU) or dclaw-turn-demos (D'Claw Turn from --demos on a "
+        "CPU)",
     )
     parser.add_argument(
         "--demos",

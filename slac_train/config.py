@@ -590,6 +590,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "init_log_alpha": -2.3,
     },
 }
+# A first run that ends in minutes on a 2-core CPU (the README's first run, and the training of
+# `python -m slac_train.pipeline_demo --retrain`): small networks, 1,600 simulator steps, a few
+# hundred updates. It shows the pipeline -- a run directory, a checkpoint to export and run -- not
+# a skilled policy.
+PRESETS["quickstart"] = {
+    "encoder_base_channels": 8,
+    "feature_dim": 64,
+    "z1_dim": 16,
+    "z2_dim": 64,
+    "model_hidden": 64,
+    "actor_critic_hidden": 64,
+    "batch_size_actor_critic": 32,
+    "batch_size_model": 8,
+    "buffer_capacity": 10_000,
+    "initial_collection_steps": 400,
+    "model_pretrain_steps": 200,
+    "total_env_steps": 1_600,
+    "eval_every_env_steps": 800,
+    "eval_episodes": 1,
+    "fast_render": True,
+    "lr_model": 1e-3,  # a few hundred model updates need cpu-small's rate, not the paper's
+}
 # D'Claw Turn from demonstrations (--demos) on a 2-core CPU, under the randomisation slac-imitate
 # records with: cpu-small's latent model and schedule, with the imitation student's encoder and
 # actor sizes (slac-imitate's defaults: width 16, 128 features, 256 units) so that --init-policy

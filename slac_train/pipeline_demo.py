@@ -36,38 +36,9 @@ START_ANGLE = 0.0  # dclaw-turn (Fixed): valve from 0 to pi (rad)
 TARGET_ANGLE = math.pi
 SUCCESS_ERROR_RAD = 0.1  # the task's success: |wrap(target - valve)| < 0.1 rad
 
-QUICK_TRAINING = [
-    "--encoder-base-channels",
-    "8",
-    "--feature-dim",
-    "64",
-    "--z1-dim",
-    "16",
-    "--z2-dim",
-    "64",
-    "--model-hidden",
-    "64",
-    "--actor-critic-hidden",
-    "64",
-    "--batch-size-actor-critic",
-    "32",
-    "--batch-size-model",
-    "8",
-    "--buffer-capacity",
-    "10000",
-    "--initial-collection-steps",
-    "400",
-    "--model-pretrain-steps",
-    "200",
-    "--total-env-steps",
-    "1600",
-    "--eval-every-env-steps",
-    "800",
-    "--eval-episodes",
-    "1",
-    "--device",
-    "cpu",
-]
+# slac-train's first-run preset: small networks for a few minutes (the pipeline, not a skilled
+# policy).
+QUICK_TRAINING = ["--preset", "quickstart", "--device", "cpu"]
 
 
 def step(title: str) -> None:

@@ -17,6 +17,18 @@ from slac_train.envs import get_task_spec, make_env, task_names
 EXPECTED = {"pose": (1, 80), "turn": (2, 80), "screw": (2, 160)}  # action repeat, env steps
 
 
+def test_the_robot_names_the_virtual_scene_each_task_renders():
+    """slac-run checks a virtual camera's scene against the robot's word for a policy's task: the
+    robot's word is the scene the task trains in, for every task and variant."""
+    from robots.dclaw import ROBOT
+    from slac_train.envs.dclaw import TASKS
+
+    for task, (task_class, _) in TASKS.items():
+        for name in (f"dclaw-{task}", f"dclaw-{task}-random-dynamics"):
+            assert ROBOT.scene_for_task(name) == task_class.scene, name
+    assert ROBOT.scene_for_task("dclaw-poser") is None and ROBOT.scene_for_task("walker") is None
+
+
 def pose_to_action(pose) -> np.ndarray:
     """The action whose linear map onto the joint ranges is ``pose`` (rad)."""
     pose = np.asarray(pose, dtype=np.float64)

@@ -19,7 +19,9 @@ from slac_runtime.frames import (
     FramePublisher,
     FrameSubscriber,
     decode_frame,
+    decode_source,
     encode_frame,
+    encode_source,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -447,6 +449,46 @@ def test_camera_clock_offset_is_measured_and_age_is_our_own(endpoint):
         assert 0 <= sub.age_s < 0.3 and not sub.is_stale
         time.sleep(0.4)  # the camera freezes
         assert sub.latest() is not None and sub.is_stale and sub.age_s > 0.35
+
+
+def test_source_message_layout_and_round_trip():
+    message = encode_source({"source": "virtual dclaw", "scene": "valve"})
+    assert message[:4] == b"SLAS" and message[4] == 1  # its own magic: "SLAC" readers never see it
+    assert message[5:] == b'{"source":"virtual dclaw","scene":"valve"}'
+    assert decode_source(message) == {"source": "virtual dclaw", "scene": "valve"}
+    with pytest.raises(ValueError, match="names to strings"):
+        encode_source({"scene": 1})
+    for bad, why in [
+        (b"SLAS\x01[1]", "not a JSON object"),
+        (b'SLAS\x01{"scene": 2}', "not a JSON object"),
+        (b"SLAS\x01\xff", "not UTF-8 JSON"),
+        (b"SLAS\x02{}", "version 2"),
+        (b"SLAS\x01" + b" " * 5000, "bytes"),
+    ]:
+        with pytest.raises(FrameFormatError, match=why):
+            decode_source(bad)
+
+
+def test_a_publisher_names_its_source_before_its_first_frame(endpoint):
+    """By the time a subscriber has a frame, it knows the source the publisher named."""
+    source = {"source": "virtual dclaw", "scene": "pose"}
+    with FramePublisher(endpoint, source=source) as pub, FrameSubscriber(pub.endpoint) as sub:
+        connect(pub, sub)
+        assert sub.source == source
+        pub.publish(random_image(seed=1), seq=1)
+        assert wait_for_seq(sub, 1).seq == 1 and sub.malformed == 0
+    with FramePublisher(endpoint) as pub, FrameSubscriber(pub.endpoint) as sub:
+        connect(pub, sub)  # a camera that names nothing
+        assert sub.source is None
+
+
+def test_an_unreadable_source_message_is_malformed_and_survived(raw_pub):
+    raw, endpoint = raw_pub
+    with FrameSubscriber(endpoint) as sub:
+        wait_until(sub, lambda: raw.send(b"SLAS\x01not json") or sub.malformed)
+        assert sub.source is None and "not UTF-8 JSON" in sub.last_malformed_reason
+        good = encode_frame(random_image(8, 8), 0, time.time())
+        wait_until(sub, lambda: raw.send(good) or sub.received)  # frames still arrive
 
 
 def test_runtime_modules_load_neither_torch_nor_mujoco():

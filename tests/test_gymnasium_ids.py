@@ -17,7 +17,7 @@ from gymnasium.utils.env_checker import check_env
 
 from slac_train.envs import get_task_spec, gymnasium_id, register_gymnasium_envs, task_names
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TRAINING_DOC = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 ALL_IDS = register_gymnasium_envs()
 
 
@@ -140,13 +140,15 @@ def test_a_fresh_interpreter_makes_an_id_by_naming_the_module():
     assert done.stdout.split() == ["slac/dclaw-turn-v0", "40", "(64,", "64,", "3)", "uint8"]
 
 
-def _readme_gymnasium_snippet() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+def _documented_gymnasium_snippet() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", TRAINING_DOC.read_text(), flags=re.DOTALL)
     snippets = [b for b in blocks if 'gym.make("slac/' in b]
-    assert len(snippets) == 1, 'README.md should show one Gymnasium snippet (gym.make("slac/..."))'
+    assert len(snippets) == 1, (
+        'docs/training.md should show one Gymnasium snippet (gym.make("slac/..."))'
+    )
     return snippets[0]
 
 
-def test_the_readme_gymnasium_snippet_runs(capsys):
-    exec(compile(_readme_gymnasium_snippet(), "README.md", "exec"), {})
+def test_the_documented_gymnasium_snippet_runs(capsys):
+    exec(compile(_documented_gymnasium_snippet(), "docs/training.md", "exec"), {})
     assert "(64, 64, 3) uint8" in capsys.readouterr().out

@@ -318,7 +318,7 @@ def test_summary_table(recorded_log, capsys):
     assert summary["duration_s"] <= nominal_s + lateness.sum() + 0.005
     assert summary["stop_reason"] == "episode complete" and summary["truncated"] is False
     assert summary["task"] == "dclaw-turn" and "success" not in summary
-    # an overrun is a tick that started more than a control period late (README's safety table)
+    # an overrun is a tick that started more than a control period late (docs/runtime.md)
     ticks = read_episode_log(recorded_log).ticks
     assert summary["overruns"] == sum(t["lateness_s"] > 0.05 for t in ticks)
     assert summary["jitter_p99_ms"] >= summary["jitter_p50_ms"] >= 0

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from robots.dclaw.virtual import VirtualDClaw
@@ -170,3 +171,70 @@ def test_a_refusal_met_after_the_robot_moved_is_a_fault_not_a_refusal(
     err = capsys.readouterr().err
     assert "stopped: cannot hold the present pose: planted" in err
     assert "nothing moved" not in err and "robot relaxed" in err
+
+
+def with_task(policy: Path, tmp_path: Path, task: str) -> Path:
+    """A copy of ``policy`` whose metadata names another task."""
+    model = onnx.load(str(policy))
+    [prop] = [p for p in model.metadata_props if p.key == "task"]
+    prop.value = task
+    path = tmp_path / f"{task}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def slac_run_in_process(robot, policy: Path | None, log_dir: Path, *extra: str) -> int:
+    """slac-run's main() on ``robot``; without ``policy``, no --policy at all. The servos' Bus
+    Watchdog window is the longest: these runs are about what slac-run loads, not its timing."""
+    from slac_runtime.run_cli import main
+
+    cmd = robot.slac_run_command(policy or POLICY, log_dir, "--bus-watchdog", "2.54", *extra)
+    cmd = cmd[cmd.index("--robot") :]
+    if policy is None:
+        at = cmd.index("--policy")
+        del cmd[at : at + 2]
+    return main(cmd)
+
+
+def test_a_policy_for_another_scene_is_refused_before_the_port_opens(
+    virtual_dclaw, tmp_path, capsys
+):
+    """The virtual camera names the scene it renders: a Pose policy before the valve never
+    moves the claw."""
+    pose_policy = with_task(POLICY, tmp_path, "dclaw-pose-random")
+    before = dict(virtual_dclaw.emulator.counters)
+    assert slac_run_in_process(virtual_dclaw, pose_policy, tmp_path / "logs") == 2
+    out, err = capsys.readouterr()
+    [line] = err.strip().splitlines()
+    assert line.endswith("(nothing moved)")
+    assert "shows the valve scene (virtual dclaw)" in line and "task dclaw-pose-random" in line
+    assert "slac-virtual-robot --robot dclaw --scene pose" in line
+    assert dict(virtual_dclaw.emulator.counters) == before  # the port never opened
+    assert not (tmp_path / "logs").exists()
+    assert out.startswith(f"policy {pose_policy}: task dclaw-pose-random")
+
+
+def test_slac_run_says_what_it_loaded_and_runs_a_policy_on_its_own_scene(tmp_path, capsys):
+    pose_policy = with_task(POLICY, tmp_path, "dclaw-pose")
+    with VirtualDClaw(tmp_path / "tty", f"ipc://{tmp_path}/camera", scene="pose") as robot:
+        code = slac_run_in_process(robot, pose_policy, tmp_path / "logs", "--episode-steps", "2")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.splitlines()[0] == f"policy {pose_policy}: task dclaw-pose, on robot dclaw"
+    [path] = episode_logs(tmp_path / "logs")
+    assert read_episode_log(path).header["camera_source"] == {
+        "source": "virtual dclaw",
+        "scene": "pose",
+    }
+
+
+def test_without_policy_slac_run_says_it_runs_the_robots_shipped_policy(
+    virtual_dclaw, tmp_path, capsys
+):
+    code = slac_run_in_process(virtual_dclaw, None, tmp_path / "logs", "--episode-steps", "1")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"policy {POLICY} (robot dclaw's shipped policy: no --policy given): task dclaw-turn, "
+        "on robot dclaw"
+    )

@@ -1,6 +1,6 @@
 """Tick timing on an injected clock: lateness measured when a tick's wait ends, and an overrun
-counted exactly when a tick starts more than one whole period after its deadline (README's safety
-table, docs/architecture.md §6)."""
+counted exactly when a tick starts more than one whole period after its deadline (the watchdog
+table of docs/runtime.md, docs/architecture.md §6)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ ROBOT = RobotEntry(
     # dclaw-turn, distilled by slac-imitate from the teacher in
     # slac_train.imitation.teachers.dclaw_turn (docs/results.md)
     policy="robots.dclaw:policies/turn.onnx",
+    # the virtual D'Claw's scenes (slac-virtual-robot --scene): the valve for Turn and Screw
+    task_scenes=(("dclaw-pose", "pose"), ("dclaw-turn", "valve"), ("dclaw-screw", "valve")),
 )
 
 __all__ = ["DCLAW", "ROBOT"]

@@ -1,5 +1,6 @@
 """The virtual D'Claw: the MuJoCo claw stepped in real time behind a Dynamixel bus emulator on a
-pseudo-terminal, and a simulated camera publishing over ZeroMQ in the runtime's frame format.
+pseudo-terminal, and a simulated camera publishing over ZeroMQ in the runtime's frame format
+(with source messages naming the scene it renders).
 
 The bus is answered by its own process (:class:`~robots.dynamixel.emulator.ServoBusProcess`,
 real-time scheduled where permitted), which exchanges joint readings and goals with the simulation
@@ -263,7 +264,9 @@ class VirtualDClaw:
         """Start the simulation thread and the camera, then the bus; its port link appears last,
         once the bus answers."""
         self.emulator.link_path.parent.mkdir(parents=True, exist_ok=True)
-        self.publisher = FramePublisher(self.camera_bind)
+        # Its frames say which scene they show: slac-run refuses a policy for another scene's task.
+        source = {"source": "virtual dclaw", "scene": self.sim.scene}
+        self.publisher = FramePublisher(self.camera_bind, source=source)
         self._thread = threading.Thread(target=self._run, name="virtual-dclaw", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout=30):
