@@ -80,9 +80,18 @@ def test_multipart_messages_while_waiting_are_refused_not_a_crash(virtual_dclaw,
 
 
 def test_a_frame_size_change_mid_episode_counts_as_malformed(virtual_dclaw, tmp_path):
-    """Good frames, then 32x32 ones: a safe stop on malformed messages (exit 3), logged."""
+    """Good frames until the robot has taken 40 goal writes (the ease-in and the first policy
+    steps, however slowly a busy machine gets there), then 32x32 ones: a safe stop on malformed
+    messages (exit 3), logged."""
     endpoint = f"ipc://{tmp_path}/scripted"
-    with ScriptedCamera(endpoint, lambda k, s: frame(k) if s < 2.5 else frame(k, (32, 32, 3))):
+    emulator = virtual_dclaw.emulator
+    goals_before = emulator.counters.get("rx_sync_write", 0)
+
+    def script(k: int, _elapsed_s: float) -> bytes:
+        moving = emulator.counters.get("rx_sync_write", 0) - goals_before >= 40
+        return frame(k, (32, 32, 3)) if moving else frame(k)
+
+    with ScriptedCamera(endpoint, script):
         result = run_slac_run(
             POLICY,
             virtual_dclaw,
