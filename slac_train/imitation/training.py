@@ -41,18 +41,24 @@ import numpy as np
 import torch
 
 from slac_runtime.options import UsageError
-from slac_train.checkpoint import save_checkpoint
+from slac_train.checkpoint import agent_checkpoint, save_checkpoint
 from slac_train.config import TrainConfig
 from slac_train.envs import get_task_spec, make_env
 from slac_train.evaluation import run_episode
 from slac_train.imitation.collection import collect, collect_dagger
 from slac_train.imitation.config import ImitationConfig
-from slac_train.imitation.dataset import AUX_TARGETS, Dataset, random_shift, sample_batch
+from slac_train.imitation.dataset import (
+    AUX_TARGETS,
+    Dataset,
+    load_datasets,
+    random_shift,
+    sample_batch,
+)
 from slac_train.imitation.teachers import TeacherOptions, get_teacher
 from slac_train.networks import PixelPolicy
 from slac_train.rollout_media import write_video
 from slac_train.run_lock import RunLock
-from slac_train.run_logging import RunLogger, plot_learning_curve
+from slac_train.run_logging import RunLogger
 from slac_train.slac_agent import SlacAgent
 from slac_train.trainer import StopRequest, TrainingFailed, TrainingInterrupted, default_run_dir
 
@@ -272,10 +278,11 @@ class Imitation:
         record; written to ``save_dataset`` if asked. Returns the teacher's return and success."""
         cfg = self.config
         if cfg.dataset:
-            stats, extra = (
-                self._load_datasets(),
-                {"dataset": " ".join(cfg.dataset), "recorded_by": self._recorded_by},
+            shape, action_dim = self.env.observation_space.shape, self.env.action_space.shape[0]
+            self.data, recorded_by, stats = load_datasets(
+                cfg.dataset, shape, action_dim, self.spec.name
             )
+            extra = {"dataset": " ".join(cfg.dataset), "recorded_by": recorded_by}
         else:
             stats, extra = self._record_teacher(), {}
         self.arrays = self.data.arrays()
@@ -352,30 +359,6 @@ class Imitation:
                 f"{cfg.save_dataset}: "
                 f"train on them with --dataset {cfg.save_dataset}"
             ) from None
-
-    def _load_datasets(self) -> dict[str, float]:
-        parts = []
-        shape, action_dim = self.env.observation_space.shape, self.env.action_space.shape[0]
-        for path in self.config.dataset:
-            try:
-                part, recorded = Dataset.load(Path(path))
-            except (OSError, ValueError) as e:
-                raise UsageError(f"cannot read the dataset {path}: {e}") from None
-            if part.frame_shape != shape or part.action_dim != action_dim:
-                raise UsageError(
-                    f"{path} holds frames {part.frame_shape} and actions of {part.action_dim}, but "
-                    f"{self.spec.name} has {shape} and {action_dim}: record it again for this task"
-                )
-            parts.append((part, recorded))
-        self.data = parts[0][0]
-        for part, _ in parts[1:]:
-            self.data.extend(part)
-        self._recorded_by = " ".join(dict.fromkeys(r["teacher"] for _, r in parts))
-        episodes = [r["episodes"] for _, r in parts]
-        return {
-            k: float(np.average([r["teacher_stats"][k] for _, r in parts], weights=episodes))
-            for k in ("return_mean", "success_rate")
-        }
 
     # -- training -------------------------------------------------------------------------------
     def _build_learner(self) -> None:
@@ -474,24 +457,19 @@ class Imitation:
     def _exported_weights(self):
         return self.average.swapped_in() if self.average is not None else nullcontext()
 
-    def checkpoint(self) -> Path:
-        """A checkpoint of the weights a run exports (the moving average, with ``ema``)."""
-        counters = {
+    def _counters(self) -> dict[str, int]:
+        return {
             "agent_steps": len(self.data),
             "env_steps": self._env_steps(),
             "bc_updates": self.updates,
         }
+
+    def checkpoint(self) -> Path:
+        """A checkpoint of the weights a run exports (the moving average, with ``ema``)."""
         with self._exported_weights():
             state = {
-                "config": self.agent_config.to_dict(),
-                "action_dim": self.data.action_dim,
-                "task": self.spec.name,
-                "env": {
-                    "action_repeat": self.env.action_repeat,
-                    "control_period_s": float(self.env.control_period_s),
-                },
-                "agent": self.agent.state_dict(),
-                "counters": counters,
+                **agent_checkpoint(self.agent_config, self.data.action_dim, self.env, self.agent),
+                "counters": self._counters(),
                 "imitation": self.config.to_dict(),
             }
             path = save_checkpoint(
@@ -528,16 +506,10 @@ class Imitation:
             "deterministic_return_std": result["return_std"],
             "deterministic_success_rate": result["success_rate"],
         }
-        self.eval_history.append(row)
-        self.logger.log_eval_row(row)
-        plot_learning_curve(
-            self.eval_history,
-            self.run_dir / "curve.png",
-            f"{self.config.teacher} imitated on {self.spec.name} (seed {self.config.seed})",
-            x_key="updates",
-            x_label="updates",
+        title = f"{self.config.teacher} imitated on {self.spec.name} (seed {self.config.seed})"
+        self.logger.add_evaluation(
+            self.eval_history, row, title, x_key="updates", x_label="updates"
         )
-        self.logger.flush()
 
     def _validate(self, path: Path) -> None:
         """Closed-loop success of the checkpoint at ``path``; the best so far is copied to
@@ -593,13 +565,8 @@ class Imitation:
             finally:
                 env.close()
             self._log_evaluation("eval", results[name], curve=name == "randomized", setting=name)
-        counters = {
-            "agent_steps": len(self.data),
-            "env_steps": self._env_steps(),
-            "bc_updates": self.updates,
-        }
         summary = {
-            "counters": counters,
+            "counters": self._counters(),
             "teacher": teacher_stats,
             "student": results,
             "best_validation": None
