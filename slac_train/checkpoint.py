@@ -98,6 +98,21 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR
 
 
+def agent_checkpoint(config: TrainConfig, action_dim: int, env, agent) -> dict[str, Any]:
+    """The part of a checkpoint that :func:`load_agent` and ``slac-export`` read: the agent's
+    config and weights, its action dimension, the task and the environment's timing."""
+    return {
+        "config": config.to_dict(),
+        "action_dim": action_dim,
+        "task": config.task,
+        "env": {
+            "action_repeat": env.action_repeat,
+            "control_period_s": float(env.control_period_s),
+        },
+        "agent": agent.state_dict(),
+    }
+
+
 def save_checkpoint(
     run_dir: str | Path,
     name: str,

@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OK
 
     from slac_train.envs import UnknownTaskError, get_task_spec
+    from slac_train.run import TrainingFailed, TrainingInterrupted
     from slac_train.run_lock import RunInUseError
-    from slac_train.trainer import Trainer, TrainingFailed, TrainingInterrupted
+    from slac_train.trainer import Trainer
 
     received: list[int] = []
     if resume and preset:

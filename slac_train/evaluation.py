@@ -1,4 +1,5 @@
-"""Evaluation episodes and the model's reconstruction / open-loop prediction frames.
+"""Evaluation episodes, the model's reconstruction / open-loop prediction frames, and a SLAC run's
+periodic evaluation with its videos (:class:`Evaluator`).
 
 Acting goes through :class:`slac_runtime.history.History` over uint8 frames, with the same
 start-of-episode padding as the replay buffer's windows (repeat the first frame, zero actions), so
@@ -7,22 +8,26 @@ the policy sees in evaluation exactly what it is trained on and what the robot r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from slac_runtime.history import ACTOR_FRAMES, History
+from slac_train.checkpoint import (
+    capture_global_rng,
+    generator_state,
+    restore_global_rng,
+    set_generator_state,
+)
+from slac_train.config import TrainConfig
 from slac_train.networks import preprocess_frames
-
-
-class EpisodeStopped(KeyboardInterrupt):
-    """``run_episode``'s ``should_stop()`` asked to stop: the episode was abandoned part-way.
-
-    A KeyboardInterrupt, so that callers that stop on Ctrl-C stop on it too; the trainer tells it
-    apart from a real one (a second signal) to write a checkpoint only at a safe point.
-    """
+from slac_train.rollout_media import episode_captions, write_video
+from slac_train.run import Run, StopRequest, StopRequested
+from slac_train.run_logging import frame_strip
 
 
 @dataclass
@@ -45,10 +50,11 @@ def run_episode(
     deterministic: bool,
     record: bool = False,
     max_agent_steps: int | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    stop: StopRequest | None = None,
 ) -> EpisodeResult:
-    """One episode of ``agent.act`` in ``env`` reset with ``seed``; ``should_stop()`` is asked
-    before each step (True: :class:`EpisodeStopped`)."""
+    """One episode of ``agent.act`` in ``env`` reset with ``seed``; before each step
+    ``stop.check()`` (a stop requested: :class:`~slac_train.run.StopRequested`, the episode
+    abandoned part-way)."""
     obs, _ = env.reset(seed=int(seed))
     history = History(env.action_space.shape[0], obs.shape, length=ACTOR_FRAMES, dtype=np.uint8)
     history.reset(obs)
@@ -56,8 +62,8 @@ def run_episode(
     if record:
         result.frames.append(obs)
     while True:
-        if should_stop is not None and should_stop():
-            raise EpisodeStopped
+        if stop is not None:
+            stop.check()
         action = agent.act(history, deterministic=deterministic)
         obs, reward, terminated, truncated, info = env.step(action)
         result.episode_return += float(reward)
@@ -99,3 +105,132 @@ def reconstruction_frames(
         return (x.permute(0, 2, 3, 1) * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
     return np.concatenate([truth, to_uint8(posterior), to_uint8(prior)], axis=2)
+
+
+class Evaluator:
+    """A SLAC run's evaluations: ``eval_episodes`` episodes of the stochastic policy (and with
+    ``eval_deterministic`` as many of the deterministic one) in ``env``, from seeds drawn from
+    ``rng``. Each evaluation is a row of :attr:`history` and ``eval.csv``, an ``eval`` record, a
+    point of ``curve.png``, and with ``eval_video`` / ``reconstruction_video`` its first episode
+    as videos and a strip of frames in TensorBoard.
+
+    A stop requested during an evaluation abandons it (:class:`~slac_train.run.StopRequested`)
+    with the random streams back where they were, so that it runs again on resume exactly as it
+    would have.
+    """
+
+    def __init__(self, config: TrainConfig, env, agent, rng: np.random.Generator, run: Run) -> None:
+        self.config = config
+        self.env = env
+        self.agent = agent
+        self.rng = rng
+        self.run = run
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def last_return_text(self) -> str:
+        """The latest evaluation's mean return (``-`` before the first)."""
+        return f"{self.history[-1]['return_mean']:.1f}" if self.history else "-"
+
+    def evaluate(
+        self, env_step: int, agent_step: int, random_returns: Sequence[float] = ()
+    ) -> dict[str, Any]:
+        """Evaluate the agent at ``env_step``; returns the row added to :attr:`history`.
+        ``random_returns`` (the random collection's) are the curve's reference line."""
+        cfg, logger = self.config, self.run.logger
+        started = time.perf_counter()
+        row: dict[str, Any] = {
+            "env_step": env_step,
+            "agent_step": agent_step,
+            "episodes": cfg.eval_episodes,
+        }
+        before = (capture_global_rng(), generator_state(self.rng))
+        try:
+            recorded = self._play(row)
+        except StopRequested:
+            restore_global_rng(before[0])
+            set_generator_state(self.rng, before[1])
+            raise
+        row["wall_time_s"] = self.run.elapsed_s()
+        if recorded is not None:
+            self._write_media(recorded, env_step)
+        scalars = {
+            f"eval/{k}": v
+            for k, v in row.items()
+            if k not in ("env_step", "agent_step", "episodes", "wall_time_s")
+        }
+        scalars["eval/seconds"] = time.perf_counter() - started
+        logger.log("eval", env_step, scalars, agent_step=agent_step)
+        title = f"SLAC on {cfg.task} (seed {cfg.seed})"
+        logger.add_evaluation(self.history, row, title, random_returns=random_returns)
+        return row
+
+    def _play(self, row: dict[str, Any]) -> EpisodeResult | None:
+        """Play the evaluation episodes, filling ``row``; return the recorded episode (or None)."""
+        cfg = self.config
+        recorded = None
+        modes = [("", False)] + ([("deterministic_", True)] if cfg.eval_deterministic else [])
+        for prefix, deterministic in modes:
+            returns, successes = [], []
+            for i in range(cfg.eval_episodes):
+                record = prefix == "" and i == 0 and (cfg.eval_video or cfg.reconstruction_video)
+                result = run_episode(
+                    self.env,
+                    self.agent,
+                    int(self.rng.integers(2**31)),
+                    deterministic,
+                    record=record,
+                    max_agent_steps=cfg.max_episode_agent_steps,
+                    stop=self.run.stop,
+                )
+                returns.append(result.episode_return)
+                if result.success is not None:
+                    successes.append(result.success)
+                if record:
+                    recorded = result
+            row[f"{prefix}return_mean"] = float(np.mean(returns))
+            row[f"{prefix}return_std"] = float(np.std(returns))
+            if successes:
+                row[f"{prefix}success_rate"] = float(np.mean(successes))
+        return recorded
+
+    def _write_media(self, recorded: EpisodeResult, step: int) -> None:
+        """The evaluation and reconstruction videos, and a strip of evaluation frames in
+        TensorBoard."""
+        cfg, videos = self.config, self.run.dir / "videos"
+        fps = 1.0 / (self.env.control_period_s * self.env.action_repeat)
+        if cfg.eval_video:
+            write_video(
+                videos / f"eval-{step:010d}.mp4",
+                recorded.frames,
+                fps,
+                scale=4,  # room for the caption line
+                captions=episode_captions(recorded.rewards, recorded.successes),
+            )
+        if cfg.reconstruction_video and len(recorded.frames) >= 2:
+            frames = reconstruction_frames(
+                self.agent, recorded.frames, recorded.actions, cfg.reconstruction_steps
+            )
+            write_video(
+                videos / f"reconstruction-{step:010d}.mp4",
+                frames,
+                fps,
+                scale=2,
+                panel_labels=("truth", "posterior", "prior"),
+            )
+        self.run.logger.log_image("eval/episode_frames", frame_strip(recorded.frames), step)
+        self.run.logger.log_video("eval/episode", recorded.frames, step, fps)
+
+
+def evaluation_line(row: dict[str, Any]) -> str:
+    """``eval @ 4,000 env steps: return 123.4 +- 5.6, deterministic 130.2, success 0.40``."""
+    return (
+        f"eval @ {row['env_step']:,} env steps: "
+        f"return {row['return_mean']:.1f} +- {row['return_std']:.1f}"
+        + (
+            f", deterministic {row['deterministic_return_mean']:.1f}"
+            if "deterministic_return_mean" in row
+            else ""
+        )
+        + (f", success {row['success_rate']:.2f}" if "success_rate" in row else "")
+    )

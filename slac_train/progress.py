@@ -4,6 +4,7 @@ A run's phases go at very different speeds (random collection is fast, pre-train
 are slow), so an ETA from the run's average rate is far off; :class:`PhaseClock` measures each phase
 from its own start. :class:`ProgressLines` writes plain lines (no ``\\r``), one every ``every_s``
 seconds, for logs and pipes where a progress bar would write a screenful of carriage returns.
+:class:`TrainingProgress` shows a run's progress with one or the other.
 """
 
 from __future__ import annotations
@@ -79,3 +80,78 @@ class ProgressLines:
             file=self.stream or sys.stdout,
             flush=True,
         )
+
+
+class TrainingProgress:
+    """A training run's progress over ``total_env_steps``: a bar on a terminal; elsewhere (a log, a
+    pipe) plain lines every 30 s. Either shows the phase in progress and its own ETA. ``enabled``
+    False: the bar is not shown and no lines are written.
+
+    A context manager that closes the bar.
+    """
+
+    def __init__(self, total_env_steps: int, env_step: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.enabled = enabled
+        self.bar_shown = enabled and is_terminal()
+        self._clock = PhaseClock()
+        self._lines = ProgressLines(every_s=30.0)
+        self._bar = tqdm(
+            total=total_env_steps,
+            initial=env_step,
+            unit="env step",
+            disable=not self.bar_shown,
+            dynamic_ncols=True,
+            smoothing=0.05,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
+        )
+
+    def update(
+        self,
+        env_steps: int,
+        phase: str,
+        phase_progress: tuple[int, int, str],
+        run_text: str,
+        eval_text: str,
+    ) -> None:
+        """``env_steps`` more simulator steps; ``phase_progress`` is ``(done, total, unit)`` of
+        the phase in progress, ``run_text`` where the run stands, ``eval_text`` the latest
+        evaluation's return."""
+        self._bar.update(env_steps)
+        if not self.enabled:
+            return
+        done, total, unit = phase_progress
+        self._clock.observe(phase, done, total)
+        if self.bar_shown:
+            eta = format_duration(self._clock.eta_s())
+            self._bar.set_postfix_str(f"{phase} ETA {eta} eval={eval_text}", refresh=False)
+        else:
+            self._lines.maybe_write(self._clock, unit, f"{run_text}, eval {eval_text}")
+
+    def inner_bar(self, total: int, done: int, unit: str):
+        """A bar of its own for a long step within the run (shown where the run's bar is);
+        use it as a context manager."""
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            initial=done,
+            unit=unit,
+            disable=not self.bar_shown,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def write(self, text: str) -> None:
+        """A line of output that leaves the bar intact."""
+        self._bar.write(text)
+
+    def close(self) -> None:
+        self._bar.close()
+
+    def __enter__(self) -> TrainingProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

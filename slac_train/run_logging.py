@@ -76,6 +76,16 @@ class RunLogger:
                 writer.writeheader()
             writer.writerow({k: row.get(k, "") for k in EVAL_CSV_FIELDS})
 
+    def add_evaluation(
+        self, history: list[dict[str, Any]], row: dict[str, Any], title: str, **curve: Any
+    ) -> None:
+        """An evaluation's ``row``: appended to ``history`` and eval.csv, and ``curve.png`` drawn
+        again from ``history`` (``curve``: :func:`plot_learning_curve`'s options)."""
+        history.append(row)
+        self.log_eval_row(row)
+        plot_learning_curve(history, self.run_dir / "curve.png", title, **curve)
+        self.flush()
+
     def log_image(self, tag: str, image_uint8: np.ndarray, step: int) -> None:
         """An RGB image ``[H, W, 3]`` in TensorBoard at ``step`` (simulator steps)."""
         if self._writer is not None:

@@ -120,8 +120,8 @@ def run(config: ImitationConfig) -> int:
     from slac_train.envs import UnknownTaskError
     from slac_train.imitation.teachers import UnknownTeacherError
     from slac_train.imitation.training import Imitation, RecordingInterrupted
+    from slac_train.run import TrainingFailed, TrainingInterrupted
     from slac_train.run_lock import RunInUseError
-    from slac_train.trainer import TrainingFailed, TrainingInterrupted
 
     try:
         imitation = Imitation(config)

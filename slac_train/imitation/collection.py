@@ -10,6 +10,7 @@ import numpy as np
 
 from slac_runtime.history import ACTOR_FRAMES, History
 from slac_train.imitation.dataset import Dataset, dynamics_targets
+from slac_train.run import StopRequest
 from slac_train.slac_agent import SlacAgent
 
 REST_STEPS = (
@@ -29,7 +30,7 @@ def collect(
     student: SlacAgent | None = None,
     switch_at: str = "start",
     progress: Callable[[int, float, float], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    stop: StopRequest | None = None,
 ) -> dict[str, float]:
     """Record ``episodes`` episodes (seeds ``seed0 + i``) into ``data``: every frame with the
     executed action, its reward and termination flag and the teacher's clean label (NaN where the
@@ -44,8 +45,8 @@ def collect(
     after resting; episodes where that never happens are not kept.
 
     ``progress(episodes_done, success_rate_so_far, return_mean_so_far)`` is called after every
-    episode; ``should_stop()`` before each one (True: stop with the episodes recorded so far,
-    raising KeyboardInterrupt as Ctrl-C does).
+    episode; ``stop.check()`` before each one (a stop requested: stop with the episodes recorded
+    so far, raising :class:`~slac_train.run.StopRequested`, a KeyboardInterrupt as Ctrl-C's).
     """
     if switch_at not in ("start", "random", "rest") or (switch_at != "start") != (
         student is not None
@@ -61,8 +62,8 @@ def collect(
         teacher.attach(env)
     horizon = get_task_spec(env.task_name).episode_env_steps // env.action_repeat
     for episode in range(episodes):
-        if should_stop is not None and should_stop():
-            raise KeyboardInterrupt
+        if stop is not None:
+            stop.check()
         obs, info = env.reset(seed=seed0 + episode)
         teacher.reset()
         switch = (

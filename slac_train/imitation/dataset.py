@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from slac_runtime.history import ACTOR_FRAMES, padded_window_indices
+from slac_runtime.options import UsageError
 
 LABEL_CLIP = 0.97  # labels at +-1 have no finite pre-tanh value
 AUX_TARGETS = ("mount_height", "servo_gain")  # the dynamics draw's auxiliary targets (aux_weight)
@@ -185,6 +187,37 @@ class Dataset:
             arrays["terminated"] = np.asarray(self.terminated[:n], dtype=bool)
             arrays["final_frames"] = np.stack(self.final_frames[:episodes]).astype(np.uint8)
         return arrays
+
+
+def load_datasets(
+    paths: Sequence[str], frame_shape: tuple[int, ...], action_dim: int, task: str
+) -> tuple[Dataset, str, dict[str, float]]:
+    """The datasets at ``paths`` joined, for ``task``'s frames and actions: ``(dataset,
+    recorded_by, teacher_stats)``, the teachers that recorded them and the teachers' return and
+    success over all their episodes. UsageError for a file that cannot be read or does not fit
+    the task."""
+    parts = []
+    for path in paths:
+        try:
+            part, recorded = Dataset.load(Path(path))
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read the dataset {path}: {e}") from None
+        if part.frame_shape != frame_shape or part.action_dim != action_dim:
+            raise UsageError(
+                f"{path} holds frames {part.frame_shape} and actions of {part.action_dim}, but "
+                f"{task} has {frame_shape} and {action_dim}: record it again for this task"
+            )
+        parts.append((part, recorded))
+    data = parts[0][0]
+    for part, _ in parts[1:]:
+        data.extend(part)
+    recorded_by = " ".join(dict.fromkeys(r["teacher"] for _, r in parts))
+    episodes = [r["episodes"] for _, r in parts]
+    stats = {
+        k: float(np.average([r["teacher_stats"][k] for _, r in parts], weights=episodes))
+        for k in ("return_mean", "success_rate")
+    }
+    return data, recorded_by, stats
 
 
 def sample_batch(

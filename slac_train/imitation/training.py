@@ -8,8 +8,9 @@ leaves: ``config.json``, ``metrics.jsonl``, ``eval.csv``, ``curve.png`` and Tens
 (:class:`~slac_train.run_logging.RunLogger`), checkpoints in the SLAC format with
 ``checkpoints/latest`` (:func:`~slac_train.checkpoint.save_checkpoint`; critic and latent model
 untrained, so ``slac-export`` and ``load_agent`` read them as any run's), an evaluation video,
-``summary.json``; Ctrl-C or SIGTERM (:class:`~slac_train.trainer.StopRequest`) stops training with
-a checkpoint, or recording with the episodes recorded so far.
+``summary.json``; Ctrl-C or SIGTERM (:class:`~slac_train.run.StopRequest`) stops training with
+a checkpoint, or recording with the episodes recorded so far. The run directory, its lock and the
+interrupted and failed outcomes are :mod:`slac_train.run`'s, as ``slac-train``'s are.
 
 * Loss: squared error of ``tanh(mean)`` against the label, plus the Gaussian negative
   log-likelihood of the label's pre-tanh value for ``log_std`` (mean detached), so the stochastic
@@ -26,12 +27,9 @@ a checkpoint, or recording with the episodes recorded so far.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
-import signal
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -41,20 +39,24 @@ import numpy as np
 import torch
 
 from slac_runtime.options import UsageError
-from slac_train.checkpoint import save_checkpoint
+from slac_train.checkpoint import agent_checkpoint, save_checkpoint
 from slac_train.config import TrainConfig
 from slac_train.envs import get_task_spec, make_env
 from slac_train.evaluation import run_episode
 from slac_train.imitation.collection import collect, collect_dagger
 from slac_train.imitation.config import ImitationConfig
-from slac_train.imitation.dataset import AUX_TARGETS, Dataset, random_shift, sample_batch
+from slac_train.imitation.dataset import (
+    AUX_TARGETS,
+    Dataset,
+    load_datasets,
+    random_shift,
+    sample_batch,
+)
 from slac_train.imitation.teachers import TeacherOptions, get_teacher
 from slac_train.networks import PixelPolicy
 from slac_train.rollout_media import write_video
-from slac_train.run_lock import RunLock
-from slac_train.run_logging import RunLogger, plot_learning_curve
+from slac_train.run import Run, RunWriter, StopRequest, default_run_dir
 from slac_train.slac_agent import SlacAgent
-from slac_train.trainer import StopRequest, TrainingFailed, TrainingInterrupted, default_run_dir
 
 # teacher episodes: seed * RECORDING_SEED0 + i (DAgger rounds: + 50,000 + round * 1,000)
 RECORDING_SEED0 = 100_000
@@ -169,12 +171,13 @@ def evaluate(
     }
 
 
-class Imitation:
+class Imitation(RunWriter):
     """One ``slac-imitate`` run; ``Imitation(config).run()`` returns its summary.
 
     Raises :class:`UsageError` for a teacher that cannot drive the task or a dataset that does not
-    fit it, :class:`RecordingInterrupted` or :class:`TrainingInterrupted` (checkpoint written) on
-    Ctrl-C / SIGTERM, :class:`TrainingFailed` on a non-finite loss.
+    fit it, :class:`RecordingInterrupted` or :class:`~slac_train.run.TrainingInterrupted`
+    (checkpoint written) on Ctrl-C / SIGTERM, :class:`~slac_train.run.TrainingFailed` on a
+    non-finite loss.
     """
 
     def __init__(self, config: ImitationConfig) -> None:
@@ -197,62 +200,44 @@ class Imitation:
             # The student's recipe (docs/results.md) starts from PyTorch's default initialisation.
             init="torch",
         )
-        self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(agent_config)
-        self._lock = RunLock(self.run_dir).acquire()  # one writer per run directory
-        if (self.run_dir / "checkpoints").exists():
-            self._lock.release()
-            raise FileExistsError(f"{self.run_dir} already holds a run; give another --run-dir")
+        run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(agent_config)
+        self.stop = StopRequest(
+            "\nstop requested: writing a checkpoint after this update (again: stop at once)"
+        )
+        self._run = Run.start(run_dir, self.stop, refusal="give another --run-dir")
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.env = make_env(self.spec.name, seed=config.seed, **config.randomization)
+        try:
+            self.env = self._run.own(
+                make_env(self.spec.name, seed=config.seed, **config.randomization)
+            )
+        except BaseException:
+            self._run.close()
+            raise
         self.agent_config = agent_config.resolved(self.env.action_repeat)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config = config.replace(run_dir=str(self.run_dir))
-        self.agent_config = self.agent_config.replace(run_dir=str(self.run_dir))
-        self.config.save_json(self.run_dir / "config.json")
-        self.logger = RunLogger(self.run_dir)
+        self.config = config.replace(run_dir=str(run_dir))
+        self.agent_config = self.agent_config.replace(run_dir=str(run_dir))
+        self.config.save_json(run_dir / "config.json")
         self.data = Dataset(self.env.observation_space.shape, self.env.action_space.shape[0])
-        self.stop = StopRequest(
-            "\nstop requested: writing a checkpoint after this update (again: stop at once)"
-        )
         self.updates = 0
         self.eval_history: list[dict[str, Any]] = []
         self.best: tuple[tuple[float, float], int] | None = None
         self._val_env = None
-        self._started = time.monotonic()
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         with self.stop.installed():
             teacher_stats = self.record()
             self._build_learner()
-            try:
+            with self._run.checkpoint_on_stop(self.checkpoint, second_signal_saves=True):
                 self._train(self.config.updates)
                 self._dagger_rounds()
-            except KeyboardInterrupt:
-                path = self.checkpoint()
-                self.logger.flush()
-                raise TrainingInterrupted(path, self.stop.signum or signal.SIGINT) from None
         return self._finish(teacher_stats)
 
-    def close(self) -> None:
-        """Release the simulators, the TensorBoard writer and the run directory's lock."""
-        self.logger.close()
-        self.env.close()
-        if self._val_env is not None:
-            self._val_env.close()
-        self._lock.release()
-
-    def __enter__(self) -> Imitation:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _elapsed_s(self) -> float:
-        return time.monotonic() - self._started
+        return self._run.elapsed_s()
 
     def _env_steps(self) -> int:
         return len(self.data) * self.env.action_repeat
@@ -272,10 +257,11 @@ class Imitation:
         record; written to ``save_dataset`` if asked. Returns the teacher's return and success."""
         cfg = self.config
         if cfg.dataset:
-            stats, extra = (
-                self._load_datasets(),
-                {"dataset": " ".join(cfg.dataset), "recorded_by": self._recorded_by},
+            shape, action_dim = self.env.observation_space.shape, self.env.action_space.shape[0]
+            self.data, recorded_by, stats = load_datasets(
+                cfg.dataset, shape, action_dim, self.spec.name
             )
+            extra = {"dataset": " ".join(cfg.dataset), "recorded_by": recorded_by}
         else:
             stats, extra = self._record_teacher(), {}
         self.arrays = self.data.arrays()
@@ -337,7 +323,7 @@ class Imitation:
                 self.data,
                 seed0=cfg.seed * RECORDING_SEED0,
                 progress=progress,
-                should_stop=lambda: self.stop.requested,
+                stop=self.stop,
             )
         except KeyboardInterrupt:
             episodes = len(set(self.data.starts))
@@ -352,30 +338,6 @@ class Imitation:
                 f"{cfg.save_dataset}: "
                 f"train on them with --dataset {cfg.save_dataset}"
             ) from None
-
-    def _load_datasets(self) -> dict[str, float]:
-        parts = []
-        shape, action_dim = self.env.observation_space.shape, self.env.action_space.shape[0]
-        for path in self.config.dataset:
-            try:
-                part, recorded = Dataset.load(Path(path))
-            except (OSError, ValueError) as e:
-                raise UsageError(f"cannot read the dataset {path}: {e}") from None
-            if part.frame_shape != shape or part.action_dim != action_dim:
-                raise UsageError(
-                    f"{path} holds frames {part.frame_shape} and actions of {part.action_dim}, but "
-                    f"{self.spec.name} has {shape} and {action_dim}: record it again for this task"
-                )
-            parts.append((part, recorded))
-        self.data = parts[0][0]
-        for part, _ in parts[1:]:
-            self.data.extend(part)
-        self._recorded_by = " ".join(dict.fromkeys(r["teacher"] for _, r in parts))
-        episodes = [r["episodes"] for _, r in parts]
-        return {
-            k: float(np.average([r["teacher_stats"][k] for _, r in parts], weights=episodes))
-            for k in ("return_mean", "success_rate")
-        }
 
     # -- training -------------------------------------------------------------------------------
     def _build_learner(self) -> None:
@@ -406,8 +368,9 @@ class Imitation:
         batch = {k: torch.from_numpy(v) for k, v in batch.items()}
         loss, parts = bc_loss(self.policy, batch, self.aux_head, cfg.aux_weight)
         if not torch.isfinite(loss):
-            raise TrainingFailed(
-                f"non-finite loss at update {self.updates + 1}: {parts}; training stopped"
+            raise self._run.failed(
+                f"non-finite loss at update {self.updates + 1}: {parts}; training stopped",
+                self._env_steps(),
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -420,8 +383,7 @@ class Imitation:
     def _train(self, updates: int) -> None:
         cfg = self.config
         for i in range(updates):
-            if self.stop.requested:
-                raise KeyboardInterrupt
+            self.stop.check()
             parts, lr = self._update()
             if self.updates % cfg.log_every_updates == 0 or i == updates - 1:
                 self.logger.log(
@@ -474,24 +436,19 @@ class Imitation:
     def _exported_weights(self):
         return self.average.swapped_in() if self.average is not None else nullcontext()
 
-    def checkpoint(self) -> Path:
-        """A checkpoint of the weights a run exports (the moving average, with ``ema``)."""
-        counters = {
+    def _counters(self) -> dict[str, int]:
+        return {
             "agent_steps": len(self.data),
             "env_steps": self._env_steps(),
             "bc_updates": self.updates,
         }
+
+    def checkpoint(self) -> Path:
+        """A checkpoint of the weights a run exports (the moving average, with ``ema``)."""
         with self._exported_weights():
             state = {
-                "config": self.agent_config.to_dict(),
-                "action_dim": self.data.action_dim,
-                "task": self.spec.name,
-                "env": {
-                    "action_repeat": self.env.action_repeat,
-                    "control_period_s": float(self.env.control_period_s),
-                },
-                "agent": self.agent.state_dict(),
-                "counters": counters,
+                **agent_checkpoint(self.agent_config, self.data.action_dim, self.env, self.agent),
+                "counters": self._counters(),
                 "imitation": self.config.to_dict(),
             }
             path = save_checkpoint(
@@ -528,16 +485,10 @@ class Imitation:
             "deterministic_return_std": result["return_std"],
             "deterministic_success_rate": result["success_rate"],
         }
-        self.eval_history.append(row)
-        self.logger.log_eval_row(row)
-        plot_learning_curve(
-            self.eval_history,
-            self.run_dir / "curve.png",
-            f"{self.config.teacher} imitated on {self.spec.name} (seed {self.config.seed})",
-            x_key="updates",
-            x_label="updates",
+        title = f"{self.config.teacher} imitated on {self.spec.name} (seed {self.config.seed})"
+        self.logger.add_evaluation(
+            self.eval_history, row, title, x_key="updates", x_label="updates"
         )
-        self.logger.flush()
 
     def _validate(self, path: Path) -> None:
         """Closed-loop success of the checkpoint at ``path``; the best so far is copied to
@@ -545,8 +496,8 @@ class Imitation:
         if self.config.val_episodes <= 0:
             return
         if self._val_env is None:
-            self._val_env = make_env(
-                self.spec.name, seed=self.config.seed + 2, **self.config.randomization
+            self._val_env = self._run.own(
+                make_env(self.spec.name, seed=self.config.seed + 2, **self.config.randomization)
             )
         with self._exported_weights():
             result = evaluate(
@@ -593,18 +544,13 @@ class Imitation:
             finally:
                 env.close()
             self._log_evaluation("eval", results[name], curve=name == "randomized", setting=name)
-        counters = {
-            "agent_steps": len(self.data),
-            "env_steps": self._env_steps(),
-            "bc_updates": self.updates,
-        }
         summary = {
-            "counters": counters,
+            "counters": self._counters(),
             "teacher": teacher_stats,
             "student": results,
             "best_validation": None
             if self.best is None
             else {"update": self.best[1], "success_rate": self.best[0][0]},
         }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self._run.write_summary(summary)
         return summary

@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import socket
 import sys
 import time
@@ -206,8 +205,8 @@ def run_trials(ray, args: argparse.Namespace, sweep_dir: Path, trials: list[Tria
     """Submit every trial as a Ray task and wait; the sweep's exit code. Ctrl-C or SIGTERM
     cancels the running trials (each slac-train gets SIGTERM and writes a checkpoint) and waits for
     them to end."""
+    from slac_train.run import StopRequest
     from slac_train.sweep.trial import TrialLost, run_trial
-    from slac_train.trainer import StopRequest
 
     task = ray.remote(run_trial).options(
         num_cpus=args.cpus_per_trial,
@@ -234,7 +233,7 @@ def run_trials(ray, args: argparse.Namespace, sweep_dir: Path, trials: list[Tria
         f"{PROG}: {{signal}}: stopping; every running trial writes a checkpoint "
         "(send it again to stop at once)"
     )
-    with stop.installed((signal.SIGINT, signal.SIGTERM)):
+    with stop.installed():
         try:
             code = _collect(ray, pending, stop)
         except KeyboardInterrupt:  # a second signal: the trials' slac-train still checkpoint
