@@ -52,6 +52,7 @@ from slac_runtime.options import (
 )
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE, CameraCalibration
 from slac_runtime.robot import (
+    DEFAULT_ROBOT,
     RobotDescription,
     RobotRefused,
     default_calibration_path,
@@ -87,7 +88,7 @@ class JointsConfig:
         "serial device of the servo bus, e.g. /dev/ttyUSB0 (or the virtual robot's pty)",
         required=True,
     )
-    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    robot: str = option(DEFAULT_ROBOT, "robot name in the slac.robots registry")
     out: Path | None = option(
         None,
         "calibration file to write (default: the robot's default location, where slac-run looks)",
@@ -144,7 +145,7 @@ class CameraConfig:
         "ZeroMQ endpoint of a publisher of full-size frames",
         required=True,
     )
-    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    robot: str = option(DEFAULT_ROBOT, "robot name in the slac.robots registry")
     port: str | None = option(
         None, "read the joint state from the robot on this serial device", exclusive="pose"
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from slac_runtime.options import OneLineParser, UsageError, error_message, run_command
-from slac_runtime.robot import find_robot, list_robots
+from slac_runtime.robot import DEFAULT_ROBOT, find_robot, list_robots
 
 PROG = "slac-virtual-robot"
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     p = OneLineParser(prog=PROG, add_help=False, shared_options=False)
-    p.add_argument("--robot", default="dclaw")
+    p.add_argument("--robot", default=DEFAULT_ROBOT)
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("--version", action="store_true")
     known, rest = p.parse_known_args(argv)

@@ -49,7 +49,7 @@ from slac_runtime.replay import (
     write_video,
 )
 from slac_runtime.rerun_export import RerunMissingError, export_rerun
-from slac_runtime.robot import RobotRefused, find_robot
+from slac_runtime.robot import ON_EXIT_CHOICES, RobotRefused, find_robot
 from slac_runtime.status_line import StatusLine
 
 
@@ -84,9 +84,9 @@ class ReplayConfig:
         False, "replay without a joint calibration file (the driver's defaults)"
     )
     on_exit: str = option(
-        "relax",
+        ON_EXIT_CHOICES[0],
         "leave the robot relaxed (torque off) or holding its pose after a replay",
-        choices=["relax", "hold"],
+        choices=list(ON_EXIT_CHOICES),
     )
     out_log: Path | None = option(
         None, "episode log of the replay on the robot (default: next to LOG, '.replay')"

@@ -60,7 +60,13 @@ from slac_runtime.options import (
 )
 from slac_runtime.policy import OnnxPolicy, PolicyFileError
 from slac_runtime.policy_metadata import file_sha256
-from slac_runtime.robot import RobotRefused, default_calibration_path, find_robot
+from slac_runtime.robot import (
+    DEFAULT_ROBOT,
+    ON_EXIT_CHOICES,
+    RobotRefused,
+    default_calibration_path,
+    find_robot,
+)
 from slac_runtime.status_line import StatusLine
 
 
@@ -74,7 +80,7 @@ class RunConfig:
         "frame publisher (tcp://host:port, ipc://path)",
         required=True,
     )
-    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    robot: str = option(DEFAULT_ROBOT, "robot name in the slac.robots registry")
     policy: Path | None = option(
         None, "exported ONNX policy (default: the robot's shipped policy, if it has one)"
     )
@@ -107,9 +113,9 @@ class RunConfig:
     log_dir: Path = option(Path("logs"), "where episode logs go")
     deterministic: bool = option(False, "tanh(mean) instead of sampling")
     on_exit: str = option(
-        "relax",
+        ON_EXIT_CHOICES[0],
         "leave the robot relaxed (torque off) or holding its pose",
-        choices=["relax", "hold"],
+        choices=list(ON_EXIT_CHOICES),
     )
     max_frame_age: float = option(
         0.25,

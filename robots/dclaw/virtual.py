@@ -58,6 +58,7 @@ from slac_runtime.options import (
     positive_float,
     run_command,
 )
+from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE
 
 TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
 STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
@@ -474,7 +475,9 @@ class VirtualRobotConfig:
         parse=Check(float, lambda v: v > 0, "a positive number of frames per second"),
     )
     camera_size: int = option(
-        64, "side of the published frames (pixels)", parse=int_in(8, 1024, "a number of pixels")
+        DEFAULT_OUTPUT_SIZE,
+        "side of the published frames (pixels)",
+        parse=int_in(8, 1024, "a number of pixels"),
     )
     wide_view: bool = option(
         False, "publish an uncalibrated 320x240 view (wider, rolled 3 degrees, off-centre)"

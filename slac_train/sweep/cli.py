@@ -80,7 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the sweep's grid and every trial's configuration as JSON and exit (nothing "
         "is written or started)",
     )
-    grid = p.add_argument_group("the grid")
+    _add_grid_options(p.add_argument_group("the grid"))
+    _add_ray_options(p.add_argument_group("where and how"))
+    # Only the fields typed appear in the namespace: they override the preset's and the suite's.
+    add_options(
+        p,
+        TrainConfig,
+        title="every trial's training configuration (slac-train's options)",
+        suppress_defaults=True,
+        exclude=PER_TRIAL_FIELDS,
+    )
+    return p
+
+
+def _add_grid_options(grid) -> None:
     grid.add_argument(
         "--suite",
         choices=sorted(SUITES),
@@ -118,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
     )
-    where = p.add_argument_group("where and how")
+
+
+def _add_ray_options(where) -> None:
     where.add_argument(
         "--sweep-dir",
         type=Path,
@@ -159,15 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the results from the run directories as they stand",
     )
-    # Only the fields typed appear in the namespace: they override the preset's and the suite's.
-    add_options(
-        p,
-        TrainConfig,
-        title="every trial's training configuration (slac-train's options)",
-        suppress_defaults=True,
-        exclude=PER_TRIAL_FIELDS,
-    )
-    return p
 
 
 def typed_values(args: argparse.Namespace) -> dict[str, Any]:
