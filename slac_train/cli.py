@@ -13,9 +13,9 @@ Every field of :class:`slac_train.config.TrainConfig` is an option (``--batch-si
 ``--no-eval-video``, ...). Values come from, lowest first: TrainConfig's defaults (the paper's),
 ``--preset``, ``--config FILE`` (JSON or TOML), the options typed. A budget that ends inside the
 initial random collection is refused: the run would make no updates. ``--print-config`` prints the
-resolved configuration as JSON and exits. Exit codes (``EXIT_CODES``): a stopped run writes a
-checkpoint at its next safe point and prints the command that continues it; a second signal stops
-at once without writing one.
+resolved configuration as JSON and exits. The exit codes are ``EXIT_CODES`` (the end of
+``--help``); a stopped run writes a checkpoint at its next safe point and prints the command that
+continues it; a second signal stops at once without writing one.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ the pixel policy -- the very ``Encoder`` + ``TanhGaussianActor`` of a SLAC agent
 * ``--save-dataset`` writes the recorded episodes (also the ones recorded before a stop);
   ``--dataset`` trains on them again without recording.
 
-``--print-config`` prints the run's configuration as JSON and exits. Exit codes: ``EXIT_CODES``.
+``--print-config`` prints the run's configuration as JSON and exits. The exit codes are
+``EXIT_CODES`` (the end of ``--help``).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ local Ray instance is started (nothing to set up); with it the sweep joins a clu
 must all see the sweep directory (a shared file system) and have this package installed. Re-running
 the same command skips finished trials and resumes interrupted ones from their checkpoints; a trial
 whose worker is lost is retried by Ray from its checkpoint. The sweep ends with ``results.md``,
-``results.json`` and ``curves/<task>.png`` in the sweep directory. Exit codes: ``EXIT_CODES``
-(Ctrl-C or SIGTERM: every running trial first writes a checkpoint; re-run to continue).
+``results.json`` and ``curves/<task>.png`` in the sweep directory. The exit codes are
+``EXIT_CODES`` (the end of ``--help``; on Ctrl-C or SIGTERM every running trial first writes a
+checkpoint: re-run to continue).
 """
 
 from __future__ import annotations
