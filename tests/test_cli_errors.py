@@ -257,7 +257,7 @@ def test_print_config_prints_the_resolved_config_and_integers_may_be_1e5(results
     printed = json.loads(sweep.stdout)
     assert printed["sweep"]["values"]["total_env_steps"] == 100_000
     assert printed["trials"]["cartpole-balance-s0"]["total_env_steps"] == 100_000
-    assert not any(Path(printed["trials"]["cartpole-balance-s0"]["run_dir"]).parents[1].iterdir())
+    assert not Path(printed["trials"]["cartpole-balance-s0"]["run_dir"]).parents[1].exists()
 
 
 def test_traceback_adds_the_traceback_and_keeps_the_exit_code(results):
