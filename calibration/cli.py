@@ -14,7 +14,7 @@ Files go to ``--out`` or to the robot's default location (``$SLAC_CALIBRATION_DI
 ``~/.config/slac``: ``dclaw-joints.json``, ``dclaw-camera.json``), where ``slac-run`` finds the
 joint calibration by itself. docs/calibration.md walks through both steps with a real D'Claw.
 
-Errors are one line on stderr and exit code 2 (``--traceback`` shows the traceback); Ctrl-C or
+Errors are one line on stderr and exit code 2 (``--traceback`` adds the traceback); Ctrl-C or
 SIGTERM exits with 130 or 143, writes nothing and leaves the servos' torque off.
 """
 
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slac_runtime.frames import FIRST_FRAME_TIMEOUT_S
 from slac_runtime.options import (
     Check,
     ExitCode,
@@ -46,11 +47,12 @@ from slac_runtime.options import (
     non_negative_float,
     option,
     positive_float,
-    say,
+    run_command,
     signals_interrupt,
 )
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE, CameraCalibration
 from slac_runtime.robot import (
+    DEFAULT_ROBOT,
     RobotDescription,
     RobotRefused,
     default_calibration_path,
@@ -86,7 +88,7 @@ class JointsConfig:
         "serial device of the servo bus, e.g. /dev/ttyUSB0 (or the virtual robot's pty)",
         required=True,
     )
-    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    robot: str = option(DEFAULT_ROBOT, "robot name in the slac.robots registry")
     out: Path | None = option(
         None,
         "calibration file to write (default: the robot's default location, where slac-run looks)",
@@ -122,7 +124,6 @@ class JointsConfig:
         "nominal build (a robot built differently on purpose); those joints are recorded in the "
         "file, and slac-run accepts them",
     )
-    traceback: bool = option(False, "show the full traceback of an error")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -144,7 +145,7 @@ class CameraConfig:
         "ZeroMQ endpoint of a publisher of full-size frames",
         required=True,
     )
-    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    robot: str = option(DEFAULT_ROBOT, "robot name in the slac.robots registry")
     port: str | None = option(
         None, "read the joint state from the robot on this serial device", exclusive="pose"
     )
@@ -187,14 +188,16 @@ class CameraConfig:
     )
     try_flips: bool = option(True, "the search also tries mirrored images", flag="flips")
     camera_timeout: float = option(
-        10.0, "longest wait for a camera frame (s)", aliases=["timeout"], parse=positive_float
+        FIRST_FRAME_TIMEOUT_S,
+        "longest wait for a camera frame (s)",
+        aliases=["timeout"],
+        parse=positive_float,
     )
     warmup: float = option(
         1.0,
         "a live camera runs this long before the frame is taken, so that exposure settles (s)",
         parse=non_negative_float,
     )
-    traceback: bool = option(False, "show the full traceback of an error")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -284,7 +287,7 @@ def run_joints(config: JointsConfig) -> int:
     if path.resolve() == default_calibration_path(d.name).resolve():
         print(f"slac-run --robot {d.name} uses it from there")
     else:
-        print(f"use it with: slac-run --robot {d.name} --calibration {path}")
+        print(f"use it with: slac-run --robot {d.name} --joint-calibration {path}")
     return 0
 
 
@@ -561,11 +564,12 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 # ---- command line -------------------------------------------------------------------------------
 
 
-EXIT_CODES_HELP = """exit codes:
-  0    done
-  2    refused or failed (options, files, robot set-up, servo bus); nothing was written
-  130  interrupted by Ctrl-C (torque off, nothing written)
-  143  stopped by SIGTERM (the same)"""
+EXIT_CODES = {
+    0: "done",
+    2: "refused or failed (options, files, robot set-up, servo bus); nothing was written",
+    130: "interrupted by Ctrl-C (torque off, nothing written)",
+    143: "stopped by SIGTERM (the same)",
+}
 
 COMMANDS: dict[str, tuple[type, str]] = {
     "joints": (JointsConfig, "servo offsets at the zero pose, and a range check"),
@@ -577,7 +581,7 @@ def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog=PROG,
         description="Calibrate a robot's joints and its camera view.",
-        epilog=EXIT_CODES_HELP,
+        exit_codes=EXIT_CODES,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{joints,camera}")
     for name, (config_class, summary) in COMMANDS.items():
@@ -586,17 +590,21 @@ def build_parser() -> OneLineParser:
             help=summary,
             description=" ".join(config_class.__doc__.split("``: ", 1)[1].split()),
             prog=f"{PROG} {name}",
+            exit_codes=EXIT_CODES,
         )
         add_options(command, config_class)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command(PROG, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a one-line usage error already printed
         return int(e.code or 0)
-    traceback = getattr(args, "traceback", False)
     received: list[int] = []
     # (SIGTERM from docker stop, systemd or timeout as Ctrl-C; Ctrl-C itself raises it already)
     with signals_interrupt(received, (signal.SIGTERM,)):
@@ -615,15 +623,9 @@ def main(argv: list[str] | None = None) -> int:
             print(aborted, file=sys.stderr)
             return ExitCode.for_signal(received[0] if received else signal.SIGINT)
         except RobotRefused as e:  # the robot or its port refused before torque went on
-            if traceback:
-                raise
-            say(PROG, "error", f"{error_message(e)} (nothing moved)")
-            return ExitCode.REFUSED
+            raise UsageError(f"{error_message(e)} (nothing moved)") from e
         except (ValueError, KeyError, OSError, RuntimeError) as e:
-            if traceback:
-                raise
-            say(PROG, "error", error_message(e))
-            return ExitCode.REFUSED
+            raise UsageError(error_message(e)) from e
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ import time.
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
+import weakref
 
 _PROBE = "import mujoco; c = mujoco.GLContext(64, 64); c.make_current(); c.free()"
 _BACKENDS = ("egl", "osmesa")
@@ -57,3 +59,33 @@ def close_renderer(renderer) -> None:
     if gl_context is not None and getattr(renderer, "_mjr_context", None) is not None:
         gl_context.make_current()
     renderer.close()
+
+
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # renderers and simulators holding GL contexts
+
+
+def _close_open() -> None:
+    # Free GL contexts while the GL library and its display are still there: contexts freed during
+    # interpreter shutdown make MuJoCo print "Exception ignored in Renderer.__del__" noise.
+    for holder in list(_OPEN):
+        holder.close()
+
+
+def close_at_exit(holder) -> None:
+    """Close ``holder`` (a renderer, a simulator or an environment holding GL contexts; anything
+    with ``close()``) when the interpreter exits, before any GL display is torn down.
+
+    MuJoCo's EGL module and dm_control's renderer each register the display's ``eglTerminate``
+    with ``atexit`` (the first when its first context is made, the second when it is imported), and
+    ``atexit`` runs the last registered first. This hook is registered again on every call, so it
+    runs before every teardown registered until then: a D'Claw simulator made before a DM Control
+    environment is closed before dm_control terminates the display they share.
+    """
+    _OPEN.add(holder)
+    atexit.unregister(_close_open)
+    atexit.register(_close_open)
+
+
+def forget_at_exit(holder) -> None:
+    """``holder`` was closed: nothing to close at exit."""
+    _OPEN.discard(holder)

@@ -6,26 +6,32 @@ from __future__ import annotations
 
 import sys
 
-from slac_runtime.options import ExitCode, OneLineParser, error_message, say
-from slac_runtime.robot import find_robot, list_robots
+from slac_runtime.options import OneLineParser, UsageError, error_message, run_command
+from slac_runtime.robot import DEFAULT_ROBOT, find_robot, list_robots
+
+PROG = "slac-virtual-robot"
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    p = OneLineParser(prog="slac-virtual-robot", add_help=False)
-    p.add_argument("--robot", default="dclaw")
+    return run_command(PROG, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    p = OneLineParser(prog=PROG, add_help=False, shared_options=False)
+    p.add_argument("--robot", default=DEFAULT_ROBOT)
     p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("--version", action="store_true")
     known, rest = p.parse_known_args(argv)
+    if known.version:
+        from slac_runtime import __version__
+
+        print(f"{PROG} {__version__}")
+        return 0
     try:
         entry = find_robot(known.robot)
         virtual_main = entry.load_virtual()
     except (KeyError, RuntimeError) as e:
-        say(
-            "slac-virtual-robot",
-            "error",
-            f"{error_message(e)} (robots: {', '.join(list_robots())})",
-        )
-        return ExitCode.REFUSED
+        raise UsageError(f"{error_message(e)} (robots: {', '.join(list_robots())})") from e
     if known.help:
         rest = ["--help"]
     from robots.mujoco_gl import select_gl_backend

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import os
@@ -22,31 +23,42 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from slac_runtime.frames import DEFAULT_JPEG_QUALITY, EncodingName, FramePublisher, is_endpoint
+from slac_runtime.frames import (
+    DEFAULT_CAMERA_ENDPOINT,
+    DEFAULT_CAMERA_FPS,
+    DEFAULT_JPEG_QUALITY,
+    FIRST_FRAME_TIMEOUT_S,
+    EncodingName,
+    FramePublisher,
+    is_endpoint,
+)
 from slac_runtime.options import (
     Check,
+    CommandError,
     ExitCode,
     OneLineParser,
+    UsageError,
     check_options,
     command_parser,
     int_in,
     option,
     parse_config,
     positive_float,
-    say,
+    run_command,
 )
 from slac_runtime.preprocessing import CameraCalibration, preprocess_frame
+from slac_runtime.status_line import StatusLine
 
 DEFAULT_FRAME_TIMEOUT_S = 2.0  # a camera with no new frame for this long is frozen
-DEFAULT_FIRST_FRAME_TIMEOUT_S = 10.0  # cameras may take a few seconds to deliver their first frame
+DEFAULT_FIRST_FRAME_TIMEOUT_S = FIRST_FRAME_TIMEOUT_S  # a camera's first frame may take seconds
 DEFAULT_VIDEO_FPS = 30.0  # when a video file does not say its frame rate
 _STOP_JOIN_S = 2.0  # how long close() waits for a capture thread blocked inside OpenCV
 
@@ -216,8 +228,9 @@ class OpenCVCamera:
         )
         if self.kind == "file":
             if not os.path.isfile(self.source):
+                what = "is a directory" if os.path.isdir(self.source) else "does not exist"
                 raise CameraError(
-                    f"video file {self.source} does not exist (for a camera give an index like 0 "
+                    f"video file {self.source} {what} (for a camera give an index like 0 "
                     "or a device like /dev/video0)"
                 )
             capture = cv2.VideoCapture(self.source)
@@ -607,9 +620,13 @@ class PublisherConfig:
         "camera index (0), device (/dev/video0), video file or stream (rtsp://...)",
         required=True,
     )
-    camera_bind: str = option("tcp://*:5555", "ZeroMQ endpoint to publish on", aliases=["bind"])
+    camera_bind: str = option(
+        DEFAULT_CAMERA_ENDPOINT,
+        "ZeroMQ endpoint to publish on (tcp://*:5555 serves other computers too)",
+        aliases=["bind"],
+    )
     fps: float = option(
-        20.0,
+        DEFAULT_CAMERA_FPS,
         "frames published per second, at most",
         parse=Check(float, lambda v: v > 0, "a positive number of frames per second"),
     )
@@ -648,42 +665,40 @@ def build_parser() -> OneLineParser:
         PublisherConfig,
         "Capture a camera (or a video file), preprocess each frame with the camera calibration and "
         "publish it over ZeroMQ in the SLAC frame wire format.",
-        "exit codes: 0 stopped (--duration, end of the video, Ctrl-C or SIGTERM), 1 the camera "
-        "failed, 2 refused (options, calibration file)",
+        exit_codes={
+            0: "stopped (--duration, end of the video, Ctrl-C or SIGTERM)",
+            1: "the camera failed while publishing",
+            2: "refused (options, calibration file, a camera or video that cannot be opened, an "
+            "endpoint that cannot be bound)",
+        },
     )
 
 
 class _StatusLine:
-    """One status line on stderr, rewritten in place on a terminal,
-    one line per update otherwise."""
+    """The publisher's statistics as a status line on stderr (:class:`StatusLine`)."""
 
     def __init__(self, endpoint: str, camera: OpenCVCamera) -> None:
         self.endpoint = endpoint
         self.camera = camera
-        self.interactive = sys.stderr.isatty()
-        self.open = False  # a rewritten line is on screen without its newline
+        self.line = StatusLine()
 
     def show(self, stats: CameraPublisherStats) -> None:
-        line = (
+        self.line.show(
             f"slac-camera: {stats.published} frames  {stats.fps:5.1f} fps  "
             f"capture->sent {stats.capture_to_publish_ms:5.1f} ms  "
             f"preprocess {stats.preprocess_ms:4.2f} ms  skipped {stats.skipped}  "
             f"from {self.camera.name} -> {self.endpoint}"
         )
-        if self.interactive:
-            print(f"\r{line}", end="", file=sys.stderr, flush=True)
-            self.open = True
-        else:
-            print(line, file=sys.stderr, flush=True)
 
     def message(self, text: str) -> None:
-        if self.open:
-            print(file=sys.stderr)
-            self.open = False
-        print(text, file=sys.stderr, flush=True)
+        self.line.message(text)
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command("slac-camera", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = parse_config(build_parser(), PublisherConfig, argv)
     try:
         calibration = (
@@ -694,8 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.size is not None:
             calibration = dataclasses.replace(calibration, output_size=args.size)
     except (OSError, ValueError) as e:
-        say("slac-camera", "error", e)
-        return ExitCode.REFUSED
+        raise UsageError(f"--camera-calibration {args.camera_calibration}: {e}") from e
 
     width, height = args.resolution if args.resolution else (None, None)
     publisher: CameraPublisher | None = None
@@ -715,14 +729,16 @@ def main(argv: list[str] | None = None) -> int:
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with (
-            OpenCVCamera(
-                args.camera,
-                loop=args.loop,
-                frame_timeout_s=args.frame_timeout,
-                width=width,
-                height=height,
+            _opened(
+                lambda: OpenCVCamera(
+                    args.camera,
+                    loop=args.loop,
+                    frame_timeout_s=args.frame_timeout,
+                    width=width,
+                    height=height,
+                )
             ) as camera,
-            FramePublisher(args.camera_bind) as frames,
+            _opened(lambda: FramePublisher(args.camera_bind)) as frames,
         ):
             publisher = CameraPublisher(
                 camera,
@@ -746,14 +762,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except (CameraError, OSError, ValueError) as e:
-        _say(status, f"slac-camera: error: {e}")
-        return ExitCode.FAULT
+        if status is not None:
+            status.line.end()
+        raise CommandError(str(e), ExitCode.FAULT) from e
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     published = publisher.stats.published if publisher is not None else 0
     _say(status, f"slac-camera: stopped after {published} frames")
     return ExitCode.OK
+
+
+@contextlib.contextmanager
+def _opened(make: Callable[[], Any]) -> Iterator[Any]:
+    """The camera or the publisher ``make`` opens, in a ``with`` block; a failure to open it is a
+    refusal (exit 2): nothing was published."""
+    try:
+        thing = make()
+    except (CameraError, OSError, ValueError) as e:
+        raise UsageError(str(e)) from e
+    with thing:
+        yield thing
 
 
 def _say(status: _StatusLine | None, text: str) -> None:

@@ -76,6 +76,13 @@ DEFAULT_SNDHWM = (
     1000  # messages queued per subscriber before the PUB socket drops (ZeroMQ's default)
 )
 DEFAULT_MAX_AGE_S = 0.5  # a subscriber's newest frame older than this (receive time) is stale
+# The defaults every command shares for a camera (slac-camera, slac-run, slac-calibrate, the virtual
+# robot): where frames are published unless told (this computer only; `tcp://*:5555` serves other
+# computers too), how often, and how long to wait for a camera's first frame (a USB camera may take
+# seconds to open, and slac-run's local publisher waits this long for its camera before giving up).
+DEFAULT_CAMERA_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_CAMERA_FPS = 20.0  # frames published per second: one per policy step at 0.05 s
+FIRST_FRAME_TIMEOUT_S = 10.0
 # A capture timestamp further than this from the subscriber's wall clock is not a capture time (a
 # clock set to 1970, a counter, garbage): the frame is malformed. A day is far beyond any real
 # clock offset between two computers, even without NTP.

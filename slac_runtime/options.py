@@ -13,7 +13,14 @@ names the option, what it got and what it needs::
     slac-run: error: argument --episodes: must be an integer of at least 1, got '0'
 
 The same checks run when a config is built in code (:func:`check_options`, from ``__post_init__``).
-Exit codes tell a script what happened (:class:`ExitCode`).
+An integer may be typed as ``1e4``; a float must be a finite number.
+
+Every command is built and run the same way: its parser (:class:`OneLineParser`,
+:func:`command_parser`) gives ``--version``, ``--traceback`` and an ``exit codes:`` block at the
+end of ``--help``, and :func:`run_command` runs its ``main``: any error is one line on stderr
+(``--traceback`` adds the traceback), a usage error exits 2, a closed pipe ends it quietly. Exit
+codes tell a script what happened (:class:`ExitCode`). This is plain argparse, so the robot-side
+runtime needs no command-line library of its own.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -88,7 +95,7 @@ class Check:
 
     def __call__(self, text: str) -> Any:
         try:
-            value = self.kind(text)
+            value = parse_int(text) if self.kind is int else self.kind(text)
         except ValueError:
             what = "an integer" if self.kind is int else "a number"
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
@@ -106,11 +113,27 @@ class Check:
         return self._problem(value, repr(value))
 
 
+def parse_int(text: str) -> int:
+    """An integer as a person types it: ``10000``, ``10_000``, ``1e4`` or ``1.0e4`` (a number
+    written as a float is taken when it is a whole number); ValueError otherwise."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)  # ValueError for words
+    if not value.is_integer():
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(value)
+
+
+integer = Check(int, lambda v: True, "an integer", "int")
+"""Any integer (``1e4`` is 10000)."""
+
 positive_float = Check(float, lambda v: v > 0, "a positive number of seconds", "positive_float")
 """A finite number above zero (times, ages, durations in seconds)."""
 
 non_negative_float = Check(float, lambda v: v >= 0, "a number of at least 0", "non_negative_float")
 finite_float = Check(float, lambda v: True, "a finite number", "finite_float")
+"""Any finite number (the check of a float option that names none)."""
 
 
 def int_at_least(low: int) -> Check:
@@ -210,6 +233,10 @@ def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse_optional
 
 
+_DEFAULT_CHECKS: dict[Any, Check] = {int: integer, float: finite_float}
+"""The check of an int or float option that names none: ``1e4`` is an integer, ``nan`` no number."""
+
+
 def _metavar(name: str, base: Any) -> str:
     if base is Path:
         return "DIR" if name.endswith("dir") else "FILE"
@@ -231,17 +258,18 @@ def add_options(
     *,
     title: str | None = None,
     suppress_defaults: bool = False,
+    exclude: Collection[str] = (),
 ) -> None:
     """An option (or argument) per field of ``config_class`` that has one.
 
     ``suppress_defaults``: fields the command line does not give are left out of the namespace
-    (so that a resumed run can tell which values were typed).
+    (so that a resumed run can tell which values were typed); ``exclude``: fields left out.
     """
     target: Any = parser.add_argument_group(title) if title else parser
     groups: dict[str, Any] = {}
     hints = typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
-        if not f.metadata.get("cli", True):
+        if not f.metadata.get("cli", True) or f.name in exclude:
             continue
         base, optional = _field_type(hints[f.name])
         meta = f.metadata
@@ -256,7 +284,7 @@ def add_options(
             action = argparse.BooleanOptionalAction if f.default is True else "store_true"
             kwargs.update(action=action, default=default)
         else:
-            parse = meta.get("parse") or base
+            parse = meta.get("parse") or _DEFAULT_CHECKS.get(base, base)
             kwargs.update(
                 type=_optional(parse) if optional and meta.get("parse") is None else parse,
                 default=default,
@@ -314,15 +342,68 @@ def parse_config(
 
 # ---- the parser ----------------------------------------------------------------------------------
 
+SHARED_EXIT_CODES: dict[int, str] = {
+    0: "done",
+    1: "failed: an error stopped the command once it had started (--traceback shows where)",
+    2: "refused: a usage error (an unknown option, a bad value, a missing, unreadable or wrong "
+    "file); nothing was done",
+    130: "interrupted by Ctrl-C; 143 by SIGTERM",
+}
+"""What every command's exit codes mean, unless its own ``exit_codes`` say more."""
+
+
+def exit_codes_help(codes: Mapping[int, str] | None = None) -> str:
+    """The ``exit codes:`` block at the end of every command's ``--help``: the command's own
+    meanings (``codes``) over the shared ones (:data:`SHARED_EXIT_CODES`)."""
+    import textwrap
+
+    merged = {**SHARED_EXIT_CODES, **(codes or {})}
+    lines = ["exit codes:"]
+    for code, text in sorted(merged.items()):
+        lines += textwrap.wrap(
+            text, width=96, initial_indent=f"  {code:<5}", subsequent_indent=" " * 7
+        )
+    return "\n".join(lines)
+
 
 class OneLineParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line (no usage block) with a pointer to
-    ``--help``, that refuses abbreviated options and suggests the option meant by a misspelt one."""
+    ``--help``, that refuses abbreviated options and suggests the option meant by a misspelt one.
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    Every command's parser (and subcommand's) also has ``--version``, ``--traceback`` (read by
+    :func:`run_command`) and ends its ``--help`` with the exit codes (:func:`exit_codes_help`);
+    ``shared_options=False`` leaves them out (a parser that forwards its other arguments).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        exit_codes: Mapping[int, str] | None = None,
+        shared_options: bool = True,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("allow_abbrev", False)
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        if shared_options:
+            codes = exit_codes_help(exit_codes)
+            epilog = kwargs.get("epilog")
+            kwargs["epilog"] = f"{epilog}\n\n{codes}" if epilog else codes
         super().__init__(*args, **kwargs)
+        if shared_options:
+            from slac_runtime import __version__
+
+            self.add_argument(
+                "--version",
+                action="version",
+                version=f"%(prog)s {__version__}",
+                help="print the version and exit",
+            )
+            self.add_argument(
+                "--traceback",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help="on an error, also print its full traceback (for a bug report)",
+            )
 
     def _known_options(self) -> dict[str, str]:
         """Every ``--option`` this parser (and its subcommands) knows -> the name it is shown as."""
@@ -344,6 +425,18 @@ class OneLineParser(argparse.ArgumentParser):
                         )
         return known
 
+    def visible_options(self) -> set[str]:
+        """Every option string ``--help`` shows, of this parser and its subcommands."""
+        visible: set[str] = set()
+        for action in self._actions:
+            if action.help is not argparse.SUPPRESS:
+                visible.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    if isinstance(sub, OneLineParser):
+                        visible |= sub.visible_options()
+        return visible
+
     def suggestion(self, unknown: str) -> str | None:
         """The option a misspelt ``--option`` most likely meant, or None."""
         known = self._known_options()
@@ -359,18 +452,126 @@ class OneLineParser(argparse.ArgumentParser):
                 message += f"; did you mean {hints[0][1]}?"
             elif hints:
                 message += "; did you mean " + ", ".join(f"{s} (for {w})" for w, s in hints) + "?"
+        message = one_line(message)
         self.exit(
             int(ExitCode.REFUSED), f"{self.prog}: error: {message} (see {self.prog} --help)\n"
         )
 
 
 def command_parser(
-    prog: str, config_class: type, description: str, epilog: str | None = None
+    prog: str,
+    config_class: type | None,
+    description: str,
+    epilog: str | None = None,
+    *,
+    exit_codes: Mapping[int, str] | None = None,
 ) -> OneLineParser:
-    """A command's parser: its config's options, one-line errors, no abbreviations."""
-    parser = OneLineParser(prog=prog, description=description, epilog=epilog)
-    add_options(parser, config_class)
+    """A command's parser: its config's options, one-line errors, no abbreviations, ``--version``,
+    ``--traceback`` and the exit codes (``exit_codes`` over :data:`SHARED_EXIT_CODES`)."""
+    parser = OneLineParser(prog=prog, description=description, epilog=epilog, exit_codes=exit_codes)
+    if config_class is not None:
+        add_options(parser, config_class)
     return parser
+
+
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout (``--print-config``); paths and tuples as JSON knows
+    them."""
+    import json
+
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+# ---- running a command ---------------------------------------------------------------------------
+
+
+class CommandError(Exception):
+    """An outcome a command reports as one line, ``prog: kind: message``, with its exit code (a
+    safe stop, a fault with what became of the robot). Raise it ``from`` the error behind it:
+    ``--traceback`` prints that one's traceback too."""
+
+    def __init__(self, message: str, exit_code: int = ExitCode.FAULT, kind: str = "error"):
+        super().__init__(message)
+        self.exit_code = int(exit_code)
+        self.kind = kind
+
+
+def wants_traceback(argv: Sequence[str]) -> bool:
+    """True when the command line asks for tracebacks (``--traceback`` before any ``--``)."""
+    words = list(argv)
+    return "--traceback" in (words[: words.index("--")] if "--" in words else words)
+
+
+def run_command(
+    prog: str, body: Callable[[list[str]], int], argv: Sequence[str] | None = None
+) -> int:
+    """Run a command's ``body(argv)`` as every command runs; its exit code.
+
+    * An error is one line on stderr, ``prog: error: ...``: a :class:`UsageError` exits 2
+      (refused), a :class:`CommandError` with its own code and kind, anything else 1 (with its
+      type, and a pointer to ``--traceback``). ``--traceback`` prints the traceback first; the exit
+      code stays the same.
+    * Ctrl-C that reaches here exits 130 with one line; usage errors of the parser exit 2 as
+      ``SystemExit`` (``--help`` and ``--version`` exit 0).
+    * A reader that goes away (``slac-export --inspect P | head``) ends the command quietly, with
+      128 + SIGPIPE as a shell reports a process that SIGPIPE stopped.
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = wants_traceback(words)
+    try:
+        code = int(body(words))
+        sys.stdout.flush()  # a closed pipe shows here, not during the interpreter's exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_closed():
+            return _report(prog, sys.exc_info()[1], show_traceback)
+        return ExitCode.for_signal(signal.SIGPIPE)
+    except KeyboardInterrupt:
+        if show_traceback:
+            import traceback
+
+            traceback.print_exc()
+        say(prog, "interrupted", "Ctrl-C")
+        return ExitCode.for_signal(signal.SIGINT)
+    except Exception as error:
+        return _report(prog, error, show_traceback)
+
+
+def _report(prog: str, error: BaseException | None, show_traceback: bool) -> int:
+    """Say ``error`` in one line (after its traceback, if asked); its exit code."""
+    assert error is not None
+    if show_traceback:
+        import traceback
+
+        traceback.print_exception(error)
+    if isinstance(error, CommandError):
+        say(prog, error.kind, error_message(error))
+        return error.exit_code
+    if isinstance(error, UsageError):
+        say(prog, "error", error_message(error))
+        return int(ExitCode.REFUSED)
+    hint = "" if show_traceback else " (--traceback shows where)"
+    say(prog, "error", f"{type(error).__name__}: {error_message(error)}{hint}")
+    return int(ExitCode.FAULT)
+
+
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe whose reader has gone; stdout then writes to /dev/null, so
+    that the interpreter's last flush is quiet."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a stdout without a file (a test's capture)
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poller.poll(0)):
+        return False  # the broken pipe was another one (a socket, a child's stdin)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return True
 
 
 @contextlib.contextmanager
@@ -399,9 +600,18 @@ def signals_interrupt(
         yield
 
 
+def one_line(text: str) -> str:
+    """``text``'s first non-empty line (with `` ...`` when more followed): a message that must
+    stay on one line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[0] + (" ..." if len(lines) > 1 else "")
+
+
 def say(prog: str, kind: str, message: object) -> None:
-    """One line on stderr: ``prog: kind: message``."""
-    print(f"{prog}: {kind}: {message}", file=sys.stderr, flush=True)
+    """One line on stderr: ``prog: kind: message`` (only the message's first line)."""
+    print(f"{prog}: {kind}: {one_line(str(message))}", file=sys.stderr, flush=True)
 
 
 def error_message(error: BaseException) -> str:
@@ -412,7 +622,9 @@ def error_message(error: BaseException) -> str:
 
 
 __all__ = [
+    "SHARED_EXIT_CODES",
     "Check",
+    "CommandError",
     "ExitCode",
     "OneLineParser",
     "UsageError",
@@ -422,17 +634,24 @@ __all__ = [
     "command_parser",
     "config_from_args",
     "error_message",
+    "exit_codes_help",
     "finite_float",
     "flag_of",
     "float_in",
     "int_at_least",
     "int_in",
+    "integer",
     "non_negative_float",
+    "one_line",
     "option",
     "parse_config",
+    "parse_int",
     "positive_float",
+    "print_json",
+    "run_command",
     "say",
     "signal_handlers",
     "signals_interrupt",
     "thread_count",
+    "wants_traceback",
 ]

@@ -47,9 +47,11 @@ def load_session(path: str | Path, threads: int = 1, spin: bool = True):
     import onnxruntime as ort
 
     path = Path(path)
+    if path.is_dir():
+        raise PolicyFileError(f"policy file {path} is a directory: give an exported .onnx file")
     if not path.is_file():
         raise PolicyFileError(
-            f"policy file {path} does not exist: export one with `slac-export RUN_DIR -o {path}`"
+            f"policy file {path} does not exist: export one with `slac-export RUN_DIR --out {path}`"
         )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

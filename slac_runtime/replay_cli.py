@@ -27,12 +27,14 @@ from typing import Any
 from slac_runtime.control_loop import format_table
 from slac_runtime.episode_log import EpisodeLog, EpisodeLogWriter, read_episode_log
 from slac_runtime.options import (
+    CommandError,
     ExitCode,
     UsageError,
     command_parser,
     error_message,
     option,
     parse_config,
+    run_command,
     say,
 )
 from slac_runtime.policy import PolicyFileError
@@ -47,7 +49,8 @@ from slac_runtime.replay import (
     write_video,
 )
 from slac_runtime.rerun_export import RerunMissingError, export_rerun
-from slac_runtime.robot import RobotRefused, find_robot
+from slac_runtime.robot import ON_EXIT_CHOICES, RobotRefused, find_robot
+from slac_runtime.status_line import StatusLine
 
 
 @dataclass
@@ -81,28 +84,32 @@ class ReplayConfig:
         False, "replay without a joint calibration file (the driver's defaults)"
     )
     on_exit: str = option(
-        "relax",
+        ON_EXIT_CHOICES[0],
         "leave the robot relaxed (torque off) or holding its pose after a replay",
-        choices=["relax", "hold"],
+        choices=list(ON_EXIT_CHOICES),
     )
     out_log: Path | None = option(
         None, "episode log of the replay on the robot (default: next to LOG, '.replay')"
     )
     quiet: bool = option(False, "no live status line")
-    traceback: bool = option(False, "show the full traceback of an error")
 
 
-EXIT_CODES_HELP = """exit codes:
-  0    done (a replay on the robot ran to its end)
-  1    fault: an error of the robot, its bus or the software stopped the replay (robot made safe)
-  2    refused before anything moved (options, log, policy, calibration)
-  3    safe stop: the replay stopped itself (overruns)
-  130  interrupted by Ctrl-C; 143 by SIGTERM (the replay's log is closed and the robot made safe)"""
+EXIT_CODES = {
+    0: "done (a replay on the robot ran to its end)",
+    1: "fault: an error of the robot, its bus or the software stopped the replay (robot made safe)",
+    2: "refused before anything moved (options, log, policy, calibration)",
+    3: "safe stop: the replay stopped itself (overruns)",
+    130: "interrupted by Ctrl-C; 143 by SIGTERM (the replay's log is closed and the robot made "
+    "safe)",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> ReplayConfig:
     parser = command_parser(
-        "slac-replay", ReplayConfig, " ".join(__doc__.split("\n\n")[0].split()), EXIT_CODES_HELP
+        "slac-replay",
+        ReplayConfig,
+        " ".join(__doc__.split("\n\n")[0].split()),
+        exit_codes=EXIT_CODES,
     )
     return parse_config(parser, ReplayConfig, argv)
 
@@ -118,8 +125,8 @@ def default_out_log(log_path: Path) -> Path:
 
 
 def choose_calibration(args: ReplayConfig, log: EpisodeLog, entry) -> Path | None:
-    """``--calibration``, else the robot's default calibration file, else the driver's defaults
-    when the log was recorded with them too (or with ``--allow-uncalibrated``)."""
+    """``--joint-calibration``, else the robot's default calibration file, else the driver's
+    defaults when the log was recorded with them too (or with ``--allow-uncalibrated``)."""
     if args.joint_calibration is not None:
         return args.joint_calibration
     default = entry.default_calibration_path()
@@ -128,8 +135,8 @@ def choose_calibration(args: ReplayConfig, log: EpisodeLog, entry) -> Path | Non
     if args.allow_uncalibrated or log.header.get("joint_calibration") is None:
         return None
     raise UsageError(
-        f"{args.log} was recorded with a joint calibration, but none is given: pass --calibration "
-        "FILE (or --allow-uncalibrated to use the driver's defaults)"
+        f"{args.log} was recorded with a joint calibration, but none is given: pass "
+        "--joint-calibration FILE (or --allow-uncalibrated to use the driver's defaults)"
     )
 
 
@@ -176,9 +183,7 @@ def run_on_robot(
         stop["signal"] = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    status = (
-        None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
-    )
+    status = None if args.quiet else StatusLine()
     connected = False
     try:
         with (
@@ -195,11 +200,11 @@ def run_on_robot(
                     out,
                     RobotReplayConfig(),
                     stop_requested=lambda: stop["signal"] is not None,
-                    status=status,
+                    status=None if status is None else status.show,
                 )
             finally:
-                if status:
-                    print(file=sys.stderr)
+                if status is not None:
+                    status.end()
     except (RobotRefused, ValueError) as e:
         if not connected:
             raise
@@ -291,31 +296,20 @@ def run(args: ReplayConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command("slac-replay", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         return int(run(args))
-    except (
-        UsageError,
-        PolicyFileError,
-        RerunMissingError,
-        ValueError,
-        KeyError,
-    ) as e:  # nothing moved: fix the command
-        if args.traceback:
-            raise
-        say("slac-replay", "error", error_message(e))
-        return ExitCode.REFUSED
+    except (UsageError, PolicyFileError, RerunMissingError, ValueError, KeyError) as e:
+        raise UsageError(error_message(e)) from e  # nothing moved: fix the command
     except RobotRefused as e:  # the robot or its port refused before torque went on
-        if args.traceback:
-            raise
-        say("slac-replay", "error", f"{error_message(e)} (nothing moved)")
-        return ExitCode.REFUSED
+        raise UsageError(f"{error_message(e)} (nothing moved)") from e
     except Exception as e:  # bus errors and the like: the robot was relaxed/held on the way out
-        if args.traceback:
-            raise
         cause = f" (after: {e.__context__})" if e.__context__ is not None else ""
-        say("slac-replay", "stopped", f"{type(e).__name__}: {e}{cause}")
-        return ExitCode.FAULT
+        raise CommandError(f"{type(e).__name__}: {e}{cause}", ExitCode.FAULT, "stopped") from e
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 ROBOT_ENTRY_POINT_GROUP = "slac.robots"
+DEFAULT_ROBOT = "dclaw"  # the robot every command drives, calibrates or emulates unless told
+ON_EXIT_CHOICES = ("relax", "hold")  # how a robot is left: torque off, or holding its position
 CONTROL_PERIOD_TOLERANCE = 0.01  # a policy's control period may differ from the robot's by 1 %
 
 
@@ -143,7 +145,7 @@ class Robot(abc.ABC):
     """
 
     description: RobotDescription
-    on_exit: str = "relax"  # "relax" (torque off) or "hold"
+    on_exit: str = ON_EXIT_CHOICES[0]  # "relax" (torque off) or "hold"
 
     @abc.abstractmethod
     def connect(self) -> None: ...

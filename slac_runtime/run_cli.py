@@ -37,9 +37,15 @@ from slac_runtime.control_loop import (
     format_table,
 )
 from slac_runtime.episode_log import EpisodeLogWriter
-from slac_runtime.frames import FrameSubscriber, describe_shape, is_endpoint
+from slac_runtime.frames import (
+    FIRST_FRAME_TIMEOUT_S,
+    FrameSubscriber,
+    describe_shape,
+    is_endpoint,
+)
 from slac_runtime.options import (
     Check,
+    CommandError,
     ExitCode,
     UsageError,
     available_cores,
@@ -51,12 +57,20 @@ from slac_runtime.options import (
     option,
     parse_config,
     positive_float,
+    run_command,
     say,
     thread_count,
 )
 from slac_runtime.policy import OnnxPolicy, PolicyFileError
 from slac_runtime.policy_metadata import file_sha256
-from slac_runtime.robot import RobotRefused, default_calibration_path, find_robot
+from slac_runtime.robot import (
+    DEFAULT_ROBOT,
+    ON_EXIT_CHOICES,
+    RobotRefused,
+    default_calibration_path,
+    find_robot,
+)
+from slac_runtime.status_line import StatusLine
 
 
 @dataclass
@@ -69,7 +83,7 @@ class RunConfig:
         "frame publisher (tcp://host:port, ipc://path)",
         required=True,
     )
-    robot: str = option("dclaw", "robot name in the slac.robots registry")
+    robot: str = option(DEFAULT_ROBOT, "robot name in the slac.robots registry")
     policy: Path | None = option(
         None, "exported ONNX policy (default: the robot's shipped policy, if it has one)"
     )
@@ -102,9 +116,9 @@ class RunConfig:
     log_dir: Path = option(Path("logs"), "where episode logs go")
     deterministic: bool = option(False, "tanh(mean) instead of sampling")
     on_exit: str = option(
-        "relax",
+        ON_EXIT_CHOICES[0],
         "leave the robot relaxed (torque off) or holding its pose",
-        choices=["relax", "hold"],
+        choices=list(ON_EXIT_CHOICES),
     )
     max_frame_age: float = option(
         0.25,
@@ -130,7 +144,7 @@ class RunConfig:
         ),
     )
     camera_timeout: float = option(
-        5.0,
+        FIRST_FRAME_TIMEOUT_S,
         "wait this long for the camera's first frame before touching the robot (s)",
         parse=positive_float,
     )
@@ -141,7 +155,6 @@ class RunConfig:
     )
     seed: int | None = option(None, "seed of the policy's action noise", parse=int_at_least(0))
     quiet: bool = option(False, "no live status line")
-    traceback: bool = option(False, "show the full traceback of an error")
     bus_watchdog: float | None = option(
         None,
         "the servos stop on their own when no goal has arrived for this long while goals stream "
@@ -163,17 +176,23 @@ class RunConfig:
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser = command_parser(
-        "slac-run", RunConfig, " ".join(__doc__.split("\n\n")[0].split()), EXIT_CODES_HELP
+        "slac-run",
+        RunConfig,
+        " ".join(__doc__.split("\n\n")[0].split()),
+        exit_codes=EXIT_CODES,
     )
     return parse_config(parser, RunConfig, argv)
 
 
-EXIT_CODES_HELP = """exit codes:
-  0    every episode ran to its end
-  1    fault: an error of the robot, its bus or the software stopped the run (robot made safe)
-  2    refused before anything moved (options, policy, calibration, camera, servo settings)
-  3    safe stop: a watchdog stopped the robot (stale camera, tracking error, bad frames, overruns)
-  130  interrupted by Ctrl-C; 143 by SIGTERM (the episode log is closed and the robot made safe)"""
+EXIT_CODES = {
+    0: "every episode ran to its end",
+    1: "fault: an error of the robot, its bus or the software stopped the run (robot made safe)",
+    2: "refused before anything moved (options, policy, calibration, camera, servo settings)",
+    3: "safe stop: a watchdog stopped the robot (stale camera, tracking error, bad frames, "
+    "overruns)",
+    130: "interrupted by Ctrl-C; 143 by SIGTERM (the episode log is closed and the robot made "
+    "safe)",
+}
 
 
 def start_local_camera(
@@ -194,7 +213,7 @@ def start_local_camera(
         "--quiet",
     ]
     if calibration is not None:
-        cmd += ["--calibration", str(calibration)]
+        cmd += ["--camera-calibration", str(calibration)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc, endpoint
 
@@ -333,8 +352,8 @@ def resolve_calibrations(args: RunConfig, entry: Any) -> None:
         else:
             raise UsageError(
                 f"robot {args.robot!r} is not calibrated: run `slac-calibrate joints --robot "
-                f"{args.robot}` or pass --calibration FILE (or --allow-uncalibrated to use the "
-                "driver's defaults)"
+                f"{args.robot}` or pass --joint-calibration FILE (or --allow-uncalibrated to use "
+                "the driver's defaults)"
             )
     if not is_endpoint(args.camera) and args.camera_calibration is None:
         default_camera = default_calibration_path(args.robot, "camera")
@@ -516,9 +535,7 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
         camera_endpoint(args, m.image_height) as (camera_proc, endpoint),
     ):
         header = log_header(args, policy_path, m, endpoint, config, scheduling)
-        status = (
-            None if args.quiet else (lambda s: print("\r" + s, end="", file=sys.stderr, flush=True))
-        )
+        status = None if args.quiet else StatusLine()
         with subscribe(endpoint, args, m) as frames:
             wait_for_camera(frames, args, camera_proc, outcome)  # before anything touches the robot
             if outcome["signal"] is not None:
@@ -534,13 +551,16 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
                     return {**camera, **(getattr(robot, "stats", None) or {})}
 
                 stopper.loop = ControlLoop(
-                    robot, frames, policy, config, status=status, footer_stats=footer_stats
+                    robot,
+                    frames,
+                    policy,
+                    config,
+                    status=None if status is None else status.show,
+                    footer_stats=footer_stats,
                 )
                 if outcome["signal"] is not None:
                     stopper.loop.request_stop()
-                run_episodes(
-                    args, stopper.loop, run_dir, header, summaries, outcome, status is not None
-                )
+                run_episodes(args, stopper.loop, run_dir, header, summaries, outcome, status)
     if outcome["signal"] is not None:
         return ExitCode.for_signal(outcome["signal"])
     return ExitCode.OK
@@ -571,7 +591,7 @@ def run_episodes(
     header_common: dict[str, Any],
     summaries: list[dict[str, Any]],
     stop: dict[str, Any],
-    live_status: bool,
+    status: StatusLine | None,
 ) -> None:
     started = time.monotonic()
     episode = 0
@@ -585,8 +605,8 @@ def run_episodes(
             try:
                 summary = loop.run_episode(log)
             finally:
-                if live_status:
-                    print(file=sys.stderr)
+                if status is not None:
+                    status.end()
         summary["log"] = str(path)
         summaries.append(summary)
         print(f"episode {episode}: {summary['stop_reason']}  log: {path}")
@@ -629,31 +649,37 @@ def robot_left(args: RunConfig, outcome: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command("slac-run", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = parse_args(argv)
     outcome: dict[str, Any] = {"signal": None}
     try:
         code = run(args, outcome)
     except (UsageError, PolicyFileError, RobotRefused, KeyError) as e:
         if outcome.get("robot") is None:  # raised before the robot was connected
-            say("slac-run", "error", f"{error_message(e)} (nothing moved)")
-            return ExitCode.REFUSED
+            raise UsageError(f"{error_message(e)} (nothing moved)") from e
         # A refusal met once the robot was connected (a hold it could not do): a fault.
-        say("slac-run", "stopped", f"{error_message(e)}; {robot_left(args, outcome)}")
-        return ExitCode.FAULT
+        raise CommandError(
+            f"{error_message(e)}; {robot_left(args, outcome)}", ExitCode.FAULT, "stopped"
+        ) from e
     except SafeStop as e:
-        say("slac-run", "safe stop", f"{e}; {robot_left(args, outcome)}")
-        return ExitCode.SAFE_STOP
+        raise CommandError(
+            f"{e}; {robot_left(args, outcome)}", ExitCode.SAFE_STOP, "safe stop"
+        ) from e
     except Exception as e:  # bus errors and the like: the robot was relaxed/held on the way out
-        if args.traceback:
-            raise
         cause = e.__context__ if e.__cause__ is None else None  # an error met while stopping
         after = (
             f" (after: {type(cause).__name__}: {cause})"
             if cause is not None and str(cause) != str(e)
             else ""
         )
-        say("slac-run", "stopped", f"{type(e).__name__}: {e}{after}; {robot_left(args, outcome)}")
-        return ExitCode.FAULT
+        raise CommandError(
+            f"{type(e).__name__}: {e}{after}; {robot_left(args, outcome)}",
+            ExitCode.FAULT,
+            "stopped",
+        ) from e
     if outcome["signal"] is not None:
         name = signal.Signals(outcome["signal"]).name
         say("slac-run", "interrupted", f"{name}; {robot_left(args, outcome)}")

@@ -173,10 +173,26 @@ def latest_checkpoint(run_dir_or_file: str | Path) -> Path:
     return target
 
 
+TORCH_SAVE_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (PyTorch >= 1.6)
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse, in one sentence, a file that ``torch.save`` did not write (a README, an ONNX
+    policy), before ``torch.load`` answers with a page about ``weights_only``."""
+    with open(path, "rb") as f:
+        head = f.read(len(TORCH_SAVE_MAGIC))
+    if head != TORCH_SAVE_MAGIC:
+        raise ValueError(
+            f"{path} could not be read as a checkpoint: it is not a file torch.save wrote "
+            "(slac-train and slac-imitate write RUN_DIR/checkpoints/*.pt)"
+        )
+
+
 def load_checkpoint(
     run_dir_or_file: str | Path, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
     path = latest_checkpoint(run_dir_or_file)
+    check_checkpoint_file(path)
     state = torch.load(path, map_location=map_location, weights_only=True)
     if state.get("format") != FORMAT_VERSION:
         raise ValueError(

@@ -12,11 +12,10 @@
 Every field of :class:`slac_train.config.TrainConfig` is an option (``--batch-size-model 16``,
 ``--no-eval-video``, ...). Values come from, lowest first: TrainConfig's defaults (the paper's),
 ``--preset``, ``--config FILE`` (JSON or TOML), the options typed. A budget that ends inside the
-initial random collection is refused: the run would make no updates. Exit codes: 0 done, 1
-training failed (NaN/inf loss), 2 bad usage (unknown task, invalid value, a run directory another
-process is writing), 130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM (Slurm pre-emption,
-``docker stop``, ``timeout``): a stopped run writes a checkpoint at its next safe point and prints
-the command that continues it; a second signal stops at once without writing one.
+initial random collection is refused: the run would make no updates. ``--print-config`` prints the
+resolved configuration as JSON and exits. The exit codes are ``EXIT_CODES`` (the end of
+``--help``); a stopped run writes a checkpoint at its next safe point and prints the command that
+continues it; a second signal stops at once without writing one.
 """
 
 from __future__ import annotations
@@ -24,18 +23,46 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
-from slac_runtime.options import ExitCode, OneLineParser, add_options, say, signals_interrupt
+from slac_runtime.options import (
+    ExitCode,
+    OneLineParser,
+    UsageError,
+    add_options,
+    error_message,
+    print_json,
+    run_command,
+    say,
+    signals_interrupt,
+)
 from slac_train.config import PRESETS, TrainConfig, preset_values, read_config_file
+
+PROG = "slac-train"
+EXIT_CODES = {
+    0: "done",
+    1: "training failed (NaN/inf loss)",
+    2: "refused (an unknown task, an invalid value, a missing or unreadable file, a run directory "
+    "another process is writing)",
+    130: "stopped by Ctrl-C (SIGINT); 143 by SIGTERM (Slurm pre-emption, docker stop, timeout): "
+    "a checkpoint is written first",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="slac-train",
+        prog=PROG,
         description="Learn SLAC (Stochastic Latent Actor-Critic) from 64x64 pixels in simulation.",
+        exit_codes=EXIT_CODES,
     )
     parser.add_argument(
         "--list-tasks", action="store_true", help="print the registered tasks and exit"
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the run's resolved configuration as JSON and exit (nothing is trained)",
     )
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
@@ -98,10 +125,46 @@ def _config_values(args: dict, preset: str | None, config_file: str | None) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command(PROG, _main, argv)
+
+
+def resolved_config(values: dict, resume: str | None) -> TrainConfig:
+    """The configuration the run would use (``--print-config``): a new run's, with the task's
+    defaults filled in, or a resumed run's saved one with the options typed. Refuses what
+    ``slac-train`` would refuse (an unknown task, a budget that ends before the first update)."""
+    from slac_train.envs import get_task_spec
+
+    if resume:
+        from slac_train.trainer import RESUMABLE_OVERRIDES
+
+        saved = Path(resume) / "config.json"
+        if not saved.is_file():
+            raise FileNotFoundError(f"--resume {resume}: no run directory with a config.json")
+        config = TrainConfig.load_json(saved)
+        refused = sorted(
+            k for k, v in values.items() if getattr(config, k) != v and k not in RESUMABLE_OVERRIDES
+        )
+        if refused:
+            raise ValueError(
+                f"cannot change {', '.join(refused)} when resuming {resume}: these define the "
+                "run; start a new run instead"
+            )
+        return config.replace(**values)
+    config = TrainConfig(**values)
+    spec = get_task_spec(config.task)  # the registry's one-line error
+    reason = config.no_updates_reason(spec.action_repeat)
+    if reason:
+        raise ValueError(reason)
+    return config.resolved(spec.action_repeat)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     list_tasks = args.pop("list_tasks")
     resume = args.pop("resume")
+    print_config = args.pop("print_config", False)
+    args.pop("traceback", None)
     preset, config_file = args.pop("preset", None), args.pop("config", None)
     if "demos" in args:
         args["demos"] = tuple(args["demos"])
@@ -109,40 +172,37 @@ def main(argv: list[str] | None = None) -> int:
         _print_tasks()
         return ExitCode.OK
 
-    from slac_train.envs import UnknownTaskError, get_task_spec
-    from slac_train.run import TrainingFailed, TrainingInterrupted
+    from slac_train.envs import UnknownTaskError
     from slac_train.run_lock import RunInUseError
-    from slac_train.trainer import Trainer
 
     received: list[int] = []
     if resume and preset:
         parser.error("--preset starts a new run; --resume continues one with its own settings")
+    if resume and not Path(resume).is_dir():
+        raise UsageError(f"--resume {resume}: no run directory there")
     try:
         values = _config_values(args, preset, config_file)
+        if not resume and not values.get("task"):
+            parser.error("--task is required (or --resume RUN_DIR, or --list-tasks)")
+        if print_config:
+            print_json(resolved_config(values, resume).to_dict())
+            return ExitCode.OK
+        if not resume:
+            resolved_config(values, None)  # an unknown task, a budget with no updates: at once
+        from slac_train.trainer import Trainer
+
         with signals_interrupt(received):
             if resume:
                 trainer = Trainer.resume(resume, **values)
             else:
-                if not values.get("task"):
-                    parser.error("--task is required (or --resume RUN_DIR, or --list-tasks)")
-                spec = get_task_spec(values["task"])  # the registry's one-line error
-                config = TrainConfig(**values)
-                reason = config.no_updates_reason(spec.action_repeat)
-                if reason:
-                    raise ValueError(reason)
-                trainer = Trainer(config)
-    except (
-        UnknownTaskError,
-        ValueError,
-        FileExistsError,
-        FileNotFoundError,
-        RunInUseError,
-    ) as error:
-        say("slac-train", "error", error)
-        return ExitCode.REFUSED
+                trainer = Trainer(TrainConfig(**values))
+    except (UnknownTaskError, ValueError, OSError, RunInUseError) as error:
+        raise UsageError(error_message(error)) from error
     except KeyboardInterrupt:
-        say("slac-train", "interrupted", "while setting up; nothing was trained")
+        say(PROG, "interrupted", "while setting up; nothing was trained")
         return ExitCode.for_signal(received[0] if received else signal.SIGINT)
+
+    from slac_train.trainer import TrainingFailed, TrainingInterrupted
 
     try:
         with trainer:
@@ -156,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             what = "stopped at once before the first checkpoint; nothing to resume"
         resume = f"; continue with: slac-train --resume {trainer.run_dir}"
-        say("slac-train", "stopped", name + ": " + what + (resume if stop.checkpoint else ""))
+        say(PROG, "stopped", name + ": " + what + (resume if stop.checkpoint else ""))
         return stop.exit_code
     except TrainingFailed as failure:
         print(f"slac-train: {failure}", file=sys.stderr)

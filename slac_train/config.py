@@ -653,9 +653,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """TrainConfig fields from a JSON (``.json``) or TOML (``.toml``) file of ``field = value``.
 
     Unknown fields are refused with the nearest field's name; a value of the wrong type is refused
-    naming the field, what it got and what it needs.
+    naming the field, what it got and what it needs (an integer may be written ``1e4``).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"--config {path} is a directory: give a .json or .toml file")
     if not path.is_file():
         raise FileNotFoundError(f"no config file {path}")
     if path.suffix not in (".json", ".toml"):
@@ -671,34 +673,55 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid {path.suffix[1:].upper()}: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a table of TrainConfig fields")
-    problems = [_field_problem(key, value) for key, value in data.items()]
-    problems = [p for p in problems if p]
+    try:
+        return config_values(data)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def config_values(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as TrainConfig field values: each key checked to be a field and each value of its
+    type (an integral float such as ``1e4`` becomes an int); ValueError naming every problem."""
+    values, problems = {}, []
+    for key, value in data.items():
+        try:
+            values[key] = field_value(key, value)
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
-        raise ValueError(f"{path}: " + "; ".join(problems))
-    return data
+        raise ValueError("; ".join(problems))
+    return values
 
 
-def _field_problem(key: str, value: Any) -> str | None:
-    """Why ``key = value`` cannot be a TrainConfig field (a sentence), or None."""
+def field_value(key: str, value: Any) -> Any:
+    """``value`` as TrainConfig field ``key`` takes it; ValueError (a sentence) if it cannot be."""
     hints = typing.get_type_hints(TrainConfig)
     if key not in hints:
         close = difflib.get_close_matches(key.replace("-", "_"), list(hints), n=1)
-        return f"unknown field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        raise ValueError(
+            f"unknown field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        )
     annotation = hints[key]
     kinds = [a for a in typing.get_args(annotation) or (annotation,) if a is not type(None)]
     if value is None:
-        return None if len(kinds) < len(typing.get_args(annotation)) else f"{key} cannot be null"
+        if len(kinds) < len(typing.get_args(annotation)):
+            return None
+        raise ValueError(f"{key} cannot be null")
     kind = kinds[0]
     if typing.get_origin(kind) is tuple:  # a list of strings (demos)
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-        return None if ok else f"{key} must be a list of strings, got {value!r}"
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind) and not isinstance(value, bool)
-    return None if ok else f"{key} must be {kind.__name__}, got {value!r}"
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ValueError(f"{key} must be a list of strings, got {value!r}")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int and number and float(value).is_integer():
+        return int(value)
+    if kind is float and number:
+        return float(value)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise ValueError(f"{key} must be {kind.__name__}, got {value!r}")
 
 
 # Networks, batches and buffer small enough to train in seconds on a CPU (tests, smoke runs).

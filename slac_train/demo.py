@@ -5,15 +5,38 @@ python -m slac_train.demo --task dclaw-turn --out out/demo
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from slac_runtime.options import (
+    UsageError,
+    command_parser,
+    int_at_least,
+    option,
+    parse_config,
+    run_command,
+)
 from slac_train.envs import UnknownTaskError, make_env, task_names
 from slac_train.rollout_media import contact_sheet, write_png, write_video
+
+PROG = "python -m slac_train.demo"
+
+
+@dataclass
+class RolloutConfig:
+    """The demo rollout's options."""
+
+    task: str | None = option(None, "task name (default: dclaw-turn)")
+    seed: int = option(0, "seed of the environment and the random actions", parse=int_at_least(0))
+    max_steps: int | None = option(
+        None, "agent steps (default: one episode)", parse=int_at_least(1)
+    )
+    out: Path = option(Path("out/demo"), "folder the video and the contact sheet go to")
+    json: bool = option(False, "print the result as one JSON line")
 
 
 def default_task() -> str:
@@ -54,21 +77,17 @@ def describe(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default=None, help="task name (default: dclaw-turn)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--max-steps", type=int, default=None, help="agent steps (default: one episode)"
-    )
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
-    args = parser.parse_args(argv)
+    return run_command(PROG, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = command_parser(PROG, RolloutConfig, __doc__.splitlines()[0])
+    args = parse_config(parser, RolloutConfig, argv)
     task = args.task or default_task()
     try:
         frames, total, info, fps = rollout(task, args.seed, args.max_steps)
     except UnknownTaskError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from e
     video = write_video(args.out / f"{task}-random.mp4", frames, fps=fps)
     sheet = write_png(args.out / f"{task}-random.png", contact_sheet(frames))
     summary = {

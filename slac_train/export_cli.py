@@ -18,10 +18,12 @@ from slac_runtime import __version__
 from slac_runtime.options import (
     ExitCode,
     OneLineParser,
+    UsageError,
     command_parser,
     error_message,
     option,
     parse_config,
+    run_command,
     say,
 )
 from slac_runtime.policy_metadata import PolicyMetadata, file_sha256
@@ -116,14 +118,14 @@ def training_provenance(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Path, PolicyMetadata]:
     """Export the newest checkpoint of a run directory (or a checkpoint file) to ONNX."""
-    from slac_train.checkpoint import latest_checkpoint, load_agent
-    from slac_train.export import export_onnx
-
     source = Path(source)
     if not source.exists():
         raise ExportError(
             f"{source} does not exist: pass a run directory (runs/…) or a checkpoint file"
         )
+    from slac_train.checkpoint import latest_checkpoint, load_agent
+    from slac_train.export import export_onnx
+
     try:
         checkpoint_path = latest_checkpoint(source)
     except FileNotFoundError as e:
@@ -134,6 +136,8 @@ def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Pa
         raise ExportError(
             f"{checkpoint_path} lacks {e} (is it a slac-train checkpoint with its config?)"
         ) from None
+    except ValueError as e:  # not a checkpoint, or one of another format
+        raise ExportError(str(e)) from None
     except Exception as e:  # torch.load raises many types for corrupt files
         raise ExportError(
             f"{checkpoint_path} could not be read as a slac-train checkpoint: {e}"
@@ -158,9 +162,10 @@ def export_run(source: str | Path, output: str | Path | None = None) -> tuple[Pa
 def inspect(path: str | Path) -> str:
     """The policy's metadata and input/output signature, as a table."""
     from slac_runtime.policy import load_session
+
+    session, metadata = load_session(path)  # refuses what is not a policy before torch loads
     from slac_train.export import PROVENANCE_PROP
 
-    session, metadata = load_session(path)
     rows = [(k, str(v)) for k, v in asdict(metadata).items()]
     training = session.get_modelmeta().custom_metadata_map.get(PROVENANCE_PROP)
     if training is not None:
@@ -184,7 +189,6 @@ class ExportConfig:
     inspect: Path | None = option(
         None, "show a policy's metadata and signature instead", metavar="POLICY"
     )
-    traceback: bool = option(False, "show the full traceback of an error")
 
 
 def build_parser() -> OneLineParser:
@@ -192,12 +196,18 @@ def build_parser() -> OneLineParser:
         "slac-export",
         ExportConfig,
         __doc__.splitlines()[0],
-        "exit codes: 0 exported (or inspected), 2 refused (a missing or unreadable run, "
-        "checkpoint or policy, an unwritable output)",
+        exit_codes={
+            0: "exported (or inspected)",
+            2: "refused (a missing or unreadable run, checkpoint or policy, an unwritable output)",
+        },
     )
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command("slac-export", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parse_config(parser, ExportConfig, argv)
     logging.getLogger("torch").setLevel(logging.ERROR)
@@ -212,11 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             f"exported {metadata.task} policy ({metadata.training_env_steps} env steps) to {path}"
         )
         return ExitCode.OK
+    except BrokenPipeError:
+        raise  # the reader of stdout went away (slac-export --inspect P | head): not an error
     except Exception as e:
-        if args.traceback:
-            raise
-        say("slac-export", "error", error_message(e))
-        return ExitCode.REFUSED
+        raise UsageError(error_message(e)) from e
 
 
 if __name__ == "__main__":

@@ -30,7 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slac_runtime.angles import wrap_angle
-from slac_runtime.options import command_parser, int_at_least, option, parse_config
+from slac_runtime.options import (
+    CommandError,
+    command_parser,
+    int_at_least,
+    option,
+    parse_config,
+    run_command,
+)
+
+PROG = "python -m slac_train.pipeline_demo"
 
 START_ANGLE = 0.0  # dclaw-turn (Fixed): valve from 0 to pi (rad)
 TARGET_ANGLE = math.pi
@@ -60,7 +69,7 @@ def get_policy(out: Path, retrain: bool) -> Path:
     if not (run_dir / "checkpoints" / "latest").exists():
         code = train_main(["--task", "dclaw-turn", *QUICK_TRAINING, "--run-dir", str(run_dir)])
         if code != 0:
-            raise SystemExit(f"training failed with exit code {code}")
+            raise CommandError(f"training failed with exit code {code}")
     path, _ = export_run(run_dir, out / "policy.onnx")
     print(f"exported {path}")
     return path
@@ -120,7 +129,8 @@ def run_episodes(policy: Path, out: Path, episodes: int) -> list[dict]:
             )
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
-                raise SystemExit(f"slac-run failed:\n{result.stdout}\n{result.stderr}")
+                print(result.stdout + result.stderr, file=sys.stderr)
+                raise CommandError(f"slac-run failed with exit code {result.returncode} (above)")
             [log] = set(log_dir.glob("*/*.slaclog")) - before
             results.append(episode_result(episode, log, start, robot.valve_angle()))
             print(describe_episode(results[-1], episodes), flush=True)
@@ -152,11 +162,11 @@ class DemoConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = command_parser(
-        "python -m slac_train.pipeline_demo",
-        DemoConfig,
-        "The whole pipeline on the virtual D'Claw.",
-    )
+    return run_command(PROG, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = command_parser(PROG, DemoConfig, "The whole pipeline on the virtual D'Claw.")
     args = parse_config(parser, DemoConfig, argv)
     from robots.mujoco_gl import select_gl_backend
 

@@ -53,6 +53,8 @@ def _from_checkpoint(path: Path) -> Weights:
         state = load_checkpoint(path)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"--init-policy {path}: {error}") from None
+    except ValueError as error:  # not a checkpoint (the sentence names the file)
+        raise ValueError(f"--init-policy {error}") from None
     except Exception as error:  # torch.load raises many types for a file that is not a checkpoint
         raise ValueError(f"--init-policy {path} cannot be read as a checkpoint: {error}") from None
     agent = state.get("agent", {})

@@ -335,8 +335,8 @@ def test_cli_publishes_a_video(video, tmp_path, capsys):
 
 
 def test_cli_errors(tmp_path, capsys):
-    index = absent_camera_index()
-    assert main(["--camera", str(index), "--bind", f"ipc://{tmp_path}/x.ipc", "--quiet"]) == 1
+    index = absent_camera_index()  # a camera that cannot be opened: refused, nothing published
+    assert main(["--camera", str(index), "--bind", f"ipc://{tmp_path}/x.ipc", "--quiet"]) == 2
     assert f"camera {index} could not be opened" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text('{"flip_horizontal": "yes"}')

@@ -25,9 +25,7 @@ steps it on one thread and reads it from another holds a lock around every call.
 
 from __future__ import annotations
 
-import atexit
 import math
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ import mujoco
 import numpy as np
 
 from robots.dclaw.description import CONTROL_PERIOD_S, DCLAW, JOINT_NAMES, RESET_POSE
-from robots.mujoco_gl import close_renderer
+from robots.mujoco_gl import close_at_exit, close_renderer, forget_at_exit
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 SCENES = {"pose": "scene_pose.xml", "valve": "scene_valve.xml"}
@@ -124,26 +122,6 @@ _RANDOMISED_MATERIALS = (
     "dclaw_servo", "dclaw_bracket", "dclaw_tip", "dclaw_plate",
     "valve", "valve_marker", "valve_base", "valve_goal", "goal_claw",
 )  # fmt: skip
-
-
-_OPEN_SIMS: weakref.WeakSet = weakref.WeakSet()  # simulators holding GL contexts
-_close_registered = False
-
-
-def _close_open_sims() -> None:
-    # Free GL contexts while the GL library is still loaded: contexts freed during interpreter
-    # shutdown make MuJoCo print "Exception ignored in Renderer.__del__" noise.
-    for sim in list(_OPEN_SIMS):
-        sim.close()
-
-
-def _register_close_at_exit() -> None:
-    # Registered after the first GL context exists, hence after mujoco.egl registered its own
-    # display teardown: atexit runs last-registered first, so the contexts go before the display.
-    global _close_registered
-    if not _close_registered:
-        atexit.register(_close_open_sims)
-        _close_registered = True
 
 
 def scene_path(scene: str) -> Path:
@@ -559,8 +537,7 @@ class DClawSim:
                 self.model.vis.quality.offsamples = 0  # read when the GL context is made
             renderer = mujoco.Renderer(self.model, height=height, width=width)
             self._renderers[height, width] = renderer
-            _OPEN_SIMS.add(self)
-            _register_close_at_exit()
+            close_at_exit(self)
         return renderer
 
     def render(
@@ -592,7 +569,7 @@ class DClawSim:
         renderers, self._renderers = self._renderers, {}
         for renderer in renderers.values():
             close_renderer(renderer)
-        _OPEN_SIMS.discard(self)
+        forget_at_exit(self)
 
     def __del__(self) -> None:
         # Dropped without close(): free the GL objects in their own contexts (see close_renderer).

@@ -41,11 +41,12 @@ from robots.dynamixel.emulator import (
     mountings_from_calibration,
 )
 from robots.dynamixel.physics import JointReading, ServoBackend, SharedJointState
-from slac_runtime.frames import FramePublisher
+from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, DEFAULT_CAMERA_FPS, FramePublisher
 from slac_runtime.options import (
     Check,
     ExitCode,
     OneLineParser,
+    UsageError,
     check_options,
     command_parser,
     finite_float,
@@ -56,8 +57,9 @@ from slac_runtime.options import (
     option,
     parse_config,
     positive_float,
-    say,
+    run_command,
 )
+from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE
 
 TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
 STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
@@ -262,21 +264,36 @@ class VirtualDClaw:
 
     def start(self) -> VirtualDClaw:
         """Start the simulation thread and the camera, then the bus; its port link appears last,
-        once the bus answers."""
+        once the bus answers. What started is stopped again if a later part fails to start (the
+        camera's endpoint in use, the port link taken)."""
         self.emulator.link_path.parent.mkdir(parents=True, exist_ok=True)
         # Its frames say which scene they show: slac-run refuses a policy for another scene's task.
         source = {"source": "virtual dclaw", "scene": self.sim.scene}
         self.publisher = FramePublisher(self.camera_bind, source=source)
-        self._thread = threading.Thread(target=self._run, name="virtual-dclaw", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=30):
-            raise RuntimeError("the virtual D'Claw's simulation thread did not start")
-        if self.error is not None:
-            raise RuntimeError(f"the virtual D'Claw failed to start: {self.error}") from self.error
-        self.emulator.start()
+        try:
+            self._thread = threading.Thread(target=self._run, name="virtual-dclaw", daemon=True)
+            self._thread.start()
+            if not self._ready.wait(timeout=30):
+                raise RuntimeError("the virtual D'Claw's simulation thread did not start")
+            if self.error is not None:
+                raise RuntimeError(
+                    f"the virtual D'Claw failed to start: {self.error}"
+                ) from self.error
+            self.emulator.start()
+        except BaseException:
+            self._shut_down()  # the simulation thread frees its GL context before the exit
+            raise
         return self
 
     def stop(self) -> None:
+        self._shut_down()
+        if self.error is not None:
+            raise RuntimeError(
+                f"the virtual D'Claw's simulation thread failed: {self.error}"
+            ) from self.error
+
+    def _shut_down(self) -> None:
+        """Stop the simulation thread (it closes the simulator), the bus and the camera."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -286,10 +303,6 @@ class VirtualDClaw:
             self.joint_state = None
         if self.publisher is not None:
             self.publisher.close()
-        if self.error is not None:
-            raise RuntimeError(
-                f"the virtual D'Claw's simulation thread failed: {self.error}"
-            ) from self.error
 
     def __enter__(self) -> VirtualDClaw:
         return self.start()
@@ -437,12 +450,13 @@ def parse_offsets(text: str | None) -> dict[int, float]:
     out = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
-        motor_id = int(key)
+        try:
+            motor_id, ticks = int(key), float(value)
+        except ValueError:
+            raise ValueError(f"takes ID=ticks,ID=ticks (10=+25,21=-40), got {text!r}") from None
         if motor_id not in DCLAW.motor_ids:
-            raise ValueError(
-                f"--plant-offsets: {motor_id} is not a D'Claw motor ID {DCLAW.motor_ids}"
-            )
-        out[motor_id] = float(value)
+            raise ValueError(f"{motor_id} is not a D'Claw motor ID {DCLAW.motor_ids}")
+        out[motor_id] = ticks
     return out
 
 
@@ -454,14 +468,19 @@ class VirtualRobotConfig:
     port_link: Path = option(
         Path("/tmp/slac-virtual-dclaw/tty"), "path of the emulated serial port"
     )
-    camera_bind: str = option("tcp://127.0.0.1:5555", "ZeroMQ endpoint the camera publishes on")
+    camera_bind: str = option(
+        DEFAULT_CAMERA_ENDPOINT,
+        "ZeroMQ endpoint the camera publishes on (tcp://*:5555 serves other computers too)",
+    )
     fps: float = option(
-        20.0,
+        DEFAULT_CAMERA_FPS,
         "camera frames per second",
         parse=Check(float, lambda v: v > 0, "a positive number of frames per second"),
     )
     camera_size: int = option(
-        64, "side of the published frames (pixels)", parse=int_in(8, 1024, "a number of pixels")
+        DEFAULT_OUTPUT_SIZE,
+        "side of the published frames (pixels)",
+        parse=int_in(8, 1024, "a number of pixels"),
     )
     wide_view: bool = option(
         False, "publish an uncalibrated 320x240 view (wider, rolled 3 degrees, off-centre)"
@@ -496,8 +515,11 @@ def build_parser() -> OneLineParser:
         "slac-virtual-robot --robot dclaw",
         VirtualRobotConfig,
         "The virtual D'Claw: MuJoCo behind a servo-bus emulator and a camera publisher.",
-        "exit codes: 0 stopped (--duration, Ctrl-C or SIGTERM), 1 the simulation failed, 2 "
-        "refused (options)",
+        exit_codes={
+            0: "stopped (--duration, Ctrl-C or SIGTERM)",
+            1: "the simulation failed",
+            2: "refused (options, a --port-link or --camera-bind another program holds)",
+        },
     )
 
 
@@ -531,14 +553,47 @@ def _serve(robot: VirtualDClaw, args: VirtualRobotConfig) -> None:
             break
 
 
+def describe_bus(counters: Mapping[str, int], latency: Mapping[str, Any]) -> str:
+    """The bus's counters and reply latency as a line a person reads."""
+    counts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(counters.items()))
+    if latency.get("count"):
+        replies = (
+            f"{latency['count']:,} replies (reply latency p50 {latency['p50_ms']:.2f} ms, "
+            f"p99 {latency['p99_ms']:.2f} ms, max {latency['max_ms']:.2f} ms)"
+        )
+    else:
+        replies = "no replies (reply latency: none measured)"
+    return f"bus: {replies}" + (f"; {counts}" if counts else "")
+
+
+def check_port_link(path: Path) -> None:
+    """Refuse a ``--port-link`` that another program holds (a dangling link is taken over)."""
+    if path.exists():
+        owner = (
+            "another virtual robot serves it"
+            if path.is_symlink()
+            else "it is a file this command did not make"
+        )
+        raise UsageError(
+            f"--port-link {path} is in use: {owner}; stop it, or choose another --port-link"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--port-link {path}: cannot make its folder: {e}") from e
+
+
 def main(argv: list[str] | None = None) -> int:
+    return run_command("slac-virtual-robot", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = parse_config(build_parser(), VirtualRobotConfig, argv)
     try:
         offsets = parse_offsets(args.plant_offsets)
     except ValueError as e:
-        say("slac-virtual-robot", "error", f"argument --plant-offsets: {e}")
-        return ExitCode.REFUSED
-    args.port_link.parent.mkdir(parents=True, exist_ok=True)
+        raise UsageError(f"argument --plant-offsets: {e}") from e
+    check_port_link(args.port_link)
     print(
         f"starting the virtual D'Claw ({args.scene} scene) on {args.port_link} and "
         f"{args.camera_bind} ...",
@@ -558,21 +613,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.visual_seed is not None:
         robot.randomize_visuals(args.visual_seed)
-    with robot:
+    try:
+        robot.start()
+    except OSError as e:  # the camera's endpoint is taken or cannot be bound
+        raise UsageError(f"argument --camera-bind: {e}") from e
+    try:
         if args.drop_replies or args.corrupt_replies:
             robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
         if args.silent_servo is not None:
             robot.emulator.set_silent(args.silent_servo)
         _serve(robot, args)
-    latency = robot.emulator.reply_latency()
+    finally:
+        robot.stop()  # raises what broke the simulation, if anything (exit code 1)
     print(
-        f"virtual D'Claw stopped: {robot.frames_published} frames, bus {robot.emulator.counters}, "
-        f"reply latency {latency}",
+        f"virtual D'Claw stopped: {robot.frames_published:,} frames published; "
+        + describe_bus(robot.emulator.counters, robot.emulator.reply_latency()),
         flush=True,
     )
-    if robot.error is not None:
-        say("slac-virtual-robot", "stopped", f"{type(robot.error).__name__}: {robot.error}")
-        return ExitCode.FAULT
     return ExitCode.OK
 
 

@@ -1082,7 +1082,7 @@ class ServoBusProcess:
         if status != "ok":
             self._process.wait(timeout=5)
             self._close()
-            raise RuntimeError("the servo-bus process failed to start") from info
+            raise RuntimeError(f"the servo-bus process failed to start: {info}") from info
         ours.settimeout(None)
         self._pty_name, self.scheduling, self.pid = info["pty"], info["scheduling"], info["pid"]
         return self

@@ -6,32 +6,9 @@ The backend is chosen when an environment is built (never at import), by
 
 from __future__ import annotations
 
-import atexit
-import weakref
-
-from robots.mujoco_gl import close_renderer, select_gl_backend
+from robots.mujoco_gl import close_at_exit, close_renderer, forget_at_exit, select_gl_backend
 
 __all__ = ["FrameRenderer", "close_at_exit", "select_gl_backend"]
-
-_LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
-_atexit_registered = False
-
-
-def _close_live_renderers() -> None:
-    # Free GL contexts while the GL library is still loaded; freeing them during interpreter
-    # shutdown makes MuJoCo print "Exception ignored in Renderer.__del__" noise.
-    for renderer in list(_LIVE_RENDERERS):
-        renderer.close()
-
-
-def close_at_exit(obj) -> None:
-    """Close ``obj`` (a renderer or an environment holding one) before the interpreter shuts
-    down."""
-    global _atexit_registered
-    if not _atexit_registered:
-        atexit.register(_close_live_renderers)
-        _atexit_registered = True
-    _LIVE_RENDERERS.add(obj)
 
 
 class FrameRenderer:
@@ -76,6 +53,7 @@ class FrameRenderer:
         if not self._closed:
             self._closed = True
             close_renderer(self._renderer)
+            forget_at_exit(self)
 
     def __del__(self) -> None:
         # Dropped without close(): free the GL objects in their own context (mujoco.Renderer's own

@@ -1,7 +1,7 @@
 """``slac-imitate``: distil a state-based teacher into the encoder + actor the robot runs.
 
     slac-imitate --task dclaw-turn --teacher dclaw-turn-table --run-dir runs/turn-bc
-    slac-export runs/turn-bc --output turn.onnx
+    slac-export runs/turn-bc --out turn.onnx
     slac-imitate --list-teachers
 
 Every field of :class:`slac_train.imitation.config.ImitationConfig` is an option. The defaults are a
@@ -33,9 +33,8 @@ the pixel policy -- the very ``Encoder`` + ``TanhGaussianActor`` of a SLAC agent
 * ``--save-dataset`` writes the recorded episodes (also the ones recorded before a stop);
   ``--dataset`` trains on them again without recording.
 
-Exit codes: 0 done, 1 training failed (non-finite loss), 2 bad usage (unknown task or teacher, a
-teacher that cannot drive the task, an unreadable dataset, an invalid value), 130/143 interrupted by
-Ctrl-C or SIGTERM (a checkpoint, or the recorded episodes with ``--save-dataset``, was written).
+``--print-config`` prints the run's configuration as JSON and exits. The exit codes are
+``EXIT_CODES`` (the end of ``--help``).
 """
 
 from __future__ import annotations
@@ -52,12 +51,23 @@ from slac_runtime.options import (
     add_options,
     config_from_args,
     error_message,
+    finite_float,
     flag_of,
+    print_json,
+    run_command,
     say,
 )
 from slac_train.imitation.config import MULTI_VALUE_FIELDS, ImitationConfig
 
 PROG = "slac-imitate"
+EXIT_CODES = {
+    0: "done",
+    1: "training failed (non-finite loss)",
+    2: "refused (an unknown task or teacher, a teacher that cannot drive the task, a missing or "
+    "unreadable dataset, an invalid value)",
+    130: "interrupted by Ctrl-C; 143 by SIGTERM (a checkpoint, or the recorded episodes with "
+    "--save-dataset, was written)",
+}
 
 
 def _add_multi_value_options(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +77,7 @@ def _add_multi_value_options(parser: argparse.ArgumentParser) -> None:
         if f.name not in MULTI_VALUE_FIELDS:
             continue
         nargs, metavar = MULTI_VALUE_FIELDS[f.name]
-        kind = float if "float" in str(hints[f.name]) else str
+        kind = finite_float if "float" in str(hints[f.name]) else str
         default = "" if f.default is None else f" (default: {' '.join(str(v) for v in f.default)})"
         parser.add_argument(
             flag_of(f),
@@ -84,9 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
         description="Distil a state-based teacher into the encoder + actor the robot runs.",
+        exit_codes=EXIT_CODES,
     )
     parser.add_argument(
         "--list-teachers", action="store_true", help="print the registered teachers and exit"
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the run's configuration as JSON and exit (nothing is recorded or trained)",
     )
     add_options(parser, ImitationConfig)
     _add_multi_value_options(parser)
@@ -103,6 +120,10 @@ def _print_teachers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command(PROG, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_teachers:
@@ -112,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(ImitationConfig, args)
     except ValueError as error:
         parser.error(str(error))
+    if getattr(args, "print_config", False):
+        print_json(dataclasses.asdict(config))
+        return int(ExitCode.OK)
+    from slac_train.imitation.dataset import check_dataset_file
+
+    for path in config.dataset or ():  # before a run directory is made for them
+        try:
+            check_dataset_file(path)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--dataset {error}") from error
     return run(config)
 
 
@@ -130,7 +161,7 @@ def run(config: ImitationConfig) -> int:
         UnknownTeacherError,
         UsageError,
         ValueError,
-        FileExistsError,
+        OSError,
         RunInUseError,
     ) as error:
         say(PROG, "error", error_message(error))
@@ -138,7 +169,7 @@ def run(config: ImitationConfig) -> int:
     try:
         with imitation:
             imitation.run()
-    except (UsageError, FileNotFoundError) as error:
+    except (UsageError, FileNotFoundError, IsADirectoryError) as error:
         say(PROG, "error", error_message(error))
         return int(ExitCode.REFUSED)
     except RecordingInterrupted as stop:

@@ -40,6 +40,21 @@ def dynamics_targets(reset_info) -> np.ndarray:
     return np.array([height / 0.01, float(np.mean(dynamics["actuator_kp"])) - 2.0], np.float32)
 
 
+def check_dataset_file(path: str | Path) -> None:
+    """Refuse, in one sentence, what cannot be a dataset: a missing file, a folder, a file that is
+    not an ``.npz`` (``FileNotFoundError``, ``IsADirectoryError``, ``ValueError``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a dataset (.npz)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # an .npz is a zip archive
+            raise ValueError(
+                f"{path} is not a dataset written by slac-imitate --save-dataset (not an .npz)"
+            )
+
+
 class Dataset:
     """Recorded episodes: frames, executed actions, teacher labels; windows as the actor sees
     them."""
@@ -125,6 +140,7 @@ class Dataset:
 
     @classmethod
     def load(cls, path: Path) -> tuple[Dataset, dict]:
+        check_dataset_file(path)
         with np.load(path) as f:
             stored = {k: f[k] for k in f.files}
         missing = {"frames", "actions", "labels", "starts", "aux", "meta"} - set(stored)

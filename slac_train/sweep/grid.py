@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slac_train.config import field_value
+
 # Published SLAC returns (mean, std over 10 seeds, stochastic policy) at 100k and 500k environment
 # steps: the official SLAC code's NeurIPS 2020 result files (Lee et al. 2020).
 PUBLISHED: dict[str, dict[int, tuple[float, float]]] = {
@@ -85,9 +87,10 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
 
 
 def variants(vary: dict[str, str]) -> list[dict[str, Any]]:
-    """Every combination of the ``--vary key=v1,v2`` values (one empty variant when none)."""
+    """Every combination of the ``--vary key=v1,v2`` values (one empty variant when none), each
+    value as its TrainConfig field takes it (``1e4`` for an integer field is 10000)."""
     keys = sorted(vary)
-    choices = [[parse_value(v) for v in vary[k].split(",")] for k in keys]
+    choices = [[field_value(k, parse_value(v)) for v in vary[k].split(",")] for k in keys]
     return [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
 
 

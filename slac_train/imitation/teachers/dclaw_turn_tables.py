@@ -19,7 +19,6 @@ reset pose.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from robots.dclaw.description import DCLAW, RESET_POSE
+from slac_runtime.options import OneLineParser, finite_float, int_at_least, run_command
 from slac_train.imitation.teachers.dclaw_turn import (
     FOLLOW_STARTS,
     FOLLOW_TABLES,
@@ -159,11 +159,16 @@ def default_output(mount_height_mm: float, follow: bool) -> Path | None:
     )
 
 
+PROG = "python -m slac_train.imitation.teachers.dclaw_turn_tables"
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m slac_train.imitation.teachers.dclaw_turn_tables",
-        description="Build the stroke tables of the D'Claw Turn table teacher.",
-        allow_abbrev=False,
+    return run_command(PROG, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    p = OneLineParser(
+        prog=PROG, description="Build the stroke tables of the D'Claw Turn table teacher."
     )
     p.add_argument(
         "--output",
@@ -173,21 +178,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--phases",
-        type=int,
+        type=int_at_least(1),
         default=24,
         help="phase bins of the valve's 120 degrees between spokes",
     )
     p.add_argument(
         "--dynamics-draws",
-        type=int,
+        type=int_at_least(0),
         default=0,
         help="also tabulate this many dynamics randomisation draws "
         "(the controller takes the worst case)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the dynamics draws")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the dynamics draws")
     p.add_argument(
         "--mount-height-mm",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="build for the mount this much higher than nominal, "
         "the stroke's poses compensated for it "
