@@ -39,7 +39,7 @@ CALIBRATION_FLAGS = cv2.CALIB_FIX_K3
 # frames) and differs from every view taken so far: its shared corners moved by more than
 # NEW_VIEW_FRACTION of the frame's diagonal (median), or it reaches a cell no view reached.
 STILL_PX = 1.0
-NEW_VIEW_FRACTION = 0.05
+NEW_VIEW_FRACTION = 0.03
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _ROW_NAMES = {3: ("top", "middle", "bottom"), 4: ("top", "upper middle", "lower middle", "bottom")}
 _COLUMN_NAMES = {

@@ -211,6 +211,12 @@ _AIMS = (
     (0.70, 0.65, 30, -15, 15),
     (0.70, 0.30, -20, -30, 5),
     (0.30, 0.70, 20, 30, -5),
+    (0.25, 0.50, 0, 30, -10),
+    (0.75, 0.50, 0, -30, 10),
+    (0.50, 0.25, -30, 0, 15),
+    (0.50, 0.75, 30, 0, -15),
+    (0.35, 0.60, 35, 25, 0),
+    (0.65, 0.40, -35, -25, 0),
 )
 
 
@@ -218,8 +224,8 @@ def board_poses(
     warp: LensWarp, sheet_size_mm: tuple[float, float], fill: float = 0.8
 ) -> list[BoardPose]:
     """The poses a person would hold a sheet of ``sheet_size_mm`` at, in front of ``warp``'s
-    camera: its width a ``fill`` fraction of the frame's in the centre (a second round at 1.3x
-    that), aimed at the centre, the corners and the edges, tilted 15-35 degrees."""
+    camera: its width a ``fill`` fraction of the frame's in the centre (from the eleventh pose on,
+    1.25x that), aimed at the centre, the corners and the edges, tilted 15-35 degrees."""
     width_m = sheet_size_mm[0] / 1000.0
     distance = warp.focal_px * width_m / (fill * warp.width)
     poses = []
