@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from calibration.board import Board, BoardDetection, BoardDetector
-from slac_runtime.lens import LensIntrinsics
+from slac_runtime.lens import LensIntrinsics, Undistorter
 
 MIN_VIEWS = 10
 MAX_RMS_PX = 0.5
@@ -403,8 +403,6 @@ def coverage_picture(
 ) -> np.ndarray:
     """A picture to check the capture (RGB): the frame with every view's corners and the coverage
     grid (empty cells red), and beside it the frame undistorted by ``intrinsics``."""
-    from slac_runtime.lens import Undistorter
-
     frame = frame_rgb if frame_rgb.ndim == 3 else cv2.cvtColor(frame_rgb, cv2.COLOR_GRAY2RGB)
     height, width = frame.shape[:2]
     down, across = coverage.shape

@@ -310,3 +310,25 @@ def test_lens_options_are_checked(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert main(["camera", "--print-board", "b.png", "--board-squares", "9by6"]) == 2
     assert "must look like 9x6" in capsys.readouterr().err
+
+
+def test_intrinsics_from_a_video_of_the_board(views_of_two_lenses, tmp_path, capsys):
+    """A video file is read as a live camera is (OpenCV capture, views taken while the board is
+    still), and its end ends the capture."""
+    first, _ = views_of_two_lenses
+    video = tmp_path / "board.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (320, 240))
+    assert writer.isOpened()
+    for path in sorted(first.iterdir()):
+        for _ in range(3):  # held still for three frames
+            writer.write(cv2.imread(str(path)))
+    writer.release()
+    out = tmp_path / "camera.json"
+    argv = ["camera", "--intrinsics", "--camera", str(video), "--out", str(out)]
+    assert main([*argv, "--save-coverage", str(tmp_path / "coverage.png"), "--views", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert "view 10:" in printed and "the capture ended" in printed
+    lens = CameraCalibration.load(out).intrinsics
+    truth = LENS_CASES["k1 k2 p1 p2"].expected_calibration(TASK_CAMERA.fovy_deg).intrinsics
+    assert lens.rms_px < MAX_RMS_PX and lens.views >= 20
+    assert abs(lens.distortion[0] - truth.distortion[0]) < 0.03
