@@ -9,6 +9,9 @@ that matches the simulator's view.
     slac-calibrate joints --robot dclaw --port PORT --yes --out F.json
     slac-calibrate camera --robot dclaw --camera 0 --port /dev/ttyUSB0 --auto
     slac-calibrate camera --robot dclaw --camera tcp://127.0.0.1:5555 --joint-positions reset --auto
+    # the lens first: print the board, then show it to the camera
+    slac-calibrate camera --print-board board.png --square-mm 25
+    slac-calibrate camera --robot dclaw --camera 0 --intrinsics
 
 Files go to ``--out`` or to the robot's default location (``$SLAC_CALIBRATION_DIR`` or
 ``~/.config/slac``: ``dclaw-joints.json``, ``dclaw-camera.json``), where ``slac-run`` finds the
@@ -61,6 +64,18 @@ from slac_runtime.robot import (
 
 PROG = "slac-calibrate"
 MAX_RANGE_SPEED = 5.0  # x the velocity limit; above 1 only makes sense for the virtual robot
+
+
+def _parse_squares(text: str) -> tuple[int, int]:
+    try:
+        across, down = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"board squares must look like 9x6 (across x down), got {text!r}"
+        ) from None
+    if not (3 <= across <= 30 and 3 <= down <= 30):
+        raise argparse.ArgumentTypeError(f"a board needs 3 to 30 squares each way, got {text!r}")
+    return across, down
 
 
 def _parse_signs(text: str) -> tuple[int, ...]:
@@ -142,8 +157,8 @@ class CameraConfig:
     camera: str = option(
         "",
         "camera index (0), device (/dev/video0), video file or stream, or the "
-        "ZeroMQ endpoint of a publisher of full-size frames",
-        required=True,
+        "ZeroMQ endpoint of a publisher of full-size frames (needed except with --print-board, "
+        "or --intrinsics --images alone)",
     )
     robot: str = option(DEFAULT_ROBOT, "robot name in the slac.robots registry")
     port: str | None = option(
@@ -198,10 +213,66 @@ class CameraConfig:
         "a live camera runs this long before the frame is taken, so that exposure settles (s)",
         parse=non_negative_float,
     )
+    intrinsics: bool = option(
+        False,
+        "calibrate the lens (camera matrix and distortion) from views of the calibration board and "
+        "write it into the camera calibration, whose crop the next --auto then finds in the "
+        "undistorted frames; with --auto as well, that search follows once the board is taken "
+        "out of view",
+    )
+    images: Path | None = option(
+        None, "with --intrinsics: the board's views from the images in this folder", metavar="DIR"
+    )
+    print_board: Path | None = option(
+        None,
+        "write the calibration board to print as a PNG (300 dpi, with its print size recorded) "
+        "and exit",
+        metavar="FILE.png",
+    )
+    board: str | None = option(
+        None,
+        "the calibration board (default: charuco where this OpenCV has cv2.aruco, else chessboard)",
+        choices=["charuco", "chessboard"],
+    )
+    board_squares: tuple[int, int] = option(
+        (9, 6), "the board's squares, across x down", parse=_parse_squares, metavar="AxD"
+    )
+    square_mm: float = option(
+        25.0,
+        "the side of one printed square, as measured on the print (mm)",
+        parse=float_in(1, 500, "millimetres"),
+    )
+    views: int = option(
+        15,
+        "with --intrinsics from the camera: board views to take (at least 10)",
+        parse=int_in(10, 500, "a number of views"),
+    )
+    capture_time: float = option(
+        180.0,
+        "with --intrinsics from the camera: stop taking views after this long (s)",
+        parse=positive_float,
+    )
+    save_coverage: Path | None = option(
+        None,
+        "with --intrinsics: picture of the board views (corners seen, coverage grid | the frame "
+        "undistorted) (default: ./<robot>-camera-coverage.png)",
+    )
 
     def __post_init__(self) -> None:
         check_options(self)
-        if (self.port is None) == (self.joint_positions is None):
+        if self.print_board is not None:
+            return
+        if self.images is not None and not self.intrinsics:
+            raise UsageError("--images gives the board's views for --intrinsics: add --intrinsics")
+        lens_only = self.intrinsics and not self.auto
+        if not self.camera and not (lens_only and self.images is not None):
+            raise UsageError(
+                "--camera is required: the camera index (0), device, video file or stream, or a "
+                "publisher's endpoint"
+            )
+        if self.port is not None and self.joint_positions is not None:
+            raise UsageError("give --port or --joint-positions, not both")
+        if not lens_only and self.port is None and self.joint_positions is None:
             raise UsageError(
                 "give either --port (read the robot's joint state) or --joint-positions "
                 "reset|zero|q1,...,qN (the pose the robot is in), not both or neither"
@@ -411,13 +482,22 @@ def _describe_frame(
     )
 
 
-def _search(config: CameraConfig, frame: np.ndarray, sim: np.ndarray):
+def _search(config: CameraConfig, frame: np.ndarray, sim: np.ndarray, lens):
+    """The crop/rotation/flip search, on the frame's pinhole image when the lens is known."""
     from calibration.camera_alignment import align_camera
+    from slac_runtime.lens import undistorter
 
     flips = " and flips" if config.try_flips else ""
-    print(f"searching crop, rotation (±{config.max_rotation_deg:g}°){flips} ...", flush=True)
-    return align_camera(
-        frame, sim, max_rotation_deg=config.max_rotation_deg, try_flips=config.try_flips
+    where = " in the undistorted frame" if lens is not None else ""
+    print(f"searching crop, rotation (±{config.max_rotation_deg:g}°){flips}{where} ...", flush=True)
+    pinhole = frame if lens is None else undistorter(lens)(frame)
+    result = align_camera(
+        pinhole, sim, max_rotation_deg=config.max_rotation_deg, try_flips=config.try_flips
+    )
+    if lens is None:
+        return result
+    return dataclasses.replace(
+        result, calibration=dataclasses.replace(result.calibration, intrinsics=lens)
     )
 
 
@@ -497,13 +577,154 @@ def _save_found(config: CameraConfig, robot: str, result) -> None:
         )
 
 
+# ---- the lens -----------------------------------------------------------------------------------
+
+
+def _board(config: CameraConfig):
+    from calibration.board import Board, default_board_kind
+
+    across, down = config.board_squares
+    return Board(config.board or default_board_kind(), across, down, config.square_mm)
+
+
+def print_board(config: CameraConfig) -> int:
+    from calibration.board import PRINT_DPI, write_board
+
+    board = _board(config)
+    width_mm, height_mm = write_board(board, config.print_board)
+    print(f"wrote {config.print_board}: {board.describe()}")
+    print(
+        f"the sheet is {width_mm:.0f} x {height_mm:.0f} mm at {PRINT_DPI:g} dpi: print it at 100 % "
+        "(no 'fit to page'), glue it flat onto something stiff, measure a square and give what "
+        "you measure with --square-mm"
+    )
+    return 0
+
+
+BOARD_GONE_S = 1.0  # with --intrinsics --auto: no board in view for this long before the search
+
+
+def _wait_until_board_is_gone(config: CameraConfig, detector) -> None:
+    from calibration.frame_grab import FrameStream
+
+    print("take the board out of the camera's view: the crop search needs the robot alone")
+    deadline = time.monotonic() + config.capture_time
+    gone_since = None
+    with FrameStream(config.camera, config.camera_timeout) as stream:
+        while time.monotonic() < deadline:
+            frame = stream.next(1.0)
+            if frame is None:
+                continue
+            if detector.detect(frame) is not None:
+                gone_since = None
+            elif gone_since is None:
+                gone_since = time.monotonic()
+            elif time.monotonic() - gone_since >= BOARD_GONE_S:
+                return
+    raise UsageError(
+        f"the board was still in view after {config.capture_time:g} s (--capture-time); the lens "
+        "calibration is written: run --auto again once the board is away"
+    )
+
+
+def calibrate_lens(config: CameraConfig, robot: str):
+    """``--intrinsics``: views of the board -> the lens, checked and shown; the coverage picture
+    is written whether or not the result is accepted."""
+    import cv2
+
+    from calibration.frame_grab import FrameStream
+    from calibration.intrinsics import (
+        MAX_RMS_PX,
+        MIN_VIEWS,
+        calibrate,
+        capture_views,
+        coverage_picture,
+        report,
+        views_from_images,
+    )
+
+    board = _board(config)
+    detector = board.detector()
+    print(f"lens calibration with a {board.describe()}")
+
+    def log(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    if config.images is not None:
+        collector = views_from_images(config.images, detector, log)
+    else:
+        print(
+            f"  hold the board up to the camera and keep it still for a moment at each place: "
+            f"{config.views} views (at least {MIN_VIEWS}), tilted up to 45 degrees, reaching "
+            "every edge and corner of the frame (partly out of view is fine); at most "
+            f"{config.capture_time:g} s",
+            flush=True,
+        )
+        with FrameStream(config.camera, config.camera_timeout) as stream:
+            collector = capture_views(stream.next, detector, config.views, config.capture_time, log)
+    picture = config.save_coverage or Path(f"{robot}-camera-coverage.png")
+    result = None
+    try:
+        result = calibrate(collector, board)
+    finally:
+        if collector.frame is not None:
+            picture.parent.mkdir(parents=True, exist_ok=True)
+            image = coverage_picture(
+                collector.frame,
+                collector.views,
+                collector.coverage,
+                None if result is None else result.intrinsics,
+            )
+            if not cv2.imwrite(str(picture), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                raise UsageError(f"could not write the coverage picture {picture}")
+            print(f"board views (corners seen | undistorted frame): {picture}")
+    print()
+    print(_table(report(result)))
+    print(f"accepted: RMS {result.rms_px:.3f} px (at most {MAX_RMS_PX:g}), every cell covered")
+    return result.intrinsics
+
+
+def _save_lens(config: CameraConfig, robot: str, lens) -> None:
+    out = config.out or default_calibration_path(robot, "camera")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    CameraCalibration(output_size=config.size, source_size=lens.image_size, intrinsics=lens).save(
+        out
+    )
+    print(
+        f"wrote {out}: the lens, and the centre square of the undistorted frame until "
+        f"`{PROG} camera --auto` finds the crop there"
+    )
+
+
 def run_camera(config: CameraConfig) -> int:
     from calibration.camera_alignment import image_error
     from calibration.sim_view import render_task_view
 
+    if config.print_board is not None:
+        return print_board(config)
     entry = find_robot(config.robot)
     d = entry.description
     previous, previous_path = _previous_camera_calibration(config, d.name)
+    if config.intrinsics:
+        lens = calibrate_lens(config, d.name)
+        if not config.auto:
+            _save_lens(config, d.name, lens)
+            return 0
+        if config.images is None:
+            _wait_until_board_is_gone(config, _board(config).detector())
+        previous = CameraCalibration(
+            output_size=config.size, source_size=lens.image_size, intrinsics=lens
+        )
+        previous_path = None
+    lens = None if previous is None else previous.intrinsics
+    if lens is not None:
+        print(
+            "frames are undistorted with "
+            + (f"the lens in {previous_path}" if previous_path else "the lens just calibrated")
+            + f" ({lens.image_size[0]}x{lens.image_size[1]}"
+            + (f", RMS {lens.rms_px:g} px" if lens.rms_px is not None else "")
+            + ")"
+        )
     frame, q, source = _frame_and_pose(config, entry)
     _describe_frame(config, d, frame, q, source)
     sim = render_task_view(
@@ -512,9 +733,11 @@ def run_camera(config: CameraConfig) -> int:
     identity = CameraCalibration(output_size=config.size)
     errors = [("uncalibrated (centre square)", image_error(frame, sim, identity))]
     if previous is not None:
-        errors.append((f"{previous_path}", image_error(frame, sim, previous)))
+        errors.append(
+            (str(previous_path or "lens only (centre square)"), image_error(frame, sim, previous))
+        )
     calibration = previous or identity
-    result = _search(config, frame, sim) if config.auto else None
+    result = _search(config, frame, sim, lens) if config.auto else None
     if result is not None:
         calibration = result.calibration
         errors.append(("found", result.error_after))
@@ -546,7 +769,19 @@ def _camera_table(c: CameraCalibration) -> str:
                 "any" if c.source_size is None else f"{c.source_size[0]}x{c.source_size[1]}",
             ),
             ("output size", f"{c.output_size}x{c.output_size}"),
+            ("lens", _lens_summary(c.intrinsics)),
         ]
+    )
+
+
+def _lens_summary(lens) -> str:
+    if lens is None:
+        return "none: frames are used as they come (--intrinsics calibrates it)"
+    (fx, fy), (cx, cy) = lens.focal_px, lens.principal_point_px
+    k1, k2, p1, p2, _ = lens.distortion
+    return (
+        f"fx {fx:.1f} fy {fy:.1f} cx {cx:.1f} cy {cy:.1f} px, k1 {k1:+.4f} k2 {k2:+.4f} "
+        f"p1 {p1:+.5f} p2 {p2:+.5f}; undistorted to f' {lens.pinhole_focal_px:.1f} px"
     )
 
 
@@ -573,7 +808,10 @@ EXIT_CODES = {
 
 COMMANDS: dict[str, tuple[type, str]] = {
     "joints": (JointsConfig, "servo offsets at the zero pose, and a range check"),
-    "camera": (CameraConfig, "crop/rotation that makes the camera match the simulator"),
+    "camera": (
+        CameraConfig,
+        "lens, and crop/rotation that makes the camera match the simulator",
+    ),
 }
 
 

@@ -73,4 +73,67 @@ def _grab_from_opencv(source: str, timeout_s: float, warmup_s: float) -> np.ndar
     return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
 
 
-__all__ = ["grab_frame", "is_endpoint"]
+class FrameStream:
+    """The new frames of a live source one after another, as ``uint8[H, W, 3]`` RGB: an OpenCV
+    camera, device, video file or stream, or the ZeroMQ endpoint of a publisher of full-size frames.
+
+    :meth:`next` waits for a frame newer than the last one returned; at the end of a video file it
+    raises EOFError.
+    """
+
+    def __init__(self, source: str, timeout_s: float = 10.0):
+        from slac_runtime.camera import CameraError, OpenCVCamera
+        from slac_runtime.frames import FrameSubscriber
+
+        self.source = source
+        self._subscriber: FrameSubscriber | None = None
+        self._camera: OpenCVCamera | None = None
+        if is_endpoint(source):
+            self._subscriber = FrameSubscriber(source)
+        else:
+            try:
+                self._camera = OpenCVCamera(source, frame_timeout_s=timeout_s)
+            except CameraError as e:
+                raise RuntimeError(str(e)) from e
+
+    def next(self, timeout_s: float) -> np.ndarray | None:
+        """The next new frame, or None if none came within ``timeout_s``."""
+        from slac_runtime.camera import CameraError, EndOfStream
+
+        if self._subscriber is not None:
+            frame = self._subscriber.latest(timeout_s=timeout_s)
+            if frame is None:
+                return None
+            image = np.array(frame.image)
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise RuntimeError(
+                    f"frames from {self.source} have shape {image.shape}, expected [H, W, 3] RGB"
+                )
+            return image
+        try:
+            captured = self._camera.read(timeout_s)
+        except EndOfStream as e:
+            raise EOFError(str(e)) from e
+        except CameraError as e:
+            raise RuntimeError(str(e)) from e
+        if captured is None:
+            return None
+        image = captured.image
+        if image.ndim == 2:
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.close()
+        if self._camera is not None:
+            self._camera.close()
+
+    def __enter__(self) -> FrameStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["FrameStream", "grab_frame", "is_endpoint"]

@@ -4,6 +4,12 @@
 A camera frame (OpenCV: BGR, any size) becomes what the policy was trained on: an RGB ``uint8``
 image ``[size, size, 3]``. The steps, in this order, are
 
+0. with lens intrinsics (:class:`~slac_runtime.lens.LensIntrinsics`, from ``slac-calibrate camera
+   --intrinsics``), the frame is undistorted into the lens's pinhole image, and the crop box and
+   rotation of step 1 are in that image's pixels. Undistortion and step 1 are one remap, through
+   maps made once per calibration, from the frame straight onto step 1's grid
+   (:func:`_lens_cut_maps`): a fifth of the pixels of undistorting the whole frame, and one
+   interpolation instead of two;
 1. rotate the source by ``rotation_deg`` about the centre of the crop box (counter-clockwise for a
    positive angle, as seen on screen), and cut out the crop box (one bilinear warp; with a
    rotation, it samples the box straight onto a grid at most 2x coarser than the source, see
@@ -21,6 +27,7 @@ them on 64x64 pixels instead of 640x480 is what keeps a frame well under a milli
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -29,6 +36,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from slac_runtime.lens import LensIntrinsics, undistorter
 
 CALIBRATION_SCHEMA_VERSION = 1
 DEFAULT_OUTPUT_SIZE = 64  # pixels, the image size the policy is trained on
@@ -66,6 +75,10 @@ class CameraCalibration:
     another size is refused instead of being cut at the wrong place. ``None``: any size."""
     schema_version: int = CALIBRATION_SCHEMA_VERSION
     """Version of this file format."""
+    intrinsics: LensIntrinsics | None = None
+    """The lens: frames are undistorted into its pinhole view before anything else, and the crop
+    box is in that view's pixels. ``None`` (and absent from the file): frames are used as they
+    come."""
 
     def __post_init__(self) -> None:
         if not _is_int(self.schema_version):
@@ -125,6 +138,26 @@ class CameraCalibration:
                         f"must lie inside the {size[0]}x{size[1]} source frame",
                         list(self.crop),
                     )
+        if self.intrinsics is not None:
+            if not isinstance(self.intrinsics, LensIntrinsics):
+                raise _fail("intrinsics", "must be lens intrinsics or null", self.intrinsics)
+            if self.source_size is not None and self.source_size != self.intrinsics.image_size:
+                raise _fail(
+                    "intrinsics",
+                    f"must be for the {self.source_size[0]}x{self.source_size[1]} source frames "
+                    "(source_size)",
+                    f"a lens calibrated on {self.intrinsics.image_size[0]}x"
+                    f"{self.intrinsics.image_size[1]} frames",
+                )
+            width, height = self.intrinsics.image_size
+            if self.crop is not None and (
+                self.crop[0] + self.crop[2] > width or self.crop[1] + self.crop[3] > height
+            ):
+                raise _fail(
+                    "crop",
+                    f"must lie inside the lens's {width}x{height} pinhole image",
+                    list(self.crop),
+                )
 
     # ---- construction helpers -------------------------------------------------------------------
 
@@ -132,7 +165,8 @@ class CameraCalibration:
     def is_identity(self) -> bool:
         """True when only the centre-square cut and the resize are applied."""
         return (
-            self.crop is None
+            self.intrinsics is None
+            and self.crop is None
             and self.rotation_deg == 0.0
             and not self.flip_horizontal
             and not self.flip_vertical
@@ -169,6 +203,7 @@ class CameraCalibration:
             "flip_vertical": self.flip_vertical,
             "output_size": self.output_size,
             "source_size": None if self.source_size is None else list(self.source_size),
+            **({} if self.intrinsics is None else {"intrinsics": self.intrinsics.to_dict()}),
         }
 
     @classmethod
@@ -188,6 +223,8 @@ class CameraCalibration:
         for name in ("crop", "source_size"):
             if isinstance(kwargs.get(name), list):
                 kwargs[name] = tuple(kwargs[name])
+        if kwargs.get("intrinsics") is not None:
+            kwargs["intrinsics"] = LensIntrinsics.from_dict(kwargs["intrinsics"])
         return cls(**kwargs)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -228,6 +265,28 @@ def _as_three_channels(frame: np.ndarray) -> np.ndarray:
     )
 
 
+def _cut_matrix(
+    box: tuple[int, int, int, int], rotation_deg: float, size: int
+) -> tuple[np.ndarray, int]:
+    """The affine map (float64[2, 3]) from source pixels to a grid of ``size x factor`` pixels a
+    side that rotates the source about the centre of ``box`` and fits ``box`` onto the grid, and
+    that grid's side: a whole multiple of ``size`` at most 2x coarser than the source."""
+    x, y, w, h = box
+    factor = max(1, math.ceil(max(w, h) / (2 * size)))
+    grid = size * factor
+    # Source -> crop-box coordinates: rotation about the box centre (pixel centres at integers).
+    rotate = cv2.getRotationMatrix2D((x + (w - 1) / 2.0, y + (h - 1) / 2.0), rotation_deg, 1.0)
+    rotate[0, 2] -= x
+    rotate[1, 2] -= y
+    # Crop-box -> grid coordinates: scale so that box edges land on grid edges.
+    sx, sy = grid / w, grid / h
+    scale = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale[:, :2] @ rotate[:, :2]
+    matrix[:, 2] = scale[:, :2] @ rotate[:, 2] + scale[:, 2]
+    return matrix, grid
+
+
 def _rotate_and_cut(
     frame: np.ndarray, box: tuple[int, int, int, int], rotation_deg: float, size: int
 ) -> np.ndarray:
@@ -239,24 +298,63 @@ def _rotate_and_cut(
     rotation: about a quarter of the time of rotating at full resolution, and on average within
     about one grey level of it.
     """
-    x, y, w, h = box
-    factor = max(1, math.ceil(max(w, h) / (2 * size)))
-    grid_w = grid_h = size * factor
-    # Source -> crop-box coordinates: rotation about the box centre (pixel centres at integers).
-    rotate = cv2.getRotationMatrix2D((x + (w - 1) / 2.0, y + (h - 1) / 2.0), rotation_deg, 1.0)
-    rotate[0, 2] -= x
-    rotate[1, 2] -= y
-    # Crop-box -> grid coordinates: scale so that box edges land on grid edges.
-    sx, sy = grid_w / w, grid_h / h
-    scale = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
-    matrix = np.empty((2, 3))
-    matrix[:, :2] = scale[:, :2] @ rotate[:, :2]
-    matrix[:, 2] = scale[:, :2] @ rotate[:, 2] + scale[:, 2]
+    matrix, grid = _cut_matrix(box, rotation_deg, size)
     return cv2.warpAffine(
         frame,
         matrix,
-        (grid_w, grid_h),
+        (grid, grid),
         flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _lens_cut_maps(
+    calibration: CameraCalibration, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Maps that take a camera frame straight to :func:`_rotate_and_cut`'s grid over the lens's
+    pinhole image: ``(map_xy int16[G, G, 2], map_fraction uint16[G, G], G)``.
+
+    ``cv2.initUndistortRectifyMap`` carries each output pixel through the inverse of a camera
+    matrix ``P`` and a rotation ``R`` to a ray, then through the lens to the frame. With the cut's
+    affine map ``g = S R2 p + b`` (``p`` a pinhole pixel, ``R2`` the rotation, ``S`` the scale),
+    ``P`` has focal lengths ``S f'`` and principal point ``S R2 c' + b`` (where the pinhole image's
+    principal point lands on the grid), and ``R`` turns about the optical axis by ``R2``.
+    """
+    lens = calibration.intrinsics
+    matrix, grid = _cut_matrix(box, calibration.rotation_deg, calibration.output_size)
+    x, y, w, h = box
+    sx, sy = grid / w, grid / h
+    rotation = np.eye(3)
+    rotation[:2, :2] = np.diag([1.0 / sx, 1.0 / sy]) @ matrix[:, :2]
+    centre = matrix[:, :2] @ np.array(lens.pinhole_principal_point_px) + matrix[:, 2]
+    f = lens.pinhole_focal_px
+    projection = np.array([[sx * f, 0.0, centre[0]], [0.0, sy * f, centre[1]], [0.0, 0.0, 1.0]])
+    map_xy, map_fraction = cv2.initUndistortRectifyMap(
+        lens.camera_matrix(),
+        lens.distortion_coefficients(),
+        rotation,
+        projection,
+        (grid, grid),
+        cv2.CV_16SC2,
+    )
+    return map_xy, map_fraction, grid
+
+
+def _undistort_rotate_and_cut(frame: np.ndarray, calibration: CameraCalibration) -> np.ndarray:
+    """:func:`_rotate_and_cut` of the frame's pinhole image, in one remap from the frame itself."""
+    height, width = frame.shape[:2]
+    lens = calibration.intrinsics
+    if (width, height) != lens.image_size:
+        undistorter(lens)(frame)  # refuses the frame, saying why
+    box = calibration.crop_box(width, height)
+    map_xy, map_fraction, _ = _lens_cut_maps(calibration, box)
+    return cv2.remap(
+        frame,
+        map_xy,
+        map_fraction,
+        interpolation=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
@@ -283,7 +381,9 @@ def preprocess_frame(
     x, y, w, h = calibration.crop_box(width, height)
     size = calibration.output_size
 
-    if calibration.rotation_deg == 0.0:
+    if calibration.intrinsics is not None:
+        region = _undistort_rotate_and_cut(frame, calibration)
+    elif calibration.rotation_deg == 0.0:
         region = frame[y : y + h, x : x + w]  # a view: no copy
     else:
         region = _rotate_and_cut(frame, (x, y, w, h), calibration.rotation_deg, size)

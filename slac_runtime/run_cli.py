@@ -428,6 +428,7 @@ def log_header(
         "camera_endpoint": endpoint,
         "joint_calibration": _read_json(args.joint_calibration),
         "camera_calibration": _read_json(args.camera_calibration),
+        "camera_intrinsics": _camera_intrinsics(args.camera_calibration),
         "loop_config": asdict(config),
         "scheduling": scheduling,
         "started_at": datetime.now(timezone.utc).isoformat(),
@@ -631,6 +632,20 @@ def _read_json(path: Path | None) -> Any:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:  # ValueError: not JSON, not UTF-8
         raise UsageError(f"cannot read calibration file {path}: {e}") from e
+
+
+def _camera_intrinsics(path: Path | None) -> dict[str, Any] | None:
+    """The lens the local camera's frames are undistorted with (docs/calibration.md), or None:
+    no camera calibration, one without a lens, or a camera publishing from elsewhere."""
+    if path is None:
+        return None
+    from slac_runtime.preprocessing import CameraCalibration
+
+    try:
+        lens = CameraCalibration.load(path).intrinsics
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read camera calibration file {path}: {e}") from e
+    return None if lens is None else lens.to_dict()
 
 
 def robot_left(args: RunConfig, outcome: dict[str, Any]) -> str:

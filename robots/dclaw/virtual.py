@@ -14,8 +14,9 @@ unchanged::
     slac-run --robot dclaw --port /tmp/dclaw/tty --camera tcp://127.0.0.1:5555 --allow-uncalibrated
 
 Faults for tests: planted calibration offsets, dropped or corrupted replies, a silent servo, a
-frozen camera. A "wide" camera view (larger field of view, rolled, off-centre) emulates a real
-camera that still needs calibrating.
+frozen camera. A "wide" camera view (larger field of view, rolled, off-centre, optionally through a
+distorting lens) emulates a real camera that still needs calibrating, and a printed calibration
+board can be held up in front of it (:meth:`VirtualDClaw.show_board`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from robots.dynamixel.emulator import (
     mountings_from_calibration,
 )
 from robots.dynamixel.physics import JointReading, ServoBackend, SharedJointState
+from robots.virtual_camera import DEFAULT_POSE_S, BoardInView, Lens, LensWarp, read_printed_sheet
 from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, DEFAULT_CAMERA_FPS, FramePublisher
 from slac_runtime.options import (
     Check,
@@ -76,6 +78,9 @@ class WideView:
     The frame is rendered at ``render_width x render_height`` from the task camera's position with a
     vertical field of view ``fovy_deg`` and a roll of ``roll_deg`` about the optical axis, then a
     ``width x height`` window whose centre is ``shift_px`` from the render's centre is published.
+    With a ``lens`` that distorts, that window is what the lens shows: the camera matrix stays the
+    window's (:meth:`camera_matrix`), and each pixel sees the ray the lens model gives it
+    (:class:`~robots.virtual_camera.LensWarp`).
     """
 
     fovy_deg: float = 60.0
@@ -83,15 +88,47 @@ class WideView:
     shift_px: tuple[int, int] = (12, -8)
     width: int = 320
     height: int = 240
+    lens: Lens = Lens()
 
     @property
     def render_size(self) -> tuple[int, int]:
         return self.width + 2 * abs(self.shift_px[0]), self.height + 2 * abs(self.shift_px[1])
 
+    def camera_matrix(self) -> np.ndarray:
+        """The published frame's camera matrix ``K`` (square pixels, pixel centres at integers):
+        the principal point is the render's centre, ``shift_px`` from the window's."""
+        f = self.render_size[1] / 2.0 / math.tan(math.radians(self.fovy_deg) / 2.0)
+        cx = (self.width - 1) / 2.0 - self.shift_px[0]
+        cy = (self.height - 1) / 2.0 - self.shift_px[1]
+        return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+
+    def lens_warp(self) -> LensWarp:
+        """The rays of this view's pixels and the render that holds them."""
+        matrix = self.camera_matrix()
+        return LensWarp(
+            self.width, self.height, matrix[0, 0], (matrix[0, 2], matrix[1, 2]), self.lens
+        )
+
     def expected_calibration(self, task_fovy_deg: float, output_size: int = 64):
-        """The camera calibration that maps this view back onto the task camera's (ground truth)."""
+        """The camera calibration that maps this view back onto the task camera's (ground truth):
+        with a lens, the true intrinsics and the crop in their pinhole view."""
+        from slac_runtime.lens import LensIntrinsics
         from slac_runtime.preprocessing import CameraCalibration
 
+        if not self.lens.is_pinhole:
+            lens = LensIntrinsics.from_camera(
+                self.camera_matrix(), self.lens.coefficients(), (self.width, self.height)
+            )
+            side = 2.0 * lens.pinhole_focal_px * math.tan(math.radians(task_fovy_deg) / 2)
+            cx, cy = lens.pinhole_principal_point_px
+            s = int(round(side))
+            return CameraCalibration(
+                crop=(int(round(cx - (s - 1) / 2)), int(round(cy - (s - 1) / 2)), s, s),
+                rotation_deg=self.roll_deg,
+                output_size=output_size,
+                source_size=(self.width, self.height),
+                intrinsics=lens,
+            )
         render_w, render_h = self.render_size
         side = (
             render_h
@@ -219,6 +256,8 @@ class VirtualDClaw:
         self.wide_view = wide_view
         self.real_time_factor = float(real_time_factor)
         self.publisher: FramePublisher | None = None
+        self._lens_warp: LensWarp | None = None
+        self._board: tuple[BoardInView, float, float | None] | None = None  # shown at, until
         self.camera_frozen = False
         self.frames_published = 0
         self._stop = threading.Event()
@@ -315,6 +354,41 @@ class VirtualDClaw:
         """Stop (or resume) publishing frames, as a camera that stops delivering would."""
         self.camera_frozen = frozen
 
+    def show_board(
+        self,
+        sheet: np.ndarray | str | Path,
+        px_per_mm: float | None = None,
+        seconds: float | None = None,
+        pose_s: float = DEFAULT_POSE_S,
+    ) -> None:
+        """Hold a printed calibration board up in front of the wide-view camera, moving it through
+        its poses (:func:`~robots.virtual_camera.board_poses`, ``pose_s`` each) for ``seconds``
+        (None: until :meth:`hide_board`). ``sheet``: a PNG written by ``slac-calibrate camera
+        --print-board`` (it records its print size), or a grey image and its ``px_per_mm``."""
+        if self.wide_view is None:
+            raise ValueError("a calibration board is shown to the wide-view camera only")
+        if isinstance(sheet, (str, Path)):
+            sheet, px_per_mm = read_printed_sheet(sheet)
+        if px_per_mm is None:
+            raise ValueError("give the sheet's print resolution (px_per_mm)")
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds}")
+        warp = self._lens_warp or self.wide_view.lens_warp()
+        board = BoardInView(sheet, px_per_mm, warp, pose_s=pose_s)
+        now = time.monotonic()
+        self._board = (board, now, None if seconds is None else now + seconds)
+
+    def hide_board(self) -> None:
+        """Take the calibration board out of view."""
+        self._board = None
+
+    @property
+    def board_in_view(self) -> BoardInView | None:
+        shown = self._board
+        if shown is None or (shown[2] is not None and time.monotonic() >= shown[2]):
+            return None
+        return shown[0]
+
     def reset_valve(self, angle: float = 0.0) -> None:
         with self.lock:
             self.sim.set_valve_angle(angle)
@@ -383,8 +457,16 @@ class VirtualDClaw:
         quat = m.cam_quat[cam].copy()
         roll_quat = np.array([math.cos(roll / 2), 0.0, 0.0, math.sin(roll / 2)])
         mujoco.mju_mulQuat(quat, quat, roll_quat)
+        fovy_deg = view.fovy_deg
+        if not view.lens.is_pinhole:
+            # A pinhole render wide enough for every ray the lens sees, warped onto the frame.
+            self._lens_warp = view.lens_warp()
+            fovy_deg = self._lens_warp.render_fovy_deg
+            render_w, render_h = self._lens_warp.render_size
+            m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), render_w)
+            m.vis.global_.offheight = max(int(m.vis.global_.offheight), render_h)
         # The nominal task camera from now on: visual randomisation jitters around this view.
-        self.sim.set_task_camera(quat=quat, fovy_deg=view.fovy_deg)
+        self.sim.set_task_camera(quat=quat, fovy_deg=fovy_deg)
 
     def _render(self) -> np.ndarray:
         """Render the camera's frame; the lock is held only while the scene is copied."""
@@ -393,13 +475,22 @@ class VirtualDClaw:
             with self.lock:
                 renderer = self.sim.update_scene()
             return renderer.render().copy()
-        render_w, render_h = view.render_size
+        warp = self._lens_warp
+        render_w, render_h = view.render_size if warp is None else warp.render_size
         with self.lock:
             renderer = self.sim.update_scene(height=render_h, width=render_w)
         image = renderer.render()
-        x0 = (render_w - view.width) // 2 + view.shift_px[0]
-        y0 = (render_h - view.height) // 2 + view.shift_px[1]
-        return np.ascontiguousarray(image[y0 : y0 + view.height, x0 : x0 + view.width])
+        if warp is not None:
+            image = warp.warp(image)
+        else:
+            x0 = (render_w - view.width) // 2 + view.shift_px[0]
+            y0 = (render_h - view.height) // 2 + view.shift_px[1]
+            image = np.ascontiguousarray(image[y0 : y0 + view.height, x0 : x0 + view.width])
+        shown = self._board
+        if shown is not None and self.board_in_view is not None:
+            board, since, _ = shown
+            image = board.show(image, time.monotonic() - since)
+        return image
 
     def _run(self) -> None:
         try:
@@ -485,6 +576,32 @@ class VirtualRobotConfig:
     wide_view: bool = option(
         False, "publish an uncalibrated 320x240 view (wider, rolled 3 degrees, off-centre)"
     )
+    wide_fovy: float = option(
+        60.0,
+        "the wide view's vertical field of view, of its camera matrix (degrees)",
+        parse=float_in(20, 120, "degrees"),
+    )
+    lens_k1: float = option(
+        0.0,
+        "the wide view's lens: radial term k1 (OpenCV's model; -0.35: barrel)",
+        parse=finite_float,
+    )
+    lens_k2: float = option(0.0, "the wide view's lens: radial term k2", parse=finite_float)
+    lens_p1: float = option(0.0, "the wide view's lens: tangential term p1", parse=finite_float)
+    lens_p2: float = option(0.0, "the wide view's lens: tangential term p2", parse=finite_float)
+    show_board: Path | None = option(
+        None,
+        "hold this printed calibration board (a PNG from slac-calibrate camera --print-board) up "
+        "to the wide-view camera, moving it through a sequence of poses",
+    )
+    board_seconds: float | None = option(
+        None,
+        "with --show-board: take the board away after this many seconds (default: never)",
+        parse=positive_float,
+    )
+    board_pose_seconds: float = option(
+        DEFAULT_POSE_S, "with --show-board: seconds at each pose", parse=positive_float
+    )
     plant_offsets: str | None = option(None, "miscalibrate servos: 'ID=ticks,ID=ticks'")
     initial_pose: str = option("reset", "the claw's pose at the start", choices=["reset", "zero"])
     valve_angle: float = option(0.0, "the valve's angle at the start (rad)", parse=finite_float)
@@ -508,6 +625,11 @@ class VirtualRobotConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        lens = (self.lens_k1, self.lens_k2, self.lens_p1, self.lens_p2)
+        if not self.wide_view and (any(lens) or self.show_board is not None):
+            raise ValueError(
+                "--lens-* and --show-board are for the --wide-view camera: add --wide-view"
+            )
 
 
 def build_parser() -> OneLineParser:
@@ -536,6 +658,16 @@ def _serve(robot: VirtualDClaw, args: VirtualRobotConfig) -> None:
         f"camera {robot.fps:g} fps{' (wide view)' if args.wide_view else ''}",
         flush=True,
     )
+    view = robot.wide_view
+    if view is not None and not view.lens.is_pinhole:
+        lens = view.lens
+        print(
+            f"  the wide view's lens: k1 {lens.k1:g} k2 {lens.k2:g} p1 {lens.p1:g} p2 {lens.p2:g}",
+            flush=True,
+        )
+    if robot.board_in_view is not None:
+        how_long = "" if args.board_seconds is None else f" for {args.board_seconds:g} s"
+        print(f"  the board {args.show_board} is held up to the camera{how_long}", flush=True)
     print(
         "  serving until Ctrl-C or SIGTERM"
         if args.duration is None
@@ -594,6 +726,20 @@ def _main(argv: list[str]) -> int:
     except ValueError as e:
         raise UsageError(f"argument --plant-offsets: {e}") from e
     check_port_link(args.port_link)
+    try:
+        wide_view = (
+            WideView(
+                fovy_deg=args.wide_fovy,
+                lens=Lens(args.lens_k1, args.lens_k2, args.lens_p1, args.lens_p2),
+            )
+            if args.wide_view
+            else None
+        )
+        if wide_view is not None and not wide_view.lens.is_pinhole:
+            wide_view.lens_warp()  # refuses a lens no camera can have, before anything starts
+        sheet = read_printed_sheet(args.show_board) if args.show_board is not None else None
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from e
     print(
         f"starting the virtual D'Claw ({args.scene} scene) on {args.port_link} and "
         f"{args.camera_bind} ...",
@@ -605,7 +751,7 @@ def _main(argv: list[str]) -> int:
         scene=args.scene,
         fps=args.fps,
         camera_size=args.camera_size,
-        wide_view=WideView() if args.wide_view else None,
+        wide_view=wide_view,
         planted_offsets=offsets,
         initial_pose=args.initial_pose,
         valve_angle=args.valve_angle,
@@ -613,6 +759,8 @@ def _main(argv: list[str]) -> int:
     )
     if args.visual_seed is not None:
         robot.randomize_visuals(args.visual_seed)
+    if sheet is not None:
+        robot.show_board(*sheet, seconds=args.board_seconds, pose_s=args.board_pose_seconds)
     try:
         robot.start()
     except OSError as e:  # the camera's endpoint is taken or cannot be bound
