@@ -628,7 +628,8 @@ class VirtualRobotConfig:
         lens = (self.lens_k1, self.lens_k2, self.lens_p1, self.lens_p2)
         if not self.wide_view and (any(lens) or self.show_board is not None):
             raise ValueError(
-                "--lens-* and --show-board are for the --wide-view camera: add --wide-view"
+                "--lens-k1, --lens-k2, --lens-p1, --lens-p2 and --show-board are for the "
+                "--wide-view camera: add --wide-view"
             )
 
 
