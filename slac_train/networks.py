@@ -225,7 +225,21 @@ def tanh_gaussian_log_prob(
     return (gaussian - log_det).sum(-1)
 
 
-class TanhGaussianActor(nn.Module):
+class _TanhGaussianPolicy(nn.Module):
+    """Sampling and the deterministic action of a module whose ``forward(x)`` gives the pre-tanh
+    Gaussian's ``(mean, log_std)``."""
+
+    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised ``(action[B, A] in (-1, 1), log_prob[B])``."""
+        mean, log_std = self(x)
+        pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
+        return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+
+    def deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self(x)[0])
+
+
+class TanhGaussianActor(_TanhGaussianPolicy):
     """pi(a | actor_input): MLP (ReLU) -> mean, log-std clipped to [-20, 2]; a = tanh(u), u ~ N."""
 
     def __init__(self, input_dim: int, action_dim: int, hidden: int = 256) -> None:
@@ -238,17 +252,8 @@ class TanhGaussianActor(nn.Module):
         mean, log_std = self.net(x).chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised ``(action[B, A] in (-1, 1), log_prob[B])``."""
-        mean, log_std = self(x)
-        pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
-        return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
 
-    def deterministic(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self(x)[0])
-
-
-class ResidualActor(nn.Module):
+class ResidualActor(_TanhGaussianPolicy):
     """A frozen base actor plus a learned residual on its mean: pi(a | x) = tanh(N(mean, std)) with
 
         mean = base_mean(x) + scale * tanh(r(x, tanh(base_mean(x))))
@@ -294,15 +299,6 @@ class ResidualActor(nn.Module):
             base_mean, base_log_std = self.base(x)
         shift = self.residual(torch.cat([x, torch.tanh(base_mean)], dim=-1))
         return base_mean + self.scale * torch.tanh(shift), base_log_std
-
-    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised ``(action[B, A] in (-1, 1), log_prob[B])``."""
-        mean, log_std = self(x)
-        pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
-        return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
-
-    def deterministic(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self(x)[0])
 
 
 class CriticEnsemble(nn.Module):

@@ -298,12 +298,24 @@ def assert_acts_as(agent: SlacAgent, reference, action_dim: int) -> None:
         )
 
 
+def assert_runs_as_onnx(agent: SlacAgent, path: Path) -> None:
+    """onnxruntime runs the file at ``path`` as ``agent`` acts (deterministic, 9 actions)."""
+    from slac_runtime.policy import OnnxPolicy
+
+    onnx_policy = OnnxPolicy(path)
+    for history in some_histories(9):
+        np.testing.assert_allclose(
+            agent.act(history, deterministic=True),
+            onnx_policy.run_full(history.items, history.actions).action,
+            atol=1e-5,
+        )
+
+
 def test_a_policy_file_starts_the_encoder_and_actor_exactly(teacher_run, tmp_path):
     """The student exported as the shipped policy is: a fresh agent started from the file acts
     as the student does, bit for bit, and as onnxruntime runs the file."""
     import onnx
 
-    from slac_runtime.policy import OnnxPolicy
     from slac_train.checkpoint import load_agent
     from slac_train.export_cli import export_run
 
@@ -318,13 +330,7 @@ def test_a_policy_file_starts_the_encoder_and_actor_exactly(teacher_run, tmp_pat
     critic = {k: v.clone() for k, v in agent.critic.state_dict().items()}
     init_policy(agent, path)
     assert_acts_as(agent, student, 9)  # the same weights, bit for bit: the same actions
-    onnx_policy = OnnxPolicy(path)
-    for history in some_histories(9):
-        np.testing.assert_allclose(
-            agent.act(history, deterministic=True),
-            onnx_policy.run_full(history.items, history.actions).action,
-            atol=1e-5,
-        )
+    assert_runs_as_onnx(agent, path)
     assert all(torch.equal(v, agent.critic.state_dict()[k]) for k, v in critic.items())
 
 
@@ -487,13 +493,7 @@ def test_a_residual_actor_starts_as_the_student_and_moves_only_within_its_bound(
     shipped = Path(__file__).resolve().parents[1] / "robots/dclaw/policies/turn.onnx"
     metadata = dataclasses.replace(OnnxPolicy(shipped).metadata, feature_dim=config.feature_dim)
     path = export_onnx(agent.encoder, agent.actor, metadata, tmp_path / "residual.onnx")
-    onnx_policy = OnnxPolicy(path)
-    for history in some_histories(9):
-        np.testing.assert_allclose(
-            agent.act(history, deterministic=True),
-            onnx_policy.run_full(history.items, history.actions).action,
-            atol=1e-5,
-        )
+    assert_runs_as_onnx(agent, path)
     again = fresh_agent(config, 9)  # a residual policy file continues as a residual
     init_policy(again, path)
     assert_acts_as(again, agent, 9)

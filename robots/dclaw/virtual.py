@@ -113,22 +113,13 @@ class WideView:
         """The camera calibration that maps this view back onto the task camera's (ground truth):
         with a lens, the true intrinsics and the crop in their pinhole view."""
         from slac_runtime.lens import LensIntrinsics
-        from slac_runtime.preprocessing import CameraCalibration
 
         if not self.lens.is_pinhole:
             lens = LensIntrinsics.from_camera(
                 self.camera_matrix(), self.lens.coefficients(), (self.width, self.height)
             )
             side = 2.0 * lens.pinhole_focal_px * math.tan(math.radians(task_fovy_deg) / 2)
-            cx, cy = lens.pinhole_principal_point_px
-            s = int(round(side))
-            return CameraCalibration(
-                crop=(int(round(cx - (s - 1) / 2)), int(round(cy - (s - 1) / 2)), s, s),
-                rotation_deg=self.roll_deg,
-                output_size=output_size,
-                source_size=(self.width, self.height),
-                intrinsics=lens,
-            )
+            return self._task_view(lens.pinhole_principal_point_px, side, output_size, lens)
         render_w, render_h = self.render_size
         side = (
             render_h
@@ -138,14 +129,20 @@ class WideView:
         # Window origin inside the render, then the task view's centre inside the window.
         x0 = (render_w - self.width) // 2 + self.shift_px[0]
         y0 = (render_h - self.height) // 2 + self.shift_px[1]
-        cx = (render_w - 1) / 2 - x0
-        cy = (render_h - 1) / 2 - y0
-        s = int(round(side))
+        centre = ((render_w - 1) / 2 - x0, (render_h - 1) / 2 - y0)
+        return self._task_view(centre, side, output_size)
+
+    def _task_view(self, centre, side: float, output_size: int, intrinsics=None):
+        """The calibration whose square crop of ``side`` pixels is centred on ``centre``."""
+        from slac_runtime.preprocessing import CameraCalibration
+
+        (cx, cy), s = centre, int(round(side))
         return CameraCalibration(
             crop=(int(round(cx - (s - 1) / 2)), int(round(cy - (s - 1) / 2)), s, s),
             rotation_deg=self.roll_deg,
             output_size=output_size,
             source_size=(self.width, self.height),
+            intrinsics=intrinsics,
         )
 
 
