@@ -48,7 +48,7 @@ def _grab_from_endpoint(endpoint: str, timeout_s: float) -> np.ndarray:
 
 
 def _grab_from_opencv(source: str, timeout_s: float, warmup_s: float) -> np.ndarray:
-    from slac_runtime.camera import CameraError, OpenCVCamera
+    from slac_runtime.camera.capture import CameraError, OpenCVCamera
 
     try:
         camera = OpenCVCamera(source, frame_timeout_s=timeout_s)
@@ -82,7 +82,7 @@ class FrameStream:
     """
 
     def __init__(self, source: str, timeout_s: float = 10.0):
-        from slac_runtime.camera import CameraError, OpenCVCamera
+        from slac_runtime.camera.capture import CameraError, OpenCVCamera
         from slac_runtime.frames import FrameSubscriber
 
         self.source = source
@@ -98,7 +98,7 @@ class FrameStream:
 
     def next(self, timeout_s: float) -> np.ndarray | None:
         """The next new frame, or None if none came within ``timeout_s``."""
-        from slac_runtime.camera import CameraError, EndOfStream
+        from slac_runtime.camera.capture import CameraError, EndOfStream
 
         if self._subscriber is not None:
             frame = self._subscriber.latest(timeout_s=timeout_s)
