@@ -20,6 +20,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from slac_runtime.camera.controls import apply_settings, read_settings
+from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.frames import FIRST_FRAME_TIMEOUT_S, is_endpoint
 
 DEFAULT_FRAME_TIMEOUT_S = 2.0  # a camera with no new frame for this long is frozen
@@ -141,6 +143,14 @@ def _parse_source(source: int | str) -> tuple[str, int | str]:
     return "file", source
 
 
+def is_live_source(source: int | str) -> bool:
+    """Whether ``source`` names a camera (an index or a device) rather than a file or stream."""
+    try:
+        return _parse_source(source)[0] in ("index", "device")
+    except ValueError:
+        return False
+
+
 class OpenCVCamera:
     """A camera (index or ``/dev/videoN``) or a video file, read on a background thread.
 
@@ -149,9 +159,12 @@ class OpenCVCamera:
 
     ``frame_timeout_s``: with no new frame for this long the camera counts as frozen
     (:attr:`is_frozen`); a live camera whose reads keep failing for this long fails with a
-    :class:`CameraError`. ``width``/``height``/``fps`` request a capture mode from a live camera.
-    ``capture`` takes an already-open ``cv2.VideoCapture`` (or any object with ``read()`` and
-    ``release()``) instead of opening ``source``.
+    :class:`CameraError`. ``settings``: the capture settings to ask for (resolution, frame rate,
+    pixel format, exposure, white balance); what the camera or file then reports is
+    :attr:`settings`, and a camera that does not deliver what was asked is refused with a
+    :class:`CameraError` that says what differs. ``capture`` takes an already-open
+    ``cv2.VideoCapture`` (or any object with ``read()`` and ``release()``) instead of opening
+    ``source``.
     """
 
     def __init__(
@@ -160,9 +173,7 @@ class OpenCVCamera:
         *,
         loop: bool = False,
         frame_timeout_s: float = DEFAULT_FRAME_TIMEOUT_S,
-        width: int | None = None,
-        height: int | None = None,
-        fps: float | None = None,
+        settings: CameraSettings | None = None,
         capture: object | None = None,
     ) -> None:
         if not frame_timeout_s > 0:
@@ -174,7 +185,8 @@ class OpenCVCamera:
         self.bgr = True
         self.loop = loop
         self.frame_timeout_s = frame_timeout_s
-        self._capture = capture if capture is not None else self._open(width, height, fps)
+        self._capture = capture if capture is not None else self._open()
+        self.settings = self._configure(settings or CameraSettings())
         self._file_period_s: float | None = None
         if self.kind == "file":
             file_fps = self._capture.get(cv2.CAP_PROP_FPS) if hasattr(self._capture, "get") else 0.0
@@ -187,7 +199,26 @@ class OpenCVCamera:
         self._thread = threading.Thread(target=self._run, name=f"slac-{self.name}", daemon=True)
         self._thread.start()
 
-    def _open(self, width: int | None, height: int | None, fps: float | None) -> cv2.VideoCapture:
+    @property
+    def is_live(self) -> bool:
+        """A camera (index or device), whose exposure and white balance can be set."""
+        return self.kind in ("index", "device")
+
+    def _configure(self, asked: CameraSettings) -> CameraSettings:
+        """Ask for ``asked`` (a live camera), read back what is reported, refuse a difference."""
+        if self.is_live and not asked.is_empty:
+            apply_settings(self._capture, asked)
+        reported = read_settings(self._capture, live=self.is_live)
+        differences = asked.differences(reported)
+        if differences:
+            self._capture.release()
+            raise CameraError(
+                f"{self.name} does not deliver the capture settings asked: "
+                f"{'; '.join(differences)} (`slac-camera --list` shows each camera's modes)"
+            )
+        return reported
+
+    def _open(self) -> cv2.VideoCapture:
         check = (
             f"Check `ls /dev/video*` (found: {video_devices()}) that the camera is plugged in, "
             "that your user may read it (group 'video') and that no other program holds it."
@@ -220,13 +251,6 @@ class OpenCVCamera:
             raise CameraError(
                 f"camera {self.source} could not be opened: no video device answered. {check}"
             )
-        for prop, value in (
-            (cv2.CAP_PROP_FRAME_WIDTH, width),
-            (cv2.CAP_PROP_FRAME_HEIGHT, height),
-            (cv2.CAP_PROP_FPS, fps),
-        ):
-            if value is not None:
-                capture.set(prop, float(value))
         return capture
 
     # -- capture thread --

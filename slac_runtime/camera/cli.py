@@ -7,7 +7,6 @@ calibration and publish it over ZeroMQ::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import signal
@@ -18,8 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slac_runtime.camera.capture import DEFAULT_FRAME_TIMEOUT_S, CameraError, OpenCVCamera
+from slac_runtime.camera.capture import (
+    DEFAULT_FRAME_TIMEOUT_S,
+    CameraError,
+    OpenCVCamera,
+    is_live_source,
+)
+from slac_runtime.camera.devices import list_cameras
 from slac_runtime.camera.publisher import CameraPublisher, CameraPublisherStats
+from slac_runtime.camera.settings_options import (
+    asked_settings,
+    auto_warning,
+    camera_fps_option,
+    exposure_option,
+    fourcc_option,
+    resolution_option,
+    white_balance_option,
+)
+from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.frames import (
     DEFAULT_CAMERA_ENDPOINT,
     DEFAULT_CAMERA_FPS,
@@ -39,17 +54,10 @@ from slac_runtime.options import (
     parse_config,
     positive_float,
     run_command,
+    say,
 )
 from slac_runtime.preprocessing import CameraCalibration
 from slac_runtime.status_line import StatusLine
-
-
-def _parse_resolution(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"resolution must look like 640x480, got {text!r}") from e
-    return width, height
 
 
 @dataclass
@@ -58,8 +66,11 @@ class PublisherConfig:
 
     camera: str = option(
         "",
-        "camera index (0), device (/dev/video0), video file or stream (rtsp://...)",
-        required=True,
+        "camera index (0), device (/dev/video0), video file or stream (rtsp://...) (required "
+        "unless --list)",
+    )
+    list: bool = option(
+        False, "list this computer's cameras and the capture modes each delivers, and exit"
     )
     camera_bind: str = option(
         DEFAULT_CAMERA_ENDPOINT,
@@ -82,12 +93,11 @@ class PublisherConfig:
     jpeg: bool = option(False, "send JPEG instead of raw pixels (for slow links)")
     jpeg_quality: int = option(DEFAULT_JPEG_QUALITY, "JPEG quality", parse=int_in(1, 100))
     loop: bool = option(False, "play a video file again from the start when it ends")
-    resolution: tuple[int, int] | None = option(
-        None,
-        "capture mode to ask a live camera for, e.g. 640x480",
-        parse=_parse_resolution,
-        metavar="WxH",
-    )
+    resolution: tuple[int, int] | None = resolution_option()
+    camera_fps: float | None = camera_fps_option()
+    fourcc: str | None = fourcc_option()
+    exposure: float | str | None = exposure_option()
+    white_balance: float | str | None = white_balance_option()
     frame_timeout: float = option(
         DEFAULT_FRAME_TIMEOUT_S,
         "seconds without a new frame before the camera counts as frozen",
@@ -98,6 +108,11 @@ class PublisherConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        if not self.camera and not self.list:
+            raise UsageError(
+                "--camera is required: a camera index (0), device, video file or stream "
+                "(--list shows the cameras)"
+            )
 
 
 def build_parser() -> OneLineParser:
@@ -105,12 +120,15 @@ def build_parser() -> OneLineParser:
         "slac-camera",
         PublisherConfig,
         "Capture a camera (or a video file), preprocess each frame with the camera calibration and "
-        "publish it over ZeroMQ in the SLAC frame wire format.",
+        "publish it over ZeroMQ in the SLAC frame wire format, with the capture settings the "
+        "camera reports. The settings asked (--resolution, --camera-fps, --fourcc, --exposure, "
+        "--white-balance; for a camera, by default those its calibration file records) are read "
+        "back, and a camera that does not deliver them is refused.",
         exit_codes={
-            0: "stopped (--duration, end of the video, Ctrl-C or SIGTERM)",
+            0: "stopped (--duration, end of the video, Ctrl-C or SIGTERM); --list: listed",
             1: "the camera failed while publishing",
-            2: "refused (options, calibration file, a camera or video that cannot be opened, an "
-            "endpoint that cannot be bound)",
+            2: "refused (options, calibration file, a camera or video that cannot be opened or "
+            "does not deliver the settings asked, an endpoint that cannot be bound)",
         },
     )
 
@@ -141,18 +159,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = parse_config(build_parser(), PublisherConfig, argv)
-    try:
-        calibration = (
-            CameraCalibration.load(args.camera_calibration)
-            if args.camera_calibration
-            else CameraCalibration()
-        )
-        if args.size is not None:
-            calibration = dataclasses.replace(calibration, output_size=args.size)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"--camera-calibration {args.camera_calibration}: {e}") from e
-
-    width, height = args.resolution if args.resolution else (None, None)
+    if args.list:
+        return list_cameras()
+    calibration = _calibration(args)
+    asked = asked_settings(args)
+    if is_live_source(args.camera) and calibration.camera_settings is not None:
+        asked = asked.over(calibration.camera_settings)
     publisher: CameraPublisher | None = None
     status: _StatusLine | None = None
 
@@ -170,16 +182,8 @@ def _main(argv: list[str]) -> int:
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with (
-            _opened(
-                lambda: OpenCVCamera(
-                    args.camera,
-                    loop=args.loop,
-                    frame_timeout_s=args.frame_timeout,
-                    width=width,
-                    height=height,
-                )
-            ) as camera,
-            _opened(lambda: FramePublisher(args.camera_bind)) as frames,
+            _opened(lambda: _open_camera(args, asked)) as camera,
+            _opened(lambda: FramePublisher(args.camera_bind, source=_source(camera))) as frames,
         ):
             publisher = CameraPublisher(
                 camera,
@@ -190,14 +194,7 @@ def _main(argv: list[str]) -> int:
                 jpeg_quality=args.jpeg_quality,
                 frame_timeout_s=args.frame_timeout,
             )
-            print(
-                f"slac-camera: publishing {camera.name} as "
-                f"{calibration.output_size}x{calibration.output_size} "
-                f"{'JPEG' if args.jpeg else 'raw'} RGB frames at up to {args.fps:g} fps on "
-                f"{frames.endpoint} (Ctrl-C to stop)",
-                file=sys.stderr,
-                flush=True,
-            )
+            _announce(args, camera, calibration, frames.endpoint)
             status = _StatusLine(frames.endpoint, camera)
             publisher.run(duration_s=args.duration, on_status=None if args.quiet else status.show)
     except KeyboardInterrupt:
@@ -212,6 +209,53 @@ def _main(argv: list[str]) -> int:
     published = publisher.stats.published if publisher is not None else 0
     _say(status, f"slac-camera: stopped after {published} frames")
     return ExitCode.OK
+
+
+def _calibration(args: PublisherConfig) -> CameraCalibration:
+    try:
+        calibration = (
+            CameraCalibration.load(args.camera_calibration)
+            if args.camera_calibration
+            else CameraCalibration()
+        )
+        if args.size is not None:
+            calibration = dataclasses.replace(calibration, output_size=args.size)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--camera-calibration {args.camera_calibration}: {e}") from e
+    return calibration
+
+
+def _open_camera(args: PublisherConfig, asked: CameraSettings) -> OpenCVCamera:
+    return OpenCVCamera(
+        args.camera, loop=args.loop, frame_timeout_s=args.frame_timeout, settings=asked
+    )
+
+
+def _source(camera: OpenCVCamera) -> dict[str, str]:
+    """The source message: which camera, and the settings it reports."""
+    return {"source": camera.name, **camera.settings.to_source()}
+
+
+def _announce(
+    args: PublisherConfig, camera: OpenCVCamera, calibration: CameraCalibration, endpoint: str
+) -> None:
+    """What is published, the camera's settings, and a warning for automatic ones left on."""
+    side = calibration.output_size
+    print(
+        f"slac-camera: publishing {camera.name} as {side}x{side} "
+        f"{'JPEG' if args.jpeg else 'raw'} RGB frames at up to {args.fps:g} fps on "
+        f"{endpoint} (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(
+        f"slac-camera: {camera.name} delivers {camera.settings.describe()}",
+        file=sys.stderr,
+        flush=True,
+    )
+    warning = auto_warning(camera.settings, camera.name) if camera.is_live else None
+    if warning:
+        say("slac-camera", "warning", warning)
 
 
 @contextlib.contextmanager
