@@ -14,6 +14,7 @@ import time
 import cv2
 import numpy as np
 
+from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.frames import is_endpoint
 
 
@@ -71,6 +72,24 @@ def _grab_from_opencv(source: str, timeout_s: float, warmup_s: float) -> np.ndar
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
+
+
+def camera_settings(source: str, timeout_s: float = 10.0) -> CameraSettings | None:
+    """The capture settings ``source`` reports (a publisher: those its source message carries),
+    for the calibration file; None when it reports none."""
+    if is_endpoint(source):
+        from slac_runtime.frames import FrameSubscriber
+
+        with FrameSubscriber(source) as subscriber:
+            subscriber.latest(timeout_s=timeout_s)
+            return CameraSettings.from_source(subscriber.source)
+    from slac_runtime.camera.capture import CameraError, OpenCVCamera
+
+    try:
+        with OpenCVCamera(source, frame_timeout_s=timeout_s) as camera:
+            return None if camera.settings.is_empty else camera.settings
+    except CameraError as e:
+        raise RuntimeError(str(e)) from e
 
 
 class FrameStream:
@@ -136,4 +155,4 @@ class FrameStream:
         self.close()
 
 
-__all__ = ["FrameStream", "grab_frame", "is_endpoint"]
+__all__ = ["FrameStream", "camera_settings", "grab_frame", "is_endpoint"]

@@ -206,8 +206,9 @@ def _control(auto: bool | None, value: float | None, unit: str) -> str:
         return "not reported"
     if auto:
         return "auto"
-    shown = "?" if value is None else f"{value:g}{unit}"
-    return f"{shown} (fixed)" if auto is False else shown
+    if value is None:
+        return "fixed"
+    return f"{value:g}{unit} (fixed)" if auto is False else f"{value:g}{unit}"
 
 
 def _size(settings: CameraSettings) -> str:

@@ -27,7 +27,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 
 def parse_fourcc(text: str) -> str:
-    fourcc = text.upper() if text.isalpha() else text
+    fourcc = text  # case matters: MJPG, YUYV, ffv1
     if len(fourcc) != 4 or not all(c.isalnum() or c == " " for c in fourcc):
         raise argparse.ArgumentTypeError(
             f"pixel format must be four characters such as MJPG or YUYV, got {text!r}"
@@ -75,7 +75,8 @@ def camera_fps_option() -> Any:
 def fourcc_option() -> Any:
     return option(
         None,
-        "pixel format to ask the camera for: MJPG (compressed, high rates) or YUYV (raw)",
+        "pixel format to ask the camera for, as it spells it: MJPG (compressed, high rates) or "
+        "YUYV (raw)",
         parse=parse_fourcc,
         metavar="FOURCC",
     )
