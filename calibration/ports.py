@@ -44,8 +44,8 @@ class PortsConfig:
     and the Dynamixel servos that answer a broadcast ping on each: IDs, model numbers and names.
     Nothing is written to a servo."""
 
-    port: tuple[str, ...] = option(
-        (),
+    port: tuple[str, ...] | None = option(
+        None,
         "scan these serial devices, comma-separated, instead of the USB adapters found (a "
         "virtual robot's pty, for instance)",
         parse=_parse_ports,
@@ -53,7 +53,7 @@ class PortsConfig:
     )
     baudrates: tuple[int, ...] = option(
         (1_000_000,),
-        "bus speeds to ping at, comma-separated (default: 1000000, the D'Claw's)",
+        "bus speeds to ping at, comma-separated (1000000: the D'Claw's)",
         parse=_parse_baudrates,
         metavar="BAUD[,BAUD...]",
     )
@@ -67,7 +67,7 @@ def run_ports(config: PortsConfig) -> int:
     """Print one line per port and baud rate, and whether the robot's servos are all there."""
     from robots.dynamixel.discovery import find_servos, usb_serial_ports
 
-    ports = list(config.port) or usb_serial_ports()
+    ports = list(config.port) if config.port else usb_serial_ports()
     if not ports:
         print(
             "no serial ports found: no USB serial adapter is plugged in (for a virtual robot, "

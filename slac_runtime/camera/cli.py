@@ -69,8 +69,10 @@ class PublisherConfig:
         "camera index (0), device (/dev/video0), video file or stream (rtsp://...) (required "
         "unless --list)",
     )
-    list: bool = option(
-        False, "list this computer's cameras and the capture modes each delivers, and exit"
+    list_cameras: bool = option(
+        False,
+        "list this computer's cameras and the capture modes each delivers, and exit",
+        flag="list",
     )
     camera_bind: str = option(
         DEFAULT_CAMERA_ENDPOINT,
@@ -108,7 +110,7 @@ class PublisherConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
-        if not self.camera and not self.list:
+        if not self.camera and not self.list_cameras:
             raise UsageError(
                 "--camera is required: a camera index (0), device, video file or stream "
                 "(--list shows the cameras)"
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = parse_config(build_parser(), PublisherConfig, argv)
-    if args.list:
+    if args.list_cameras:
         return list_cameras()
     calibration = _calibration(args)
     asked = asked_settings(args)
