@@ -115,9 +115,9 @@ class CameraSettings:
         for name, value in values.items():
             if value is None:
                 values[name] = getattr(defaults, name)
-        if self.auto_exposure is True:
+        if values["auto_exposure"] is True:  # an automatic control has no value to hold
             values["exposure"] = None
-        if self.auto_white_balance is True:
+        if values["auto_white_balance"] is True:
             values["white_balance_k"] = None
         return CameraSettings(**values)
 

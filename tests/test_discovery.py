@@ -164,3 +164,12 @@ def test_asked_settings_the_camera_does_not_deliver_are_named():
     ]
     assert asked.differences(CameraSettings(1920, 1080, 30.0, "MJPG", False, 90.4)) == []
     assert reported.auto_left_on() == ["auto-exposure", "auto white balance"]
+
+
+def test_options_win_over_the_calibrations_settings_and_auto_holds_no_value():
+    recorded = CameraSettings(640, 480, 30.0, "MJPG", True, 156.0, False, 4600.0)
+    merged = CameraSettings().over(recorded)
+    assert merged == CameraSettings(640, 480, 30.0, "MJPG", True, None, False, 4600.0)
+    asked = CameraSettings(fourcc="YUYV", auto_exposure=False, exposure=90.0)
+    expected = CameraSettings(640, 480, 30.0, "YUYV", False, 90.0, False, 4600.0)
+    assert asked.over(recorded) == expected

@@ -125,8 +125,8 @@ def auto_warning(settings: CameraSettings, where: str) -> str | None:
         return None
     return (
         f"{' and '.join(on)} {'is' if len(on) == 1 else 'are'} on for {where}: the frames' "
-        "brightness and colour change while the policy runs; fix them with --exposure VALUE "
-        "--white-balance KELVIN (slac-camera, slac-calibrate camera)"
+        "brightness and colour change while the policy runs; fix them with slac-camera "
+        "--exposure VALUE --white-balance KELVIN"
     )
 
 
