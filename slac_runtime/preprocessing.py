@@ -143,9 +143,7 @@ class CameraCalibration:
                         f"must lie inside the {size[0]}x{size[1]} source frame",
                         list(self.crop),
                     )
-        if self.camera_settings is not None and not isinstance(
-            self.camera_settings, CameraSettings
-        ):
+        if not isinstance(self.camera_settings, (CameraSettings, type(None))):
             raise _fail("camera_settings", "must be camera settings or null", self.camera_settings)
         if self.intrinsics is not None:
             if not isinstance(self.intrinsics, LensIntrinsics):
