@@ -12,6 +12,8 @@ that matches the simulator's view.
     # the lens first: print the board, then show it to the camera
     slac-calibrate camera --print-board board.png --square-mm 25
     slac-calibrate camera --robot dclaw --camera 0 --intrinsics
+    # which serial port the servos are on
+    slac-calibrate ports
 
 Files go to ``--out`` or to the robot's default location (``$SLAC_CALIBRATION_DIR`` or
 ``~/.config/slac``: ``dclaw-joints.json``, ``dclaw-camera.json``), where ``slac-run`` finds the
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.ports import PortsConfig, run_ports
 from slac_runtime.frames import FIRST_FRAME_TIMEOUT_S
 from slac_runtime.options import (
     Check,
@@ -557,7 +560,7 @@ def _save_found(config: CameraConfig, robot: str, result) -> None:
 
     out = config.out or default_calibration_path(robot, "camera")
     out.parent.mkdir(parents=True, exist_ok=True)
-    result.calibration.save(out)
+    _with_settings(config, result.calibration).save(out)
     print(f"match score {result.score:.3f} (1 = perfect)")
     if result.error_after >= result.error_before or result.score < 0.5:
         print(
@@ -687,13 +690,26 @@ def calibrate_lens(config: CameraConfig, robot: str):
 def _save_lens(config: CameraConfig, robot: str, lens) -> None:
     out = config.out or default_calibration_path(robot, "camera")
     out.parent.mkdir(parents=True, exist_ok=True)
-    CameraCalibration(output_size=config.size, source_size=lens.image_size, intrinsics=lens).save(
-        out
+    calibration = CameraCalibration(
+        output_size=config.size, source_size=lens.image_size, intrinsics=lens
     )
+    _with_settings(config, calibration).save(out)
     print(
         f"wrote {out}: the lens, and the centre square of the undistorted frame until "
         f"`{PROG} camera --auto` finds the crop there"
     )
+
+
+def _with_settings(config: CameraConfig, calibration: CameraCalibration) -> CameraCalibration:
+    """``calibration`` with the capture settings the camera reports (none from --images)."""
+    if config.images is not None and not config.auto:
+        return calibration
+    from calibration.frame_grab import camera_settings
+
+    settings = camera_settings(config.camera, config.camera_timeout)
+    if settings is not None:
+        print(f"camera settings recorded: {settings.describe()}")
+    return dataclasses.replace(calibration, camera_settings=settings)
 
 
 def run_camera(config: CameraConfig) -> int:
@@ -812,6 +828,7 @@ COMMANDS: dict[str, tuple[type, str]] = {
         CameraConfig,
         "lens, and crop/rotation that makes the camera match the simulator",
     ),
+    "ports": (PortsConfig, "the serial ports and the Dynamixel servos answering on each"),
 }
 
 
@@ -821,7 +838,7 @@ def build_parser() -> OneLineParser:
         description="Calibrate a robot's joints and its camera view.",
         exit_codes=EXIT_CODES,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{joints,camera}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{joints,camera,ports}")
     for name, (config_class, summary) in COMMANDS.items():
         command = sub.add_parser(
             name,
@@ -851,6 +868,8 @@ def _main(argv: list[str]) -> int:
             find_robot(config.robot)
             if isinstance(config, JointsConfig):
                 return run_joints(config)
+            if isinstance(config, PortsConfig):
+                return run_ports(config)
             from robots.mujoco_gl import select_gl_backend
 
             select_gl_backend()  # before the simulator imports mujoco

@@ -14,6 +14,7 @@ import time
 import cv2
 import numpy as np
 
+from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.frames import is_endpoint
 
 
@@ -48,7 +49,7 @@ def _grab_from_endpoint(endpoint: str, timeout_s: float) -> np.ndarray:
 
 
 def _grab_from_opencv(source: str, timeout_s: float, warmup_s: float) -> np.ndarray:
-    from slac_runtime.camera import CameraError, OpenCVCamera
+    from slac_runtime.camera.capture import CameraError, OpenCVCamera
 
     try:
         camera = OpenCVCamera(source, frame_timeout_s=timeout_s)
@@ -73,6 +74,24 @@ def _grab_from_opencv(source: str, timeout_s: float, warmup_s: float) -> np.ndar
     return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
 
 
+def camera_settings(source: str, timeout_s: float = 10.0) -> CameraSettings | None:
+    """The capture settings ``source`` reports (a publisher: those its source message carries),
+    for the calibration file; None when it reports none."""
+    if is_endpoint(source):
+        from slac_runtime.frames import FrameSubscriber
+
+        with FrameSubscriber(source) as subscriber:
+            subscriber.latest(timeout_s=timeout_s)
+            return CameraSettings.from_source(subscriber.source)
+    from slac_runtime.camera.capture import CameraError, OpenCVCamera
+
+    try:
+        with OpenCVCamera(source, frame_timeout_s=timeout_s) as camera:
+            return None if camera.settings.is_empty else camera.settings
+    except CameraError as e:
+        raise RuntimeError(str(e)) from e
+
+
 class FrameStream:
     """The new frames of a live source one after another, as ``uint8[H, W, 3]`` RGB: an OpenCV
     camera, device, video file or stream, or the ZeroMQ endpoint of a publisher of full-size frames.
@@ -82,7 +101,7 @@ class FrameStream:
     """
 
     def __init__(self, source: str, timeout_s: float = 10.0):
-        from slac_runtime.camera import CameraError, OpenCVCamera
+        from slac_runtime.camera.capture import CameraError, OpenCVCamera
         from slac_runtime.frames import FrameSubscriber
 
         self.source = source
@@ -98,7 +117,7 @@ class FrameStream:
 
     def next(self, timeout_s: float) -> np.ndarray | None:
         """The next new frame, or None if none came within ``timeout_s``."""
-        from slac_runtime.camera import CameraError, EndOfStream
+        from slac_runtime.camera.capture import CameraError, EndOfStream
 
         if self._subscriber is not None:
             frame = self._subscriber.latest(timeout_s=timeout_s)
@@ -136,4 +155,4 @@ class FrameStream:
         self.close()
 
 
-__all__ = ["FrameStream", "grab_frame", "is_endpoint"]
+__all__ = ["FrameStream", "camera_settings", "grab_frame", "is_endpoint"]

@@ -1,4 +1,5 @@
-"""A virtual camera's lens, and a printed calibration board held up in front of it.
+"""A virtual camera's lens, its capture settings, and a printed calibration board held up in front
+of it.
 
 :class:`LensWarp` gives a simulated camera a real lens: it knows, for every pixel of the camera's
 frame, the ray that pixel sees (OpenCV's lens model inverted, :mod:`slac_runtime.lens`), renders
@@ -24,12 +25,28 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.lens import LensIntrinsics, undistort_pixels
 
 SUPERSAMPLE = 2  # board images are computed at this many samples per pixel, each way
 PAPER_WHITE = 215.0  # grey levels of the printed sheet as the camera sees it
 INK_BLACK = 30.0
 DEFAULT_POSE_S = 0.4  # how long the board stays at each pose
+
+RENDERED_FOURCC = "RGB3"  # V4L2's name for 24-bit RGB, what a renderer delivers
+
+
+def rendered_camera_settings(width: int, height: int, fps: float) -> CameraSettings:
+    """What a rendered camera reports, as a real one does: its mode, and exposure and white
+    balance fixed (a render's brightness and colour never adapt)."""
+    return CameraSettings(
+        width=width,
+        height=height,
+        fps=fps,
+        fourcc=RENDERED_FOURCC,
+        auto_exposure=False,
+        auto_white_balance=False,
+    )
 
 
 @dataclass(frozen=True)

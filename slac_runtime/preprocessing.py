@@ -37,6 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.lens import LensIntrinsics, undistorter
 
 CALIBRATION_SCHEMA_VERSION = 1
@@ -79,6 +80,10 @@ class CameraCalibration:
     """The lens: frames are undistorted into its pinhole view before anything else, and the crop
     box is in that view's pixels. ``None`` (and absent from the file): frames are used as they
     come."""
+    camera_settings: CameraSettings | None = None
+    """The capture settings the camera reported when it was calibrated (resolution, frame rate,
+    pixel format, exposure, white balance); ``slac-camera`` asks a camera for them unless its
+    options say otherwise. ``None`` (and absent from the file): not recorded."""
 
     def __post_init__(self) -> None:
         if not _is_int(self.schema_version):
@@ -138,6 +143,8 @@ class CameraCalibration:
                         f"must lie inside the {size[0]}x{size[1]} source frame",
                         list(self.crop),
                     )
+        if not isinstance(self.camera_settings, (CameraSettings, type(None))):
+            raise _fail("camera_settings", "must be camera settings or null", self.camera_settings)
         if self.intrinsics is not None:
             if not isinstance(self.intrinsics, LensIntrinsics):
                 raise _fail("intrinsics", "must be lens intrinsics or null", self.intrinsics)
@@ -204,6 +211,11 @@ class CameraCalibration:
             "output_size": self.output_size,
             "source_size": None if self.source_size is None else list(self.source_size),
             **({} if self.intrinsics is None else {"intrinsics": self.intrinsics.to_dict()}),
+            **(
+                {}
+                if self.camera_settings is None
+                else {"camera_settings": self.camera_settings.to_dict()}
+            ),
         }
 
     @classmethod
@@ -225,6 +237,8 @@ class CameraCalibration:
                 kwargs[name] = tuple(kwargs[name])
         if kwargs.get("intrinsics") is not None:
             kwargs["intrinsics"] = LensIntrinsics.from_dict(kwargs["intrinsics"])
+        if kwargs.get("camera_settings") is not None:
+            kwargs["camera_settings"] = CameraSettings.from_dict(kwargs["camera_settings"])
         return cls(**kwargs)
 
     def save(self, path: str | os.PathLike[str]) -> None:

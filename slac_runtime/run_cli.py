@@ -543,6 +543,7 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
                 return ExitCode.for_signal(outcome["signal"])
             check_scene(frames.source, m, entry, args)  # a simulated camera names its scene
             header["camera_source"] = frames.source
+            header["camera_settings"] = camera_settings(frames.source, args)
             with driving(
                 entry.make_driver(**driver_options(args, entry.description, period_s)), outcome
             ) as robot:
@@ -646,6 +647,25 @@ def _camera_intrinsics(path: Path | None) -> dict[str, Any] | None:
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read camera calibration file {path}: {e}") from e
     return None if lens is None else lens.to_dict()
+
+
+def camera_settings(source: dict[str, str] | None, args: RunConfig) -> dict[str, Any] | None:
+    """The capture settings the camera reports in its source message, for the log header (None
+    when it reports none); a warning when auto-exposure or auto white balance is on. Settings
+    that do not parse refuse the run."""
+    from slac_runtime.camera.settings_options import auto_warning
+    from slac_runtime.camera_settings import CameraSettings
+
+    try:
+        settings = CameraSettings.from_source(source)
+    except ValueError as e:
+        raise UsageError(f"the camera at {args.camera} sends settings that do not read: {e}") from e
+    if settings is None:
+        return None
+    warning = auto_warning(settings, f"the camera at {args.camera}")
+    if warning:
+        say("slac-run", "warning", warning)
+    return settings.to_dict()
 
 
 def robot_left(args: RunConfig, outcome: dict[str, Any]) -> str:

@@ -348,6 +348,9 @@ def test_camera_auto_recovers_the_wide_view(wide_dclaw, tmp_path, calibration_di
     found = CameraCalibration.load(calibration_dir / "dclaw-camera.json")  # the default place
     expected = WideView().expected_calibration(TASK_CAMERA.fovy_deg)
     assert_close_calibration(found, expected)
+    settings = found.camera_settings  # what the camera reported, recorded
+    assert (settings.width, settings.height) == (WideView().width, WideView().height)
+    assert (settings.auto_exposure, settings.auto_white_balance) == (False, False)
     picture = cv2.imread(str(overlay))
     assert picture.shape == (64 * 4, 64 * 4 * 3, 3)
 

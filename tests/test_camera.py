@@ -23,6 +23,7 @@ from slac_runtime.camera import (
     main,
     publish_simulated_frame,
 )
+from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.frames import FramePublisher, FrameSubscriber
 from slac_runtime.preprocessing import CameraCalibration
 
@@ -371,3 +372,67 @@ def test_cli_exits_cleanly_on_ctrl_c(video, tmp_path, signum):
             proc.kill()
     assert proc.returncode == 0, err
     assert "stopped after" in err and "Traceback" not in err
+
+
+# ---- capture settings ----------------------------------------------------------------------------
+
+
+def test_a_video_reports_its_mode_and_is_held_to_the_mode_asked(video):
+    with OpenCVCamera(video) as camera:
+        assert camera.settings == CameraSettings(width=320, height=240, fps=30.0, fourcc="ffv1")
+    asked = CameraSettings(width=320, height=240, fps=30.0, fourcc="ffv1")
+    with OpenCVCamera(video, settings=asked) as camera:
+        assert camera.settings == asked
+    with pytest.raises(CameraError) as refused:
+        OpenCVCamera(video, settings=CameraSettings(width=640, height=480, fourcc="MJPG"))
+    assert str(refused.value) == (
+        f"video {video} does not deliver the capture settings asked: 640x480 asked, it delivers "
+        "320x240; pixel format MJPG asked, it delivers ffv1 (`slac-camera --list` shows each "
+        "camera's modes)"
+    )
+    with pytest.raises(CameraError, match="fixed exposure asked, it does not report its exposure"):
+        OpenCVCamera(video, settings=CameraSettings(auto_exposure=False, exposure=100.0))
+
+
+def test_cli_publishes_the_settings_it_reads_back(video, tmp_path, capsys):
+    endpoint = f"ipc://{tmp_path}/settings.ipc"
+    sources = []
+
+    def subscribe():
+        with FrameSubscriber(endpoint) as sub:
+            if sub.latest(timeout_s=10.0) is not None:
+                sources.append(sub.source)
+
+    thread = threading.Thread(target=subscribe)
+    thread.start()
+    code = main(
+        ["--camera", video, "--bind", endpoint, "--loop", "--duration", "1.0", "--quiet",
+         "--resolution", "320x240", "--camera-fps", "30", "--fourcc", "ffv1"]
+    )  # fmt: skip
+    thread.join(timeout=15)
+    assert code == 0
+    assert sources == [
+        {"source": f"video {video}", "width": "320", "height": "240", "fps": "30", "fourcc": "ffv1"}
+    ]
+    err = capsys.readouterr().err
+    assert f"video {video} delivers 320x240 ffv1 at 30 fps" in err and "warning" not in err
+    assert main(["--camera", video, "--resolution", "640x480", "--bind", endpoint]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "640x480 asked, it delivers 320x240" in err[0]
+
+
+@pytest.mark.parametrize(
+    "option, value, need",
+    [
+        ("--exposure", "bright", "must be a number"),
+        ("--white-balance", "300", "auto or a colour temperature in 1000..15000 K"),
+        ("--fourcc", "MJPEG", "pixel format must be four characters"),
+        ("--resolution", "0x480", "resolution must be positive"),
+    ],
+)
+def test_cli_refuses_a_setting_that_is_none_in_one_line(option, value, need, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--camera", "0", option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and need in err[0] and option in err[0]

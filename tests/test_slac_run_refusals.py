@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from robots.dclaw.virtual import VirtualDClaw
+from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.episode_log import read_episode_log
 from slac_runtime.frames import encode_frame
 from tests.test_loop_safety import POLICY, ScriptedCamera
@@ -231,9 +232,14 @@ def test_slac_run_says_what_it_loaded_and_runs_a_policy_on_its_own_scene(tmp_pat
     assert code == 0, err
     assert out.splitlines()[0] == f"policy {pose_policy}: task dclaw-pose, on robot dclaw"
     [path] = episode_logs(tmp_path / "logs")
-    assert read_episode_log(path).header["camera_source"] == {
+    header = read_episode_log(path).header
+    settings = {"width": 64, "height": 64, "fps": 20.0, "fourcc": "RGB3"}
+    settings.update(auto_exposure=False, auto_white_balance=False)
+    assert header["camera_settings"] == settings  # what the camera reports, in every log
+    assert header["camera_source"] == {
         "source": "virtual dclaw",
         "scene": "pose",
+        **CameraSettings(**settings).to_source(),
     }
 
 

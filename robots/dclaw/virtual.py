@@ -42,7 +42,14 @@ from robots.dynamixel.emulator import (
     mountings_from_calibration,
 )
 from robots.dynamixel.physics import JointReading, ServoBackend, SharedJointState
-from robots.virtual_camera import DEFAULT_POSE_S, BoardInView, Lens, LensWarp, read_printed_sheet
+from robots.virtual_camera import (
+    DEFAULT_POSE_S,
+    BoardInView,
+    Lens,
+    LensWarp,
+    read_printed_sheet,
+    rendered_camera_settings,
+)
 from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, DEFAULT_CAMERA_FPS, FramePublisher
 from slac_runtime.options import (
     Check,
@@ -304,7 +311,10 @@ class VirtualDClaw:
         camera's endpoint in use, the port link taken)."""
         self.emulator.link_path.parent.mkdir(parents=True, exist_ok=True)
         # Its frames say which scene they show: slac-run refuses a policy for another scene's task.
-        source = {"source": "virtual dclaw", "scene": self.sim.scene}
+        view = self.wide_view
+        width, height = (self.camera_size,) * 2 if view is None else (view.width, view.height)
+        settings = rendered_camera_settings(width, height, self.fps)
+        source = {"source": "virtual dclaw", "scene": self.sim.scene, **settings.to_source()}
         self.publisher = FramePublisher(self.camera_bind, source=source)
         try:
             self._thread = threading.Thread(target=self._run, name="virtual-dclaw", daemon=True)

@@ -458,6 +458,15 @@ class DynamixelBus:
             )
         return models
 
+    def broadcast_ping(self) -> dict[int, tuple[int, int]]:
+        """ID -> (model number, firmware version) of every servo answering a broadcast PING; it
+        waits for the whole ID range (about 0.8 s at 1 Mbaud). Nothing is retried: a reply lost to
+        noise is missing."""
+        with self._lock, self._link_errors():
+            answers, _result = self._packets.broadcastPing(self._sdk_port())
+        self.stats["reads"] += 1
+        return {servo_id: (model, fw) for servo_id, (model, fw) in answers.items()}
+
     def read(self, servo_id: int, register: ct.Register) -> int:
         """Read one register of one servo (a confirmed read with retries)."""
         data = self._unicast(
