@@ -9,6 +9,8 @@ calibrate from.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 
 import cv2
@@ -155,4 +157,13 @@ class FrameStream:
         self.close()
 
 
-__all__ = ["FrameStream", "camera_settings", "grab_frame", "is_endpoint"]
+def with_camera_settings(calibration, source: str, timeout_s: float = 10.0):
+    """``calibration`` (a :class:`~slac_runtime.preprocessing.CameraCalibration`) with the
+    capture settings camera ``source`` reports, said in one line when it reports any."""
+    settings = camera_settings(source, timeout_s)
+    if settings is not None:
+        print(f"camera settings recorded: {settings.describe()}")
+    return dataclasses.replace(calibration, camera_settings=settings)
+
+
+__all__ = ["FrameStream", "camera_settings", "grab_frame", "is_endpoint", "with_camera_settings"]

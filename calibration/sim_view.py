@@ -1,12 +1,11 @@
-"""What the simulator's task camera sees with the robot at a given joint state.
-
-Imports mujoco (through the robot's simulation module) when called: a program that renders
-offscreen chooses its GL backend first (:func:`robots.mujoco_gl.select_gl_backend`).
-"""
+"""What the simulator's task camera sees with the robot at a given joint state, through the robot
+registry's renderer (``RobotEntry.task_view``; mujoco is imported when called)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from slac_runtime.robot import find_robot
 
 
 def render_task_view(
@@ -21,24 +20,12 @@ def render_task_view(
 
     The goal markers are hidden (a real scene has none); ``valve_angle`` (rad) turns the valve.
     """
-    if robot != "dclaw":
+    entry = find_robot(robot)
+    if entry.task_view is None:
         raise ValueError(
             f"camera calibration needs the robot's simulator; robot {robot!r} has none here"
         )
-    from robots.dclaw.sim import SCENES, DClawSim
-
-    if scene not in SCENES:
-        raise ValueError(f"unknown D'Claw scene {scene!r}; scenes: {', '.join(SCENES)}")
-    sim = DClawSim(scene, render_size=size, show_goal=False)
-    try:
-        q = np.asarray(joint_positions, dtype=np.float64)
-        if sim.has_valve:
-            sim.reset(joint_positions=q, valve_angle=valve_angle)
-        else:
-            sim.reset(joint_positions=q)
-        return sim.render()
-    finally:
-        sim.close()
+    return entry.load_task_view()(joint_positions, size=size, scene=scene, valve_angle=valve_angle)
 
 
 __all__ = ["render_task_view"]

@@ -205,6 +205,9 @@ class RobotEntry:
     sim_replay: str | None = (
         None  # "module:function(log, video_path) -> dict" (simulation; heavy imports)
     )
+    # "module:function(joint_positions, size, scene, valve_angle) -> uint8[size, size, 3] RGB": the
+    # task camera's render at a joint state (simulation; heavy imports)
+    task_view: str | None = None
     # The virtual robot's scene each task needs, by task name: (("dclaw-pose", "pose"), ...); a
     # task's variants ("dclaw-pose-random") need the scene of their task.
     task_scenes: tuple[tuple[str, str], ...] = ()
@@ -234,6 +237,13 @@ class RobotEntry:
         if self.sim_replay is None:
             raise RuntimeError(f"robot {self.description.name!r} has no simulation replay")
         return _load_object(self.sim_replay)
+
+    def load_task_view(self) -> Any:
+        if self.task_view is None:
+            raise RuntimeError(
+                f"robot {self.description.name!r} has no simulator to render its view"
+            )
+        return _load_object(self.task_view)
 
     def load_virtual(self) -> Any:
         if self.virtual is None:

@@ -71,6 +71,8 @@ from slac_runtime.robot import (
     find_robot,
 )
 from slac_runtime.status_line import StatusLine
+from slac_runtime.view_match import MATCH_THRESHOLD, match_score, passes
+from slac_runtime.view_match import describe as describe_match
 
 
 @dataclass
@@ -547,6 +549,7 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
             with driving(
                 entry.make_driver(**driver_options(args, entry.description, period_s)), outcome
             ) as robot:
+                header["camera_match"] = camera_match_at_start(entry, robot, frames, m)
 
                 def footer_stats() -> dict[str, Any]:
                     camera = {f"camera_{k}": v for k, v in frames.stats().items()}
@@ -566,6 +569,30 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
     if outcome["signal"] is not None:
         return ExitCode.for_signal(outcome["signal"])
     return ExitCode.OK
+
+
+def camera_match_at_start(entry: Any, robot: Any, frames: FrameSubscriber, metadata: Any) -> dict:
+    """How well the newest camera frame matches the task camera's render at the robot's joint
+    state (the valve at angle 0), printed in one line, with a warning below the threshold; the
+    record for the log header. Not measured where the robot has no simulator installed."""
+    scene = entry.scene_for_task(metadata.task) or "valve"
+    record: dict[str, Any] = {"threshold": MATCH_THRESHOLD, "scene": scene, "valve_angle_rad": 0.0}
+    frame, q = frames.latest(), robot.read_state().positions
+    try:  # the simulator (mujoco) is no part of the robot-side install
+        expected = entry.load_task_view()(q, size=metadata.image_height, scene=scene)
+    except (ImportError, RuntimeError) as e:
+        print(f"camera match: not measured ({error_message(e)})", flush=True)
+        return dict(record, score=None, not_measured=error_message(e))
+    score = match_score(frame.image, expected)
+    print(f"camera {describe_match(score)} against the {scene} task view at this pose", flush=True)
+    if not passes(score):
+        say(
+            "slac-run",
+            "warning",
+            f"the camera does not look like the task view the policy was trained on (match "
+            f"{score:.3f} < {MATCH_THRESHOLD:.2f}): check it with `slac-calibrate camera --check`",
+        )
+    return dict(record, score=round(score, 4), passes=passes(score))
 
 
 @contextmanager

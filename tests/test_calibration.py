@@ -5,6 +5,7 @@ and wrong or broken calibration files are refused with a clear error."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -427,6 +428,34 @@ def test_camera_overlay_with_a_given_pose_and_calibration(wide_dclaw, tmp_path, 
     )
     assert overlay.is_file()
     assert not (calibration_dir / "dclaw-camera.json").exists()  # nothing is written without --auto
+
+
+def test_camera_check_passes_the_true_calibration_and_fails_a_wrong_one(
+    wide_dclaw, tmp_path, calibration_dir, capsys
+):
+    """--check on the virtual wide camera's live frames: the true calibration passes (exit 0), the
+    same one rotated 5 degrees fails with one line and exit 1, and no calibration at all is
+    refused (exit 2). Nothing is written but the overlay."""
+    truth = WideView().expected_calibration(TASK_CAMERA.fovy_deg)
+    right, wrong = tmp_path / "right.json", tmp_path / "wrong.json"
+    truth.save(right)
+    dataclasses.replace(truth, rotation_deg=truth.rotation_deg + 5.0).save(wrong)
+    check = ["camera", "--camera", wide_dclaw.camera_endpoint, "--joint-positions", "reset"]
+    check += ["--check", "--save-overlay", str(tmp_path / "overlay.png")]
+
+    assert main([*check, "--camera-calibration", str(right)]) == 0
+    out = capsys.readouterr().out
+    assert "match" in out and out.rstrip().endswith(": pass")
+
+    assert main([*check, "--camera-calibration", str(wrong)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.rstrip().endswith("below the threshold")
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("slac-calibrate: error: the calibrated camera does not match")
+
+    assert main(check) == 2  # no calibration: none given, none at the default place
+    assert "--check needs a camera calibration" in capsys.readouterr().err
+    assert not (calibration_dir / "dclaw-camera.json").exists()
 
 
 # ---- wrong files ---------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ def test_episode_end_to_end(virtual_dclaw, tiny_dclaw_policy, tmp_path):
     log = read_episode_log(path)
     assert not log.truncated
     assert log.header["policy_metadata"]["task"] == "dclaw-turn"
+    # The camera's match with the task view, measured once at start, in the output and the header.
+    assert "camera match" in result.stdout and log.header["camera_match"]["passes"]
     # Every tick is logged; a policy step every action_repeat (2) ticks, each with its frame.
     assert [t["tick"] for t in log.ticks] == list(range(2 * steps))
     policy_ticks = log.policy_ticks()

@@ -12,6 +12,7 @@ ROBOT = RobotEntry(
     driver="robots.dclaw.driver:DClawDriver",
     virtual="robots.dclaw.virtual:main",
     sim_replay="robots.dclaw.sim_replay:replay_in_sim",
+    task_view="robots.dclaw.task_view:render_task_view",
     # dclaw-turn, distilled by slac-imitate from the teacher in
     # slac_train.imitation.teachers.dclaw_turn (docs/results.md)
     policy="robots.dclaw:policies/turn.onnx",

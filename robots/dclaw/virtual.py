@@ -116,6 +116,38 @@ class WideView:
             self.width, self.height, matrix[0, 0], (matrix[0, 2], matrix[1, 2]), self.lens
         )
 
+    def aim(self, sim) -> LensWarp | None:
+        """Make this view ``sim``'s nominal task camera (visual randomisation jitters around it):
+        rolled, and as wide as the frame needs; with a lens that distorts, the
+        :class:`~robots.virtual_camera.LensWarp` that turns its pinhole render into the frame."""
+        import mujoco
+
+        m = sim.model
+        cam = m.camera("task").id
+        roll = math.radians(self.roll_deg)
+        # Roll about the camera's optical axis (its -z axis looks forward): positive roll turns the
+        # image clockwise on screen, so that rotating the frame counter-clockwise undoes it.
+        quat = m.cam_quat[cam].copy()
+        roll_quat = np.array([math.cos(roll / 2), 0.0, 0.0, math.sin(roll / 2)])
+        mujoco.mju_mulQuat(quat, quat, roll_quat)
+        fovy_deg, warp = self.fovy_deg, None
+        if not self.lens.is_pinhole:
+            # A pinhole render wide enough for every ray the lens sees, warped onto the frame.
+            warp = self.lens_warp()
+            fovy_deg = warp.render_fovy_deg
+            render_w, render_h = warp.render_size
+            m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), render_w)
+            m.vis.global_.offheight = max(int(m.vis.global_.offheight), render_h)
+        sim.set_task_camera(quat=quat, fovy_deg=fovy_deg)
+        return warp
+
+    def window(self, render: np.ndarray) -> np.ndarray:
+        """The published ``width x height`` window of a pinhole render of :attr:`render_size`."""
+        render_w, render_h = self.render_size
+        x0 = (render_w - self.width) // 2 + self.shift_px[0]
+        y0 = (render_h - self.height) // 2 + self.shift_px[1]
+        return np.ascontiguousarray(render[y0 : y0 + self.height, x0 : x0 + self.width])
+
     def expected_calibration(self, task_fovy_deg: float, output_size: int = 64):
         """The camera calibration that maps this view back onto the task camera's (ground truth):
         with a lens, the true intrinsics and the crop in their pinhole view."""
@@ -454,26 +486,7 @@ class VirtualDClaw:
 
     # -- the simulation thread --------------------------------------------------------------------
     def _setup_wide_view(self, view: WideView) -> None:
-        import mujoco
-
-        m = self.sim.model
-        cam = m.camera("task").id
-        roll = math.radians(view.roll_deg)
-        # Roll about the camera's optical axis (its -z axis looks forward): positive roll turns the
-        # image clockwise on screen, so that rotating the frame counter-clockwise undoes it.
-        quat = m.cam_quat[cam].copy()
-        roll_quat = np.array([math.cos(roll / 2), 0.0, 0.0, math.sin(roll / 2)])
-        mujoco.mju_mulQuat(quat, quat, roll_quat)
-        fovy_deg = view.fovy_deg
-        if not view.lens.is_pinhole:
-            # A pinhole render wide enough for every ray the lens sees, warped onto the frame.
-            self._lens_warp = view.lens_warp()
-            fovy_deg = self._lens_warp.render_fovy_deg
-            render_w, render_h = self._lens_warp.render_size
-            m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), render_w)
-            m.vis.global_.offheight = max(int(m.vis.global_.offheight), render_h)
-        # The nominal task camera from now on: visual randomisation jitters around this view.
-        self.sim.set_task_camera(quat=quat, fovy_deg=fovy_deg)
+        self._lens_warp = view.aim(self.sim)
 
     def _render(self) -> np.ndarray:
         """Render the camera's frame; the lock is held only while the scene is copied."""
@@ -490,9 +503,7 @@ class VirtualDClaw:
         if warp is not None:
             image = warp.warp(image)
         else:
-            x0 = (render_w - view.width) // 2 + view.shift_px[0]
-            y0 = (render_h - view.height) // 2 + view.shift_px[1]
-            image = np.ascontiguousarray(image[y0 : y0 + view.height, x0 : x0 + view.width])
+            image = view.window(image)
         shown = self._board
         if shown is not None and self.board_in_view is not None:
             board, since, _ = shown
