@@ -10,7 +10,6 @@ calibrate from.
 from __future__ import annotations
 
 import dataclasses
-
 import time
 
 import cv2
