@@ -376,6 +376,16 @@ class SlacAgent:
             qs = tuple(qs[i] for i in chosen)
         return reduce_q(qs, "min")
 
+    def _reparameterised_loss(
+        self, z_now: torch.Tensor, action: torch.Tensor, log_prob: torch.Tensor, alpha
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, Q[B])``: SAC's actor loss E[alpha log pi(a|h) - Q(z, a)] at a sampled action,
+        Q the ``actor_q`` reduction over the Q networks, the critic held fixed."""
+        self.critic.requires_grad_(False)
+        q_pi = reduce_q(self.critic(z_now, action), self.config.actor_q)
+        self.critic.requires_grad_(True)
+        return (alpha * log_prob - q_pi).mean(), q_pi
+
     def _advantage_weighted_loss(
         self,
         input_now: torch.Tensor,
@@ -476,10 +486,7 @@ class SlacAgent:
                 input_now, z_now, batch.actions[:, -1], metrics
             )
         else:
-            self.critic.requires_grad_(False)
-            q_pi = reduce_q(self.critic(z_now, new_action), c.actor_q)
-            self.critic.requires_grad_(True)
-            actor_loss = (alpha * log_prob - q_pi).mean()
+            actor_loss, q_pi = self._reparameterised_loss(z_now, new_action, log_prob, alpha)
         bc_weight = self.bc_weight_at(update_index) if c.bc_weight > 0 else 0.0
         if c.bc_weight > 0 and batch.demo is not None:  # (measured also once faded out)
             term, mse = self._bc_term(batch, input_now, q_pi, bc_weight)
