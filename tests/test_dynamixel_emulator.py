@@ -22,13 +22,9 @@ from dynamixel_sdk import (
 
 from robots.dynamixel import control_table as ct
 from robots.dynamixel import protocol as p
-from robots.dynamixel.emulator import (
-    JointReading,
-    KinematicBackend,
-    Mounting,
-    ServoBackend,
-    ServoBusEmulator,
-)
+from robots.dynamixel.emulated_servo import Mounting
+from robots.dynamixel.emulator import ServoBusEmulator
+from robots.dynamixel.physics import JointReading, KinematicBackend, ServoBackend
 
 pytestmark = pytest.mark.timeout(60)
 

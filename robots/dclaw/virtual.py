@@ -2,7 +2,7 @@
 pseudo-terminal, and a simulated camera publishing over ZeroMQ in the runtime's frame format
 (with source messages naming the scene it renders).
 
-The bus is answered by its own process (:class:`~robots.dynamixel.emulator.ServoBusProcess`,
+The bus is answered by its own process (:class:`~robots.dynamixel.bus_process.ServoBusProcess`,
 real-time scheduled where permitted), which exchanges joint readings and goals with the simulation
 thread through shared memory: physics, rendering and scene resets in this process never delay a
 reply.
@@ -35,12 +35,9 @@ import numpy as np
 
 from robots.dclaw.description import DCLAW
 from robots.dclaw.driver import DEFAULT_CALIBRATION
-from robots.dynamixel.emulator import (
-    Mounting,
-    ServoBusEmulator,
-    ServoBusProcess,
-    mountings_from_calibration,
-)
+from robots.dynamixel.bus_process import ServoBusProcess
+from robots.dynamixel.emulated_servo import Mounting, mountings_from_calibration
+from robots.dynamixel.emulator import ServoBusEmulator
 from robots.dynamixel.physics import JointReading, ServoBackend, SharedJointState
 from robots.virtual_camera import DEFAULT_POSE_S, BoardInView, Lens, LensWarp, read_printed_sheet
 from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, DEFAULT_CAMERA_FPS, FramePublisher
