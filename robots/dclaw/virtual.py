@@ -57,6 +57,7 @@ from slac_runtime.options import (
     parse_config,
     positive_float,
     run_command,
+    signal_handlers,
 )
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE
 
@@ -640,11 +641,9 @@ def build_parser() -> OneLineParser:
     )
 
 
-def _serve(robot: VirtualDClaw, args: VirtualRobotConfig) -> None:
-    """Run until a signal, ``--duration`` or a simulation error; freeze the camera when told."""
-    stop = threading.Event()
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda *_: stop.set())
+def _serve(robot: VirtualDClaw, args: VirtualRobotConfig, stop: threading.Event) -> None:
+    """Run until ``stop`` is set (a signal), ``--duration`` or a simulation error; freeze the
+    camera when told."""
     scheduling = getattr(robot.emulator, "scheduling", None)
     print(f"virtual D'Claw: servo port {robot.port}  camera {robot.camera_endpoint}", flush=True)
     print(
@@ -760,19 +759,21 @@ def _main(argv: list[str]) -> int:
         robot.start()
     except OSError as e:  # the camera's endpoint is taken or cannot be bound
         raise UsageError(f"argument --camera-bind: {e}") from e
-    try:
-        if args.drop_replies or args.corrupt_replies:
-            robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
-        if args.silent_servo is not None:
-            robot.emulator.set_silent(args.silent_servo)
-        _serve(robot, args)
-    finally:
-        robot.stop()  # raises what broke the simulation, if anything (exit code 1)
-    print(
-        f"virtual D'Claw stopped: {robot.frames_published:,} frames published; "
-        + describe_bus(robot.emulator.counters, robot.emulator.reply_latency()),
-        flush=True,
-    )
+    stop = threading.Event()
+    with signal_handlers((signal.SIGINT, signal.SIGTERM), lambda *_: stop.set()):
+        try:
+            if args.drop_replies or args.corrupt_replies:
+                robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
+            if args.silent_servo is not None:
+                robot.emulator.set_silent(args.silent_servo)
+            _serve(robot, args, stop)
+        finally:
+            robot.stop()  # raises what broke the simulation, if anything (exit code 1)
+        print(
+            f"virtual D'Claw stopped: {robot.frames_published:,} frames published; "
+            + describe_bus(robot.emulator.counters, robot.emulator.reply_latency()),
+            flush=True,
+        )
     return ExitCode.OK
 
 
