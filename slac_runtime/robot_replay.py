@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from slac_runtime.ease_in import ease_in
-from slac_runtime.episode_log import EpisodeLog, EpisodeLogWriter
+from slac_runtime.episode_log import EpisodeLog, EpisodeLogWriter, tick_record
 from slac_runtime.log_series import (
     control_period_s,
     initial_goal,
@@ -183,13 +183,7 @@ def _replay_ticks(
         progress.errors.append(error)
         out.tick(
             {
-                "tick": i,
-                "t": t_tick,
-                "wall_time": time.time(),
-                "lateness_s": lateness,
-                "positions": state.positions,
-                "velocities": state.velocities,
-                "currents": state.currents,
+                **tick_record(i, t_tick, lateness, state),
                 "policy": None,
                 "goal": goals[i],
                 "sent": sent,
