@@ -25,7 +25,9 @@ import numpy as np
 
 from robots.dclaw.description import DCLAW
 from robots.dclaw.driver import DEFAULT_CALIBRATION, DClawDriver
-from robots.dynamixel.emulator import KinematicBackend, ServoBusEmulator, mountings_from_calibration
+from robots.dynamixel.emulated_servo import mountings_from_calibration
+from robots.dynamixel.emulator import ServoBusEmulator
+from robots.dynamixel.physics import KinematicBackend
 
 
 def make_emulator(link_path: Path) -> ServoBusEmulator:

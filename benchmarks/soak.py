@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from slac_runtime.options import signals_interrupt
+
 REPO = Path(__file__).resolve().parents[1]
 POLICY = REPO / "robots" / "dclaw" / "policies" / "turn.onnx"
 REPLY_LATENCY_TARGET_MS = 10.0
@@ -116,7 +118,7 @@ def run_episode(robot, policy: Path, log_dir: Path, episode: int) -> dict:
         out["error"] = lines[-1] if lines else f"exit code {result.returncode}, nothing on stderr"
     new_logs = sorted(set(log_dir.glob("*/*.slaclog")) - before)
     if new_logs:
-        from slac_runtime.replay import summarize
+        from slac_runtime.log_summary import summarize
 
         log = read_episode_log(new_logs[-1])
         summary = summarize(log)
@@ -218,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     from robots.dclaw.virtual import VirtualDClaw
 
     # SIGTERM ends the run the way Ctrl-C does, so the load is always killed.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with tempfile.TemporaryDirectory(prefix="slac-soak-") as tmp:
+    with (
+        signals_interrupt([], (signal.SIGTERM,)),
+        tempfile.TemporaryDirectory(prefix="slac-soak-") as tmp,
+    ):
         tmp_path = Path(tmp)
         out = args.out or tmp_path / "out"
         log_dir = out / "logs"

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from slac_runtime.ease_in import ease_in
-from slac_runtime.episode_log import EpisodeLogWriter
+from slac_runtime.episode_log import EpisodeLogWriter, tick_record
 from slac_runtime.policy import OnnxPolicy
 from slac_runtime.robot import Robot, RobotDescription
 from slac_runtime.timing import RateTimer
@@ -503,13 +503,7 @@ class ControlLoop:
         """The tick's log record with the robot's state, checked by the tracking watchdog."""
         state = self.robot.read_state()
         record: dict[str, Any] = {
-            "tick": tick,
-            "t": t_tick,
-            "wall_time": time.time(),
-            "lateness_s": lateness,
-            "positions": state.positions,
-            "velocities": state.velocities,
-            "currents": state.currents,
+            **tick_record(tick, t_tick, lateness, state),
             "goal_error_rad": float(np.max(np.abs(state.positions - ep.sent))),
             "policy": None,
         }

@@ -32,12 +32,16 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from slac_runtime.robot import RobotState
 
 _MAGIC_PREFIX = b"SLACLOG"
 FORMAT_VERSION = 2  # crc32 of length, kind and payload; version 1: crc32 of the payload only
@@ -57,6 +61,20 @@ def record_crc(version: int, head: bytes | memoryview, payload: bytes | memoryvi
     if version == 1:
         return zlib.crc32(payload)
     return zlib.crc32(payload, zlib.crc32(head))
+
+
+def tick_record(tick: int, t: float, lateness_s: float, state: RobotState) -> dict[str, Any]:
+    """The fields every logged tick starts with: its number, when it started (``t``, monotonic
+    s; ``wall_time``, Unix s), how late (s), and the joint state read in it."""
+    return {
+        "tick": tick,
+        "t": t,
+        "wall_time": time.time(),
+        "lateness_s": lateness_s,
+        "positions": state.positions,
+        "velocities": state.velocities,
+        "currents": state.currents,
+    }
 
 
 def _to_jsonable(value: Any) -> Any:

@@ -26,6 +26,9 @@ from typing import Any
 
 from slac_runtime.control_loop import format_table
 from slac_runtime.episode_log import EpisodeLog, EpisodeLogWriter, read_episode_log
+from slac_runtime.log_series import control_period_s
+from slac_runtime.log_summary import summarize
+from slac_runtime.log_video import write_video
 from slac_runtime.options import (
     CommandError,
     ExitCode,
@@ -36,20 +39,13 @@ from slac_runtime.options import (
     parse_config,
     run_command,
     say,
+    signal_handlers,
 )
 from slac_runtime.policy import PolicyFileError
-from slac_runtime.replay import (
-    RobotReplayConfig,
-    check_replayable,
-    control_period_s,
-    log_warning,
-    policy_differences,
-    replay_on_robot,
-    summarize,
-    write_video,
-)
+from slac_runtime.policy_rerun import policy_differences
 from slac_runtime.rerun_export import RerunMissingError, export_rerun
 from slac_runtime.robot import ON_EXIT_CHOICES, RobotRefused, find_robot
+from slac_runtime.robot_replay import RobotReplayConfig, check_replayable, replay_on_robot
 from slac_runtime.status_line import StatusLine
 
 
@@ -182,11 +178,11 @@ def run_on_robot(
     def on_signal(signum, _frame):
         stop["signal"] = signum
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     status = None if args.quiet else StatusLine()
     connected = False
     try:
         with (
+            signal_handlers((signal.SIGINT, signal.SIGTERM), on_signal),
             entry.make_driver(
                 **replay_driver_options(args, description, period, calibration)
             ) as robot,
@@ -210,9 +206,6 @@ def run_on_robot(
             raise
         # Met once the robot was connected (a hold it could not do, say): not a refusal.
         raise RuntimeError(f"after the replay started: {error_message(e)}") from e
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _read_json(path: Path) -> Any:
@@ -229,7 +222,7 @@ def read_log(args: ReplayConfig) -> tuple[EpisodeLog, str | None]:
         log = read_episode_log(args.log)
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read {args.log}: {e}") from e
-    warning = log_warning(log)
+    warning = log.diagnosis()
     if warning:
         say("slac-replay", "warning", warning)
     robot_name = args.robot or log.header.get("robot")

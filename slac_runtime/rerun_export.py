@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from slac_runtime.episode_log import EpisodeLog
-from slac_runtime.replay import logged_goals, logged_positions, tick_times
+from slac_runtime.log_series import logged_goals, logged_positions, tick_times
 
 APPLICATION_ID = "slac-replay"
 

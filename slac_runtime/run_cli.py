@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +59,7 @@ from slac_runtime.options import (
     positive_float,
     run_command,
     say,
+    signal_handlers,
     thread_count,
 )
 from slac_runtime.policy import OnnxPolicy, PolicyFileError
@@ -444,7 +445,7 @@ class _SignalStop:
     def __init__(self, outcome: dict[str, Any]):
         self.outcome = outcome
         self.loop: ControlLoop | None = None
-        self._previous: dict[int, Any] = {}
+        self._handlers = ExitStack()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.outcome["signal"] = signum
@@ -453,14 +454,13 @@ class _SignalStop:
 
     def __enter__(self) -> _SignalStop:
         self.outcome["signal"] = None
-        self._previous = {
-            s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
-        }
+        self._handlers.enter_context(
+            signal_handlers((signal.SIGINT, signal.SIGTERM), self._on_signal)
+        )
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
+        self._handlers.close()
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from robots.dynamixel.calibration import (
     JointCalibration,
     JointCalibrationEntry,
 )
-from robots.dynamixel.emulator import mountings_from_calibration
+from robots.dynamixel.emulated_servo import mountings_from_calibration
 from slac_runtime.preprocessing import CameraCalibration
 from slac_runtime.robot import RobotRefused
 

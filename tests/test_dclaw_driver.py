@@ -25,12 +25,9 @@ from robots.dynamixel.bus import (
     check_latency_timer,
 )
 from robots.dynamixel.calibration import CalibrationError, JointCalibration, JointCalibrationEntry
-from robots.dynamixel.emulator import (
-    KinematicBackend,
-    Mounting,
-    ServoBusEmulator,
-    mountings_from_calibration,
-)
+from robots.dynamixel.emulated_servo import Mounting, mountings_from_calibration
+from robots.dynamixel.emulator import ServoBusEmulator
+from robots.dynamixel.physics import KinematicBackend
 from slac_runtime.robot import find_robot
 from tests.virtual_robot import wait_for
 
@@ -368,7 +365,7 @@ def test_latency_timer_warning(tmp_path):
 def test_the_driver_loads_neither_torch_nor_mujoco():
     code = (
         "import sys\n"
-        "import robots.dclaw.driver, robots.dynamixel.emulator, robots.dynamixel.bus\n"
+        "import robots.dclaw.driver, robots.dynamixel.bus_process, robots.dynamixel.bus\n"
         "print([m for m in ('torch', 'mujoco', 'dm_control') if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -22,13 +22,10 @@ from dynamixel_sdk import (
 
 from robots.dynamixel import control_table as ct
 from robots.dynamixel import protocol as p
-from robots.dynamixel.emulator import (
-    JointReading,
-    KinematicBackend,
-    Mounting,
-    ServoBackend,
-    ServoBusEmulator,
-)
+from robots.dynamixel.emulated_servo import Mounting
+from robots.dynamixel.emulator import ServoBusEmulator
+from robots.dynamixel.physics import JointReading, KinematicBackend, ServoBackend
+from tests import dynamixel_packets as packets
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -104,7 +101,7 @@ def test_broadcast_ping_replies_in_id_order(sdk, raw):
     found, result = ph.broadcastPing(port)
     assert result == COMM_SUCCESS
     assert found == {1: [1030, 46], 2: [1020, 46], 3: [1000, 46]}
-    replies = raw(p.ping_packet(p.BROADCAST_ID))
+    replies = raw(packets.ping_packet(p.BROADCAST_ID))
     assert [r.servo_id for r in replies] == IDS
     assert replies[0].data == bytes([0x06, 0x04, 46])
 
@@ -202,14 +199,14 @@ def test_sync_write_then_sync_read(sdk, emulator):
 
 
 def test_sync_and_bulk_read_reply_in_the_order_asked(raw):
-    replies = raw(p.sync_read_packet(ct.MODEL_NUMBER.address, 2, [3, 1, 2]))
+    replies = raw(packets.sync_read_packet(ct.MODEL_NUMBER.address, 2, [3, 1, 2]))
     assert [(r.servo_id, r.data) for r in replies] == [
         (3, b"\xe8\x03"),
         (1, b"\x06\x04"),
         (2, b"\xfc\x03"),
     ]
     replies = raw(
-        p.bulk_read_packet(
+        packets.bulk_read_packet(
             [
                 (2, ct.ID.address, 1),
                 (3, ct.MODEL_NUMBER.address, 2),
@@ -276,17 +273,17 @@ def test_a_state_reply_that_needs_stuffing_reaches_the_sdk_intact():
 
 
 def test_bad_crc_gets_a_crc_error_status_and_broadcasts_are_ignored(raw, emulator):
-    bad = bytearray(p.read_packet(2, ct.PRESENT_POSITION.address, 4))
+    bad = bytearray(packets.read_packet(2, ct.PRESENT_POSITION.address, 4))
     bad[-1] ^= 0x55
     replies = raw(bytes(bad))
     assert len(replies) == 1 and replies[0].servo_id == 2
     assert replies[0].error == p.StatusError.CRC and replies[0].data == b""
-    bad = bytearray(p.sync_read_packet(ct.PRESENT_POSITION.address, 4, IDS))
+    bad = bytearray(packets.sync_read_packet(ct.PRESENT_POSITION.address, 4, IDS))
     bad[-2] ^= 0x01
     assert raw(bytes(bad)) == []
     assert emulator.counters["rx_crc_errors"] == 2
     # noise on the line is skipped
-    assert [r.servo_id for r in raw(b"\x00\xff\x13" + p.ping_packet(3))] == [3]
+    assert [r.servo_id for r in raw(b"\x00\xff\x13" + packets.ping_packet(3))] == [3]
 
 
 def test_dropped_and_corrupted_replies(sdk, emulator):
@@ -344,8 +341,10 @@ def test_hardware_error_sets_the_alert_bit_until_reboot(sdk, emulator):
 def test_status_return_level_and_unsupported_instructions(sdk, raw):
     port, ph = sdk
     assert ph.write1ByteTxRx(port, 1, ct.STATUS_RETURN_LEVEL.address, 1) == (COMM_SUCCESS, 0)
-    assert raw(p.write_packet(1, ct.LED.address, b"\x01")) == []  # level 1: no reply to writes
-    assert len(raw(p.read_packet(1, ct.LED.address, 1))) == 1
+    assert (
+        raw(packets.write_packet(1, ct.LED.address, b"\x01")) == []
+    )  # level 1: no reply to writes
+    assert len(raw(packets.read_packet(1, ct.LED.address, 1))) == 1
     replies = raw(p.build_packet(2, p.Instruction.FACTORY_RESET, b"\xff"))
     assert replies[0].error == p.StatusError.INSTRUCTION
 

@@ -10,6 +10,7 @@ from dynamixel_sdk import GroupBulkRead, GroupBulkWrite, GroupSyncWrite, PacketH
 from dynamixel_sdk.protocol2_packet_handler import Protocol2PacketHandler
 
 from robots.dynamixel import protocol as p
+from tests import dynamixel_packets as packets
 
 
 def h(text: str) -> bytes:
@@ -54,7 +55,7 @@ class CapturePort:
 
 
 def test_ping_check_vector():
-    assert p.ping_packet(1) == h("FF FF FD 00 01 03 00 01 19 4E")
+    assert packets.ping_packet(1) == h("FF FF FD 00 01 03 00 01 19 4E")
 
 
 def test_crc_matches_known_values_and_the_sdk():
@@ -73,9 +74,9 @@ def test_crc_matches_known_values_and_the_sdk():
     ("packet", "expected"),
     [
         # e-manual examples (ID 1): read Present Position, write 512 to Goal Position, replies
-        (lambda: p.read_packet(1, 132, 4), "FF FF FD 00 01 07 00 02 84 00 04 00 1D 15"),
+        (lambda: packets.read_packet(1, 132, 4), "FF FF FD 00 01 07 00 02 84 00 04 00 1D 15"),
         (
-            lambda: p.write_packet(1, 116, (512).to_bytes(4, "little")),
+            lambda: packets.write_packet(1, 116, (512).to_bytes(4, "little")),
             "FF FF FD 00 01 09 00 03 74 00 00 02 00 00 CA 89",
         ),
         (lambda: p.build_status(1, 0, h("06 04 26")), "FF FF FD 00 01 07 00 55 00 06 04 26 65 5D"),
@@ -102,23 +103,23 @@ def test_packets_equal_what_the_sdk_sends():
     port = CapturePort()
 
     ph.ping(port, 12)
-    assert port.written[-1] == p.ping_packet(12)
+    assert port.written[-1] == packets.ping_packet(12)
 
     ph.readTxRx(port, 21, 132, 4)
-    assert port.written[-1] == p.read_packet(21, 132, 4)
+    assert port.written[-1] == packets.read_packet(21, 132, 4)
 
     ph.writeTxOnly(port, 30, 116, 4, [0x00, 0x08, 0x00, 0x00])
-    assert port.written[-1] == p.write_packet(30, 116, (2048).to_bytes(4, "little"))
+    assert port.written[-1] == packets.write_packet(30, 116, (2048).to_bytes(4, "little"))
 
     ph.syncReadTx(port, 126, 10, [10, 11, 12], 3, False)
-    assert port.written[-1] == p.sync_read_packet(126, 10, [10, 11, 12])
+    assert port.written[-1] == packets.sync_read_packet(126, 10, [10, 11, 12])
 
     goals = {10: 1024, 11: 2048, 12: 3000}
     group = GroupSyncWrite(port, ph, 116, 4)
     for servo_id, ticks in goals.items():
         group.addParam(servo_id, list(ticks.to_bytes(4, "little")))
     group.txPacket()
-    assert port.written[-1] == p.sync_write_packet(
+    assert port.written[-1] == packets.sync_write_packet(
         116, 4, {i: t.to_bytes(4, "little") for i, t in goals.items()}
     )
 
@@ -126,13 +127,15 @@ def test_packets_equal_what_the_sdk_sends():
     bulk.addParam(10, 132, 4)
     bulk.addParam(20, 126, 10)
     bulk.txPacket()
-    assert port.written[-1] == p.bulk_read_packet([(10, 132, 4), (20, 126, 10)])
+    assert port.written[-1] == packets.bulk_read_packet([(10, 132, 4), (20, 126, 10)])
 
     bulk_write = GroupBulkWrite(port, ph)
     bulk_write.addParam(10, 64, 1, [1])
     bulk_write.addParam(20, 116, 4, [0, 8, 0, 0])
     bulk_write.txPacket()
-    assert port.written[-1] == p.bulk_write_packet([(10, 64, b"\x01"), (20, 116, h("00 08 00 00"))])
+    assert port.written[-1] == packets.bulk_write_packet(
+        [(10, 64, b"\x01"), (20, 116, h("00 08 00 00"))]
+    )
 
 
 def test_stuffing_examples():
@@ -161,7 +164,7 @@ def test_a_packet_that_needs_stuffing():
     # Homing Offset (20) := -131073 = 0xFFFDFFFF, whose bytes FF FF FD need stuffing.
     value = (-131073).to_bytes(4, "little", signed=True)
     assert value == h("FF FF FD FF")
-    raw = p.write_packet(1, 20, value)
+    raw = packets.write_packet(1, 20, value)
     # length 10 = inst + 2 address + 4 data + 1 stuffed FD + 2 CRC
     assert raw[:12] == h("FF FF FD 00 01 0A 00 03 14 00 FF FF") and raw[12:14] == h("FD FD")
     assert raw[-2:] == p.crc16(raw[:-2]).to_bytes(2, "little")
@@ -181,11 +184,11 @@ def test_the_sdks_unstuffed_instruction_packets_are_accepted():
     ph.writeTxOnly(port, 1, 20, 4, list(value))
     sent = port.written[-1]
     assert sent == h("FF FF FD 00 01 09 00 03 14 00 FF FF FD FF AD 05")
-    assert p.parse_packet(sent) == p.parse_packet(p.write_packet(1, 20, value))
+    assert p.parse_packet(sent) == p.parse_packet(packets.write_packet(1, 20, value))
 
 
 def test_parse_rejects_bad_packets():
-    good = p.read_packet(1, 132, 4)
+    good = packets.read_packet(1, 132, 4)
     with pytest.raises(p.CrcError) as info:
         p.parse_packet(good[:-1] + bytes([good[-1] ^ 1]))
     assert info.value.servo_id == 1 and info.value.instruction == p.Instruction.READ
@@ -199,7 +202,7 @@ def test_parse_rejects_bad_packets():
 
 def test_packet_stream_reassembles_and_resynchronises():
     stream = p.PacketStream()
-    a, b = p.ping_packet(3), p.write_packet(4, 20, h("FF FF FD FF"))
+    a, b = packets.ping_packet(3), packets.write_packet(4, 20, h("FF FF FD FF"))
     corrupt = a[:-1] + bytes([a[-1] ^ 0xFF])
     wire = b"\x12\x34" + a + corrupt + b
     events = []
@@ -214,9 +217,9 @@ def test_packet_stream_reassembles_and_resynchronises():
 def test_packet_stream_drops_a_stale_partial_packet():
     now = [0.0]
     stream = p.PacketStream(stale_after_s=0.05, clock=lambda: now[0])
-    assert stream.feed(p.ping_packet(1)[:8]) == []
+    assert stream.feed(packets.ping_packet(1)[:8]) == []
     now[0] = 1.0
-    events = stream.feed(p.ping_packet(2))
+    events = stream.feed(packets.ping_packet(2))
     assert any(isinstance(e, p.PacketError) for e in events)
     assert p.Packet(2, p.Instruction.PING) in events
 
@@ -225,4 +228,4 @@ def test_build_packet_validates():
     with pytest.raises(ValueError):
         p.build_packet(0xFF, p.Instruction.PING)
     with pytest.raises(ValueError):
-        p.sync_write_packet(116, 4, {1: b"\x00"})
+        packets.sync_write_packet(116, 4, {1: b"\x00"})

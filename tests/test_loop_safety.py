@@ -24,8 +24,9 @@ from robots.dclaw import DCLAW
 from slac_runtime.control_loop import ControlLoop, LoopConfig, SafeStop
 from slac_runtime.episode_log import EpisodeLogWriter, read_episode_log
 from slac_runtime.frames import FrameSubscriber, encode_frame
+from slac_runtime.log_summary import summarize
 from slac_runtime.policy import OnnxPolicy
-from slac_runtime.replay import policy_differences, summarize
+from slac_runtime.policy_rerun import policy_differences
 from slac_runtime.robot import Robot, RobotState
 
 pytestmark = pytest.mark.timeout(60)

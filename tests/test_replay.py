@@ -23,13 +23,13 @@ import pytest
 from robots.dclaw import DCLAW
 from robots.dclaw.virtual import VirtualDClaw
 from slac_runtime.episode_log import MAGIC, TICK, read_episode_log
-from slac_runtime.replay import (
+from slac_runtime.policy_rerun import policy_differences
+from slac_runtime.replay_cli import main as replay_main
+from slac_runtime.robot_replay import (
     REPLAY_MEAN_TOLERANCE_RAD,
     REPLAY_TOLERANCE_QUANTILE,
     REPLAY_TOLERANCE_RAD,
-    policy_differences,
 )
-from slac_runtime.replay_cli import main as replay_main
 from tests.conftest import train_tiny
 from tests.test_media import probe_video
 from tests.virtual_robot import episode_logs, run_slac_run
@@ -150,7 +150,7 @@ def test_replay_on_robot_follows_the_logged_trajectory(recorded_log, fresh_virtu
     assert lateness.min() >= 0 and np.median(lateness) < 0.5 * 0.05
     # The joints followed the logged trajectory, within the documented replay tolerance: the largest
     # joint error within REPLAY_TOLERANCE_RAD (0.1 rad) at 95 % of the ticks, and the mean error
-    # within REPLAY_MEAN_TOLERANCE_RAD (0.03 rad) -- see slac_runtime/replay.py for why.
+    # within REPLAY_MEAN_TOLERANCE_RAD (0.03 rad) -- see slac_runtime/robot_replay.py for why.
     positions = logged.array("positions")
     errors = np.abs(replayed.array("positions") - positions)
     per_tick = errors.max(axis=1)

@@ -15,7 +15,7 @@ import pytest
 from robots.dclaw import DCLAW
 from robots.dclaw.virtual import VirtualDClaw
 from slac_runtime.episode_log import read_episode_log
-from slac_runtime.replay import policy_differences
+from slac_runtime.policy_rerun import policy_differences
 from tests.virtual_robot import episode_logs, run_slac_run, wait_for_ticks
 
 

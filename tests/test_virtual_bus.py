@@ -20,14 +20,9 @@ import pytest
 from dynamixel_sdk import COMM_SUCCESS, GroupSyncWrite, PacketHandler, PortHandler
 
 from robots.dynamixel import control_table as ct
-from robots.dynamixel.emulator import (
-    BUS_WATCHDOG_ERROR,
-    KinematicBackend,
-    ServoBusEmulator,
-    ServoBusProcess,
-    SharedJointState,
-)
-from robots.dynamixel.physics import JointReading
+from robots.dynamixel.bus_process import ServoBusProcess
+from robots.dynamixel.emulator import ServoBusEmulator
+from robots.dynamixel.physics import JointReading, KinematicBackend, SharedJointState
 from robots.dynamixel.protocol import StatusError
 from tests.virtual_robot import wait_for
 
@@ -172,7 +167,7 @@ def test_the_bus_watchdog_stops_a_servo_nobody_talks_to(bus_on_a_fake_clock, clo
         assert bus.take_longest_silence_s() == pytest.approx(WINDOW_S - EDGE_S)
         # Just past the window: the next packet finds the servo stopped, on its way to the goal.
         clock.advance(WINDOW_S + EDGE_S)
-        assert read(sdk, 1, ct.BUS_WATCHDOG) == BUS_WATCHDOG_ERROR  # reads -1
+        assert read(sdk, 1, ct.BUS_WATCHDOG) == ct.BUS_WATCHDOG_ERROR  # reads -1
         assert bus.counters["bus_watchdog_errors"] == 1  # only the servo that watched
         assert bus.take_longest_silence_s() == pytest.approx(WINDOW_S + EDGE_S)
         frozen = bus.register(1, ct.GOAL_POSITION)
@@ -212,7 +207,9 @@ def test_the_watchdog_fires_with_nothing_on_the_bus(bus_on_a_fake_clock, clock):
     bus.set_register(3, ct.TORQUE_ENABLE, 1)
     bus.set_register(3, ct.BUS_WATCHDOG, WINDOW_UNITS)
     clock.advance(WINDOW_S + EDGE_S)
-    assert wait_for(lambda: bus.register(3, ct.BUS_WATCHDOG) == BUS_WATCHDOG_ERROR, timeout_s=5.0)
+    assert wait_for(
+        lambda: bus.register(3, ct.BUS_WATCHDOG) == ct.BUS_WATCHDOG_ERROR, timeout_s=5.0
+    )
     assert bus.take_longest_silence_s() == pytest.approx(WINDOW_S + EDGE_S)
     assert bus.counters["bus_watchdog_errors"] == 1
 
@@ -245,7 +242,7 @@ def test_the_bus_process_watchdog_fires_with_nothing_on_the_bus(tmp_path):
             bus.set_register(3, ct.TORQUE_ENABLE, 1)
             bus.set_register(3, ct.BUS_WATCHDOG, WINDOW_UNITS)
             assert wait_for(
-                lambda: bus.register(3, ct.BUS_WATCHDOG) == BUS_WATCHDOG_ERROR, timeout_s=5.0
+                lambda: bus.register(3, ct.BUS_WATCHDOG) == ct.BUS_WATCHDOG_ERROR, timeout_s=5.0
             )
             assert bus.take_longest_silence_s() > WINDOW_S
             assert bus.counters["bus_watchdog_errors"] == 1
@@ -306,8 +303,8 @@ def test_the_bus_process_dies_with_its_parent(tmp_path):
             "-c",
             (
                 "import sys, time\n"
-                "from robots.dynamixel.emulator import ServoBusProcess, SharedJointState\n"
-                "from robots.dynamixel.physics import JointReading\n"
+                "from robots.dynamixel.bus_process import ServoBusProcess\n"
+                "from robots.dynamixel.physics import JointReading, SharedJointState\n"
                 "state = SharedJointState([1])\n"
                 "state.write_readings({1: JointReading(0.0)})\n"
                 f"bus = ServoBusProcess([1], state, link_path={str(link)!r}).start()\n"

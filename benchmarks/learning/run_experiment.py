@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slac_runtime.options import signal_handlers
 from slac_train.config import PRESETS
 from slac_train.sweep.grid import PUBLISHED
 from slac_train.sweep.report import read_evaluations
@@ -72,8 +73,7 @@ def run_sweep(cmd: list[str]) -> int:
     the same and exits 143.
     """
     proc = subprocess.Popen(cmd)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
-    try:
+    with signal_handlers((signal.SIGTERM,), lambda signum, frame: proc.send_signal(signum)):
         while True:
             try:
                 return proc.wait()
@@ -83,8 +83,6 @@ def run_sweep(cmd: list[str]) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def hardware() -> dict:

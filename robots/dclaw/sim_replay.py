@@ -25,14 +25,14 @@ import numpy as np
 
 from slac_runtime.angles import wrap_angle
 from slac_runtime.episode_log import EpisodeLog
-from slac_runtime.replay import (
+from slac_runtime.log_series import (
     control_period_s,
     initial_goal,
     logged_goals,
     logged_positions,
     tick_times,
-    tracking_stats,
 )
+from slac_runtime.robot_replay import tracking_stats
 from slac_runtime.video import VideoWriter, put_label
 
 VIDEO_SCALE = 4  # each 64x64 frame becomes 256x256

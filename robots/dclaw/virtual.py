@@ -2,7 +2,7 @@
 pseudo-terminal, and a simulated camera publishing over ZeroMQ in the runtime's frame format
 (with source messages naming the scene it renders).
 
-The bus is answered by its own process (:class:`~robots.dynamixel.emulator.ServoBusProcess`,
+The bus is answered by its own process (:class:`~robots.dynamixel.bus_process.ServoBusProcess`,
 real-time scheduled where permitted), which exchanges joint readings and goals with the simulation
 thread through shared memory: physics, rendering and scene resets in this process never delay a
 reply.
@@ -35,12 +35,9 @@ import numpy as np
 
 from robots.dclaw.description import DCLAW
 from robots.dclaw.driver import DEFAULT_CALIBRATION
-from robots.dynamixel.emulator import (
-    Mounting,
-    ServoBusEmulator,
-    ServoBusProcess,
-    mountings_from_calibration,
-)
+from robots.dynamixel.bus_process import ServoBusProcess
+from robots.dynamixel.emulated_servo import Mounting, mountings_from_calibration
+from robots.dynamixel.emulator import ServoBusEmulator
 from robots.dynamixel.physics import JointReading, ServoBackend, SharedJointState
 from robots.virtual_camera import (
     DEFAULT_POSE_S,
@@ -67,6 +64,7 @@ from slac_runtime.options import (
     parse_config,
     positive_float,
     run_command,
+    signal_handlers,
 )
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE
 
@@ -664,11 +662,9 @@ def build_parser() -> OneLineParser:
     )
 
 
-def _serve(robot: VirtualDClaw, args: VirtualRobotConfig) -> None:
-    """Run until a signal, ``--duration`` or a simulation error; freeze the camera when told."""
-    stop = threading.Event()
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda *_: stop.set())
+def _serve(robot: VirtualDClaw, args: VirtualRobotConfig, stop: threading.Event) -> None:
+    """Run until ``stop`` is set (a signal), ``--duration`` or a simulation error; freeze the
+    camera when told."""
     scheduling = getattr(robot.emulator, "scheduling", None)
     print(f"virtual D'Claw: servo port {robot.port}  camera {robot.camera_endpoint}", flush=True)
     print(
@@ -784,19 +780,21 @@ def _main(argv: list[str]) -> int:
         robot.start()
     except OSError as e:  # the camera's endpoint is taken or cannot be bound
         raise UsageError(f"argument --camera-bind: {e}") from e
-    try:
-        if args.drop_replies or args.corrupt_replies:
-            robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
-        if args.silent_servo is not None:
-            robot.emulator.set_silent(args.silent_servo)
-        _serve(robot, args)
-    finally:
-        robot.stop()  # raises what broke the simulation, if anything (exit code 1)
-    print(
-        f"virtual D'Claw stopped: {robot.frames_published:,} frames published; "
-        + describe_bus(robot.emulator.counters, robot.emulator.reply_latency()),
-        flush=True,
-    )
+    stop = threading.Event()
+    with signal_handlers((signal.SIGINT, signal.SIGTERM), lambda *_: stop.set()):
+        try:
+            if args.drop_replies or args.corrupt_replies:
+                robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
+            if args.silent_servo is not None:
+                robot.emulator.set_silent(args.silent_servo)
+            _serve(robot, args, stop)
+        finally:
+            robot.stop()  # raises what broke the simulation, if anything (exit code 1)
+        print(
+            f"virtual D'Claw stopped: {robot.frames_published:,} frames published; "
+            + describe_bus(robot.emulator.counters, robot.emulator.reply_latency()),
+            flush=True,
+        )
     return ExitCode.OK
 
 

@@ -149,7 +149,6 @@ REGISTERS: tuple[Register, ...] = tuple(
     v for v in dict(globals()).values() if isinstance(v, Register)
 )
 REGISTERS_BY_NAME = {r.name: r for r in REGISTERS}
-REGISTERS_BY_ADDRESS = {r.address: r for r in REGISTERS}
 
 # One sync read covers the whole state: Present Current 126 (2) +
 # Velocity 128 (4) + Position 132 (4).
@@ -194,11 +193,6 @@ MODELS: dict[int, Model] = {
         Model(1040, "XH430-V350", 1.34, 689),
     )
 }
-
-
-def model_name(number: int) -> str:
-    model = MODELS.get(number)
-    return model.name if model else f"unknown model {number}"
 
 
 # --- raw values -----------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 A backend works in joint units (radians, rad/s, amperes), keyed by servo ID. The emulator
 (:mod:`robots.dynamixel.emulator`) converts between these and the servos' raw register values
-through each servo's :class:`~robots.dynamixel.emulator.Mounting` (tick offset and sign), which is
-where planted calibration errors live.
+through each servo's :class:`~robots.dynamixel.emulated_servo.Mounting` (tick offset and sign),
+which is where planted calibration errors live.
 
 Contract (all calls come from the emulator's thread, one at a time):
 

@@ -1,0 +1,121 @@
+"""A video of a logged episode: the camera frames the policy used beside plots of the joints.
+
+H.264 through :class:`~slac_runtime.video.VideoWriter`; drawing with OpenCV, imported when a
+video is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from slac_runtime.episode_log import EpisodeLog
+from slac_runtime.log_series import control_period_s, logged_goals, logged_positions
+from slac_runtime.video import VideoWriter, put_label
+
+_FINGER_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]  # RGB, one per joint of a finger
+_GREY = (90, 90, 90)
+_MARGIN = 34  # px left of the plots, for the rad scale
+
+
+def _text(panel: np.ndarray, text: str, origin: tuple[int, int], colour=_GREY, scale=0.33) -> None:
+    import cv2
+
+    cv2.putText(panel, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def _row_scale(
+    panel: np.ndarray, top: int, row_h: int, lo: float, hi: float, to_y: Callable
+) -> None:
+    """A row's box (below its 12-px legend strip) and its rad scale: ticks at the ends and at 0."""
+    import cv2
+
+    w = panel.shape[1]
+    cv2.rectangle(panel, (_MARGIN, top + 13), (w - 3, top + row_h - 2), (200, 200, 200), 1)
+    for value in sorted({round(lo + 0.05, 1), 0.0, round(hi - 0.05, 1)}):
+        if not lo <= value <= hi:
+            continue
+        y = int(to_y(value))
+        cv2.line(panel, (_MARGIN - 3, y), (_MARGIN, y), _GREY, 1)
+        _text(panel, f"{value:+.1f}", (2, y + 4))
+        if value == 0.0:
+            cv2.line(panel, (_MARGIN + 1, y), (w - 4, y), (230, 230, 230), 1)
+
+
+def _plot_panel(
+    positions: np.ndarray,
+    goals: np.ndarray,
+    cursor: int,
+    size: tuple[int, int],
+    joint_names: list[str] | None = None,
+) -> np.ndarray:
+    """Joint positions (thick) and goals (thin) over the episode, one box per finger, with a rad
+    scale, a legend of joint names (coloured as their lines) and a cursor at tick ``cursor``.
+
+    ``positions``/``goals`` are ``[T, J]`` (rad); the panel is ``uint8[h, w, 3]`` RGB.
+    """
+    import cv2
+
+    h, w = size
+    panel = np.full((h, w, 3), 255, np.uint8)
+    n_ticks, n_joints = positions.shape
+    rows = 3 if n_joints % 3 == 0 else 1
+    per_row = n_joints // rows
+    names = list(joint_names or []) or [f"joint {k}" for k in range(n_joints)]
+    lo = float(min(positions.min(), goals.min())) - 0.1
+    hi = float(max(positions.max(), goals.max())) + 0.1
+    row_h = (h - 12) // rows  # the bottom 12 px hold the key
+    xs = np.linspace(_MARGIN + 3, w - 5, max(n_ticks, 2)).astype(np.int32)[:n_ticks]
+    for r in range(rows):
+        top = r * row_h
+
+        def to_y(v, top=top):  # the plot spans top + 16 .. top + row_h - 5
+            return top + row_h - 5 - (v - lo) / (hi - lo) * (row_h - 21)
+
+        _row_scale(panel, top, row_h, lo, hi, to_y)
+        for j in range(per_row):
+            k = r * per_row + j
+            colour = _FINGER_COLOURS[k % 3]
+            for series, thick in ((goals[:, k], 1), (positions[:, k], 2)):
+                pts = np.stack([xs, to_y(series).astype(np.int32)], axis=1).reshape(-1, 1, 2)
+                cv2.polylines(panel, [pts], False, colour, thick, cv2.LINE_AA)
+            if per_row <= 3:  # a legend entry per joint of this finger, in its line's colour
+                _text(panel, names[k], (_MARGIN + 4 + j * 40, top + 10), colour, 0.36)
+    x = int(xs[min(cursor, n_ticks - 1)])
+    cv2.line(panel, (x, 0), (x, rows * row_h - 1), (0, 0, 0), 1)
+    _text(panel, "rad; thick: position, thin: goal", (4, h - 3))
+    return panel
+
+
+def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path, int]:
+    """An H.264 mp4 of the logged camera frames (upscaled ``scale`` times) beside plots of the joint
+    positions and goals, with a cursor at the frame's tick.
+
+    One video frame per policy step with a logged frame, played at the policy rate; the video is
+    ``2 * W * scale`` wide and ``H * scale`` high for ``H x W`` frames. Returns (path, frame count).
+    """
+    import cv2
+
+    steps = [t for t in log.policy_ticks() if log.policy_frame(t) is not None]
+    if not steps:
+        raise ValueError(f"{log.path} has no logged frames to make a video of")
+    positions = logged_positions(log)
+    goals = logged_goals(log)
+    first = log.policy_frame(steps[0])
+    fh, fw = first.shape[0] * scale, first.shape[1] * scale
+    meta = log.header.get("policy_metadata", {})
+    fps = 1.0 / (control_period_s(log) * meta.get("action_repeat", 1))
+    joint_names = list(meta.get("joint_names") or [])
+    tick_index = {t["tick"]: i for i, t in enumerate(log.ticks)}
+    out = Path(out)
+    with VideoWriter(out, fps) as writer:
+        for t in steps:
+            image = log.policy_frame(t)
+            big = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_NEAREST)
+            panel = _plot_panel(positions, goals, tick_index[t["tick"]], (fh, fw), joint_names)
+            canvas = np.ascontiguousarray(np.concatenate([big, panel], axis=1))
+            put_label(canvas, f"step {t['policy']['step']}  tick {t['tick']}", (6, 18))
+            writer.write(canvas)
+    return out, len(steps)
