@@ -55,6 +55,7 @@ from slac_runtime.options import (
     positive_float,
     run_command,
     say,
+    signal_handlers,
 )
 from slac_runtime.preprocessing import CameraCalibration
 from slac_runtime.status_line import StatusLine
@@ -179,11 +180,14 @@ def _main(argv: list[str]) -> int:
             raise KeyboardInterrupt
         publisher.stop(timeout_s=0.0)
 
-    previous = {}  # the handlers to put back: a caller's own, when main() is called in-process
-    if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers = (  # a caller's own handlers come back after, when main() runs in-process
+        signal_handlers((signal.SIGINT, signal.SIGTERM), request_stop)
+        if threading.current_thread() is threading.main_thread()
+        else contextlib.nullcontext()
+    )
     try:
         with (
+            handlers,
             _opened(lambda: _open_camera(args, asked)) as camera,
             _opened(lambda: FramePublisher(args.camera_bind, source=_source(camera))) as frames,
         ):
@@ -205,9 +209,6 @@ def _main(argv: list[str]) -> int:
         if status is not None:
             status.line.end()
         raise CommandError(str(e), ExitCode.FAULT) from e
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     published = publisher.stats.published if publisher is not None else 0
     _say(status, f"slac-camera: stopped after {published} frames")
     return ExitCode.OK
