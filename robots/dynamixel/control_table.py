@@ -195,6 +195,12 @@ MODELS: dict[int, Model] = {
 }
 
 
+def model_name(number: int) -> str:
+    """The name of Dynamixel model ``number`` (its MODEL_NUMBER register), or says it is unknown."""
+    model = MODELS.get(number)
+    return model.name if model else f"unknown model {number}"
+
+
 # --- raw values -----------------------------------------------------------------------------------
 
 
