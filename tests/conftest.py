@@ -7,6 +7,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 
+from tests.train_configs import tiny_train_values  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -34,22 +36,6 @@ def cli_flags(**values) -> list[str]:
         else:
             out += [name, str(value)]
     return out
-
-
-def tiny_train_values(**changes):
-    """slac-train settings that train tiny networks in seconds on a CPU."""
-    from slac_train.config import TINY_NETWORKS
-
-    values = dict(
-        **TINY_NETWORKS,
-        model_pretrain_steps=3,
-        eval_episodes=1,
-        reconstruction_steps=6,
-        log_every_updates=5,
-        device="cpu",
-        progress=False,
-    )
-    return {**values, **changes}
 
 
 TINY_TRAIN_ARGS = cli_flags(**tiny_train_values(eval_video=False, reconstruction_video=False))

@@ -32,7 +32,8 @@ from slac_train.imitation.teachers.dclaw_turn_tables import (
     mount_table_options,
     stroke_end_goals,
 )
-from tests.conftest import cli_flags, tiny_train_values
+from tests.conftest import cli_flags
+from tests.train_configs import tiny_train_values
 
 
 def run_teacher(env, teacher, seed):

@@ -14,8 +14,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 
 from slac_train.checkpoint import latest_checkpoint, load_agent, load_checkpoint  # noqa: E402
-from slac_train.config import small_test_config  # noqa: E402
 from slac_train.trainer import Trainer  # noqa: E402
+from tests.train_configs import small_test_config  # noqa: E402
 
 
 def flatten(state, prefix=""):

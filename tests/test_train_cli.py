@@ -15,7 +15,8 @@ import pytest
 
 from slac_train.cli import main
 from slac_train.envs import task_names
-from tests.conftest import cli_flags, tiny_train_values
+from tests.conftest import cli_flags
+from tests.train_configs import tiny_train_values
 
 SMALL = cli_flags(**tiny_train_values(model_pretrain_steps=6, num_threads=1))
 
