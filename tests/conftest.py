@@ -27,15 +27,30 @@ def one_torch_thread():
 
 def cli_flags(**values) -> list[str]:
     """Config values as command-line options: ``key=value`` -> ``--key value``; a boolean ->
-    ``--key`` or ``--no-key``."""
+    ``--key`` or ``--no-key``; a list or tuple -> ``--key v1 v2 ...``."""
     out = []
     for key, value in values.items():
         name = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             out.append(name if value else "--no-" + name[2:])
+        elif isinstance(value, (list, tuple)):
+            out += [name, *map(str, value)]
         else:
             out += [name, str(value)]
     return out
+
+
+def short_run_flags(
+    episode_steps: int, total_env_steps: int, eval_every_env_steps: int
+) -> list[str]:
+    """slac-train options of a short run: episodes of ``episode_steps`` agent steps, the first of
+    them random collection."""
+    return cli_flags(
+        max_episode_agent_steps=episode_steps,
+        initial_collection_steps=episode_steps,
+        total_env_steps=total_env_steps,
+        eval_every_env_steps=eval_every_env_steps,
+    )
 
 
 TINY_TRAIN_ARGS = cli_flags(**tiny_train_values(eval_video=False, reconstruction_video=False))
@@ -45,25 +60,10 @@ def train_tiny(run_dir, task: str = "dclaw-turn", seed: int = 0, env_steps: int 
     """A few updates of tiny networks: a real checkpoint in seconds."""
     from slac_train.cli import main
 
-    code = main(
-        [
-            "--task",
-            task,
-            *TINY_TRAIN_ARGS,
-            "--max-episode-agent-steps",
-            "10",
-            "--initial-collection-steps",
-            "10",
-            "--total-env-steps",
-            str(env_steps),
-            "--eval-every-env-steps",
-            str(env_steps),
-            "--seed",
-            str(seed),
-            "--run-dir",
-            str(run_dir),
-        ]
+    flags = short_run_flags(
+        episode_steps=10, total_env_steps=env_steps, eval_every_env_steps=env_steps
     )
+    code = main(["--task", task, *TINY_TRAIN_ARGS, *flags, *cli_flags(seed=seed, run_dir=run_dir)])
     assert code == 0
     return run_dir
 
