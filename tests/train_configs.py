@@ -35,6 +35,20 @@ TINY_RUN: dict[str, Any] = dict(
 )
 
 
+# A run on the toy task (slac_toy_task, episodes of 24 env steps): six episodes, evaluations and
+# checkpoints every two, no videos.
+TOY_RUN: dict[str, Any] = dict(
+    total_env_steps=144,
+    initial_collection_steps=20,
+    model_pretrain_steps=5,
+    eval_every_env_steps=48,
+    checkpoint_every_env_steps=48,
+    eval_video=False,
+    reconstruction_video=False,
+    log_every_updates=5,
+)
+
+
 def small_test_config(**changes: Any):
     """A TrainConfig of tiny networks and budgets (``changes`` over them)."""
     from slac_train.config import TrainConfig
