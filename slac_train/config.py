@@ -52,6 +52,7 @@ INITS = ("glorot", "torch")
 SAC_STEPS = ("simultaneous", "sequential")
 ALPHA_LOSS_SAMPLES = ("fresh", "actor")
 ACTOR_Q = ("min", "mean")
+ACTOR_UPDATES = ("reparameterised", "advantage-weighted")
 # D'Claw randomisation settings (slac_train.envs.dclaw.RANDOMIZATION_SETTINGS); "task": the task
 # variant's own switches.
 RANDOMIZATIONS = ("task", "none", "visual", "visual+dynamics", "visual+dynamics+latency")
@@ -286,6 +287,20 @@ class TrainConfig:
         "what the actor maximises: min (SAC: the minimum over all Q networks) or mean (REDQ/RLPD: "
         "their mean)",
         choices=list(ACTOR_Q),
+    )
+    actor_update: str = _f(
+        "reparameterised",
+        "how the actor learns from the critic: reparameterised (SAC: along Q's gradient at a "
+        "sampled action) or advantage-weighted (AWAC: the likelihood of the batch's own actions, "
+        "each weighted by its advantage, so that the actor never follows the critic to actions "
+        "the data do not show)",
+        choices=list(ACTOR_UPDATES),
+    )
+    advantage_temperature: float = _f(
+        1.0,
+        "with actor_update advantage-weighted: the weights are the batch's softmax of "
+        "advantage / (this x the batch's advantage spread); smaller: only the best actions count",
+        check=positive,
     )
     critic_layer_norm: bool = _f(
         False, "LayerNorm after each hidden layer of every Q network (RLPD)"

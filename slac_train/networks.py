@@ -225,6 +225,9 @@ def tanh_gaussian_log_prob(
     return (gaussian - log_det).sum(-1)
 
 
+ACTION_LIKELIHOOD_BOUND = 0.999
+
+
 class _TanhGaussianPolicy(nn.Module):
     """Sampling and the deterministic action of a module whose ``forward(x)`` gives the pre-tanh
     Gaussian's ``(mean, log_std)``."""
@@ -237,6 +240,13 @@ class _TanhGaussianPolicy(nn.Module):
 
     def deterministic(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(x)[0])
+
+    def log_prob(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``log pi(action | x)[B]`` of given actions ``[B, A]`` (clipped into tanh's open range
+        at +-0.999: an action at the bound has no finite pre-tanh value)."""
+        mean, log_std = self(x)
+        pre_tanh = torch.atanh(action.clamp(-ACTION_LIKELIHOOD_BOUND, ACTION_LIKELIHOOD_BOUND))
+        return tanh_gaussian_log_prob(pre_tanh, mean, log_std)
 
 
 class TanhGaussianActor(_TanhGaussianPolicy):

@@ -376,6 +376,35 @@ class SlacAgent:
             qs = tuple(qs[i] for i in chosen)
         return reduce_q(qs, "min")
 
+    def _advantage_weighted_loss(
+        self,
+        input_now: torch.Tensor,
+        z_now: torch.Tensor,
+        action: torch.Tensor,
+        metrics: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, Q of the policy's deterministic action[B])``: AWAC's actor loss (Nair et al.
+        2020), minus the batch mean of w log pi(a | h) over the windows' own last actions ``a``,
+
+            A = Q(z, a) - Q(z, tanh(mean(h))),  w = B softmax(A / (temperature x std(A)))
+
+        with Q the ensemble's ``actor_q`` reduction. The critic only ranks actions the data show;
+        its gradient in the action never reaches the actor.
+        """
+        with torch.no_grad():
+            reduction = self.config.actor_q
+            q_data = reduce_q(self.critic(z_now, action), reduction)
+            q_policy = reduce_q(self.critic(z_now, self.actor.deterministic(input_now)), reduction)
+            advantage = q_data - q_policy
+            spread = advantage.std().clamp(min=1e-6)
+            scale = self.config.advantage_temperature * spread
+            weights = torch.softmax(advantage / scale, dim=0) * advantage.numel()
+        metrics["actor/advantage_std"] = spread
+        metrics["actor/advantage_positive"] = (advantage > 0).float().mean()
+        metrics["actor/weight_max"] = weights.max()
+        loss = -(weights * self.actor.log_prob(input_now, action)).mean()
+        return loss, q_policy
+
     def _bc_term(
         self, batch: Batch, input_now: torch.Tensor, q_pi: torch.Tensor, weight: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -441,11 +470,16 @@ class SlacAgent:
         # actor: minimise E[alpha log pi(a|h) - Q(z_tau, a)], Q the minimum (or the mean:
         # actor_q) over the Q networks; the critic is held fixed.
         new_action, log_prob = self.actor.sample(input_now)
-        self.critic.requires_grad_(False)
-        q_pi = reduce_q(self.critic(z_now, new_action), c.actor_q)
-        self.critic.requires_grad_(True)
-        actor_loss = (alpha * log_prob - q_pi).mean()
         metrics: dict[str, torch.Tensor] = {}
+        if c.actor_update == "advantage-weighted":
+            actor_loss, q_pi = self._advantage_weighted_loss(
+                input_now, z_now, batch.actions[:, -1], metrics
+            )
+        else:
+            self.critic.requires_grad_(False)
+            q_pi = reduce_q(self.critic(z_now, new_action), c.actor_q)
+            self.critic.requires_grad_(True)
+            actor_loss = (alpha * log_prob - q_pi).mean()
         bc_weight = self.bc_weight_at(update_index) if c.bc_weight > 0 else 0.0
         if c.bc_weight > 0 and batch.demo is not None:  # (measured also once faded out)
             term, mse = self._bc_term(batch, input_now, q_pi, bc_weight)

@@ -510,6 +510,70 @@ def test_the_critic_learns_the_scaled_reward(tmp_path):
         small_test_config(task=TOY_TASK, reward_scale=0.0)
 
 
+class PreferAction(torch.nn.Module):
+    """A critic of known values: every member rates an action by minus ``slope`` x its squared
+    distance to ``best``."""
+
+    def __init__(self, best: torch.Tensor, slope: float = 1.0, count: int = 3) -> None:
+        super().__init__()
+        self.best, self.slope, self.count = best, slope, count
+
+    def forward(self, z: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        q = -self.slope * (action - self.best).pow(2).sum(-1)
+        return (q,) * self.count
+
+
+def test_an_actions_likelihood_is_the_log_prob_it_was_sampled_with():
+    agent = fresh_agent(small_test_config(task=TOY_TASK), 2)
+    x = torch.randn(64, agent.actor.net[0].in_features)
+    with torch.no_grad():
+        action, log_prob = agent.actor.sample(x)
+        inside = action.abs().max(-1).values < 0.99
+        likelihood = agent.actor.log_prob(x, action)
+    assert inside.sum() > 32
+    torch.testing.assert_close(likelihood[inside], log_prob[inside], rtol=1e-4, atol=1e-3)
+
+
+def test_the_advantage_weighted_actor_moves_to_the_actions_the_critic_ranks_higher(tmp_path):
+    """AWAC's actor: the likelihood of the batch's own actions, weighted by their advantage. Online
+    windows here act (1, 1), demonstrations elsewhere; a critic that prefers (1, 1) draws the
+    actor there, one that prefers (-1, -1) draws it away, and a flat critic weights all alike."""
+    batch = toy_batch(tmp_path, size=16)
+    config = small_test_config(
+        task=TOY_TASK, actor_update="advantage-weighted", advantage_temperature=0.3, lr_actor=3e-3
+    )
+    distance = {}
+    for sign in (1.0, -1.0):
+        agent = fresh_agent(config, 2)
+        agent.critic = PreferAction(torch.full((2,), sign))
+        z_now = torch.zeros(batch.size, 1)
+        x = torch.randn(batch.size, agent.actor.net[0].in_features, generator=torch.Generator())
+        for _ in range(150):
+            metrics: dict[str, torch.Tensor] = {}
+            loss, _ = agent._advantage_weighted_loss(x, z_now, batch.actions[:, -1], metrics)
+            agent.actor_optimizer.zero_grad()
+            loss.backward()
+            agent.actor_optimizer.step()
+        with torch.no_grad():
+            distance[sign] = (agent.actor.deterministic(x) - 1.0).pow(2).sum(-1).mean().item()
+        assert metrics["actor/weight_max"].item() > 1.0
+    assert distance[1.0] < 0.5 * distance[-1.0], distance
+
+    flat = fresh_agent(config, 2)
+    flat.critic = PreferAction(torch.zeros(2), slope=0.0)  # every action alike: equal weights
+    metrics = {}
+    flat._advantage_weighted_loss(x, torch.zeros(batch.size, 1), batch.actions[:, -1], metrics)
+    assert metrics["actor/weight_max"].item() == pytest.approx(1.0)
+
+    agent = fresh_agent(config, 2)  # the whole update, its critic learning as usual
+    critic = [p.clone() for p in agent.critic.parameters()]
+    metrics = agent.update(batch)
+    assert 0.0 <= metrics["actor/advantage_positive"].item() <= 1.0
+    assert not all(torch.equal(a, b) for a, b in zip(critic, agent.critic.parameters()))
+    with pytest.raises(ValueError, match="advantage_temperature"):
+        small_test_config(task=TOY_TASK, advantage_temperature=0.0)
+
+
 # -- slac-train end to end ------------------------------------------------------------------------
 def test_slac_train_learns_from_demonstrations_on_the_dclaw_and_exports_their_provenance(
     teacher_run, tmp_path, capsys

@@ -109,6 +109,9 @@ def test_sweep_survives_a_lost_worker_and_a_rerun_skips_finished_trials(tmp_path
     victim = sweep_dir / "runs" / "cartpole-balance-s0"
     try:
         attempt = _wait_for_mid_run_checkpoint(proc, victim, time.monotonic() + 120)
+        # the trial's slac-train runs at the sweep's own priority, not Ray's worker niceness
+        assert os.getpriority(os.PRIO_PROCESS, attempt["pid"]) == os.nice(0)
+        assert attempt["niceness"] == os.nice(0)
         os.kill(attempt["worker_pid"], signal.SIGKILL)  # the Ray worker running the trial
         output = proc.communicate(timeout=240)[0]
     finally:

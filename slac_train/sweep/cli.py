@@ -296,7 +296,10 @@ def check_trials(trials: list[Trial]) -> dict[str, TrainConfig]:
 # default. Without that, a trial's slac-train gets SIGTERM when its worker dies (PR_SET_PDEATHSIG,
 # trial.py) and stops at its next safe point with a checkpoint -- when Ray does not kill it first,
 # which it still may when the whole instance goes down. Read when the local instance starts.
-KEEP_CHILDREN = {"RAY_kill_child_processes_on_worker_exit": "0"}
+# Ray settings for the instance the sweep starts, unless the environment sets them: a worker that
+# exits leaves its slac-train to write its checkpoint, and workers run at the sweep's own priority
+# (Ray's default worker niceness of 15 leaves a trial a few percent of a core beside other work).
+RAY_ENVIRONMENT = {"RAY_kill_child_processes_on_worker_exit": "0", "RAY_worker_niceness": "0"}
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -313,7 +316,7 @@ def strip_colours(record: logging.LogRecord) -> bool:
 def start_ray(args: argparse.Namespace):
     import ray
 
-    for key, value in KEEP_CHILDREN.items():
+    for key, value in RAY_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     if not sys.stderr.isatty():  # a log file or a pipe: plain text
         for handler in logging.getLogger("ray").handlers:

@@ -107,6 +107,12 @@ def _run(cmd: list[str], log_path: Path, run_dir: Path) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log:
         log.write(f"$ {' '.join(cmd)}\n")
+        niceness = os.nice(0)  # slac-train inherits the Ray worker's priority
+        if niceness > 0:
+            log.write(
+                f"note: this Ray worker runs at niceness {niceness}, so slac-train gets a small "
+                "share of a busy CPU; start the cluster's nodes with RAY_worker_niceness=0\n"
+            )
         log.flush()
         proc = subprocess.Popen(
             cmd,
@@ -120,6 +126,7 @@ def _run(cmd: list[str], log_path: Path, run_dir: Path) -> int:
             "worker_pid": os.getpid(),
             "pid": proc.pid,
             "host": socket.gethostname(),
+            "niceness": niceness,
             "command": cmd,
         }
         run_dir.mkdir(parents=True, exist_ok=True)
