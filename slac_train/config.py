@@ -123,9 +123,7 @@ class TrainConfig:
         check=at_least_one,
     )
     image_size: int = _f(
-        64,
-        "frame side in pixels (the paper's networks need 64)",
-        check=paper_image_size,
+        64, "frame side in pixels (the paper's networks need 64)", check=paper_image_size
     )
     max_episode_agent_steps: int | None = _f(
         None,
@@ -167,9 +165,7 @@ class TrainConfig:
 
     # --- replay ---------------------------------------------------------------------------------
     buffer_capacity: int = _f(
-        100_000,
-        "replay capacity in agent steps (frames stored once as uint8)",
-        check=four_windows,
+        100_000, "replay capacity in agent steps (frames stored once as uint8)", check=four_windows
     )
     sequence_length: int = _f(
         ACTOR_FRAMES,
@@ -186,9 +182,7 @@ class TrainConfig:
     lr_actor: float = _f(3e-4, "Adam learning rate of the actor", check=positive)
     lr_critic: float = _f(3e-4, "Adam learning rate of the twin critics", check=positive)
     lr_alpha: float = _f(
-        3e-4,
-        "Adam learning rate of log alpha (entropy temperature)",
-        check=positive,
+        3e-4, "Adam learning rate of log alpha (entropy temperature)", check=positive
     )
     lr_model: float = _f(
         1e-4,
@@ -203,15 +197,11 @@ class TrainConfig:
         check=positive,
     )
     target_update_tau: float = _f(
-        0.005,
-        "Polyak rate of the target critics, applied every update",
-        check=polyak_rate,
+        0.005, "Polyak rate of the target critics, applied every update", check=polyak_rate
     )
     init_log_alpha: float = _f(0.0, "initial log alpha", check=finite_float)
     target_entropy: float | None = _f(
-        None,
-        "entropy target of alpha; default: -(action dimension)",
-        check=finite_float,
+        None, "entropy target of alpha; default: -(action dimension)", check=finite_float
     )
 
     # --- demonstrations and a starting policy ----------------------------------------------------
@@ -272,9 +262,7 @@ class TrainConfig:
 
     # --- critic ---------------------------------------------------------------------------------
     num_critics: int = _f(
-        2,
-        "Q networks in the critic ensemble (SAC/SLAC: 2; RLPD: 10)",
-        check=at_least_one,
+        2, "Q networks in the critic ensemble (SAC/SLAC: 2; RLPD: 10)", check=at_least_one
     )
     critic_target_subset: int = _f(
         2,
@@ -316,14 +304,10 @@ class TrainConfig:
     z1_dim: int = _f(32, "size of latent z1", check=at_least_one)
     z2_dim: int = _f(256, "size of latent z2", check=at_least_one)
     model_hidden: int = _f(
-        256,
-        "units of the two hidden layers of every latent-model conditional",
-        check=at_least_one,
+        256, "units of the two hidden layers of every latent-model conditional", check=at_least_one
     )
     actor_critic_hidden: int = _f(
-        256,
-        "units of the two hidden layers of the actor and each critic",
-        check=at_least_one,
+        256, "units of the two hidden layers of the actor and each critic", check=at_least_one
     )
     decoder_std: float | None = _f(
         None,
@@ -397,9 +381,7 @@ class TrainConfig:
     )
     reconstruction_steps: int = _f(32, "frames in the reconstruction video", check=at_least_one)
     log_every_updates: int = _f(
-        250,
-        "write training losses every this many updates",
-        check=at_least_one,
+        250, "write training losses every this many updates", check=at_least_one
     )
 
     # --- checkpoints ----------------------------------------------------------------------------
@@ -409,14 +391,10 @@ class TrainConfig:
         check=at_least_one,
     )
     checkpoint_every_pretrain_updates: int = _f(
-        10_000,
-        "checkpoint every this many pre-training updates",
-        check=at_least_one,
+        10_000, "checkpoint every this many pre-training updates", check=at_least_one
     )
     keep_checkpoints: int = _f(
-        2,
-        "checkpoints kept on disk (oldest deleted first)",
-        check=at_least_one,
+        2, "checkpoints kept on disk (oldest deleted first)", check=at_least_one
     )
 
     # --- system ---------------------------------------------------------------------------------
