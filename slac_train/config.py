@@ -1,10 +1,11 @@
 """The one configuration of a SLAC training run: :class:`TrainConfig`.
 
 Defaults are the paper's (Lee et al. 2020, "Stochastic Latent Actor-Critic", and the official
-code at github.com/alexlee-gk/slac). Every field carries its help text in ``metadata``; the
-CLI turns each field into a ``--option`` and the trainer saves the resolved config as JSON beside
-the run and inside every checkpoint, so that every choice (action repeat, decoder variance, ...) is
-an explicit, logged value.
+code at github.com/alexlee-gk/slac). Every field carries its help text and its check in
+``metadata`` (:func:`_f`); the checks between fields are named functions
+(:data:`CROSS_FIELD_CHECKS`). The CLI turns each field into a ``--option`` and the trainer saves
+the resolved config as JSON beside the run and inside every checkpoint, so that every choice
+(action repeat, decoder variance, ...) is an explicit, logged value.
 """
 
 from __future__ import annotations
