@@ -3,15 +3,16 @@
     python benchmarks/loop_timing.py --duration 60      # paper-size policy with random weights
     python benchmarks/loop_timing.py --policy p.onnx
 
-The virtual D'Claw runs in its own process beside slac-run (as on a 2-core robot computer with the
-simulator standing in for the hardware). Prints one JSON line with the loop's statistics.
+The virtual D'Claw (:class:`robots.dclaw.virtual.VirtualDClaw`) simulates in this process, its bus
+in a process of its own, and slac-run drives it from a third (as on a 2-core robot computer with
+the simulator standing in for the hardware). Prints one JSON line with the loop's statistics: the
+episode log's summary (:func:`slac_runtime.replay.summarize`) and the spread of tick intervals.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,40 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from slac_runtime.episode_log import read_episode_log  # noqa: E402
+from slac_runtime.replay import summarize  # noqa: E402
+
+POLICY_PERIOD_S = 0.1  # the Turn task: 0.05 s control period x action repeat 2
+REPORTED = (
+    "ticks",
+    "overruns",
+    "stale_ticks",
+    "jitter_p50_ms",
+    "jitter_p99_ms",
+    "jitter_max_ms",
+    "inference_p50_ms",
+    "inference_p99_ms",
+    "frame_age_p50_ms",
+    "frame_age_p99_ms",
+)
+
+
+def drive_virtual_dclaw(
+    policy: Path, steps: int, threads: int, workdir: Path
+) -> tuple[Path, float]:
+    """slac-run driving a virtual D'Claw for ``steps`` policy steps: its episode log, wall time."""
+    from robots.dclaw.virtual import VirtualDClaw
+
+    log_dir = workdir / "logs"
+    with VirtualDClaw(workdir / "tty", f"ipc://{workdir}/camera") as robot:
+        cmd = robot.slac_run_command(
+            policy, log_dir, "--episode-steps", str(steps), "--threads", str(threads)
+        )
+        started = time.monotonic()
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        wall_s = time.monotonic() - started
+    if run.returncode != 0:
+        raise SystemExit(f"slac-run failed: {run.stderr}")
+    return next(log_dir.glob("*/episode-000.slaclog")), wall_s
 
 
 def main() -> None:
@@ -39,87 +74,16 @@ def main() -> None:
 
             policy = tmp / "paper.onnx"
             make_paper_policy(policy)
-        port, camera = tmp / "tty", f"ipc://{tmp}/camera"
-        virtual = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "robots.virtual_cli",
-                "--robot",
-                "dclaw",
-                "--port-link",
-                str(port),
-                "--camera-bind",
-                camera,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl")),
-        )
-        try:
-            line = virtual.stdout.readline()
-            if "servo port" not in line:
-                raise SystemExit(f"the virtual D'Claw did not start: {line}")
-            steps = int(args.duration / 0.1)  # policy steps of 0.1 s (Turn: 0.05 s x 2)
-            started = time.monotonic()
-            run = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "slac_runtime.run_cli",
-                    "--robot",
-                    "dclaw",
-                    "--camera",
-                    camera,
-                    "--port",
-                    str(port),
-                    "--policy",
-                    str(policy),
-                    "--allow-uncalibrated",
-                    "--quiet",
-                    "--episode-steps",
-                    str(steps),
-                    "--log-dir",
-                    str(tmp / "logs"),
-                    "--threads",
-                    str(args.threads),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            wall = time.monotonic() - started
-            if run.returncode != 0:
-                raise SystemExit(f"slac-run failed: {run.stderr}")
-        finally:
-            virtual.terminate()
-            virtual.wait(timeout=10)
-        log = read_episode_log(next((tmp / "logs").glob("*/episode-000.slaclog")))
-    lateness = np.array([t["lateness_s"] for t in log.ticks]) * 1e3
-    intervals = np.diff([t["t"] for t in log.ticks]) * 1e3
-    policy_ticks = log.policy_ticks()
-    inference = np.array([t["policy"]["inference_s"] for t in policy_ticks]) * 1e3
-    age = np.array([t["policy"]["frame_age_s"] for t in policy_ticks]) * 1e3
-    print(
-        json.dumps(
-            {
-                "ticks": len(log.ticks),
-                "wall_s": round(wall, 1),
-                "tick_jitter_p50_ms": round(float(np.percentile(lateness, 50)), 3),
-                "tick_jitter_p99_ms": round(float(np.percentile(lateness, 99)), 3),
-                "tick_jitter_max_ms": round(float(lateness.max()), 3),
-                "tick_interval_p1_p99_ms": [
-                    round(float(np.percentile(intervals, 1)), 3),
-                    round(float(np.percentile(intervals, 99)), 3),
-                ],
-                "overruns": log.footer["overruns"],
-                "inference_p50_ms": round(float(np.percentile(inference, 50)), 3),
-                "inference_p99_ms": round(float(np.percentile(inference, 99)), 3),
-                "frame_age_p50_ms": round(float(np.percentile(age, 50)), 2),
-                "frame_age_p99_ms": round(float(np.percentile(age, 99)), 2),
-                "stale_ticks": log.footer["stale_ticks"],
-            }
-        )
-    )
+        steps = int(args.duration / POLICY_PERIOD_S)
+        path, wall_s = drive_virtual_dclaw(policy, steps, args.threads, tmp)
+        log = read_episode_log(path)
+    summary = summarize(log)
+    intervals_ms = np.diff([t["t"] for t in log.ticks]) * 1e3
+    report = {"wall_s": round(wall_s, 1), **{k: summary[k] for k in REPORTED}}
+    report["tick_interval_p1_p99_ms"] = [
+        round(float(np.percentile(intervals_ms, q)), 3) for q in (1, 99)
+    ]
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in report.items()}))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The one configuration of a SLAC training run: :class:`TrainConfig`.
 
 Defaults are the paper's (Lee et al. 2020, "Stochastic Latent Actor-Critic", and the official
-code at github.com/alexlee-gk/slac). Every field carries its help text in ``metadata``; the
-CLI turns each field into a ``--option`` and the trainer saves the resolved config as JSON beside
-the run and inside every checkpoint, so that every choice (action repeat, decoder variance, ...) is
-an explicit, logged value.
+code at github.com/alexlee-gk/slac). Every field carries its help text and its check in
+``metadata`` (:func:`_f`); the checks between fields are named functions
+(:data:`CROSS_FIELD_CHECKS`). The CLI turns each field into a ``--option`` and the trainer saves
+the resolved config as JSON beside the run and inside every checkpoint, so that every choice
+(action repeat, decoder variance, ...) is an explicit, logged value.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ from typing import Any
 
 from slac_runtime.history import ACTOR_FRAMES
 from slac_runtime.options import (  # noqa: F401 - every command builds its options this way
+    Check,
     OneLineParser,
     add_options,
     check_options,
     config_from_args,
+    finite_float,
+    float_in,
+    int_at_least,
+    non_negative_float,
     option,
     parse_config,
 )
@@ -65,9 +71,42 @@ LEGACY_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _f(default: Any, help: str, **cli: Any) -> Any:  # noqa: A002 - the word the CLI uses
-    """A dataclass field with its help text (shown by ``slac-train --help``); see :func:`option`."""
-    return option(default, help, **cli)
+def _f(default: Any, help: str, check: Any = None, **cli: Any) -> Any:  # noqa: A002
+    """A dataclass field with its help text (shown by ``slac-train --help``; see :func:`option`)
+    and its ``check``: a :class:`Check` of its number, or a function ``value -> problem | None``.
+    A field with ``choices`` takes only those; a field whose default is None also takes None."""
+    field = option(default, help, **cli)
+    return dataclasses.field(default=default, metadata={**field.metadata, "check": check})
+
+
+# The checks of single fields (:func:`field_problems`); a problem reads ``<field> must be ...``.
+at_least_zero = int_at_least(0)
+at_least_one = int_at_least(1)
+positive = Check(float, lambda v: v > 0, "a positive number", "positive")
+share = float_in(0.0, 1.0)
+discount = Check(float, lambda v: 0 <= v < 1, "a number in [0, 1)", "discount")
+polyak_rate = Check(float, lambda v: 0 < v <= 1, "a number in (0, 1]", "polyak_rate")
+actor_history = Check(
+    int,
+    lambda v: v == ACTOR_FRAMES,
+    f"{ACTOR_FRAMES}: the actor sees {ACTOR_FRAMES} frames (slac_runtime.history)",
+)
+paper_image_size = Check(
+    int, lambda v: v == 64, "64: the paper's encoder and decoder are built for 64x64 frames"
+)
+four_windows = Check(
+    int,
+    lambda v: v >= 4 * (ACTOR_FRAMES + 1),
+    f"at least {4 * (ACTOR_FRAMES + 1)} agent steps (four training windows)",
+)
+
+
+def torch_device(value: Any) -> str | None:
+    """The problem with a torch device name (auto, cpu, cuda, cuda:N), or None."""
+    cuda_n = isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
+    if value in _DEVICES or cuda_n:
+        return None
+    return f"must be one of auto, cpu, cuda, cuda:N, got {value!r}"
 
 
 @dataclass
@@ -80,13 +119,18 @@ class TrainConfig:
     task: str = _f("", "registered task name (see --list-tasks)")
     seed: int = _f(0, "seed of networks, sampling, environments")
     action_repeat: int | None = _f(
-        None, "simulator steps per agent step; default: the task's (paper) value"
+        None,
+        "simulator steps per agent step; default: the task's (paper) value",
+        check=at_least_one,
     )
-    image_size: int = _f(64, "frame side in pixels (the paper's networks need 64)")
+    image_size: int = _f(
+        64, "frame side in pixels (the paper's networks need 64)", check=paper_image_size
+    )
     max_episode_agent_steps: int | None = _f(
         None,
         "cut episodes after this many agent steps (truncation, not termination); default: the "
         "task's own limit",
+        check=at_least_one,
     )
     randomization: str = _f(
         "task",
@@ -99,51 +143,67 @@ class TrainConfig:
 
     # --- budget ---------------------------------------------------------------------------------
     total_env_steps: int = _f(
-        500_000, "stop after this many simulator steps (initial collection included)"
+        500_000,
+        "stop after this many simulator steps (initial collection included)",
+        check=at_least_one,
     )
     initial_collection_steps: int = _f(
         10_000,
         "agent steps of uniformly random actions before learning (rounded up to an episode end)",
+        check=at_least_zero,
     )
     model_pretrain_steps: int = _f(
-        100_000, "latent-model updates on the initial data before the actor-critic starts"
+        100_000,
+        "latent-model updates on the initial data before the actor-critic starts",
+        check=at_least_zero,
     )
     updates_per_step: int = _f(
         1,
         "updates (model + critic + actor + alpha) per agent step after pre-training (RLPD's "
         "update-to-data ratio, per agent step)",
+        check=at_least_one,
     )
 
     # --- replay ---------------------------------------------------------------------------------
     buffer_capacity: int = _f(
-        100_000, "replay capacity in agent steps (frames stored once as uint8)"
+        100_000, "replay capacity in agent steps (frames stored once as uint8)", check=four_windows
     )
     sequence_length: int = _f(
-        ACTOR_FRAMES, "tau: actions per training window (tau + 1 frames); fixed at 8 by the history"
+        ACTOR_FRAMES,
+        "tau: actions per training window (tau + 1 frames); fixed at 8 by the history",
+        check=actor_history,
     )
     save_buffer: bool = _f(
         True, "store the replay buffer with checkpoints (needed for an exact resume)"
     )
 
     # --- batches and optimisation ---------------------------------------------------------------
-    batch_size_actor_critic: int = _f(256, "sequences per actor-critic batch")
-    batch_size_model: int = _f(32, "sequences per latent-model batch")
-    lr_actor: float = _f(3e-4, "Adam learning rate of the actor")
-    lr_critic: float = _f(3e-4, "Adam learning rate of the twin critics")
-    lr_alpha: float = _f(3e-4, "Adam learning rate of log alpha (entropy temperature)")
+    batch_size_actor_critic: int = _f(256, "sequences per actor-critic batch", check=at_least_one)
+    batch_size_model: int = _f(32, "sequences per latent-model batch", check=at_least_one)
+    lr_actor: float = _f(3e-4, "Adam learning rate of the actor", check=positive)
+    lr_critic: float = _f(3e-4, "Adam learning rate of the twin critics", check=positive)
+    lr_alpha: float = _f(
+        3e-4, "Adam learning rate of log alpha (entropy temperature)", check=positive
+    )
     lr_model: float = _f(
         1e-4,
         "Adam learning rate of the latent model (encoder, decoder, priors, posteriors, reward)",
+        check=positive,
     )
-    gamma: float = _f(0.99, "discount")
+    gamma: float = _f(0.99, "discount", check=discount)
     reward_scale: float = _f(
         1.0,
         "the critic learns the return of reward x reward_scale (the latent model predicts the "
         "reward itself): keeps Q near 1-100 where rewards are large",
+        check=positive,
     )
-    target_update_tau: float = _f(0.005, "Polyak rate of the target critics, applied every update")
-    init_log_alpha: float = _f(0.0, "initial log alpha")
-    target_entropy: float | None = _f(None, "entropy target of alpha; default: -(action dimension)")
+    target_update_tau: float = _f(
+        0.005, "Polyak rate of the target critics, applied every update", check=polyak_rate
+    )
+    init_log_alpha: float = _f(0.0, "initial log alpha", check=finite_float)
+    target_entropy: float | None = _f(
+        None, "entropy target of alpha; default: -(action dimension)", check=finite_float
+    )
 
     # --- demonstrations and a starting policy ----------------------------------------------------
     demos: tuple[str, ...] | None = _f(
@@ -157,6 +217,7 @@ class TrainConfig:
         "with --demos: the share of every batch (pre-training included) drawn from the "
         "demonstrations, exactly round(ratio x batch) windows (RLPD: 0.5); a batch is all "
         "demonstrations until the online buffer holds a transition",
+        check=share,
     )
     init_policy: str | None = _f(
         None,
@@ -173,16 +234,19 @@ class TrainConfig:
         0,
         "hold the actor and alpha for this many updates after pre-training while the critic "
         "learns (a good --init-policy is not moved by a critic that is still wrong)",
+        check=at_least_zero,
     )
     bc_weight: float = _f(
         0.0,
         "weight of a behaviour-cloning term on the batch's demonstration windows in the actor's "
         "loss: bc_weight x mean|Q| x squared error of tanh(mean) to the demonstrated action "
         "(TD3+BC's normalisation; 0.4 is its alpha of 2.5)",
+        check=non_negative_float,
     )
     bc_decay_updates: int = _f(
         0,
         "fade bc_weight linearly to 0 over this many updates after pre-training (0: constant)",
+        check=at_least_zero,
     )
 
     residual_actor: bool = _f(
@@ -194,14 +258,18 @@ class TrainConfig:
         0.5,
         "with residual_actor: the most the residual moves the actor's pre-tanh mean, per action "
         "dimension",
+        check=positive,
     )
 
     # --- critic ---------------------------------------------------------------------------------
-    num_critics: int = _f(2, "Q networks in the critic ensemble (SAC/SLAC: 2; RLPD: 10)")
+    num_critics: int = _f(
+        2, "Q networks in the critic ensemble (SAC/SLAC: 2; RLPD: 10)", check=at_least_one
+    )
     critic_target_subset: int = _f(
         2,
         "the critic's target takes the minimum over a random subset of this many target Q "
         "networks, drawn anew every update (REDQ/RLPD: 2); num_critics: the minimum over all",
+        check=at_least_one,
     )
     actor_q: str = _f(
         "min",
@@ -221,6 +289,7 @@ class TrainConfig:
         1.0,
         "with actor_update advantage-weighted: the weights are the batch's softmax of "
         "advantage / (this x the batch's advantage spread); smaller: only the best actions count",
+        check=positive,
     )
     critic_layer_norm: bool = _f(
         False, "LayerNorm after each hidden layer of every Q network (RLPD)"
@@ -228,19 +297,24 @@ class TrainConfig:
 
     # --- networks -------------------------------------------------------------------------------
     encoder_base_channels: int = _f(
-        32, "first conv width; the encoder is c, 2c, 4c, 8c, feature_dim (paper: 32)"
+        32,
+        "first conv width; the encoder is c, 2c, 4c, 8c, feature_dim (paper: 32)",
+        check=at_least_one,
     )
-    feature_dim: int = _f(256, "encoder feature size (last conv's channels)")
-    z1_dim: int = _f(32, "size of latent z1")
-    z2_dim: int = _f(256, "size of latent z2")
-    model_hidden: int = _f(256, "units of the two hidden layers of every latent-model conditional")
+    feature_dim: int = _f(256, "encoder feature size (last conv's channels)", check=at_least_one)
+    z1_dim: int = _f(32, "size of latent z1", check=at_least_one)
+    z2_dim: int = _f(256, "size of latent z2", check=at_least_one)
+    model_hidden: int = _f(
+        256, "units of the two hidden layers of every latent-model conditional", check=at_least_one
+    )
     actor_critic_hidden: int = _f(
-        256, "units of the two hidden layers of the actor and each critic"
+        256, "units of the two hidden layers of the actor and each critic", check=at_least_one
     )
     decoder_std: float | None = _f(
         None,
         "fixed std of the image likelihood on [0,1] pixels; default: sqrt of the paper's per-task "
         "variance (else sqrt(0.1))",
+        check=positive,
     )
 
     # --- parity with the official implementation ------------------------------------------------
@@ -291,34 +365,47 @@ class TrainConfig:
 
     # --- evaluation and artefacts ---------------------------------------------------------------
     eval_every_env_steps: int = _f(
-        10_000, "evaluate every this many simulator steps (and after pre-training, and at the end)"
+        10_000,
+        "evaluate every this many simulator steps (and after pre-training, and at the end)",
+        check=at_least_one,
     )
     eval_episodes: int = _f(
         10,
         "episodes per evaluation and per policy mode (official: 10 stochastic episodes every 10k "
         "simulator steps)",
+        check=at_least_zero,
     )
     eval_deterministic: bool = _f(True, "also evaluate the deterministic tanh(mean) policy")
     eval_video: bool = _f(True, "write an mp4 of the first stochastic evaluation episode")
     reconstruction_video: bool = _f(
         True, "write an mp4: ground truth | posterior reconstruction | open-loop prior"
     )
-    reconstruction_steps: int = _f(32, "frames in the reconstruction video")
-    log_every_updates: int = _f(250, "write training losses every this many updates")
+    reconstruction_steps: int = _f(32, "frames in the reconstruction video", check=at_least_one)
+    log_every_updates: int = _f(
+        250, "write training losses every this many updates", check=at_least_one
+    )
 
     # --- checkpoints ----------------------------------------------------------------------------
     checkpoint_every_env_steps: int = _f(
-        50_000, "checkpoint at the first episode end after every this many simulator steps"
+        50_000,
+        "checkpoint at the first episode end after every this many simulator steps",
+        check=at_least_one,
     )
     checkpoint_every_pretrain_updates: int = _f(
-        10_000, "checkpoint every this many pre-training updates"
+        10_000, "checkpoint every this many pre-training updates", check=at_least_one
     )
-    keep_checkpoints: int = _f(2, "checkpoints kept on disk (oldest deleted first)")
+    keep_checkpoints: int = _f(
+        2, "checkpoints kept on disk (oldest deleted first)", check=at_least_one
+    )
 
     # --- system ---------------------------------------------------------------------------------
-    device: str = _f("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    device: str = _f("auto", "auto (cuda when available), cpu, cuda or cuda:N", check=torch_device)
     num_threads: int | None = _f(
-        None, "torch CPU threads; default: torch's choice", flag="threads", aliases=["num-threads"]
+        None,
+        "torch CPU threads; default: torch's choice",
+        flag="threads",
+        aliases=["num-threads"],
+        check=at_least_one,
     )
     runs_root: str = _f("runs", "folder under which run directories are created")
     run_dir: str | None = _f(
@@ -337,190 +424,14 @@ class TrainConfig:
             self.demos = tuple(str(p) for p in self.demos) or None
         self.validate()
 
-    # ------------------------------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise ``ValueError`` with a sentence a user understands if a value cannot work."""
-        problems = self._count_problems() + self._value_problems()
-        problems += self._demo_and_critic_problems()
+        """Raise ``ValueError`` with a sentence a user understands if a value cannot work: each
+        field's own check, then the checks between fields (:data:`CROSS_FIELD_CHECKS`)."""
+        problems = field_problems(self)
+        if not problems:  # the checks between fields read numbers each field has checked
+            problems = [p for check in CROSS_FIELD_CHECKS if (p := check(self))]
         if problems:
             raise ValueError("invalid training configuration: " + "; ".join(problems))
-
-    def _count_problems(self) -> list[str]:
-        """Sizes, budgets and schedules that cannot work (sentences)."""
-        problems: list[str] = []
-
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                problems.append(message)
-
-        positive_ints = [
-            "total_env_steps",
-            "updates_per_step",
-            "buffer_capacity",
-            "batch_size_actor_critic",
-            "batch_size_model",
-            "encoder_base_channels",
-            "feature_dim",
-            "z1_dim",
-            "z2_dim",
-            "model_hidden",
-            "actor_critic_hidden",
-            "eval_every_env_steps",
-            "log_every_updates",
-            "checkpoint_every_env_steps",
-            "checkpoint_every_pretrain_updates",
-            "keep_checkpoints",
-            "reconstruction_steps",
-            "num_critics",
-            "critic_target_subset",
-        ]
-        for name in positive_ints:
-            value = getattr(self, name)
-            need(
-                isinstance(value, int) and value >= 1,
-                f"{name} must be a whole number of at least 1 (got {value!r})",
-            )
-        for name in [
-            "initial_collection_steps",
-            "model_pretrain_steps",
-            "eval_episodes",
-            "actor_warmup_updates",
-            "bc_decay_updates",
-        ]:
-            value = getattr(self, name)
-            need(
-                isinstance(value, int) and value >= 0,
-                f"{name} must be a whole number of at least 0 (got {value!r})",
-            )
-        need(
-            self.initial_collection_steps >= 1 or bool(self.demos),
-            "initial_collection_steps must be at least 1: the first updates need data in the "
-            "replay buffer (or give --demos)",
-        )
-        need(
-            self.sequence_length == ACTOR_FRAMES,
-            f"sequence_length must be {ACTOR_FRAMES}: the actor sees {ACTOR_FRAMES} frames "
-            f"(slac_runtime.history), got {self.sequence_length}",
-        )
-        need(
-            self.image_size == 64,
-            "image_size must be 64: the paper's encoder and decoder are built for 64x64 frames "
-            f"(got {self.image_size})",
-        )
-        need(
-            self.buffer_capacity >= 4 * (ACTOR_FRAMES + 1),
-            f"buffer_capacity must hold at least {4 * (ACTOR_FRAMES + 1)} agent steps "
-            f"(got {self.buffer_capacity})",
-        )
-        need(
-            self.action_repeat is None or self.action_repeat >= 1,
-            f"action_repeat must be at least 1 (got {self.action_repeat})",
-        )
-        need(
-            self.max_episode_agent_steps is None or self.max_episode_agent_steps >= 1,
-            f"max_episode_agent_steps must be at least 1 (got {self.max_episode_agent_steps})",
-        )
-        return problems
-
-    def _demo_and_critic_problems(self) -> list[str]:
-        """Demonstration and critic-ensemble settings that cannot work (sentences)."""
-        checks = [
-            (
-                math.isfinite(self.demo_ratio) and 0.0 <= self.demo_ratio <= 1.0,
-                f"demo_ratio must be in [0, 1] (got {self.demo_ratio})",
-            ),
-            (
-                math.isfinite(self.bc_weight) and self.bc_weight >= 0.0,
-                f"bc_weight must be a number of at least 0 (got {self.bc_weight})",
-            ),
-            (
-                self.bc_weight == 0.0 or bool(self.demos),
-                "bc_weight clones the demonstrations: give --demos, or set --bc-weight 0",
-            ),
-            (
-                not self.residual_actor or bool(self.init_policy),
-                "residual_actor learns a residual on a given actor: give --init-policy",
-            ),
-            (
-                math.isfinite(self.residual_scale) and self.residual_scale > 0.0,
-                f"residual_scale must be a positive number (got {self.residual_scale})",
-            ),
-            (
-                math.isfinite(self.advantage_temperature) and self.advantage_temperature > 0.0,
-                "advantage_temperature must be a positive number "
-                f"(got {self.advantage_temperature})",
-            ),
-            (
-                math.isfinite(self.reward_scale) and self.reward_scale > 0.0,
-                f"reward_scale must be a positive number (got {self.reward_scale})",
-            ),
-            (
-                self.critic_target_subset <= self.num_critics,
-                f"critic_target_subset ({self.critic_target_subset}) must not exceed num_critics "
-                f"({self.num_critics})",
-            ),
-        ]
-        return [message for ok, message in checks if not ok]
-
-    def _value_problems(self) -> list[str]:
-        """Rates, coefficients and settings that cannot work (sentences)."""
-        problems: list[str] = []
-
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                problems.append(message)
-
-        for name in ["lr_actor", "lr_critic", "lr_alpha", "lr_model"]:
-            value = getattr(self, name)
-            need(
-                math.isfinite(value) and value > 0,
-                f"{name} must be a positive number (got {value})",
-            )
-        need(0.0 <= self.gamma < 1.0, f"gamma must be in [0, 1) (got {self.gamma})")
-        need(
-            0.0 < self.target_update_tau <= 1.0,
-            f"target_update_tau must be in (0, 1] (got {self.target_update_tau})",
-        )
-        need(
-            math.isfinite(self.init_log_alpha),
-            f"init_log_alpha must be finite (got {self.init_log_alpha})",
-        )
-        need(
-            self.target_entropy is None or math.isfinite(self.target_entropy),
-            f"target_entropy must be finite (got {self.target_entropy})",
-        )
-        need(
-            self.decoder_std is None or (math.isfinite(self.decoder_std) and self.decoder_std > 0),
-            f"decoder_std must be a positive number (got {self.decoder_std})",
-        )
-        need(
-            self.num_threads is None or self.num_threads >= 1,
-            f"num_threads must be at least 1 (got {self.num_threads})",
-        )
-        for name, allowed in (
-            ("decoder_output_activation", DECODER_OUTPUT_ACTIVATIONS),
-            ("init", INITS),
-            ("update_structure", UPDATE_STRUCTURES),
-            ("sac_steps", SAC_STEPS),
-            ("alpha_loss_sample", ALPHA_LOSS_SAMPLES),
-            ("actor_q", ACTOR_Q),
-            ("actor_update", ACTOR_UPDATES),
-            ("randomization", RANDOMIZATIONS),
-        ):
-            value = getattr(self, name)
-            need(value in allowed, f"{name} must be one of {', '.join(allowed)} (got {value!r})")
-        need(
-            self.update_structure != "single-batch"
-            or self.batch_size_model <= self.batch_size_actor_critic,
-            "update_structure single-batch trains the model on the first batch_size_model windows "
-            f"of the actor-critic batch: batch_size_model ({self.batch_size_model}) must not "
-            f"exceed batch_size_actor_critic ({self.batch_size_actor_critic})",
-        )
-        device_ok = self.device in _DEVICES or (
-            self.device.startswith("cuda:") and self.device[5:].isdigit()
-        )
-        need(device_ok, f"device must be one of auto, cpu, cuda, cuda:N (got {self.device!r})")
-        return problems
 
     # ------------------------------------------------------------------------------------------
     def resolved(self, task_action_repeat: int) -> TrainConfig:
@@ -575,6 +486,80 @@ class TrainConfig:
     @classmethod
     def load_json(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def field_problems(config: Any) -> list[str]:
+    """What each field's own check (its ``choices`` or ``check``) finds wrong, as sentences."""
+    problems = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        problem = None if value is None and f.default is None else _problem(f, value)
+        if problem:
+            problems.append(f"{f.name} {problem}")
+    return problems
+
+
+def _problem(f: dataclasses.Field, value: Any) -> str | None:
+    choices, check = f.metadata.get("choices"), f.metadata.get("check")
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(choices)}, got {value!r}"
+    if check is None:
+        return None
+    if not isinstance(check, Check):
+        return check(value)
+    if check.kind is int and not isinstance(value, int):  # 8.0 is no count
+        return f"must be an integer, got {value!r}"
+    return check.validate(value)
+
+
+def _collection_feeds_the_first_updates(c: TrainConfig) -> str | None:
+    if c.initial_collection_steps >= 1 or c.demos:
+        return None
+    return (
+        "initial_collection_steps must be at least 1: the first updates need data in the replay "
+        "buffer (or give --demos)"
+    )
+
+
+def _cloning_has_demonstrations(c: TrainConfig) -> str | None:
+    if c.bc_weight == 0.0 or c.demos:
+        return None
+    return "bc_weight clones the demonstrations: give --demos, or set --bc-weight 0"
+
+
+def _residual_has_an_actor(c: TrainConfig) -> str | None:
+    if not c.residual_actor or c.init_policy:
+        return None
+    return "residual_actor learns a residual on a given actor: give --init-policy"
+
+
+def _target_subset_within_critics(c: TrainConfig) -> str | None:
+    if c.critic_target_subset <= c.num_critics:
+        return None
+    return (
+        f"critic_target_subset ({c.critic_target_subset}) must not exceed num_critics "
+        f"({c.num_critics})"
+    )
+
+
+def _model_batch_within_single_batch(c: TrainConfig) -> str | None:
+    if c.update_structure != "single-batch" or c.batch_size_model <= c.batch_size_actor_critic:
+        return None
+    return (
+        "update_structure single-batch trains the model on the first batch_size_model windows of "
+        f"the actor-critic batch: batch_size_model ({c.batch_size_model}) must not exceed "
+        f"batch_size_actor_critic ({c.batch_size_actor_critic})"
+    )
+
+
+# The checks between fields (each returns its problem, a sentence, or None).
+CROSS_FIELD_CHECKS = (
+    _collection_feeds_the_first_updates,
+    _cloning_has_demonstrations,
+    _residual_has_an_actor,
+    _target_subset_within_critics,
+    _model_batch_within_single_batch,
+)
 
 
 # Named starting points for a run (``slac-train --preset NAME``); options typed after them win.
@@ -742,38 +727,3 @@ def field_value(key: str, value: Any) -> Any:
     if kind is str and isinstance(value, str):
         return value
     raise ValueError(f"{key} must be {kind.__name__}, got {value!r}")
-
-
-# Networks, batches and buffer small enough to train in seconds on a CPU (tests, smoke runs).
-TINY_NETWORKS: dict[str, int] = dict(
-    encoder_base_channels=4,
-    feature_dim=16,
-    z1_dim=4,
-    z2_dim=8,
-    model_hidden=16,
-    actor_critic_hidden=16,
-    batch_size_actor_critic=8,
-    batch_size_model=4,
-    buffer_capacity=2_000,
-)
-
-
-def small_test_config(**changes: Any) -> TrainConfig:
-    """Tiny networks and budgets that train in seconds on a CPU (tests, smoke runs)."""
-    base: dict[str, Any] = dict(
-        **TINY_NETWORKS,
-        initial_collection_steps=20,
-        model_pretrain_steps=5,
-        total_env_steps=200,
-        eval_every_env_steps=100,
-        eval_episodes=1,
-        reconstruction_steps=8,
-        log_every_updates=10,
-        checkpoint_every_env_steps=100,
-        checkpoint_every_pretrain_updates=100,
-        device="cpu",
-        progress=False,
-        fast_render=True,
-    )
-    base.update(changes)
-    return TrainConfig(**base)

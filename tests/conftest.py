@@ -7,6 +7,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 
+from tests.train_configs import tiny_train_values  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -25,31 +27,30 @@ def one_torch_thread():
 
 def cli_flags(**values) -> list[str]:
     """Config values as command-line options: ``key=value`` -> ``--key value``; a boolean ->
-    ``--key`` or ``--no-key``."""
+    ``--key`` or ``--no-key``; a list or tuple -> ``--key v1 v2 ...``."""
     out = []
     for key, value in values.items():
         name = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             out.append(name if value else "--no-" + name[2:])
+        elif isinstance(value, (list, tuple)):
+            out += [name, *map(str, value)]
         else:
             out += [name, str(value)]
     return out
 
 
-def tiny_train_values(**changes):
-    """slac-train settings that train tiny networks in seconds on a CPU."""
-    from slac_train.config import TINY_NETWORKS
-
-    values = dict(
-        **TINY_NETWORKS,
-        model_pretrain_steps=3,
-        eval_episodes=1,
-        reconstruction_steps=6,
-        log_every_updates=5,
-        device="cpu",
-        progress=False,
+def short_run_flags(
+    episode_steps: int, total_env_steps: int, eval_every_env_steps: int
+) -> list[str]:
+    """slac-train options of a short run: episodes of ``episode_steps`` agent steps, the first of
+    them random collection."""
+    return cli_flags(
+        max_episode_agent_steps=episode_steps,
+        initial_collection_steps=episode_steps,
+        total_env_steps=total_env_steps,
+        eval_every_env_steps=eval_every_env_steps,
     )
-    return {**values, **changes}
 
 
 TINY_TRAIN_ARGS = cli_flags(**tiny_train_values(eval_video=False, reconstruction_video=False))
@@ -59,25 +60,10 @@ def train_tiny(run_dir, task: str = "dclaw-turn", seed: int = 0, env_steps: int 
     """A few updates of tiny networks: a real checkpoint in seconds."""
     from slac_train.cli import main
 
-    code = main(
-        [
-            "--task",
-            task,
-            *TINY_TRAIN_ARGS,
-            "--max-episode-agent-steps",
-            "10",
-            "--initial-collection-steps",
-            "10",
-            "--total-env-steps",
-            str(env_steps),
-            "--eval-every-env-steps",
-            str(env_steps),
-            "--seed",
-            str(seed),
-            "--run-dir",
-            str(run_dir),
-        ]
+    flags = short_run_flags(
+        episode_steps=10, total_env_steps=env_steps, eval_every_env_steps=env_steps
     )
+    code = main(["--task", task, *TINY_TRAIN_ARGS, *flags, *cli_flags(seed=seed, run_dir=run_dir)])
     assert code == 0
     return run_dir
 

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 
 from slac_runtime.history import History  # noqa: E402
-from slac_train.config import PRESETS, TrainConfig, small_test_config  # noqa: E402
+from slac_train.config import PRESETS, TrainConfig  # noqa: E402
 from slac_train.demonstrations import (  # noqa: E402
     Demonstrations,
     demo_count,
@@ -32,6 +32,7 @@ from slac_train.slac_agent import Batch, SlacAgent  # noqa: E402
 from slac_train.trainer import Trainer  # noqa: E402
 from tests.conftest import TINY_TRAIN_ARGS  # noqa: E402
 from tests.test_resume import assert_same_run  # noqa: E402
+from tests.train_configs import TOY_RUN, small_test_config  # noqa: E402
 
 TINY_IMITATION = [
     "--batch-size",
@@ -88,14 +89,7 @@ def toy_dataset(path: Path, episodes: int = 3, seed: int = 0, unlabelled: int = 
 def toy_config(tmp_path: Path, **changes) -> TrainConfig:
     values = dict(
         task=TOY_TASK,
-        total_env_steps=144,
-        initial_collection_steps=20,
-        model_pretrain_steps=5,
-        eval_every_env_steps=48,
-        checkpoint_every_env_steps=48,
-        eval_video=False,
-        reconstruction_video=False,
-        log_every_updates=5,
+        **TOY_RUN,
         demos=(str(toy_dataset(tmp_path / "toy-demos.npz")),),
         demo_ratio=0.25,
     )

@@ -32,7 +32,27 @@ from slac_train.imitation.teachers.dclaw_turn_tables import (
     mount_table_options,
     stroke_end_goals,
 )
-from tests.conftest import cli_flags, tiny_train_values
+from tests.conftest import cli_flags, short_run_flags
+from tests.train_configs import tiny_train_values
+
+# A student small enough to train in seconds on a CPU, evaluated on one episode.
+TINY_STUDENT = dict(
+    batch_size=4, encoder_base_channels=4, feature_dim=16, actor_hidden=16, eval_episodes=1
+)
+
+
+def imitate(run_dir: Path, **options) -> int:
+    """slac-imitate's exit code for a tiny student's run in ``run_dir``: ``options`` (written as
+    :func:`cli_flags` writes them) over :data:`TINY_STUDENT`."""
+    return main(["--run-dir", str(run_dir), *cli_flags(**{**TINY_STUDENT, **options})])
+
+
+def tiny_agent_config(task: str, action_repeat: int):
+    """A resolved TrainConfig of a SLAC agent with a tiny encoder and actor."""
+    from slac_train.config import TrainConfig
+
+    tiny = dict(encoder_base_channels=4, feature_dim=16, actor_critic_hidden=16, device="cpu")
+    return TrainConfig(task=task, **tiny).resolved(action_repeat)
 
 
 def run_teacher(env, teacher, seed):
@@ -257,18 +277,10 @@ def test_dagger_episodes_label_only_the_teachers_steps():
     """The student drives each episode up to a random step, the teacher from there; the student's
     steps stay in the data (they are the history the teacher's windows see) without labels, and a
     batch never asks the student to imitate itself."""
-    from slac_train.config import TrainConfig
     from slac_train.slac_agent import SlacAgent
 
     env = make_env("dclaw-turn-fixed", seed=0)
-    config = TrainConfig(
-        task="dclaw-turn-fixed",
-        encoder_base_channels=4,
-        feature_dim=16,
-        actor_critic_hidden=16,
-        device="cpu",
-    ).resolved(env.action_repeat)
-    agent = SlacAgent(config, 9)
+    agent = SlacAgent(tiny_agent_config("dclaw-turn-fixed", env.action_repeat), 9)
     data = Dataset(env.observation_space.shape, 9)
     try:
         stats = collect_dagger(
@@ -466,20 +478,17 @@ def test_dagger_rest_switch_hands_over_where_the_student_rests_short_of_the_targ
 
     env = make_env("dclaw-turn-fixed", seed=0)
     rest = DCLAW.joint_target_to_action(np.array(RESET_POSE)).astype(np.float32)
+
+    def dagger(student, episodes, data, switch_at="rest"):
+        rng = np.random.default_rng(0)
+        return collect_dagger(
+            env, TurnTableController(), student, episodes, [0.0], rng, data, 0, switch_at
+        )
+
     try:
         data = Dataset(env.observation_space.shape, 9)
         resting = _ConstantStudent(itertools.repeat(rest))
-        stats = collect_dagger(
-            env,
-            TurnTableController(),
-            resting,
-            2,
-            [0.0],
-            np.random.default_rng(0),
-            data,
-            seed0=0,
-            switch_at="rest",
-        )
+        stats = dagger(resting, 2, data)
         assert (
             stats["episodes_kept"] == 2 and stats["switch_step_mean"] == REST_STEPS
         )  # pi from the target
@@ -491,30 +500,10 @@ def test_dagger_rest_switch_hands_over_where_the_student_rests_short_of_the_targ
         # a student that keeps moving is never taken over, and its episodes are not kept
         wiggle = np.tile(np.array([[0.4] * 9, [-0.4] * 9], np.float32), (40, 1))
         data = Dataset(env.observation_space.shape, 9)
-        stats = collect_dagger(
-            env,
-            TurnTableController(),
-            _ConstantStudent(wiggle),
-            1,
-            [0.0],
-            np.random.default_rng(0),
-            data,
-            seed0=0,
-            switch_at="rest",
-        )
+        stats = dagger(_ConstantStudent(wiggle), 1, data)
         assert stats["episodes_kept"] == 0 and len(data) == 0
         with pytest.raises(ValueError, match="switch_at"):
-            collect_dagger(
-                env,
-                TurnTableController(),
-                resting,
-                1,
-                [0.0],
-                np.random.default_rng(0),
-                data,
-                0,
-                "never",
-            )
+            dagger(resting, 1, data, switch_at="never")
     finally:
         env.close()
 
@@ -522,7 +511,6 @@ def test_dagger_rest_switch_hands_over_where_the_student_rests_short_of_the_targ
 def test_auxiliary_targets_are_the_dynamics_draw_and_reach_the_encoder():
     import torch
 
-    from slac_train.config import TrainConfig
     from slac_train.imitation.dataset import dynamics_targets
     from slac_train.imitation.training import bc_loss
     from slac_train.slac_agent import SlacAgent
@@ -539,14 +527,7 @@ def test_auxiliary_targets_are_the_dynamics_draw_and_reach_the_encoder():
     assert np.all(np.abs(targets) <= 1.0)
     assert np.isnan(dynamics_targets({})).all()  # no draw: no target
 
-    config = TrainConfig(
-        task="dclaw-turn",
-        encoder_base_channels=4,
-        feature_dim=16,
-        actor_critic_hidden=16,
-        device="cpu",
-    ).resolved(2)
-    policy = SlacAgent(config, 9).policy()
+    policy = SlacAgent(tiny_agent_config("dclaw-turn", 2), 9).policy()
     torch.manual_seed(0)
     batch = {
         "frames": torch.from_numpy(np.stack([np.stack([frame] * 8)] * 4)),
@@ -579,29 +560,7 @@ def test_slac_imitate_writes_a_run_that_exports(tmp_path, capsys):
     from slac_train.export_cli import export_run
 
     run_dir = tmp_path / "bc"
-    code = main(
-        [
-            "--run-dir",
-            str(run_dir),
-            "--episodes",
-            "2",
-            "--updates",
-            "4",
-            "--batch-size",
-            "4",
-            "--encoder-base-channels",
-            "4",
-            "--feature-dim",
-            "16",
-            "--actor-hidden",
-            "16",
-            "--eval-episodes",
-            "1",
-            "--noise",
-            "0",
-            "0.2",
-        ]
-    )
+    code = imitate(run_dir, episodes=2, updates=4, noise=(0, 0.2))
     assert code == 0
     assert "collecting: 1/2 teacher episodes" in capsys.readouterr().out  # progress while recording
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -618,33 +577,14 @@ def test_slac_imitate_writes_a_run_that_exports(tmp_path, capsys):
 
 def test_slac_imitate_records_the_search_teacher_with_its_tolerance(tmp_path):
     run_dir = tmp_path / "bc"
-    code = main(
-        [
-            "--run-dir",
-            str(run_dir),
-            "--teacher",
-            "dclaw-turn-search",
-            "--teacher-tolerance",
-            "0.08",
-            "--search-knows",
-            "mount",
-            "--episodes",
-            "1",
-            "--updates",
-            "2",
-            "--batch-size",
-            "4",
-            "--encoder-base-channels",
-            "4",
-            "--feature-dim",
-            "16",
-            "--actor-hidden",
-            "16",
-            "--eval-episodes",
-            "1",
-            "--noise",
-            "0",
-        ]
+    code = imitate(
+        run_dir,
+        teacher="dclaw-turn-search",
+        teacher_tolerance=0.08,
+        search_knows="mount",
+        episodes=1,
+        updates=2,
+        noise=0,
     )
     assert code == 0
     collect = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
@@ -656,39 +596,17 @@ def test_slac_imitate_records_the_search_teacher_with_its_tolerance(tmp_path):
 
 def test_slac_imitate_runs_dagger_rounds_with_another_teacher(tmp_path):
     run_dir = tmp_path / "bc"
-    code = main(
-        [
-            "--run-dir",
-            str(run_dir),
-            "--dagger-teacher",
-            "dclaw-turn-search",
-            "--search-slack",
-            "0.03",
-            "--dagger-switch",
-            "random",
-            "--episodes",
-            "1",
-            "--updates",
-            "2",
-            "--dagger-rounds",
-            "2",
-            "--dagger-episodes",
-            "1",
-            "--dagger-updates",
-            "3",
-            "--batch-size",
-            "4",
-            "--encoder-base-channels",
-            "4",
-            "--feature-dim",
-            "16",
-            "--actor-hidden",
-            "16",
-            "--eval-episodes",
-            "1",
-            "--noise",
-            "0",
-        ]
+    code = imitate(
+        run_dir,
+        dagger_teacher="dclaw-turn-search",
+        search_slack=0.03,
+        dagger_switch="random",
+        episodes=1,
+        updates=2,
+        dagger_rounds=2,
+        dagger_episodes=1,
+        dagger_updates=3,
+        noise=0,
     )
     assert code == 0
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -790,26 +708,7 @@ def test_slac_imitate_checkpoints_while_training_and_on_ctrl_c(tmp_path, monkeyp
 
     monkeypatch.setattr(imitation, "bc_loss", interrupted_at_the_fifth_update)
     run_dir = tmp_path / "bc"
-    code = main(
-        [
-            "--run-dir",
-            str(run_dir),
-            "--episodes",
-            "1",
-            "--updates",
-            "10",
-            "--batch-size",
-            "4",
-            "--encoder-base-channels",
-            "4",
-            "--feature-dim",
-            "16",
-            "--actor-hidden",
-            "16",
-            "--checkpoint-every",
-            "2",
-        ]
-    )
+    code = imitate(run_dir, episodes=1, updates=10, checkpoint_every=2)
     assert code == 130
     assert "interrupted after 4 updates" in capsys.readouterr().err
     names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
@@ -890,40 +789,17 @@ def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_
 ):
     from slac_train.export_cli import export_run
 
-    small = [
-        "--batch-size",
-        "4",
-        "--encoder-base-channels",
-        "4",
-        "--feature-dim",
-        "16",
-        "--actor-hidden",
-        "16",
-        "--eval-episodes",
-        "1",
-    ]
     dataset = tmp_path / "turn.npz"
     run_dir = tmp_path / "bc"
-    code = main(
-        [
-            "--run-dir",
-            str(run_dir),
-            "--episodes",
-            "2",
-            "--updates",
-            "6",
-            "--checkpoint-every",
-            "3",
-            "--lr-schedule",
-            "cosine",
-            "--ema",
-            "0.9",
-            "--val-episodes",
-            "1",
-            "--save-dataset",
-            str(dataset),
-            *small,
-        ]
+    code = imitate(
+        run_dir,
+        episodes=2,
+        updates=6,
+        checkpoint_every=3,
+        lr_schedule="cosine",
+        ema=0.9,
+        val_episodes=1,
+        save_dataset=dataset,
     )
     assert code == 0
     assert "best validation: update" in capsys.readouterr().out
@@ -938,42 +814,13 @@ def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_
     assert path.exists() and metadata.training_agent_steps == 80
 
     again = tmp_path / "again"
-    assert (
-        main(
-            [
-                "--run-dir",
-                str(again),
-                "--dataset",
-                str(dataset),
-                "--updates",
-                "2",
-                "--augment-shift",
-                "3",
-                *small,
-            ]
-        )
-        == 0
-    )
+    assert imitate(again, dataset=dataset, updates=2, augment_shift=3) == 0
     collect = json.loads((again / "metrics.jsonl").read_text().splitlines()[0])
     assert collect["frames"] == 80 and collect["dataset"] == str(dataset)
     assert collect["teacher_success"] == records[0]["teacher_success"]
     assert "collecting" not in capsys.readouterr().out  # no teacher episodes recorded
     twice = tmp_path / "twice"
-    assert (
-        main(
-            [
-                "--run-dir",
-                str(twice),
-                "--dataset",
-                str(dataset),
-                str(dataset),
-                "--updates",
-                "1",
-                *small,
-            ]
-        )
-        == 0
-    )
+    assert imitate(twice, dataset=(dataset, dataset), updates=1) == 0
     assert json.loads((twice / "metrics.jsonl").read_text().splitlines()[0])["frames"] == 160
     joined, meta = Dataset.load(dataset)
     joined.extend(Dataset.load(dataset)[0])
@@ -983,10 +830,7 @@ def test_slac_imitate_saves_its_episodes_validates_checkpoints_and_trains_again_
     )  # windows stay inside their episode
 
     np.savez(tmp_path / "other.npz", frames=np.zeros((2, 8, 8, 3), np.uint8))
-    assert (
-        main(["--run-dir", str(tmp_path / "x"), "--dataset", str(tmp_path / "other.npz"), *small])
-        == 2
-    )
+    assert imitate(tmp_path / "x", dataset=tmp_path / "other.npz") == 2
     assert "not a dataset written by slac-imitate --save-dataset" in capsys.readouterr().err
 
 
@@ -1037,52 +881,10 @@ def test_slac_imitate_leaves_the_run_directory_slac_train_leaves(tmp_path):
     from slac_train.cli import main as train_main
 
     trained, imitated = tmp_path / "train", tmp_path / "imitate"
-    assert (
-        train_main(
-            [
-                "--task",
-                "cartpole-swingup",
-                *cli_flags(**tiny_train_values(log_every_updates=250)),
-                "--max-episode-agent-steps",
-                "15",
-                "--initial-collection-steps",
-                "15",
-                "--total-env-steps",
-                "120",
-                "--eval-every-env-steps",
-                "60",
-                "--run-dir",
-                str(trained),
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "--run-dir",
-                str(imitated),
-                "--episodes",
-                "2",
-                "--updates",
-                "4",
-                "--batch-size",
-                "4",
-                "--encoder-base-channels",
-                "4",
-                "--feature-dim",
-                "16",
-                "--actor-hidden",
-                "16",
-                "--eval-episodes",
-                "1",
-                "--noise",
-                "0",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    tiny = cli_flags(**tiny_train_values(log_every_updates=250))
+    flags = short_run_flags(episode_steps=15, total_env_steps=120, eval_every_env_steps=60)
+    assert train_main(["--task", "cartpole-swingup", *tiny, *flags, "--run-dir", str(trained)]) == 0
+    assert imitate(imitated, episodes=2, updates=4, noise=0, progress=False) == 0
     only_slac = {"checkpoints/buffer-*.npz", "videos/reconstruction-*.mp4"}
     assert run_layout(imitated) == run_layout(trained) - only_slac
     assert {
@@ -1154,24 +956,7 @@ def test_slac_imitate_stops_with_a_checkpoint_on_sigterm(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(imitation, "bc_loss", killed_in_the_third_update)
     run_dir = tmp_path / "bc"
-    code = main(
-        [
-            "--run-dir",
-            str(run_dir),
-            "--episodes",
-            "1",
-            "--updates",
-            "10",
-            "--batch-size",
-            "4",
-            "--encoder-base-channels",
-            "4",
-            "--feature-dim",
-            "16",
-            "--actor-hidden",
-            "16",
-        ]
-    )
+    code = imitate(run_dir, episodes=1, updates=10)
     assert code == 143 and "interrupted after 3 updates" in capsys.readouterr().err
     _, state = load_agent(run_dir)
     assert state["counters"]["bc_updates"] == 3

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 
-from slac_train.config import LEGACY_DEFAULTS, PRESETS, TrainConfig, small_test_config  # noqa: E402
+from slac_train.config import LEGACY_DEFAULTS, PRESETS, TrainConfig  # noqa: E402
 from slac_train.latent_model import gaussian_kl, gaussian_log_prob  # noqa: E402
 from slac_train.networks import Decoder, actor_input  # noqa: E402
 from slac_train.replay_buffer import ReplayBuffer  # noqa: E402
 from slac_train.slac_agent import Batch, SlacAgent  # noqa: E402
+from tests.train_configs import small_test_config  # noqa: E402
 
 A = 2
 PADDED = 3  # window 0 starts its episode at frame 3: frames 0..2 and actions 0..2 are padding

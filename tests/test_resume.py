@@ -14,8 +14,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 
 from slac_train.checkpoint import latest_checkpoint, load_agent, load_checkpoint  # noqa: E402
-from slac_train.config import small_test_config  # noqa: E402
 from slac_train.trainer import Trainer  # noqa: E402
+from tests.train_configs import TOY_RUN, small_test_config  # noqa: E402
 
 
 def flatten(state, prefix=""):
@@ -71,17 +71,7 @@ def assert_same_run(straight: Trainer, resumed: Trainer) -> None:
 def test_resume_is_exact(tmp_path):
     total, half = 144, 96  # toy episodes are 24 env steps; the stop falls on an episode end
     with toy_task(action_repeat=2, length=24):
-        config = small_test_config(
-            task=TOY_TASK,
-            total_env_steps=total,
-            initial_collection_steps=20,
-            model_pretrain_steps=5,
-            eval_every_env_steps=48,
-            checkpoint_every_env_steps=48,
-            eval_video=False,
-            reconstruction_video=False,
-            log_every_updates=5,
-        )
+        config = small_test_config(task=TOY_TASK, **{**TOY_RUN, "total_env_steps": total})
         straight = Trainer(config.replace(run_dir=str(tmp_path / "straight")))
         with straight:
             straight.train()

@@ -22,8 +22,8 @@ from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 from test_resume import assert_same_run  # noqa: E402
 
 from slac_train.checkpoint import load_checkpoint  # noqa: E402
-from slac_train.config import small_test_config  # noqa: E402
 from slac_train.trainer import Trainer, TrainingInterrupted  # noqa: E402
+from tests.train_configs import small_test_config  # noqa: E402
 
 # Toy episodes are 12 agent steps (24 env steps at action repeat 2); 20 collection steps end at the
 # second episode's end, so collection steps 3-23 and training steps from 24 on are available.

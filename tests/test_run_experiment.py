@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from slac_train.config import TINY_NETWORKS
 from tests.conftest import cli_flags
+from tests.train_configs import TINY_NETWORKS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = cli_flags(

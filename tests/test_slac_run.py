@@ -86,15 +86,20 @@ def disturb_episode(
     return proc.returncode, err
 
 
+def stale_camera_episode(virtual_dclaw, policy, log_dir, *args: str, **timing):
+    """An episode whose camera freezes once it runs (``--stale-timeout 0.6``, ``args`` after it);
+    its exit code and stderr (``timing``: :func:`disturb_episode`'s)."""
+
+    def freeze(_proc) -> None:
+        virtual_dclaw.freeze_camera()
+
+    stale = ("--stale-timeout", "0.6", *args)
+    return disturb_episode(virtual_dclaw, policy, log_dir, freeze, *stale, **timing)
+
+
 def test_frozen_camera_holds_then_relaxes(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    returncode, err = disturb_episode(
-        virtual_dclaw,
-        tiny_dclaw_policy,
-        tmp_path / "logs",
-        lambda _: virtual_dclaw.freeze_camera(),
-        "--stale-timeout",
-        "0.6",
-        settle_s=1.0,
+    returncode, err = stale_camera_episode(
+        virtual_dclaw, tiny_dclaw_policy, tmp_path / "logs", settle_s=1.0
     )
     assert returncode == 3, err
     assert "stale" in err and "robot relaxed (torque off)" in err
@@ -364,13 +369,10 @@ def test_local_camera_failure_is_reported_before_any_motion(
 
 
 def test_stale_camera_with_on_exit_hold_says_holding(virtual_dclaw, tiny_dclaw_policy, tmp_path):
-    returncode, err = disturb_episode(
+    returncode, err = stale_camera_episode(
         virtual_dclaw,
         tiny_dclaw_policy,
         tmp_path / "logs",
-        lambda _: virtual_dclaw.freeze_camera(),
-        "--stale-timeout",
-        "0.6",
         "--on-exit",
         "hold",
         ticks=4,  # frozen once the policy runs (frozen earlier, the episode never starts)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from slac_runtime.history import History
-from slac_train.config import small_test_config
 from slac_train.slac_agent import Batch, NonFiniteLossError, SlacAgent, check_finite
+from tests.train_configs import small_test_config
 
 A = 2
 

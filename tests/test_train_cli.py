@@ -15,7 +15,8 @@ import pytest
 
 from slac_train.cli import main
 from slac_train.envs import task_names
-from tests.conftest import cli_flags, tiny_train_values
+from tests.conftest import cli_flags, short_run_flags
+from tests.train_configs import tiny_train_values
 
 SMALL = cli_flags(**tiny_train_values(model_pretrain_steps=6, num_threads=1))
 
@@ -83,14 +84,7 @@ def test_cartpole_run_leaves_every_artefact(tmp_path, capsys):
             "--task",
             "cartpole-swingup",
             *SMALL,
-            "--max-episode-agent-steps",
-            "15",
-            "--initial-collection-steps",
-            "15",
-            "--total-env-steps",
-            "120",
-            "--eval-every-env-steps",
-            "60",
+            *short_run_flags(episode_steps=15, total_env_steps=120, eval_every_env_steps=60),
             "--run-dir",
             str(run_dir),
         ]
@@ -110,14 +104,7 @@ def test_dclaw_run_leaves_every_artefact(tmp_path):
             "--task",
             "dclaw-turn",
             *SMALL,
-            "--max-episode-agent-steps",
-            "10",
-            "--initial-collection-steps",
-            "10",
-            "--total-env-steps",
-            "60",
-            "--eval-every-env-steps",
-            "30",
+            *short_run_flags(episode_steps=10, total_env_steps=60, eval_every_env_steps=30),
             "--run-dir",
             str(run_dir),
         ]
@@ -156,14 +143,7 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_finishes(tmp_path):
         "--task",
         "cartpole-swingup",
         *SMALL,
-        "--max-episode-agent-steps",
-        "15",
-        "--initial-collection-steps",
-        "15",
-        "--total-env-steps",
-        "1000000",
-        "--eval-every-env-steps",
-        "1000000",
+        *short_run_flags(episode_steps=15, total_env_steps=1000000, eval_every_env_steps=1000000),
         "--no-eval-video",
         "--no-reconstruction-video",
         "--run-dir",

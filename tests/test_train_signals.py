@@ -23,9 +23,9 @@ from slac_toy_task import TOY_TASK, toy_task  # noqa: E402
 from test_resume import assert_same_state  # noqa: E402
 
 from slac_train.checkpoint import load_checkpoint  # noqa: E402
-from slac_train.config import TINY_NETWORKS, small_test_config  # noqa: E402
 from slac_train.trainer import Trainer  # noqa: E402
 from tests.conftest import cli_flags  # noqa: E402
+from tests.train_configs import TINY_NETWORKS, small_test_config  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 RUNNER = f"""

@@ -11,7 +11,8 @@ in ``<runs-root>/<task>-<preset>-<N>k[-label]/`` (a trial per seed, scheduled by
 CPUs each); running the same command again skips finished seeds and resumes the others from their
 checkpoints (so a run can be done in chunks, each stopped with Ctrl-C). The result JSON holds the
 exact commands, the hardware, the wall-clock time, every evaluation and the return of a uniformly
-random policy on the same task.
+random policy on the same task (the runs' own random-collection episodes); the PNG is the sweep
+report's curve (:mod:`slac_train.sweep.report`).
 """
 
 from __future__ import annotations
@@ -30,38 +31,8 @@ import numpy as np
 
 from slac_runtime.options import signal_handlers
 from slac_train.config import PRESETS
-from slac_train.sweep.grid import PUBLISHED
-from slac_train.sweep.report import read_evaluations
-
-
-def random_policy_return(
-    task: str, episodes: int, seed: int, action_repeat: int | None = None
-) -> tuple[float, float, float | None]:
-    from slac_train.envs import make_env
-
-    env = make_env(task, seed=seed, action_repeat=action_repeat)
-    rng = np.random.default_rng(seed)
-    returns, successes = [], []
-    try:
-        for _ in range(episodes):
-            env.reset()
-            total, done, info = 0.0, False, {}
-            while not done:
-                _, r, term, trunc, info = env.step(
-                    rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
-                )
-                total += r
-                done = term or trunc
-            returns.append(total)
-            if "success" in info:
-                successes.append(float(info["success"]))
-    finally:
-        env.close()
-    return (
-        float(np.mean(returns)),
-        float(np.std(returns)),
-        (float(np.mean(successes)) if successes else None),
-    )
+from slac_train.sweep.grid import PUBLISHED, Trial
+from slac_train.sweep.report import plot_task, summarise
 
 
 def run_sweep(cmd: list[str]) -> int:
@@ -105,36 +76,6 @@ def hardware() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for seed, evals in result["evaluations"].items():
-        steps = [e["env_step"] for e in evals]
-        ax.plot(
-            steps, [e["return_mean"] for e in evals], marker="o", label=f"seed {seed} (stochastic)"
-        )
-        det = [e.get("deterministic_return_mean") for e in evals]
-        if any(d is not None for d in det):
-            ax.plot(steps, det, linestyle="--", label=f"seed {seed} (deterministic)")
-    ax.axhline(
-        result["random_policy"]["return_mean"], color="grey", linestyle=":", label="random policy"
-    )
-    for key, style in (("paper_100k", "-."), ("paper_500k", ":")):
-        if result.get(key) is not None:
-            ax.axhline(result[key], color="black", linestyle=style, label=key.replace("_", " "))
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return")
-    ax.set_title(f"SLAC on {result['task']} ({result['preset']})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,18 +153,32 @@ def trial_history(sweep_dir: Path, run_dir: Path) -> str:
     return "  &&  ".join(line[2:] for line in lines if line.startswith("$ "))
 
 
-def build_result(args: argparse.Namespace, commands, evaluations, wall, stopped) -> dict:
+def experiment_row(args: argparse.Namespace, sweep_dir: Path) -> dict:
+    """The sweep report's row of the experiment: every seed's evaluations and the random policy."""
+    trials = [
+        Trial(
+            args.task,
+            seed,
+            {},
+            {"run_dir": str(run_dir(args, sweep_dir, seed)), "total_env_steps": args.env_steps},
+        )
+        for seed in args.seeds
+    ]
+    (row,) = summarise(trials, [args.env_steps])
+    return row
+
+
+def run_dir(args: argparse.Namespace, sweep_dir: Path, seed: int) -> Path:
+    return sweep_dir / "runs" / f"{args.task}-s{seed}"
+
+
+def build_result(args: argparse.Namespace, commands, row: dict, wall, stopped) -> dict:
     """The experiment's JSON: commands, hardware, evaluations, a random policy and the paper."""
-    # a uniformly random policy at the action repeat the runs used (it changes what random does)
-    repeat = (
-        int(args.extra[args.extra.index("--action-repeat") + 1])
-        if "--action-repeat" in args.extra
-        else None
-    )
-    random_mean, random_std, random_success = random_policy_return(args.task, 10, 12345, repeat)
+    evaluations = row["evaluations"]
     finals = [ev[-1]["return_mean"] for ev in evaluations.values() if ev]
     published = PUBLISHED.get(args.task)
     paper = (published[100_000][0], published[500_000][0]) if published else None
+    random_policy = row["random_policy"]
     return {
         "task": args.task,
         "preset": args.preset,
@@ -236,11 +191,11 @@ def build_result(args: argparse.Namespace, commands, evaluations, wall, stopped)
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "final_return_mean": float(np.mean(finals)) if finals else None,
         "final_return_std": float(np.std(finals)) if finals else None,
-        "random_policy": {
-            "return_mean": random_mean,
-            "return_std": random_std,
-            "success_rate": random_success,
-            "episodes": 10,
+        "random_policy": random_policy
+        and {
+            "return_mean": random_policy["mean"],
+            "return_std": random_policy["std"],
+            "episodes": random_policy["n"],
         },
         "paper_100k": paper[0] if paper else None,
         "paper_500k": paper[1] if paper else None,
@@ -260,24 +215,23 @@ def main() -> int:
         cmd = sweep_command(args, sweep_dir)
         print("$ " + " ".join(cmd), flush=True)
         code = run_sweep(cmd)
-    commands, evaluations, wall, stopped = {}, {}, {}, {}
+    row = experiment_row(args, sweep_dir)
+    commands, wall, stopped = {}, {}, {}
     for seed in args.seeds:
-        run_dir = sweep_dir / "runs" / f"{args.task}-s{seed}"
-        evaluations[seed] = read_evaluations(run_dir)
-        if not evaluations[seed]:
-            print(f"{run_dir}: no evaluations to report", file=sys.stderr)
+        evaluations = row["evaluations"][str(seed)]
+        if not evaluations:
+            print(f"{run_dir(args, sweep_dir, seed)}: no evaluations to report", file=sys.stderr)
             return code or 2
-        commands[seed] = (
-            " ".join(train_command(args, seed)) + "  &&  " + trial_history(sweep_dir, run_dir)
-        )
-        last = evaluations[seed][-1]
+        history = trial_history(sweep_dir, run_dir(args, sweep_dir, seed))
+        commands[seed] = " ".join(train_command(args, seed)) + "  &&  " + history
+        last = evaluations[-1]
         wall[seed] = float(last["wall_time_s"])
         if last["env_step"] < args.env_steps:
             stopped[seed] = int(last["env_step"])
             commands[seed] += f"   (stopped after {stopped[seed]:,} env steps)"
-    result = build_result(args, commands, evaluations, wall, stopped)
+    result = build_result(args, commands, row, wall, stopped)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    plot(result, args.out / f"{name}.png")
+    plot_task(args.task, [row], args.out / f"{name}.png")
     print(
         json.dumps(
             {

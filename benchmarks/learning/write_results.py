@@ -41,7 +41,8 @@ def row(result: dict) -> str:
     mean = sum(finals) / len(finals)
     std = (sum((f - mean) ** 2 for f in finals) / len(finals)) ** 0.5
     ret = f"{mean:.0f} ± {std:.0f}" if len(finals) > 1 else f"{mean:.0f}"
-    rnd = result["random_policy"]
+    rnd = result["random_policy"]  # None: the runs collected no random episodes
+    random_cell = f"{rnd['return_mean']:.0f} ± {rnd['return_std']:.0f}" if rnd else "-"
     paper = result.get("paper_100k")
     hw = result["hardware"].get("gpu") or f"{result['hardware']['cores']}-core CPU"
     wall = (
@@ -51,7 +52,7 @@ def row(result: dict) -> str:
     )
     return (
         f"| {result['task']} | {model_lr(result)} | {steps:,} | {ret} | {', '.join(seeds)} "
-        f"| {rnd['return_mean']:.0f} ± {rnd['return_std']:.0f} | {'-' if paper is None else paper} "
+        f"| {random_cell} | {'-' if paper is None else paper} "
         f"| {hw} | {wall:.0f} min |"
     )
 
