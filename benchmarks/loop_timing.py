@@ -6,7 +6,7 @@
 The virtual D'Claw (:class:`robots.dclaw.virtual.VirtualDClaw`) simulates in this process, its bus
 in a process of its own, and slac-run drives it from a third (as on a 2-core robot computer with
 the simulator standing in for the hardware). Prints one JSON line with the loop's statistics: the
-episode log's summary (:func:`slac_runtime.replay.summarize`) and the spread of tick intervals.
+episode log's summary (:func:`slac_runtime.log_summary.summarize`) and the spread of tick intervals.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from slac_runtime.episode_log import read_episode_log  # noqa: E402
-from slac_runtime.replay import summarize  # noqa: E402
+from slac_runtime.log_summary import summarize  # noqa: E402
 
 POLICY_PERIOD_S = 0.1  # the Turn task: 0.05 s control period x action repeat 2
 REPORTED = (
