@@ -287,7 +287,7 @@ def test_stop_request_takes_a_doubled_signal_as_one_request(capsys):
     twice in a moment is one request; another signal after it stops at once."""
     import pytest
 
-    from slac_train.run import StopRequest
+    from slac_runtime.stop_request import StopRequest
 
     stop = StopRequest("{signal}: stopping at the next safe point")
     with stop.installed():
