@@ -42,7 +42,7 @@ from slac_runtime.options import (
 from slac_runtime.policy import PolicyFileError
 from slac_runtime.policy_rerun import policy_differences
 from slac_runtime.rerun_export import RerunMissingError, export_rerun
-from slac_runtime.robot import ON_EXIT_CHOICES, RobotRefused, find_robot
+from slac_runtime.robot import ON_EXIT_CHOICES, RobotRefused, find_robot, list_robots
 from slac_runtime.robot_replay import RobotReplayConfig, check_replayable, replay_on_robot
 from slac_runtime.status_line import StatusLine
 from slac_runtime.stop_request import StopRequest
@@ -229,6 +229,14 @@ def read_log(args: ReplayConfig) -> tuple[EpisodeLog, str | None]:
     return log, robot_name
 
 
+def joint_groups(robot_name: str | None) -> tuple[int, ...]:
+    """The robot's joint groups, a row of the video's plots each; () (one row) for a log that
+    names no robot or one not installed here: its video needs nothing else of the robot."""
+    if robot_name is None or robot_name not in list_robots():
+        return ()
+    return find_robot(robot_name).description.joint_groups
+
+
 def policy_report(log: EpisodeLog, policy: Path) -> dict[str, Any]:
     diffs = policy_differences(log, policy)
     return {
@@ -272,7 +280,7 @@ def run(args: ReplayConfig) -> int:
         sim_replay = find_robot(robot_name).load_sim_replay()  # imports the simulator (MuJoCo)
         emit("sim", sim_replay(log, args.video or args.log.with_suffix(".sim.mp4")))
     elif args.video is not None:
-        path, frames = write_video(log, args.video)
+        path, frames = write_video(log, args.video, joint_groups=joint_groups(robot_name))
         emit("video", {"video": str(path), "frames": frames})
     if args.port is not None:
         stop = StopRequest(second_signal_stops_at_once=False)

@@ -198,9 +198,10 @@ EXIT_CODES = {
 
 
 def start_local_camera(
-    camera: str, size: int, calibration: Path | None
+    camera: str, size: int, fps: float, calibration: Path | None
 ) -> tuple[subprocess.Popen, str]:
-    """Start ``slac-camera`` in its own process, publishing on a private ipc endpoint."""
+    """Start ``slac-camera`` in its own process, publishing ``fps`` frames per second on a private
+    ipc endpoint."""
     endpoint = f"ipc://{tempfile.gettempdir()}/slac-camera-{os.getpid()}.ipc"
     cmd = [
         sys.executable,
@@ -212,6 +213,8 @@ def start_local_camera(
         endpoint,
         "--size",
         str(size),
+        "--fps",
+        f"{fps:g}",
         "--quiet",
     ]
     if calibration is not None:
@@ -477,13 +480,15 @@ def subscribe(endpoint: str, args: RunConfig, metadata: Any) -> Iterator[FrameSu
 
 
 @contextmanager
-def camera_endpoint(args: RunConfig, size: int) -> Iterator[tuple[subprocess.Popen | None, str]]:
+def camera_endpoint(
+    args: RunConfig, size: int, period_s: float
+) -> Iterator[tuple[subprocess.Popen | None, str]]:
     """The endpoint to subscribe to: ``--camera`` itself, or that of a local ``slac-camera`` process
-    started for it (and stopped afterwards)."""
+    started for it, publishing a frame per control period ``period_s`` (and stopped afterwards)."""
     if is_endpoint(args.camera):
         yield None, args.camera
         return
-    proc, endpoint = start_local_camera(args.camera, size, args.camera_calibration)
+    proc, endpoint = start_local_camera(args.camera, size, 1.0 / period_s, args.camera_calibration)
     try:
         yield proc, endpoint
     finally:
@@ -509,7 +514,7 @@ def run(args: RunConfig, outcome: dict[str, Any], stop: StopRequest) -> int:
     with (
         stop.installed(),
         new_run_dir(args.log_dir) as run_dir,
-        camera_endpoint(args, m.image_height) as (camera_proc, endpoint),
+        camera_endpoint(args, m.image_height, period_s) as (camera_proc, endpoint),
     ):
         header = log_header(args, policy_path, m, endpoint, config, scheduling)
         status = None if args.quiet else StatusLine()

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from robots.dclaw.description import DCLAW
+from robots.dclaw.description import CONTROL_PERIOD_S, DCLAW
 from robots.dclaw.driver import DEFAULT_CALIBRATION
 from robots.dynamixel.bus_process import ServoBusProcess
 from robots.dynamixel.emulated_servo import Mounting, mountings_from_calibration
@@ -47,7 +47,7 @@ from robots.virtual_camera import (
     read_printed_sheet,
     rendered_camera_settings,
 )
-from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, DEFAULT_CAMERA_FPS, FramePublisher
+from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, FramePublisher
 from slac_runtime.options import (
     Check,
     ExitCode,
@@ -240,7 +240,7 @@ class VirtualDClaw:
         port_link: str | Path,
         camera_bind: str,
         scene: str = "valve",
-        fps: float = 20.0,
+        fps: float = 1.0 / CONTROL_PERIOD_S,
         camera_size: int = 64,
         wide_view: WideView | None = None,
         planted_offsets: Mapping[int, float] | None = None,
@@ -580,8 +580,8 @@ class VirtualRobotConfig:
         "ZeroMQ endpoint the camera publishes on (tcp://*:5555 serves other computers too)",
     )
     fps: float = option(
-        DEFAULT_CAMERA_FPS,
-        "camera frames per second",
+        1.0 / CONTROL_PERIOD_S,
+        "camera frames per second (one per control period)",
         parse=Check(float, lambda v: v > 0, "a positive number of frames per second"),
     )
     camera_size: int = option(
