@@ -22,7 +22,6 @@ board can be held up in front of it (:meth:`VirtualDClaw.show_board`).
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import threading
 import time
@@ -64,9 +63,9 @@ from slac_runtime.options import (
     parse_config,
     positive_float,
     run_command,
-    signal_handlers,
 )
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE
+from slac_runtime.stop_request import StopRequest
 
 TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
 STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
@@ -780,8 +779,8 @@ def _main(argv: list[str]) -> int:
         robot.start()
     except OSError as e:  # the camera's endpoint is taken or cannot be bound
         raise UsageError(f"argument --camera-bind: {e}") from e
-    stop = threading.Event()
-    with signal_handlers((signal.SIGINT, signal.SIGTERM), lambda *_: stop.set()):
+    stop = threading.Event()  # what _serve waits on; a signal sets it
+    with StopRequest(on_request=stop.set, second_signal_stops_at_once=False).installed():
         try:
             if args.drop_replies or args.corrupt_replies:
                 robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)
