@@ -285,6 +285,7 @@ class ControlLoop:
         config: LoopConfig,
         status: Callable[[str], None] | None = None,
         footer_stats: Callable[[], dict[str, Any]] | None = None,
+        stop_requested: Callable[[], bool] = lambda: False,
     ):
         self.robot = robot
         self.frames = frames
@@ -295,13 +296,9 @@ class ControlLoop:
         self._footer_stats = (
             footer_stats  # extra counters for the log's footer (drops, bus retries)
         )
-        self.stop_requested = False
+        self._stop_requested = stop_requested  # polled every tick: True ends the episode after it
         self._rng = np.random.default_rng(config.seed)
         self._last_used_monotonic = -math.inf  # receive time of the last frame the policy used
-
-    def request_stop(self) -> None:
-        """Finish the current tick, then stop (safe from a signal handler)."""
-        self.stop_requested = True
 
     # -- phases ---------------------------------------------------------------------------------
     def ease_in(self, log: EpisodeLogWriter | None = None) -> np.ndarray:
@@ -319,7 +316,7 @@ class ControlLoop:
             before_goal=lambda sent: watchdog.check(
                 self.robot.read_state().positions, sent, time.monotonic(), log
             ),
-            stop_requested=lambda: self.stop_requested,
+            stop_requested=self._stop_requested,
         )
         if log is not None:
             log.event("ease_in", ticks=move.ticks, start=move.start, target=move.target)
@@ -335,7 +332,7 @@ class ControlLoop:
         cfg = self.config
         deadline = time.monotonic() + cfg.first_frame_timeout_s
         timer = RateTimer(cfg.control_period_s)
-        while time.monotonic() < deadline and not self.stop_requested:
+        while time.monotonic() < deadline and not self._stop_requested():
             frame = self.frames.latest()
             if (
                 self._is_new(frame)
@@ -346,7 +343,7 @@ class ControlLoop:
                 timer.wait()
                 self.robot.command(goal)
             time.sleep(0.005)
-        if self.stop_requested:
+        if self._stop_requested():
             return None
         newest = self.frames.latest()
         if self.frames.malformed:
@@ -397,7 +394,7 @@ class ControlLoop:
         stats = LoopStats()
         try:
             self._run_ticks(self._start_episode(log, stats))
-            if not self.stop_requested:
+            if not self._stop_requested():
                 self.robot.hold()
         except SafeStop as e:
             stats.stop_reason = str(e)
@@ -441,7 +438,7 @@ class ControlLoop:
         timer = RateTimer(cfg.control_period_s)
         total_ticks = cfg.episode_policy_steps * cfg.action_repeat
         for tick in range(total_ticks):
-            if self.stop_requested:
+            if self._stop_requested():
                 ep.stats.stop_reason = "stop requested"
                 return
             self._tick(ep, tick, timer, total_ticks)

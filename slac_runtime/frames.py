@@ -78,11 +78,15 @@ DEFAULT_SNDHWM = (
 DEFAULT_MAX_AGE_S = 0.5  # a subscriber's newest frame older than this (receive time) is stale
 # The defaults every command shares for a camera (slac-camera, slac-run, slac-calibrate, the virtual
 # robot): where frames are published unless told (this computer only; `tcp://*:5555` serves other
-# computers too), how often, and how long to wait for a camera's first frame (a USB camera may take
-# seconds to open, and slac-run's local publisher waits this long for its camera before giving up).
+# computers too), and how long to wait for a camera's first frame (a USB camera may take seconds to
+# open, and slac-run's local publisher waits this long for its camera before giving up).
 DEFAULT_CAMERA_ENDPOINT = "tcp://127.0.0.1:5555"
-DEFAULT_CAMERA_FPS = 20.0  # frames published per second: one per policy step at 0.05 s
 FIRST_FRAME_TIMEOUT_S = 10.0
+# Frames per second of a publisher started by hand (slac-camera without --fps), which knows no
+# robot or policy; slac-run starts its own publisher at one frame per control period instead. The
+# subscriber keeps only the newest frame, so a rate above a policy's needs costs only CPU; 20 fps
+# is one that USB cameras deliver in their common capture modes.
+DEFAULT_CAMERA_FPS = 20.0
 # A capture timestamp further than this from the subscriber's wall clock is not a capture time (a
 # clock set to 1970, a counter, garbage): the frame is malformed. A day is far beyond any real
 # clock offset between two computers, even without NTP.

@@ -15,7 +15,16 @@ from slac_runtime.episode_log import EpisodeLog
 from slac_runtime.log_series import control_period_s, logged_goals, logged_positions
 from slac_runtime.video import VideoWriter, put_label
 
-_FINGER_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]  # RGB, one per joint of a finger
+# RGB, by a joint's place in its row: blue, orange, green, red, purple, brown.
+_JOINT_COLOURS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+]
+_LEGEND_ENTRY_W = 40  # px per joint name in a row's legend
 _GREY = (90, 90, 90)
 _MARGIN = 34  # px left of the plots, for the rad scale
 
@@ -44,15 +53,26 @@ def _row_scale(
             cv2.line(panel, (_MARGIN + 1, y), (w - 4, y), (230, 230, 230), 1)
 
 
+def _rows(n_joints: int, joint_groups: tuple[int, ...]) -> list[range]:
+    """The joints of each plotted row: one row per group (a finger, a leg) when the groups cover
+    the joints, else one row of all of them."""
+    if sum(joint_groups) != n_joints:
+        return [range(n_joints)]
+    starts = np.cumsum((0, *joint_groups))
+    return [range(a, b) for a, b in zip(starts[:-1], starts[1:])]
+
+
 def _plot_panel(
     positions: np.ndarray,
     goals: np.ndarray,
     cursor: int,
     size: tuple[int, int],
     joint_names: list[str] | None = None,
+    joint_groups: tuple[int, ...] = (),
 ) -> np.ndarray:
-    """Joint positions (thick) and goals (thin) over the episode, one box per finger, with a rad
-    scale, a legend of joint names (coloured as their lines) and a cursor at tick ``cursor``.
+    """Joint positions (thick) and goals (thin) over the episode, one box per joint group (the
+    robot's limbs; one box without them), with a rad scale, a legend of joint names (coloured as
+    their lines) where it fits, and a cursor at tick ``cursor``.
 
     ``positions``/``goals`` are ``[T, J]`` (rad); the panel is ``uint8[h, w, 3]`` RGB.
     """
@@ -61,37 +81,39 @@ def _plot_panel(
     h, w = size
     panel = np.full((h, w, 3), 255, np.uint8)
     n_ticks, n_joints = positions.shape
-    rows = 3 if n_joints % 3 == 0 else 1
-    per_row = n_joints // rows
+    rows = _rows(n_joints, joint_groups)
     names = list(joint_names or []) or [f"joint {k}" for k in range(n_joints)]
     lo = float(min(positions.min(), goals.min())) - 0.1
     hi = float(max(positions.max(), goals.max())) + 0.1
-    row_h = (h - 12) // rows  # the bottom 12 px hold the key
+    row_h = (h - 12) // len(rows)  # the bottom 12 px hold the key
     xs = np.linspace(_MARGIN + 3, w - 5, max(n_ticks, 2)).astype(np.int32)[:n_ticks]
-    for r in range(rows):
+    for r, joints in enumerate(rows):
         top = r * row_h
 
         def to_y(v, top=top):  # the plot spans top + 16 .. top + row_h - 5
             return top + row_h - 5 - (v - lo) / (hi - lo) * (row_h - 21)
 
         _row_scale(panel, top, row_h, lo, hi, to_y)
-        for j in range(per_row):
-            k = r * per_row + j
-            colour = _FINGER_COLOURS[k % 3]
+        legend = _MARGIN + 4 + len(joints) * _LEGEND_ENTRY_W <= w
+        for j, k in enumerate(joints):
+            colour = _JOINT_COLOURS[j % len(_JOINT_COLOURS)]
             for series, thick in ((goals[:, k], 1), (positions[:, k], 2)):
                 pts = np.stack([xs, to_y(series).astype(np.int32)], axis=1).reshape(-1, 1, 2)
                 cv2.polylines(panel, [pts], False, colour, thick, cv2.LINE_AA)
-            if per_row <= 3:  # a legend entry per joint of this finger, in its line's colour
-                _text(panel, names[k], (_MARGIN + 4 + j * 40, top + 10), colour, 0.36)
+            if legend:  # the joint's name in its line's colour
+                _text(panel, names[k], (_MARGIN + 4 + j * _LEGEND_ENTRY_W, top + 10), colour, 0.36)
     x = int(xs[min(cursor, n_ticks - 1)])
-    cv2.line(panel, (x, 0), (x, rows * row_h - 1), (0, 0, 0), 1)
+    cv2.line(panel, (x, 0), (x, len(rows) * row_h - 1), (0, 0, 0), 1)
     _text(panel, "rad; thick: position, thin: goal", (4, h - 3))
     return panel
 
 
-def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path, int]:
+def write_video(
+    log: EpisodeLog, out: str | Path, scale: int = 4, joint_groups: tuple[int, ...] = ()
+) -> tuple[Path, int]:
     """An H.264 mp4 of the logged camera frames (upscaled ``scale`` times) beside plots of the joint
-    positions and goals, with a cursor at the frame's tick.
+    positions and goals, a row per joint group of the robot (``joint_groups``, its
+    description's), with a cursor at the frame's tick.
 
     One video frame per policy step with a logged frame, played at the policy rate; the video is
     ``2 * W * scale`` wide and ``H * scale`` high for ``H x W`` frames. Returns (path, frame count).
@@ -114,7 +136,9 @@ def write_video(log: EpisodeLog, out: str | Path, scale: int = 4) -> tuple[Path,
         for t in steps:
             image = log.policy_frame(t)
             big = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_NEAREST)
-            panel = _plot_panel(positions, goals, tick_index[t["tick"]], (fh, fw), joint_names)
+            panel = _plot_panel(
+                positions, goals, tick_index[t["tick"]], (fh, fw), joint_names, joint_groups
+            )
             canvas = np.ascontiguousarray(np.concatenate([big, panel], axis=1))
             put_label(canvas, f"step {t['policy']['step']}  tick {t['tick']}", (6, 18))
             writer.write(canvas)

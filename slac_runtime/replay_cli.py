@@ -18,7 +18,6 @@ between the replayed and the logged joint positions.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,14 +38,14 @@ from slac_runtime.options import (
     parse_config,
     run_command,
     say,
-    signal_handlers,
 )
 from slac_runtime.policy import PolicyFileError
 from slac_runtime.policy_rerun import policy_differences
 from slac_runtime.rerun_export import RerunMissingError, export_rerun
-from slac_runtime.robot import ON_EXIT_CHOICES, RobotRefused, find_robot
+from slac_runtime.robot import ON_EXIT_CHOICES, RobotRefused, find_robot, list_robots
 from slac_runtime.robot_replay import RobotReplayConfig, check_replayable, replay_on_robot
 from slac_runtime.status_line import StatusLine
+from slac_runtime.stop_request import StopRequest
 
 
 @dataclass
@@ -152,10 +151,10 @@ def replay_driver_options(
 
 
 def run_on_robot(
-    args: ReplayConfig, log: EpisodeLog, robot_name: str, stop: dict[str, Any] | None = None
+    args: ReplayConfig, log: EpisodeLog, robot_name: str, stop: StopRequest
 ) -> dict[str, Any]:
-    """Replay on the robot at ``args.port``; a signal stops it after the current tick (and is
-    recorded in ``stop["signal"]``)."""
+    """Replay on the robot at ``args.port``; a signal (``stop``) stops it after the current
+    tick."""
     entry = find_robot(robot_name)
     description = entry.description
     check_replayable(log, description)
@@ -173,16 +172,11 @@ def run_on_robot(
         port=args.port,
         joint_calibration=_read_json(calibration) if calibration else None,
     )
-    stop = {"signal": None} if stop is None else stop
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-
     status = None if args.quiet else StatusLine()
     connected = False
     try:
         with (
-            signal_handlers((signal.SIGINT, signal.SIGTERM), on_signal),
+            stop.installed(),
             entry.make_driver(
                 **replay_driver_options(args, description, period, calibration)
             ) as robot,
@@ -195,7 +189,7 @@ def run_on_robot(
                     robot,
                     out,
                     RobotReplayConfig(),
-                    stop_requested=lambda: stop["signal"] is not None,
+                    stop_requested=lambda: stop.requested,
                     status=None if status is None else status.show,
                 )
             finally:
@@ -235,6 +229,14 @@ def read_log(args: ReplayConfig) -> tuple[EpisodeLog, str | None]:
     return log, robot_name
 
 
+def joint_groups(robot_name: str | None) -> tuple[int, ...]:
+    """The robot's joint groups, a row of the video's plots each; () (one row) for a log that
+    names no robot or one not installed here: its video needs nothing else of the robot."""
+    if robot_name is None or robot_name not in list_robots():
+        return ()
+    return find_robot(robot_name).description.joint_groups
+
+
 def policy_report(log: EpisodeLog, policy: Path) -> dict[str, Any]:
     diffs = policy_differences(log, policy)
     return {
@@ -247,13 +249,13 @@ def policy_report(log: EpisodeLog, policy: Path) -> dict[str, Any]:
     }
 
 
-def robot_exit_code(result: dict[str, Any], stop: dict[str, Any]) -> int:
+def robot_exit_code(result: dict[str, Any], stop: StopRequest) -> int:
     """A robot replay's exit code: 0 complete, 128 + the signal that stopped it, 3 a safe stop."""
     if result["stop_reason"] == "replay complete":
         return ExitCode.OK
     say("slac-replay", "replay stopped", result["stop_reason"])
-    if stop["signal"] is not None:
-        return ExitCode.for_signal(stop["signal"])
+    if stop.requested:
+        return stop.exit_code
     return ExitCode.SAFE_STOP
 
 
@@ -278,10 +280,10 @@ def run(args: ReplayConfig) -> int:
         sim_replay = find_robot(robot_name).load_sim_replay()  # imports the simulator (MuJoCo)
         emit("sim", sim_replay(log, args.video or args.log.with_suffix(".sim.mp4")))
     elif args.video is not None:
-        path, frames = write_video(log, args.video)
+        path, frames = write_video(log, args.video, joint_groups=joint_groups(robot_name))
         emit("video", {"video": str(path), "frames": frames})
     if args.port is not None:
-        stop: dict[str, Any] = {"signal": None}
+        stop = StopRequest(second_signal_stops_at_once=False)
         result = run_on_robot(args, log, robot_name, stop)
         emit("robot", result)
         return robot_exit_code(result, stop)

@@ -27,6 +27,23 @@ CONTROL_PERIOD_TOLERANCE = 0.01  # a policy's control period may differ from the
 
 
 @dataclass(frozen=True)
+class ReplayTolerance:
+    """How close a replay of a logged episode on a robot comes to the logged joint positions
+    (rad): the largest joint error at 95 % of the ticks, and the error averaged over ticks and
+    joints. A property of the robot (its servos' lag behind a goal, its bus timing), measured on
+    it."""
+
+    p95_error_rad: float
+    mean_error_rad: float
+
+    def holds(self, p95_error_rad: float, mean_error_rad: float) -> bool:
+        return p95_error_rad <= self.p95_error_rad and mean_error_rad <= self.mean_error_rad
+
+    def describe(self) -> str:
+        return f"p95 <= {self.p95_error_rad:g} rad, mean <= {self.mean_error_rad:g} rad"
+
+
+@dataclass(frozen=True)
 class RobotDescription:
     """What every part of the toolkit needs to know about a robot's joints (units: radians, s)."""
 
@@ -42,6 +59,9 @@ class RobotDescription:
     ] = ()  # control periods the robot may be driven at (s); () any
     tracking_error_limit_rad: float = math.inf  # |goal - present| beyond this ...
     tracking_error_time_s: float = math.inf  # ... for longer than this stops the robot
+    # Joints per limb (a finger, a leg), in joint order; plots draw a row per limb. (): one limb.
+    joint_groups: tuple[int, ...] = ()
+    replay_tolerance: ReplayTolerance | None = None  # None: not measured on this robot
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -55,6 +75,8 @@ class RobotDescription:
             raise ValueError(f"robot {self.name!r}: control periods must be positive and finite")
         if not (self.tracking_error_limit_rad > 0 and self.tracking_error_time_s > 0):
             raise ValueError(f"robot {self.name!r}: tracking-error limit and time must be positive")
+        if self.joint_groups and sum(self.joint_groups) != n:
+            raise ValueError(f"robot {self.name!r}: joint groups do not add up to its {n} joints")
 
     def check_control_period(
         self, period_s: float, tolerance: float = CONTROL_PERIOD_TOLERANCE

@@ -2,14 +2,11 @@
 
 Tick ``i``'s logged goal (``sent``, what the driver actually sent) is sent at the logged time of
 tick ``i`` (relative to tick 0, absolute deadlines), after reading the joints as the control loop
-does, so that replay tick ``i``'s positions compare with logged tick ``i``'s. The replay's
-tolerance, checked on the virtual D'Claw by ``tests/test_replay.py``: the largest joint error
-|replayed − logged position| is within :data:`REPLAY_TOLERANCE_RAD` (0.1 rad) at 95 % of the
-ticks, and the error averaged over ticks and joints is within :data:`REPLAY_MEAN_TOLERANCE_RAD`
-(0.03 rad). Both runs see the same goals at the same times, but not the same bus and thread timing,
-nor the same start (the ease-in starts from wherever the joints are): a goal moving at the velocity
-limit turns a few milliseconds of servo lag into a few hundredths of a radian, and a tick the
-simulation thread of the virtual robot runs late (a loaded computer) into up to about a tenth.
+does, so that replay tick ``i``'s positions compare with logged tick ``i``'s. The replay's footer
+holds the joint error |replayed − logged position| and whether it is within the robot's
+:class:`~slac_runtime.robot.ReplayTolerance` (its description's ``replay_tolerance``). Both runs
+see the same goals at the same times, but not the same bus and thread timing, nor the same start
+(the ease-in starts from wherever the joints are), so a replay never matches its log exactly.
 Replaying in simulation needs MuJoCo and lives with the robot (``RobotEntry.sim_replay``).
 """
 
@@ -31,14 +28,8 @@ from slac_runtime.log_series import (
     logged_positions,
     tick_times,
 )
-from slac_runtime.robot import Robot, RobotDescription
+from slac_runtime.robot import ReplayTolerance, Robot, RobotDescription
 from slac_runtime.timing import sleep_until
-
-# A replay on the virtual D'Claw stays this close to the logged joint positions (rad): the largest
-# joint error at 95 % of the ticks, and the error averaged over ticks and joints.
-REPLAY_TOLERANCE_RAD = 0.1
-REPLAY_MEAN_TOLERANCE_RAD = 0.03
-REPLAY_TOLERANCE_QUANTILE = 95  # percent of ticks
 
 
 @dataclass
@@ -47,9 +38,9 @@ class RobotReplayConfig:
     overrun_budget: int = 20  # more ticks than this late by a whole period: safe stop
 
 
-def tracking_stats(errors: np.ndarray) -> dict[str, Any]:
+def tracking_stats(errors: np.ndarray, tolerance: ReplayTolerance | None) -> dict[str, Any]:
     """Statistics of |replayed − logged joint positions| ``errors[T, J]`` (rad), and whether they
-    are within the replay tolerance (None when there are no ticks)."""
+    are within ``tolerance`` (None when there are no ticks or no tolerance)."""
     if errors.size == 0:
         return {
             "max_tracking_error_rad": None,
@@ -59,14 +50,14 @@ def tracking_stats(errors: np.ndarray) -> dict[str, Any]:
             "within_tolerance": None,
         }
     per_tick = errors.max(axis=1)
-    p95 = float(np.percentile(per_tick, REPLAY_TOLERANCE_QUANTILE))
+    p95 = float(np.percentile(per_tick, 95))
     mean = float(errors.mean())
     return {
         "max_tracking_error_rad": float(per_tick.max()),
         "p95_tracking_error_rad": p95,
         "mean_tracking_error_rad": mean,
         "max_tracking_error_per_joint_rad": errors.max(axis=0).round(4).tolist(),
-        "within_tolerance": bool(p95 <= REPLAY_TOLERANCE_RAD and mean <= REPLAY_MEAN_TOLERANCE_RAD),
+        "within_tolerance": None if tolerance is None else tolerance.holds(p95, mean),
     }
 
 
@@ -218,13 +209,11 @@ def _replay_summary(
         "overruns": progress.overruns,
         "jitter_p99_ms": float(np.percentile(lateness_s, 99) * 1e3) if lateness_s else None,
     }
-    summary.update(tracking_stats(err))
+    tolerance = robot.description.replay_tolerance
+    summary.update(tracking_stats(err, tolerance))
     summary.update(
         {
-            "tolerance": (
-                f"p{REPLAY_TOLERANCE_QUANTILE} <= {REPLAY_TOLERANCE_RAD} rad, "
-                f"mean <= {REPLAY_MEAN_TOLERANCE_RAD} rad"
-            ),
+            "tolerance": None if tolerance is None else tolerance.describe(),
             "stop_reason": reason,
             "config": asdict(cfg),
         }

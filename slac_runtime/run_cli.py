@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,7 +58,6 @@ from slac_runtime.options import (
     positive_float,
     run_command,
     say,
-    signal_handlers,
     thread_count,
 )
 from slac_runtime.policy import OnnxPolicy, PolicyFileError
@@ -72,6 +70,7 @@ from slac_runtime.robot import (
     find_robot,
 )
 from slac_runtime.status_line import StatusLine
+from slac_runtime.stop_request import StopRequest
 from slac_runtime.view_match import MATCH_THRESHOLD, match_score, passes
 from slac_runtime.view_match import describe as describe_match
 
@@ -199,9 +198,10 @@ EXIT_CODES = {
 
 
 def start_local_camera(
-    camera: str, size: int, calibration: Path | None
+    camera: str, size: int, fps: float, calibration: Path | None
 ) -> tuple[subprocess.Popen, str]:
-    """Start ``slac-camera`` in its own process, publishing on a private ipc endpoint."""
+    """Start ``slac-camera`` in its own process, publishing ``fps`` frames per second on a private
+    ipc endpoint."""
     endpoint = f"ipc://{tempfile.gettempdir()}/slac-camera-{os.getpid()}.ipc"
     cmd = [
         sys.executable,
@@ -213,6 +213,8 @@ def start_local_camera(
         endpoint,
         "--size",
         str(size),
+        "--fps",
+        f"{fps:g}",
         "--quiet",
     ]
     if calibration is not None:
@@ -230,14 +232,14 @@ def wait_for_camera(
     frames: FrameSubscriber,
     args: RunConfig,
     camera_proc: subprocess.Popen | None,
-    stop: dict[str, Any],
+    stop: StopRequest,
 ) -> None:
     """Wait for the camera's first usable frame before anything touches the robot; refuse if none
     comes, or if what comes is not a frame the policy can use (saying what arrived)."""
     deadline = time.monotonic() + args.camera_timeout
     where = "" if camera_proc is not None else f" at {args.camera}"
     needs = "SLAC frames" if frames.expect is None else f"{describe_shape(frames.expect)} frames"
-    while time.monotonic() < deadline and stop["signal"] is None:
+    while time.monotonic() < deadline and not stop.requested:
         if camera_proc is not None and camera_proc.poll() is not None:
             lines = [line for line in camera_proc.stderr.read().splitlines() if line.strip()]
             why = lines[-1] if lines else f"exit code {camera_proc.returncode}"
@@ -253,7 +255,7 @@ def wait_for_camera(
                 f"rejected, none usable; the policy needs {needs}); the last: "
                 f"{frames.last_malformed_reason}"
             )
-    if stop["signal"] is not None:
+    if stop.requested:
         return
     if frames.malformed:
         raise UsageError(
@@ -438,31 +440,6 @@ def log_header(
     }
 
 
-class _SignalStop:
-    """SIGINT and SIGTERM, while in use, record the signal in ``outcome["signal"]`` and ask the
-    loop (once there is one) to stop after its current tick."""
-
-    def __init__(self, outcome: dict[str, Any]):
-        self.outcome = outcome
-        self.loop: ControlLoop | None = None
-        self._handlers = ExitStack()
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.outcome["signal"] = signum
-        if self.loop is not None:
-            self.loop.request_stop()
-
-    def __enter__(self) -> _SignalStop:
-        self.outcome["signal"] = None
-        self._handlers.enter_context(
-            signal_handlers((signal.SIGINT, signal.SIGTERM), self._on_signal)
-        )
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._handlers.close()
-
-
 @contextmanager
 def new_run_dir(log_dir: Path) -> Iterator[Path]:
     """This run's log directory, ``LOG_DIR/<date-time>``, created now so that an unwritable
@@ -503,13 +480,15 @@ def subscribe(endpoint: str, args: RunConfig, metadata: Any) -> Iterator[FrameSu
 
 
 @contextmanager
-def camera_endpoint(args: RunConfig, size: int) -> Iterator[tuple[subprocess.Popen | None, str]]:
+def camera_endpoint(
+    args: RunConfig, size: int, period_s: float
+) -> Iterator[tuple[subprocess.Popen | None, str]]:
     """The endpoint to subscribe to: ``--camera`` itself, or that of a local ``slac-camera`` process
-    started for it (and stopped afterwards)."""
+    started for it, publishing a frame per control period ``period_s`` (and stopped afterwards)."""
     if is_endpoint(args.camera):
         yield None, args.camera
         return
-    proc, endpoint = start_local_camera(args.camera, size, args.camera_calibration)
+    proc, endpoint = start_local_camera(args.camera, size, 1.0 / period_s, args.camera_calibration)
     try:
         yield proc, endpoint
     finally:
@@ -520,9 +499,9 @@ def camera_endpoint(args: RunConfig, size: int) -> Iterator[tuple[subprocess.Pop
             proc.kill()
 
 
-def run(args: RunConfig, outcome: dict[str, Any]) -> int:
-    """Drive the robot; ``outcome`` collects what happened (the signal that
-    stopped it, the summaries)."""
+def run(args: RunConfig, outcome: dict[str, Any], stop: StopRequest) -> int:
+    """Drive the robot until the episodes end or ``stop`` is requested; ``outcome`` collects
+    what happened (how the robot was left, the summaries)."""
     entry = find_robot(args.robot)
     scheduling = enable_realtime() if args.realtime else "normal"
     policy, policy_path = load_policy(args, entry, scheduling)
@@ -533,16 +512,16 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
     config = loop_config(args, m, period_s)
     summaries: list[dict[str, Any]] = outcome.setdefault("summaries", [])
     with (
-        _SignalStop(outcome) as stopper,
+        stop.installed(),
         new_run_dir(args.log_dir) as run_dir,
-        camera_endpoint(args, m.image_height) as (camera_proc, endpoint),
+        camera_endpoint(args, m.image_height, period_s) as (camera_proc, endpoint),
     ):
         header = log_header(args, policy_path, m, endpoint, config, scheduling)
         status = None if args.quiet else StatusLine()
         with subscribe(endpoint, args, m) as frames:
-            wait_for_camera(frames, args, camera_proc, outcome)  # before anything touches the robot
-            if outcome["signal"] is not None:
-                return ExitCode.for_signal(outcome["signal"])
+            wait_for_camera(frames, args, camera_proc, stop)  # before anything touches the robot
+            if stop.requested:
+                return stop.exit_code
             check_scene(frames.source, m, entry, args)  # a simulated camera names its scene
             header["camera_source"] = frames.source
             header["camera_settings"] = camera_settings(frames.source, args)
@@ -555,20 +534,17 @@ def run(args: RunConfig, outcome: dict[str, Any]) -> int:
                     camera = {f"camera_{k}": v for k, v in frames.stats().items()}
                     return {**camera, **(getattr(robot, "stats", None) or {})}
 
-                stopper.loop = ControlLoop(
+                loop = ControlLoop(
                     robot,
                     frames,
                     policy,
                     config,
                     status=None if status is None else status.show,
                     footer_stats=footer_stats,
+                    stop_requested=lambda: stop.requested,
                 )
-                if outcome["signal"] is not None:
-                    stopper.loop.request_stop()
-                run_episodes(args, stopper.loop, run_dir, header, summaries, outcome, status)
-    if outcome["signal"] is not None:
-        return ExitCode.for_signal(outcome["signal"])
-    return ExitCode.OK
+                run_episodes(args, loop, run_dir, header, summaries, stop, status)
+    return stop.exit_code if stop.requested else ExitCode.OK
 
 
 def camera_match_at_start(entry: Any, robot: Any, frames: FrameSubscriber, metadata: Any) -> dict:
@@ -619,12 +595,12 @@ def run_episodes(
     run_dir: Path,
     header_common: dict[str, Any],
     summaries: list[dict[str, Any]],
-    stop: dict[str, Any],
+    stop: StopRequest,
     status: StatusLine | None,
 ) -> None:
     started = time.monotonic()
     episode = 0
-    while stop["signal"] is None:
+    while not stop.requested:
         if args.duration is None and episode >= args.episodes:
             break
         if args.duration is not None and time.monotonic() - started >= args.duration:
@@ -716,9 +692,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = parse_args(argv)
-    outcome: dict[str, Any] = {"signal": None}
+    outcome: dict[str, Any] = {}
+    stop = StopRequest(second_signal_stops_at_once=False)
     try:
-        code = run(args, outcome)
+        code = run(args, outcome, stop)
     except (UsageError, PolicyFileError, RobotRefused, KeyError) as e:
         if outcome.get("robot") is None:  # raised before the robot was connected
             raise UsageError(f"{error_message(e)} (nothing moved)") from e
@@ -742,9 +719,8 @@ def _main(argv: list[str]) -> int:
             ExitCode.FAULT,
             "stopped",
         ) from e
-    if outcome["signal"] is not None:
-        name = signal.Signals(outcome["signal"]).name
-        say("slac-run", "interrupted", f"{name}; {robot_left(args, outcome)}")
+    if stop.requested:
+        say("slac-run", "interrupted", f"{stop.signal_name}; {robot_left(args, outcome)}")
     return int(code)
 
 

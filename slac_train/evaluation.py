@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from slac_runtime.history import ACTOR_FRAMES, History
+from slac_runtime.stop_request import StopRequest, StopRequested
 from slac_train.checkpoint import (
     capture_global_rng,
     generator_state,
@@ -26,7 +27,7 @@ from slac_train.checkpoint import (
 from slac_train.config import TrainConfig
 from slac_train.networks import preprocess_frames
 from slac_train.rollout_media import episode_captions, write_video
-from slac_train.run import Run, StopRequest, StopRequested
+from slac_train.run import Run
 from slac_train.run_logging import frame_strip
 
 
@@ -53,8 +54,8 @@ def run_episode(
     stop: StopRequest | None = None,
 ) -> EpisodeResult:
     """One episode of ``agent.act`` in ``env`` reset with ``seed``; before each step
-    ``stop.check()`` (a stop requested: :class:`~slac_train.run.StopRequested`, the episode
-    abandoned part-way)."""
+    ``stop.check()`` (a stop requested: :class:`~slac_runtime.stop_request.StopRequested`, the
+    episode abandoned part-way)."""
     obs, _ = env.reset(seed=int(seed))
     history = History(env.action_space.shape[0], obs.shape, length=ACTOR_FRAMES, dtype=np.uint8)
     history.reset(obs)
@@ -114,9 +115,9 @@ class Evaluator:
     point of ``curve.png``, and with ``eval_video`` / ``reconstruction_video`` its first episode
     as videos and a strip of frames in TensorBoard.
 
-    A stop requested during an evaluation abandons it (:class:`~slac_train.run.StopRequested`)
-    with the random streams back where they were, so that it runs again on resume exactly as it
-    would have.
+    A stop requested during an evaluation abandons it
+    (:class:`~slac_runtime.stop_request.StopRequested`) with the random streams back where they
+    were, so that it runs again on resume exactly as it would have.
     """
 
     def __init__(self, config: TrainConfig, env, agent, rng: np.random.Generator, run: Run) -> None:

@@ -3,21 +3,20 @@
 ``slac-train`` (:class:`~slac_train.trainer.Trainer`) and ``slac-imitate``
 (:class:`~slac_train.imitation.training.Imitation`) write their run directories through a
 :class:`Run`: the directory, locked for one writer (:mod:`slac_train.run_lock`); its
-:class:`~slac_train.run_logging.RunLogger`; the :class:`StopRequest` that Ctrl-C and SIGTERM make;
-the run's wall time; the simulators to close with it; and the outcomes :class:`TrainingInterrupted`
-(stopped by a signal) and :class:`TrainingFailed` (a loss became NaN/inf). Both are
-:class:`RunWriter`\\ s: context managers that close their run.
+:class:`~slac_train.run_logging.RunLogger`; the :class:`~slac_runtime.stop_request.StopRequest`
+that Ctrl-C and SIGTERM make; the run's wall time; the simulators to close with it; and the
+outcomes :class:`TrainingInterrupted` (stopped by a signal) and :class:`TrainingFailed` (a loss
+became NaN/inf). Both are :class:`RunWriter`\\ s: context managers that close their run.
 
-A stop has one shape. A signal sets :attr:`StopRequest.requested`; code at a safe point calls
-:meth:`StopRequest.check`, which raises :class:`StopRequested` (the run writes a checkpoint); a
-second signal raises KeyboardInterrupt wherever the code is.
+A signal sets the stop request; code at a safe point calls its ``check()``, which raises
+:class:`~slac_runtime.stop_request.StopRequested` (the run writes a checkpoint); a second signal
+raises KeyboardInterrupt wherever the code is.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from slac_runtime.options import signal_handlers
+from slac_runtime.stop_request import StopRequest, StopRequested
 from slac_train.checkpoint import latest_checkpoint
 from slac_train.config import TrainConfig
 from slac_train.run_lock import RunLock
@@ -37,68 +36,6 @@ def default_run_dir(config: TrainConfig) -> Path:
     """``<runs_root>/<task>-<YYYYmmdd-HHMMSS>-s<seed>``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path(config.runs_root) / f"{config.task}-{stamp}-s{config.seed}"
-
-
-class StopRequested(KeyboardInterrupt):
-    """A stop was requested and the code reached a safe point (:meth:`StopRequest.check`): the
-    step or update in progress is whole, so a checkpoint may be written.
-
-    A KeyboardInterrupt, so that code that stops on Ctrl-C stops on it too; a run tells it apart
-    from a second signal's KeyboardInterrupt, which may come in the middle of an update.
-    """
-
-
-class StopRequest:
-    """Signals (Ctrl-C, SIGTERM) as a request to stop at the next safe point: the code calls
-    :meth:`check` there; a second signal stops at once (KeyboardInterrupt).
-
-    :attr:`signum` is the first signal received (the command exits with 128 + it). ``message`` is
-    printed when a stop is first requested; ``{signal}`` in it is replaced by the signal's name.
-    The same signal again within ``REPEAT_WINDOW_S`` is the same request delivered twice (to a
-    process group and forwarded by a parent, as Slurm and wrapper scripts do), not a second one.
-    """
-
-    REPEAT_WINDOW_S = 1.0
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        self.requested = False
-        self.signum: int | None = None
-        self._requested_at = 0.0
-
-    def check(self) -> None:
-        """Raise :class:`StopRequested` if a stop was requested (call it at a safe point)."""
-        if self.requested:
-            raise StopRequested
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal that asked to stop (130 for Ctrl-C, 143 for SIGTERM)."""
-        return 128 + int(self.signum if self.signum is not None else signal.SIGINT)
-
-    @contextmanager
-    def installed(
-        self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
-    ) -> Iterator[None]:
-        """Handle ``signals`` this way for the block (in the main thread only; elsewhere: no
-        change)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self.requested:
-                since = time.monotonic() - self._requested_at
-                if signum == self.signum and since < self.REPEAT_WINDOW_S:
-                    return
-                raise KeyboardInterrupt
-            self.requested = True
-            self.signum = signum
-            self._requested_at = time.monotonic()
-            print(self.message.replace("{signal}", signal.Signals(signum).name), flush=True)
-
-        with signal_handlers(signals, handler):
-            yield
 
 
 class TrainingInterrupted(Exception):

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from slac_runtime.history import ACTOR_FRAMES, History
+from slac_runtime.stop_request import StopRequest
 from slac_train.checkpoint import agent_checkpoint, checkpoint_dir, load_checkpoint, save_checkpoint
 from slac_train.config import TrainConfig
 from slac_train.demonstrations import Demonstrations, sample_mixed
@@ -47,7 +48,6 @@ from slac_train.run import (
     Cadence,
     Run,
     RunWriter,
-    StopRequest,
     TrainingFailed,
     TrainingInterrupted,
     default_run_dir,

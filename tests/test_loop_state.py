@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from slac_runtime.stop_request import StopRequest, StopRequested
 from slac_train.loop_state import LoopState, MetricMeans, Phase, RandomStreams
-from slac_train.run import Cadence, StopRequest, StopRequested
+from slac_train.run import Cadence
 
 COUNTERS = {
     "phase": "pretrain",

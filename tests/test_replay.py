@@ -6,6 +6,7 @@ One episode is recorded per module with slac-run (tiny policy, virtual D'Claw); 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,12 +25,9 @@ from robots.dclaw import DCLAW
 from robots.dclaw.virtual import VirtualDClaw
 from slac_runtime.episode_log import MAGIC, TICK, read_episode_log
 from slac_runtime.policy_rerun import policy_differences
+from slac_runtime.replay_cli import joint_groups
 from slac_runtime.replay_cli import main as replay_main
-from slac_runtime.robot_replay import (
-    REPLAY_MEAN_TOLERANCE_RAD,
-    REPLAY_TOLERANCE_QUANTILE,
-    REPLAY_TOLERANCE_RAD,
-)
+from slac_runtime.robot_replay import tracking_stats
 from tests.conftest import train_tiny
 from tests.test_media import probe_video
 from tests.virtual_robot import episode_logs, run_slac_run
@@ -148,23 +146,30 @@ def test_replay_on_robot_follows_the_logged_trajectory(recorded_log, fresh_virtu
     schedule = replayed.array("t") - lateness - t_logged  # the replay's start, on every tick
     assert np.percentile(np.abs(schedule - np.median(schedule)), 90) < 1e-3
     assert lateness.min() >= 0 and np.median(lateness) < 0.5 * 0.05
-    # The joints followed the logged trajectory, within the documented replay tolerance: the largest
-    # joint error within REPLAY_TOLERANCE_RAD (0.1 rad) at 95 % of the ticks, and the mean error
-    # within REPLAY_MEAN_TOLERANCE_RAD (0.03 rad) -- see slac_runtime/robot_replay.py for why.
+    # The joints followed the logged trajectory, within the D'Claw's replay tolerance: the largest
+    # joint error within 0.1 rad at 95 % of the ticks, and the mean error within 0.03 rad -- see
+    # robots/dclaw/description.py for why.
+    tolerance = DCLAW.replay_tolerance
     positions = logged.array("positions")
     errors = np.abs(replayed.array("positions") - positions)
     per_tick = errors.max(axis=1)
-    assert np.percentile(per_tick, REPLAY_TOLERANCE_QUANTILE) <= REPLAY_TOLERANCE_RAD, (
-        per_tick.round(3)
-    )
-    assert errors.mean() <= REPLAY_MEAN_TOLERANCE_RAD, errors.mean()
+    assert np.percentile(per_tick, 95) <= tolerance.p95_error_rad, per_tick.round(3)
+    assert errors.mean() <= tolerance.mean_error_rad, errors.mean()
     assert (
-        np.ptp(positions, axis=0).max() > 3 * REPLAY_TOLERANCE_RAD
+        np.ptp(positions, axis=0).max() > 3 * tolerance.p95_error_rad
     )  # the claw did move: not vacuous
     assert report["within_tolerance"] is True
     assert report["max_tracking_error_rad"] == pytest.approx(per_tick.max())
     # Left relaxed, as slac-run leaves it by default.
     assert not any(fresh_virtual_dclaw.emulator.torque_enabled(i) for i in DCLAW.motor_ids)
+
+
+def test_the_replay_tolerance_is_the_robots():
+    """A robot whose description gives no replay tolerance is not judged against another's."""
+    errors = np.full((4, 9), 0.02)
+    assert tracking_stats(errors, DCLAW.replay_tolerance)["within_tolerance"] is True
+    assert tracking_stats(errors + 0.2, DCLAW.replay_tolerance)["within_tolerance"] is False
+    assert tracking_stats(errors, None)["within_tolerance"] is None
 
 
 def test_a_log_that_claims_another_control_period_is_not_replayed(
@@ -245,6 +250,13 @@ def video_properties(path: Path) -> tuple[int, int, int]:
         frames += 1
     capture.release()
     return frames, *size
+
+
+def test_the_video_plots_a_row_per_joint_group_of_the_robot():
+    assert joint_groups("dclaw") == DCLAW.joint_groups == (3, 3, 3)  # a row per finger
+    assert joint_groups("not-installed-here") == joint_groups(None) == ()  # one row
+    with pytest.raises(ValueError, match="joint groups do not add up to its 9 joints"):
+        dataclasses.replace(DCLAW, joint_groups=(3, 3))
 
 
 def test_video_has_a_frame_per_policy_step(recorded_log, tmp_path, capsys):

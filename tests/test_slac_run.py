@@ -16,6 +16,7 @@ from robots.dclaw import DCLAW
 from robots.dclaw.virtual import VirtualDClaw
 from slac_runtime.episode_log import read_episode_log
 from slac_runtime.policy_rerun import policy_differences
+from slac_runtime.stop_request import StopRequest
 from tests.virtual_robot import episode_logs, run_slac_run, wait_for_ticks
 
 
@@ -318,11 +319,11 @@ def test_step_clip_comes_from_the_robot(tiny_dclaw_policy, tmp_path, monkeypatch
     monkeypatch.setattr(run_cli, "wait_for_camera", lambda *a: None)
     args = ["--camera", "tcp://127.0.0.1:1", "--policy", str(slightly_off), "--allow-uncalibrated"]
     with pytest.raises(Refuse):
-        run_cli.run(run_cli.parse_args(args), {})
+        run_cli.run(run_cli.parse_args(args), {}, StopRequest())
     assert seen["max_step_rad"] == pytest.approx(1.1 * DCLAW.velocity_limit * 0.05)
     assert "watchdog_s" not in seen  # the driver's own default window
     with pytest.raises(Refuse):
-        run_cli.run(run_cli.parse_args([*args, "--bus-watchdog", "0.5"]), {})
+        run_cli.run(run_cli.parse_args([*args, "--bus-watchdog", "0.5"]), {}, StopRequest())
     assert seen["watchdog_s"] == 0.5
 
 

@@ -280,20 +280,3 @@ def test_run_lock_names_its_holder_and_is_never_stale(tmp_path):
     with RunLock(tmp_path) as lock:
         assert lock.held
     assert not (tmp_path / "lock").exists()
-
-
-def test_stop_request_takes_a_doubled_signal_as_one_request(capsys):
-    """Slurm signals every process of a job and a wrapper forwards its own copy: the same signal
-    twice in a moment is one request; another signal after it stops at once."""
-    import pytest
-
-    from slac_train.run import StopRequest
-
-    stop = StopRequest("{signal}: stopping at the next safe point")
-    with stop.installed():
-        os.kill(os.getpid(), signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.requested and stop.exit_code == 143
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-    assert capsys.readouterr().out.count("SIGTERM: stopping at the next safe point") == 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from slac_runtime.robot import RobotDescription
+from slac_runtime.robot import ReplayTolerance, RobotDescription
 
 JOINT_NAMES = ("FF10", "FF11", "FF12", "MF20", "MF21", "MF22", "TH30", "TH31", "TH32")
 MOTOR_IDS = (10, 11, 12, 20, 21, 22, 30, 31, 32)
@@ -17,6 +17,7 @@ TOP_RANGE = (-0.48, 0.48)  # joint 0: abduction (rad)
 MIDDLE_RANGE = (-math.pi / 3, math.pi / 3)  # joint 1: flexion (rad)
 BOTTOM_RANGE = (-math.pi / 2, math.pi / 2)  # joint 2: flexion (rad)
 JOINT_RANGES = (TOP_RANGE, MIDDLE_RANGE, BOTTOM_RANGE) * 3
+JOINT_GROUPS = (3, 3, 3)  # joints per finger
 
 VELOCITY_LIMIT = 2 * math.pi / 3  # rad/s per joint
 RESET_POSE = (0.0, -math.pi / 3, math.pi / 3) * 3  # rad, the Turn/Screw reset pose
@@ -30,6 +31,12 @@ CONTROL_PERIOD_S = 0.05  # environment control period of every D'Claw task (20 H
 TRACKING_ERROR_LIMIT_RAD = 0.8
 TRACKING_ERROR_TIME_S = 0.5
 
+# A replay of a log (slac-replay --port) stays this close to the logged joint positions, as
+# tests/test_replay.py checks on the virtual D'Claw. A goal moving at the velocity limit turns a few
+# milliseconds of servo lag into a few hundredths of a radian, and a tick the simulation thread of
+# the virtual robot runs late (a loaded computer) into up to about a tenth.
+REPLAY_TOLERANCE = ReplayTolerance(p95_error_rad=0.1, mean_error_rad=0.03)
+
 DCLAW = RobotDescription(
     name="dclaw",
     joint_names=JOINT_NAMES,
@@ -40,4 +47,6 @@ DCLAW = RobotDescription(
     control_periods_s=(CONTROL_PERIOD_S,),
     tracking_error_limit_rad=TRACKING_ERROR_LIMIT_RAD,
     tracking_error_time_s=TRACKING_ERROR_TIME_S,
+    joint_groups=JOINT_GROUPS,
+    replay_tolerance=REPLAY_TOLERANCE,
 )

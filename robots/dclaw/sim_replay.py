@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from robots.dclaw.description import DCLAW
 from slac_runtime.angles import wrap_angle
 from slac_runtime.episode_log import EpisodeLog
 from slac_runtime.log_series import (
@@ -107,7 +108,7 @@ def replay_in_sim(
         valve_report["final_valve_error_rad"] = wrap_angle(valve_target - valve)
     return {
         "ticks": len(errors),
-        **tracking_stats(np.array(errors)),
+        **tracking_stats(np.array(errors), DCLAW.replay_tolerance),
         **valve_report,
         "mujoco_warnings": warnings or None,
         "video": str(video_path),

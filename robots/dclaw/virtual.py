@@ -22,7 +22,6 @@ board can be held up in front of it (:meth:`VirtualDClaw.show_board`).
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from robots.dclaw.description import DCLAW
+from robots.dclaw.description import CONTROL_PERIOD_S, DCLAW
 from robots.dclaw.driver import DEFAULT_CALIBRATION
 from robots.dynamixel.bus_process import ServoBusProcess
 from robots.dynamixel.emulated_servo import Mounting, mountings_from_calibration
@@ -47,7 +46,7 @@ from robots.virtual_camera import (
     read_printed_sheet,
     rendered_camera_settings,
 )
-from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, DEFAULT_CAMERA_FPS, FramePublisher
+from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, FramePublisher
 from slac_runtime.options import (
     Check,
     ExitCode,
@@ -64,9 +63,9 @@ from slac_runtime.options import (
     parse_config,
     positive_float,
     run_command,
-    signal_handlers,
 )
 from slac_runtime.preprocessing import DEFAULT_OUTPUT_SIZE
+from slac_runtime.stop_request import StopRequest
 
 TORQUE_CONSTANT_NM_PER_A = 1.78  # XM430-W350: 4.1 N·m stall torque at 2.3 A
 STEP_SLEEP_S = 0.002  # the simulation thread wakes this often to catch up with the wall clock
@@ -240,7 +239,7 @@ class VirtualDClaw:
         port_link: str | Path,
         camera_bind: str,
         scene: str = "valve",
-        fps: float = 20.0,
+        fps: float = 1.0 / CONTROL_PERIOD_S,
         camera_size: int = 64,
         wide_view: WideView | None = None,
         planted_offsets: Mapping[int, float] | None = None,
@@ -580,8 +579,8 @@ class VirtualRobotConfig:
         "ZeroMQ endpoint the camera publishes on (tcp://*:5555 serves other computers too)",
     )
     fps: float = option(
-        DEFAULT_CAMERA_FPS,
-        "camera frames per second",
+        1.0 / CONTROL_PERIOD_S,
+        "camera frames per second (one per control period)",
         parse=Check(float, lambda v: v > 0, "a positive number of frames per second"),
     )
     camera_size: int = option(
@@ -780,8 +779,8 @@ def _main(argv: list[str]) -> int:
         robot.start()
     except OSError as e:  # the camera's endpoint is taken or cannot be bound
         raise UsageError(f"argument --camera-bind: {e}") from e
-    stop = threading.Event()
-    with signal_handlers((signal.SIGINT, signal.SIGTERM), lambda *_: stop.set()):
+    stop = threading.Event()  # what _serve waits on; a signal sets it
+    with StopRequest(on_request=stop.set, second_signal_stops_at_once=False).installed():
         try:
             if args.drop_replies or args.corrupt_replies:
                 robot.emulator.set_reply_faults(args.drop_replies, args.corrupt_replies)

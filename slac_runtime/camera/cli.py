@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +53,10 @@ from slac_runtime.options import (
     positive_float,
     run_command,
     say,
-    signal_handlers,
 )
 from slac_runtime.preprocessing import CameraCalibration
 from slac_runtime.status_line import StatusLine
+from slac_runtime.stop_request import StopRequest
 
 
 @dataclass
@@ -171,23 +169,17 @@ def _main(argv: list[str]) -> int:
     publisher: CameraPublisher | None = None
     status: _StatusLine | None = None
 
-    def request_stop(signum: int, frame: object) -> None:
-        # Ctrl-C and SIGTERM stop the publishing loop at its next check (within 0.1 s), so the
-        # camera, the capture thread and the socket close in order; an exception raised at an
-        # arbitrary point could leave a lock held. A second signal, or one before publishing
-        # starts, interrupts at once.
-        if publisher is None or publisher.stop_requested:
+    def stop_publishing() -> None:
+        # The publishing loop stops at its next check (within 0.1 s), so the camera, the capture
+        # thread and the socket close in order; an exception raised at an arbitrary point could
+        # leave a lock held. Before publishing starts there is nothing to finish.
+        if publisher is None:
             raise KeyboardInterrupt
         publisher.stop(timeout_s=0.0)
 
-    handlers = (  # a caller's own handlers come back after, when main() runs in-process
-        signal_handlers((signal.SIGINT, signal.SIGTERM), request_stop)
-        if threading.current_thread() is threading.main_thread()
-        else contextlib.nullcontext()
-    )
     try:
         with (
-            handlers,
+            StopRequest(on_request=stop_publishing).installed(),
             _opened(lambda: _open_camera(args, asked)) as camera,
             _opened(lambda: FramePublisher(args.camera_bind, source=_source(camera))) as frames,
         ):

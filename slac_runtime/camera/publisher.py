@@ -196,10 +196,6 @@ class CameraPublisher:
             self._thread.join(timeout=timeout_s)
 
     @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import numpy as np
 
 from slac_runtime.history import ACTOR_FRAMES, History
+from slac_runtime.stop_request import StopRequest
 from slac_train.imitation.dataset import Dataset, dynamics_targets
-from slac_train.run import StopRequest
 from slac_train.slac_agent import SlacAgent
 
 REST_STEPS = (
@@ -46,7 +46,8 @@ def collect(
 
     ``progress(episodes_done, success_rate_so_far, return_mean_so_far)`` is called after every
     episode; ``stop.check()`` before each one (a stop requested: stop with the episodes recorded
-    so far, raising :class:`~slac_train.run.StopRequested`, a KeyboardInterrupt as Ctrl-C's).
+    so far, raising :class:`~slac_runtime.stop_request.StopRequested`, a KeyboardInterrupt as
+    Ctrl-C's).
     """
     if switch_at not in ("start", "random", "rest") or (switch_at != "start") != (
         student is not None

@@ -8,9 +8,9 @@ leaves: ``config.json``, ``metrics.jsonl``, ``eval.csv``, ``curve.png`` and Tens
 (:class:`~slac_train.run_logging.RunLogger`), checkpoints in the SLAC format with
 ``checkpoints/latest`` (:func:`~slac_train.checkpoint.save_checkpoint`; critic and latent model
 untrained, so ``slac-export`` and ``load_agent`` read them as any run's), an evaluation video,
-``summary.json``; Ctrl-C or SIGTERM (:class:`~slac_train.run.StopRequest`) stops training with
-a checkpoint, or recording with the episodes recorded so far. The run directory, its lock and the
-interrupted and failed outcomes are :mod:`slac_train.run`'s, as ``slac-train``'s are.
+``summary.json``; Ctrl-C or SIGTERM (:class:`~slac_runtime.stop_request.StopRequest`) stops
+training with a checkpoint, or recording with the episodes recorded so far. The run directory, its
+lock and the interrupted and failed outcomes are :mod:`slac_train.run`'s, as ``slac-train``'s are.
 
 * Loss: squared error of ``tanh(mean)`` against the label, plus the Gaussian negative
   log-likelihood of the label's pre-tanh value for ``log_std`` (mean detached), so the stochastic
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from slac_runtime.options import UsageError
+from slac_runtime.stop_request import StopRequest
 from slac_train.checkpoint import agent_checkpoint, save_checkpoint
 from slac_train.config import TrainConfig
 from slac_train.envs import get_task_spec, make_env
@@ -55,7 +56,7 @@ from slac_train.imitation.dataset import (
 from slac_train.imitation.teachers import TeacherOptions, get_teacher
 from slac_train.networks import PixelPolicy
 from slac_train.rollout_media import write_video
-from slac_train.run import Run, RunWriter, StopRequest, default_run_dir
+from slac_train.run import Run, RunWriter, default_run_dir
 from slac_train.slac_agent import SlacAgent
 
 # teacher episodes: seed * RECORDING_SEED0 + i (DAgger rounds: + 50,000 + round * 1,000)

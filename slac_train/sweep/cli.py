@@ -337,7 +337,7 @@ def run_trials(ray, args: argparse.Namespace, sweep_dir: Path, trials: list[Tria
     """Submit every trial as a Ray task and wait; the sweep's exit code. Ctrl-C or SIGTERM
     cancels the running trials (each slac-train gets SIGTERM and writes a checkpoint) and waits for
     them to end."""
-    from slac_train.run import StopRequest
+    from slac_runtime.stop_request import StopRequest
     from slac_train.sweep.trial import TrialLost, run_trial
 
     task = ray.remote(run_trial).options(
