@@ -170,7 +170,7 @@ def render_scene() -> Scene:
     the valve (mujoco; a program that renders offscreen chooses its GL backend first)."""
     from robots.dclaw.description import RESET_POSE
     from robots.dclaw.sim import TASK_CAMERA, DClawSim, VisualRanges
-    from robots.dclaw.virtual import WideView
+    from robots.dclaw.wide_view import WideView
 
     view = WideView()
     still_camera = VisualRanges(

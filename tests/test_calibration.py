@@ -24,7 +24,8 @@ from calibration.sim_view import render_task_view
 from robots.dclaw.description import DCLAW, RESET_POSE
 from robots.dclaw.driver import DEFAULT_CALIBRATION, DClawDriver
 from robots.dclaw.sim import TASK_CAMERA
-from robots.dclaw.virtual import VirtualDClaw, WideView
+from robots.dclaw.virtual import VirtualDClaw
+from robots.dclaw.wide_view import WideView
 from robots.dynamixel.calibration import JointCalibration
 from slac_runtime.preprocessing import CameraCalibration
 

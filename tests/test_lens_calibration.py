@@ -22,7 +22,8 @@ from calibration.cli import main
 from robots.dclaw.description import RESET_POSE
 from robots.dclaw.driver import DClawDriver
 from robots.dclaw.sim import TASK_CAMERA
-from robots.dclaw.virtual import VirtualDClaw, WideView
+from robots.dclaw.virtual import VirtualDClaw
+from robots.dclaw.wide_view import WideView
 from robots.virtual_camera import BoardInView, BoardPose, Lens, board_poses, read_printed_sheet
 from slac_runtime.preprocessing import CameraCalibration
 

@@ -12,7 +12,8 @@ import pytest
 
 from robots.dclaw import DCLAW
 from robots.dclaw.driver import DClawDriver
-from robots.dclaw.virtual import VirtualDClaw, WideView
+from robots.dclaw.virtual import VirtualDClaw
+from robots.dclaw.wide_view import WideView
 from robots.dynamixel.bus import ServoCommunicationError
 from slac_runtime.frames import FrameSubscriber
 
