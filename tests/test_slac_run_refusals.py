@@ -253,3 +253,48 @@ def test_without_policy_slac_run_says_it_runs_the_robots_shipped_policy(
         f"policy {POLICY} (robot dclaw's shipped policy: no --policy given): task dclaw-turn, "
         "on robot dclaw"
     )
+
+
+def test_slac_run_knows_the_cameras_source_even_when_it_joined_after_a_source_message(tmp_path):
+    """A publisher that names itself sends its source message before every frame; a subscriber
+    that joins between the two hears a frame without its source first. slac-run waits for the
+    frames that follow, so that the scene check never runs on a source it has not heard yet."""
+    import threading
+    import types
+
+    import zmq
+
+    from slac_runtime.frames import FrameSubscriber, encode_source
+    from slac_runtime.run_cli import wait_for_camera
+    from slac_runtime.stop_request import StopRequest
+
+    endpoint = f"ipc://{tmp_path}/camera"
+    publisher = zmq.Context.instance().socket(zmq.PUB)
+    publisher.bind(endpoint)
+    image = np.zeros((64, 64, 3), np.uint8)
+    source = {"source": "virtual dclaw", "scene": "pose"}
+    try:
+        with FrameSubscriber(endpoint) as frames:
+            seq = 1
+            while frames.received == 0:  # frames alone until the subscriber hears one
+                publisher.send(encode_frame(image, seq, time.time()))
+                seq += 1
+                time.sleep(0.02)
+            assert frames.source is None
+            args = types.SimpleNamespace(camera=endpoint, camera_timeout=5.0)
+
+            def name_and_send(first_seq: int) -> None:  # then, as a naming publisher does
+                time.sleep(0.3)  # (once slac-run waits)
+                for n in range(first_seq, first_seq + 5):
+                    publisher.send(encode_source(source))
+                    publisher.send(encode_frame(image, n, time.time()))
+
+            sender = threading.Thread(target=name_and_send, args=(seq,))
+            sender.start()
+            try:
+                wait_for_camera(frames, args, None, StopRequest())
+                assert frames.source == source  # not heard yet when slac-run took the 1st frame
+            finally:
+                sender.join()
+    finally:
+        publisher.close(linger=0)
