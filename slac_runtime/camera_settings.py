@@ -24,6 +24,18 @@ CONTROL_TOLERANCE = 0.02  # exposure and white balance: within 2 % (drivers roun
 _SOURCE_FLAGS = {"on": True, "off": False}
 
 
+def refuse_unknown_fields(cls: type, data: dict[str, Any], what: str) -> None:
+    """ValueError naming the keys of ``data`` that are no field of dataclass ``cls`` (a record
+    read from a file), and the fields it has."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"{what}: unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"known fields are {', '.join(sorted(known))}"
+        )
+
+
 @dataclass(frozen=True)
 class CameraSettings:
     """A camera's capture settings (see the module's docstring for what ``None`` means)."""
@@ -131,13 +143,7 @@ class CameraSettings:
     def from_dict(cls, data: Any) -> CameraSettings:
         if not isinstance(data, dict):
             raise ValueError(f"camera settings must be a JSON object, got {data!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"camera settings: unknown field(s) {', '.join(map(repr, unknown))}; "
-                f"known fields are {', '.join(sorted(known))}"
-            )
+        refuse_unknown_fields(cls, data, "camera settings")
         return cls(**data)
 
     def to_source(self) -> dict[str, str]:

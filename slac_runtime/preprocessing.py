@@ -31,13 +31,13 @@ import functools
 import json
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-from slac_runtime.camera_settings import CameraSettings
+from slac_runtime.camera_settings import CameraSettings, refuse_unknown_fields
 from slac_runtime.lens import LensIntrinsics, undistorter
 
 CALIBRATION_SCHEMA_VERSION = 1
@@ -224,13 +224,7 @@ class CameraCalibration:
         defaults, unknown ones fail."""
         if not isinstance(data, dict):
             raise ValueError(f"camera calibration must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"camera calibration: unknown field(s) {', '.join(map(repr, unknown))}; "
-                f"known fields are {', '.join(sorted(known))}"
-            )
+        refuse_unknown_fields(cls, data, "camera calibration")
         kwargs = dict(data)
         for name in ("crop", "source_size"):
             if isinstance(kwargs.get(name), list):
