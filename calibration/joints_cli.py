@@ -15,6 +15,7 @@ from slac_runtime.options import (
     Check,
     UsageError,
     check_options,
+    comma_integers,
     option,
 )
 from slac_runtime.robot import (
@@ -28,12 +29,7 @@ MAX_RANGE_SPEED = 5.0  # x the velocity limit; above 1 only makes sense for the 
 
 
 def _parse_signs(text: str) -> tuple[int, ...]:
-    try:
-        signs = tuple(int(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"signs must look like +1,-1,+1,... (one per joint), got {text!r}"
-        ) from None
+    signs = comma_integers(text, "signs must look like +1,-1,+1,... (one per joint)")
     if not all(s in (-1, 1) for s in signs):
         raise argparse.ArgumentTypeError(f"every sign must be +1 or -1, got {text!r}")
     return signs

@@ -9,19 +9,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from slac_runtime.options import check_options, option
+from slac_runtime.options import check_options, comma_integers, option
 from slac_runtime.robot import DEFAULT_ROBOT, find_robot
 
 
 def _parse_baudrates(text: str) -> tuple[int, ...]:
     from robots.dynamixel.bus import _SUPPORTED_BAUD_RATES
 
-    try:
-        rates = tuple(int(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"baud rates must look like 1000000,57600, got {text!r}"
-        ) from None
+    rates = comma_integers(text, "baud rates must look like 1000000,57600")
     bad = [r for r in rates if r not in _SUPPORTED_BAUD_RATES]
     if bad:
         raise argparse.ArgumentTypeError(

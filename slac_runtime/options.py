@@ -600,6 +600,15 @@ def signals_interrupt(
         yield
 
 
+def comma_integers(text: str, looks_like: str) -> tuple[int, ...]:
+    """``"1, -1,1"`` -> ``(1, -1, 1)``; otherwise an ArgumentTypeError ``"<looks_like>, got
+    <text>"`` (``looks_like``: what the option's value must look like)."""
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{looks_like}, got {text!r}") from None
+
+
 def one_line(text: str) -> str:
     """``text``'s first non-empty line (with `` ...`` when more followed): a message that must
     stay on one line."""
