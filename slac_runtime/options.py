@@ -32,6 +32,7 @@ import difflib
 import enum
 import math
 import os
+import re
 import signal
 import sys
 import types
@@ -249,6 +250,9 @@ def _help(f: dataclasses.Field, base: Any) -> str:
         return text
     if f.default is None or (base is bool and f.default is False):
         return text
+    if isinstance(f.default, tuple):  # shown as typed: 9x6 for a WxH metavar, else a,b
+        joiner = "x" if re.fullmatch(r"[A-Z]x[A-Z]", f.metadata.get("metavar") or "") else ","
+        return f"{text} (default: {joiner.join(map(str, f.default))})"
     return f"{text} (default: {f.default})"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from robots.dclaw import DCLAW
 from robots.dclaw.virtual import VirtualDClaw
 from robots.dynamixel import control_table as ct
 from robots.dynamixel.discovery import scan_port
+from slac_runtime.camera.cli import main as camera_main
 from slac_runtime.camera.devices import list_cameras, video_device_paths
 from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.frames import FrameSubscriber
@@ -85,9 +87,40 @@ def test_camera_list_with_no_cameras_says_so_in_one_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     if not video_device_paths():
-        assert result.stdout.splitlines() == [
+        assert result.stdout.splitlines()[0] == (
             "no cameras found: no video devices in /dev (is one plugged in?)"
-        ]
+        )
+
+
+def test_camera_list_finds_the_virtual_camera_and_says_where_nothing_publishes(
+    virtual, tmp_path, capsys
+):
+    silent = f"ipc://{tmp_path}/nobody"
+    assert camera_main(["--list", "--publishers", f"{virtual.camera_endpoint},{silent}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("frame publishers:")
+    found, nothing = lines[at + 1 :]
+    match = re.fullmatch(
+        rf"  {re.escape(virtual.camera_endpoint)}  virtual dclaw, scene (\w+): 64x64x3 raw frames "
+        r"at ([\d.]+) fps; camera 64x64 RGB3 at 20 fps, exposure fixed, white balance fixed",
+        found,
+    )
+    assert match, found
+    assert match[1] == virtual.sim.scene
+    assert 10.0 <= float(match[2]) <= 30.0  # the virtual camera publishes 20 frames a second
+    assert nothing == (
+        f"  {silent}  no frame within 1.5 s (nothing publishing there, or a publisher on another "
+        "endpoint)"
+    )
+
+
+def test_camera_list_refuses_an_endpoint_it_cannot_listen_at(capsys):
+    with pytest.raises(SystemExit) as refused:
+        camera_main(["--list", "--publishers", "tcp://*:5555"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "'tcp://*:5555' is not a ZeroMQ address to listen at" in err
 
 
 def test_camera_list_names_each_device_in_numeric_order(tmp_path, capsys):

@@ -23,6 +23,7 @@ from slac_runtime.camera.capture import (
 )
 from slac_runtime.camera.devices import list_cameras
 from slac_runtime.camera.publisher import CameraPublisher, CameraPublisherStats
+from slac_runtime.camera.publishers import list_publishers, parse_endpoints
 from slac_runtime.camera.settings_options import (
     asked_settings,
     auto_warning,
@@ -70,8 +71,15 @@ class PublisherConfig:
     )
     list_cameras: bool = option(
         False,
-        "list this computer's cameras and the capture modes each delivers, and exit",
+        "list this computer's cameras and the capture modes each delivers, and the frame "
+        "publishers at --publishers (what each camera is, its frame size and rate), and exit",
         flag="list",
+    )
+    publishers: tuple[str, ...] = option(
+        (DEFAULT_CAMERA_ENDPOINT,),
+        "ZeroMQ endpoints --list listens at for frame publishers, comma-separated",
+        parse=parse_endpoints,
+        metavar="ENDPOINTS",
     )
     camera_bind: str = option(
         DEFAULT_CAMERA_ENDPOINT,
@@ -161,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = parse_config(build_parser(), PublisherConfig, argv)
     if args.list_cameras:
-        return list_cameras()
+        list_cameras()
+        list_publishers(args.publishers)
+        return ExitCode.OK
     calibration = _calibration(args)
     asked = asked_settings(args)
     if is_live_source(args.camera) and calibration.camera_settings is not None:
