@@ -33,6 +33,8 @@ servos, what their registers say and the fix) when:
   :data:`START_POSE_MARGIN_RAD` outside its range: the calibration is wrong, or the joint must be
   moved into range by hand.
 
+These checks live in :mod:`robots.dclaw.servo_setup`.
+
 While goals stream, the servos' **Bus Watchdog** (control table address 98, 20 ms units) is armed:
 the first :meth:`~DClawDriver.command` after connect or :meth:`~DClawDriver.hold` sets a window of
 ``watchdog_s`` (default :data:`DEFAULT_WATCHDOG_S`), and :meth:`~DClawDriver.hold`,
@@ -40,7 +42,8 @@ the first :meth:`~DClawDriver.command` after connect or :meth:`~DClawDriver.hold
 sending (killed, or stalled) for longer than the window, each servo stops where it is on its own.
 A silence on the bus longer than half the window makes the next command read the register; servos
 found stopped raise :class:`~robots.dynamixel.bus.BusWatchdogError`, and no goal is sent until
-:meth:`~DClawDriver.hold` clears it and holds the present pose.
+:meth:`~DClawDriver.hold` clears it and holds the present pose
+(:class:`~robots.dclaw.watchdog.ServoWatchdog`).
 
 The driver never prompts and never swallows an error: a servo that stays silent or reports a
 hardware error raises an exception naming it; an I/O error of the port raises
@@ -59,7 +62,10 @@ from pathlib import Path
 
 import numpy as np
 
+from robots.dclaw import servo_setup
 from robots.dclaw.description import CONTROL_PERIOD_S, DCLAW, JOINT_NAMES, MOTOR_IDS
+from robots.dclaw.servo_setup import START_POSE_MARGIN_RAD
+from robots.dclaw.watchdog import WATCHDOG_RANGE_S, ServoWatchdog
 from robots.dynamixel import control_table as ct
 from robots.dynamixel.bus import (
     BusDisconnectedError,
@@ -119,17 +125,9 @@ RECALIBRATE_IN_ZERO_POSE = (
 # Default per-command step limit: the fastest a D'Claw task may move a joint in one control period.
 DEFAULT_MAX_STEP_RAD = DCLAW.max_step_rad(CONTROL_PERIOD_S)  # 0.105 rad
 
-# At connect a joint may rest this far outside its control range (a finger sagging or resting on
-# the object) before its reading is taken for a wrong calibration.
-START_POSE_MARGIN_RAD = 0.2
-
 # The Bus Watchdog window while goals stream: four control periods of 0.05 s. A killed process
 # leaves the servos moving for at most this long.
 DEFAULT_WATCHDOG_S = 0.2
-WATCHDOG_RANGE_S = (
-    ct.BUS_WATCHDOG_UNIT_S,
-    ct.BUS_WATCHDOG_UNIT_S * ct.BUS_WATCHDOG_MAX_UNITS,
-)  # 0.02 .. 2.54 s
 
 __all__ = [
     "DEFAULT_CALIBRATION",
@@ -239,10 +237,7 @@ class DClawDriver(Robot):
         self.calibration = load_calibration(calibration, check_zero=not calibrating)
         self.on_exit = on_exit
         self.max_step_rad = DEFAULT_MAX_STEP_RAD if max_step_rad is None else float(max_step_rad)
-        self._watchdog_units = _watchdog_units(watchdog_s)
-        self.watchdog_s = (
-            self._watchdog_units * ct.BUS_WATCHDOG_UNIT_S if self._watchdog_units else None
-        )
+        watchdog_units = _watchdog_units(watchdog_s)
         self.calibrating = bool(calibrating)
         self.bus = DynamixelBus(
             port,
@@ -251,6 +246,8 @@ class DClawDriver(Robot):
             servo_names=dict(zip(DCLAW.motor_ids, DCLAW.joint_names)),
             adapter="the D'Claw's USB adapter",
         )
+        self._watchdog = ServoWatchdog(self.bus, DCLAW.motor_ids, watchdog_units)
+        self.watchdog_s = self._watchdog.window_s
         self.models: dict[int, int] = {}  # motor ID -> model number, known after connect()
         self._ids = list(DCLAW.motor_ids)
         self._low, self._high = DCLAW.low, DCLAW.high
@@ -261,8 +258,6 @@ class DClawDriver(Robot):
         )
         self._last_goal: np.ndarray | None = None  # rad, the goal last sent
         self._torque_requested = False  # torque may be on: a relax is due before disconnecting
-        self._watchdog_armed = False  # the Bus Watchdog may be set: hold/relax/disconnect clear it
-        self._watchdog_stopped: list[int] = []  # servos found in Bus Watchdog Error, until hold()
         self._connected = False
 
     # --- Robot interface ---------------------------------------------------------------------
@@ -296,14 +291,22 @@ class DClawDriver(Robot):
             raise RuntimeError("the D'Claw driver is already connected")
         self.bus.open()
         try:
-            self._check_models(self.bus.ping(self._ids))
+            models = self.bus.ping(self._ids)
+            self._current_ma_per_unit = servo_setup.check_models(self.bus, self._ids, models)
+            self.models = dict(models)
             self._torque_requested = True  # we do not know the servos' torque state yet
-            self._watchdog_armed = True  # nor whether another program left the Bus Watchdog set
-            self._report_watchdog_left_stopped()
+            self._watchdog.armed = True  # nor whether another program left the Bus Watchdog set
+            self._watchdog.report_left_stopped()
             self.relax()
-            self._configure()
+            self._tick_limits = servo_setup.configure(self.bus, self._ids)
             if not self.calibrating:
-                self._check_calibration_against_servos()
+                servo_setup.check_calibration_against_servos(
+                    self.bus,
+                    self._ids,
+                    self.calibration,
+                    self._read_raw_state()[2],
+                    self._tick_limits,
+                )
             self._connected = True
             self.hold()
         except BaseException:
@@ -344,13 +347,7 @@ class DClawDriver(Robot):
             )
         if not np.all(np.isfinite(goal)):
             raise ValueError(f"dclaw: joint goals contain NaN or inf: {goal}")
-        if self._watchdog_stopped:
-            raise self._watchdog_error(self._watchdog_stopped)
-        if self._watchdog_units:
-            if self._watchdog_armed:
-                self._check_watchdog_silence()
-            else:
-                self._arm_watchdog()
+        self._watchdog.before_goals()
         target = np.clip(goal, self._low, self._high)
         step = np.clip(target - self._last_goal, -self.max_step_rad, self.max_step_rad)
         ticks = self.calibration.rad_to_ticks(self._last_goal + step)
@@ -367,7 +364,7 @@ class DClawDriver(Robot):
         position outside its position limits, where it could not hold without jumping.
         """
         self._require_connected()
-        stopped = self._clear_watchdog()
+        stopped = self._watchdog.clear()
         if stopped:
             log.warning(
                 "%s had stopped on the Bus Watchdog (no instruction for more than %.2f s); "
@@ -407,10 +404,7 @@ class DClawDriver(Robot):
         self._torque_requested = False
         # A servo that has shut down on a hardware error already has torque off: that counts.
         self._write_all(ct.TORQUE_ENABLE, 0, allow_alert=True)
-        if self._watchdog_armed:  # with torque off it watches nothing; leave it cleared too
-            self.bus.sync_write(ct.BUS_WATCHDOG, dict.fromkeys(self._ids, 0))
-            self._watchdog_armed = False
-        self._watchdog_stopped = []
+        self._watchdog.disarm()  # with torque off it watches nothing; leave it cleared too
 
     def disconnect(self) -> None:
         """Close the port; first turn torque off if ``on_exit`` is "relax" and it may still be on,
@@ -423,8 +417,8 @@ class DClawDriver(Robot):
             if not self.bus.link_failed:
                 if self.on_exit == "relax" and self._torque_requested:
                     self.relax()
-                elif self._watchdog_armed:
-                    self._clear_watchdog()
+                elif self._watchdog.armed:
+                    self._watchdog.clear()
         finally:
             self._connected = False
             self.bus.close()
@@ -475,216 +469,6 @@ class DClawDriver(Robot):
             raise ServoCommunicationError(
                 f"{register.name} := {value} failed on {len(ids)} servos: {message}", ids
             )
-
-    def _check_models(self, models: dict[int, int]) -> None:
-        unsupported = {i: m for i, m in models.items() if m not in ct.MODELS}
-        if unsupported:
-            details = ", ".join(f"{self.bus.label(i)} is model {m}" for i, m in unsupported.items())
-            known = ", ".join(f"{m.name} ({n})" for n, m in ct.MODELS.items())
-            raise DynamixelError(
-                f"unsupported servo model: {details}; the D'Claw driver supports {known}"
-            )
-        self.models = dict(models)
-        self._current_ma_per_unit = np.array(
-            [ct.MODELS[models[i]].current_ma_per_unit for i in self._ids]
-        )
-
-    def _configure(self) -> None:
-        """Check Drive Mode; set position control and no return delay (EEPROM, torque off: written
-        only where different) and read Operating Mode back; read the position limits."""
-        # 9 Return Delay Time, 10 Drive Mode, 11 Operating Mode
-        first = ct.RETURN_DELAY_TIME.address
-        settings = self.bus.sync_read(first, ct.OPERATING_MODE.end - first, self._ids)
-        drive_problems = {}
-        for servo_id in self._ids:
-            drive = settings[servo_id][ct.DRIVE_MODE.address - first]
-            reasons = []
-            if drive & ct.DRIVE_MODE_REVERSE:
-                reasons.append("bit 0 reverses the servo's direction behind the calibration's sign")
-            if drive & ct.DRIVE_MODE_TORQUE_ON_BY_GOAL:
-                reasons.append("bit 3 lets a goal write turn torque on")
-            if reasons:
-                drive_problems[servo_id] = (
-                    f"{self.bus.label(servo_id)}: Drive Mode {drive} ({'; '.join(reasons)})"
-                )
-        if drive_problems:
-            raise ServoConfigurationError(
-                f"refusing to turn torque on: {', '.join(drive_problems.values())}. Clear these "
-                "bits of Drive Mode (address 10) with the servo's tool (e.g. Dynamixel Wizard, "
-                "torque off), then recalibrate with `slac-calibrate joints`",
-                list(drive_problems),
-            )
-        for servo_id in self._ids:
-            data = settings[servo_id]
-            mode = data[ct.OPERATING_MODE.address - first]
-            if mode != ct.OPERATING_MODE_POSITION:
-                log.info(
-                    "%s: Operating Mode %d -> %d (position)",
-                    self.bus.label(servo_id),
-                    mode,
-                    ct.OPERATING_MODE_POSITION,
-                )
-                self.bus.write(servo_id, ct.OPERATING_MODE, ct.OPERATING_MODE_POSITION)
-            if data[0] != 0:
-                log.info("%s: Return Delay Time %d -> 0", self.bus.label(servo_id), data[0])
-                self.bus.write(servo_id, ct.RETURN_DELAY_TIME, 0)
-        modes = self.bus.sync_read(ct.OPERATING_MODE.address, 1, self._ids)
-        wrong = {i: data[0] for i, data in modes.items() if data[0] != ct.OPERATING_MODE_POSITION}
-        if wrong:
-            details = ", ".join(
-                f"{self.bus.label(i)} reads {m} ({ct.OPERATING_MODES.get(m, 'unknown mode')})"
-                for i, m in wrong.items()
-            )
-            raise ServoConfigurationError(
-                "refusing to turn torque on: Operating Mode (address 11) is not position control "
-                f"(3) after writing it: {details}. Set it with the servo's tool (e.g. Dynamixel "
-                "Wizard, torque off) and check nothing else on the bus rewrites it",
-                list(wrong),
-            )
-        first = ct.MAX_POSITION_LIMIT.address
-        limits = self.bus.sync_read(first, ct.MIN_POSITION_LIMIT.end - first, self._ids)
-        high = np.array(
-            [ct.MAX_POSITION_LIMIT.decode(limits[i][0:4]) for i in self._ids], dtype=np.float64
-        )
-        low = np.array(
-            [ct.MIN_POSITION_LIMIT.decode(limits[i][4:8]) for i in self._ids], dtype=np.float64
-        )
-        self._tick_limits = (low, high)
-
-    def _check_calibration_against_servos(self) -> None:
-        """Refuse (before torque on) a start pose outside the calibrated ranges, or calibrated
-        ranges that do not fit inside the servos' position limits."""
-        cal = self.calibration
-        positions = cal.ticks_to_rad(self._read_raw_state()[2])
-        sections, servo_ids = [], []
-        far = [
-            (i, name, q, lo, hi)
-            for i, name, q, lo, hi in zip(
-                self._ids, DCLAW.joint_names, positions, self._low, self._high
-            )
-            if not lo - START_POSE_MARGIN_RAD <= q <= hi + START_POSE_MARGIN_RAD
-        ]
-        if far:
-            details = ", ".join(
-                f"{name} reads {q:+.2f} rad (range [{lo:+.2f}, {hi:+.2f}])"
-                for _, name, q, lo, hi in far
-            )
-            sections.append(
-                "the start pose is outside the calibrated joint ranges by more than "
-                f"{START_POSE_MARGIN_RAD} rad: {details}. The joint calibration is probably wrong "
-                "(run `slac-calibrate joints`), or the joint must be moved into its range by hand "
-                "(torque is off)"
-            )
-            servo_ids += [i for i, *_ in far]
-        ends = np.stack([cal.rad_to_ticks(self._low), cal.rad_to_ticks(self._high)])
-        need_low, need_high = ends.min(axis=0), ends.max(axis=0)
-        low, high = self._tick_limits
-        tight = [
-            (i, name, int(lo), int(hi), int(t_lo), int(t_hi), r_lo, r_hi)
-            for i, name, lo, hi, t_lo, t_hi, r_lo, r_hi in zip(
-                self._ids, DCLAW.joint_names, low, high, need_low, need_high, self._low, self._high
-            )
-            if t_lo < lo or t_hi > hi
-        ]
-        if tight:
-            details = ", ".join(
-                f"{self.bus.label(i)} limits read {lo}..{hi} but {name}'s range [{r_lo:+.2f}, "
-                f"{r_hi:+.2f}] rad needs ticks {t_lo}..{t_hi}"
-                for i, name, lo, hi, t_lo, t_hi, r_lo, r_hi in tight
-            )
-            sections.append(
-                "the servos' Min/Max Position Limit registers (52/48) contradict the calibration: "
-                f"{details}. Write limits that contain those ticks with the servo's tool (e.g. "
-                "Dynamixel Wizard, torque off), or recalibrate with `slac-calibrate joints` if the "
-                "offsets are wrong"
-            )
-            servo_ids += [i for i, *_ in tight if i not in servo_ids]
-        if sections:
-            raise ServoConfigurationError(
-                f"refusing to turn torque on: {'; and '.join(sections)}", servo_ids
-            )
-
-    # --- Bus Watchdog -----------------------------------------------------------------------------
-    def _read_watchdog(self, servo_ids: list[int] | None = None) -> dict[int, int]:
-        """Bus Watchdog (98) of each servo: 0 off, 1..127 armed (20 ms units), 0xFF error."""
-        replies = self.bus.sync_read(ct.BUS_WATCHDOG.address, 1, servo_ids or self._ids)
-        return {i: data[0] for i, data in replies.items()}
-
-    def _report_watchdog_left_stopped(self) -> None:
-        stopped = [i for i, v in self._read_watchdog().items() if v == ct.BUS_WATCHDOG_ERROR]
-        if stopped:
-            log.warning(
-                "%s were stopped by their Bus Watchdog: the last program streaming goals stopped "
-                "without releasing them (killed?); clearing it",
-                self.bus._labels(stopped),
-            )
-
-    def _arm_watchdog(self) -> None:
-        """Set the window on every servo (one sync write) and confirm it (one sync read)."""
-        units = self._watchdog_units
-        self.bus.sync_write(ct.BUS_WATCHDOG, dict.fromkeys(self._ids, units))
-        self._watchdog_armed = True
-        values = self._read_watchdog()
-        stopped = [i for i, v in values.items() if v == ct.BUS_WATCHDOG_ERROR]
-        if stopped:
-            self._watchdog_stopped = stopped
-            raise self._watchdog_error(stopped)
-        wrong = {i: v for i, v in values.items() if v != units}
-        if wrong:
-            details = ", ".join(f"{self.bus.label(i)} reads {v}" for i, v in wrong.items())
-            raise ServoConfigurationError(
-                f"the Bus Watchdog (address 98) did not take {units} ({self.watchdog_s:.2f} s): "
-                f"{details}; check the servos' firmware supports the Bus Watchdog (Dynamixel "
-                "X series)",
-                list(wrong),
-            )
-        self.bus.take_longest_silence_s()  # measure silences from here on
-
-    def _check_watchdog_silence(self) -> None:
-        """After a bus silence longer than half the window, read the register: a servo the watchdog
-        stopped ignores goals, which must not go out as if followed."""
-        silence = self.bus.take_longest_silence_s()
-        if silence <= 0.5 * self.watchdog_s:
-            return
-        stopped = [i for i, v in self._read_watchdog().items() if v == ct.BUS_WATCHDOG_ERROR]
-        if stopped:
-            self._watchdog_stopped = stopped
-            raise self._watchdog_error(stopped, silence)
-
-    def _clear_watchdog(self) -> list[int]:
-        """Write 0 to the Bus Watchdog where it is not 0 and confirm; return the servos that were in
-        Bus Watchdog Error."""
-        values = self._read_watchdog()
-        set_ids = [i for i, v in values.items() if v != 0]
-        if set_ids:
-            self.bus.sync_write(ct.BUS_WATCHDOG, dict.fromkeys(set_ids, 0))
-            stuck = {i: v for i, v in self._read_watchdog(set_ids).items() if v != 0}
-            if stuck:
-                details = ", ".join(
-                    f"{self.bus.label(i)} still reads {v}" for i, v in stuck.items()
-                )
-                raise BusWatchdogError(
-                    f"the Bus Watchdog (address 98) did not clear after writing 0: {details}; "
-                    f"power-cycle the servos",
-                    list(stuck),
-                )
-        self._watchdog_armed = False
-        self._watchdog_stopped = []
-        return [i for i in set_ids if values[i] == ct.BUS_WATCHDOG_ERROR]
-
-    def _watchdog_error(
-        self, servo_ids: list[int], silence_s: float | None = None
-    ) -> BusWatchdogError:
-        silent = f" (the bus was silent for {silence_s:.2f} s)" if silence_s is not None else ""
-        return BusWatchdogError(
-            f"{self.bus._labels(servo_ids)} stopped on the Bus Watchdog: no instruction reached "
-            f"them within {self.watchdog_s:.2f} s{silent}, so they hold where they stopped and "
-            "ignore new goals. The control loop stalled (an overloaded machine, or a pause between "
-            "goals): run again; if it recurs, find what stalls the machine, or give a longer "
-            f"window with slac-run --bus-watchdog SECONDS (now {self.watchdog_s:.2f} s, at most "
-            f"{WATCHDOG_RANGE_S[1]:.2f})",
-            servo_ids,
-        )
 
     def _abort_connect(self) -> None:
         """After a failed connect: turn torque off if it may be on,

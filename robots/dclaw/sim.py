@@ -13,6 +13,9 @@ behind a servo emulator) drive the claw through :class:`DClawSim`::
     frame = sim.render()                     # uint8[64, 64, 3] RGB from the task camera
     sim.close()                              # free the GL contexts (also done at exit)
 
+Domain randomisation (``sim.randomize_dynamics(rng)``, ``sim.randomize_visuals(rng)``) is drawn
+and set by :mod:`robots.dclaw.sim_randomization`, whose ranges this module exports.
+
 This module imports mujoco (it is the simulation module of ``robots/dclaw``) but never
 ``slac_train``. MuJoCo fixes its OpenGL backend when first imported: a program that renders
 offscreen without a display sets ``MUJOCO_GL`` (e.g. ``egl`` or ``osmesa``) in its ``main()`` before
@@ -34,6 +37,15 @@ import mujoco
 import numpy as np
 
 from robots.dclaw.description import CONTROL_PERIOD_S, DCLAW, JOINT_NAMES, RESET_POSE
+from robots.dclaw.sim_randomization import (
+    DYNAMICS_RANGES,
+    VISUAL_RANGES,
+    DynamicsRandomization,
+    DynamicsRanges,
+    VisualRandomization,
+    VisualRanges,
+    axis_angle_quat,
+)
 from robots.mujoco_gl import close_at_exit, close_renderer, forget_at_exit
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
@@ -42,7 +54,6 @@ TIMESTEP_S = 0.0025  # simulator timestep (seconds), as in the scene files
 SUBSTEPS = round(CONTROL_PERIOD_S / TIMESTEP_S)  # simulator steps per control period (20)
 VALVE_JOINT = "valve"
 FINGERS = ("FF", "MF", "TH")
-MOUNT_BODIES = ("mount", "goal_mount")  # bodies moved together by the mount-position randomisation
 GOAL_GEOM_GROUP = 2  # geom group of the goal markers (valve goal pointer, goal claw)
 
 
@@ -88,42 +99,6 @@ class CameraMount:
 TASK_CAMERA = CameraMount(pos=(0.0, 0.355, 0.435), lookat=(0.0, 0.0, 0.16), fovy_deg=42.0)
 
 
-@dataclass(frozen=True)
-class DynamicsRanges:
-    """Ranges of the dynamics randomisation (ROBEL's RandomDynamics variants)."""
-
-    joint_damping: tuple[float, float] = (0.005, 0.1)  # N·m·s/rad, per claw joint
-    joint_frictionloss: tuple[float, float] = (0.001, 0.005)  # N·m, per claw joint
-    actuator_kp: tuple[float, float] = (1.0, 3.0)  # N·m/rad, per actuator
-    geom_friction_scale: tuple[float, float] = (0.8, 1.2)  # x sliding friction, per collision geom
-    mount_offset_m: float = 0.01  # mount position: U(-x, x) per axis
-
-
-@dataclass(frozen=True)
-class VisualRanges:
-    """Ranges of the visual randomisation (for sim-to-real transfer from pixels)."""
-
-    light_dir_jitter: float = 0.3  # added to each component of a light's direction, then normalised
-    light_intensity_scale: tuple[float, float] = (0.6, 1.4)  # x diffuse of each light
-    headlight_ambient: tuple[float, float] = (0.2, 0.5)
-    headlight_diffuse: tuple[float, float] = (0.3, 0.6)
-    brightness_scale: float = 0.2  # colour x U(1 - x, 1 + x) per material
-    colour_jitter: float = 0.08  # + U(-x, x) per channel and material
-    floor_colour_jitter: float = 0.15  # the floor (a real table) varies more
-    camera_pos_jitter_m: float = 0.005  # + U(-x, x) per axis
-    camera_angle_jitter_deg: float = 2.0  # rotation by U(-x, x) about each camera axis
-    camera_fovy_jitter_deg: float = 1.0
-
-
-DYNAMICS_RANGES = DynamicsRanges()
-VISUAL_RANGES = VisualRanges()
-# Materials whose colours the visual randomisation changes; the floor gets floor_colour_jitter.
-_RANDOMISED_MATERIALS = (
-    "dclaw_servo", "dclaw_bracket", "dclaw_tip", "dclaw_plate",
-    "valve", "valve_marker", "valve_base", "valve_goal", "goal_claw",
-)  # fmt: skip
-
-
 def scene_path(scene: str) -> Path:
     """The MJCF file of a scene by name ("pose" or "valve")."""
     try:
@@ -143,12 +118,6 @@ def add_image_noise(frame: np.ndarray, rng: np.random.Generator, std: float) -> 
         return frame.copy()
     noisy = frame.astype(np.float32) + rng.normal(0.0, std, size=frame.shape).astype(np.float32)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-
-
-def _axis_angle_quat(axis: np.ndarray, angle: float) -> np.ndarray:
-    quat = np.zeros(4)
-    mujoco.mju_axisAngle2Quat(quat, np.asarray(axis, dtype=np.float64), float(angle))
-    return quat
 
 
 class DClawSim:
@@ -213,32 +182,11 @@ class DClawSim:
                         np.array(axis, float),
                     )
         self._task_cam = m.camera("task").id
-
-        # Nominal values the randomisations start from (so draws never accumulate).
-        self._mount_ids = [
-            i for n in MOUNT_BODIES if (i := mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, n)) >= 0
-        ]
-        self._collision_geoms = np.flatnonzero((m.geom_contype != 0) | (m.geom_conaffinity != 0))
-        self._nominal_dynamics = {
-            "dof_damping": m.dof_damping.copy(),
-            "dof_frictionloss": m.dof_frictionloss.copy(),
-            "actuator_gainprm": m.actuator_gainprm.copy(),
-            "actuator_biasprm": m.actuator_biasprm.copy(),
-            "geom_friction": m.geom_friction.copy(),
-            "body_pos": m.body_pos.copy(),
-        }
-        self._nominal_visuals = {
-            "light_dir": m.light_dir.copy(),
-            "light_diffuse": m.light_diffuse.copy(),
-            "headlight_ambient": m.vis.headlight.ambient.copy(),
-            "headlight_diffuse": m.vis.headlight.diffuse.copy(),
-            "mat_rgba": m.mat_rgba.copy(),
-            "cam_pos": m.cam_pos.copy(),
-            "cam_quat": m.cam_quat.copy(),
-            "cam_fovy": m.cam_fovy.copy(),
-        }
         self._kp = m.actuator_gainprm[:, 0].copy()  # N·m/rad, the servos' gains (nominal or drawn)
         self._torque_enabled = np.ones(m.nu, dtype=bool)
+        # Each starts its draws from the model's values now (so draws never accumulate).
+        self._dynamics = DynamicsRandomization(m, self._dof)
+        self._visuals = VisualRandomization(m, self.data, self._task_cam)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._scene_option = mujoco.MjvOption()
         self.reset()
@@ -343,7 +291,7 @@ class DClawSim:
     def set_goal_angle(self, angle: float) -> None:
         """Turn the valve's goal pointer to ``angle`` (rad): where the marker spoke should point."""
         self._need_valve()
-        self.data.mocap_quat[self._goal_mocap] = _axis_angle_quat((0.0, 0.0, 1.0), angle)
+        self.data.mocap_quat[self._goal_mocap] = axis_angle_quat((0.0, 0.0, 1.0), angle)
         mujoco.mj_kinematics(self.model, self.data)
 
     def set_goal_pose(self, pose: np.ndarray) -> None:
@@ -354,7 +302,7 @@ class DClawSim:
         for i, finger in enumerate(FINGERS):
             for k in range(3):
                 body, axis = self._goal_claw[finger, k]
-                self.model.body_quat[body] = _axis_angle_quat(axis, pose[3 * i + k])
+                self.model.body_quat[body] = axis_angle_quat(axis, pose[3 * i + k])
         mujoco.mj_kinematics(self.model, self.data)
 
     def warnings(self) -> dict[str, int]:
@@ -366,90 +314,31 @@ class DClawSim:
         }
 
     # ----------------------------------------------------------------------------------------
-    # Randomisation
+    # Randomisation (robots/dclaw/sim_randomization.py)
     def restore_nominal_dynamics(self) -> None:
-        m, nominal = self.model, self._nominal_dynamics
-        m.dof_damping[:] = nominal["dof_damping"]
-        m.dof_frictionloss[:] = nominal["dof_frictionloss"]
-        m.actuator_gainprm[:] = nominal["actuator_gainprm"]
-        m.actuator_biasprm[:] = nominal["actuator_biasprm"]
-        m.geom_friction[:] = nominal["geom_friction"]
-        m.body_pos[:] = nominal["body_pos"]
-        self._kp = nominal["actuator_gainprm"][:, 0].copy()
+        self._kp = self._dynamics.restore_nominal()
         self._apply_gains()
 
     def randomize_dynamics(
         self, rng: np.random.Generator, ranges: DynamicsRanges = DYNAMICS_RANGES
     ) -> dict[str, np.ndarray]:
-        """Draw new dynamics around the nominal model; return what was drawn.
-
-        Claw joint damping and friction loss, actuator gains (a position actuator's force is
-        ``kp * ctrl - kp * q``: ``gainprm[0] = kp``, ``biasprm[1] = -kp``), sliding friction of
-        every collision geom, and the mount position (the claw and the goal claw move together).
-        Takes effect on the next step; call :meth:`reset` afterwards to settle positions.
-        """
-        m, n = self.model, len(JOINT_NAMES)
-        draw = {
-            "joint_damping": rng.uniform(*ranges.joint_damping, size=n),
-            "joint_frictionloss": rng.uniform(*ranges.joint_frictionloss, size=n),
-            "actuator_kp": rng.uniform(*ranges.actuator_kp, size=m.nu),
-            "geom_friction_scale": rng.uniform(
-                *ranges.geom_friction_scale, size=len(self._collision_geoms)
-            ),
-            "mount_offset_m": rng.uniform(-ranges.mount_offset_m, ranges.mount_offset_m, size=3),
-        }
+        """Draw new dynamics around the nominal model; return what was drawn
+        (:meth:`DynamicsRandomization.draw`). Takes effect on the next step; call :meth:`reset`
+        afterwards to settle positions."""
+        draw = self._dynamics.draw(rng, ranges)
         self.apply_dynamics(draw)
         return draw
 
     def apply_dynamics(self, draw: dict[str, Any]) -> None:
-        """Set the dynamics to ``draw`` (a :meth:`randomize_dynamics` result, or part of one).
-
-        Starts from the nominal model; a key left out stays nominal, and a scalar stands for every
-        joint, servo or geom (``{"actuator_kp": 1.5}``: all nine servos at 1.5 N·m/rad). Takes
-        effect on the next step; call :meth:`reset` afterwards to settle positions.
-        """
-        known = {
-            "joint_damping",
-            "joint_frictionloss",
-            "actuator_kp",
-            "geom_friction_scale",
-            "mount_offset_m",
-        }
-        if unknown := set(draw) - known:
-            raise ValueError(f"unknown dynamics {sorted(unknown)}; known: {sorted(known)}")
-        self.restore_nominal_dynamics()
-        m, n = self.model, len(JOINT_NAMES)
-
-        def sized(key: str, size: int) -> np.ndarray:
-            return np.broadcast_to(np.asarray(draw[key], dtype=np.float64), (size,)).copy()
-
-        if "joint_damping" in draw:
-            m.dof_damping[self._dof] = sized("joint_damping", n)
-        if "joint_frictionloss" in draw:
-            m.dof_frictionloss[self._dof] = sized("joint_frictionloss", n)
-        if "actuator_kp" in draw:
-            self._kp = sized("actuator_kp", m.nu)
-            self._apply_gains()
-        if "geom_friction_scale" in draw:
-            m.geom_friction[self._collision_geoms, 0] *= sized(
-                "geom_friction_scale", len(self._collision_geoms)
-            )
-        if "mount_offset_m" in draw:
-            for body in self._mount_ids:
-                m.body_pos[body] += sized("mount_offset_m", 3)
-        mujoco.mj_forward(m, self.data)
+        """Set the dynamics to ``draw`` (a :meth:`randomize_dynamics` result, or part of one;
+        :meth:`DynamicsRandomization.apply`). Takes effect on the next step; call :meth:`reset`
+        afterwards to settle positions."""
+        self._kp = self._dynamics.apply(draw)
+        self._apply_gains()
+        mujoco.mj_forward(self.model, self.data)
 
     def restore_nominal_visuals(self) -> None:
-        m, nominal = self.model, self._nominal_visuals
-        m.light_dir[:] = nominal["light_dir"]
-        m.light_diffuse[:] = nominal["light_diffuse"]
-        m.vis.headlight.ambient[:] = nominal["headlight_ambient"]
-        m.vis.headlight.diffuse[:] = nominal["headlight_diffuse"]
-        m.mat_rgba[:] = nominal["mat_rgba"]
-        m.cam_pos[:] = nominal["cam_pos"]
-        m.cam_quat[:] = nominal["cam_quat"]
-        m.cam_fovy[:] = nominal["cam_fovy"]
-        mujoco.mj_forward(m, self.data)
+        self._visuals.restore_nominal()
 
     def set_task_camera(
         self,
@@ -459,74 +348,14 @@ class DClawSim:
     ) -> None:
         """Move the task camera (orientation quaternion w, x, y, z; vertical field of view, degrees;
         position, metres) and make it the nominal one: visual randomisation jitters around it."""
-        m, nominal, cam = self.model, self._nominal_visuals, self._task_cam
-        if quat is not None:
-            quat = np.asarray(quat, dtype=np.float64)
-            nominal["cam_quat"][cam] = m.cam_quat[cam] = quat / np.linalg.norm(quat)
-        if fovy_deg is not None:
-            if not 0.0 < fovy_deg < 180.0:
-                raise ValueError(
-                    f"the camera's field of view must be in (0, 180) degrees, got {fovy_deg}"
-                )
-            nominal["cam_fovy"][cam] = m.cam_fovy[cam] = float(fovy_deg)
-        if pos is not None:
-            nominal["cam_pos"][cam] = m.cam_pos[cam] = np.asarray(pos, dtype=np.float64)
-        mujoco.mj_forward(m, self.data)
+        self._visuals.set_task_camera(quat, fovy_deg, pos)
 
     def randomize_visuals(
         self, rng: np.random.Generator, ranges: VisualRanges = VISUAL_RANGES
     ) -> dict[str, Any]:
-        """Draw lighting, colours and a task-camera jitter around the nominal scene; return them."""
-        self.restore_nominal_visuals()
-        m, nominal = self.model, self._nominal_visuals
-        # Lights: direction and intensity; the headlight's ambient and diffuse parts.
-        light_dir = nominal["light_dir"] + rng.uniform(
-            -ranges.light_dir_jitter, ranges.light_dir_jitter, size=m.light_dir.shape
-        )
-        light_dir[:, 2] = -np.abs(light_dir[:, 2])  # keep the light coming from above
-        light_dir /= np.linalg.norm(light_dir, axis=1, keepdims=True)
-        intensity = rng.uniform(*ranges.light_intensity_scale, size=m.nlight)
-        m.light_dir[:] = light_dir
-        m.light_diffuse[:] = np.clip(nominal["light_diffuse"] * intensity[:, None], 0.0, 1.0)
-        ambient = rng.uniform(*ranges.headlight_ambient)
-        diffuse = rng.uniform(*ranges.headlight_diffuse)
-        m.vis.headlight.ambient[:] = ambient
-        m.vis.headlight.diffuse[:] = diffuse
-        # Colours of the claw, the valve, the goal markers and the floor.
-        colours = {}
-        for name in (*_RANDOMISED_MATERIALS, "floor"):
-            mat = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_MATERIAL, name)
-            if mat < 0:
-                continue
-            jitter = ranges.floor_colour_jitter if name == "floor" else ranges.colour_jitter
-            brightness = rng.uniform(1 - ranges.brightness_scale, 1 + ranges.brightness_scale)
-            rgb = nominal["mat_rgba"][mat, :3] * brightness + rng.uniform(-jitter, jitter, size=3)
-            m.mat_rgba[mat, :3] = np.clip(rgb, 0.0, 1.0)
-            colours[name] = m.mat_rgba[mat, :3].copy()
-        # Task camera: a few millimetres and degrees off its mount, and a slightly different lens.
-        cam = self._task_cam
-        pos_offset = rng.uniform(-ranges.camera_pos_jitter_m, ranges.camera_pos_jitter_m, size=3)
-        angles = np.radians(
-            rng.uniform(-ranges.camera_angle_jitter_deg, ranges.camera_angle_jitter_deg, size=3)
-        )
-        fovy_offset = rng.uniform(-ranges.camera_fovy_jitter_deg, ranges.camera_fovy_jitter_deg)
-        quat = nominal["cam_quat"][cam].copy()
-        for axis, angle in zip(np.eye(3), angles):  # about the camera's own x, y, z axes
-            mujoco.mju_mulQuat(quat, quat, _axis_angle_quat(axis, angle))
-        m.cam_pos[cam] = nominal["cam_pos"][cam] + pos_offset
-        m.cam_quat[cam] = quat
-        m.cam_fovy[cam] = nominal["cam_fovy"][cam] + fovy_offset
-        mujoco.mj_forward(m, self.data)
-        return {
-            "light_dir": light_dir,
-            "light_intensity_scale": intensity,
-            "headlight_ambient": ambient,
-            "headlight_diffuse": diffuse,
-            "colours": colours,
-            "camera_pos_offset_m": pos_offset,
-            "camera_angles_rad": angles,
-            "camera_fovy_offset_deg": fovy_offset,
-        }
+        """Draw lighting, colours and a task-camera jitter around the nominal scene; return them
+        (:meth:`VisualRandomization.randomize`)."""
+        return self._visuals.randomize(rng, ranges)
 
     # ----------------------------------------------------------------------------------------
     # Rendering

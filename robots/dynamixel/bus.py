@@ -24,26 +24,22 @@ what the driver needs) and :class:`BusWatchdogError` (servos stopped by their Bu
 
 A sync write (the per-tick goal positions) gets no reply by design of the protocol, so it cannot
 be confirmed; torque changes are therefore written to each servo with a confirmed write.
+
+The exceptions are defined in :mod:`robots.dynamixel.errors` and exported here; opening the port
+is :mod:`robots.dynamixel.serial_port`, and reading what the servos' replies say
+:mod:`robots.dynamixel.bus_replies`.
 """
 
 from __future__ import annotations
 
 import collections
-import errno
 import logging
-import os
-import re
-import select
 import threading
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import dynamixel_sdk as sdk
-import serial
-from dynamixel_sdk.protocol2_packet_handler import PKT_ERROR, PKT_ID, PKT_PARAMETER0
 
 try:  # pyserial's POSIX port raises termios.error (not an OSError) when the device goes away
     import termios
@@ -53,13 +49,57 @@ except ImportError:  # Windows
     _TERMIOS_ERRORS = ()
 
 from robots.dynamixel import control_table as ct
+from robots.dynamixel.bus_replies import (
+    describe_result,
+    hardware_error,
+    read_byte,
+    read_sync_reply,
+    status_error,
+    sync_read_failure,
+)
+from robots.dynamixel.errors import (
+    BusDisconnectedError,
+    BusWatchdogError,
+    DynamixelError,
+    SerialPortNotFoundError,
+    SerialPortPermissionError,
+    ServoCommunicationError,
+    ServoConfigurationError,
+    ServoHardwareError,
+    ServoStatusError,
+)
 from robots.dynamixel.port_lock import PortInUseError, PortLock
 from robots.dynamixel.protocol import ALERT_BIT, StatusError
-from slac_runtime.robot import RobotRefused
+from robots.dynamixel.serial_port import (
+    USB_SERIAL_SYSFS,
+    LatencyTimerWarning,
+    check_latency_timer,
+    check_port_access,
+    open_exclusive,
+    usb_latency_timer_path,
+)
+
+__all__ = [
+    "MAX_RETRIES",
+    "USB_SERIAL_SYSFS",
+    "BusDisconnectedError",
+    "BusWatchdogError",
+    "DynamixelBus",
+    "DynamixelError",
+    "LatencyTimerWarning",
+    "PortInUseError",
+    "SerialPortNotFoundError",
+    "SerialPortPermissionError",
+    "ServoCommunicationError",
+    "ServoConfigurationError",
+    "ServoHardwareError",
+    "ServoStatusError",
+    "check_latency_timer",
+    "usb_latency_timer_path",
+]
 
 log = logging.getLogger(__name__)
 
-USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
 # More extra attempts than this only hide a broken bus: each can wait ~34 ms for a reply, so a
 # transaction gives up within about 0.7 s.
 MAX_RETRIES = 20
@@ -82,144 +122,6 @@ _SUPPORTED_BAUD_RATES = (
     3500000,
     4000000,
 )
-
-
-class DynamixelError(RuntimeError):
-    """A problem on the Dynamixel bus."""
-
-
-class ServoCommunicationError(DynamixelError):
-    """Servos that did not answer (or only with corrupt replies) after every retry."""
-
-    def __init__(self, message: str, servo_ids: Sequence[int]):
-        super().__init__(message)
-        self.servo_ids = tuple(servo_ids)
-
-
-class ServoHardwareError(DynamixelError):
-    """Servos that report a hardware error (alert bit); ``statuses`` maps
-    ID -> Hardware Error Status."""
-
-    def __init__(self, message: str, statuses: Mapping[int, int]):
-        super().__init__(message)
-        self.statuses = dict(statuses)
-
-    @property
-    def servo_ids(self) -> tuple[int, ...]:
-        return tuple(self.statuses)
-
-
-class ServoStatusError(DynamixelError):
-    """A servo refused an instruction; ``error`` is the status packet's error number."""
-
-    def __init__(self, message: str, servo_id: int, error: int):
-        super().__init__(message)
-        self.servo_id = servo_id
-        self.error = error
-
-
-class BusDisconnectedError(DynamixelError):
-    """The serial link failed with an I/O error; ``port`` is the device path."""
-
-    def __init__(self, message: str, port: str):
-        super().__init__(message)
-        self.port = port
-
-
-class SerialPortNotFoundError(DynamixelError, RobotRefused, FileNotFoundError):
-    """The serial port does not exist (an adapter unplugged, a virtual robot not running)."""
-
-
-class SerialPortPermissionError(DynamixelError, RobotRefused, PermissionError):
-    """This user may not open the serial port."""
-
-
-class ServoConfigurationError(DynamixelError, RobotRefused):
-    """Servo registers (or the pose the servos report) contradict what the driver needs to move
-    them safely; ``servo_ids`` names the servos. Raised before torque goes on (the runtime reports
-    it as a refusal: nothing moved)."""
-
-    def __init__(self, message: str, servo_ids: Sequence[int]):
-        super().__init__(message)
-        self.servo_ids = tuple(servo_ids)
-
-
-class BusWatchdogError(DynamixelError):
-    """Servos in Bus Watchdog Error: they stopped because no instruction reached them within the
-    watchdog window, and ignore goals until the error is cleared."""
-
-    def __init__(self, message: str, servo_ids: Sequence[int]):
-        super().__init__(message)
-        self.servo_ids = tuple(servo_ids)
-
-
-class LatencyTimerWarning(UserWarning):
-    """The USB serial adapter's latency timer adds milliseconds to every read."""
-
-
-def usb_latency_timer_path(port: str, sysfs_root: Path = USB_SERIAL_SYSFS) -> Path | None:
-    """Where Linux keeps the latency timer of a USB serial port (``/dev/ttyUSB*``), else None."""
-    name = Path(os.path.realpath(port)).name
-    if not re.fullmatch(r"ttyUSB\d+", name):
-        return None
-    return sysfs_root / name / "latency_timer"
-
-
-def check_latency_timer(port: str, sysfs_root: Path = USB_SERIAL_SYSFS) -> int | None:
-    """Warn (:class:`LatencyTimerWarning`) if the port's USB latency timer is above 1 ms; return it.
-
-    Returns None when the port is not a USB serial device with a latency timer (e.g. a pty, or an
-    adapter whose kernel driver has none).
-    """
-    path = usb_latency_timer_path(port, sysfs_root)
-    if path is None or not path.is_file():
-        return None
-    latency_ms = int(path.read_text().strip())
-    if latency_ms > 1:
-        warnings.warn(
-            f"the USB latency timer of {port} is {latency_ms} ms, which adds up to {latency_ms} ms "
-            f"to every servo read; set it to 1 ms with: echo 1 | sudo tee {path}",
-            LatencyTimerWarning,
-            stacklevel=3,
-        )
-    return latency_ms
-
-
-class _ExclusivePortHandler(sdk.PortHandler):
-    """The SDK's port handler, opening its tty exclusively (pyserial's ``exclusive`` takes a flock
-    on the device before changing any of its settings, so a program that respects tty locks cannot
-    use the port at the same time, nor disturb it by opening it) and waiting for replies asleep
-    rather than spinning."""
-
-    def setupPort(self, cflag_baud: int) -> bool:  # noqa: N802 (the SDK's name)
-        if self.is_open:
-            self.closePort()
-        self.ser = serial.Serial(
-            port=self.port_name,
-            baudrate=self.baudrate,
-            bytesize=serial.EIGHTBITS,
-            timeout=0,
-            exclusive=True,
-        )
-        self.is_open = True
-        self.ser.reset_input_buffer()
-        self.tx_time_per_byte = (1000.0 / self.baudrate) * 10.0  # ms per byte (10 bits)
-        return True
-
-    def readPort(self, length: int) -> bytes:  # noqa: N802 (the SDK's name)
-        """Up to ``length`` bytes, waiting (asleep, not spinning) until some arrive or the
-        packet's deadline passes. The SDK calls this in a loop and judges its timeout after each
-        call: it then only times out after a wait that found nothing, and a client under
-        real-time scheduling leaves the CPU to the port's kernel worker and the servos' emulator
-        while it waits."""
-        data = self.ser.read(length)
-        if data:
-            return data
-        remaining_ms = self.packet_timeout - self.getTimeSinceStart()
-        if remaining_ms > 0:
-            select.select([self.ser.fileno()], [], [], remaining_ms / 1000.0)
-            data = self.ser.read(length)
-        return data
 
 
 class DynamixelBus:
@@ -304,26 +206,11 @@ class DynamixelBus:
         holds the port."""
         if self._port is not None:
             return
-        if not os.path.exists(self.port):
-            raise self._not_found()
-        if not os.access(self.port, os.R_OK | os.W_OK):
-            raise self._no_permission()
+        check_port_access(self.port, self.adapter)
         owner = PortLock(self.port).acquire()  # before the tty is touched: its holder is busy
         try:
             check_latency_timer(self.port)
-            port = _ExclusivePortHandler(self.port)
-            try:
-                opened = port.setBaudRate(self.baudrate)
-            except Exception as exc:  # pyserial's SerialException and OSError
-                if port.is_open:
-                    port.closePort()
-                raise self._open_error(exc) from exc
-            if not opened:
-                if port.is_open:
-                    port.closePort()
-                raise DynamixelError(
-                    f"could not open serial port {self.port} at {self.baudrate} baud"
-                )
+            port = open_exclusive(self.port, self.baudrate, self.adapter)
         except BaseException:
             owner.release()
             raise
@@ -343,33 +230,6 @@ class DynamixelBus:
             finally:
                 if owner is not None:
                     owner.release()
-
-    def _not_found(self) -> SerialPortNotFoundError:
-        return SerialPortNotFoundError(
-            f"serial port {self.port} not found: is {self.adapter} plugged in? ls /dev/ttyUSB*"
-        )
-
-    def _no_permission(self) -> SerialPortPermissionError:
-        return SerialPortPermissionError(
-            f"no permission to open serial port {self.port}: add yourself to the dialout group "
-            f"(sudo usermod -aG dialout $USER, then log in again)"
-        )
-
-    def _open_error(self, exc: Exception) -> Exception:
-        """The error to raise for a failed open of the tty."""
-        code = getattr(exc, "errno", None)
-        if code == errno.ENOENT:
-            return self._not_found()
-        if code in (errno.EACCES, errno.EPERM):
-            return self._no_permission()
-        if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
-            real = os.path.realpath(self.port)
-            return PortInUseError(
-                f"serial port {self.port} is in use by another program (it holds the port "
-                f"exclusively; see which with: fuser -v {real}): stop it first",
-                self.port,
-            )
-        return DynamixelError(f"could not open serial port {self.port}: {exc}")
 
     def label(self, servo_id: int) -> str:
         name = self.servo_names.get(servo_id)
@@ -542,9 +402,9 @@ class DynamixelBus:
                     continue
                 replies, errors = {}, {}
                 for servo_id in servo_ids:
-                    data, result, error = self._read_sync_reply(port, servo_id, size, heard)
+                    data, result, error = read_sync_reply(ph, port, servo_id, size, heard)
                     if result != sdk.COMM_SUCCESS:
-                        failed_id, failure = servo_id, self._describe_result(result)
+                        failed_id, failure = servo_id, describe_result(ph, result)
                         break
                     if error & ~ALERT_BIT == StatusError.CRC:
                         failed_id, failure = (
@@ -560,7 +420,16 @@ class DynamixelBus:
                 port.is_using = False
             else:
                 self.stats["failures"] += 1
-                raise self._sync_read_failure(address, size, servo_ids, heard, failed_id, failure)
+                raise sync_read_failure(
+                    f"a sync read of {size} bytes at address {address} on {self.port} after "
+                    f"{self.retries + 1} attempts ({failure})",
+                    failure,
+                    servo_ids,
+                    heard,
+                    failed_id,
+                    self.label,
+                    self.none_answered_advice,
+                )
         self._raise_for_errors(errors, f"sync read at address {address}")
         short = [i for i, data in replies.items() if len(data) != size]
         if short:
@@ -593,7 +462,7 @@ class DynamixelBus:
                 value, result, error = transaction(port)
                 port.is_using = False
                 if result != sdk.COMM_SUCCESS:
-                    failure = self._describe_result(result)
+                    failure = describe_result(self._packets, result)
                     continue
                 if error & ~ALERT_BIT == StatusError.CRC:
                     failure = "the servo reported a CRC error in our packet"
@@ -615,56 +484,6 @@ class DynamixelBus:
                 self._raise_for_errors({servo_id: error}, what)
         return value
 
-    def _read_sync_reply(
-        self, port: sdk.PortHandler, servo_id: int, size: int, heard: set[int]
-    ) -> tuple[list[int], int, int]:
-        """The SDK's ``readRx`` for one servo's reply to a sync read -- (data, result, error) --
-        also noting in ``heard`` every servo whose reply packet arrived meanwhile (readRx skips
-        the packets of other servos while it waits for this one's)."""
-        while True:
-            packet, result = self._packets.rxPacket(port, False)
-            if result != sdk.COMM_SUCCESS:
-                return [], result, 0
-            heard.add(packet[PKT_ID])
-            if packet[PKT_ID] == servo_id:
-                first = PKT_PARAMETER0 + 1
-                return packet[first : first + size], result, packet[PKT_ERROR]
-
-    def _sync_read_failure(
-        self,
-        address: int,
-        size: int,
-        servo_ids: Sequence[int],
-        heard: set[int],
-        failed_id: int,
-        failure: str,
-    ) -> ServoCommunicationError:
-        """The error for a sync read whose last attempt failed: "no servo answered" when no reply
-        arrived at all, else the servos whose replies were missing (a wait for a missing reply
-        reads every later reply too) or the one whose reply was corrupt."""
-        what = (
-            f"a sync read of {size} bytes at address {address} on {self.port} after "
-            f"{self.retries + 1} attempts ({failure})"
-        )
-        timed_out = failure == "no reply"
-        if timed_out and not heard:
-            return ServoCommunicationError(
-                f"no servo answered {what}: {self.none_answered_advice}", servo_ids
-            )
-        missing = [i for i in servo_ids if i not in heard] if timed_out else [failed_id]
-        return ServoCommunicationError(
-            f"{self._labels(missing)} did not answer {what}: check "
-            f"{'its' if len(missing) == 1 else 'their'} cable and power",
-            missing,
-        )
-
-    def _describe_result(self, result: int) -> str:
-        if result == sdk.COMM_RX_TIMEOUT:
-            return "no reply"
-        if result == sdk.COMM_RX_CORRUPT:
-            return "corrupt reply"
-        return self._packets.getTxRxResult(result).replace("[TxRxResult] ", "")
-
     def _raise_for_errors(self, errors: Mapping[int, int], what: str) -> None:
         """Raise for status error bytes: hardware alerts first (with
         their Hardware Error Status)."""
@@ -676,30 +495,13 @@ class DynamixelBus:
                 statuses[servo_id] = self._unicast(
                     "read of Hardware Error Status",
                     servo_id,
-                    lambda p, i=servo_id: self._read_byte(p, i, ct.HARDWARE_ERROR_STATUS.address),
+                    lambda p, i=servo_id: read_byte(
+                        self._packets, p, i, ct.HARDWARE_ERROR_STATUS.address
+                    ),
                     check_errors=False,
                 )
-            details = "; ".join(
-                f"{self.label(i)}: {ct.describe_hardware_error(s)} (Hardware Error "
-                f"Status 0x{s:02X})"
-                for i, s in statuses.items()
-            )
-            raise ServoHardwareError(
-                f"hardware error reported during a {what}: {details}. The servo has turned its "
-                "torque off; remove the cause (load, heat, supply voltage), then power-cycle or "
-                "reboot the servo",
-                statuses,
-            )
+            raise hardware_error(statuses, what, self.label)
         for servo_id, error in errors.items():
             number = error & ~ALERT_BIT
             if number:
-                reason = self._packets.getRxPacketError(number).replace("[RxPacketError] ", "")
-                raise ServoStatusError(
-                    f"{self.label(servo_id)} refused a {what}: {reason} (error {number})",
-                    servo_id,
-                    number,
-                )
-
-    def _read_byte(self, port, servo_id: int, address: int):
-        data, result, error = self._packets.readTxRx(port, servo_id, address, 1)
-        return (data[0] if result == sdk.COMM_SUCCESS and data else 0), result, error
+                raise status_error(self._packets, servo_id, number, what, self.label)

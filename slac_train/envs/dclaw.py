@@ -23,9 +23,10 @@ Variants:
 * ``-random``: Pose: random start and target poses (middle joints <= 0). Turn: valve U(+-pi/3),
   target pi + U(+-pi/3). Screw: valve U(+-pi), target speed U(+-0.75) rad/s from the valve's start.
 * ``-random-dynamics``: ``-random`` plus dynamics randomisation (joint damping, friction loss,
-  servo gains, contact friction, mount position; :class:`robots.dclaw.sim.DynamicsRanges`), visual
-  randomisation (lights, colours, task-camera jitter; :class:`robots.dclaw.sim.VisualRanges`)
-  and image noise (std :data:`RANDOM_DYNAMICS_IMAGE_NOISE` grey levels): the sim-to-real variant.
+  servo gains, contact friction, mount position;
+  :class:`robots.dclaw.sim_randomization.DynamicsRanges`), visual randomisation (lights, colours,
+  task-camera jitter; :class:`robots.dclaw.sim_randomization.VisualRanges`) and image noise (std
+  :data:`RANDOM_DYNAMICS_IMAGE_NOISE` grey levels): the sim-to-real variant.
 
 The plain names ``dclaw-pose``, ``dclaw-turn`` and ``dclaw-screw`` are the ``-fixed`` tasks, as in
 ROBEL's headline benchmark, and the one a real setup reproduces without a goal display.
