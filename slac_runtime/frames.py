@@ -87,6 +87,10 @@ FIRST_FRAME_TIMEOUT_S = 10.0
 # subscriber keeps only the newest frame, so a rate above a policy's needs costs only CPU; 20 fps
 # is one that USB cameras deliver in their common capture modes.
 DEFAULT_CAMERA_FPS = 20.0
+# Frames a subscriber takes before it knows the publisher's source: a publisher that names itself
+# (a simulated camera's scene) sends its source message before every frame, and a subscriber that
+# joined between a source message and its frame knows the source from the second frame on.
+FRAMES_UNTIL_SOURCE_KNOWN = 2
 # A capture timestamp further than this from the subscriber's wall clock is not a capture time (a
 # clock set to 1970, a counter, garbage): the frame is malformed. A day is far beyond any real
 # clock offset between two computers, even without NTP.

@@ -38,6 +38,7 @@ from slac_runtime.control_loop import (
 from slac_runtime.episode_log import EpisodeLogWriter
 from slac_runtime.frames import (
     FIRST_FRAME_TIMEOUT_S,
+    FRAMES_UNTIL_SOURCE_KNOWN,
     FrameSubscriber,
     describe_shape,
     is_endpoint,
@@ -226,10 +227,6 @@ def start_local_camera(
 # Messages in a row that a policy cannot use, before its first usable frame, that refuse the run:
 # a publisher of the wrong size, channels or format sends nothing else.
 START_REJECTS = 5
-# Frames the camera must send before the run starts: a publisher that names itself (a simulated
-# camera's scene) sends its source message before every frame, and a subscriber that joined
-# between a source message and its frame knows the source from the second frame on.
-FRAMES_BEFORE_START = 2
 
 
 def wait_for_camera(
@@ -238,9 +235,9 @@ def wait_for_camera(
     camera_proc: subprocess.Popen | None,
     stop: StopRequest,
 ) -> None:
-    """Wait for the camera's usable frames (``FRAMES_BEFORE_START``) before anything touches the
-    robot; refuse if none comes, or if what comes is not a frame the policy can use (saying what
-    arrived)."""
+    """Wait for the camera's usable frames (``FRAMES_UNTIL_SOURCE_KNOWN``: the scene check needs
+    the source) before anything touches the robot; refuse if none comes, or if what comes is not a
+    frame the policy can use (saying what arrived)."""
     deadline = time.monotonic() + args.camera_timeout
     where = "" if camera_proc is not None else f" at {args.camera}"
     needs = "SLAC frames" if frames.expect is None else f"{describe_shape(frames.expect)} frames"
@@ -252,7 +249,10 @@ def wait_for_camera(
                 f"the camera publisher for --camera {args.camera} exited before its first "
                 f"frame: {why}"
             )
-        if frames.latest(timeout_s=0.05) is not None and frames.received >= FRAMES_BEFORE_START:
+        if (
+            frames.latest(timeout_s=0.05) is not None
+            and frames.received >= FRAMES_UNTIL_SOURCE_KNOWN
+        ):
             return
         if frames.malformed_in_a_row >= START_REJECTS:
             raise UsageError(

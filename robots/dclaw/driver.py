@@ -369,7 +369,7 @@ class DClawDriver(Robot):
             log.warning(
                 "%s had stopped on the Bus Watchdog (no instruction for more than %.2f s); "
                 "holding the present pose",
-                self.bus._labels(stopped),
+                self.bus.labels(stopped),
                 self.watchdog_s or 0.0,
             )
         position = self._read_raw_state()[2]

@@ -48,12 +48,12 @@ class ServoWatchdog:
 
     def report_left_stopped(self) -> None:
         """Warn about servos another program's watchdog left stopped (they are cleared later)."""
-        stopped = [i for i, v in self.read().items() if v == ct.BUS_WATCHDOG_ERROR]
+        stopped = _stopped(self.read())
         if stopped:
             log.warning(
                 "%s were stopped by their Bus Watchdog: the last program streaming goals stopped "
                 "without releasing them (killed?); clearing it",
-                self.bus._labels(stopped),
+                self.bus.labels(stopped),
             )
 
     def before_goals(self) -> None:
@@ -87,7 +87,7 @@ class ServoWatchdog:
                 )
         self.armed = False
         self.stopped = []
-        return [i for i in set_ids if values[i] == ct.BUS_WATCHDOG_ERROR]
+        return _stopped(values)  # a servo in error reads 0xFF, so it was among those cleared
 
     def disarm(self) -> None:
         """With torque off the watchdog watches nothing: write 0 to every servo (one sync write,
@@ -101,7 +101,7 @@ class ServoWatchdog:
         """The error for servos found stopped (after a bus silence of ``silence_s``, if known)."""
         silent = f" (the bus was silent for {silence_s:.2f} s)" if silence_s is not None else ""
         return BusWatchdogError(
-            f"{self.bus._labels(servo_ids)} stopped on the Bus Watchdog: no instruction reached "
+            f"{self.bus.labels(servo_ids)} stopped on the Bus Watchdog: no instruction reached "
             f"them within {self.window_s:.2f} s{silent}, so they hold where they stopped and "
             "ignore new goals. The control loop stalled (an overloaded machine, or a pause between "
             "goals): run again; if it recurs, find what stalls the machine, or give a longer "
@@ -116,7 +116,7 @@ class ServoWatchdog:
         self.bus.sync_write(ct.BUS_WATCHDOG, dict.fromkeys(self.servo_ids, units))
         self.armed = True
         values = self.read()
-        stopped = [i for i, v in values.items() if v == ct.BUS_WATCHDOG_ERROR]
+        stopped = _stopped(values)
         if stopped:
             self.stopped = stopped
             raise self.error(stopped)
@@ -137,7 +137,12 @@ class ServoWatchdog:
         silence = self.bus.take_longest_silence_s()
         if silence <= 0.5 * self.window_s:
             return
-        stopped = [i for i, v in self.read().items() if v == ct.BUS_WATCHDOG_ERROR]
+        stopped = _stopped(self.read())
         if stopped:
             self.stopped = stopped
             raise self.error(stopped, silence)
+
+
+def _stopped(values: dict[int, int]) -> list[int]:
+    """The servos whose Bus Watchdog register reads 0xFF (Bus Watchdog Error)."""
+    return [i for i, v in values.items() if v == ct.BUS_WATCHDOG_ERROR]

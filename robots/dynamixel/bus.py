@@ -235,7 +235,8 @@ class DynamixelBus:
         name = self.servo_names.get(servo_id)
         return f"servo {servo_id} ({name})" if name else f"servo {servo_id}"
 
-    def _labels(self, servo_ids: Iterable[int]) -> str:
+    def labels(self, servo_ids: Iterable[int]) -> str:
+        """``servo 10 (FFR), servo 11 (FFM)``: :meth:`label` of each, comma-separated."""
         return ", ".join(self.label(i) for i in servo_ids)
 
     @property
@@ -312,7 +313,7 @@ class DynamixelBus:
             )
         if silent:
             raise ServoCommunicationError(
-                f"{self._labels(silent)} did not answer a ping on {self.port} ({self.retries + 1} "
+                f"{self.labels(silent)} did not answer a ping on {self.port} ({self.retries + 1} "
                 "attempts each): check the cables, the 12 V supply and the servo IDs",
                 silent,
             )
@@ -434,7 +435,7 @@ class DynamixelBus:
         short = [i for i, data in replies.items() if len(data) != size]
         if short:
             raise DynamixelError(
-                f"{self._labels(short)} returned fewer than {size} bytes to a sync read at "
+                f"{self.labels(short)} returned fewer than {size} bytes to a sync read at "
                 f"address {address}"
             )
         return replies

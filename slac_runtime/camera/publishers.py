@@ -16,15 +16,18 @@ import time
 from dataclasses import dataclass
 
 from slac_runtime.camera_settings import CameraSettings
-from slac_runtime.frames import DEFAULT_CAMERA_ENDPOINT, Frame, FrameSubscriber, is_endpoint
+from slac_runtime.frames import (
+    DEFAULT_CAMERA_ENDPOINT,
+    FRAMES_UNTIL_SOURCE_KNOWN,
+    Frame,
+    FrameSubscriber,
+    is_endpoint,
+)
 
 # How long to listen at an endpoint for the first frame, and then for the frames the rate is
 # measured over (a 20 fps camera sends 10 in half a second).
 DEFAULT_WAIT_S = 1.5
 RATE_WINDOW_S = 0.5
-# Frames before the description is taken: a subscriber that joined between a source message and
-# its frame knows the source from the second frame on.
-FRAMES_TO_DESCRIBE = 2
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def probe_publisher(endpoint: str, wait_s: float = DEFAULT_WAIT_S) -> PublisherP
     more to measure their rate. ValueError for an endpoint that is not one."""
     started = time.monotonic()
     with FrameSubscriber(endpoint) as frames:
-        first = _wait_for_frames(frames, FRAMES_TO_DESCRIBE, started + wait_s)
+        first = _wait_for_frames(frames, FRAMES_UNTIL_SOURCE_KNOWN, started + wait_s)
         if first is None:
             return PublisherProbe(
                 endpoint,
