@@ -94,6 +94,11 @@ actor_history = Check(
 paper_image_size = Check(
     int, lambda v: v == 64, "64: the paper's encoder and decoder are built for 64x64 frames"
 )
+n_step_in_window = Check(
+    int,
+    lambda v: 1 <= v <= ACTOR_FRAMES,
+    f"an integer from 1 to {ACTOR_FRAMES} (the rewards a training window holds)",
+)
 four_windows = Check(
     int,
     lambda v: v >= 4 * (ACTOR_FRAMES + 1),
@@ -293,6 +298,14 @@ class TrainConfig:
     )
     critic_layer_norm: bool = _f(
         False, "LayerNorm after each hidden layer of every Q network (RLPD)"
+    )
+    critic_n_step: int = _f(
+        1,
+        "rewards the critic's target sums before it bootstraps, all from the training window "
+        "(fewer where the window starts its episode): 1 is SAC's and SLAC's one-step target; n > "
+        "1 the uncorrected n-step return (DrQ-v2: 3), without the entropy bonus of the steps in "
+        "between",
+        check=n_step_in_window,
     )
 
     # --- networks -------------------------------------------------------------------------------

@@ -443,6 +443,31 @@ class SlacAgent:
         else:
             _step(self.actor_optimizer, actor_loss)
 
+    def _critic_transition(
+        self, batch: Batch, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(z, action, scaled return, discount of the bootstrap)`` of the transition the critic
+        learns from, each ``[B, ...]``, for ``critic_n_step`` n.
+
+        n = 1: the window's last step, ``(z_tau, a_tau, r_tau, gamma)``. n > 1: the step n back
+        from the window's end, or its episode's first step where the window holds fewer than n
+        real actions (start-of-episode padding), with the discounted sum of the rewards from there
+        to the end and gamma to the power of the steps summed. A terminal state can only be the
+        window's last (a window never crosses an episode's end), so the caller's
+        ``(1 - terminated[:, -1])`` stays right.
+        """
+        c = self.config
+        if c.critic_n_step == 1:
+            return z[:, -2], batch.actions[:, -1], batch.rewards[:, -1] * c.reward_scale, c.gamma
+        length = batch.rewards.shape[1]
+        steps = batch.action_valid.sum(1).long().clamp(min=1, max=c.critic_n_step)  # [B]
+        start = length - steps
+        rows = torch.arange(batch.size, device=z.device)
+        offset = torch.arange(length, device=z.device)[None] - start[:, None]  # [B, T]
+        weights = torch.where(offset >= 0, c.gamma ** offset.clamp(min=0).float(), 0.0)
+        reward = (batch.rewards * weights).sum(1) * c.reward_scale
+        return z[rows, start], batch.actions[rows, start], reward, c.gamma ** steps.float()
+
     def _actor_critic_step(
         self, batch: Batch, features: torch.Tensor, z: torch.Tensor, update_index: int = 0
     ) -> dict[str, torch.Tensor]:
@@ -468,10 +493,10 @@ class SlacAgent:
             soft_value = (
                 self._target_min(self.critic_target(z_next, next_action)) - alpha * next_log_prob
             )
-            reward = batch.rewards[:, -1] * c.reward_scale
-            target = reward + c.gamma * (1.0 - batch.terminated[:, -1]) * soft_value
+            z_critic, action_critic, reward, discount = self._critic_transition(batch, z)
+            target = reward + discount * (1.0 - batch.terminated[:, -1]) * soft_value
 
-        qs = self.critic(z_now, batch.actions[:, -1])
+        qs = self.critic(z_critic, action_critic)
         critic_loss = 0.5 * sum(F.mse_loss(q, target) for q in qs)
         if c.sac_steps == "sequential":
             _step(self.critic_optimizer, critic_loss)

@@ -177,3 +177,52 @@ def test_non_finite_loss_is_named():
     with pytest.raises(NonFiniteLossError, match="critic/loss") as info:
         check_finite(metrics, step=7)
     assert info.value.names == ["critic/loss"] and "7" in str(info.value)
+
+
+def test_n_step_transition_sums_the_windows_rewards_from_n_steps_back():
+    gamma = 0.9
+    agent = make_agent(critic_n_step=3, gamma=gamma, reward_scale=2.0)
+    batch = make_batch(3)
+    valid = torch.ones(3, 8)
+    valid[1, :6] = 0  # a window with two real actions: the episode's first step is the start
+    batch.action_valid = valid
+    z = torch.arange(9.0).repeat(3, 1)[..., None]  # z[b, t] = t: shows which step was taken
+    z_start, action, reward, discount = agent._critic_transition(batch, z)
+    r = batch.rewards
+    assert z_start[:, 0].tolist() == [5.0, 6.0, 5.0]
+    assert torch.equal(action[1], batch.actions[1, 6]) and torch.equal(
+        action[2], batch.actions[2, 5]
+    )
+    expected = [
+        2.0 * (r[0, 5] + gamma * r[0, 6] + gamma**2 * r[0, 7]),
+        2.0 * (r[1, 6] + gamma * r[1, 7]),
+        2.0 * (r[2, 5] + gamma * r[2, 6] + gamma**2 * r[2, 7]),
+    ]
+    assert reward.tolist() == pytest.approx([e.item() for e in expected], rel=1e-6)
+    assert discount.tolist() == pytest.approx([gamma**3, gamma**2, gamma**3], rel=1e-6)
+
+
+def test_one_step_transition_is_the_windows_last_step():
+    agent = make_agent(gamma=0.9, reward_scale=2.0)
+    batch = make_batch(4)
+    z = torch.randn(4, 9, 5)
+    z_start, action, reward, discount = agent._critic_transition(batch, z)
+    assert torch.equal(z_start, z[:, -2]) and torch.equal(action, batch.actions[:, -1])
+    assert torch.equal(reward, batch.rewards[:, -1] * 2.0) and discount == 0.9
+
+
+def test_n_step_target_learns_and_stops_at_a_terminal_state():
+    batch = make_batch(8, terminated=1.0)
+    agent = make_agent(critic_n_step=2, gamma=0.5)
+    metrics = agent.update_actor_critic(batch)
+    r = batch.rewards
+    assert metrics["critic/target"].item() == pytest.approx(
+        (r[:, -2] + 0.5 * r[:, -1]).mean().item(), rel=1e-6
+    )
+    assert np.isfinite(metrics["critic/loss"].item())
+
+
+@pytest.mark.parametrize("steps", [0, 9])
+def test_n_step_outside_the_window_is_refused(steps):
+    with pytest.raises(ValueError, match="critic_n_step"):
+        small_test_config(task="cartpole-swingup", critic_n_step=steps)

@@ -34,6 +34,7 @@ CONFIG_KEYS = (
     "critic_target_subset",
     "actor_q",
     "critic_layer_norm",
+    "critic_n_step",
     "freeze_encoder",
     "actor_warmup_updates",
     "bc_weight",
