@@ -338,6 +338,7 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
         if log is None:
             if kind != HEADER:
                 raise ValueError(_no_header(path, skipped))
+            _check_header(value, path)
             log = EpisodeLog(path=path, header=value, format_version=version)
         elif kind == HEADER:  # a log has one header: a second one is not part of this episode
             skipped.append(SkippedBytes(pos, end - pos, at_end=end == len(data), whole=True))
@@ -361,6 +362,20 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
     log.skipped = skipped
     log.truncated = log.footer is None
     return log
+
+
+# Header sections that the readers take as JSON objects.
+_HEADER_OBJECTS = ("policy_metadata", "loop_config")
+
+
+def _check_header(header: dict[str, Any], path: Path) -> None:
+    """ValueError unless each of the header's ``_HEADER_OBJECTS`` is a JSON object or absent."""
+    for key in _HEADER_OBJECTS:
+        if key in header and not isinstance(header[key], dict):
+            raise ValueError(
+                f"{path}: its header's {key} is {json.dumps(header[key])[:40]}, not a JSON object: "
+                "the run's policy and timing are unknown"
+            )
 
 
 def _no_header(path: Path, skipped: list[SkippedBytes]) -> str:
