@@ -340,3 +340,23 @@ def test_a_header_with_sections_of_the_wrong_kind_is_refused_in_one_line(
         assert replay_main([str(path), *mode]) == 2
         err = capsys.readouterr().err
         assert refusal in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_file_that_goes_on_with_another_log_is_read_up_to_where_that_log_starts(
+    episode, tmp_path
+):
+    """Another log after this one (a whole one, or after a cut): none of its records are read as
+    this episode's, and the diagnosis says where it starts."""
+    data, recs = episode
+    log = read_changed(tmp_path, data + data)
+    assert [t["tick"] for t in log.ticks] == list(range(TICKS)) and log.footer is not None
+    assert log.skipped == [] and log.other_log == (len(data), len(data))
+    assert log.diagnosis() == (
+        f"{log.path}: the {len(data)} bytes from byte offset {len(data)} on are another log (its "
+        "magic bytes and header): not part of this episode (ignored)"
+    )
+    cut = nth_tick(recs, 50)
+    log = read_changed(tmp_path, data[: cut.offset + cut.size // 2] + data)
+    assert [t["tick"] for t in log.ticks] == list(range(50)) and log.truncated
+    assert log.skipped == [SkippedBytes(cut.offset, cut.size // 2, at_end=True, whole=False)]
+    assert "cut off in a record" in log.diagnosis() and "another log" in log.diagnosis()
