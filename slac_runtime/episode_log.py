@@ -24,7 +24,8 @@ The reader checks each record on its own. A record that is incomplete, fails its
 not decode is skipped: the reader resynchronises at the next offset that holds a whole record with
 a matching checksum, reads on from there, and reports every skipped stretch with its byte offset
 and size (:attr:`EpisodeLog.skipped`, :meth:`EpisodeLog.diagnosis`). A log without a footer was cut
-off (the run was killed or crashed) or lost its footer to corruption.
+off (the run was killed or crashed) or lost its footer to corruption. A file that goes on with
+another log (its magic bytes and header) is read up to where that log starts.
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ class EpisodeLog:
     truncated: bool = False  # no footer: the run was killed or crashed, or the footer is corrupt
     skipped: list[SkippedBytes] = field(default_factory=list)  # in file order
     format_version: int = FORMAT_VERSION
+    # (byte offset, size) of another log that the file goes on with (not read), or None
+    other_log: tuple[int, int] | None = None
 
     def policy_frame(self, tick: dict[str, Any]) -> np.ndarray | None:
         """The image a policy tick's step used (``uint8[H, W, C]``),
@@ -243,6 +246,12 @@ class EpisodeLog:
                 )
             else:
                 parts.append("no tick was read")
+        if self.other_log is not None:
+            offset, size = self.other_log
+            parts.append(
+                f"the {size} bytes from byte offset {offset} on are another log (its magic bytes "
+                "and header): not part of this episode (ignored)"
+            )
         return f"{self.path}: " + "; ".join(parts) if parts else None
 
 
@@ -319,11 +328,20 @@ def _format_version(data: bytes, path: Path) -> int:
 
 def read_episode_log(path: str | Path) -> EpisodeLog:
     """Read a log, checking each record on its own: corrupt or incomplete stretches are skipped
-    and listed in ``skipped``; everything else is read, the footer included."""
+    and listed in ``skipped``; everything else is read, the footer included. A file that goes on
+    with another log (its magic bytes and header) is read up to where that log starts."""
     path = Path(path)
     raw = path.read_bytes()
     version = _format_version(raw, path)
-    data = memoryview(raw)
+    log, other_log = _read_records(memoryview(raw), path, version)
+    if other_log is not None:
+        log, _ = _read_records(memoryview(raw)[:other_log], path, version)
+        log.other_log = (other_log, len(raw) - other_log)
+    return log
+
+
+def _read_records(data: memoryview, path: Path, version: int) -> tuple[EpisodeLog, int | None]:
+    """The log in ``data``, and the byte offset where another log starts in it (None if none)."""
     log: EpisodeLog | None = None
     skipped: list[SkippedBytes] = []
     latest_record: dict[int, int] = {}  # seq -> index of its latest FRAME record so far
@@ -338,7 +356,10 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
         if log is None:
             if kind != HEADER:
                 raise ValueError(_no_header(path, skipped))
+            _check_header(value, path)
             log = EpisodeLog(path=path, header=value, format_version=version)
+        elif kind == HEADER and data[pos - len(MAGIC) : pos - 1] == _MAGIC_PREFIX:
+            return log, pos - len(MAGIC)  # another log starts here: nothing after is this episode
         elif kind == HEADER:  # a log has one header: a second one is not part of this episode
             skipped.append(SkippedBytes(pos, end - pos, at_end=end == len(data), whole=True))
         elif kind == TICK:
@@ -360,7 +381,21 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
         raise ValueError(_no_header(path, skipped))
     log.skipped = skipped
     log.truncated = log.footer is None
-    return log
+    return log, None
+
+
+# Header sections that the readers take as JSON objects.
+_HEADER_OBJECTS = ("policy_metadata", "loop_config")
+
+
+def _check_header(header: dict[str, Any], path: Path) -> None:
+    """ValueError unless each of the header's ``_HEADER_OBJECTS`` is a JSON object or absent."""
+    for key in _HEADER_OBJECTS:
+        if key in header and not isinstance(header[key], dict):
+            raise ValueError(
+                f"{path}: its header's {key} is {json.dumps(header[key])[:40]}, not a JSON object: "
+                "the run's policy and timing are unknown"
+            )
 
 
 def _no_header(path: Path, skipped: list[SkippedBytes]) -> str:

@@ -7,6 +7,8 @@ takes its series from here, so a log cut off by a kill or holding corrupt record
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from slac_runtime.episode_log import EpisodeLog
@@ -14,11 +16,17 @@ from slac_runtime.episode_log import EpisodeLog
 
 def control_period_s(log: EpisodeLog) -> float:
     """The control period the log's run ticked at (s), from its header: the policy's metadata, else
-    the loop's configuration. ValueError if the header gives neither."""
+    the loop's configuration. ValueError if the header gives neither, or not a positive number."""
     for section in ("policy_metadata", "loop_config"):
         period = (log.header.get(section) or {}).get("control_period_s")
-        if period is not None:
-            return float(period)
+        if period is None:
+            continue
+        if not isinstance(period, (int, float)) or not 0 < period < math.inf:
+            raise ValueError(
+                f"{log.path}: its header's {section}.control_period_s, {period!r}, is not a "
+                "positive number of seconds"
+            )
+        return float(period)
     raise ValueError(
         f"{log.path}: its header gives no control period "
         "(neither policy_metadata.control_period_s nor loop_config.control_period_s)"

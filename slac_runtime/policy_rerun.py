@@ -16,7 +16,9 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
     The policy sees exactly what the logged run's policy saw: the same frames, the same previous
     actions (the logged ones, not its own), the same noise draws (or the deterministic action,
     where the run was deterministic) and the same history restarts (a camera restart restarts the
-    history). All zeros for the policy that produced the log.
+    history). All zeros for the policy that produced the log. ValueError where a step's inputs are
+    not in the log: its frame, or a step of its history (lost to a corrupt record; a history
+    restart ends the gap).
     """
     policy = OnnxPolicy(policy_path)
     steps = log.policy_ticks()
@@ -30,8 +32,21 @@ def policy_differences(log: EpisodeLog, policy_path: str | Path) -> np.ndarray:
         )
     diffs = []
     previous = None
+    next_step = 0  # the step number that follows the last one read
     for tick in steps:
         p = tick["policy"]
+        step = p.get("step")
+        if isinstance(step, int) and step > next_step and not p.get("history_reset", False):
+            lost = (
+                f"step {next_step} was"
+                if step == next_step + 1
+                else f"steps {next_step}-{step - 1} were"
+            )
+            raise ValueError(
+                f"{log.path}: policy step {step} cannot be re-run on the history the run's policy "
+                f"saw (policy {lost} lost to corrupt records)"
+            )
+        next_step = step + 1 if isinstance(step, int) else next_step
         frame = log.policy_frame(tick)
         if frame is None:
             why = (

@@ -310,3 +310,53 @@ def test_a_log_of_a_newer_format_is_refused_with_what_to_do(tmp_path):
     path.write_bytes(b"SLACLOG\x09" + b"\x00" * 20)
     with pytest.raises(ValueError, match="format version 9.*update slac_runtime"):
         read_episode_log(path)
+
+
+@pytest.mark.parametrize(
+    "header, refusal",
+    [
+        ({"policy_metadata": None}, "its header's policy_metadata is null, not a JSON object"),
+        ({"policy_metadata": [1, 2]}, "its header's policy_metadata is [1, 2], not a JSON object"),
+        ({"loop_config": "fast"}, 'its header\'s loop_config is "fast", not a JSON object'),
+        (
+            {"policy_metadata": {"control_period_s": 0}},
+            "policy_metadata.control_period_s, 0, is not a positive number of seconds",
+        ),
+    ],
+)
+def test_a_header_with_sections_of_the_wrong_kind_is_refused_in_one_line(
+    tmp_path, capsys, header, refusal
+):
+    """A header whose record is whole but whose policy metadata or loop configuration is not what
+    slac-run writes: slac-replay refuses it in one line (exit 2), in every mode."""
+    from slac_runtime.replay_cli import main as replay_main
+
+    path = tmp_path / "episode-000.slaclog"
+    with EpisodeLogWriter(path, {"robot": "dclaw", **header}) as log:
+        log.frame(0, 1000.0, np.zeros((8, 8, 3), dtype=np.uint8))
+        log.tick({"tick": 0, "positions": [0.0] * 9, "policy": {"step": 0, "frame_seq": 0}})
+        log.close({"stop_reason": "episode complete"})
+    for mode in ([], ["--video", str(tmp_path / "v.mp4")]):
+        assert replay_main([str(path), *mode]) == 2
+        err = capsys.readouterr().err
+        assert refusal in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_file_that_goes_on_with_another_log_is_read_up_to_where_that_log_starts(
+    episode, tmp_path
+):
+    """Another log after this one (a whole one, or after a cut): none of its records are read as
+    this episode's, and the diagnosis says where it starts."""
+    data, recs = episode
+    log = read_changed(tmp_path, data + data)
+    assert [t["tick"] for t in log.ticks] == list(range(TICKS)) and log.footer is not None
+    assert log.skipped == [] and log.other_log == (len(data), len(data))
+    assert log.diagnosis() == (
+        f"{log.path}: the {len(data)} bytes from byte offset {len(data)} on are another log (its "
+        "magic bytes and header): not part of this episode (ignored)"
+    )
+    cut = nth_tick(recs, 50)
+    log = read_changed(tmp_path, data[: cut.offset + cut.size // 2] + data)
+    assert [t["tick"] for t in log.ticks] == list(range(50)) and log.truncated
+    assert log.skipped == [SkippedBytes(cut.offset, cut.size // 2, at_end=True, whole=False)]
+    assert "cut off in a record" in log.diagnosis() and "another log" in log.diagnosis()

@@ -418,6 +418,23 @@ def test_a_corrupt_record_is_skipped_and_reported_by_its_offset(
     assert "tick 5 was lost to corrupt records" in err and "--sim" in err
 
 
+def test_a_policy_step_lost_to_a_corrupt_record_refuses_the_policy_re_run(
+    recorded_log, tiny_dclaw_policy, tmp_path, capsys
+):
+    """The steps after a lost policy step ran on a history that held it: re-running them without
+    it would report differences for the very policy that produced the log."""
+    full = read_episode_log(recorded_log)
+    lost = full.policy_ticks()[3]
+    assert lost["policy"]["step"] == 3 and not full.policy_ticks()[4]["policy"]["history_reset"]
+    data = bytearray(recorded_log.read_bytes())
+    data[tick_record_offset(data, lost["tick"]) + 30] ^= 0x01
+    corrupt = tmp_path / "corrupt.slaclog"
+    corrupt.write_bytes(bytes(data))
+    assert replay_main([str(corrupt), "--policy", str(tiny_dclaw_policy), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "policy step 4 cannot be re-run" in err and "policy step 3 was lost" in err
+
+
 # -- errors and layering ---------------------------------------------------------------------------
 def test_command_line_errors(recorded_log, tmp_path, capsys):
     assert replay_main([str(tmp_path / "missing.slaclog")]) == 2
