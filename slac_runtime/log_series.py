@@ -33,6 +33,19 @@ def control_period_s(log: EpisodeLog) -> float:
     )
 
 
+def policy_period_s(log: EpisodeLog) -> float:
+    """The time between the log's policy steps (s): :func:`control_period_s` x the policy's
+    ``action_repeat`` (1 when the header's policy metadata gives none). ValueError if that is not
+    a whole number of at least 1."""
+    repeat = (log.header.get("policy_metadata") or {}).get("action_repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(
+            f"{log.path}: its header's policy_metadata.action_repeat, {repeat!r}, is not a whole "
+            "number of control periods of at least 1"
+        )
+    return control_period_s(log) * repeat
+
+
 def logged_positions(log: EpisodeLog) -> np.ndarray:
     """Joint positions read at each tick (rad), ``[T, J]``."""
     return np.array([t["positions"] for t in log.ticks], dtype=np.float64).reshape(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from slac_runtime.episode_log import EpisodeLog
-from slac_runtime.log_series import control_period_s, logged_goals, logged_positions
+from slac_runtime.log_series import logged_goals, logged_positions, policy_period_s
 from slac_runtime.video import VideoWriter, put_label
 
 # RGB, by a joint's place in its row: blue, orange, green, red, purple, brown.
@@ -128,7 +128,7 @@ def write_video(
     first = log.policy_frame(steps[0])
     fh, fw = first.shape[0] * scale, first.shape[1] * scale
     meta = log.header.get("policy_metadata", {})
-    fps = 1.0 / (control_period_s(log) * meta.get("action_repeat", 1))
+    fps = 1.0 / policy_period_s(log)
     joint_names = list(meta.get("joint_names") or [])
     tick_index = {t["tick"]: i for i, t in enumerate(log.ticks)}
     out = Path(out)

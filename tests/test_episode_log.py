@@ -342,6 +342,25 @@ def test_a_header_with_sections_of_the_wrong_kind_is_refused_in_one_line(
         assert refusal in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("repeat", [None, 0, 2.5, "2"])
+def test_a_video_of_a_log_whose_action_repeat_is_no_whole_number_is_refused(
+    tmp_path, capsys, repeat
+):
+    """The video plays at the policy rate: an action repeat that is not a whole number of control
+    periods of at least 1 is refused in one line (exit 2)."""
+    from slac_runtime.replay_cli import main as replay_main
+
+    path = tmp_path / "episode-000.slaclog"
+    meta = {"control_period_s": 0.05, "action_repeat": repeat}
+    with EpisodeLogWriter(path, {"robot": "dclaw", "policy_metadata": meta}) as log:
+        log.frame(0, 1000.0, np.zeros((8, 8, 3), dtype=np.uint8))
+        log.tick({"tick": 0, "positions": [0.0] * 9, "policy": {"step": 0, "frame_seq": 0}})
+        log.close({"stop_reason": "episode complete"})
+    assert replay_main([str(path), "--video", str(tmp_path / "v.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "policy_metadata.action_repeat" in err and len(err.strip().splitlines()) == 1
+
+
 def test_a_file_that_goes_on_with_another_log_is_read_up_to_where_that_log_starts(
     episode, tmp_path
 ):
