@@ -298,3 +298,43 @@ def test_slac_run_knows_the_cameras_source_even_when_it_joined_after_a_source_me
                 sender.join()
     finally:
         publisher.close(linger=0)
+
+
+def with_metadata_value(policy: Path, tmp_path: Path, key: str, value: str) -> Path:
+    """A copy of ``policy`` whose metadata ``key`` holds the raw string ``value``."""
+    model = onnx.load(str(policy))
+    [prop] = [p for p in model.metadata_props if p.key == key]
+    prop.value = value
+    path = tmp_path / f"{key}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "key, value, why",
+    [
+        ("joint_names", "5", "joint_names must be a list of joint names, got 5"),
+        ("joint_ranges", "[[0, null]]", "joint_ranges must be a list of [low, high] pairs"),
+        ("velocity_limit", "NaN", "velocity_limit must be a positive, finite number"),
+        ("control_period_s", '"0.05"', "control_period_s must be a finite number of seconds"),
+        ("image_height", "-64", "image_height, image_width, history_length, action_dim and"),
+        ("history_length", "8.5", "history_length must be a whole number, got 8.5"),
+        ("schema_version", "one", "schema_version 'one' is not a whole number"),
+    ],
+)
+def test_policy_metadata_of_the_wrong_kind_is_refused_naming_the_field(
+    tmp_path, capsys, key, value, why
+):
+    from slac_runtime.run_cli import main
+
+    policy = with_metadata_value(POLICY, tmp_path, key, value)
+    log_dir = tmp_path / "logs"
+    code = main(
+        ["--policy", str(policy), "--camera", f"ipc://{tmp_path}/none", "--camera-timeout", "1"]
+        + ["--allow-uncalibrated", "--quiet", "--log-dir", str(log_dir)]
+    )
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, line
+    assert line.endswith("(nothing moved)") and str(policy) in line and why in line, line
+    assert "re-export the policy" in line
+    assert not log_dir.exists()
