@@ -338,3 +338,30 @@ def test_policy_metadata_of_the_wrong_kind_is_refused_naming_the_field(
     assert line.endswith("(nothing moved)") and str(policy) in line and why in line, line
     assert "re-export the policy" in line
     assert not log_dir.exists()
+
+
+def test_a_policy_whose_graph_disagrees_with_its_metadata_is_refused_before_the_port_opens(
+    virtual_dclaw, tmp_path
+):
+    """Metadata saying 4 frames of history for a graph that takes 8: the graph would refuse the
+    runtime's arrays at the first policy step, after the ease-in had moved the claw."""
+    policy = with_metadata_value(POLICY, tmp_path, "history_length", "4")
+    line = run_refused(virtual_dclaw, policy, tmp_path / "logs")
+    assert f"policy file {policy}: its graph does not take or give what its metadata says" in line
+    assert "input 'cached_features' is tensor(float) [1, 8, 128], the metadata needs" in line
+    assert "input 'prev_actions' is tensor(float) [1, 7, 9]" in line
+
+
+@pytest.mark.parametrize(
+    "key, value, why",
+    [
+        ("image_height", "32", "input 'frames' is tensor(uint8) [1, n_frames, 64, 64, 3]"),
+        ("feature_dim", "64", "output 'features' is tensor(float) [1, 8, 128]"),
+    ],
+)
+def test_the_graphs_inputs_and_outputs_are_checked_against_the_metadata(tmp_path, key, value, why):
+    from slac_runtime.policy import OnnxPolicy, PolicyFileError
+
+    with pytest.raises(PolicyFileError, match="its graph does not take or give") as error:
+        OnnxPolicy(with_metadata_value(POLICY, tmp_path, key, value))
+    assert why in str(error.value)
