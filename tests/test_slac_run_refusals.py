@@ -365,3 +365,19 @@ def test_the_graphs_inputs_and_outputs_are_checked_against_the_metadata(tmp_path
     with pytest.raises(PolicyFileError, match="its graph does not take or give") as error:
         OnnxPolicy(with_metadata_value(POLICY, tmp_path, key, value))
     assert why in str(error.value)
+
+
+def test_an_unsupported_servo_model_is_a_refusal(virtual_dclaw, tmp_path):
+    """A servo of a model the driver does not know is found before torque goes on: exit 2."""
+    from robots.dclaw import DCLAW
+    from robots.dynamixel import control_table as ct
+
+    emulator = virtual_dclaw.emulator
+    emulator.set_register(31, ct.MODEL_NUMBER, 1060)
+    result = run_slac_run(POLICY, virtual_dclaw, tmp_path / "logs")
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "unsupported servo model: servo 31 (TH31) is model 1060" in line
+    assert line.endswith("(nothing moved)")
+    assert not any(emulator.torque_enabled(i) for i in DCLAW.motor_ids)
+    assert not (tmp_path / "logs").exists()
