@@ -381,3 +381,19 @@ def test_an_unsupported_servo_model_is_a_refusal(virtual_dclaw, tmp_path):
     assert line.endswith("(nothing moved)")
     assert not any(emulator.torque_enabled(i) for i in DCLAW.motor_ids)
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda path: path.mkdir(), "Is a directory"),
+        (lambda path: path.write_text("not a tty"), "Inappropriate ioctl for device"),
+    ],
+    ids=["a directory", "a regular file"],
+)
+def test_a_servo_port_that_is_not_a_serial_port_is_a_refusal(virtual_dclaw, tmp_path, make, why):
+    port = tmp_path / "not-a-port"
+    make(port)
+    line = run_refused(virtual_dclaw, POLICY, tmp_path / "logs", "--port", str(port))
+    assert f"could not open serial port {port}" in line and why in line
+    assert "`slac-calibrate ports`" in line
