@@ -77,7 +77,65 @@ def load_session(path: str | Path, threads: int = 1, spin: bool = True):
         raise PolicyFileError(
             f"policy file {path} has inputs {sorted(names)}, expected {sorted(expected)}"
         )
+    problems = graph_mismatches(session, metadata)
+    if problems:
+        raise PolicyFileError(
+            f"policy file {path}: its graph does not take or give what its metadata says: "
+            + "; ".join(problems)
+            + ": re-export the policy with `slac-export RUN_DIR`"
+        )
     return session, metadata
+
+
+def graph_mismatches(session, metadata: PolicyMetadata) -> list[str]:
+    """A sentence for every input or output of the graph whose type or shape is not the one the
+    metadata implies (docs/architecture.md §3); a dimension the graph leaves open (a name, or
+    none) fits any size."""
+    m = metadata
+    frames = ("tensor(uint8)", (1, None, m.image_height, m.image_width, 3))
+    features = ("tensor(float)", (1, m.history_length, m.feature_dim))
+    action = ("tensor(float)", (1, m.action_dim))
+    wanted = {
+        "input": (
+            session.get_inputs(),
+            {
+                pm.INPUT_FRAMES: frames,
+                pm.INPUT_CACHED_FEATURES: features,
+                pm.INPUT_PREV_ACTIONS: ("tensor(float)", (1, m.history_length - 1, m.action_dim)),
+            },
+        ),
+        "output": (
+            session.get_outputs(),
+            {
+                pm.OUTPUT_ACTION: action,
+                pm.OUTPUT_MEAN: action,
+                pm.OUTPUT_LOG_STD: action,
+                pm.OUTPUT_FEATURES: features,
+            },
+        ),
+    }
+    problems = []
+    for kind, (args, expected) in wanted.items():
+        by_name = {a.name: a for a in args}
+        for name, (dtype, shape) in expected.items():
+            arg = by_name.get(name)
+            if arg is None:
+                problems.append(f"no {kind} {name!r}")
+                continue
+            fits = len(arg.shape) == len(shape) and all(
+                want is None or not isinstance(have, int) or have == want
+                for have, want in zip(arg.shape, shape)
+            )
+            if arg.type != dtype or not fits:
+                problems.append(
+                    f"{kind} {name!r} is {arg.type} {_shape(arg.shape)}, the metadata needs "
+                    f"{dtype} {_shape(shape)}"
+                )
+    return problems
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
 
 class OnnxPolicy:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -58,11 +60,14 @@ class PolicyMetadata:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = _type_problems(self)
+        if problems:  # the checks below compare numbers
+            raise ValueError("invalid policy metadata: " + "; ".join(problems))
         if self.channel_order != "RGB":
             problems.append(f"channel_order must be 'RGB', got {self.channel_order!r}")
-        if self.history_length < 1 or self.action_dim < 1 or self.feature_dim < 1:
-            problems.append("history_length, action_dim and feature_dim must be positive")
+        sizes = ("image_height", "image_width", "history_length", "action_dim", "feature_dim")
+        if any(getattr(self, name) < 1 for name in sizes):
+            problems.append(", ".join(sizes[:-1]) + f" and {sizes[-1]} must be positive")
         if self.control_period_s <= 0 or self.action_repeat < 1:
             problems.append("control_period_s must be > 0 and action_repeat >= 1")
         if self.robot is not None and len(self.joint_names) != self.action_dim:
@@ -87,7 +92,13 @@ class PolicyMetadata:
                 f"{source} has no SLAC policy metadata (no 'schema_version' in metadata_props): "
                 "export it with `slac-export RUN_DIR`"
             )
-        version = int(props["schema_version"])
+        try:
+            version = int(props["schema_version"])
+        except ValueError:
+            raise ValueError(
+                f"{source}: policy metadata schema_version {props['schema_version']!r} is not a "
+                "whole number: re-export the policy with `slac-export RUN_DIR`"
+            ) from None
         if version != SCHEMA_VERSION:
             raise ValueError(
                 f"{source} has policy metadata schema {version}; this runtime reads schema "
@@ -110,9 +121,15 @@ class PolicyMetadata:
                     values[f.name] = raw  # plain strings (task, created_at, ...)
         if missing:
             raise ValueError(f"{source}: policy metadata lacks {', '.join(missing)}")
-        values["joint_names"] = tuple(values["joint_names"])
-        values["joint_ranges"] = tuple(tuple(map(float, r)) for r in values["joint_ranges"])
-        return cls(**values)
+        if isinstance(values["joint_names"], list):
+            values["joint_names"] = tuple(values["joint_names"])
+        values["joint_ranges"] = _ranges_from_json(values["joint_ranges"])
+        try:
+            return cls(**values)
+        except ValueError as e:
+            raise ValueError(
+                f"{source}: {e}: re-export the policy with `slac-export RUN_DIR`"
+            ) from e
 
     def mismatches(
         self,
@@ -164,6 +181,76 @@ class PolicyMetadata:
                 f"history length differs: policy {self.history_length} vs runtime {history_length}"
             )
         return out
+
+
+_STRING_FIELDS = ("task", "channel_order", "checkpoint_sha256", "created_at", "package_version")
+_WHOLE_NUMBER_FIELDS = (
+    "image_height",
+    "image_width",
+    "history_length",
+    "action_dim",
+    "feature_dim",
+    "action_repeat",
+    "training_agent_steps",
+    "training_env_steps",
+    "schema_version",
+)
+
+
+def _is_whole_number(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_range(value: Any) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(_is_finite_number(v) for v in value)
+        and value[0] < value[1]
+    )
+
+
+def _type_problems(m: PolicyMetadata) -> list[str]:
+    """A sentence for every field whose value is not of its kind (metadata read from a file holds
+    whatever the file says)."""
+    wrong: list[tuple[str, str]] = []
+    wrong += [
+        (name, "a string") for name in _STRING_FIELDS if not isinstance(getattr(m, name), str)
+    ]
+    if m.robot is not None and not isinstance(m.robot, str):
+        wrong.append(("robot", "a robot's name or null"))
+    wrong += [
+        (name, "a whole number")
+        for name in _WHOLE_NUMBER_FIELDS
+        if not _is_whole_number(getattr(m, name))
+    ]
+    if m.episode_policy_steps is not None and not _is_whole_number(m.episode_policy_steps):
+        wrong.append(("episode_policy_steps", "a whole number or null"))
+    if not _is_finite_number(m.control_period_s):
+        wrong.append(("control_period_s", "a finite number of seconds"))
+    if m.velocity_limit is not None and not (
+        _is_finite_number(m.velocity_limit) and m.velocity_limit > 0
+    ):
+        wrong.append(("velocity_limit", "a positive, finite number of rad/s or null"))
+    if not (isinstance(m.joint_names, tuple) and all(isinstance(n, str) for n in m.joint_names)):
+        wrong.append(("joint_names", "a list of joint names"))
+    if not (isinstance(m.joint_ranges, tuple) and all(_is_range(r) for r in m.joint_ranges)):
+        wrong.append(("joint_ranges", "a list of [low, high] pairs of finite numbers, low < high"))
+    return [f"{name} must be {what}, got {getattr(m, name)!r}" for name, what in wrong]
+
+
+def _ranges_from_json(value: Any) -> Any:
+    """JSON's ``[[low, high], ...]`` as a tuple of float pairs; anything else as it is (for the
+    metadata's check to name)."""
+    if not (isinstance(value, list) and all(isinstance(r, list) for r in value)):
+        return value
+    if not all(_is_finite_number(v) for r in value for v in r):
+        return tuple(tuple(r) for r in value)
+    return tuple(tuple(float(v) for v in r) for r in value)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -298,3 +298,102 @@ def test_slac_run_knows_the_cameras_source_even_when_it_joined_after_a_source_me
                 sender.join()
     finally:
         publisher.close(linger=0)
+
+
+def with_metadata_value(policy: Path, tmp_path: Path, key: str, value: str) -> Path:
+    """A copy of ``policy`` whose metadata ``key`` holds the raw string ``value``."""
+    model = onnx.load(str(policy))
+    [prop] = [p for p in model.metadata_props if p.key == key]
+    prop.value = value
+    path = tmp_path / f"{key}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "key, value, why",
+    [
+        ("joint_names", "5", "joint_names must be a list of joint names, got 5"),
+        ("joint_ranges", "[[0, null]]", "joint_ranges must be a list of [low, high] pairs"),
+        ("velocity_limit", "NaN", "velocity_limit must be a positive, finite number"),
+        ("control_period_s", '"0.05"', "control_period_s must be a finite number of seconds"),
+        ("image_height", "-64", "image_height, image_width, history_length, action_dim and"),
+        ("history_length", "8.5", "history_length must be a whole number, got 8.5"),
+        ("schema_version", "one", "schema_version 'one' is not a whole number"),
+    ],
+)
+def test_policy_metadata_of_the_wrong_kind_is_refused_naming_the_field(
+    tmp_path, capsys, key, value, why
+):
+    from slac_runtime.run_cli import main
+
+    policy = with_metadata_value(POLICY, tmp_path, key, value)
+    log_dir = tmp_path / "logs"
+    code = main(
+        ["--policy", str(policy), "--camera", f"ipc://{tmp_path}/none", "--camera-timeout", "1"]
+        + ["--allow-uncalibrated", "--quiet", "--log-dir", str(log_dir)]
+    )
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, line
+    assert line.endswith("(nothing moved)") and str(policy) in line and why in line, line
+    assert "re-export the policy" in line
+    assert not log_dir.exists()
+
+
+def test_a_policy_whose_graph_disagrees_with_its_metadata_is_refused_before_the_port_opens(
+    virtual_dclaw, tmp_path
+):
+    """Metadata saying 4 frames of history for a graph that takes 8: the graph would refuse the
+    runtime's arrays at the first policy step, after the ease-in had moved the claw."""
+    policy = with_metadata_value(POLICY, tmp_path, "history_length", "4")
+    line = run_refused(virtual_dclaw, policy, tmp_path / "logs")
+    assert f"policy file {policy}: its graph does not take or give what its metadata says" in line
+    assert "input 'cached_features' is tensor(float) [1, 8, 128], the metadata needs" in line
+    assert "input 'prev_actions' is tensor(float) [1, 7, 9]" in line
+
+
+@pytest.mark.parametrize(
+    "key, value, why",
+    [
+        ("image_height", "32", "input 'frames' is tensor(uint8) [1, n_frames, 64, 64, 3]"),
+        ("feature_dim", "64", "output 'features' is tensor(float) [1, 8, 128]"),
+    ],
+)
+def test_the_graphs_inputs_and_outputs_are_checked_against_the_metadata(tmp_path, key, value, why):
+    from slac_runtime.policy import OnnxPolicy, PolicyFileError
+
+    with pytest.raises(PolicyFileError, match="its graph does not take or give") as error:
+        OnnxPolicy(with_metadata_value(POLICY, tmp_path, key, value))
+    assert why in str(error.value)
+
+
+def test_an_unsupported_servo_model_is_a_refusal(virtual_dclaw, tmp_path):
+    """A servo of a model the driver does not know is found before torque goes on: exit 2."""
+    from robots.dclaw import DCLAW
+    from robots.dynamixel import control_table as ct
+
+    emulator = virtual_dclaw.emulator
+    emulator.set_register(31, ct.MODEL_NUMBER, 1060)
+    result = run_slac_run(POLICY, virtual_dclaw, tmp_path / "logs")
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "unsupported servo model: servo 31 (TH31) is model 1060" in line
+    assert line.endswith("(nothing moved)")
+    assert not any(emulator.torque_enabled(i) for i in DCLAW.motor_ids)
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda path: path.mkdir(), "Is a directory"),
+        (lambda path: path.write_text("not a tty"), "Inappropriate ioctl for device"),
+    ],
+    ids=["a directory", "a regular file"],
+)
+def test_a_servo_port_that_is_not_a_serial_port_is_a_refusal(virtual_dclaw, tmp_path, make, why):
+    port = tmp_path / "not-a-port"
+    make(port)
+    line = run_refused(virtual_dclaw, POLICY, tmp_path / "logs", "--port", str(port))
+    assert f"could not open serial port {port}" in line and why in line
+    assert "`slac-calibrate ports`" in line

@@ -25,6 +25,7 @@ Before torque goes on, :meth:`DClawDriver.connect` checks what the servos report
 driver needs, and refuses with :class:`~robots.dynamixel.bus.ServoConfigurationError` (naming the
 servos, what their registers say and the fix) when:
 
+- a servo is a model the driver does not know (its current unit comes from the model);
 - a servo is not in position mode after configuring it (Operating Mode is read back), or its Drive
   Mode reverses it or lets a goal write turn torque on (the calibration's sign sets directions);
 - a calibrated joint range does not fit inside the servo's Min/Max Position Limit registers (the

@@ -8,9 +8,8 @@ the D'Claw's servos before torque goes on.
 - :func:`check_calibration_against_servos`: the calibrated joint ranges fit inside those limits,
   and the present pose lies within :data:`START_POSE_MARGIN_RAD` of the ranges.
 
-A servo that fails a check raises :class:`~robots.dynamixel.bus.ServoConfigurationError` (or, for
-an unknown model, :class:`~robots.dynamixel.bus.DynamixelError`) naming it, what its registers say
-and the fix; torque is still off then.
+A servo that fails a check raises :class:`~robots.dynamixel.bus.ServoConfigurationError` naming
+it, what its registers say and the fix; torque is still off then.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import numpy as np
 
 from robots.dclaw.description import DCLAW
 from robots.dynamixel import control_table as ct
-from robots.dynamixel.bus import DynamixelBus, DynamixelError, ServoConfigurationError
+from robots.dynamixel.bus import DynamixelBus, ServoConfigurationError
 from robots.dynamixel.calibration import JointCalibration
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,10 @@ def check_models(
     if unsupported:
         details = ", ".join(f"{bus.label(i)} is model {m}" for i, m in unsupported.items())
         known = ", ".join(f"{m.name} ({n})" for n, m in ct.MODELS.items())
-        raise DynamixelError(
-            f"unsupported servo model: {details}; the D'Claw driver supports {known}"
+        raise ServoConfigurationError(
+            f"refusing to turn torque on: unsupported servo model: {details}; the D'Claw driver "
+            f"supports {known}",
+            list(unsupported),
         )
     return np.array([ct.MODELS[models[i]].current_ma_per_unit for i in servo_ids])
 

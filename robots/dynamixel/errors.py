@@ -62,6 +62,11 @@ class SerialPortPermissionError(DynamixelError, RobotRefused, PermissionError):
     """This user may not open the serial port."""
 
 
+class SerialPortOpenError(DynamixelError, RobotRefused):
+    """The serial port exists but does not open as the servo bus's port (a directory, a file or
+    device that is not a serial port, a baud rate it refuses)."""
+
+
 class ServoConfigurationError(DynamixelError, RobotRefused):
     """Servo registers (or the pose the servos report) contradict what the driver needs to move
     them safely; ``servo_ids`` names the servos. Raised before torque goes on (the runtime reports

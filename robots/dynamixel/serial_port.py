@@ -4,8 +4,8 @@
 that this user may not open (:class:`SerialPortPermissionError`); :func:`open_exclusive` opens the
 tty exclusively through ROBOTIS's ``dynamixel_sdk`` (:class:`ExclusivePortHandler`) and turns a
 failure into one of those errors, a :class:`~robots.dynamixel.port_lock.PortInUseError` naming
-the command that shows the holder, or a :class:`DynamixelError`. :func:`check_latency_timer` warns
-when a USB adapter's latency timer slows every read.
+the command that shows the holder, or a :class:`SerialPortOpenError`.
+:func:`check_latency_timer` warns when a USB adapter's latency timer slows every read.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import dynamixel_sdk as sdk
 import serial
 
 from robots.dynamixel.errors import (
-    DynamixelError,
     SerialPortNotFoundError,
+    SerialPortOpenError,
     SerialPortPermissionError,
 )
 from robots.dynamixel.port_lock import PortInUseError
@@ -111,7 +111,7 @@ def check_port_access(port: str, adapter: str) -> None:
 def open_exclusive(port: str, baudrate: int, adapter: str) -> sdk.PortHandler:
     """The SDK's handler of ``port``, opened exclusively at ``baudrate``; a failure closes it and
     raises :class:`SerialPortNotFoundError`, :class:`SerialPortPermissionError`,
-    :class:`PortInUseError` or :class:`DynamixelError`."""
+    :class:`PortInUseError` or :class:`SerialPortOpenError`."""
     handler = ExclusivePortHandler(port)
     try:
         opened = handler.setBaudRate(baudrate)
@@ -122,7 +122,9 @@ def open_exclusive(port: str, baudrate: int, adapter: str) -> sdk.PortHandler:
     if not opened:
         if handler.is_open:
             handler.closePort()
-        raise DynamixelError(f"could not open serial port {port} at {baudrate} baud")
+        raise SerialPortOpenError(
+            f"could not open serial port {port} at {baudrate} baud: {_which_port(adapter)}"
+        )
     return handler
 
 
@@ -153,4 +155,8 @@ def _open_error(exc: Exception, port: str, adapter: str) -> Exception:
             f"exclusively; see which with: fuser -v {real}): stop it first",
             port,
         )
-    return DynamixelError(f"could not open serial port {port}: {exc}")
+    return SerialPortOpenError(f"could not open serial port {port}: {exc}: {_which_port(adapter)}")
+
+
+def _which_port(adapter: str) -> str:
+    return f"is it {adapter}? `slac-calibrate ports` lists the ports servos answer on"
