@@ -155,7 +155,8 @@ def views_from_images(
     directory: Path, detector: BoardDetector, log: Callable[[str], None] = print
 ) -> ViewCollector:
     """Every image in ``directory`` (sorted by name) that shows the board; the images must all be
-    the same size. Images without the board are named and skipped."""
+    the same size. Images without the board, and copies of a view already taken (every corner
+    within ``STILL_PX`` of where it was), are named and skipped."""
     directory = Path(directory)
     if not directory.is_dir():
         raise IntrinsicsRefused(f"--images {directory} is not a directory")
@@ -165,7 +166,7 @@ def views_from_images(
             f"no images in {directory} (looked for {', '.join(IMAGE_SUFFIXES)})"
         )
     collector: ViewCollector | None = None
-    without_board = []
+    without_board, repeats = [], []
     for path in paths:
         colour = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if colour is None:
@@ -185,10 +186,14 @@ def views_from_images(
         if detection is None:
             without_board.append(path.name)
             continue
+        if any(_still(view.detection, detection) for view in collector.views):
+            repeats.append(path.name)
+            continue
         collector.add(BoardView(detection, path.name), cv2.cvtColor(colour, cv2.COLOR_BGR2RGB))
     log(
-        f"{len(collector.views)} of {len(paths)} images in {directory} show the board"
+        f"{len(collector.views)} of {len(paths)} images in {directory} are views of the board"
         + (f"; not found in: {', '.join(without_board)}" if without_board else "")
+        + (f"; copies of a view already taken: {', '.join(repeats)}" if repeats else "")
     )
     return collector
 

@@ -245,6 +245,22 @@ def test_poor_board_captures_are_refused_saying_why(
     assert (tmp_path / "coverage.png").is_file()  # the picture shows why
 
 
+def test_images_that_repeat_one_view_are_one_view(board_png, tmp_path, capsys):
+    """Copies of one photo are one view, however many: a board filling the frame covers every cell
+    and fits some lens closely, but one view cannot tell the focal length from the distortion."""
+    warp = LENS_CASES["k1 k2 p1 p2"].lens_warp()
+    filling = BoardPose(rotation=np.eye(3), position=np.array([0.0, 0.0, 0.19]))
+    folder = tmp_path / "copies"
+    write_views(folder, warp, board_png, [filling])
+    for k in range(1, 12):
+        (folder / f"view-{k:02d}.png").write_bytes((folder / "view-00.png").read_bytes())
+    out = tmp_path / "camera.json"
+    coverage = ["--save-coverage", str(tmp_path / "coverage.png")]
+    err = refusal(capsys, "--images", str(folder), "--out", str(out), *coverage)
+    assert "only 1 view of the board, at least 10 are needed" in err, err
+    assert not out.exists()
+
+
 def test_chessboard_from_image_files(tmp_path, capsys):
     """Without ChArUco: a plain chessboard, always whole in view, from a folder of images."""
     board_png = tmp_path / "chessboard.png"
