@@ -44,9 +44,14 @@ def wait_until_board_is_gone(config: CameraConfig, detector) -> None:
     print("take the board out of the camera's view: the crop search needs the robot alone")
     deadline = time.monotonic() + config.capture_time
     gone_since = None
+    still_in_view = f"after {config.capture_time:g} s (--capture-time)"
     with FrameStream(config.camera, config.camera_timeout) as stream:
         while time.monotonic() < deadline:
-            frame = stream.next(1.0)
+            try:
+                frame = stream.next(1.0)
+            except EOFError:  # the end of a video file
+                still_in_view = f"when {config.camera} ended"
+                break
             if frame is None:
                 continue
             if detector.detect(frame) is not None:
@@ -56,8 +61,9 @@ def wait_until_board_is_gone(config: CameraConfig, detector) -> None:
             elif time.monotonic() - gone_since >= BOARD_GONE_S:
                 return
     raise UsageError(
-        f"the board was still in view after {config.capture_time:g} s (--capture-time); the lens "
-        "calibration is written: run --auto again once the board is away"
+        f"the board was still in view {still_in_view}, so the crop search could not follow and "
+        "nothing was written: run --intrinsics --auto again and take the board away once the "
+        "lens is accepted, or --intrinsics alone"
     )
 
 

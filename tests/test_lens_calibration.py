@@ -329,6 +329,29 @@ def test_lens_options_are_checked(tmp_path, capsys):
     assert "must look like 9x6" in capsys.readouterr().err
 
 
+def test_a_video_that_ends_with_the_board_in_view_refuses_the_crop_search(
+    views_of_two_lenses, tmp_path, capsys
+):
+    """--intrinsics --auto from a video: the lens is accepted, the video is read again for the
+    board to go away and ends with it still in view: refused in one line, the calibration there
+    left as it was."""
+    first, _ = views_of_two_lenses
+    video = tmp_path / "board.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (320, 240))
+    for path in sorted(first.iterdir()):
+        for _ in range(10):
+            writer.write(cv2.imread(str(path)))
+    writer.release()
+    out = tmp_path / "camera.json"
+    good = CameraCalibration(crop=(40, 20, 200, 200), source_size=(320, 240))
+    good.save(out)
+    argv = ["--camera", str(video), "--auto", "--joint-positions", "reset", "--out", str(out)]
+    err = refusal(capsys, *argv, "--save-coverage", str(tmp_path / "coverage.png"))
+    assert f"the board was still in view when {video} ended" in err, err
+    assert "nothing was written" in err
+    assert CameraCalibration.load(out) == good
+
+
 def test_intrinsics_from_a_video_of_the_board(views_of_two_lenses, tmp_path, capsys):
     """A video file is read as a live camera is (OpenCV capture, views taken while the board is
     still), and its end ends the capture."""
