@@ -428,6 +428,7 @@ def test_cli_publishes_the_settings_it_reads_back(video, tmp_path, capsys):
         ("--white-balance", "300", "auto or a colour temperature in 1000..15000 K"),
         ("--fourcc", "MJPEG", "pixel format must be four characters"),
         ("--resolution", "0x480", "resolution must be positive"),
+        ("--resolution", "100000x480", "resolution must be at most 16384 pixels each way"),
     ],
 )
 def test_cli_refuses_a_setting_that_is_none_in_one_line(option, value, need, capsys):

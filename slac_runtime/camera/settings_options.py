@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from slac_runtime.camera_settings import WHITE_BALANCE_RANGE_K, CameraSettings
+from slac_runtime.camera_settings import MAX_SIDE_PX, WHITE_BALANCE_RANGE_K, CameraSettings
 from slac_runtime.options import Check, option, parse_int
 
 AUTO = "auto"
@@ -23,6 +23,10 @@ def parse_resolution(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"resolution must look like 640x480, got {text!r}") from e
     if not (width > 0 and height > 0):
         raise argparse.ArgumentTypeError(f"resolution must be positive, like 640x480, got {text!r}")
+    if max(width, height) > MAX_SIDE_PX:
+        raise argparse.ArgumentTypeError(
+            f"resolution must be at most {MAX_SIDE_PX} pixels each way, like 640x480, got {text!r}"
+        )
     return width, height
 
 
