@@ -114,13 +114,23 @@ def test_camera_list_finds_the_virtual_camera_and_says_where_nothing_publishes(
     )
 
 
-def test_camera_list_refuses_an_endpoint_it_cannot_listen_at(capsys):
+@pytest.mark.parametrize(
+    "endpoint, why",
+    [
+        ("tcp://*:5555", ""),
+        ("tcp://127.0.0.1", " (tcp:// needs host:port"),
+        ("tcp://127.0.0.1:99999", " (tcp:// needs host:port"),
+        ("ipc://", " (Invalid argument"),
+        ("inproc://camera", " (inproc:// reaches only this process)"),
+    ],
+)
+def test_camera_list_refuses_an_endpoint_it_cannot_listen_at(capsys, endpoint, why):
     with pytest.raises(SystemExit) as refused:
-        camera_main(["--list", "--publishers", "tcp://*:5555"])
+        camera_main(["--list", "--publishers", f"tcp://127.0.0.1:5555,{endpoint}"])
     assert refused.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
-    assert "'tcp://*:5555' is not a ZeroMQ address to listen at" in err
+    assert f"{endpoint!r} is not a ZeroMQ address to listen at{why}" in err
 
 
 def test_camera_list_names_each_device_in_numeric_order(tmp_path, capsys):

@@ -15,6 +15,8 @@ import argparse
 import time
 from dataclasses import dataclass
 
+import zmq
+
 from slac_runtime.camera_settings import CameraSettings
 from slac_runtime.frames import (
     DEFAULT_CAMERA_ENDPOINT,
@@ -122,14 +124,38 @@ def parse_endpoints(text: str) -> tuple[str, ...]:
     one that is not a ZeroMQ address to connect to."""
     endpoints = tuple(e.strip() for e in text.split(",") if e.strip())
     for endpoint in endpoints:
-        if not is_endpoint(endpoint) or "*" in endpoint:
+        problem = _endpoint_problem(endpoint)
+        if problem is not None:
             raise argparse.ArgumentTypeError(
-                f"{endpoint!r} is not a ZeroMQ address to listen at; use e.g. "
+                f"{endpoint!r} is not a ZeroMQ address to listen at{problem}; use e.g. "
                 "tcp://127.0.0.1:5555,ipc:///tmp/slac-camera"
             )
     if not endpoints:
         raise argparse.ArgumentTypeError(f"no endpoint in {text!r}")
     return endpoints
+
+
+def _endpoint_problem(endpoint: str) -> str | None:
+    """Why ``endpoint`` is no address a subscriber in another process can connect to (the text
+    that follows "is not a ZeroMQ address to listen at"), or None."""
+    if not is_endpoint(endpoint) or "*" in endpoint:
+        return ""
+    if endpoint.startswith("inproc://"):
+        return " (inproc:// reaches only this process)"
+    if endpoint.startswith("tcp://"):
+        port = endpoint.rpartition(":")[2]
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            return " (tcp:// needs host:port, the port 1..65535)"
+    context = zmq.Context()
+    socket = context.socket(zmq.SUB)
+    try:
+        socket.connect(endpoint)
+    except zmq.ZMQError as e:
+        return f" ({e})"
+    finally:
+        socket.close(linger=0)
+        context.term()
+    return None
 
 
 def list_publishers(endpoints: tuple[str, ...] = (DEFAULT_CAMERA_ENDPOINT,)) -> None:
