@@ -345,6 +345,27 @@ def test_cli_errors(tmp_path, capsys):
     assert "'flip_horizontal'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "calibration, need",
+    [
+        (CameraCalibration(source_size=(640, 480)), "made for 640x480 frames"),
+        (CameraCalibration(crop=(300, 0, 100, 100)), "does not fit in a 320x240 frame"),
+    ],
+    ids=["another size", "crop outside"],
+)
+def test_cli_refuses_a_calibration_that_does_not_fit_the_frames(
+    video, tmp_path, capsys, calibration, need
+):
+    """Checked against the frame size the camera reports, before anything is published."""
+    path = tmp_path / "camera.json"
+    calibration.save(path)
+    argv = ["--camera", video, "--bind", f"ipc://{tmp_path}/fit.ipc", "--quiet"]
+    assert main([*argv, "--camera-calibration", str(path), "--duration", "5"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"slac-camera: error: --camera-calibration {path}: "), err
+    assert need in err[-1] and not any("Traceback" in line for line in err)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_cli_exits_cleanly_on_ctrl_c(video, tmp_path, signum):
     endpoint = f"ipc://{tmp_path}/ctrlc.ipc"

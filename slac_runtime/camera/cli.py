@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from slac_runtime.camera.capture import (
     DEFAULT_FRAME_TIMEOUT_S,
     CameraError,
@@ -55,7 +57,7 @@ from slac_runtime.options import (
     run_command,
     say,
 )
-from slac_runtime.preprocessing import CameraCalibration
+from slac_runtime.preprocessing import CameraCalibration, preprocess_frame
 from slac_runtime.status_line import StatusLine
 from slac_runtime.stop_request import StopRequest
 
@@ -190,7 +192,7 @@ def _main(argv: list[str]) -> int:
     try:
         with (
             StopRequest(on_request=stop_publishing).installed(),
-            _opened(lambda: _open_camera(args, asked)) as camera,
+            _opened(lambda: _open_camera(args, asked, calibration)) as camera,
             _opened(lambda: FramePublisher(args.camera_bind, source=_source(camera))) as frames,
         ):
             publisher = CameraPublisher(
@@ -230,10 +232,22 @@ def _calibration(args: PublisherConfig) -> CameraCalibration:
     return calibration
 
 
-def _open_camera(args: PublisherConfig, asked: CameraSettings) -> OpenCVCamera:
-    return OpenCVCamera(
+def _open_camera(
+    args: PublisherConfig, asked: CameraSettings, calibration: CameraCalibration
+) -> OpenCVCamera:
+    """The camera, refused (ValueError) when the calibration does not fit the frame size it
+    reports: made for another size, or a crop box outside the frame."""
+    camera = OpenCVCamera(
         args.camera, loop=args.loop, frame_timeout_s=args.frame_timeout, settings=asked
     )
+    width, height = camera.settings.width, camera.settings.height
+    if width is not None and height is not None:  # else the first frame is checked as it comes
+        try:
+            preprocess_frame(np.zeros((height, width, 3), np.uint8), calibration)
+        except ValueError as e:
+            camera.close()
+            raise ValueError(f"--camera-calibration {args.camera_calibration}: {e}") from e
+    return camera
 
 
 def _source(camera: OpenCVCamera) -> dict[str, str]:
