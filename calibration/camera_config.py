@@ -6,6 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from calibration import check_file_to_write
 from slac_runtime.frames import FIRST_FRAME_TIMEOUT_S
 from slac_runtime.options import (
     UsageError,
@@ -150,6 +151,13 @@ class CameraConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        for option_name, path in (
+            ("--out", self.out),
+            ("--save-overlay", self.save_overlay),
+            ("--save-coverage", self.save_coverage),
+            ("--print-board", self.print_board),
+        ):
+            check_file_to_write(path, option_name)
         if self.print_board is not None:
             return
         if self.check and (self.auto or self.intrinsics):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration import check_file_to_write
 from calibration.text_table import text_table
 from slac_runtime.options import (
     Check,
@@ -84,6 +85,7 @@ class JointsConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        check_file_to_write(self.out, "--out")
         if not self.port:
             raise UsageError(
                 "--port is empty: give the servo bus's serial device, e.g. /dev/ttyUSB0"

@@ -216,6 +216,23 @@ def test_joint_errors_are_one_line(planted_dclaw, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_calibrating(
+    planted_dclaw, tmp_path, capsys
+):
+    (tmp_path / "a-file").write_text("")
+    for out, need in (
+        (tmp_path, f"--out {tmp_path} is a directory: give the name of a file to write"),
+        (tmp_path / "a-file" / "j.json", f"cannot be written: {tmp_path / 'a-file'} is not a"),
+    ):
+        argv = ["joints", "--port", planted_dclaw.port, "--yes", "--no-range-check"]
+        assert main([*argv, "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("slac-calibrate: error: ") and need in captured.err
+        assert len(captured.err.strip().splitlines()) == 1
+        assert "offsets" not in captured.out  # refused before the servos were read
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 @pytest.fixture
 def reset_dclaw(tmp_path):
     """The virtual D'Claw in its reset pose (fingers bent), no valve."""

@@ -261,6 +261,24 @@ def test_images_that_repeat_one_view_are_one_view(board_png, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_files_that_cannot_be_written_are_refused_before_the_views_are_read(
+    views_of_two_lenses, tmp_path, capsys
+):
+    first, _ = views_of_two_lenses
+    (tmp_path / "a-file").write_text("")
+    coverage = tmp_path / "coverage.png"
+    for option, path, need in (
+        ("--out", tmp_path, "is a directory: give the name of a file to write"),
+        ("--out", tmp_path / "a-file" / "c.json", f"{tmp_path / 'a-file'} is not a directory"),
+        ("--save-coverage", tmp_path, "is a directory: give the name of a file to write"),
+    ):
+        files = {"--out": tmp_path / "camera.json", "--save-coverage": coverage, option: path}
+        written = [word for name, file in files.items() for word in (name, str(file))]
+        err = refusal(capsys, "--images", str(first), *written)
+        assert f"{option} {path} " in err and need in err, err
+    assert not list(tmp_path.glob("*.tmp")) and not coverage.exists()
+
+
 def test_chessboard_from_image_files(tmp_path, capsys):
     """Without ChArUco: a plain chessboard, always whole in view, from a folder of images."""
     board_png = tmp_path / "chessboard.png"
