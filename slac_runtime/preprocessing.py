@@ -27,6 +27,7 @@ them on 64x64 pixels instead of 640x480 is what keeps a frame well under a milli
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -236,13 +237,19 @@ class CameraCalibration:
         return cls(**kwargs)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write as pretty JSON (atomically: a crash never leaves half a file)."""
+        """Write as pretty JSON (atomically: a crash never leaves half a file, and a failed or
+        interrupted write leaves the file there was and no temporary one)."""
         path = os.fspath(path)
         tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, indent=2)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CameraCalibration:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -535,6 +536,27 @@ def test_wrong_camera_files_are_refused(tmp_path, content, needle):
     with pytest.raises(ValueError) as info:
         CameraCalibration.load(path)
     assert needle in str(info.value) and str(path) in str(info.value)
+
+
+def test_an_interrupted_write_keeps_the_calibration_there_was(tmp_path, monkeypatch):
+    """Ctrl-C between writing the new file and putting it in place: the old file stays as it was,
+    and no temporary file is left beside it."""
+    camera_file, joint_file = tmp_path / "camera.json", tmp_path / "joints.json"
+    CameraCalibration(crop=(1, 2, 30, 30)).save(camera_file)
+    DEFAULT_CALIBRATION.save(joint_file)
+    before = {path: path.read_bytes() for path in (camera_file, joint_file)}
+
+    def interrupted(source, destination):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        CameraCalibration(crop=(5, 5, 10, 10)).save(camera_file)
+    with pytest.raises(KeyboardInterrupt):
+        dataclasses.replace(DEFAULT_CALIBRATION, note="new").save(joint_file)
+    monkeypatch.undo()
+    assert {path: path.read_bytes() for path in before} == before
+    assert sorted(tmp_path.iterdir()) == [camera_file, joint_file]
 
 
 def test_slac_calibrate_refuses_wrong_files(tmp_path, capsys):

@@ -357,12 +357,17 @@ class JointCalibration:
             raise CalibrationError(f"{source}: {exc}") from exc
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the file atomically (temporary file + rename) and return its path."""
+        """Write the file atomically (temporary file + rename) and return its path; a failed or
+        interrupted write leaves the file there was and no temporary one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
