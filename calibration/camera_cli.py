@@ -269,10 +269,18 @@ def run_camera(config: CameraConfig) -> int:
             output_size=config.size, source_size=lens.image_size, intrinsics=lens
         )
         previous_path = None
+    frame, sim = _frame_and_render(config, entry)
+    if previous is not None and config.auto and not _fits(previous, frame):
+        print(
+            f"{previous_path}: made for other frames than this camera's "
+            f"{frame.shape[1]}x{frame.shape[0]}: not compared, and its lens not used (calibrate "
+            "the lens at this size with --intrinsics --auto)",
+            flush=True,
+        )
+        previous = None
     lens = None if previous is None else previous.intrinsics
     if lens is not None:
         _say_lens(lens, previous_path)
-    frame, sim = _frame_and_render(config, entry)
     identity = CameraCalibration(output_size=config.size)
     compared = [("uncalibrated (centre square)", identity)]
     if previous is not None:
@@ -289,6 +297,16 @@ def run_camera(config: CameraConfig) -> int:
         live = preprocess_frame(frame, calibration, bgr=False)
         _save_found(config, d.name, result, match_score(live, sim))
     return 0
+
+
+def _fits(calibration: CameraCalibration, frame: np.ndarray) -> bool:
+    """Whether ``calibration`` can preprocess ``frame`` (made for its size, lens and crop box
+    included)."""
+    try:
+        preprocess_frame(frame, calibration)
+    except ValueError:
+        return False
+    return True
 
 
 def _say_lens(lens, path: Path | None) -> None:

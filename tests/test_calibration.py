@@ -400,6 +400,28 @@ def test_camera_auto_recovers_the_wide_view(wide_dclaw, tmp_path, calibration_di
     assert truth < before / 2  # the ground truth and preprocess_frame agree on the rotation's sign
 
 
+def test_camera_auto_sets_aside_a_calibration_made_for_other_frames(wide_dclaw, calibration_dir):
+    """A camera calibration at the default place made for another resolution does not stop
+    --auto from calibrating the camera as it is now: it is named, set aside and replaced."""
+    stale = CameraCalibration(source_size=(640, 480), crop=(100, 40, 400, 400))
+    calibration_dir.mkdir(parents=True, exist_ok=True)
+    stale.save(calibration_dir / "dclaw-camera.json")
+    run = slac_calibrate(
+        "camera",
+        "--robot",
+        "dclaw",
+        "--camera",
+        wide_dclaw.camera_endpoint,
+        "--port",
+        wide_dclaw.port,
+        "--auto",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "made for other frames than this camera's 320x240: not compared" in run.stdout
+    found = CameraCalibration.load(calibration_dir / "dclaw-camera.json")
+    assert found.source_size == (WideView().width, WideView().height)
+
+
 def test_camera_search_handles_the_other_roll_and_a_mirror(tmp_path):
     """The search alone, on a view rolled the other way, and mirrored: both signs end to end."""
     view = WideView(roll_deg=-4.0, shift_px=(-10, 6))
