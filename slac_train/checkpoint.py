@@ -193,11 +193,17 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     path = latest_checkpoint(run_dir_or_file)
     check_checkpoint_file(path)
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if state.get("format") != FORMAT_VERSION:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch.load raises many types for a damaged or truncated file
+        reason = (str(error).split(". ")[0] or type(error).__name__).strip()
         raise ValueError(
-            f"{path}: checkpoint format {state.get('format')!r}, this code reads {FORMAT_VERSION}"
-        )
+            f"{path} could not be read as a checkpoint: the file is damaged or incomplete "
+            f"({reason}); resume from or export another checkpoint"
+        ) from None
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {found!r}, this code reads {FORMAT_VERSION}")
     state["path"] = str(path)
     return state
 

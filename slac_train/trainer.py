@@ -147,6 +147,16 @@ def checkpoint_to_resume(
     lock = RunLock(run_dir).acquire()
     try:
         state = load_checkpoint(run_dir)
+        if state.get("imitation") is not None:
+            raise ValueError(
+                f"{state['path']} is a slac-imitate checkpoint, which slac-train cannot continue: "
+                f"start a slac-train run from its policy with --init-policy {run_dir}"
+            )
+        lacking = sorted({"config", "counters", "agent", "rng"} - set(state))
+        if lacking:
+            raise ValueError(
+                f"{state['path']} is not a slac-train checkpoint (it has no {', '.join(lacking)})"
+            )
         config = TrainConfig.from_dict(state["config"])
         changed = {k: v for k, v in overrides.items() if getattr(config, k) != v}
         refused = sorted(set(changed) - RESUMABLE_OVERRIDES)

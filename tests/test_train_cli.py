@@ -237,3 +237,21 @@ def test_a_budget_inside_the_random_collection_is_refused(capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "never be updated" in err and "10,000 agent steps x action repeat 4" in err
+
+
+def test_resume_refuses_a_damaged_checkpoint_and_a_slac_imitate_run(tmp_path, capsys):
+    from slac_train.checkpoint import save_checkpoint
+
+    damaged = tmp_path / "damaged"
+    path = save_checkpoint(damaged, "ckpt-0000000100-0000000010", {"config": {}, "pad": [0] * 999})
+    path.write_bytes(path.read_bytes()[:300])  # a copy cut short
+    assert main(["--resume", str(damaged)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "damaged or incomplete" in err, err
+
+    imitated = tmp_path / "imitated"
+    save_checkpoint(imitated, "ckpt-bc-00000002", {"config": {}, "imitation": {}, "counters": {}})
+    assert main(["--resume", str(imitated)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a slac-imitate checkpoint" in err, err
+    assert f"--init-policy {imitated}" in err
