@@ -124,6 +124,43 @@ def test_teacher_episodes_are_recorded_with_their_rewards_and_episode_ends(teach
     np.testing.assert_array_equal(obs, arrays["final_frames"][0])
 
 
+def test_a_dataset_whose_arrays_do_not_fit_together_is_refused_in_one_sentence(tmp_path):
+    from slac_runtime.options import UsageError
+    from slac_train.imitation.dataset import load_datasets
+
+    data = Dataset((8, 8, 3), 2)
+    frames = [np.zeros((8, 8, 3), np.uint8)] * 4
+    actions = [np.zeros(2, np.float32)] * 4
+    data.add_episode(frames, actions, actions, None, [0.0] * 4, [False] * 4, frames[0])
+    meta = {"teacher": "x", "episodes": 1, "teacher_stats": {"return_mean": 0, "success_rate": 0}}
+    data.save(tmp_path / "good.npz", meta)
+    good = dict(np.load(tmp_path / "good.npz"))
+    damaged = {
+        "nan rewards": dict(rewards=np.full(4, np.nan, np.float32)),
+        "rewards cut short": dict(rewards=np.zeros(3, np.float32)),
+        "actions cut short": dict(actions=np.zeros((3, 2), np.float32)),
+        "actions of one number": dict(actions=np.zeros(4, np.float32)),
+        "float frames": dict(frames=good["frames"].astype(np.float32)),
+        "no episode": {k: v[:0] for k, v in good.items() if v.ndim},
+        "starts out of order": dict(starts=np.array([0, 0, 3, 1])),
+        "meta a list": dict(meta=np.array("[]")),
+    }
+    for change in damaged.values():  # (keyed by what is wrong)
+        np.savez(tmp_path / "bad.npz", **{**good, **change})
+        with pytest.raises(ValueError, match="is not a dataset slac-imitate --save-dataset wrote"):
+            Demonstrations.load([str(tmp_path / "bad.npz")], (8, 8, 3), 2, 2)
+        with pytest.raises(UsageError):  # slac-imitate --dataset
+            load_datasets([str(tmp_path / "bad.npz")], (8, 8, 3), 2, "toy")
+    cut = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(cut[: len(cut) // 2])
+    with pytest.raises(UsageError, match="damaged or incomplete"):
+        load_datasets([str(tmp_path / "cut.npz")], (8, 8, 3), 2, "toy")
+    np.savez(tmp_path / "no-stats.npz", **{**good, "meta": np.array("{}")})
+    with pytest.raises(UsageError, match="does not name its teacher"):
+        load_datasets([str(tmp_path / "no-stats.npz")], (8, 8, 3), 2, "toy")
+    assert len(Demonstrations.load([str(tmp_path / "good.npz")], (8, 8, 3), 2, 2).sources) == 1
+
+
 def test_a_dataset_without_rewards_still_trains_imitation_but_is_refused_as_demonstrations(
     tmp_path, capsys
 ):

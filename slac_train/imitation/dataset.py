@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -141,13 +143,22 @@ class Dataset:
     @classmethod
     def load(cls, path: Path) -> tuple[Dataset, dict]:
         check_dataset_file(path)
-        with np.load(path) as f:
-            stored = {k: f[k] for k in f.files}
+        try:
+            with np.load(path) as f:
+                stored = {k: f[k] for k in f.files}
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+            raise ValueError(f"{path} is damaged or incomplete ({error})") from None
         missing = {"frames", "actions", "labels", "starts", "aux", "meta"} - set(stored)
         if missing:
             raise ValueError(
                 f"{path} is not a dataset written by slac-imitate --save-dataset "
                 f"(no {', '.join(sorted(missing))})"
+            )
+        problem = _inconsistency(stored)
+        if problem:
+            raise ValueError(
+                f"{path} is not a dataset slac-imitate --save-dataset wrote: {problem}; record it "
+                "again"
             )
         data = cls(stored["frames"].shape[1:], stored["actions"].shape[1])
         data.frames, data.actions, data.labels = (
@@ -205,6 +216,49 @@ class Dataset:
         return arrays
 
 
+def _inconsistency(stored: dict[str, np.ndarray]) -> str | None:
+    """What in a dataset file's arrays does not fit together (None where all does): frames
+    ``uint8 [N, H, W, 3]``, per frame an executed action (finite), a label, its episode's first
+    frame and dynamics draw, and in format 2 a finite reward, a flag and per episode a final frame;
+    ``meta`` a JSON object."""
+    frames, actions, labels, starts = (stored[k] for k in ("frames", "actions", "labels", "starts"))
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        return f"frames are {frames.dtype} {list(frames.shape)}, not uint8 [N, H, W, 3]"
+    n = len(frames)
+    if n == 0:
+        return "it holds no episode"
+    if actions.ndim != 2 or len(actions) != n or labels.shape != actions.shape:
+        return (
+            f"{n} frames need as many actions and labels [N, A], got {list(actions.shape)} and "
+            f"{list(labels.shape)}"
+        )
+    if not np.issubdtype(actions.dtype, np.number) or not np.isfinite(actions).all():
+        return "its actions are not all finite numbers"
+    if starts.shape != (n,) or len(stored["aux"]) != n:
+        return f"{n} frames need as many episode starts and dynamics draws"
+    index = np.arange(n)
+    if not np.issubdtype(starts.dtype, np.integer) or not (
+        (starts >= 0).all() and (starts <= index).all() and (starts[starts] == starts).all()
+    ):
+        return "its episode starts do not mark the episodes' first frames"
+    if set(TRANSITION_ARRAYS) <= set(stored):
+        rewards, terminated, finals = (stored[k] for k in TRANSITION_ARRAYS)
+        if rewards.shape != (n,) or terminated.shape != (n,):
+            return f"{n} frames need as many rewards and termination flags"
+        if not np.issubdtype(rewards.dtype, np.number) or not np.isfinite(rewards).all():
+            return "its rewards are not all finite numbers"
+        episodes = len(np.unique(starts))
+        if finals.shape != (episodes, *frames.shape[1:]):
+            return f"its {episodes} episodes need as many final frames {list(frames.shape[1:])}"
+    try:
+        meta = json.loads(str(stored["meta"]))
+    except ValueError as error:
+        return f"its meta is not JSON ({error})"
+    if not isinstance(meta, dict):
+        return "its meta is not a JSON object"
+    return None
+
+
 def load_datasets(
     paths: Sequence[str], frame_shape: tuple[int, ...], action_dim: int, task: str
 ) -> tuple[Dataset, str, dict[str, float]]:
@@ -218,6 +272,16 @@ def load_datasets(
             part, recorded = Dataset.load(Path(path))
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot read the dataset {path}: {e}") from None
+        stats = recorded.get("teacher_stats")
+        if not (
+            {"teacher", "episodes"} <= set(recorded)
+            and isinstance(stats, dict)
+            and {"return_mean", "success_rate"} <= set(stats)
+        ):
+            raise UsageError(
+                f"{path}'s meta does not name its teacher, episodes and teacher_stats: it is not a "
+                "dataset slac-imitate --save-dataset wrote; record it again"
+            )
         if part.frame_shape != frame_shape or part.action_dim != action_dim:
             raise UsageError(
                 f"{path} holds frames {part.frame_shape} and actions of {part.action_dim}, but "
