@@ -498,7 +498,13 @@ class TrainConfig:
 
     @classmethod
     def load_json(cls, path: str | Path) -> TrainConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            values = json.loads(Path(path).read_text())
+        except ValueError as error:  # an empty or cut-short file
+            raise ValueError(f"{path} is not a JSON config ({error})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} is not a JSON config (not an object of TrainConfig fields)")
+        return cls.from_dict(values)
 
 
 def field_problems(config: Any) -> list[str]:

@@ -255,3 +255,10 @@ def test_resume_refuses_a_damaged_checkpoint_and_a_slac_imitate_run(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is a slac-imitate checkpoint" in err, err
     assert f"--init-policy {imitated}" in err
+
+
+def test_print_config_of_a_run_whose_config_json_is_damaged_names_the_file(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("")
+    assert main(["--resume", str(tmp_path), "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{tmp_path / 'config.json'} is not a JSON config" in err
