@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -347,20 +348,25 @@ def assert_close_calibration(
     assert np.sign(found.rotation_deg) == np.sign(expected.rotation_deg)
 
 
-def test_camera_auto_recovers_the_wide_view(wide_dclaw, tmp_path, calibration_dir, record_property):
-    overlay = tmp_path / "overlay.png"
-    run = slac_calibrate(
+def calibrate_camera_auto(robot: VirtualDClaw, overlay: Path) -> subprocess.CompletedProcess:
+    """``slac-calibrate camera --auto`` on the virtual D'Claw; its overlay goes to ``overlay``."""
+    return slac_calibrate(
         "camera",
         "--robot",
         "dclaw",
         "--camera",
-        wide_dclaw.camera_endpoint,
+        robot.camera_endpoint,
         "--port",
-        wide_dclaw.port,
+        robot.port,
         "--auto",
         "--save-overlay",
         str(overlay),
     )
+
+
+def test_camera_auto_recovers_the_wide_view(wide_dclaw, tmp_path, calibration_dir, record_property):
+    overlay = tmp_path / "overlay.png"
+    run = calibrate_camera_auto(wide_dclaw, overlay)
     assert run.returncode == 0, run.stderr
     assert "image error" in run.stdout and "colour" in run.stdout
     print(run.stdout)
@@ -400,22 +406,15 @@ def test_camera_auto_recovers_the_wide_view(wide_dclaw, tmp_path, calibration_di
     assert truth < before / 2  # the ground truth and preprocess_frame agree on the rotation's sign
 
 
-def test_camera_auto_sets_aside_a_calibration_made_for_other_frames(wide_dclaw, calibration_dir):
+def test_camera_auto_sets_aside_a_calibration_made_for_other_frames(
+    wide_dclaw, tmp_path, calibration_dir
+):
     """A camera calibration at the default place made for another resolution does not stop
     --auto from calibrating the camera as it is now: it is named, set aside and replaced."""
     stale = CameraCalibration(source_size=(640, 480), crop=(100, 40, 400, 400))
     calibration_dir.mkdir(parents=True, exist_ok=True)
     stale.save(calibration_dir / "dclaw-camera.json")
-    run = slac_calibrate(
-        "camera",
-        "--robot",
-        "dclaw",
-        "--camera",
-        wide_dclaw.camera_endpoint,
-        "--port",
-        wide_dclaw.port,
-        "--auto",
-    )
+    run = calibrate_camera_auto(wide_dclaw, tmp_path / "overlay.png")
     assert run.returncode == 0, run.stderr
     assert "made for other frames than this camera's 320x240: not compared" in run.stdout
     found = CameraCalibration.load(calibration_dir / "dclaw-camera.json")
