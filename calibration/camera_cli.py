@@ -303,7 +303,7 @@ def _fits(calibration: CameraCalibration, frame: np.ndarray) -> bool:
     """Whether ``calibration`` can preprocess ``frame`` (made for its size, lens and crop box
     included)."""
     try:
-        preprocess_frame(frame, calibration)
+        calibration.check_frame_size(frame.shape[1], frame.shape[0])
     except ValueError:
         return False
     return True

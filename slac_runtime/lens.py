@@ -170,6 +170,16 @@ class LensIntrinsics:
 
     # ---- OpenCV's forms -------------------------------------------------------------------------
 
+    def check_frame_size(self, width: int, height: int) -> None:
+        """ValueError, saying what to do, for frames of another size than ``image_size``."""
+        if (width, height) != self.image_size:
+            w, h = self.image_size
+            raise ValueError(
+                f"the lens was calibrated on {w}x{h} frames, but the camera delivers "
+                f"{width}x{height}; recalibrate (slac-calibrate camera --intrinsics) or set the "
+                "camera's resolution"
+            )
+
     def camera_matrix(self) -> np.ndarray:
         """``K``: float64[3, 3]."""
         (fx, fy), (cx, cy) = self.focal_px, self.principal_point_px
@@ -384,13 +394,7 @@ class Undistorter:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """``frame[H, W, C]`` (or ``[H, W]``) of the calibrated size -> its pinhole image (new)."""
         height, width = frame.shape[:2]
-        if (width, height) != self.intrinsics.image_size:
-            w, h = self.intrinsics.image_size
-            raise ValueError(
-                f"the lens was calibrated on {w}x{h} frames, but the camera delivers "
-                f"{width}x{height}; recalibrate (slac-calibrate camera --intrinsics) or set the "
-                "camera's resolution"
-            )
+        self.intrinsics.check_frame_size(width, height)
         return cv2.remap(
             frame,
             self._map_xy,

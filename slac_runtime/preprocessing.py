@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from slac_runtime.camera_settings import CameraSettings, refuse_unknown_fields
-from slac_runtime.lens import LensIntrinsics, undistorter
+from slac_runtime.lens import LensIntrinsics
 
 CALIBRATION_SCHEMA_VERSION = 1
 DEFAULT_OUTPUT_SIZE = 64  # pixels, the image size the policy is trained on
@@ -179,6 +179,13 @@ class CameraCalibration:
             and not self.flip_horizontal
             and not self.flip_vertical
         )
+
+    def check_frame_size(self, frame_width: int, frame_height: int) -> None:
+        """ValueError, saying what to do, unless frames of this size can be preprocessed: the
+        size the calibration (and its lens) was made for, the crop box inside."""
+        self.crop_box(frame_width, frame_height)
+        if self.intrinsics is not None:
+            self.intrinsics.check_frame_size(frame_width, frame_height)
 
     def crop_box(self, frame_width: int, frame_height: int) -> tuple[int, int, int, int]:
         """The crop box ``(x, y, w, h)`` used on a frame of this size (checked against it)."""
@@ -360,9 +367,7 @@ def _lens_cut_maps(
 def _undistort_rotate_and_cut(frame: np.ndarray, calibration: CameraCalibration) -> np.ndarray:
     """:func:`_rotate_and_cut` of the frame's pinhole image, in one remap from the frame itself."""
     height, width = frame.shape[:2]
-    lens = calibration.intrinsics
-    if (width, height) != lens.image_size:
-        undistorter(lens)(frame)  # refuses the frame, saying why
+    calibration.intrinsics.check_frame_size(width, height)
     box = calibration.crop_box(width, height)
     map_xy, map_fraction, _ = _lens_cut_maps(calibration, box)
     return cv2.remap(

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from slac_runtime.camera.capture import (
     DEFAULT_FRAME_TIMEOUT_S,
     CameraError,
@@ -57,7 +55,7 @@ from slac_runtime.options import (
     run_command,
     say,
 )
-from slac_runtime.preprocessing import CameraCalibration, preprocess_frame
+from slac_runtime.preprocessing import CameraCalibration
 from slac_runtime.status_line import StatusLine
 from slac_runtime.stop_request import StopRequest
 
@@ -243,7 +241,7 @@ def _open_camera(
     width, height = camera.settings.width, camera.settings.height
     if width is not None and height is not None:  # else the first frame is checked as it comes
         try:
-            preprocess_frame(np.zeros((height, width, 3), np.uint8), calibration)
+            calibration.check_frame_size(width, height)
         except ValueError as e:
             camera.close()
             raise ValueError(f"--camera-calibration {args.camera_calibration}: {e}") from e
