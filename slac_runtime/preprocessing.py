@@ -27,7 +27,6 @@ them on 64x64 pixels instead of 640x480 is what keeps a frame well under a milli
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -38,6 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from slac_runtime.atomic_file import write_text_atomic
 from slac_runtime.camera_settings import CameraSettings, refuse_unknown_fields
 from slac_runtime.lens import LensIntrinsics
 
@@ -246,17 +246,7 @@ class CameraCalibration:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as pretty JSON (atomically: a crash never leaves half a file, and a failed or
         interrupted write leaves the file there was and no temporary one)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=2)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CameraCalibration:

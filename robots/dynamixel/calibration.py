@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from robots.dynamixel import control_table as ct
+from slac_runtime.atomic_file import write_text_atomic
 from slac_runtime.robot import RobotRefused
 
 CALIBRATION_FORMAT = "slac-joint-calibration"
@@ -361,13 +362,7 @@ class JointCalibration:
         interrupted write leaves the file there was and no temporary one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod
